@@ -1,0 +1,122 @@
+//! Loading the embedded eBPF object, attaching it to the cgroup with pinned links, and removing
+//! it again. Links are pinned so enforcement outlives the agent; a new agent attaches its
+//! programs *before* it removes the links it adopted, so there is no gap on restart or upgrade.
+use std::{
+    fs::{self, File},
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    programs::{
+        links::{FdLink, PinnedLink},
+        CgroupAttachMode, CgroupSockAddr,
+    },
+    Ebpf, EbpfLoader,
+};
+use ringfence_common::PROGRAMS;
+use tracing::{debug, info};
+
+use crate::{error::AgentError, maps::maps_dir};
+
+/// The eBPF object built from ebpf/ringfence-ebpf by build.rs.
+pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ringfence"));
+
+/// Where links are pinned inside the agent's bpffs directory.
+pub fn links_dir(bpffs: &Path) -> PathBuf {
+    bpffs.join("links")
+}
+
+/// True when a previous agent left pinned links (enforcement in force).
+pub fn has_pinned_links(bpffs: &Path) -> bool {
+    PROGRAMS.iter().any(|p| links_dir(bpffs).join(p).exists())
+}
+
+fn bpf_error(e: impl std::error::Error) -> AgentError {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    AgentError::BpfUnavailable(msg)
+}
+
+/// Loads the object, creating the maps or reusing the ones pinned under `<bpffs>/maps`.
+pub fn load(bpffs: &Path) -> Result<Ebpf, AgentError> {
+    for dir in [maps_dir(bpffs), links_dir(bpffs)] {
+        fs::create_dir_all(&dir).map_err(|e| AgentError::io("create", &dir, e))?;
+    }
+    EbpfLoader::new().default_map_pin_directory(maps_dir(bpffs)).load(EBPF_OBJECT).map_err(bpf_error)
+}
+
+/// Loads every program and attaches it to `cgroup`, replacing previously pinned links.
+pub fn attach_all(ebpf: &mut Ebpf, cgroup: &Path, bpffs: &Path) -> Result<(), AgentError> {
+    let cg = File::open(cgroup).map_err(|e| AgentError::io("open cgroup", cgroup, e))?;
+    let links = links_dir(bpffs);
+    for name in PROGRAMS {
+        let prog: &mut CgroupSockAddr = ebpf
+            .program_mut(name)
+            .ok_or_else(|| AgentError::BpfUnavailable(format!("program {name} missing from the object")))?
+            .try_into()
+            .map_err(bpf_error)?;
+        prog.load().map_err(bpf_error)?;
+        // With bpf_link_create (kernel >= 5.7) cgroup links are always multi-attach and the
+        // kernel rejects any attach flag, so the mode must be the default (no flags).
+        let id = prog.attach(&cg, CgroupAttachMode::Single).map_err(bpf_error)?;
+        let link: FdLink = prog.take_link(id).map_err(bpf_error)?.try_into().map_err(bpf_error)?;
+        let pin = links.join(name);
+        // bpffs refuses names with a dot.
+        let staging = links.join(format!("{name}_next"));
+        if staging.exists() {
+            fs::remove_file(&staging).map_err(|e| AgentError::io("remove stale pin", &staging, e))?;
+        }
+        link.pin(&staging).map_err(bpf_error)?;
+        if pin.exists() {
+            // The new program is attached: now the adopted link can go.
+            let old = PinnedLink::from_pin(&pin).map_err(bpf_error)?;
+            drop(old.unpin().map_err(|e| AgentError::io("unpin", &pin, e))?);
+            debug!(program = name, "replaced adopted link");
+        }
+        fs::rename(&staging, &pin).map_err(|e| AgentError::io("rename pin", &staging, e))?;
+    }
+    Ok(())
+}
+
+/// Detaches every pinned link and removes the pinned maps. Returns what was removed.
+pub fn detach_all(bpffs: &Path) -> Result<Vec<PathBuf>, AgentError> {
+    let mut removed = Vec::new();
+    let links = links_dir(bpffs);
+    for entry in read_dir_sorted(&links)? {
+        let link = PinnedLink::from_pin(&entry).map_err(bpf_error)?;
+        drop(link.unpin().map_err(|e| AgentError::io("unpin", &entry, e))?);
+        info!(link = %entry.display(), "detached");
+        removed.push(entry);
+    }
+    let maps = maps_dir(bpffs);
+    for entry in read_dir_sorted(&maps)? {
+        fs::remove_file(&entry).map_err(|e| AgentError::io("remove", &entry, e))?;
+        removed.push(entry);
+    }
+    for dir in [links, maps] {
+        if dir.exists() {
+            fs::remove_dir(&dir).map_err(|e| AgentError::io("remove directory", &dir, e))?;
+        }
+    }
+    // Best effort: the directory may be a mount point or hold other files.
+    let _ = fs::remove_dir(bpffs);
+    Ok(removed)
+}
+
+fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, AgentError> {
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let mut out = fs::read_dir(dir)
+        .map_err(|e| AgentError::io("read", dir, e))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| AgentError::io("read", dir, e))?;
+    out.sort();
+    Ok(out)
+}

@@ -1,0 +1,147 @@
+//! Verdict events from the kernel ring buffer: decoding, naming rules, logging.
+use std::{
+    collections::VecDeque,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    path::Path,
+    sync::Arc,
+};
+
+use aya::maps::{Map, MapData, RingBuf};
+use ringfence_common::{Event, EVENTS_MAP, PROTO_TCP, PROTO_UDP, PROGRAMS, VERDICT_ALLOW, VERDICT_DENY};
+use ringfence_policy::Policy;
+use serde::Serialize;
+use tokio::io::unix::AsyncFd;
+
+use crate::{error::AgentError, maps::maps_dir};
+
+/// Decodes one ring buffer record; `None` if it is too short.
+pub fn decode(bytes: &[u8]) -> Option<Event> {
+    if bytes.len() < std::mem::size_of::<Event>() {
+        return None;
+    }
+    // SAFETY: length checked; Event is plain old data valid for every bit pattern.
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<Event>()) })
+}
+
+/// An event as the agent reports it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct VerdictRecord {
+    pub verdict: &'static str,
+    pub rule: String,
+    pub rule_id: u32,
+    pub pid: u32,
+    pub comm: String,
+    pub cgroup_id: u64,
+    pub dst: IpAddr,
+    pub port: u16,
+    pub protocol: String,
+    pub hook: &'static str,
+    pub generation: u32,
+}
+
+/// Remembers the policies of recent generations, so an event decided by the previous policy
+/// (just before a reload) still gets the right rule name.
+#[derive(Default)]
+pub struct RuleNames {
+    recent: VecDeque<(u32, Arc<Policy>)>,
+}
+
+impl RuleNames {
+    pub fn insert(&mut self, generation: u32, policy: Arc<Policy>) {
+        self.recent.push_front((generation, policy));
+        self.recent.truncate(4);
+    }
+
+    fn name(&self, generation: u32, rule_id: u32) -> String {
+        if rule_id == ringfence_common::RULE_DEFAULT {
+            return "default".to_string();
+        }
+        self.recent
+            .iter()
+            .find(|(g, _)| *g == generation)
+            .and_then(|(_, p)| p.rule(rule_id))
+            .map(|r| r.name.clone())
+            .unwrap_or_else(|| format!("rule#{rule_id} (generation {generation})"))
+    }
+
+    /// Turns a raw event into a record with names.
+    pub fn record(&self, ev: &Event) -> VerdictRecord {
+        let dst = if ev.family == 4 {
+            IpAddr::V4(Ipv4Addr::new(ev.daddr[0], ev.daddr[1], ev.daddr[2], ev.daddr[3]))
+        } else {
+            IpAddr::V6(Ipv6Addr::from(ev.daddr))
+        };
+        let comm_len = ev.comm.iter().position(|&b| b == 0).unwrap_or(ev.comm.len());
+        VerdictRecord {
+            verdict: match ev.verdict {
+                VERDICT_ALLOW => "allow",
+                VERDICT_DENY => "deny",
+                _ => "audit-deny",
+            },
+            rule: self.name(ev.generation, ev.rule_id),
+            rule_id: ev.rule_id,
+            pid: ev.pid,
+            comm: String::from_utf8_lossy(&ev.comm[..comm_len]).into_owned(),
+            cgroup_id: ev.cgroup_id,
+            dst,
+            port: ev.dport as u16,
+            protocol: match ev.protocol {
+                PROTO_TCP => "tcp".into(),
+                PROTO_UDP => "udp".into(),
+                p => p.to_string(),
+            },
+            hook: PROGRAMS.get(ev.hook as usize).copied().unwrap_or("unknown"),
+            generation: ev.generation,
+        }
+    }
+}
+
+/// Logs one verdict record (target `ringfence::event`).
+pub fn log_record(r: &VerdictRecord) {
+    tracing::info!(
+        target: "ringfence::event",
+        verdict = r.verdict, rule = %r.rule, rule_id = r.rule_id, pid = r.pid, comm = %r.comm,
+        cgroup_id = r.cgroup_id, dst = %r.dst, port = r.port, protocol = %r.protocol,
+        hook = r.hook, generation = r.generation,
+        "verdict"
+    );
+}
+
+/// Async reader of the pinned ring buffer.
+pub struct EventReader {
+    fd: AsyncFd<RingBuf<MapData>>,
+}
+
+impl EventReader {
+    pub fn open(bpffs: &Path) -> Result<Self, AgentError> {
+        let path = maps_dir(bpffs).join(EVENTS_MAP);
+        let data = MapData::from_pin(&path).map_err(|e| AgentError::map(EVENTS_MAP, e))?;
+        let map = Map::from_map_data(data).map_err(|e| AgentError::map(EVENTS_MAP, e))?;
+        let rb = RingBuf::try_from(map).map_err(|e| AgentError::map(EVENTS_MAP, e))?;
+        // SAFETY: the RingBuf owns its map fd for its whole life and always returns that fd.
+        let fd = unsafe { AsyncFd::register_with_interest(rb, tokio::io::Interest::READABLE) }
+            .map_err(|e| AgentError::io("poll", &path, e.into_parts().1))?;
+        Ok(Self { fd })
+    }
+
+    /// Waits until events are available, then drains them into `out`.
+    pub async fn read(&mut self, out: &mut Vec<Event>) -> Result<(), AgentError> {
+        let mut guard = self.fd.readable_mut().await.map_err(|e| AgentError::io("poll", EVENTS_MAP, e))?;
+        Self::drain_into(guard.get_inner_mut(), out);
+        guard.clear_ready();
+        Ok(())
+    }
+
+    /// Takes whatever is buffered now, without waiting.
+    pub fn drain(&mut self, out: &mut Vec<Event>) {
+        Self::drain_into(self.fd.get_mut(), out);
+    }
+
+    fn drain_into(rb: &mut RingBuf<MapData>, out: &mut Vec<Event>) {
+        while let Some(item) = rb.next() {
+            if let Some(ev) = decode(&item) {
+                out.push(ev);
+            }
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! The Ringfence node agent: validates configuration, loads the eBPF programs, keeps the policy
+//! in the kernel maps (with atomic reloads) and reports verdict events.
+pub mod bpf;
+pub mod error;
+pub mod events;
+pub mod logging;
+pub mod maps;
+pub mod preflight;
+pub mod run;
+pub mod watch;
+
+pub use error::AgentError;

@@ -1,0 +1,110 @@
+//! `ringfence-agent`: the Ringfence node daemon.
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use clap::{Parser, Subcommand};
+use ringfence_agent::{
+    bpf,
+    error::AgentError,
+    logging::{self, LogFormat},
+    maps::PinnedMaps,
+    run::{run, RunConfig},
+};
+
+const DEFAULT_BPFFS: &str = "/sys/fs/bpf/ringfence";
+
+#[derive(Parser)]
+#[command(name = "ringfence-agent", version, about = "Ringfence egress enforcement agent")]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Enforce a policy on a cgroup; reloads on SIGHUP and when the file changes.
+    Run {
+        /// Policy file (YAML, ringfence.dev/v1 EgressPolicy).
+        #[arg(long)]
+        policy: PathBuf,
+        /// cgroup v2 directory whose processes (and sub-cgroups) are enforced.
+        #[arg(long)]
+        cgroup: PathBuf,
+        /// Directory on a bpf filesystem where links and maps are pinned.
+        #[arg(long, default_value = DEFAULT_BPFFS)]
+        bpffs: PathBuf,
+        /// Seconds between checks of the policy file for changes.
+        #[arg(long, default_value_t = 1.0)]
+        watch_interval: f64,
+    },
+    /// Remove the pinned programs and maps: enforcement stops.
+    Detach {
+        #[arg(long, default_value = DEFAULT_BPFFS)]
+        bpffs: PathBuf,
+    },
+    /// Show the policy generation in force and the kernel counters.
+    Status {
+        #[arg(long, default_value = DEFAULT_BPFFS)]
+        bpffs: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn status(bpffs: PathBuf, json: bool) -> Result<(), AgentError> {
+    let attached = bpf::has_pinned_links(&bpffs);
+    if !attached && !bpffs.exists() {
+        println!("not enforcing: nothing pinned under {}", bpffs.display());
+        return Ok(());
+    }
+    let maps = PinnedMaps::open(&bpffs)?;
+    let active = maps.active_policy()?;
+    let stats = maps.stats()?;
+    if json {
+        let v = serde_json::json!({ "attached": attached, "bpffs": bpffs, "policy": active, "counters": stats });
+        println!("{v}");
+    } else {
+        println!("attached:   {attached} ({})", bpffs.display());
+        println!("policy:     generation {} (slot {}), mode {}, default {}", active.generation, active.slot, active.mode, active.default_action);
+        println!("counters:   allowed {}, denied {}, audited {}, events dropped {}", stats.allowed, stats.denied, stats.audited, stats.events_dropped);
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_format);
+    let result = match cli.cmd {
+        Cmd::Run { policy, cgroup, bpffs, watch_interval } => {
+            if !(0.05..=3600.0).contains(&watch_interval) {
+                Err(AgentError::Config(vec![format!("--watch-interval {watch_interval}: must be between 0.05 and 3600 seconds")]))
+            } else {
+                let cfg = RunConfig {
+                    policy, cgroup, bpffs,
+                    watch_interval: Duration::from_secs_f64(watch_interval),
+                    grace: Duration::from_secs(2),
+                };
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("tokio runtime")
+                    .block_on(run(cfg))
+            }
+        }
+        Cmd::Detach { bpffs } => bpf::detach_all(&bpffs).map(|removed| {
+            println!("removed {} pins under {}", removed.len(), bpffs.display());
+        }),
+        Cmd::Status { bpffs, json } => status(bpffs, json),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("ringfence-agent: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! The pinned kernel maps, opened by path, and the double-buffered policy swap.
+//!
+//! `apply` writes a compiled policy into the slot the kernel is *not* reading, then flips
+//! `RF_ACTIVE` with one 4-byte write: every verdict sees either the old or the new policy whole.
+use std::path::{Path, PathBuf};
+
+use aya::maps::{
+    lpm_trie::{Key, LpmTrie},
+    Array, Map, MapData, MapError, PerCpuArray,
+};
+use ringfence_common::{
+    MatchList, PolicyConfig, PrefixEntry, ACTIVE_MAP, ALLOW_V4_MAPS, ALLOW_V6_MAPS, CONFIG_MAP,
+    DENY_V4_MAPS, DENY_V6_MAPS, LIST_MAPS, STATS_MAP, STAT_ALLOWED, STAT_AUDITED, STAT_DENIED,
+    STAT_EVENTS_DROPPED,
+};
+use ringfence_policy::Compiled;
+use serde::Serialize;
+
+use crate::error::AgentError;
+
+type Trie<const N: usize> = LpmTrie<MapData, [u8; N], PrefixEntry>;
+
+/// Where the maps are pinned inside the agent's bpffs directory.
+pub fn maps_dir(bpffs: &Path) -> PathBuf {
+    bpffs.join("maps")
+}
+
+fn open<T>(dir: &Path, name: &str) -> Result<T, AgentError>
+where
+    T: TryFrom<Map, Error = MapError>,
+{
+    let path = dir.join(name);
+    let data = MapData::from_pin(&path).map_err(|e| AgentError::map(name, format!("open pin {}: {e}", path.display())))?;
+    let map = Map::from_map_data(data).map_err(|e| AgentError::map(name, e))?;
+    T::try_from(map).map_err(|e| AgentError::map(name, e))
+}
+
+fn pair<T>(dir: &Path, names: [&str; 2]) -> Result<[T; 2], AgentError>
+where
+    T: TryFrom<Map, Error = MapError>,
+{
+    Ok([open(dir, names[0])?, open(dir, names[1])?])
+}
+
+/// Counters kept by the kernel programs, summed over CPUs.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct Stats {
+    pub allowed: u64,
+    pub denied: u64,
+    pub audited: u64,
+    pub events_dropped: u64,
+}
+
+/// The policy the kernel is reading now.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ActivePolicy {
+    pub slot: u32,
+    pub generation: u32,
+    pub default_action: &'static str,
+    pub mode: &'static str,
+}
+
+/// Handles on every pinned map.
+pub struct PinnedMaps {
+    deny4: [Trie<4>; 2],
+    allow4: [Trie<4>; 2],
+    deny6: [Trie<16>; 2],
+    allow6: [Trie<16>; 2],
+    lists: [Array<MapData, MatchList>; 2],
+    config: Array<MapData, PolicyConfig>,
+    active: Array<MapData, u32>,
+    stats: PerCpuArray<MapData, u64>,
+}
+
+impl PinnedMaps {
+    /// Opens the maps pinned under `<bpffs>/maps`.
+    pub fn open(bpffs: &Path) -> Result<Self, AgentError> {
+        let dir = maps_dir(bpffs);
+        Ok(Self {
+            deny4: pair(&dir, DENY_V4_MAPS)?,
+            allow4: pair(&dir, ALLOW_V4_MAPS)?,
+            deny6: pair(&dir, DENY_V6_MAPS)?,
+            allow6: pair(&dir, ALLOW_V6_MAPS)?,
+            lists: pair(&dir, LIST_MAPS)?,
+            config: open(&dir, CONFIG_MAP)?,
+            active: open(&dir, ACTIVE_MAP)?,
+            stats: open(&dir, STATS_MAP)?,
+        })
+    }
+
+    /// The slot the kernel reads and its settings.
+    pub fn active(&self) -> Result<(u32, PolicyConfig), AgentError> {
+        let slot = self.active.get(&0, 0).map_err(|e| AgentError::map(ACTIVE_MAP, e))? & 1;
+        let cfg = self.config.get(&slot, 0).map_err(|e| AgentError::map(CONFIG_MAP, e))?;
+        Ok((slot, cfg))
+    }
+
+    /// A printable summary of [`PinnedMaps::active`].
+    pub fn active_policy(&self) -> Result<ActivePolicy, AgentError> {
+        let (slot, cfg) = self.active()?;
+        Ok(ActivePolicy {
+            slot,
+            generation: cfg.generation,
+            default_action: if cfg.default_action == ringfence_common::ACTION_ALLOW { "allow" } else { "deny" },
+            mode: if cfg.mode == ringfence_common::MODE_AUDIT { "audit" } else { "enforce" },
+        })
+    }
+
+    /// Writes `compiled` into the inactive slot and makes it active. Returns the new generation.
+    pub fn apply(&mut self, compiled: &Compiled) -> Result<u32, AgentError> {
+        let (cur, cur_cfg) = self.active()?;
+        let next = (cur ^ 1) as usize;
+        fill(&mut self.deny4[next], &compiled.v4.deny, DENY_V4_MAPS[next])?;
+        fill(&mut self.allow4[next], &compiled.v4.allow, ALLOW_V4_MAPS[next])?;
+        fill(&mut self.deny6[next], &compiled.v6.deny, DENY_V6_MAPS[next])?;
+        fill(&mut self.allow6[next], &compiled.v6.allow, ALLOW_V6_MAPS[next])?;
+        for (i, list) in compiled.lists.iter().enumerate() {
+            self.lists[next].set(i as u32, list, 0).map_err(|e| AgentError::map(LIST_MAPS[next], e))?;
+        }
+        let generation = cur_cfg.generation.wrapping_add(1).max(1);
+        let cfg = PolicyConfig { default_action: compiled.default_action, mode: compiled.mode, generation, _reserved: 0 };
+        self.config.set(next as u32, cfg, 0).map_err(|e| AgentError::map(CONFIG_MAP, e))?;
+        // The switch: one array write, atomic for the programs.
+        self.active.set(0, next as u32, 0).map_err(|e| AgentError::map(ACTIVE_MAP, e))?;
+        Ok(generation)
+    }
+
+    /// Sums the per-CPU counters.
+    pub fn stats(&self) -> Result<Stats, AgentError> {
+        let sum = |i: u32| -> Result<u64, AgentError> {
+            let v = self.stats.get(&i, 0).map_err(|e| AgentError::map(STATS_MAP, e))?;
+            Ok(v.iter().sum())
+        };
+        Ok(Stats {
+            allowed: sum(STAT_ALLOWED)?,
+            denied: sum(STAT_DENIED)?,
+            audited: sum(STAT_AUDITED)?,
+            events_dropped: sum(STAT_EVENTS_DROPPED)?,
+        })
+    }
+}
+
+/// Replaces the contents of one trie with `entries`: stale keys removed, the rest upserted.
+fn fill<const N: usize>(
+    trie: &mut Trie<N>,
+    entries: &[([u8; N], u32, PrefixEntry)],
+    name: &str,
+) -> Result<(), AgentError>
+where
+    [u8; N]: aya::Pod,
+{
+    let wanted: std::collections::HashSet<(u32, [u8; N])> = entries.iter().map(|(a, l, _)| (*l, *a)).collect();
+    let stale: Vec<Key<[u8; N]>> = trie
+        .keys()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| AgentError::map(name, e))?
+        .into_iter()
+        .filter(|k| !wanted.contains(&(k.prefix_len(), k.data())))
+        .collect();
+    for key in stale {
+        trie.remove(&key).map_err(|e| AgentError::map(name, e))?;
+    }
+    for (addr, len, entry) in entries {
+        trie.insert(&Key::new(*len, *addr), entry, 0).map_err(|e| AgentError::map(name, e))?;
+    }
+    Ok(())
+}
+

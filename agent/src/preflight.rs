@@ -1,0 +1,89 @@
+//! Validation of everything the agent needs, before it touches the kernel. All problems are
+//! collected and reported together.
+use std::{
+    ffi::CString,
+    os::unix::ffi::OsStrExt,
+    path::{Path, PathBuf},
+};
+
+use ringfence_policy::{compile, load_policy_file, Compiled, Policy};
+
+use crate::error::AgentError;
+
+const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+/// A validated configuration: the policy parsed and compiled, the paths checked.
+pub struct Checked {
+    pub policy: Policy,
+    pub compiled: Compiled,
+    pub cgroup: PathBuf,
+    pub bpffs: PathBuf,
+}
+
+fn fs_magic(path: &Path) -> std::io::Result<i64> {
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    #[allow(clippy::unnecessary_cast)]
+    Ok(st.f_type as i64)
+}
+
+/// Checks that `dir` is a cgroup v2 directory.
+pub fn check_cgroup(dir: &Path) -> Result<(), String> {
+    match fs_magic(dir) {
+        Err(e) => Err(format!("--cgroup {}: {e} (expected a cgroup v2 directory, e.g. /sys/fs/cgroup)", dir.display())),
+        Ok(CGROUP2_SUPER_MAGIC) => Ok(()),
+        Ok(_) => Err(format!(
+            "--cgroup {}: not a cgroup v2 directory (no cgroup2 filesystem there; on hybrid systems cgroup v2 is usually at /sys/fs/cgroup/unified)",
+            dir.display()
+        )),
+    }
+}
+
+/// Checks that `dir` is, or can be created inside, a mounted bpf filesystem.
+pub fn check_bpffs(dir: &Path) -> Result<(), String> {
+    let existing = dir.ancestors().find(|p| p.exists()).unwrap_or(Path::new("/"));
+    match fs_magic(existing) {
+        Ok(BPF_FS_MAGIC) => Ok(()),
+        Ok(_) => Err(format!(
+            "--bpffs {}: {} is not on a bpf filesystem; mount one first: mount -t bpf bpf /sys/fs/bpf",
+            dir.display(),
+            existing.display()
+        )),
+        Err(e) => Err(format!("--bpffs {}: {e}", dir.display())),
+    }
+}
+
+/// Parses and compiles a policy file, one message per problem.
+pub fn check_policy(path: &Path) -> Result<(Policy, Compiled), Vec<String>> {
+    let policy = load_policy_file(path).map_err(|e| e.to_string().lines().map(str::to_string).collect::<Vec<_>>())?;
+    let compiled = compile(&policy).map_err(|e| vec![format!("{}: {e}", path.display())])?;
+    Ok((policy, compiled))
+}
+
+/// Runs every check; returns all problems at once.
+pub fn check(policy: &Path, cgroup: &Path, bpffs: &Path) -> Result<Checked, AgentError> {
+    let mut errors = Vec::new();
+    let compiled = check_policy(policy).map_err(|e| errors.extend(e)).ok();
+    if let Err(e) = check_cgroup(cgroup) {
+        errors.push(e);
+    }
+    if let Err(e) = check_bpffs(bpffs) {
+        errors.push(e);
+    }
+    let euid = unsafe { libc::geteuid() };
+    if !errors.is_empty() {
+        if euid != 0 {
+            errors.push(AgentError::NotRoot(euid).to_string());
+        }
+        return Err(AgentError::Config(errors));
+    }
+    if euid != 0 {
+        return Err(AgentError::NotRoot(euid));
+    }
+    let (policy, compiled) = compiled.expect("no errors means the policy compiled");
+    Ok(Checked { policy, compiled, cgroup: cgroup.to_path_buf(), bpffs: bpffs.to_path_buf() })
+}

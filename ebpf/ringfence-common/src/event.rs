@@ -1,0 +1,44 @@
+//! Verdict events sent from the kernel to the agent through the ring buffer.
+
+/// `Event::verdict` values.
+pub const VERDICT_ALLOW: u32 = 0;
+pub const VERDICT_DENY: u32 = 1;
+/// Audit mode: the policy would deny, the connection was allowed.
+pub const VERDICT_AUDIT: u32 = 2;
+
+/// `Event::hook` values, the index into [`crate::PROGRAMS`].
+pub const HOOK_CONNECT4: u32 = 0;
+pub const HOOK_CONNECT6: u32 = 1;
+pub const HOOK_SENDMSG4: u32 = 2;
+pub const HOOK_SENDMSG6: u32 = 3;
+
+/// One verdict. 88 bytes, no implicit padding.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// `bpf_ktime_get_ns()` (monotonic).
+    pub ts_ns: u64,
+    pub cgroup_id: u64,
+    /// Process id (tgid) and thread id.
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: [u8; 16],
+    /// Destination address in network order; IPv4 (also IPv4-mapped IPv6) in the first 4 bytes.
+    pub daddr: [u8; 16],
+    /// 4 or 6: the family the verdict was computed for.
+    pub family: u32,
+    /// Destination port, host order.
+    pub dport: u32,
+    /// IP protocol number of the socket.
+    pub protocol: u32,
+    pub verdict: u32,
+    /// 1-based rule index, or [`crate::RULE_DEFAULT`].
+    pub rule_id: u32,
+    pub hook: u32,
+    /// [`crate::PolicyConfig::generation`] of the slot that decided.
+    pub generation: u32,
+    pub _reserved: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<Event>() == 88);
+const _: () = assert!(core::mem::size_of::<crate::MatchList>() == 4 + 12 * crate::MAX_ITEMS);

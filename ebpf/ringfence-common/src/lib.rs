@@ -1,0 +1,13 @@
+//! Types shared by the kernel programs and the agent.
+//!
+//! Every type here is `#[repr(C)]`, built from `u16`/`u32`/`u64` and byte arrays, with no
+//! implicit padding, so the kernel and userspace agree on the layout byte for byte.
+#![no_std]
+
+pub mod maps;
+pub mod event;
+pub mod rules;
+
+pub use event::*;
+pub use maps::*;
+pub use rules::*;

@@ -1,0 +1,50 @@
+//! Map names (as pinned under the agent's bpffs directory) and their sizes.
+//!
+//! The verdict tables exist twice ("slots" 0 and 1): the agent fills the inactive slot and then
+//! flips [`ACTIVE_MAP`], so a policy reload is one atomic 4-byte write and there is never an
+//! instant where neither the old nor the new policy is in force.
+
+/// Number of policy slots (double buffering).
+pub const SLOTS: u32 = 2;
+
+/// LPM tries of IPv4 deny prefixes, per slot. Key data: the address bytes in network order.
+pub const DENY_V4_MAPS: [&str; 2] = ["RF_DENY4_0", "RF_DENY4_1"];
+/// LPM tries of IPv4 allow prefixes, per slot.
+pub const ALLOW_V4_MAPS: [&str; 2] = ["RF_ALLOW4_0", "RF_ALLOW4_1"];
+/// LPM tries of IPv6 deny prefixes, per slot.
+pub const DENY_V6_MAPS: [&str; 2] = ["RF_DENY6_0", "RF_DENY6_1"];
+/// LPM tries of IPv6 allow prefixes, per slot.
+pub const ALLOW_V6_MAPS: [&str; 2] = ["RF_ALLOW6_0", "RF_ALLOW6_1"];
+/// Arrays of [`crate::MatchList`], per slot, indexed by [`crate::PrefixEntry::list_id`].
+pub const LIST_MAPS: [&str; 2] = ["RF_LISTS_0", "RF_LISTS_1"];
+/// Array of [`crate::PolicyConfig`], one per slot.
+pub const CONFIG_MAP: &str = "RF_CONFIG";
+/// Array with one `u32`: the slot the programs read.
+pub const ACTIVE_MAP: &str = "RF_ACTIVE";
+/// Ring buffer of [`crate::Event`].
+pub const EVENTS_MAP: &str = "RF_EVENTS";
+/// Per-CPU array of `u64` counters, indexed by the `STAT_*` constants.
+pub const STATS_MAP: &str = "RF_STATS";
+
+/// Capacity of each IPv4 / IPv6 LPM trie (entries).
+pub const MAX_PREFIXES_V4: u32 = 524_288;
+pub const MAX_PREFIXES_V6: u32 = 262_144;
+/// Capacity of each list array.
+pub const MAX_LISTS: u32 = 4096;
+/// Ring buffer size in bytes (power of two, multiple of the page size).
+pub const EVENTS_BYTES: u32 = 1 << 20;
+
+/// Events that could not be written because the ring buffer was full.
+pub const STAT_EVENTS_DROPPED: u32 = 0;
+/// Connections allowed.
+pub const STAT_ALLOWED: u32 = 1;
+/// Connections denied.
+pub const STAT_DENIED: u32 = 2;
+/// Connections that would have been denied but were allowed in audit mode.
+pub const STAT_AUDITED: u32 = 3;
+/// Number of counters in [`STATS_MAP`].
+pub const STAT_COUNT: u32 = 4;
+
+/// Program names, one module per hook in the eBPF crate. Links are pinned as
+/// `<bpffs>/links/<name>`.
+pub const PROGRAMS: [&str; 4] = ["rf_connect4", "rf_connect6", "rf_sendmsg4", "rf_sendmsg6"];

@@ -1,0 +1,46 @@
+//! Verdict events to userspace. A full ring buffer never blocks or changes a verdict: the event is
+//! dropped and counted in `STAT_EVENTS_DROPPED`.
+use aya_ebpf::helpers::{
+    bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns,
+};
+use ringfence_common::{Event, STAT_EVENTS_DROPPED};
+
+use crate::{
+    maps::{bump, RF_EVENTS},
+    verdict::Verdict,
+};
+
+/// Where a connection was going.
+pub struct Dest {
+    pub daddr: [u8; 16],
+    pub family: u32,
+    pub port: u16,
+    pub protocol: u32,
+    pub hook: u32,
+}
+
+#[inline(always)]
+pub fn emit(dest: &Dest, v: &Verdict) {
+    let Some(mut entry) = RF_EVENTS.reserve::<Event>(0) else {
+        bump(STAT_EVENTS_DROPPED);
+        return;
+    };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    entry.write(Event {
+        ts_ns: unsafe { bpf_ktime_get_ns() },
+        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+        pid: (pid_tgid >> 32) as u32,
+        tid: pid_tgid as u32,
+        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+        daddr: dest.daddr,
+        family: dest.family,
+        dport: dest.port as u32,
+        protocol: dest.protocol,
+        verdict: v.verdict,
+        rule_id: v.rule_id,
+        hook: dest.hook,
+        generation: v.generation,
+        _reserved: 0,
+    });
+    entry.submit(0);
+}

@@ -1,0 +1,24 @@
+//! Ringfence kernel programs: connect-time egress verdicts for a cgroup.
+//!
+//! One module per hook; the shared verdict logic lives in `verdict`, the maps in `maps`.
+#![no_std]
+#![no_main]
+
+mod connect4;
+mod connect6;
+mod event;
+mod maps;
+mod sendmsg4;
+mod sendmsg6;
+mod sockaddr;
+mod verdict;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

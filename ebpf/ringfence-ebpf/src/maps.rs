@@ -1,0 +1,52 @@
+//! Map definitions. Names match `ringfence_common::maps`; every map is pinned by name so that a
+//! restarted agent (or a new program version) reuses the same maps and enforcement has no gap.
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, LpmTrie, PerCpuArray, RingBuf},
+};
+use ringfence_common::{
+    MatchList, PolicyConfig, PrefixEntry, EVENTS_BYTES, MAX_LISTS, MAX_PREFIXES_V4,
+    MAX_PREFIXES_V6, SLOTS, STAT_COUNT,
+};
+
+pub type TrieV4 = LpmTrie<[u8; 4], PrefixEntry>;
+pub type TrieV6 = LpmTrie<[u8; 16], PrefixEntry>;
+pub type Lists = Array<MatchList>;
+
+#[map]
+pub static RF_DENY4_0: TrieV4 = TrieV4::pinned(MAX_PREFIXES_V4, 0);
+#[map]
+pub static RF_DENY4_1: TrieV4 = TrieV4::pinned(MAX_PREFIXES_V4, 0);
+#[map]
+pub static RF_ALLOW4_0: TrieV4 = TrieV4::pinned(MAX_PREFIXES_V4, 0);
+#[map]
+pub static RF_ALLOW4_1: TrieV4 = TrieV4::pinned(MAX_PREFIXES_V4, 0);
+#[map]
+pub static RF_DENY6_0: TrieV6 = TrieV6::pinned(MAX_PREFIXES_V6, 0);
+#[map]
+pub static RF_DENY6_1: TrieV6 = TrieV6::pinned(MAX_PREFIXES_V6, 0);
+#[map]
+pub static RF_ALLOW6_0: TrieV6 = TrieV6::pinned(MAX_PREFIXES_V6, 0);
+#[map]
+pub static RF_ALLOW6_1: TrieV6 = TrieV6::pinned(MAX_PREFIXES_V6, 0);
+#[map]
+pub static RF_LISTS_0: Lists = Lists::pinned(MAX_LISTS, 0);
+#[map]
+pub static RF_LISTS_1: Lists = Lists::pinned(MAX_LISTS, 0);
+
+#[map]
+pub static RF_CONFIG: Array<PolicyConfig> = Array::pinned(SLOTS, 0);
+#[map]
+pub static RF_ACTIVE: Array<u32> = Array::pinned(1, 0);
+#[map]
+pub static RF_EVENTS: RingBuf = RingBuf::pinned(EVENTS_BYTES, 0);
+#[map]
+pub static RF_STATS: PerCpuArray<u64> = PerCpuArray::pinned(STAT_COUNT, 0);
+
+/// Adds one to a per-CPU counter (no atomics needed: each CPU owns its slot).
+#[inline(always)]
+pub fn bump(stat: u32) {
+    if let Some(p) = RF_STATS.get_ptr_mut(stat) {
+        unsafe { *p += 1 };
+    }
+}

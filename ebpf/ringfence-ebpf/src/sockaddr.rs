@@ -1,0 +1,44 @@
+//! Reading the destination out of a `bpf_sock_addr` context and deciding on it.
+use aya_ebpf::programs::SockAddrContext;
+
+use crate::{
+    event::{emit, Dest},
+    verdict::{decide_v4, decide_v6},
+};
+
+/// Decides an IPv4 `connect()`/`sendmsg()`; returns the program's return value.
+#[inline(always)]
+pub fn handle_v4(ctx: &SockAddrContext, hook: u32) -> i32 {
+    let sa = unsafe { &*ctx.sock_addr };
+    let ip = sa.user_ip4.to_ne_bytes();
+    let port = u16::from_be(sa.user_port as u16);
+    let protocol = sa.protocol;
+    let v = decide_v4(ip, port, protocol);
+    let mut daddr = [0u8; 16];
+    daddr[..4].copy_from_slice(&ip);
+    emit(&Dest { daddr, family: 4, port, protocol, hook }, &v);
+    v.retval()
+}
+
+/// Decides an IPv6 `connect()`/`sendmsg()` (IPv4-mapped destinations are decided as IPv4).
+#[inline(always)]
+pub fn handle_v6(ctx: &SockAddrContext, hook: u32) -> i32 {
+    let sa = unsafe { &*ctx.sock_addr };
+    let mut ip = [0u8; 16];
+    ip[0..4].copy_from_slice(&sa.user_ip6[0].to_ne_bytes());
+    ip[4..8].copy_from_slice(&sa.user_ip6[1].to_ne_bytes());
+    ip[8..12].copy_from_slice(&sa.user_ip6[2].to_ne_bytes());
+    ip[12..16].copy_from_slice(&sa.user_ip6[3].to_ne_bytes());
+    let port = u16::from_be(sa.user_port as u16);
+    let protocol = sa.protocol;
+    let (v, mapped) = decide_v6(ip, port, protocol);
+    let (daddr, family) = if mapped {
+        let mut d = [0u8; 16];
+        d[..4].copy_from_slice(&ip[12..16]);
+        (d, 4)
+    } else {
+        (ip, 6)
+    };
+    emit(&Dest { daddr, family, port, protocol, hook }, &v);
+    v.retval()
+}

@@ -1,0 +1,116 @@
+//! A userspace model of the kernel's LPM-trie walk, indexed per prefix length so that lookups
+//! stay fast with hundreds of thousands of prefixes.
+
+use std::collections::HashMap;
+
+use ringfence_common::{MatchList, PrefixEntry, MAX_DEPTH};
+
+/// `addr` (the low `width` bits are the address) with all but the first `len` bits cleared.
+pub(crate) fn mask(addr: u128, len: u32, width: u32) -> u128 {
+    if len == 0 {
+        0
+    } else {
+        let keep = (!0u128 << (128 - len)) >> (128 - width);
+        addr & keep
+    }
+}
+
+/// Big-endian bytes to an integer.
+pub(crate) fn key_of(bytes: &[u8]) -> u128 {
+    bytes.iter().fold(0u128, |acc, b| (acc << 8) | u128::from(*b))
+}
+
+/// One LPM trie: per prefix length (longest first) the entries keyed by masked address.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct TrieIndex {
+    width: u32,
+    levels: Vec<(u32, HashMap<u128, PrefixEntry>)>,
+}
+
+impl TrieIndex {
+    pub fn build<const N: usize>(entries: &[([u8; N], u32, PrefixEntry)]) -> Self {
+        let mut by_len: HashMap<u32, HashMap<u128, PrefixEntry>> = HashMap::new();
+        for (bytes, len, entry) in entries {
+            by_len.entry(*len).or_default().insert(key_of(bytes), *entry);
+        }
+        let mut levels: Vec<_> = by_len.into_iter().collect();
+        levels.sort_by_key(|(len, _)| std::cmp::Reverse(*len));
+        TrieIndex { width: (N * 8) as u32, levels }
+    }
+
+    /// The entry with the longest prefix length `<= plen` containing `addr` (a BPF LPM lookup
+    /// with key prefix length `plen`).
+    fn lookup(&self, addr: u128, plen: u32) -> Option<PrefixEntry> {
+        self.levels
+            .iter()
+            .filter(|(len, _)| *len <= plen)
+            .find_map(|(len, map)| map.get(&mask(addr, *len, self.width)).copied())
+    }
+
+    /// The kernel walk: from the longest matching prefix to shorter ones, at most `MAX_DEPTH`
+    /// lookups; the first list with an item matching `port`/`proto` decides.
+    pub fn walk(&self, lists: &[MatchList], addr: u128, port: u16, proto: u32) -> Option<u32> {
+        let mut plen = self.width;
+        for _ in 0..MAX_DEPTH {
+            let entry = self.lookup(addr, plen)?;
+            if let Some(rule) = lists.get(entry.list_id as usize).and_then(|l| l.find(port, proto)) {
+                return Some(rule);
+            }
+            if entry.prefix_len == 0 {
+                return None;
+            }
+            plen = entry.prefix_len - 1;
+        }
+        None
+    }
+}
+
+/// The four tries of a compiled policy.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LookupIndex {
+    pub deny4: TrieIndex,
+    pub allow4: TrieIndex,
+    pub deny6: TrieIndex,
+    pub allow6: TrieIndex,
+}
+
+/// The deepest chain of nested prefixes among `(masked address, prefix length)` pairs, which must
+/// be sorted by address then length. Returns the depth and the chain (outermost first).
+pub(crate) fn deepest_chain(sorted: &[(u128, u32)], width: u32) -> Vec<(u128, u32)> {
+    let mut stack: Vec<(u128, u32)> = Vec::new();
+    let mut deepest: Vec<(u128, u32)> = Vec::new();
+    for &(addr, len) in sorted {
+        while let Some(&(top, top_len)) = stack.last() {
+            if top_len <= len && mask(addr, top_len, width) == top {
+                break;
+            }
+            stack.pop();
+        }
+        stack.push((addr, len));
+        if stack.len() > deepest.len() {
+            deepest = stack.clone();
+        }
+    }
+    deepest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mask_clears_host_bits() {
+        assert_eq!(mask(0x0A01_0203, 8, 32), 0x0A00_0000);
+        assert_eq!(mask(0x0A01_0203, 0, 32), 0);
+        assert_eq!(mask(0x0A01_0203, 32, 32), 0x0A01_0203);
+        assert_eq!(mask(u128::MAX, 128, 128), u128::MAX);
+        assert_eq!(mask(u128::MAX, 1, 128), 1u128 << 127);
+    }
+
+    #[test]
+    fn chain_depth() {
+        let sorted = [(0x0A00_0000, 8), (0x0A00_0000, 16), (0x0A00_0000, 24), (0x0A01_0000, 16), (0x0B00_0000, 8)];
+        let chain = deepest_chain(&sorted, 32);
+        assert_eq!(chain, vec![(0x0A00_0000, 8), (0x0A00_0000, 16), (0x0A00_0000, 24)]);
+    }
+}

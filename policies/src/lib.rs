@@ -1,0 +1,42 @@
+//! Ringfence policy language: parse and validate `EgressPolicy` YAML documents, evaluate them
+//! (the reference semantics used by `ringfence policy explain`), and compile them into the
+//! prefix tries and match lists the eBPF programs read.
+//!
+//! ```
+//! let policy = ringfence_policy::parse_policy(
+//!     "apiVersion: ringfence.dev/v1\nkind: EgressPolicy\nmetadata: {name: demo}\n\
+//!      spec:\n  defaultAction: deny\n  egress:\n    - {name: web, action: allow, to: {cidrs: [198.51.100.0/24]}}\n",
+//! ).unwrap();
+//! let decision = policy.evaluate(&"198.51.100.7:443/tcp".parse().unwrap());
+//! assert_eq!(decision.action, ringfence_policy::Action::Allow);
+//! assert_eq!(decision.rule, Some(1));
+//! ```
+
+pub mod compile;
+mod compile_lookup;
+mod destination;
+mod diagnostic;
+mod evaluate;
+mod fields;
+mod model;
+mod validate;
+mod values;
+mod yaml_tree;
+
+#[cfg(test)]
+mod tests;
+
+pub use compile::{compile, CompileError, Compiled, CompiledFamily};
+pub use destination::{Destination, DestinationError};
+pub use diagnostic::{format_diagnostics, load_policy_file, Diagnostic, PolicyFileError};
+pub use evaluate::Decision;
+pub use model::{normalize_addr, normalize_net, Action, Mode, Policy, PortMatch, Protocol, Rule};
+pub use validate::{API_VERSION, KIND};
+pub use values::MAX_PORT_ENTRIES;
+
+/// Parses and validates a policy document. On failure returns every problem found (YAML syntax
+/// errors stop parsing, so a syntax error is reported alone), ordered by line and column.
+pub fn parse_policy(src: &str) -> Result<Policy, Vec<Diagnostic>> {
+    let (root, diagnostics) = yaml_tree::parse_yaml(src)?;
+    validate::validate(root.as_ref(), diagnostics)
+}

@@ -1,0 +1,175 @@
+//! The validated policy model.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::{IpNet, Ipv4Net};
+use serde::Serialize;
+
+/// What a rule (or the default) does with a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Allow,
+    Deny,
+}
+
+/// Whether deny verdicts are enforced or only reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Deny verdicts block the connection.
+    Enforce,
+    /// Deny verdicts are reported but the connection is allowed.
+    Audit,
+}
+
+/// Transport protocol of a port entry or a destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    /// In a port entry: TCP and UDP. In a destination: matches only port entries with `any`.
+    Any,
+}
+
+/// A port range (inclusive, `lo <= hi`, both >= 1) with a protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct PortMatch {
+    pub lo: u16,
+    pub hi: u16,
+    pub protocol: Protocol,
+}
+
+/// One `spec.egress` entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Rule {
+    /// 1-based index in `spec.egress` (0 is reserved for the default action).
+    pub id: u32,
+    pub name: String,
+    pub action: Action,
+    /// Network-form CIDRs; IPv4-mapped IPv6 CIDRs are already converted to IPv4.
+    pub cidrs: Vec<IpNet>,
+    /// Empty = all ports, any protocol.
+    pub ports: Vec<PortMatch>,
+}
+
+/// A validated `EgressPolicy`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Policy {
+    /// `metadata.name`.
+    pub name: String,
+    pub mode: Mode,
+    pub default_action: Action,
+    /// In `spec.egress` order; `rules[i].id == i + 1`.
+    pub rules: Vec<Rule>,
+}
+
+impl Policy {
+    /// The rule with the given 1-based id.
+    pub fn rule(&self, id: u32) -> Option<&Rule> {
+        let index = usize::try_from(id).ok()?.checked_sub(1)?;
+        self.rules.get(index).filter(|r| r.id == id)
+    }
+}
+
+impl Action {
+    /// `"allow"` or `"deny"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Allow => "allow",
+            Action::Deny => "deny",
+        }
+    }
+}
+
+impl Mode {
+    /// `"enforce"` or `"audit"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Audit => "audit",
+        }
+    }
+}
+
+impl Protocol {
+    /// `"tcp"`, `"udp"` or `"any"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Any => "any",
+        }
+    }
+
+    /// The kernel's `PROTO_*` value.
+    pub fn to_kernel(self) -> u32 {
+        match self {
+            Protocol::Tcp => ringfence_common::PROTO_TCP,
+            Protocol::Udp => ringfence_common::PROTO_UDP,
+            Protocol::Any => ringfence_common::PROTO_ANY,
+        }
+    }
+}
+
+impl PortMatch {
+    /// True if `port` is in the range and the protocols agree (`any` in this entry matches every
+    /// protocol). `None` (no destination port) never matches a port entry.
+    pub fn matches(&self, port: Option<u16>, protocol: Protocol) -> bool {
+        let port_ok = port.is_some_and(|p| self.lo <= p && p <= self.hi);
+        port_ok && (self.protocol == Protocol::Any || self.protocol == protocol)
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `443/tcp` or `8000-8100/any`.
+impl fmt::Display for PortMatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.lo == self.hi {
+            write!(f, "{}/{}", self.lo, self.protocol)
+        } else {
+            write!(f, "{}-{}/{}", self.lo, self.hi, self.protocol)
+        }
+    }
+}
+
+/// Converts an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) to IPv4; other addresses unchanged.
+pub fn normalize_addr(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+        IpAddr::V4(_) => addr,
+    }
+}
+
+/// Converts a network inside `::ffff:0:0/96` to the equivalent IPv4 network
+/// (`::ffff:198.51.100.0/120` -> `198.51.100.0/24`); other networks unchanged.
+pub fn normalize_net(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.network().to_ipv4_mapped() {
+            Some(v4) => IpNet::V4(
+                Ipv4Net::new(v4, v6.prefix_len() - 96).expect("prefix length is at most 32"),
+            ),
+            None => net,
+        },
+        _ => net,
+    }
+}

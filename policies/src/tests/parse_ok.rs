@@ -1,0 +1,83 @@
+use ipnet::IpNet;
+
+use super::{doc, parse_ok};
+use crate::{Action, Mode, PortMatch, Protocol};
+
+fn net(s: &str) -> IpNet {
+    s.parse().unwrap()
+}
+
+#[test]
+fn happy_path_from_the_spec() {
+    let src = r#"apiVersion: ringfence.dev/v1
+kind: EgressPolicy
+metadata: { name: training-egress }
+spec:
+  mode: enforce
+  defaultAction: deny
+  egress:
+    - name: checkpoint-store
+      action: allow
+      to: { cidrs: [198.51.100.0/24, "2001:db8:10::/48"] }
+      ports: [ { port: 443, protocol: tcp }, { range: "8000-8100", protocol: any } ]
+    - name: block-meta
+      action: deny
+      to:
+        cidrs:
+          - 192.0.2.7
+          - 2001:db8::1
+"#;
+    let p = parse_ok(src);
+    assert_eq!(p.name, "training-egress");
+    assert_eq!(p.mode, Mode::Enforce);
+    assert_eq!(p.default_action, Action::Deny);
+    assert_eq!(p.rules.len(), 2);
+    let r = &p.rules[0];
+    assert_eq!((r.id, r.name.as_str(), r.action), (1, "checkpoint-store", Action::Allow));
+    assert_eq!(r.cidrs, vec![net("198.51.100.0/24"), net("2001:db8:10::/48")]);
+    assert_eq!(
+        r.ports,
+        vec![
+            PortMatch { lo: 443, hi: 443, protocol: Protocol::Tcp },
+            PortMatch { lo: 8000, hi: 8100, protocol: Protocol::Any },
+        ]
+    );
+    let r = &p.rules[1];
+    assert_eq!((r.id, r.action), (2, Action::Deny));
+    assert_eq!(r.cidrs, vec![net("192.0.2.7/32"), net("2001:db8::1/128")]);
+    assert!(r.ports.is_empty());
+    assert_eq!(p.rule(2).map(|r| r.name.as_str()), Some("block-meta"));
+    assert_eq!(p.rule(0), None);
+    assert_eq!(p.rule(3), None);
+}
+
+#[test]
+fn defaults_mode_protocol_and_empty_egress() {
+    let p = parse_ok(&doc("  defaultAction: allow\n"));
+    assert_eq!((p.mode, p.default_action), (Mode::Enforce, Action::Allow));
+    assert!(p.rules.is_empty());
+    let p = parse_ok(&doc(
+        "  mode: audit\n  defaultAction: deny\n  egress:\n    - {name: a, action: allow, to: {cidrs: [10.0.0.0/8]}, ports: [{port: 53}]}\n",
+    ));
+    assert_eq!(p.mode, Mode::Audit);
+    assert_eq!(p.rules[0].ports, vec![PortMatch { lo: 53, hi: 53, protocol: Protocol::Any }]);
+}
+
+#[test]
+fn ipv4_mapped_cidrs_become_ipv4() {
+    let p = parse_ok(&doc(
+        "  defaultAction: deny\n  egress:\n    - {name: a, action: allow, to: {cidrs: ['::ffff:198.51.100.0/120', '::ffff:192.0.2.1', '::ffff:0:0/96', '::/0']}}\n",
+    ));
+    assert_eq!(
+        p.rules[0].cidrs,
+        vec![net("198.51.100.0/24"), net("192.0.2.1/32"), net("0.0.0.0/0"), net("::/0")]
+    );
+}
+
+#[test]
+fn anchors_and_aliases_are_expanded() {
+    let p = parse_ok(&doc(
+        "  defaultAction: deny\n  egress:\n    - name: a\n      action: allow\n      to: &mirrors {cidrs: [203.0.113.0/24]}\n    - name: b\n      action: deny\n      to: *mirrors\n",
+    ));
+    assert_eq!(p.rules[1].cidrs, vec![net("203.0.113.0/24")]);
+}

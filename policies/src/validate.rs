@@ -1,0 +1,177 @@
+//! Validation of a spanned YAML tree into a [`Policy`], collecting every diagnostic.
+
+use std::collections::HashMap;
+
+use crate::diagnostic::Diagnostic;
+use crate::fields::{choice, fields, peek_string, sequence, string};
+use crate::model::{Action, Mode, Policy, Rule};
+use crate::values;
+use crate::yaml_tree::Node;
+
+/// The only accepted `apiVersion`.
+pub const API_VERSION: &str = "ringfence.dev/v1";
+/// The only accepted `kind`.
+pub const KIND: &str = "EgressPolicy";
+
+/// Validates the document root (`None` = empty document); `diags` holds problems found earlier.
+pub(crate) fn validate(root: Option<&Node>, mut diags: Vec<Diagnostic>) -> Result<Policy, Vec<Diagnostic>> {
+    let policy = match root {
+        None => {
+            diags.push(Diagnostic::new(1, 1, format!("empty document; expected an {KIND} (apiVersion: {API_VERSION})")));
+            None
+        }
+        Some(root) => document(root, &mut diags),
+    };
+    match policy {
+        Some(policy) if diags.is_empty() => Ok(policy),
+        _ => {
+            diags.sort_by_key(|d| (d.line, d.column));
+            Err(diags)
+        }
+    }
+}
+
+fn document(root: &Node, diags: &mut Vec<Diagnostic>) -> Option<Policy> {
+    let ctx = "at top level";
+    let f = fields(root, &["apiVersion", "kind", "metadata", "spec"], "the policy document", ctx, diags)?;
+    if let Some(v) = f.require("apiVersion", ctx, diags) {
+        if let Some(text) = string(v, "\"apiVersion\"", diags) {
+            if text != API_VERSION {
+                diags.push(v.error(format!("unsupported apiVersion \"{text}\" (expected \"{API_VERSION}\")")));
+            }
+        }
+    }
+    if let Some(v) = f.require("kind", ctx, diags) {
+        if let Some(text) = string(v, "\"kind\"", diags) {
+            if text != KIND {
+                diags.push(v.error(format!("unsupported kind \"{text}\" (expected \"{KIND}\")")));
+            }
+        }
+    }
+    let name = f.require("metadata", ctx, diags).and_then(|m| metadata(m, diags));
+    let spec = f.require("spec", ctx, diags).and_then(|s| spec(s, diags));
+    let (mode, default_action, rules) = spec?;
+    Some(Policy { name: name?, mode, default_action, rules })
+}
+
+fn metadata(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<String> {
+    let ctx = "in metadata";
+    let f = fields(node, &["name"], "metadata", ctx, diags)?;
+    let value = f.require("name", ctx, diags)?;
+    let name = string(value, "\"name\" in metadata", diags)?;
+    let valid = (1..=63).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if !valid {
+        diags.push(value.error(format!(
+            "invalid policy name \"{name}\": use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit"
+        )));
+        return None;
+    }
+    Some(name.to_owned())
+}
+
+fn action(node: &Node, field: &str, context: &str, diags: &mut Vec<Diagnostic>) -> Option<Action> {
+    choice(node, field, context, &["allow", "deny"], diags).map(|c| match c {
+        "allow" => Action::Allow,
+        _ => Action::Deny,
+    })
+}
+
+fn spec(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<(Mode, Action, Vec<Rule>)> {
+    let ctx = "in spec";
+    let f = fields(node, &["mode", "defaultAction", "egress"], "spec", ctx, diags)?;
+    let mode = match f.get("mode") {
+        None => Some(Mode::Enforce),
+        Some(m) => choice(m, "mode", ctx, &["enforce", "audit"], diags).map(|c| match c {
+            "audit" => Mode::Audit,
+            _ => Mode::Enforce,
+        }),
+    };
+    let default_action = f.require("defaultAction", ctx, diags).and_then(|a| action(a, "defaultAction", ctx, diags));
+    let rules = match f.get("egress") {
+        None => Some(Vec::new()),
+        Some(e) => egress(e, diags),
+    };
+    Some((mode?, default_action?, rules?))
+}
+
+fn egress(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Vec<Rule>> {
+    let items = sequence(node, "\"egress\" in spec", diags)?;
+    let mut rules = Vec::new();
+    let mut names: HashMap<&str, (usize, &Node)> = HashMap::new();
+    let mut complete = true;
+    for (i, item) in items.iter().enumerate() {
+        let id = i + 1;
+        if let Some(name_node) = item_name_node(item) {
+            if let Some(name) = name_node.as_str() {
+                if let Some((first_id, first)) = names.get(name) {
+                    diags.push(name_node.error(format!(
+                        "duplicate rule name \"{name}\" (also used by rule {first_id} at line {}, column {})",
+                        first.line, first.column
+                    )));
+                } else {
+                    names.insert(name, (id, name_node));
+                }
+            }
+        }
+        match rule(item, id, diags) {
+            Some(r) => rules.push(r),
+            None => complete = false,
+        }
+    }
+    complete.then_some(rules)
+}
+
+fn item_name_node(item: &Node) -> Option<&Node> {
+    match &item.kind {
+        crate::yaml_tree::NodeKind::Mapping(entries) => {
+            entries.iter().find(|(k, _)| k.as_str() == Some("name")).map(|(_, v)| v)
+        }
+        _ => None,
+    }
+}
+
+fn rule(node: &Node, id: usize, diags: &mut Vec<Diagnostic>) -> Option<Rule> {
+    let label = match peek_string(node, "name") {
+        Some(name) if !name.is_empty() => format!("rule \"{name}\""),
+        Some(_) | None => format!("rule #{id}"),
+    };
+    let ctx = format!("in {label}");
+    let f = fields(node, &["name", "action", "to", "ports"], &label, &ctx, diags)?;
+    let name = f.require("name", &ctx, diags).and_then(|n| string(n, &format!("\"name\" {ctx}"), diags));
+    if name == Some("") {
+        diags.push(f.get("name").expect("name is present").error(format!("rule name {ctx} must not be empty")));
+    }
+    let action = f.require("action", &ctx, diags).and_then(|a| action(a, "action", &ctx, diags));
+    let cidrs = f.require("to", &ctx, diags).and_then(|to| destinations(to, &label, &ctx, diags));
+    let ports = match f.get("ports") {
+        None => Some(Vec::new()),
+        Some(p) => sequence(p, &format!("\"ports\" {ctx}"), diags).map(|items| {
+            let before = diags.len();
+            let ports = values::ports(p, items, &ctx, diags);
+            (diags.len() == before).then_some(ports)
+        })?,
+    };
+    Some(Rule {
+        id: u32::try_from(id).ok()?,
+        name: name.filter(|n| !n.is_empty())?.to_owned(),
+        action: action?,
+        cidrs: cidrs?,
+        ports: ports?,
+    })
+}
+
+fn destinations(node: &Node, label: &str, ctx: &str, diags: &mut Vec<Diagnostic>) -> Option<Vec<ipnet::IpNet>> {
+    let f = fields(node, &["cidrs"], &format!("\"to\" in {label}"), &format!("in \"to\" of {label}"), diags)?;
+    let list = f.require("cidrs", &format!("in \"to\" of {label}"), diags)?;
+    let items = sequence(list, &format!("\"to.cidrs\" {ctx}"), diags)?;
+    if items.is_empty() {
+        diags.push(list.error(format!("\"to.cidrs\" {ctx} must not be empty")));
+        return None;
+    }
+    let before = diags.len();
+    let cidrs: Vec<_> = items.iter().filter_map(|c| values::cidr(c, ctx, diags)).collect();
+    (diags.len() == before).then_some(cidrs)
+}

@@ -1,0 +1,203 @@
+//! Running the real `ringfence-agent` binary in tests, the demo and benchmarks: spawn it with
+//! JSON logs, collect its log lines on a thread, wait for messages, signal and kill it.
+use std::{
+    ffi::OsStr,
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{Arc, Condvar, Mutex},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// Environment variable overriding where the agent binary is.
+pub const AGENT_ENV: &str = "RINGFENCE_AGENT_BIN";
+
+/// Locates `ringfence-agent`: `$RINGFENCE_AGENT_BIN`, else next to the current executable or one
+/// directory up (test binaries live in `target/<profile>/deps`). Panics with a hint.
+pub fn agent_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os(AGENT_ENV) {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current_exe() for locating ringfence-agent");
+    exe.ancestors()
+        .skip(1)
+        .take(2)
+        .map(|d| d.join("ringfence-agent"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("ringfence-agent not found near {}; run `cargo build -p ringfence-agent` or set ${AGENT_ENV}", exe.display()))
+}
+
+type Lines = Arc<(Mutex<Vec<Value>>, Condvar)>;
+
+/// A running agent and everything it logged so far.
+pub struct AgentProc {
+    child: Child,
+    lines: Lines,
+}
+
+fn human(v: &Value) -> String {
+    let s = |k: &str| v.get(k).map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string())).unwrap_or_default();
+    if s("message") == "verdict" {
+        format!(
+            "  event | {:<10} {} {}:{} from pid {} ({}) rule {} [generation {}]",
+            s("verdict"), s("protocol"), s("dst"), s("port"), s("pid"), s("comm"), s("rule"), s("generation")
+        )
+    } else {
+        let extra: Vec<String> = v
+            .as_object()
+            .map(|o| {
+                o.iter()
+                    .filter(|(k, _)| !["timestamp", "level", "message", "target"].contains(&k.as_str()))
+                    .map(|(k, x)| format!("{k}={}", x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        format!("  agent | {} {} {}", s("level"), s("message"), extra.join(" "))
+    }
+}
+
+impl AgentProc {
+    /// `ringfence-agent run` on `cgroup`, pinning under `bpffs`, checking the file every 0.2 s.
+    pub fn spawn(bin: &Path, policy: &Path, cgroup: &Path, bpffs: &Path, echo: bool) -> AgentProc {
+        let args: Vec<&OsStr> = vec![
+            "run".as_ref(), "--policy".as_ref(), policy.as_os_str(), "--cgroup".as_ref(), cgroup.as_os_str(),
+            "--bpffs".as_ref(), bpffs.as_os_str(), "--watch-interval".as_ref(), "0.2".as_ref(),
+        ];
+        Self::spawn_args(bin, &args, echo)
+    }
+
+    /// The agent with any arguments (after `--log-format json`).
+    pub fn spawn_args<S: AsRef<OsStr>>(bin: &Path, args: &[S], echo: bool) -> AgentProc {
+        let mut child = Command::new(bin)
+            .args(["--log-format", "json"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+        let lines: Lines = Arc::default();
+        let sink = lines.clone();
+        let stderr = child.stderr.take().expect("piped stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let v = serde_json::from_str(&line).unwrap_or_else(|_| serde_json::json!({ "message": line, "raw": true }));
+                if echo {
+                    println!("{}", human(&v));
+                }
+                let (m, cv) = &*sink;
+                m.lock().expect("agent log lock").push(v);
+                cv.notify_all();
+            }
+        });
+        AgentProc { child, lines }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Every log line so far.
+    pub fn lines(&self) -> Vec<Value> {
+        self.lines.0.lock().expect("agent log lock").clone()
+    }
+
+    /// The verdict events logged so far.
+    pub fn events(&self) -> Vec<Value> {
+        self.lines().into_iter().filter(|v| v["message"] == "verdict").collect()
+    }
+
+    /// How many lines have this message.
+    pub fn count(&self, message: &str) -> usize {
+        self.lines().iter().filter(|v| v["message"] == message).count()
+    }
+
+    /// Waits until `check` finds what it wants in the log so far; panics after `timeout`
+    /// with the whole log.
+    pub fn wait_until<T>(&self, what: &str, timeout: Duration, check: impl Fn(&[Value]) -> Option<T>) -> T {
+        let deadline = Instant::now() + timeout;
+        let (m, cv) = &*self.lines;
+        let mut guard = m.lock().expect("agent log lock");
+        loop {
+            if let Some(found) = check(&guard) {
+                return found;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                let log: Vec<String> = guard.iter().map(Value::to_string).collect();
+                panic!("agent: no {what} within {timeout:?}; log:\n{}", log.join("\n"));
+            }
+            guard = cv.wait_timeout(guard, deadline - now).expect("agent log lock").0;
+        }
+    }
+
+    /// Waits for the first line matching `pred`.
+    pub fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        self.wait_until(what, timeout, |lines| lines.iter().find(|v| pred(v)).cloned())
+    }
+
+    /// Waits for a line whose `message` is `message`.
+    pub fn wait_for_message(&self, message: &str, timeout: Duration) -> Value {
+        self.wait_for(&format!("{message:?}"), timeout, |v| v["message"] == message)
+    }
+
+    /// Waits until `count(message) >= n`.
+    pub fn wait_for_count(&self, message: &str, n: usize, timeout: Duration) {
+        self.wait_until(&format!("{n} x {message:?}"), timeout, |lines| {
+            (lines.iter().filter(|v| v["message"] == message).count() >= n).then_some(())
+        })
+    }
+
+    /// Waits for a verdict event matching `pred`.
+    pub fn wait_for_event(&self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        self.wait_for(what, timeout, |v| v["message"] == "verdict" && pred(v))
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+
+    /// Sends SIGHUP (policy reload).
+    pub fn hup(&self) {
+        self.signal(libc::SIGHUP);
+    }
+
+    /// Kills the agent with SIGKILL, as a crash would.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the process to exit on its own.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.child.try_wait().expect("try_wait agent") {
+                return st;
+            }
+            if Instant::now() >= deadline {
+                self.kill9();
+                panic!("agent did not exit within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        self.wait_exit(Duration::from_secs(10))
+    }
+}
+
+impl Drop for AgentProc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! `lab-probe`: tiny network client/server used by the Ringfence lab.
+//!
+//! ```text
+//! lab-probe serve --tcp P1,P2 --udp P1,P2
+//! lab-probe tcp ADDR PORT [--bytes N] [--timeout-ms T]
+//! lab-probe udp ADDR PORT [--connect] [--timeout-ms T]
+//! lab-probe loop [--duration-ms D] [--stop-file F] [--interval-ms I]
+//!                [--timeout-ms T] [--udp-timeout-ms U] --target PROTO:ADDR:PORT:allow|deny ...
+//! ```
+//!
+//! `tcp`/`udp` print one JSON line, `{"ok":true,"reply":"pong 4"}` or
+//! `{"ok":false,"errno":1,"error":"EPERM","stage":"connect"}`, and exit 0 on
+//! success, 1 on EPERM (a cgroup hook denial), 2 on any other error; usage
+//! errors exit 64. ADDR is an IPv4 or IPv6 literal (brackets optional);
+//! `::ffff:a.b.c.d` uses an AF_INET6 socket so connect6/sendmsg6 see a mapped
+//! address. Std only (+ serde_json).
+
+#[path = "lab_probe/client.rs"]
+mod client;
+#[path = "lab_probe/looper.rs"]
+mod looper;
+#[path = "lab_probe/serve.rs"]
+mod serve;
+
+use std::net::IpAddr;
+use std::process::exit;
+use std::time::Duration;
+
+const USAGE: &str = "usage:
+  lab-probe serve --tcp P1,P2 --udp P1,P2
+  lab-probe tcp ADDR PORT [--bytes N] [--timeout-ms T]
+  lab-probe udp ADDR PORT [--connect] [--timeout-ms T]
+  lab-probe loop [--duration-ms D] [--stop-file F] [--interval-ms I] [--timeout-ms T]
+                 [--udp-timeout-ms U] --target tcp|udp|udpc:ADDR:PORT:allow|deny ...";
+
+/// Prints a usage error and exits 64.
+pub fn usage(msg: &str) -> ! {
+    eprintln!("lab-probe: {msg}\n{USAGE}");
+    exit(64)
+}
+
+/// Parses an address literal, accepting `[v6]`.
+pub fn parse_addr(s: &str) -> IpAddr {
+    let t = s
+        .strip_prefix('[')
+        .and_then(|x| x.strip_suffix(']'))
+        .unwrap_or(s);
+    t.parse()
+        .unwrap_or_else(|_| usage(&format!("bad address {s:?}")))
+}
+
+/// Parses a number or exits with a usage error.
+pub fn parse_num<T: std::str::FromStr>(what: &str, s: &str) -> T {
+    s.parse()
+        .unwrap_or_else(|_| usage(&format!("bad {what} {s:?}")))
+}
+
+/// Minimal flag cursor over the remaining arguments.
+pub struct Args {
+    items: Vec<String>,
+    pos: usize,
+}
+
+impl Args {
+    fn next(&mut self) -> Option<String> {
+        let v = self.items.get(self.pos).cloned();
+        self.pos += 1;
+        v
+    }
+    /// The value following flag `flag`.
+    pub fn value(&mut self, flag: &str) -> String {
+        self.next()
+            .unwrap_or_else(|| usage(&format!("{flag} needs a value")))
+    }
+}
+
+fn main() {
+    let mut args = Args {
+        items: std::env::args().skip(1).collect(),
+        pos: 0,
+    };
+    let cmd = args.next().unwrap_or_else(|| usage("missing command"));
+    match cmd.as_str() {
+        "serve" => serve::main(&mut args),
+        "tcp" | "udp" => exit(single(&cmd, &mut args)),
+        "loop" => looper::main(&mut args),
+        "-h" | "--help" | "help" => {
+            println!("{USAGE}");
+        }
+        other => usage(&format!("unknown command {other:?}")),
+    }
+}
+
+fn single(cmd: &str, args: &mut Args) -> i32 {
+    let addr = parse_addr(&args.next().unwrap_or_else(|| usage("missing ADDR")));
+    let port: u16 = parse_num(
+        "port",
+        &args.next().unwrap_or_else(|| usage("missing PORT")),
+    );
+    let mut timeout = Duration::from_millis(2000);
+    let mut bytes = None;
+    let mut connect = false;
+    while let Some(flag) = args.next() {
+        match flag.as_str() {
+            "--timeout-ms" => {
+                timeout = Duration::from_millis(parse_num("timeout", &args.value(&flag)))
+            }
+            "--bytes" if cmd == "tcp" => bytes = Some(parse_num("byte count", &args.value(&flag))),
+            "--connect" if cmd == "udp" => connect = true,
+            other => usage(&format!("unknown option {other:?} for {cmd}")),
+        }
+    }
+    let res = if cmd == "tcp" {
+        client::tcp_once(addr, port, bytes, timeout)
+    } else {
+        client::udp_once(addr, port, connect, timeout)
+    };
+    let (json, code) = match res {
+        Ok(reply) => (serde_json::json!({ "ok": true, "reply": reply }), 0),
+        Err(f) => {
+            let code = if f.errno == Some(libc::EPERM) { 1 } else { 2 };
+            (
+                serde_json::json!({ "ok": false, "errno": f.errno, "error": f.error, "stage": f.stage }),
+                code,
+            )
+        }
+    };
+    println!("{json}");
+    code
+}

@@ -1,0 +1,110 @@
+//! A lab with the real agent enforcing a policy on the lab's cgroup: the starting point of most
+//! enforcement tests.
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    time::Duration,
+};
+
+use crate::{agent::agent_bin, AgentProc, Lab};
+
+/// How long the agent may take to verify, load and attach its programs.
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a reload may take.
+pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A lab, a policy file and (usually) a running agent.
+pub struct Enforced {
+    pub agent: Option<AgentProc>,
+    pub policy: PathBuf,
+    dir: PathBuf,
+    // Dropped last: the agent must go before the lab removes its cgroup and bpffs.
+    pub lab: Lab,
+}
+
+/// The head of a v1 policy with the given name, mode and default action; append `egress` items.
+pub fn policy_head(name: &str, mode: &str, default_action: &str) -> String {
+    format!(
+        "apiVersion: ringfence.dev/v1\nkind: EgressPolicy\nmetadata: {{ name: {name} }}\nspec:\n  mode: {mode}\n  defaultAction: {default_action}\n  egress:\n"
+    )
+}
+
+impl Enforced {
+    /// Creates the lab with world servers on `ports`, writes `policy` and starts the agent.
+    pub fn start(name: &str, ports: &[u16], policy: &str) -> Enforced {
+        let mut e = Enforced::prepare(name, ports, policy);
+        e.start_agent();
+        e
+    }
+
+    /// Like [`Enforced::start`] but without an agent.
+    pub fn prepare(name: &str, ports: &[u16], policy: &str) -> Enforced {
+        let mut lab = Lab::new(name);
+        if !ports.is_empty() {
+            lab.start_world_servers(ports);
+        }
+        let dir = std::env::temp_dir().join(format!("ringfence-{}", lab.name()));
+        std::fs::create_dir_all(&dir).expect("create policy temp dir");
+        let path = dir.join("policy.yaml");
+        std::fs::write(&path, policy).expect("write policy");
+        Enforced { agent: None, policy: path, dir, lab }
+    }
+
+    /// Starts an agent and waits until it enforces.
+    pub fn start_agent(&mut self) -> &AgentProc {
+        let agent = AgentProc::spawn(&agent_bin(), &self.policy, self.lab.cgroup_path(), &self.bpffs(), false);
+        agent.wait_for_message("enforcing", START_TIMEOUT);
+        self.agent.insert(agent)
+    }
+
+    pub fn agent(&self) -> &AgentProc {
+        self.agent.as_ref().expect("agent running")
+    }
+
+    /// Replaces the policy file and waits until the agent applied it (it watches the file).
+    pub fn replace_policy(&self, policy: &str) {
+        let agent = self.agent();
+        let applied = agent.count("policy applied");
+        write_atomically(&self.policy, policy);
+        agent.wait_for_count("policy applied", applied + 1, RELOAD_TIMEOUT);
+    }
+
+    /// Runs `ringfence-agent ARGS --bpffs <lab bpffs>`.
+    pub fn agent_cli(&self, args: &[&str]) -> Output {
+        Command::new(agent_bin())
+            .args(args)
+            .arg("--bpffs")
+            .arg(self.bpffs())
+            .output()
+            .expect("run ringfence-agent")
+    }
+
+    /// The agent's pin directory: `ringfence/` inside the lab's private bpffs, as in production
+    /// (`/sys/fs/bpf/ringfence`).
+    pub fn bpffs(&self) -> PathBuf {
+        self.lab.bpffs_path().join("ringfence")
+    }
+
+    /// `ringfence-agent status --json` parsed.
+    pub fn status(&self) -> serde_json::Value {
+        let out = self.agent_cli(&["status", "--json"]);
+        assert!(out.status.success(), "status failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("status JSON")
+    }
+}
+
+/// Writes a file the way config managers do: a temporary file renamed over the old one.
+pub fn write_atomically(path: &Path, content: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, content).expect("write temp policy");
+    std::fs::rename(&tmp, path).expect("rename policy into place");
+}
+
+impl Drop for Enforced {
+    fn drop(&mut self) {
+        self.agent.take();
+        // Detach (links and maps live in the lab's private bpffs, which the lab unmounts anyway).
+        let _ = Command::new(agent_bin()).arg("detach").arg("--bpffs").arg(self.bpffs()).output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,175 @@
+//! The agent's life: hot reloads with no glitch, rejected reloads, SIGKILL and restart with the
+//! enforcement pinned, detach, a full event ring buffer, and refusal of bad configuration.
+//! Run as root, serially (`cargo xtask test`).
+use std::{
+    os::unix::process::CommandExt,
+    process::Command,
+    time::Duration,
+};
+
+use ringfence_tests::{agent_bin, policy_head, AgentProc, Enforced, LoopReport};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Allow the store on 443 (TCP) and 53 (UDP) in both families; the `extra` rule toggles port
+/// 8080 between 198.51.100.20 (even generations) and 198.51.100.10 (odd ones).
+fn reload_policy(generation: usize) -> String {
+    let extra = if generation % 2 == 0 { "198.51.100.20/32" } else { "198.51.100.10/32" };
+    policy_head("reload", "enforce", "deny")
+        + "    - name: store\n      action: allow\n      to: { cidrs: [198.51.100.10/32, \"2001:db8:10::/48\"] }\n"
+        + "      ports: [ { port: 443, protocol: tcp }, { port: 53, protocol: udp } ]\n"
+        + "    - name: blocked\n      action: deny\n      to: { cidrs: [203.0.113.0/24] }\n"
+        + &format!("    - name: extra-{generation}\n      action: allow\n      to: {{ cidrs: [{extra}] }}\n      ports: [ {{ port: 8080, protocol: tcp }} ]\n")
+}
+
+const LOOP_TARGETS: [&str; 6] = [
+    "tcp:198.51.100.10:443:allow",
+    "udp:198.51.100.10:53:allow",
+    "tcp:[2001:db8:10::10]:443:allow",
+    "tcp:203.0.113.5:443:deny",
+    "udp:203.0.113.5:53:deny",
+    "tcp:[2001:db8:20::10]:443:deny",
+];
+
+fn loop_args(stop_file: &str) -> Vec<String> {
+    let mut args = vec!["loop".to_string(), "--duration-ms".into(), "120000".into(), "--stop-file".into(), stop_file.into(), "--interval-ms".into(), "1".into()];
+    for t in LOOP_TARGETS {
+        args.push("--target".into());
+        args.push(t.into());
+    }
+    args
+}
+
+fn finish_loop(child: std::process::Child, stop_file: &std::path::Path) -> LoopReport {
+    std::fs::write(stop_file, b"stop").expect("write stop file");
+    let report = LoopReport::from_output(&child.wait_with_output().expect("loop probe output"));
+    let _ = std::fs::remove_file(stop_file);
+    report
+}
+
+#[test]
+fn fifty_reloads_without_a_wrong_verdict() {
+    let e = Enforced::start("reload", &[443, 53, 8080], &reload_policy(0));
+    let stop = std::env::temp_dir().join(format!("ringfence-reload-stop-{}", std::process::id()));
+    let args = loop_args(stop.to_str().expect("utf-8"));
+    let child = e.lab.spawn_probe(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    for generation in 1..=50 {
+        e.replace_policy(&reload_policy(generation));
+    }
+    let report = finish_loop(child, &stop);
+    assert_eq!(report.total_wrong(), 0, "a connect saw a wrong verdict during reloads: {report:#?}");
+    for t in &report.targets {
+        assert!(t.attempts >= 50, "too few attempts to mean anything: {t:?}");
+        assert_eq!(t.other_err, 0, "{t:?}");
+    }
+    // The last policy (generation 50: extra allows .20) is the one in force.
+    e.lab.tcp("198.51.100.20", 8080).assert_ok("rule added by the last reload");
+    e.lab.tcp("198.51.100.10", 8080).assert_eperm("rule removed by the last reload");
+    assert_eq!(e.status()["policy"]["generation"], 51, "one generation per reload");
+}
+
+#[test]
+fn sighup_reloads_and_a_bad_policy_keeps_the_old_one() {
+    let e = Enforced::start("badreload", &[443, 8080], &reload_policy(0));
+    e.lab.tcp("198.51.100.20", 8080).assert_ok("extra rule of the first policy");
+    // An invalid policy is rejected; the one in force stays.
+    std::fs::write(&e.policy, "apiVersion: ringfence.dev/v1\nkind: EgressPolicy\nspec: { defaultAction: maybe }\n").expect("write");
+    let rejected = e.agent().wait_for_message("policy rejected; the policy in force stays", WAIT);
+    assert!(rejected["errors"].as_str().unwrap_or("").contains("maybe"), "the error names the bad value: {rejected}");
+    e.lab.tcp("198.51.100.10", 443).assert_ok("old policy still allows");
+    e.lab.tcp("203.0.113.5", 443).assert_eperm("old policy still denies");
+    // SIGHUP applies a fixed file (written without the watcher noticing first is fine too).
+    let applied = e.agent().count("policy applied");
+    std::fs::write(&e.policy, reload_policy(1)).expect("write");
+    e.agent().hup();
+    e.agent().wait_for_count("policy applied", applied + 1, WAIT);
+    e.lab.tcp("198.51.100.10", 8080).assert_ok("rule of the new policy");
+    e.lab.tcp("198.51.100.20", 8080).assert_eperm("rule gone with the old policy");
+}
+
+#[test]
+fn sigkill_leaves_enforcement_and_a_restart_adopts_it_without_a_gap() {
+    let mut e = Enforced::start("restart", &[443, 53], &reload_policy(0));
+    let stop = std::env::temp_dir().join(format!("ringfence-restart-stop-{}", std::process::id()));
+    let args = loop_args(stop.to_str().expect("utf-8"));
+    let child = e.lab.spawn_probe(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    std::thread::sleep(Duration::from_millis(300));
+    e.agent.as_mut().expect("agent").kill9();
+    std::thread::sleep(Duration::from_millis(500));
+    e.lab.tcp("203.0.113.5", 443).assert_eperm("enforcement outlives the agent");
+    e.lab.tcp("198.51.100.10", 443).assert_ok("allowed traffic still flows");
+    let before = e.status()["policy"]["generation"].as_u64().expect("generation");
+    // A new agent adopts the pinned programs and maps, replacing them with no gap.
+    let started = e.start_agent().wait_for_message("enforcing", WAIT);
+    assert_eq!(started["adopted"], true, "{started}");
+    assert_eq!(started["generation"].as_u64(), Some(before + 1), "{started}");
+    std::thread::sleep(Duration::from_millis(300));
+    let report = finish_loop(child, &stop);
+    assert_eq!(report.total_wrong(), 0, "a verdict was wrong across kill -9 and restart: {report:#?}");
+    // Exactly one set of programs stays attached after the restart.
+    let links: Vec<_> = std::fs::read_dir(e.bpffs().join("links")).expect("links dir").map(|d| d.expect("entry").file_name()).collect();
+    assert_eq!(links.len(), 4, "{links:?}");
+}
+
+#[test]
+fn detach_removes_enforcement_and_pins() {
+    let mut e = Enforced::start("detach", &[443], &reload_policy(0));
+    e.agent.as_mut().expect("agent").terminate();
+    e.lab.tcp("203.0.113.5", 443).assert_eperm("a stopped agent leaves enforcement in place");
+    let out = e.agent_cli(&["detach"]);
+    assert!(out.status.success(), "detach: {}", String::from_utf8_lossy(&out.stderr));
+    e.lab.tcp("203.0.113.5", 443).assert_ok("nothing enforced after detach");
+    assert!(!e.bpffs().exists(), "pins left behind under {}", e.bpffs().display());
+    let status = e.agent_cli(&["status"]);
+    assert!(String::from_utf8_lossy(&status.stdout).contains("not enforcing"), "{status:?}");
+}
+
+#[test]
+fn full_ring_buffer_never_changes_a_verdict() {
+    let mut e = Enforced::start("ringfull", &[443], &reload_policy(0));
+    // Nobody reads events while the agent is dead: the ring buffer (1 MiB) fills up.
+    e.agent.as_mut().expect("agent").kill9();
+    let out = e.lab.spawn_probe(&["loop", "--duration-ms", "4000", "--interval-ms", "0", "--target", "tcp:203.0.113.5:443:deny", "--target", "udp:203.0.113.5:53:deny"])
+        .wait_with_output()
+        .expect("loop output");
+    let report = LoopReport::from_output(&out);
+    let attempts: u64 = report.targets.iter().map(|t| t.attempts).sum();
+    assert_eq!(report.total_wrong(), 0, "{report:#?}");
+    let counters = &e.status()["counters"];
+    assert!(attempts > 12_000, "not enough attempts to fill the ring buffer: {attempts}");
+    assert!(counters["events_dropped"].as_u64().unwrap_or(0) > 0, "no drops counted: {counters}");
+    assert!(counters["denied"].as_u64().unwrap_or(0) >= attempts, "every attempt was denied: {counters}");
+    e.lab.tcp("198.51.100.10", 443).assert_ok("allowed traffic unaffected by a full ring buffer");
+}
+
+#[test]
+fn bad_configuration_is_reported_all_at_once_with_exit_64() {
+    let dir = std::env::temp_dir().join(format!("ringfence-badcfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let bad = dir.join("bad.yaml");
+    std::fs::write(&bad, "apiVersion: ringfence.dev/v2\nkind: EgressPolicy\nmetadata: { name: x }\nspec: { defaultAction: deny, colour: red }\n").expect("write");
+    let mut agent = AgentProc::spawn_args(&agent_bin(), &["run".as_ref(), "--policy".as_ref(), bad.as_os_str(), "--cgroup".as_ref(), dir.as_os_str(), "--bpffs".as_ref(), dir.as_os_str()], false);
+    let status = agent.wait_exit(WAIT);
+    assert_eq!(status.code(), Some(64), "{:?}", agent.lines());
+    let log = serde_json::to_string(&agent.lines()).expect("json");
+    for needle in ["apiVersion", "colour", "not a cgroup v2 directory", "not on a bpf filesystem"] {
+        assert!(log.contains(needle), "missing {needle:?} in {log}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn not_root_is_refused_with_exit_77() {
+    let e = Enforced::prepare("nonroot", &[], &reload_policy(0));
+    let out = Command::new(agent_bin())
+        .args(["run", "--policy"]).arg(&e.policy)
+        .arg("--cgroup").arg(e.lab.cgroup_path())
+        .arg("--bpffs").arg(e.bpffs())
+        .uid(65534).gid(65534)
+        .output()
+        .expect("run agent as nobody");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The policy lives in a root-owned temp dir; either way the agent must refuse clearly.
+    assert!(matches!(out.status.code(), Some(77) | Some(64)), "{:?} {stderr}", out.status);
+    assert!(stderr.contains("not running as root"), "{stderr}");
+}

@@ -1,0 +1,117 @@
+//! `cargo xtask demo`: a live demonstration in network namespaces. A "node" namespace with a
+//! workload cgroup, a "world" namespace with hosts on documentation addresses, the real agent
+//! enforcing a policy: allowed and denied connections, their live events, a hot reload, the
+//! enforcement surviving the agent, and detach. Everything is removed at the end.
+use std::{path::Path, thread::sleep, time::Duration};
+
+use anyhow::{bail, Result};
+use ringfence_tests::{agent::AgentProc, Lab, ProbeResult};
+
+use crate::util::{cargo, is_root, run, workspace_root};
+
+const POLICY: &str = include_str!("demo-policy.yaml");
+
+struct Step {
+    what: &'static str,
+    proto: &'static str,
+    addr: &'static str,
+    port: u16,
+    expect_ok: bool,
+}
+
+const STEPS: &[Step] = &[
+    Step { what: "checkpoint store (rule checkpoint-store)", proto: "tcp", addr: "198.51.100.10", port: 443, expect_ok: true },
+    Step { what: "checkpoint store, wrong port (default deny)", proto: "tcp", addr: "198.51.100.10", port: 8080, expect_ok: false },
+    Step { what: "unknown host (default deny)", proto: "tcp", addr: "203.0.113.5", port: 443, expect_ok: false },
+    Step { what: "DNS resolver over UDP (rule dns)", proto: "udp", addr: "198.51.100.20", port: 53, expect_ok: true },
+    Step { what: "DNS to an unknown resolver (default deny)", proto: "udp", addr: "203.0.113.5", port: 53, expect_ok: false },
+    Step { what: "IPv6 checkpoint store (rule checkpoint-store)", proto: "tcp", addr: "2001:db8:10::10", port: 443, expect_ok: true },
+    Step { what: "IPv6 legacy mirror (rule no-legacy-mirror)", proto: "tcp", addr: "2001:db8:20::10", port: 443, expect_ok: false },
+];
+
+fn probe(lab: &Lab, proto: &str, addr: &str, port: u16) -> ProbeResult {
+    match proto {
+        "tcp" => lab.tcp(addr, port),
+        _ => lab.udp(addr, port),
+    }
+}
+
+fn show(lab: &Lab, step: &Step) -> bool {
+    let r = probe(lab, step.proto, step.addr, step.port);
+    let got = if r.ok { "connected".to_string() } else { format!("refused: {}", r.error.clone().unwrap_or_default()) };
+    let good = r.ok == step.expect_ok;
+    println!(
+        "  {} {:>3} {:<18} {:>5}  {:<46} -> {got}",
+        if good { "✔" } else { "✘" },
+        step.proto,
+        step.addr,
+        step.port,
+        step.what
+    );
+    // Let the agent print the event before the next line.
+    sleep(Duration::from_millis(150));
+    good
+}
+
+fn agent_status(agent_bin: &Path, bpffs: &Path) -> Result<()> {
+    run(std::process::Command::new(agent_bin).args(["status", "--bpffs"]).arg(bpffs))
+}
+
+pub fn demo() -> Result<()> {
+    crate::setup::setup(false)?;
+    if !is_root() {
+        bail!("the demo creates network namespaces, a cgroup and BPF programs: run it as root");
+    }
+    run(cargo().args(["build", "--quiet", "-p", "ringfence-agent", "-p", "ringfence-tests", "--bins"]))?;
+    let target = workspace_root().join("target/debug");
+    let agent_bin = target.join("ringfence-agent");
+
+    println!("\n== Lab: node namespace (192.0.2.1, 2001:db8:1::1) -> world namespace with hosts 198.51.100.10, 198.51.100.20, 203.0.113.5, 2001:db8:10::10, 2001:db8:20::10");
+    let mut lab = Lab::with_probe("demo", target.join("lab-probe"));
+    lab.start_world_servers(&[53, 443, 8080]);
+    let dir = tempdir()?;
+    let policy = dir.join("policy.yaml");
+    std::fs::write(&policy, POLICY)?;
+    println!("== Policy ({}):\n{}", policy.display(), POLICY.lines().filter(|l| !l.starts_with('#')).map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n"));
+
+    println!("\n== Starting ringfence-agent on cgroup {}", lab.cgroup_path().display());
+    let mut agent = AgentProc::spawn(&agent_bin, &policy, lab.cgroup_path(), lab.bpffs_path(), true);
+    agent.wait_for_message("enforcing", Duration::from_secs(20));
+
+    println!("\n== Connections from a workload in the cgroup (each verdict arrives as a live event)");
+    let mut all_good = STEPS.iter().map(|s| show(&lab, s)).fold(true, |a, b| a & b);
+
+    println!("\n== Hot reload: allow 203.0.113.5:443 (policy file edited; the agent notices and swaps atomically)");
+    let widened = POLICY.replace("198.51.100.10/32, \"2001", "198.51.100.10/32, 203.0.113.5/32, \"2001");
+    std::fs::write(&policy, widened)?;
+    agent.wait_for_message("policy applied", Duration::from_secs(10));
+    all_good &= show(&lab, &Step { what: "unknown host, now allowed (rule checkpoint-store)", proto: "tcp", addr: "203.0.113.5", port: 443, expect_ok: true });
+
+    println!("\n== Agent status");
+    agent_status(&agent_bin, lab.bpffs_path())?;
+
+    println!("\n== Agent killed with SIGKILL: enforcement stays pinned in the kernel");
+    agent.kill9();
+    all_good &= show(&lab, &STEPS[2]);
+    all_good &= show(&lab, &STEPS[0]);
+
+    println!("\n== `ringfence-agent detach`: programs and maps removed, everything is allowed again");
+    run(std::process::Command::new(&agent_bin).args(["detach", "--bpffs"]).arg(lab.bpffs_path()))?;
+    all_good &= show(&lab, &Step { what: "unknown host, no policy any more", proto: "tcp", addr: "203.0.113.5", port: 8080, expect_ok: true });
+
+    println!("\n== Cleaning up the lab");
+    drop(lab);
+    std::fs::remove_dir_all(&dir)?;
+    if !all_good {
+        bail!("some connections did not get the expected verdict");
+    }
+    println!("demo: every connection got the expected verdict");
+    Ok(())
+}
+
+/// A private temporary directory (removed by the caller).
+pub fn tempdir() -> Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("ringfence-xtask-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}

@@ -1,0 +1,122 @@
+//! `cargo xtask setup`: installs what the build and the tests need on a fresh Debian machine.
+//! Idempotent: every step checks first and only acts when something is missing.
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::util::{output, run};
+
+/// LLVM major of the nightly toolchain that builds the eBPF crate; bpf-linker must match it.
+const LLVM_MAJOR: &str = "22";
+const BPF_LINKER_VERSION: &str = "0.13.0";
+/// Debian packages: LLVM for building bpf-linker, and the tools the lab and benchmarks use.
+const APT_PACKAGES: &[&str] = &[
+    "llvm-22-dev", "libpolly-22-dev", "libzstd-dev", "zlib1g-dev", "libxml2-dev",
+    "iproute2", "nftables", "util-linux", "procps",
+];
+
+fn apt_missing() -> Vec<&'static str> {
+    APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            output(Command::new("dpkg-query").args(["-W", "-f=${Status}", p]))
+                .is_none_or(|s| !s.contains("install ok installed"))
+        })
+        .collect()
+}
+
+fn ensure_apt(check: bool, did: &mut Vec<String>) -> Result<()> {
+    let missing = apt_missing();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if check {
+        bail!("missing Debian packages: {} (run `cargo xtask setup`)", missing.join(" "));
+    }
+    if !crate::util::is_root() {
+        bail!("missing Debian packages {}; installing them needs root", missing.join(" "));
+    }
+    println!("setup: installing {}", missing.join(" "));
+    run(Command::new("apt-get").args(["update", "-qq"]))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    did.push(format!("installed {}", missing.join(" ")));
+    Ok(())
+}
+
+fn ensure_nightly(check: bool, did: &mut Vec<String>) -> Result<()> {
+    let vv = output(Command::new("rustup").args(["run", "nightly", "rustc", "-vV"]))
+        .context("no nightly toolchain: `rustup toolchain install nightly` (its LLVM must be 22)")?;
+    let llvm = vv.lines().find_map(|l| l.strip_prefix("LLVM version: ")).unwrap_or("?").trim().to_string();
+    if !llvm.starts_with(&format!("{LLVM_MAJOR}.")) {
+        bail!("the nightly toolchain uses LLVM {llvm}, but bpf-linker is built against LLVM {LLVM_MAJOR}: install a nightly with LLVM {LLVM_MAJOR} (e.g. nightly-2026-05-19) as `nightly`");
+    }
+    let installed = output(Command::new("rustup").args(["component", "list", "--installed", "--toolchain", "nightly"])).unwrap_or_default();
+    if !installed.lines().any(|l| l.starts_with("rust-src")) {
+        if check {
+            bail!("rust-src missing for nightly (run `cargo xtask setup`)");
+        }
+        println!("setup: adding rust-src to nightly");
+        run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+        did.push("added rust-src to nightly".into());
+    }
+    Ok(())
+}
+
+fn bpf_linker_ok() -> bool {
+    let Some(v) = output(Command::new("bpf-linker").arg("--version")) else { return false };
+    let Some(path) = output(Command::new("sh").args(["-c", "command -v bpf-linker"])) else { return false };
+    let ldd = output(Command::new("ldd").arg(path.trim())).unwrap_or_default();
+    v.contains(BPF_LINKER_VERSION) && ldd.contains(&format!("libLLVM.so.{LLVM_MAJOR}"))
+}
+
+fn ensure_bpf_linker(check: bool, did: &mut Vec<String>) -> Result<()> {
+    if bpf_linker_ok() {
+        return Ok(());
+    }
+    if check {
+        bail!("bpf-linker {BPF_LINKER_VERSION} built against LLVM {LLVM_MAJOR} not found (run `cargo xtask setup`)");
+    }
+    println!("setup: building bpf-linker {BPF_LINKER_VERSION} against LLVM {LLVM_MAJOR} (about 2 minutes)");
+    let prefix = format!("/usr/lib/llvm-{LLVM_MAJOR}");
+    let path = format!("{prefix}/bin:{}", std::env::var("PATH").unwrap_or_default());
+    run(crate::util::cargo()
+        .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--no-default-features", "--locked", "--force"])
+        .args(["--features", &format!("llvm-{LLVM_MAJOR}")])
+        .env("LLVM_PREFIX", &prefix)
+        .env("PATH", path))?;
+    if !bpf_linker_ok() {
+        bail!("bpf-linker was installed but `bpf-linker --version` or its LLVM {LLVM_MAJOR} link check still fails; is ~/.cargo/bin on PATH?");
+    }
+    did.push(format!("installed bpf-linker {BPF_LINKER_VERSION}"));
+    Ok(())
+}
+
+fn check_kernel() -> Result<()> {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+    if !mounts.lines().any(|l| l.contains(" - cgroup2 ")) {
+        bail!("no cgroup v2 filesystem is mounted; the agent enforces per cgroup v2 directory");
+    }
+    if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
+        println!("setup: warning: /sys/kernel/btf/vmlinux is missing (kernel without BTF)");
+    }
+    Ok(())
+}
+
+/// Installs what is missing (or with `check`, only reports it).
+pub fn setup(check: bool) -> Result<()> {
+    let mut did = Vec::new();
+    ensure_apt(check, &mut did)?;
+    ensure_nightly(check, &mut did)?;
+    ensure_bpf_linker(check, &mut did)?;
+    check_kernel()?;
+    if did.is_empty() {
+        println!("setup: everything present (apt packages, nightly LLVM {LLVM_MAJOR} + rust-src, bpf-linker {BPF_LINKER_VERSION}, cgroup v2)");
+    } else {
+        println!("setup: done: {}", did.join("; "));
+    }
+    Ok(())
+}

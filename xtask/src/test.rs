@@ -1,0 +1,82 @@
+//! `cargo xtask test`: setup, then every test in the workspace (unit tests and the privileged
+//! network-namespace tests, serially), ending with one summary line of counts.
+use std::{
+    io::{BufRead, BufReader},
+    process::Stdio,
+};
+
+use anyhow::{bail, Context, Result};
+
+use crate::util::{cargo, is_root, run};
+
+/// Sums of the `test result:` lines cargo prints per test binary.
+#[derive(Default, Debug, PartialEq, Eq)]
+pub struct Counts {
+    pub passed: u64,
+    pub failed: u64,
+    pub ignored: u64,
+}
+
+impl Counts {
+    /// Adds one `test result: ok. 3 passed; 0 failed; 1 ignored; ...` line.
+    pub fn add_line(&mut self, line: &str) {
+        let Some(rest) = line.trim().strip_prefix("test result: ") else { return };
+        for part in rest.split([';', '.']) {
+            let mut words = part.split_whitespace();
+            if let (Some(n), Some(what)) = (words.next(), words.next()) {
+                if let Ok(n) = n.parse::<u64>() {
+                    match what {
+                        "passed" => self.passed += n,
+                        "failed" => self.failed += n,
+                        "ignored" => self.ignored += n,
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub fn test(extra: &[String]) -> Result<()> {
+    crate::setup::setup(false)?;
+    if !is_root() {
+        bail!("the integration tests create network namespaces, cgroups and BPF programs: run as root (sudo -E cargo xtask test)");
+    }
+    run(cargo().args(["build", "--workspace", "--bins"]))?;
+    let mut child = cargo()
+        .args(["test", "--workspace", "--no-fail-fast"])
+        .args(["--", "--test-threads=1"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("spawning cargo test")?;
+    let mut counts = Counts::default();
+    for line in BufReader::new(child.stdout.take().expect("piped stdout")).lines() {
+        let line = line.context("reading cargo test output")?;
+        println!("{line}");
+        counts.add_line(&line);
+    }
+    let status = child.wait()?;
+    println!("tests: {} passed, {} failed, {} skipped", counts.passed, counts.failed, counts.ignored);
+    if !status.success() || counts.failed > 0 {
+        bail!("tests failed ({status})");
+    }
+    if counts.passed == 0 {
+        bail!("no test ran");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Counts;
+
+    #[test]
+    fn sums_result_lines() {
+        let mut c = Counts::default();
+        c.add_line("test result: ok. 3 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s");
+        c.add_line("test result: FAILED. 2 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out");
+        c.add_line("running 3 tests");
+        assert_eq!(c, Counts { passed: 5, failed: 1, ignored: 1 });
+    }
+}
