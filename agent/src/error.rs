@@ -18,7 +18,12 @@ pub enum AgentError {
     #[error("BPF is unavailable: {0}")]
     BpfUnavailable(String),
     #[error("{what} {path}: {source}")]
-    Io { what: &'static str, path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("kernel map {map}: {message}")]
     Map { map: String, message: String },
     #[error("policy: {0}")]

@@ -7,7 +7,7 @@ use std::{
 };
 
 use aya::maps::{Map, MapData, RingBuf};
-use ringfence_common::{Event, EVENTS_MAP, PROTO_TCP, PROTO_UDP, PROGRAMS, VERDICT_ALLOW, VERDICT_DENY};
+use ringfence_common::{Event, EVENTS_MAP, PROGRAMS, PROTO_TCP, PROTO_UDP, VERDICT_ALLOW, VERDICT_DENY};
 use ringfence_policy::Policy;
 use serde::Serialize;
 use tokio::io::unix::AsyncFd;
@@ -143,5 +143,72 @@ impl EventReader {
                 out.push(ev);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringfence_common::{HOOK_CONNECT6, HOOK_SENDMSG4, VERDICT_AUDIT};
+
+    fn policy(rule: &str) -> Arc<Policy> {
+        let src = format!(
+            "apiVersion: ringfence.dev/v1\nkind: EgressPolicy\nmetadata: {{ name: t }}\nspec:\n  defaultAction: deny\n  egress:\n    - {{ name: {rule}, action: allow, to: {{ cidrs: [198.51.100.0/24] }} }}\n"
+        );
+        Arc::new(ringfence_policy::parse_policy(&src).expect("valid policy"))
+    }
+
+    fn event(family: u32, daddr: [u8; 16], generation: u32, rule_id: u32) -> Event {
+        let mut comm = [0u8; 16];
+        comm[..6].copy_from_slice(b"python");
+        Event {
+            ts_ns: 1,
+            cgroup_id: 42,
+            pid: 7,
+            tid: 8,
+            comm,
+            daddr,
+            family,
+            dport: 443,
+            protocol: PROTO_UDP,
+            verdict: VERDICT_AUDIT,
+            rule_id,
+            hook: HOOK_SENDMSG4,
+            generation,
+            _reserved: 0,
+        }
+    }
+
+    #[test]
+    fn decode_round_trips_and_rejects_short_records() {
+        let ev = event(4, [198, 51, 100, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 1, 1);
+        // SAFETY: Event is repr(C) plain data without padding.
+        let bytes =
+            unsafe { std::slice::from_raw_parts((&ev as *const Event).cast::<u8>(), size_of::<Event>()) };
+        assert_eq!(decode(bytes), Some(ev));
+        assert_eq!(decode(&bytes[..40]), None);
+    }
+
+    #[test]
+    fn records_name_rules_of_the_generation_that_decided() {
+        let mut names = RuleNames::default();
+        names.insert(1, policy("old-name"));
+        names.insert(2, policy("new-name"));
+        let v4 = event(4, [198, 51, 100, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 1, 1);
+        let r = names.record(&v4);
+        assert_eq!(r.rule, "old-name");
+        assert_eq!(r.dst, "198.51.100.7".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            (r.verdict, r.protocol.as_str(), r.hook, r.comm.as_str()),
+            ("audit-deny", "udp", "rf_sendmsg4", "python")
+        );
+        assert_eq!(names.record(&event(4, v4.daddr, 2, 1)).rule, "new-name");
+        assert_eq!(names.record(&event(4, v4.daddr, 2, 0)).rule, "default");
+        assert_eq!(names.record(&event(4, v4.daddr, 9, 3)).rule, "rule#3 (generation 9)");
+        let mut v6 = event(6, "2001:db8::5".parse::<Ipv6Addr>().unwrap().octets(), 2, 1);
+        v6.hook = HOOK_CONNECT6;
+        v6.verdict = VERDICT_DENY;
+        let r = names.record(&v6);
+        assert_eq!((r.dst, r.verdict, r.hook), ("2001:db8::5".parse().unwrap(), "deny", "rf_connect6"));
     }
 }

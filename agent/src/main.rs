@@ -64,12 +64,19 @@ fn status(bpffs: PathBuf, json: bool) -> Result<(), AgentError> {
     let active = maps.active_policy()?;
     let stats = maps.stats()?;
     if json {
-        let v = serde_json::json!({ "attached": attached, "bpffs": bpffs, "policy": active, "counters": stats });
+        let v =
+            serde_json::json!({ "attached": attached, "bpffs": bpffs, "policy": active, "counters": stats });
         println!("{v}");
     } else {
         println!("attached:   {attached} ({})", bpffs.display());
-        println!("policy:     generation {} (slot {}), mode {}, default {}", active.generation, active.slot, active.mode, active.default_action);
-        println!("counters:   allowed {}, denied {}, audited {}, events dropped {}", stats.allowed, stats.denied, stats.audited, stats.events_dropped);
+        println!(
+            "policy:     generation {} (slot {}), mode {}, default {}",
+            active.generation, active.slot, active.mode, active.default_action
+        );
+        println!(
+            "counters:   allowed {}, denied {}, audited {}, events dropped {}",
+            stats.allowed, stats.denied, stats.audited, stats.events_dropped
+        );
     }
     Ok(())
 }
@@ -80,10 +87,14 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Run { policy, cgroup, bpffs, watch_interval } => {
             if !(0.05..=3600.0).contains(&watch_interval) {
-                Err(AgentError::Config(vec![format!("--watch-interval {watch_interval}: must be between 0.05 and 3600 seconds")]))
+                Err(AgentError::Config(vec![format!(
+                    "--watch-interval {watch_interval}: must be between 0.05 and 3600 seconds"
+                )]))
             } else {
                 let cfg = RunConfig {
-                    policy, cgroup, bpffs,
+                    policy,
+                    cgroup,
+                    bpffs,
                     watch_interval: Duration::from_secs_f64(watch_interval),
                     grace: Duration::from_secs(2),
                 };

@@ -9,9 +9,8 @@ use aya::maps::{
     Array, Map, MapData, MapError, PerCpuArray,
 };
 use ringfence_common::{
-    MatchList, PolicyConfig, PrefixEntry, ACTIVE_MAP, ALLOW_V4_MAPS, ALLOW_V6_MAPS, CONFIG_MAP,
-    DENY_V4_MAPS, DENY_V6_MAPS, LIST_MAPS, STATS_MAP, STAT_ALLOWED, STAT_AUDITED, STAT_DENIED,
-    STAT_EVENTS_DROPPED,
+    MatchList, PolicyConfig, PrefixEntry, ACTIVE_MAP, ALLOW_V4_MAPS, ALLOW_V6_MAPS, CONFIG_MAP, DENY_V4_MAPS,
+    DENY_V6_MAPS, LIST_MAPS, STATS_MAP, STAT_ALLOWED, STAT_AUDITED, STAT_DENIED, STAT_EVENTS_DROPPED,
 };
 use ringfence_policy::Compiled;
 use serde::Serialize;
@@ -30,7 +29,8 @@ where
     T: TryFrom<Map, Error = MapError>,
 {
     let path = dir.join(name);
-    let data = MapData::from_pin(&path).map_err(|e| AgentError::map(name, format!("open pin {}: {e}", path.display())))?;
+    let data = MapData::from_pin(&path)
+        .map_err(|e| AgentError::map(name, format!("open pin {}: {e}", path.display())))?;
     let map = Map::from_map_data(data).map_err(|e| AgentError::map(name, e))?;
     T::try_from(map).map_err(|e| AgentError::map(name, e))
 }
@@ -101,7 +101,11 @@ impl PinnedMaps {
         Ok(ActivePolicy {
             slot,
             generation: cfg.generation,
-            default_action: if cfg.default_action == ringfence_common::ACTION_ALLOW { "allow" } else { "deny" },
+            default_action: if cfg.default_action == ringfence_common::ACTION_ALLOW {
+                "allow"
+            } else {
+                "deny"
+            },
             mode: if cfg.mode == ringfence_common::MODE_AUDIT { "audit" } else { "enforce" },
         })
     }
@@ -118,7 +122,12 @@ impl PinnedMaps {
             self.lists[next].set(i as u32, list, 0).map_err(|e| AgentError::map(LIST_MAPS[next], e))?;
         }
         let generation = cur_cfg.generation.wrapping_add(1).max(1);
-        let cfg = PolicyConfig { default_action: compiled.default_action, mode: compiled.mode, generation, _reserved: 0 };
+        let cfg = PolicyConfig {
+            default_action: compiled.default_action,
+            mode: compiled.mode,
+            generation,
+            _reserved: 0,
+        };
         self.config.set(next as u32, cfg, 0).map_err(|e| AgentError::map(CONFIG_MAP, e))?;
         // The switch: one array write, atomic for the programs.
         self.active.set(0, next as u32, 0).map_err(|e| AgentError::map(ACTIVE_MAP, e))?;
@@ -149,7 +158,8 @@ fn fill<const N: usize>(
 where
     [u8; N]: aya::Pod,
 {
-    let wanted: std::collections::HashSet<(u32, [u8; N])> = entries.iter().map(|(a, l, _)| (*l, *a)).collect();
+    let wanted: std::collections::HashSet<(u32, [u8; N])> =
+        entries.iter().map(|(a, l, _)| (*l, *a)).collect();
     let stale: Vec<Key<[u8; N]>> = trie
         .keys()
         .collect::<Result<Vec<_>, _>>()
@@ -165,4 +175,3 @@ where
     }
     Ok(())
 }
-

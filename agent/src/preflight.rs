@@ -59,7 +59,8 @@ pub fn check_bpffs(dir: &Path) -> Result<(), String> {
 
 /// Parses and compiles a policy file, one message per problem.
 pub fn check_policy(path: &Path) -> Result<(Policy, Compiled), Vec<String>> {
-    let policy = load_policy_file(path).map_err(|e| e.to_string().lines().map(str::to_string).collect::<Vec<_>>())?;
+    let policy =
+        load_policy_file(path).map_err(|e| e.to_string().lines().map(str::to_string).collect::<Vec<_>>())?;
     let compiled = compile(&policy).map_err(|e| vec![format!("{}: {e}", path.display())])?;
     Ok((policy, compiled))
 }
@@ -86,4 +87,31 @@ pub fn check(policy: &Path, cgroup: &Path, bpffs: &Path) -> Result<Checked, Agen
     }
     let (policy, compiled) = compiled.expect("no errors means the policy compiled");
     Ok(Checked { policy, compiled, cgroup: cgroup.to_path_buf(), bpffs: bpffs.to_path_buf() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let dir = std::env::temp_dir().join(format!("ringfence-preflight-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let policy = dir.join("p.yaml");
+        std::fs::write(&policy, "apiVersion: ringfence.dev/v1\nkind: EgressPolicy\nmetadata: { name: x }\nspec: { defaultAction: deny, mode: loud }\n").unwrap();
+        let Err(err) = check(&policy, &dir, &dir.join("pins")) else { panic!("must fail") };
+        assert_eq!(err.exit_code(), crate::error::EXIT_CONFIG);
+        let text = err.to_string();
+        for needle in ["loud", "not a cgroup v2 directory", "not on a bpf filesystem", "mount -t bpf"] {
+            assert!(text.contains(needle), "missing {needle:?} in {text}");
+        }
+        assert!(check_cgroup(&dir.join("missing")).unwrap_err().contains("No such file"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn unreadable_policy_names_the_file() {
+        let Err(errors) = check_policy(Path::new("/nonexistent/ringfence.yaml")) else { panic!("must fail") };
+        assert!(errors.iter().any(|e| e.contains("/nonexistent/ringfence.yaml")), "{errors:?}");
+    }
 }

@@ -36,6 +36,13 @@ struct Enforcer {
 }
 
 impl Enforcer {
+    /// Logs and empties a batch of events.
+    fn report(&self, batch: &mut Vec<ringfence_common::Event>) {
+        for ev in batch.drain(..) {
+            log_record(&self.names.record(&ev));
+        }
+    }
+
     /// Re-reads the policy file; applies it if valid, otherwise keeps the one in force.
     fn reload(&mut self, trigger: &str) {
         self.watch.mark_seen();
@@ -53,7 +60,9 @@ impl Enforcer {
                 self.names.insert(generation, Arc::new(policy.clone()));
                 info!(trigger, generation, policy = %policy.name, rules = policy.rules.len(), "policy applied");
             }
-            Err(e) => error!(trigger, error = %e, "policy could not be written to the kernel; previous slot stays active"),
+            Err(e) => {
+                error!(trigger, error = %e, "policy could not be written to the kernel; previous slot stays active")
+            }
         }
     }
 }
@@ -93,6 +102,8 @@ pub async fn run(cfg: RunConfig) -> Result<(), AgentError> {
     let mut events = EventReader::open(&cfg.bpffs)?;
     let mut enforcer = Enforcer { watch: FileWatch::new(&cfg.policy), cfg, maps, names, generation };
     let mut tick = tokio::time::interval(enforcer.cfg.watch_interval);
+    // Programs wake us only for a large backlog; drain small batches on this timer.
+    let mut drain = tokio::time::interval(Duration::from_millis(ringfence_common::EVENTS_POLL_MS));
     let mut batch = Vec::new();
     let why = loop {
         tokio::select! {
@@ -101,7 +112,11 @@ pub async fn run(cfg: RunConfig) -> Result<(), AgentError> {
             _ = tick.tick() => if enforcer.watch.changed() { enforcer.reload("file change") },
             r = events.read(&mut batch) => {
                 if let Err(e) = r { warn!(error = %e, "reading events"); }
-                for ev in batch.drain(..) { log_record(&enforcer.names.record(&ev)); }
+                enforcer.report(&mut batch);
+            }
+            _ = drain.tick() => {
+                events.drain(&mut batch);
+                enforcer.report(&mut batch);
             }
         }
     };
@@ -112,12 +127,16 @@ pub async fn run(cfg: RunConfig) -> Result<(), AgentError> {
         if batch.is_empty() || tokio::time::Instant::now() >= deadline {
             break;
         }
-        for ev in batch.drain(..) {
-            log_record(&enforcer.names.record(&ev));
-        }
+        enforcer.report(&mut batch);
     }
     if let Ok(stats) = enforcer.maps.stats() {
-        info!(allowed = stats.allowed, denied = stats.denied, audited = stats.audited, events_dropped = stats.events_dropped, "counters");
+        info!(
+            allowed = stats.allowed,
+            denied = stats.denied,
+            audited = stats.audited,
+            events_dropped = stats.events_dropped,
+            "counters"
+        );
     }
     info!(signal = why, bpffs = %enforcer.cfg.bpffs.display(),
         "stopping; enforcement stays pinned (run `ringfence-agent detach` to remove it)");

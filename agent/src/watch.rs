@@ -40,3 +40,29 @@ impl FileWatch {
         self.last = digest(&self.path);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::FileWatch;
+
+    #[test]
+    fn reports_each_content_change_once() {
+        let dir = std::env::temp_dir().join(format!("ringfence-watch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("p.yaml");
+        std::fs::write(&f, "a").unwrap();
+        let mut w = FileWatch::new(&f);
+        assert!(!w.changed(), "initial content counts as seen");
+        std::fs::write(&f, "b").unwrap();
+        assert!(w.changed());
+        assert!(!w.changed(), "reported once");
+        std::fs::write(&f, "b").unwrap();
+        assert!(!w.changed(), "rewriting the same content is no change");
+        std::fs::remove_file(&f).unwrap();
+        assert!(!w.changed(), "a missing file (mid-replace) is no change");
+        std::fs::write(&f, "c").unwrap();
+        w.mark_seen();
+        assert!(!w.changed(), "mark_seen records the content");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -63,12 +63,18 @@ fn items_of(rule: &Rule) -> Vec<MatchItem> {
     if rule.ports.is_empty() {
         return vec![MatchItem { port_lo: 0, port_hi: 65535, proto: PROTO_ANY, rule_id: rule.id }];
     }
-    let items = rule.ports.iter().map(|p| MatchItem { port_lo: p.lo, port_hi: p.hi, proto: p.protocol.to_kernel(), rule_id: rule.id });
+    let items = rule.ports.iter().map(|p| MatchItem {
+        port_lo: p.lo,
+        port_hi: p.hi,
+        proto: p.protocol.to_kernel(),
+        rule_id: rule.id,
+    });
     items.collect()
 }
 
 fn key_to_net(key: u128, len: u32, width: u32) -> IpNet {
-    let addr = if width == 32 { IpAddr::from((key as u32).to_be_bytes()) } else { IpAddr::from(key.to_be_bytes()) };
+    let addr =
+        if width == 32 { IpAddr::from((key as u32).to_be_bytes()) } else { IpAddr::from(key.to_be_bytes()) };
     IpNet::new(addr, len as u8).expect("valid prefix length")
 }
 
@@ -107,7 +113,13 @@ fn build_trie<const N: usize>(
                 .map(|id| format!("{id} \"{}\"", policy.rule(*id).map_or("?", |r| r.name.as_str())))
                 .collect();
             let prefix = key_to_net(addr, len, width);
-            return Err(CompileError::TooManyItems { prefix, action, items: items.len(), rules, max: MAX_ITEMS });
+            return Err(CompileError::TooManyItems {
+                prefix,
+                action,
+                items: items.len(),
+                rules,
+                max: MAX_ITEMS,
+            });
         }
         let mut list = MatchList { len: items.len() as u32, ..MatchList::default() };
         for (slot, (_, _, item)) in list.items.iter_mut().zip(items) {
@@ -137,7 +149,8 @@ pub fn compile(policy: &Policy) -> Result<Compiled, CompileError> {
     let mut groups: [Entries; 4] = Default::default();
     for rule in &policy.rules {
         let items = items_of(rule);
-        let mut cidrs: Vec<IpNet> = rule.cidrs.iter().map(|n| crate::model::normalize_net(n.trunc())).collect();
+        let mut cidrs: Vec<IpNet> =
+            rule.cidrs.iter().map(|n| crate::model::normalize_net(n.trunc())).collect();
         cidrs.sort_unstable();
         cidrs.dedup();
         for net in cidrs {

@@ -109,7 +109,8 @@ mod tests {
 
     #[test]
     fn chain_depth() {
-        let sorted = [(0x0A00_0000, 8), (0x0A00_0000, 16), (0x0A00_0000, 24), (0x0A01_0000, 16), (0x0B00_0000, 8)];
+        let sorted =
+            [(0x0A00_0000, 8), (0x0A00_0000, 16), (0x0A00_0000, 24), (0x0A01_0000, 16), (0x0B00_0000, 8)];
         let chain = deepest_chain(&sorted, 32);
         assert_eq!(chain, vec![(0x0A00_0000, 8), (0x0A00_0000, 16), (0x0A00_0000, 24)]);
     }

@@ -26,7 +26,9 @@ pub struct Destination {
 /// Why a destination string could not be parsed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DestinationError {
-    #[error("invalid destination address \"{0}\" (expected e.g. 198.51.100.7:443/tcp or [2001:db8::1]:443/udp)")]
+    #[error(
+        "invalid destination address \"{0}\" (expected e.g. 198.51.100.7:443/tcp or [2001:db8::1]:443/udp)"
+    )]
     Address(String),
     #[error("invalid destination port \"{0}\" (expected an integer from 1 to 65535)")]
     Port(String),
@@ -58,9 +60,8 @@ impl FromStr for Destination {
             None => (s, Protocol::Tcp),
         };
         let (addr, port) = if let Some(bracketed) = rest.strip_prefix('[') {
-            let (inner, after) = bracketed
-                .split_once(']')
-                .ok_or_else(|| DestinationError::Address(rest.to_owned()))?;
+            let (inner, after) =
+                bracketed.split_once(']').ok_or_else(|| DestinationError::Address(rest.to_owned()))?;
             let addr = parse_addr(inner)?;
             let port = match after {
                 "" => None,
@@ -104,7 +105,10 @@ mod tests {
 
     #[test]
     fn parses_forms() {
-        assert_eq!(d("198.51.100.7:443/udp"), Destination { addr: "198.51.100.7".parse().unwrap(), port: Some(443), protocol: Protocol::Udp });
+        assert_eq!(
+            d("198.51.100.7:443/udp"),
+            Destination { addr: "198.51.100.7".parse().unwrap(), port: Some(443), protocol: Protocol::Udp }
+        );
         assert_eq!(d("198.51.100.7").port, None);
         assert_eq!(d("198.51.100.7").protocol, Protocol::Tcp);
         assert_eq!(d("198.51.100.7/udp").protocol, Protocol::Udp);

@@ -56,11 +56,7 @@ pub enum PolicyFileError {
 
 /// One `PATH:LINE:COL: error: MESSAGE` line per diagnostic, joined by newlines.
 pub fn format_diagnostics(path: &Path, diagnostics: &[Diagnostic]) -> String {
-    diagnostics
-        .iter()
-        .map(|d| format!("{}:{d}", path.display()))
-        .collect::<Vec<_>>()
-        .join("\n")
+    diagnostics.iter().map(|d| format!("{}:{d}", path.display())).collect::<Vec<_>>().join("\n")
 }
 
 /// Reads and parses the policy at `path` (see [`crate::parse_policy`]).

@@ -39,9 +39,13 @@ fn rule_label(rule: &Rule) -> String {
 
 /// Picks the winner: longest prefix, ties broken by the lowest id (candidates are in id order).
 fn winner<'a, 'b>(candidates: &'b [Candidate<'a>], steps: &mut Vec<String>) -> &'b Candidate<'a> {
-    let best = candidates
-        .iter()
-        .fold(&candidates[0], |best, c| if c.prefix.prefix_len() > best.prefix.prefix_len() { c } else { best });
+    let best = candidates.iter().fold(&candidates[0], |best, c| {
+        if c.prefix.prefix_len() > best.prefix.prefix_len() {
+            c
+        } else {
+            best
+        }
+    });
     let action = best.rule.action;
     let ties: Vec<String> = candidates
         .iter()
@@ -80,7 +84,9 @@ impl Policy {
         if dest.port.is_none() {
             steps.push("no destination port given: only rules without \"ports\" can match".to_owned());
         }
-        let port_text = dest.port.map_or_else(|| format!("(no port)/{}", dest.protocol), |p| format!("{p}/{}", dest.protocol));
+        let port_text = dest
+            .port
+            .map_or_else(|| format!("(no port)/{}", dest.protocol), |p| format!("{p}/{}", dest.protocol));
         let (mut deny, mut allow) = (Vec::new(), Vec::new());
         for rule in &self.rules {
             let matching = rule.cidrs.iter().map(|n| normalize_net(*n)).filter(|n| n.contains(&addr));
@@ -92,7 +98,9 @@ impl Policy {
                 steps.push(format!("{label}: {prefix} contains {addr}; the rule applies to all ports"));
                 true
             } else if let Some(entry) = rule.ports.iter().find(|p| p.matches(dest.port, dest.protocol)) {
-                steps.push(format!("{label}: {prefix} contains {addr}; port entry {entry} matches {port_text}"));
+                steps.push(format!(
+                    "{label}: {prefix} contains {addr}; port entry {entry} matches {port_text}"
+                ));
                 true
             } else {
                 let entries: Vec<String> = rule.ports.iter().map(ToString::to_string).collect();
@@ -109,7 +117,10 @@ impl Policy {
         }
         let decided = if !deny.is_empty() {
             if !allow.is_empty() {
-                steps.push(format!("deny rules take precedence over the {} matching allow rule(s)", allow.len()));
+                steps.push(format!(
+                    "deny rules take precedence over the {} matching allow rule(s)",
+                    allow.len()
+                ));
             }
             Some(winner(&deny, &mut steps))
         } else if !allow.is_empty() {
@@ -124,7 +135,9 @@ impl Policy {
         let verdict = decided.map_or(self.default_action, |c| c.rule.action);
         let audited = verdict == Action::Deny && self.mode == Mode::Audit;
         if audited {
-            steps.push("mode is audit: the deny is not enforced; the connection is allowed and reported".to_owned());
+            steps.push(
+                "mode is audit: the deny is not enforced; the connection is allowed and reported".to_owned(),
+            );
         }
         Decision {
             action: if audited { Action::Allow } else { verdict },

@@ -117,8 +117,5 @@ pub(crate) fn sequence<'a>(node: &'a Node, what: &str, diags: &mut Vec<Diagnosti
 /// The string value of `key` in `node` if `node` is a mapping with such a scalar; no diagnostics.
 pub(crate) fn peek_string<'a>(node: &'a Node, key: &str) -> Option<&'a str> {
     let NodeKind::Mapping(entries) = &node.kind else { return None };
-    entries
-        .iter()
-        .find(|(k, _)| k.as_str() == Some(key))
-        .and_then(|(_, v)| v.as_str())
+    entries.iter().find(|(k, _)| k.as_str() == Some(key)).and_then(|(_, v)| v.as_str())
 }

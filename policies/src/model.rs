@@ -165,9 +165,9 @@ pub fn normalize_addr(addr: IpAddr) -> IpAddr {
 pub fn normalize_net(net: IpNet) -> IpNet {
     match net {
         IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.network().to_ipv4_mapped() {
-            Some(v4) => IpNet::V4(
-                Ipv4Net::new(v4, v6.prefix_len() - 96).expect("prefix length is at most 32"),
-            ),
+            Some(v4) => {
+                IpNet::V4(Ipv4Net::new(v4, v6.prefix_len() - 96).expect("prefix length is at most 32"))
+            }
             None => net,
         },
         _ => net,

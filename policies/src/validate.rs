@@ -17,7 +17,11 @@ pub const KIND: &str = "EgressPolicy";
 pub(crate) fn validate(root: Option<&Node>, mut diags: Vec<Diagnostic>) -> Result<Policy, Vec<Diagnostic>> {
     let policy = match root {
         None => {
-            diags.push(Diagnostic::new(1, 1, format!("empty document; expected an {KIND} (apiVersion: {API_VERSION})")));
+            diags.push(Diagnostic::new(
+                1,
+                1,
+                format!("empty document; expected an {KIND} (apiVersion: {API_VERSION})"),
+            ));
             None
         }
         Some(root) => document(root, &mut diags),
@@ -37,7 +41,8 @@ fn document(root: &Node, diags: &mut Vec<Diagnostic>) -> Option<Policy> {
     if let Some(v) = f.require("apiVersion", ctx, diags) {
         if let Some(text) = string(v, "\"apiVersion\"", diags) {
             if text != API_VERSION {
-                diags.push(v.error(format!("unsupported apiVersion \"{text}\" (expected \"{API_VERSION}\")")));
+                diags
+                    .push(v.error(format!("unsupported apiVersion \"{text}\" (expected \"{API_VERSION}\")")));
             }
         }
     }
@@ -89,7 +94,8 @@ fn spec(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<(Mode, Action, Vec<R
             _ => Mode::Enforce,
         }),
     };
-    let default_action = f.require("defaultAction", ctx, diags).and_then(|a| action(a, "defaultAction", ctx, diags));
+    let default_action =
+        f.require("defaultAction", ctx, diags).and_then(|a| action(a, "defaultAction", ctx, diags));
     let rules = match f.get("egress") {
         None => Some(Vec::new()),
         Some(e) => egress(e, diags),
@@ -142,7 +148,9 @@ fn rule(node: &Node, id: usize, diags: &mut Vec<Diagnostic>) -> Option<Rule> {
     let f = fields(node, &["name", "action", "to", "ports"], &label, &ctx, diags)?;
     let name = f.require("name", &ctx, diags).and_then(|n| string(n, &format!("\"name\" {ctx}"), diags));
     if name == Some("") {
-        diags.push(f.get("name").expect("name is present").error(format!("rule name {ctx} must not be empty")));
+        diags.push(
+            f.get("name").expect("name is present").error(format!("rule name {ctx} must not be empty")),
+        );
     }
     let action = f.require("action", &ctx, diags).and_then(|a| action(a, "action", &ctx, diags));
     let cidrs = f.require("to", &ctx, diags).and_then(|to| destinations(to, &label, &ctx, diags));
@@ -163,7 +171,12 @@ fn rule(node: &Node, id: usize, diags: &mut Vec<Diagnostic>) -> Option<Rule> {
     })
 }
 
-fn destinations(node: &Node, label: &str, ctx: &str, diags: &mut Vec<Diagnostic>) -> Option<Vec<ipnet::IpNet>> {
+fn destinations(
+    node: &Node,
+    label: &str,
+    ctx: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Vec<ipnet::IpNet>> {
     let f = fields(node, &["cidrs"], &format!("\"to\" in {label}"), &format!("in \"to\" of {label}"), diags)?;
     let list = f.require("cidrs", &format!("in \"to\" of {label}"), diags)?;
     let items = sequence(list, &format!("\"to.cidrs\" {ctx}"), diags)?;

@@ -51,7 +51,12 @@ fn port_number(text: &str) -> Option<u16> {
 }
 
 /// Validates the `ports` sequence of a rule (`ports_node` is the sequence).
-pub(crate) fn ports(ports_node: &Node, items: &[Node], context: &str, diags: &mut Vec<Diagnostic>) -> Vec<PortMatch> {
+pub(crate) fn ports(
+    ports_node: &Node,
+    items: &[Node],
+    context: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<PortMatch> {
     if items.is_empty() {
         diags.push(ports_node.error(format!(
             "\"ports\" {context} must not be empty; omit \"ports\" to match all ports and protocols"
@@ -90,7 +95,9 @@ fn port_entry(node: &Node, context: &str, diags: &mut Vec<Diagnostic>) -> Option
             None
         }
         (None, None) => {
-            diags.push(node.error(format!("{what} needs \"port\" (e.g. 443) or \"range\" (e.g. \"8000-8100\")")));
+            diags.push(
+                node.error(format!("{what} needs \"port\" (e.g. 443) or \"range\" (e.g. \"8000-8100\")")),
+            );
             None
         }
         (Some(port), None) => single_port(port, context, diags),
@@ -101,17 +108,25 @@ fn port_entry(node: &Node, context: &str, diags: &mut Vec<Diagnostic>) -> Option
 }
 
 fn single_port(node: &Node, context: &str, diags: &mut Vec<Diagnostic>) -> Option<(u16, u16)> {
-    let text = match &node.kind {
-        NodeKind::Scalar { value, .. } if !node.is_null() => value.as_str(),
-        _ => {
-            diags.push(node.error(format!("expected a port number for \"port\" {context}, found {}", node.describe())));
-            return None;
-        }
-    };
+    let text =
+        match &node.kind {
+            NodeKind::Scalar { value, .. } if !node.is_null() => value.as_str(),
+            _ => {
+                diags.push(node.error(format!(
+                    "expected a port number for \"port\" {context}, found {}",
+                    node.describe()
+                )));
+                return None;
+            }
+        };
     match port_number(text) {
         Some(p) => Some((p, p)),
         None => {
-            diags.push(node.error(format!("invalid port \"{text}\" {context} (expected an integer from 1 to 65535)")));
+            diags.push(
+                node.error(format!(
+                    "invalid port \"{text}\" {context} (expected an integer from 1 to 65535)"
+                )),
+            );
             None
         }
     }
@@ -123,7 +138,11 @@ fn port_range(node: &Node, context: &str, diags: &mut Vec<Diagnostic>) -> Option
     match parsed {
         Some((lo, hi)) if lo <= hi => Some((lo, hi)),
         Some((lo, hi)) => {
-            diags.push(node.error(format!("invalid range \"{text}\" {context}: start {lo} is greater than end {hi}")));
+            diags.push(
+                node.error(format!(
+                    "invalid range \"{text}\" {context}: start {lo} is greater than end {hi}"
+                )),
+            );
             None
         }
         None => {

@@ -23,7 +23,10 @@ pub(crate) struct Node {
 #[derive(Clone, Debug)]
 pub(crate) enum NodeKind {
     /// A scalar; `plain` is false for quoted and block scalars.
-    Scalar { value: String, plain: bool },
+    Scalar {
+        value: String,
+        plain: bool,
+    },
     Sequence(Vec<Node>),
     /// Entries in document order (duplicates kept; the validator reports them).
     Mapping(Vec<(Node, Node)>),
@@ -63,9 +66,7 @@ impl Node {
         match &self.kind {
             NodeKind::Scalar { .. } => 1,
             NodeKind::Sequence(items) => 1 + items.iter().map(Node::size).sum::<usize>(),
-            NodeKind::Mapping(entries) => {
-                1 + entries.iter().map(|(k, v)| k.size() + v.size()).sum::<usize>()
-            }
+            NodeKind::Mapping(entries) => 1 + entries.iter().map(|(k, v)| k.size() + v.size()).sum::<usize>(),
         }
     }
 }
@@ -153,7 +154,11 @@ impl MarkedEventReceiver for TreeBuilder {
                     }
                     None => {
                         let (line, column) = position(mark);
-                        self.errors.push(Diagnostic::new(line, column, "alias refers to an anchor that is not complete (recursive alias)"));
+                        self.errors.push(Diagnostic::new(
+                            line,
+                            column,
+                            "alias refers to an anchor that is not complete (recursive alias)",
+                        ));
                         null()
                     }
                 };
@@ -162,12 +167,9 @@ impl MarkedEventReceiver for TreeBuilder {
             Event::SequenceStart(anchor, _tag) => {
                 self.stack.push(Frame::Sequence { at: mark, anchor, items: Vec::new() })
             }
-            Event::MappingStart(anchor, _tag) => self.stack.push(Frame::Mapping {
-                at: mark,
-                anchor,
-                entries: Vec::new(),
-                key: None,
-            }),
+            Event::MappingStart(anchor, _tag) => {
+                self.stack.push(Frame::Mapping { at: mark, anchor, entries: Vec::new(), key: None })
+            }
             Event::SequenceEnd | Event::MappingEnd => match self.stack.pop() {
                 Some(Frame::Sequence { at, anchor, items }) => {
                     self.finish_node(node_at(at, NodeKind::Sequence(items)), anchor)

@@ -29,7 +29,10 @@ fn check_valid_example() {
     let file = example("training-node-default-deny.yaml");
     let out = ringfence(&["policy", "check", &file]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), format!("{file}: ok (policy training-node-default-deny, 4 rules, 8 prefixes)\n"));
+    assert_eq!(
+        text(&out.stdout),
+        format!("{file}: ok (policy training-node-default-deny, 4 rules, 8 prefixes)\n")
+    );
 }
 
 #[test]
@@ -100,7 +103,10 @@ fn explain_json_in_audit_mode() {
     assert_eq!(v["audited"], true);
     assert_eq!(v["rule"], serde_json::json!({ "id": 4, "name": "registry-admin-subnet" }));
     assert_eq!(v["prefix"], "198.51.100.192/26");
-    assert_eq!(v["destination"], serde_json::json!({ "addr": "::ffff:198.51.100.200", "port": 443, "protocol": "tcp" }));
+    assert_eq!(
+        v["destination"],
+        serde_json::json!({ "addr": "::ffff:198.51.100.200", "port": 443, "protocol": "tcp" })
+    );
     assert_eq!(v["mode"], "audit");
     assert!(v["explanation"].as_array().unwrap().len() >= 3);
 

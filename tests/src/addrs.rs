@@ -21,10 +21,7 @@ pub fn is_documentation_addr(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
             let o = v4.octets();
-            matches!(
-                (o[0], o[1], o[2]),
-                (192, 0, 2) | (198, 51, 100) | (203, 0, 113)
-            )
+            matches!((o[0], o[1], o[2]), (192, 0, 2) | (198, 51, 100) | (203, 0, 113))
         }
         IpAddr::V6(v6) => {
             let s = v6.segments();

@@ -21,12 +21,14 @@ pub fn agent_bin() -> PathBuf {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().expect("current_exe() for locating ringfence-agent");
-    exe.ancestors()
-        .skip(1)
-        .take(2)
-        .map(|d| d.join("ringfence-agent"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("ringfence-agent not found near {}; run `cargo build -p ringfence-agent` or set ${AGENT_ENV}", exe.display()))
+    exe.ancestors().skip(1).take(2).map(|d| d.join("ringfence-agent")).find(|p| p.is_file()).unwrap_or_else(
+        || {
+            panic!(
+                "ringfence-agent not found near {}; run `cargo build -p ringfence-agent` or set ${AGENT_ENV}",
+                exe.display()
+            )
+        },
+    )
 }
 
 type Lines = Arc<(Mutex<Vec<Value>>, Condvar)>;
@@ -38,11 +40,20 @@ pub struct AgentProc {
 }
 
 fn human(v: &Value) -> String {
-    let s = |k: &str| v.get(k).map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string())).unwrap_or_default();
+    let s = |k: &str| {
+        v.get(k).map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string())).unwrap_or_default()
+    };
     if s("message") == "verdict" {
         format!(
             "  event | {:<10} {} {}:{} from pid {} ({}) rule {} [generation {}]",
-            s("verdict"), s("protocol"), s("dst"), s("port"), s("pid"), s("comm"), s("rule"), s("generation")
+            s("verdict"),
+            s("protocol"),
+            s("dst"),
+            s("port"),
+            s("pid"),
+            s("comm"),
+            s("rule"),
+            s("generation")
         )
     } else {
         let extra: Vec<String> = v
@@ -50,7 +61,9 @@ fn human(v: &Value) -> String {
             .map(|o| {
                 o.iter()
                     .filter(|(k, _)| !["timestamp", "level", "message", "target"].contains(&k.as_str()))
-                    .map(|(k, x)| format!("{k}={}", x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string())))
+                    .map(|(k, x)| {
+                        format!("{k}={}", x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string()))
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -62,8 +75,15 @@ impl AgentProc {
     /// `ringfence-agent run` on `cgroup`, pinning under `bpffs`, checking the file every 0.2 s.
     pub fn spawn(bin: &Path, policy: &Path, cgroup: &Path, bpffs: &Path, echo: bool) -> AgentProc {
         let args: Vec<&OsStr> = vec![
-            "run".as_ref(), "--policy".as_ref(), policy.as_os_str(), "--cgroup".as_ref(), cgroup.as_os_str(),
-            "--bpffs".as_ref(), bpffs.as_os_str(), "--watch-interval".as_ref(), "0.2".as_ref(),
+            "run".as_ref(),
+            "--policy".as_ref(),
+            policy.as_os_str(),
+            "--cgroup".as_ref(),
+            cgroup.as_os_str(),
+            "--bpffs".as_ref(),
+            bpffs.as_os_str(),
+            "--watch-interval".as_ref(),
+            "0.2".as_ref(),
         ];
         Self::spawn_args(bin, &args, echo)
     }
@@ -83,7 +103,8 @@ impl AgentProc {
         let stderr = child.stderr.take().expect("piped stderr");
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let v = serde_json::from_str(&line).unwrap_or_else(|_| serde_json::json!({ "message": line, "raw": true }));
+                let v = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| serde_json::json!({ "message": line, "raw": true }));
                 if echo {
                     println!("{}", human(&v));
                 }

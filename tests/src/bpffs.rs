@@ -25,8 +25,7 @@ impl Bpffs {
     /// Creates the directory and mounts a fresh bpffs on it. Panics on failure.
     pub fn new() -> Bpffs {
         let path = Path::new(BPFFS_BASE).join(format!("{}-{}", std::process::id(), next_id()));
-        fs::create_dir_all(&path)
-            .unwrap_or_else(|e| panic!("create bpffs dir {}: {e}", path.display()));
+        fs::create_dir_all(&path).unwrap_or_else(|e| panic!("create bpffs dir {}: {e}", path.display()));
         if let Err(e) = mount_bpffs(&path) {
             let _ = fs::remove_dir(&path);
             panic!("mount -t bpf bpf {}: {e}", path.display());

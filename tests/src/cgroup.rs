@@ -30,10 +30,7 @@ pub fn cgroup2_mount() -> PathBuf {
 }
 
 fn unescape_mountinfo(s: &str) -> String {
-    s.replace("\\040", " ")
-        .replace("\\011", "\t")
-        .replace("\\012", "\n")
-        .replace("\\134", "\\")
+    s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
 }
 
 /// A cgroup `ringfence-test-<pid>-<n>` directly under the cgroup2 mount.
@@ -49,13 +46,8 @@ impl TestCgroup {
     /// Creates a fresh test cgroup. Panics if it cannot be created.
     pub fn new() -> TestCgroup {
         let root = cgroup2_mount();
-        let path = root.join(format!(
-            "{CGROUP_PREFIX}{}-{}",
-            std::process::id(),
-            next_id()
-        ));
-        fs::create_dir(&path)
-            .unwrap_or_else(|e| panic!("create test cgroup {}: {e}", path.display()));
+        let path = root.join(format!("{CGROUP_PREFIX}{}-{}", std::process::id(), next_id()));
+        fs::create_dir(&path).unwrap_or_else(|e| panic!("create test cgroup {}: {e}", path.display()));
         TestCgroup { path }
     }
 
@@ -90,10 +82,7 @@ impl Default for TestCgroup {
 impl Drop for TestCgroup {
     fn drop(&mut self) {
         if !kill_cgroup(&self.path, Duration::from_secs(2)) {
-            eprintln!(
-                "warning: cgroup {} still has processes",
-                self.path.display()
-            );
+            eprintln!("warning: cgroup {} still has processes", self.path.display());
         }
         remove_cgroup_dir(&self.path);
     }

@@ -16,9 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::addrs::{
-    is_documentation_addr, NODE_V4, NODE_V6, WORLD_GW_V4, WORLD_GW_V6, WORLD_V4, WORLD_V6,
-};
+use crate::addrs::{is_documentation_addr, NODE_V4, NODE_V6, WORLD_GW_V4, WORLD_GW_V6, WORLD_V4, WORLD_V6};
 use crate::bpffs::Bpffs;
 use crate::cgroup::TestCgroup;
 use crate::cleanup::cleanup_stale;
@@ -68,78 +66,20 @@ impl Lab {
         let id = format!("{:x}{:02x}", std::process::id(), next_id() & 0xff);
         let (node_if, world_if) = (format!("rfn{id}"), format!("rfw{id}"));
         // Created inside the node netns: nothing ever appears in the root netns.
-        node.ip(&[
-            "link",
-            "add",
-            &node_if,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &world_if,
-            "netns",
-            world.name(),
-        ]);
+        node.ip(&["link", "add", &node_if, "type", "veth", "peer", "name", &world_if, "netns", world.name()]);
         node.ip(&["link", "set", &node_if, "up"]);
         world.ip(&["link", "set", &world_if, "up"]);
         node.ip(&["addr", "add", &format!("{NODE_V4}/24"), "dev", &node_if]);
-        node.ip(&[
-            "-6",
-            "addr",
-            "add",
-            &format!("{NODE_V6}/64"),
-            "dev",
-            &node_if,
-            "nodad",
-        ]);
-        world.ip(&[
-            "addr",
-            "add",
-            &format!("{WORLD_GW_V4}/24"),
-            "dev",
-            &world_if,
-        ]);
-        world.ip(&[
-            "-6",
-            "addr",
-            "add",
-            &format!("{WORLD_GW_V6}/64"),
-            "dev",
-            &world_if,
-            "nodad",
-        ]);
-        node.ip(&[
-            "route",
-            "add",
-            "default",
-            "via",
-            WORLD_GW_V4,
-            "dev",
-            &node_if,
-        ]);
-        node.ip(&[
-            "-6",
-            "route",
-            "add",
-            "default",
-            "via",
-            WORLD_GW_V6,
-            "dev",
-            &node_if,
-        ]);
+        node.ip(&["-6", "addr", "add", &format!("{NODE_V6}/64"), "dev", &node_if, "nodad"]);
+        world.ip(&["addr", "add", &format!("{WORLD_GW_V4}/24"), "dev", &world_if]);
+        world.ip(&["-6", "addr", "add", &format!("{WORLD_GW_V6}/64"), "dev", &world_if, "nodad"]);
+        node.ip(&["route", "add", "default", "via", WORLD_GW_V4, "dev", &node_if]);
+        node.ip(&["-6", "route", "add", "default", "via", WORLD_GW_V6, "dev", &node_if]);
         for a in WORLD_V4 {
             world.ip(&["addr", "add", &format!("{a}/32"), "dev", "lo"]);
         }
         for a in WORLD_V6 {
-            world.ip(&[
-                "-6",
-                "addr",
-                "add",
-                &format!("{a}/128"),
-                "dev",
-                "lo",
-                "nodad",
-            ]);
+            world.ip(&["-6", "addr", "add", &format!("{a}/128"), "dev", "lo", "nodad"]);
         }
         Lab {
             name: name.to_string(),
@@ -198,26 +138,13 @@ impl Lab {
     /// be a documentation address. Call before [`Lab::start_world_servers`]
     /// so UDP replies come from that address.
     pub fn add_world_host(&self, addr: &str) {
-        let ip: IpAddr = addr
-            .parse()
-            .unwrap_or_else(|e| panic!("world host {addr}: {e}"));
-        assert!(
-            is_documentation_addr(ip),
-            "world host {addr} is not a documentation address"
-        );
+        let ip: IpAddr = addr.parse().unwrap_or_else(|e| panic!("world host {addr}: {e}"));
+        assert!(is_documentation_addr(ip), "world host {addr} is not a documentation address");
         match ip {
-            IpAddr::V4(_) => self
-                .world
-                .ip(&["addr", "add", &format!("{addr}/32"), "dev", "lo"]),
-            IpAddr::V6(_) => self.world.ip(&[
-                "-6",
-                "addr",
-                "add",
-                &format!("{addr}/128"),
-                "dev",
-                "lo",
-                "nodad",
-            ]),
+            IpAddr::V4(_) => self.world.ip(&["addr", "add", &format!("{addr}/32"), "dev", "lo"]),
+            IpAddr::V6(_) => {
+                self.world.ip(&["-6", "addr", "add", &format!("{addr}/128"), "dev", "lo", "nodad"])
+            }
         };
     }
 
@@ -226,23 +153,16 @@ impl Lab {
     /// "ready". TCP replies `pong <bytes read>`, UDP replies `pong`. Killed
     /// on drop. May be called more than once with different ports.
     pub fn start_world_servers(&mut self, ports: &[u16]) {
-        assert!(
-            !ports.is_empty(),
-            "start_world_servers needs at least one port"
-        );
-        let list = ports
-            .iter()
-            .map(u16::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
+        assert!(!ports.is_empty(), "start_world_servers needs at least one port");
+        let list = ports.iter().map(u16::to_string).collect::<Vec<_>>().join(",");
         let mut cmd = self.world.command(&self.probe);
         cmd.args(["serve", "--tcp", &list, "--udp", &list])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        let mut child = cmd.spawn().unwrap_or_else(|e| {
-            panic!("spawn `{} serve` in world netns: {e}", self.probe.display())
-        });
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn `{} serve` in world netns: {e}", self.probe.display()));
         let stdout = child.stdout.take().expect("server stdout pipe");
         self.servers.push(child);
         let (tx, rx) = mpsc::channel();

@@ -44,9 +44,7 @@ pub mod probe;
 pub mod scenario;
 mod util;
 
-pub use addrs::{
-    is_documentation_addr, NODE_V4, NODE_V6, WORLD_GW_V4, WORLD_GW_V6, WORLD_V4, WORLD_V6,
-};
+pub use addrs::{is_documentation_addr, NODE_V4, NODE_V6, WORLD_GW_V4, WORLD_GW_V6, WORLD_V4, WORLD_V6};
 pub use agent::{agent_bin, AgentProc};
 pub use bpffs::Bpffs;
 pub use cgroup::{cgroup2_mount, TestCgroup};

@@ -28,16 +28,9 @@ impl NetNs {
     /// Creates `rf-<prefix>-<pid>-<counter>` with `ip netns add` and brings
     /// its `lo` up. Panics if that fails.
     pub fn new(prefix: &str) -> NetNs {
-        let name = format!(
-            "{NETNS_PREFIX}{prefix}-{}-{}",
-            std::process::id(),
-            next_id()
-        );
+        let name = format!("{NETNS_PREFIX}{prefix}-{}-{}", std::process::id(), next_id());
         run_checked("create netns", "ip", &["netns", "add", &name]);
-        let ns = NetNs {
-            path: PathBuf::from(format!("/run/netns/{name}")),
-            name,
-        };
+        let ns = NetNs { path: PathBuf::from(format!("/run/netns/{name}")), name };
         ns.ip(&["link", "set", "lo", "up"]);
         ns
     }
@@ -54,29 +47,20 @@ impl NetNs {
 
     /// Opens the namespace file (for `setns(2)`).
     pub fn open(&self) -> File {
-        File::open(&self.path)
-            .unwrap_or_else(|e| panic!("open netns file {}: {e}", self.path.display()))
+        File::open(&self.path).unwrap_or_else(|e| panic!("open netns file {}: {e}", self.path.display()))
     }
 
     /// Runs `args[0] args[1..]` inside the namespace via
     /// `nsenter --net=PATH --`; panics unless it exits 0. Returns its output.
     pub fn exec<S: AsRef<OsStr>>(&self, args: &[S]) -> Output {
         assert!(!args.is_empty(), "NetNs::exec needs a program");
-        run_checked(
-            &format!("exec in netns {}", self.name),
-            "nsenter",
-            &self.nsenter_args(args),
-        )
+        run_checked(&format!("exec in netns {}", self.name), "nsenter", &self.nsenter_args(args))
     }
 
     /// Like [`NetNs::exec`] but returns the output whatever the exit status.
     pub fn exec_unchecked<S: AsRef<OsStr>>(&self, args: &[S]) -> Output {
         assert!(!args.is_empty(), "NetNs::exec_unchecked needs a program");
-        run_unchecked(
-            &format!("exec in netns {}", self.name),
-            "nsenter",
-            &self.nsenter_args(args),
-        )
+        run_unchecked(&format!("exec in netns {}", self.name), "nsenter", &self.nsenter_args(args))
     }
 
     /// Runs `ip -n NAME args…`; panics unless it exits 0.
@@ -101,10 +85,7 @@ impl NetNs {
 
     fn nsenter_args<S: AsRef<OsStr>>(&self, args: &[S]) -> Vec<String> {
         let mut v = vec![format!("--net={}", self.path.display()), "--".to_string()];
-        v.extend(
-            args.iter()
-                .map(|a| a.as_ref().to_string_lossy().into_owned()),
-        );
+        v.extend(args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()));
         v
     }
 }

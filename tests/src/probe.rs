@@ -18,11 +18,7 @@ pub const PROBE_ENV: &str = "RINGFENCE_LAB_PROBE";
 pub fn probe_bin() -> PathBuf {
     if let Some(p) = std::env::var_os(PROBE_ENV) {
         let p = PathBuf::from(p);
-        assert!(
-            p.is_file(),
-            "${PROBE_ENV} points to {} which is not a file",
-            p.display()
-        );
+        assert!(p.is_file(), "${PROBE_ENV} points to {} which is not a file", p.display());
         return p;
     }
     let exe = std::env::current_exe().expect("current_exe() for locating lab-probe");
@@ -74,11 +70,7 @@ impl ProbeResult {
     pub fn from_output(what: &str, out: &Output) -> ProbeResult {
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        let line = stdout
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("");
+        let line = stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
         let mut r: ProbeResult = serde_json::from_str(line).unwrap_or_else(|e| {
             panic!(
                 "{what}: bad lab-probe output ({e}); status {}\nstdout: {stdout}\nstderr: {stderr}",
@@ -154,11 +146,7 @@ impl LoopReport {
     /// (`child.wait_with_output()`); panics with the raw output on error.
     pub fn from_output(out: &Output) -> LoopReport {
         let stdout = String::from_utf8_lossy(&out.stdout);
-        let line = stdout
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("");
+        let line = stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
         serde_json::from_str(line).unwrap_or_else(|e| {
             panic!(
                 "bad lab-probe loop output ({e}); status {}\nstdout: {stdout}\nstderr: {}",

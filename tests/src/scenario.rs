@@ -52,7 +52,8 @@ impl Enforced {
 
     /// Starts an agent and waits until it enforces.
     pub fn start_agent(&mut self) -> &AgentProc {
-        let agent = AgentProc::spawn(&agent_bin(), &self.policy, self.lab.cgroup_path(), &self.bpffs(), false);
+        let agent =
+            AgentProc::spawn(&agent_bin(), &self.policy, self.lab.cgroup_path(), &self.bpffs(), false);
         agent.wait_for_message("enforcing", START_TIMEOUT);
         self.agent.insert(agent)
     }

@@ -1,11 +1,7 @@
 //! The agent's life: hot reloads with no glitch, rejected reloads, SIGKILL and restart with the
 //! enforcement pinned, detach, a full event ring buffer, and refusal of bad configuration.
 //! Run as root, serially (`cargo xtask test`).
-use std::{
-    os::unix::process::CommandExt,
-    process::Command,
-    time::Duration,
-};
+use std::{os::unix::process::CommandExt, process::Command, time::Duration};
 
 use ringfence_tests::{agent_bin, policy_head, AgentProc, Enforced, LoopReport};
 
@@ -14,7 +10,7 @@ const WAIT: Duration = Duration::from_secs(10);
 /// Allow the store on 443 (TCP) and 53 (UDP) in both families; the `extra` rule toggles port
 /// 8080 between 198.51.100.20 (even generations) and 198.51.100.10 (odd ones).
 fn reload_policy(generation: usize) -> String {
-    let extra = if generation % 2 == 0 { "198.51.100.20/32" } else { "198.51.100.10/32" };
+    let extra = if generation.is_multiple_of(2) { "198.51.100.20/32" } else { "198.51.100.10/32" };
     policy_head("reload", "enforce", "deny")
         + "    - name: store\n      action: allow\n      to: { cidrs: [198.51.100.10/32, \"2001:db8:10::/48\"] }\n"
         + "      ports: [ { port: 443, protocol: tcp }, { port: 53, protocol: udp } ]\n"
@@ -32,7 +28,15 @@ const LOOP_TARGETS: [&str; 6] = [
 ];
 
 fn loop_args(stop_file: &str) -> Vec<String> {
-    let mut args = vec!["loop".to_string(), "--duration-ms".into(), "120000".into(), "--stop-file".into(), stop_file.into(), "--interval-ms".into(), "1".into()];
+    let mut args = vec![
+        "loop".to_string(),
+        "--duration-ms".into(),
+        "120000".into(),
+        "--stop-file".into(),
+        stop_file.into(),
+        "--interval-ms".into(),
+        "1".into(),
+    ];
     for t in LOOP_TARGETS {
         args.push("--target".into());
         args.push(t.into());
@@ -73,9 +77,16 @@ fn sighup_reloads_and_a_bad_policy_keeps_the_old_one() {
     let e = Enforced::start("badreload", &[443, 8080], &reload_policy(0));
     e.lab.tcp("198.51.100.20", 8080).assert_ok("extra rule of the first policy");
     // An invalid policy is rejected; the one in force stays.
-    std::fs::write(&e.policy, "apiVersion: ringfence.dev/v1\nkind: EgressPolicy\nspec: { defaultAction: maybe }\n").expect("write");
+    std::fs::write(
+        &e.policy,
+        "apiVersion: ringfence.dev/v1\nkind: EgressPolicy\nspec: { defaultAction: maybe }\n",
+    )
+    .expect("write");
     let rejected = e.agent().wait_for_message("policy rejected; the policy in force stays", WAIT);
-    assert!(rejected["errors"].as_str().unwrap_or("").contains("maybe"), "the error names the bad value: {rejected}");
+    assert!(
+        rejected["errors"].as_str().unwrap_or("").contains("maybe"),
+        "the error names the bad value: {rejected}"
+    );
     e.lab.tcp("198.51.100.10", 443).assert_ok("old policy still allows");
     e.lab.tcp("203.0.113.5", 443).assert_eperm("old policy still denies");
     // SIGHUP applies a fixed file (written without the watcher noticing first is fine too).
@@ -107,7 +118,10 @@ fn sigkill_leaves_enforcement_and_a_restart_adopts_it_without_a_gap() {
     let report = finish_loop(child, &stop);
     assert_eq!(report.total_wrong(), 0, "a verdict was wrong across kill -9 and restart: {report:#?}");
     // Exactly one set of programs stays attached after the restart.
-    let links: Vec<_> = std::fs::read_dir(e.bpffs().join("links")).expect("links dir").map(|d| d.expect("entry").file_name()).collect();
+    let links: Vec<_> = std::fs::read_dir(e.bpffs().join("links"))
+        .expect("links dir")
+        .map(|d| d.expect("entry").file_name())
+        .collect();
     assert_eq!(links.len(), 4, "{links:?}");
 }
 
@@ -129,7 +143,19 @@ fn full_ring_buffer_never_changes_a_verdict() {
     let mut e = Enforced::start("ringfull", &[443], &reload_policy(0));
     // Nobody reads events while the agent is dead: the ring buffer (1 MiB) fills up.
     e.agent.as_mut().expect("agent").kill9();
-    let out = e.lab.spawn_probe(&["loop", "--duration-ms", "4000", "--interval-ms", "0", "--target", "tcp:203.0.113.5:443:deny", "--target", "udp:203.0.113.5:53:deny"])
+    let out = e
+        .lab
+        .spawn_probe(&[
+            "loop",
+            "--duration-ms",
+            "4000",
+            "--interval-ms",
+            "0",
+            "--target",
+            "tcp:203.0.113.5:443:deny",
+            "--target",
+            "udp:203.0.113.5:53:deny",
+        ])
         .wait_with_output()
         .expect("loop output");
     let report = LoopReport::from_output(&out);
@@ -148,7 +174,19 @@ fn bad_configuration_is_reported_all_at_once_with_exit_64() {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let bad = dir.join("bad.yaml");
     std::fs::write(&bad, "apiVersion: ringfence.dev/v2\nkind: EgressPolicy\nmetadata: { name: x }\nspec: { defaultAction: deny, colour: red }\n").expect("write");
-    let mut agent = AgentProc::spawn_args(&agent_bin(), &["run".as_ref(), "--policy".as_ref(), bad.as_os_str(), "--cgroup".as_ref(), dir.as_os_str(), "--bpffs".as_ref(), dir.as_os_str()], false);
+    let mut agent = AgentProc::spawn_args(
+        &agent_bin(),
+        &[
+            "run".as_ref(),
+            "--policy".as_ref(),
+            bad.as_os_str(),
+            "--cgroup".as_ref(),
+            dir.as_os_str(),
+            "--bpffs".as_ref(),
+            dir.as_os_str(),
+        ],
+        false,
+    );
     let status = agent.wait_exit(WAIT);
     assert_eq!(status.code(), Some(64), "{:?}", agent.lines());
     let log = serde_json::to_string(&agent.lines()).expect("json");
@@ -162,10 +200,14 @@ fn bad_configuration_is_reported_all_at_once_with_exit_64() {
 fn not_root_is_refused_with_exit_77() {
     let e = Enforced::prepare("nonroot", &[], &reload_policy(0));
     let out = Command::new(agent_bin())
-        .args(["run", "--policy"]).arg(&e.policy)
-        .arg("--cgroup").arg(e.lab.cgroup_path())
-        .arg("--bpffs").arg(e.bpffs())
-        .uid(65534).gid(65534)
+        .args(["run", "--policy"])
+        .arg(&e.policy)
+        .arg("--cgroup")
+        .arg(e.lab.cgroup_path())
+        .arg("--bpffs")
+        .arg(e.bpffs())
+        .uid(65534)
+        .gid(65534)
         .output()
         .expect("run agent as nobody");
     let stderr = String::from_utf8_lossy(&out.stderr);

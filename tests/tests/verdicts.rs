@@ -20,12 +20,16 @@ fn tcp_ipv4_allow_rule_and_default_deny() {
     let ok = e.lab.tcp("198.51.100.10", 443);
     ok.assert_ok("allowed tcp connect");
     assert_eq!(ok.reply.as_deref(), Some("pong 4"), "data must flow both ways: {ok:?}");
-    e.lab.probe(&["tcp", "198.51.100.10", "443", "--bytes", "1000000"]).assert_ok("1 MB over an allowed connection");
+    e.lab
+        .probe(&["tcp", "198.51.100.10", "443", "--bytes", "1000000"])
+        .assert_ok("1 MB over an allowed connection");
     e.lab.tcp("198.51.100.10", 8443).assert_eperm("same host, port not allowed");
     e.lab.tcp("203.0.113.5", 443).assert_eperm("host not allowed");
 
     // Every verdict is an event with who, where and why.
-    let cgroup_id = std::fs::metadata(e.lab.cgroup_path()).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).expect("cgroup inode");
+    let cgroup_id = std::fs::metadata(e.lab.cgroup_path())
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        .expect("cgroup inode");
     let deny = e.agent().wait_for_event("deny of 203.0.113.5", WAIT, |v| v["dst"] == "203.0.113.5");
     assert_eq!(deny["verdict"], "deny", "{deny}");
     assert_eq!(deny["rule"], "default", "{deny}");
@@ -35,7 +39,9 @@ fn tcp_ipv4_allow_rule_and_default_deny() {
     assert_eq!(deny["hook"], "rf_connect4", "{deny}");
     assert_eq!(deny["cgroup_id"], cgroup_id, "{deny}");
     assert!(deny["pid"].as_u64().unwrap_or(0) > 0, "{deny}");
-    let allow = e.agent().wait_for_event("allow of 198.51.100.10:443", WAIT, |v| v["dst"] == "198.51.100.10" && v["port"] == 443);
+    let allow = e.agent().wait_for_event("allow of 198.51.100.10:443", WAIT, |v| {
+        v["dst"] == "198.51.100.10" && v["port"] == 443
+    });
     assert_eq!(allow["verdict"], "allow", "{allow}");
     assert_eq!(allow["rule"], "store", "{allow}");
     assert_eq!(allow["rule_id"], 1, "{allow}");
@@ -50,21 +56,26 @@ fn udp_ipv4_sendto_and_connected() {
     e.lab.udp_connected("198.51.100.20", 53).assert_ok("connected udp (connect4)");
     e.lab.udp("203.0.113.5", 53).assert_eperm("sendto to a denied host");
     e.lab.udp_connected("203.0.113.5", 53).assert_eperm("connect to a denied host");
-    let ev = e.agent().wait_for_event("sendmsg4 deny", WAIT, |v| v["hook"] == "rf_sendmsg4" && v["verdict"] == "deny");
+    let ev = e
+        .agent()
+        .wait_for_event("sendmsg4 deny", WAIT, |v| v["hook"] == "rf_sendmsg4" && v["verdict"] == "deny");
     assert_eq!(ev["protocol"], "udp", "{ev}");
     assert_eq!(ev["dst"], "203.0.113.5", "{ev}");
 }
 
 #[test]
 fn ipv6_tcp_and_udp() {
-    let policy = policy_head("v6", "enforce", "deny") + &rule("store6", "allow", "\"2001:db8:10::/48\"", None);
+    let policy =
+        policy_head("v6", "enforce", "deny") + &rule("store6", "allow", "\"2001:db8:10::/48\"", None);
     let e = Enforced::start("v6", &[443, 53], &policy);
     e.lab.tcp("2001:db8:10::10", 443).assert_ok("tcp6 allowed");
     e.lab.udp("2001:db8:10::10", 53).assert_ok("udp6 sendto allowed");
     e.lab.udp_connected("2001:db8:10::10", 53).assert_ok("udp6 connected allowed");
     e.lab.tcp("2001:db8:20::10", 443).assert_eperm("tcp6 default deny");
     e.lab.udp("2001:db8:20::10", 53).assert_eperm("udp6 sendto default deny");
-    let ev = e.agent().wait_for_event("connect6 deny", WAIT, |v| v["hook"] == "rf_connect6" && v["verdict"] == "deny");
+    let ev = e
+        .agent()
+        .wait_for_event("connect6 deny", WAIT, |v| v["hook"] == "rf_connect6" && v["verdict"] == "deny");
     assert_eq!(ev["dst"], "2001:db8:20::10", "{ev}");
 }
 
@@ -82,7 +93,12 @@ fn ipv4_mapped_ipv6_is_decided_as_ipv4() {
 #[test]
 fn ports_ranges_and_protocols() {
     let policy = policy_head("ports", "enforce", "deny")
-        + &rule("web", "allow", "198.51.100.10/32", Some("[ { range: \"8000-8100\", protocol: tcp }, { port: 53, protocol: any } ]"));
+        + &rule(
+            "web",
+            "allow",
+            "198.51.100.10/32",
+            Some("[ { range: \"8000-8100\", protocol: tcp }, { port: 53, protocol: any } ]"),
+        );
     let e = Enforced::start("ports", &[8000, 8100, 8101, 53], &policy);
     e.lab.tcp("198.51.100.10", 8000).assert_ok("range start");
     e.lab.tcp("198.51.100.10", 8100).assert_ok("range end");
@@ -105,7 +121,9 @@ fn deny_beats_allow_and_longest_prefix_decides_the_rule() {
     e.lab.tcp("203.0.113.5", 8080).assert_ok("deny rule's port does not match: the allow decides");
     let ev = e.agent().wait_for_event("bad-host", WAIT, |v| v["dst"] == "198.51.100.20");
     assert_eq!(ev["rule"], "bad-host", "{ev}");
-    let ev = e.agent().wait_for_event("allow 203.0.113.5:8080", WAIT, |v| v["dst"] == "203.0.113.5" && v["port"] == 8080);
+    let ev = e
+        .agent()
+        .wait_for_event("allow 203.0.113.5:8080", WAIT, |v| v["dst"] == "203.0.113.5" && v["port"] == 8080);
     assert_eq!(ev["rule"], "doc-net", "{ev}");
 }
 

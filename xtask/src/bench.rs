@@ -38,8 +38,64 @@ pub struct BenchArgs {
     geo: Option<PathBuf>,
 }
 
+/// Hidden server mode: `xtask bench-server PORT` accepts and closes connections as fast as it can
+/// (a deep backlog and no thread per connection, so the accept queue never overflows and no
+/// connect() waits for a SYN retransmission).
+pub fn server(port: u16) -> Result<()> {
+    pin_to_cpu(1);
+    let listener = std::net::TcpListener::bind(("::", port)).with_context(|| format!("bind [::]:{port}"))?;
+    // SAFETY: listen(2) on our own listening socket, raising the backlog.
+    if unsafe { libc::listen(listener.as_raw_fd(), 4096) } != 0 {
+        bail!("listen: {}", std::io::Error::last_os_error());
+    }
+    println!("ready");
+    loop {
+        drop(listener.accept());
+    }
+}
+
+/// Pins the calling process to one CPU (client and server each get their own), which removes
+/// most of the run-to-run variance from scheduling on a small machine.
+fn pin_to_cpu(cpu: usize) {
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET and sched_setaffinity on our own pid.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu % n, &mut set);
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// Kills a helper process when the benchmark ends, however it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_server(lab: &Lab) -> Result<KillOnDrop> {
+    use std::io::BufRead;
+    let mut child = lab
+        .world_ns()
+        .command(std::env::current_exe()?)
+        .args(["bench-server", &PORT.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("spawn bench server")?;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line)?;
+    if line.trim() != "ready" {
+        bail!("bench server did not start: {line:?}");
+    }
+    Ok(KillOnDrop(child))
+}
+
 /// Hidden client mode: `xtask bench-client ADDR PORT N` prints the median connect() time in ns.
 pub fn client(addr: &str, port: u16, n: usize) -> Result<()> {
+    pin_to_cpu(0);
     let sa: SocketAddr = format!("{addr}:{port}").parse()?;
     let mut times = Vec::with_capacity(n);
     for _ in 0..n {
@@ -49,7 +105,13 @@ pub fn client(addr: &str, port: u16, n: usize) -> Result<()> {
         // RST on close: no TIME_WAIT pile-up across thousands of connections.
         let linger = libc::linger { l_onoff: 1, l_linger: 0 };
         unsafe {
-            libc::setsockopt(s.as_raw_fd(), libc::SOL_SOCKET, libc::SO_LINGER, (&linger as *const libc::linger).cast(), size_of::<libc::linger>() as u32);
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                size_of::<libc::linger>() as u32,
+            );
         }
     }
     times.sort_unstable();
@@ -61,8 +123,11 @@ fn prefixes(geo: &Path, n: usize) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for fam in ["ipv4", "ipv6"] {
         let f = geo.join(format!("iptoasn-country/iptoasn-country-cidr-{fam}.csv.gz"));
-        let text = output(Command::new("gzip").arg("-dc").arg(&f)).with_context(|| format!("reading {}", f.display()))?;
-        out.extend(text.lines().skip(1).filter_map(|l| l.split(',').next()).map(str::to_string).take(n - out.len()));
+        let text = output(Command::new("gzip").arg("-dc").arg(&f))
+            .with_context(|| format!("reading {}", f.display()))?;
+        out.extend(
+            text.lines().skip(1).filter_map(|l| l.split(',').next()).map(str::to_string).take(n - out.len()),
+        );
         if out.len() >= n {
             break;
         }
@@ -90,7 +155,8 @@ fn nft_script(cidrs: &[String]) -> String {
 
 fn nft(lab: &Lab, args: &[&str], stdin: Option<&str>) -> Result<()> {
     use std::io::Write;
-    let mut child = lab.node_ns().command("nft").args(args).stdin(Stdio::piped()).spawn().context("spawn nft")?;
+    let mut child =
+        lab.node_ns().command("nft").args(args).stdin(Stdio::piped()).spawn().context("spawn nft")?;
     if let Some(s) = stdin {
         child.stdin.take().expect("stdin").write_all(s.as_bytes())?;
     }
@@ -127,10 +193,19 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     if !geo.join("iptoasn-country").is_dir() {
         bail!("geo data not found at {} (needs iptoasn-country/*.csv.gz; pass --geo DIR)", geo.display());
     }
-    run(cargo().args(["build", "--quiet", "--release", "-p", "ringfence-agent", "-p", "ringfence-tests", "--bins"]))?;
+    run(cargo().args([
+        "build",
+        "--quiet",
+        "--release",
+        "-p",
+        "ringfence-agent",
+        "-p",
+        "ringfence-tests",
+        "--bins",
+    ]))?;
     let target = workspace_root().join("target/release");
-    let mut lab = Lab::with_probe("bench", target.join("lab-probe"));
-    lab.start_world_servers(&[PORT]);
+    let lab = Lab::with_probe("bench", target.join("lab-probe"));
+    let server = start_server(&lab)?;
     lab.node_ns().sysctl("net.ipv4.ip_local_port_range", "10000 65000");
     let plain = TestCgroup::new();
     let dir = crate::demo::tempdir()?;
@@ -143,7 +218,13 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         let t0 = Instant::now();
         match agent.as_mut() {
             None => {
-                let a = AgentProc::spawn(&target.join("ringfence-agent"), &policy, lab.cgroup_path(), lab.bpffs_path(), false);
+                let a = AgentProc::spawn(
+                    &target.join("ringfence-agent"),
+                    &policy,
+                    lab.cgroup_path(),
+                    lab.bpffs_path(),
+                    false,
+                );
                 a.wait_for_message("enforcing", Duration::from_secs(120));
                 agent = Some(a);
             }
@@ -183,12 +264,19 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     if let Some(mut a) = agent {
         a.terminate();
     }
-    let _ = Command::new(target.join("ringfence-agent")).args(["detach", "--bpffs"]).arg(lab.bpffs_path()).status();
+    let _ = Command::new(target.join("ringfence-agent"))
+        .args(["detach", "--bpffs"])
+        .arg(lab.bpffs_path())
+        .status();
     drop(plain);
+    drop(server);
     drop(lab);
     std::fs::remove_dir_all(&dir)?;
     println!("\nsummary (median connect() latency, {} rounds x {} connects):", args.rounds, args.connects);
-    println!("{:>9} {:>12} {:>12} {:>12} {:>10} {:>10}", "prefixes", "none µs", "ringfence µs", "nftables µs", "rf/none", "rf/nft");
+    println!(
+        "{:>9} {:>12} {:>12} {:>12} {:>10} {:>10}",
+        "prefixes", "none µs", "ringfence µs", "nftables µs", "rf/none", "rf/nft"
+    );
     for (n, b, o, t) in report {
         println!("{n:>9} {b:>12.1} {o:>12.1} {t:>12.1} {:>10.3} {:>10.3}", o / b, o / t);
     }

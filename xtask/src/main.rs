@@ -36,6 +36,9 @@ enum Cmd {
     /// (internal) connect() loop used by the benchmark inside the lab.
     #[command(hide = true)]
     BenchClient { addr: String, port: u16, count: usize },
+    /// (internal) accept loop used by the benchmark inside the lab.
+    #[command(hide = true)]
+    BenchServer { port: u16 },
 }
 
 fn main() -> Result<()> {
@@ -45,5 +48,6 @@ fn main() -> Result<()> {
         Cmd::Demo => demo::demo(),
         Cmd::Bench(args) => bench::bench(args),
         Cmd::BenchClient { addr, port, count } => bench::client(&addr, port, count),
+        Cmd::BenchServer { port } => bench::server(port),
     }
 }

@@ -11,8 +11,15 @@ const LLVM_MAJOR: &str = "22";
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages: LLVM for building bpf-linker, and the tools the lab and benchmarks use.
 const APT_PACKAGES: &[&str] = &[
-    "llvm-22-dev", "libpolly-22-dev", "libzstd-dev", "zlib1g-dev", "libxml2-dev",
-    "iproute2", "nftables", "util-linux", "procps",
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "libzstd-dev",
+    "zlib1g-dev",
+    "libxml2-dev",
+    "iproute2",
+    "nftables",
+    "util-linux",
+    "procps",
 ];
 
 fn apt_missing() -> Vec<&'static str> {
@@ -54,7 +61,9 @@ fn ensure_nightly(check: bool, did: &mut Vec<String>) -> Result<()> {
     if !llvm.starts_with(&format!("{LLVM_MAJOR}.")) {
         bail!("the nightly toolchain uses LLVM {llvm}, but bpf-linker is built against LLVM {LLVM_MAJOR}: install a nightly with LLVM {LLVM_MAJOR} (e.g. nightly-2026-05-19) as `nightly`");
     }
-    let installed = output(Command::new("rustup").args(["component", "list", "--installed", "--toolchain", "nightly"])).unwrap_or_default();
+    let installed =
+        output(Command::new("rustup").args(["component", "list", "--installed", "--toolchain", "nightly"]))
+            .unwrap_or_default();
     if !installed.lines().any(|l| l.starts_with("rust-src")) {
         if check {
             bail!("rust-src missing for nightly (run `cargo xtask setup`)");
@@ -84,7 +93,15 @@ fn ensure_bpf_linker(check: bool, did: &mut Vec<String>) -> Result<()> {
     let prefix = format!("/usr/lib/llvm-{LLVM_MAJOR}");
     let path = format!("{prefix}/bin:{}", std::env::var("PATH").unwrap_or_default());
     run(crate::util::cargo()
-        .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--no-default-features", "--locked", "--force"])
+        .args([
+            "install",
+            "bpf-linker",
+            "--version",
+            BPF_LINKER_VERSION,
+            "--no-default-features",
+            "--locked",
+            "--force",
+        ])
         .args(["--features", &format!("llvm-{LLVM_MAJOR}")])
         .env("LLVM_PREFIX", &prefix)
         .env("PATH", path))?;

@@ -42,9 +42,10 @@ pub fn test(extra: &[String]) -> Result<()> {
     if !is_root() {
         bail!("the integration tests create network namespaces, cgroups and BPF programs: run as root (sudo -E cargo xtask test)");
     }
-    run(cargo().args(["build", "--workspace", "--bins"]))?;
+    // No --workspace: the default members exclude the eBPF crate, which only builds for BPF.
+    run(cargo().args(["build", "--bins"]))?;
     let mut child = cargo()
-        .args(["test", "--workspace", "--no-fail-fast"])
+        .args(["test", "--no-fail-fast"])
         .args(["--", "--test-threads=1"])
         .args(extra)
         .stdout(Stdio::piped())
@@ -74,7 +75,9 @@ mod tests {
     #[test]
     fn sums_result_lines() {
         let mut c = Counts::default();
-        c.add_line("test result: ok. 3 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s");
+        c.add_line(
+            "test result: ok. 3 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s",
+        );
         c.add_line("test result: FAILED. 2 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out");
         c.add_line("running 3 tests");
         assert_eq!(c, Counts { passed: 5, failed: 1, ignored: 1 });

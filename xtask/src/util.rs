@@ -19,9 +19,11 @@ pub fn output(cmd: &mut Command) -> Option<String> {
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// `cargo` as invoked by the user (respects $CARGO).
+/// `cargo` as invoked by the user (respects $CARGO), run at the workspace root.
 pub fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(workspace_root());
+    cmd
 }
 
 pub fn is_root() -> bool {

@@ -4,8 +4,8 @@
 //! implicit padding, so the kernel and userspace agree on the layout byte for byte.
 #![no_std]
 
-pub mod maps;
 pub mod event;
+pub mod maps;
 pub mod rules;
 
 pub use event::*;

@@ -33,6 +33,10 @@ pub const MAX_PREFIXES_V6: u32 = 262_144;
 pub const MAX_LISTS: u32 = 4096;
 /// Ring buffer size in bytes (power of two, multiple of the page size).
 pub const EVENTS_BYTES: u32 = 1 << 20;
+/// Backlog (bytes) at which a program wakes the agent; below it the agent's timer drains events.
+pub const EVENTS_WAKEUP_BYTES: u32 = EVENTS_BYTES / 4;
+/// How often the agent drains the ring buffer without a wakeup (milliseconds).
+pub const EVENTS_POLL_MS: u64 = 100;
 
 /// Events that could not be written because the ring buffer was full.
 pub const STAT_EVENTS_DROPPED: u32 = 0;

@@ -1,9 +1,14 @@
 //! Verdict events to userspace. A full ring buffer never blocks or changes a verdict: the event is
 //! dropped and counted in `STAT_EVENTS_DROPPED`.
+//!
+//! Submitting does not wake the agent for every event (a wakeup per connect() would cost more
+//! than the verdict): the agent drains the buffer on a short timer, and the program forces a
+//! wakeup only once a backlog of `WAKEUP_BYTES` has built up.
+use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
 use aya_ebpf::helpers::{
     bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns,
 };
-use ringfence_common::{Event, STAT_EVENTS_DROPPED};
+use ringfence_common::{Event, EVENTS_WAKEUP_BYTES, STAT_EVENTS_DROPPED};
 
 use crate::{
     maps::{bump, RF_EVENTS},
@@ -42,5 +47,7 @@ pub fn emit(dest: &Dest, v: &Verdict) {
         generation: v.generation,
         _reserved: 0,
     });
-    entry.submit(0);
+    let backlog = RF_EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+    let flags = if backlog >= EVENTS_WAKEUP_BYTES as u64 { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP };
+    entry.submit(flags as u64);
 }

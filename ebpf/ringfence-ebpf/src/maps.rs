@@ -5,8 +5,8 @@ use aya_ebpf::{
     maps::{Array, LpmTrie, PerCpuArray, RingBuf},
 };
 use ringfence_common::{
-    MatchList, PolicyConfig, PrefixEntry, EVENTS_BYTES, MAX_LISTS, MAX_PREFIXES_V4,
-    MAX_PREFIXES_V6, SLOTS, STAT_COUNT,
+    MatchList, PolicyConfig, PrefixEntry, EVENTS_BYTES, MAX_LISTS, MAX_PREFIXES_V4, MAX_PREFIXES_V6, SLOTS,
+    STAT_COUNT,
 };
 
 pub type TrieV4 = LpmTrie<[u8; 4], PrefixEntry>;

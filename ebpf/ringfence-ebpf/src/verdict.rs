@@ -2,8 +2,8 @@
 use aya_ebpf::maps::lpm_trie::Key;
 use aya_ebpf::maps::LpmTrie;
 use ringfence_common::{
-    PolicyConfig, PrefixEntry, ACTION_ALLOW, MAX_DEPTH, MODE_AUDIT, RULE_DEFAULT, STAT_ALLOWED,
-    STAT_AUDITED, STAT_DENIED, VERDICT_ALLOW, VERDICT_AUDIT, VERDICT_DENY,
+    PolicyConfig, PrefixEntry, ACTION_ALLOW, MAX_DEPTH, MODE_AUDIT, RULE_DEFAULT, STAT_ALLOWED, STAT_AUDITED,
+    STAT_DENIED, VERDICT_ALLOW, VERDICT_AUDIT, VERDICT_DENY,
 };
 
 use crate::maps::*;

@@ -58,7 +58,11 @@ enum PolicyCommand {
 }
 
 fn plural(n: usize, word: &str) -> String {
-    if n == 1 { format!("{n} {word}") } else { format!("{n} {word}s") }
+    if n == 1 {
+        format!("{n} {word}")
+    } else {
+        format!("{n} {word}s")
+    }
 }
 
 /// Reads, validates and compiles `file`, printing diagnostics; `Err` carries the exit status.

@@ -31,7 +31,12 @@ fn tries_lists_and_items() {
     let p = policy(
         Action::Deny,
         vec![
-            rule(1, Action::Allow, &["198.51.100.0/24", "2001:db8::/32"], &[(443, 443, Protocol::Tcp), (53, 53, Protocol::Udp)]),
+            rule(
+                1,
+                Action::Allow,
+                &["198.51.100.0/24", "2001:db8::/32"],
+                &[(443, 443, Protocol::Tcp), (53, 53, Protocol::Udp)],
+            ),
             rule(2, Action::Deny, &["198.51.100.0/24"], &[]),
             rule(3, Action::Allow, &["198.51.100.0/24", "198.51.100.0/24"], &[(1, 100, Protocol::Any)]),
         ],
@@ -45,7 +50,10 @@ fn tries_lists_and_items() {
     let list = c.lists[entry.list_id as usize];
     let items = &list.items[..list.len as usize];
     let item = |port_lo, port_hi, proto, rule_id| MatchItem { port_lo, port_hi, proto, rule_id };
-    assert_eq!(items, &[item(443, 443, PROTO_TCP, 1), item(53, 53, PROTO_UDP, 1), item(1, 100, PROTO_ANY, 3)]);
+    assert_eq!(
+        items,
+        &[item(443, 443, PROTO_TCP, 1), item(53, 53, PROTO_UDP, 1), item(1, 100, PROTO_ANY, 3)]
+    );
     let (_, _, deny) = c.v4.deny[0];
     let list = c.lists[deny.list_id as usize];
     assert_eq!(&list.items[..list.len as usize], &[item(0, 65535, PROTO_ANY, 2)]);
@@ -55,7 +63,10 @@ fn tries_lists_and_items() {
     assert_eq!(&bytes6[..4], &[0x20, 0x01, 0x0d, 0xb8]);
     assert!(bytes6[4..].iter().all(|b| *b == 0));
     let list6 = c.lists[entry6.list_id as usize];
-    assert_eq!(&list6.items[..list6.len as usize], &[item(443, 443, PROTO_TCP, 1), item(53, 53, PROTO_UDP, 1)]);
+    assert_eq!(
+        &list6.items[..list6.len as usize],
+        &[item(443, 443, PROTO_TCP, 1), item(53, 53, PROTO_UDP, 1)]
+    );
     assert!(c.v6.deny.is_empty());
     assert_eq!(c.lists.len(), 3);
     assert_eq!(c.prefix_count(), 3);
@@ -67,7 +78,8 @@ fn tries_lists_and_items() {
 
 #[test]
 fn identical_lists_are_shared_by_many_prefixes() {
-    let cidrs: Vec<String> = (0..10_000u32).map(|i| format!("{}/32", Ipv4Addr::from(0x0A00_0000 + i * 7))).collect();
+    let cidrs: Vec<String> =
+        (0..10_000u32).map(|i| format!("{}/32", Ipv4Addr::from(0x0A00_0000 + i * 7))).collect();
     let refs: Vec<&str> = cidrs.iter().map(String::as_str).collect();
     let r6 = rule(2, Action::Allow, &["2001:db8::/48"], &[(443, 443, Protocol::Tcp)]);
     let p = policy(Action::Deny, vec![rule(1, Action::Allow, &refs, &[(443, 443, Protocol::Tcp)]), r6]);
@@ -84,14 +96,20 @@ fn too_many_items_on_one_prefix_is_an_error() {
     let ports: Vec<(u16, u16, Protocol)> = (1..=9).map(|p| (p, p, Protocol::Tcp)).collect();
     let p = policy(
         Action::Deny,
-        vec![rule(1, Action::Allow, &["10.0.0.0/8"], &ports), rule(2, Action::Allow, &["10.0.0.0/8"], &ports)],
+        vec![
+            rule(1, Action::Allow, &["10.0.0.0/8"], &ports),
+            rule(2, Action::Allow, &["10.0.0.0/8"], &ports),
+        ],
     );
     let err = compile(&p).unwrap_err();
     assert!(matches!(err, CompileError::TooManyItems { items: 18, .. }), "{err:?}");
     let text = err.to_string();
     assert!(text.contains("10.0.0.0/8") && text.contains("1 \"r1\", 2 \"r2\""), "{text}");
     // The same rules on different actions fit.
-    let p = policy(Action::Deny, vec![rule(1, Action::Allow, &["10.0.0.0/8"], &ports), rule(2, Action::Deny, &["10.0.0.0/8"], &ports)]);
+    let p = policy(
+        Action::Deny,
+        vec![rule(1, Action::Allow, &["10.0.0.0/8"], &ports), rule(2, Action::Deny, &["10.0.0.0/8"], &ports)],
+    );
     compile(&p).unwrap();
 }
 
@@ -138,7 +156,10 @@ fn more_lists_than_the_kernel_array_is_an_error() {
 fn default_route_prefixes_and_ipv4_mapped_lookup() {
     let p = policy(
         Action::Deny,
-        vec![rule(1, Action::Allow, &["0.0.0.0/0"], &[(443, 443, Protocol::Tcp)]), rule(2, Action::Allow, &["::/0"], &[])],
+        vec![
+            rule(1, Action::Allow, &["0.0.0.0/0"], &[(443, 443, Protocol::Tcp)]),
+            rule(2, Action::Allow, &["::/0"], &[]),
+        ],
     );
     let c = compile(&p).unwrap();
     assert_eq!(c.v4.allow[0].2, PrefixEntry { prefix_len: 0, list_id: 0 });
@@ -149,9 +170,17 @@ fn default_route_prefixes_and_ipv4_mapped_lookup() {
 
 #[test]
 fn four_hundred_thousand_prefixes() {
-    let mut nets: Vec<IpNet> = (0..400_000u32).map(|i| IpNet::new(IpAddr::V4(Ipv4Addr::from(0x2000_0000 + i * 4)), 30).unwrap()).collect();
+    let mut nets: Vec<IpNet> = (0..400_000u32)
+        .map(|i| IpNet::new(IpAddr::V4(Ipv4Addr::from(0x2000_0000 + i * 4)), 30).unwrap())
+        .collect();
     nets.push("32.0.0.0/8".parse().unwrap());
-    let allow = Rule { id: 1, name: "feed".into(), action: Action::Allow, cidrs: nets, ports: vec![PortMatch { lo: 443, hi: 443, protocol: Protocol::Tcp }] };
+    let allow = Rule {
+        id: 1,
+        name: "feed".into(),
+        action: Action::Allow,
+        cidrs: nets,
+        ports: vec![PortMatch { lo: 443, hi: 443, protocol: Protocol::Tcp }],
+    };
     let deny = rule(2, Action::Deny, &["32.0.0.0/16"], &[(22, 22, Protocol::Tcp)]);
     let p = policy(Action::Deny, vec![allow, deny]);
     let c = compile(&p).unwrap();

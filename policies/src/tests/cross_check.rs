@@ -7,7 +7,10 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use ringfence_common::{ACTION_ALLOW, ACTION_DENY, RULE_DEFAULT};
 
-use crate::{compile, normalize_net, parse_policy, Action, CompileError, Destination, Mode, Policy, PortMatch, Protocol, Rule};
+use crate::{
+    compile, normalize_net, parse_policy, Action, CompileError, Destination, Mode, Policy, PortMatch,
+    Protocol, Rule,
+};
 
 /// xorshift64* — deterministic, dependency-free.
 struct Rng(u64);
@@ -34,7 +37,8 @@ const LENS6: [u8; 8] = [0, 32, 48, 64, 112, 120, 127, 128];
 
 fn random_addr(rng: &mut Rng) -> IpAddr {
     let v6 = rng.below(4) == 0;
-    let base: IpAddr = if v6 { rng.pick(&HOSTS6).parse().unwrap() } else { rng.pick(&HOSTS4).parse().unwrap() };
+    let base: IpAddr =
+        if v6 { rng.pick(&HOSTS6).parse().unwrap() } else { rng.pick(&HOSTS4).parse().unwrap() };
     // Flip a few low bits sometimes so that neighbours of the pool hosts are tested too.
     let flip = if rng.below(3) == 0 { rng.below(4) as u8 } else { 0 };
     match base {
@@ -80,11 +84,22 @@ fn render_yaml(p: &Policy) -> String {
     let mut s = format!("apiVersion: ringfence.dev/v1\nkind: EgressPolicy\nmetadata:\n  name: {}\nspec:\n  mode: {}\n  defaultAction: {}\n  egress:\n", p.name, p.mode, p.default_action);
     for r in &p.rules {
         let cidrs: Vec<String> = r.cidrs.iter().map(|c| format!("\"{c}\"")).collect();
-        write!(s, "    - name: {}\n      action: {}\n      to:\n        cidrs: [{}]\n", r.name, r.action, cidrs.join(", ")).unwrap();
+        write!(
+            s,
+            "    - name: {}\n      action: {}\n      to:\n        cidrs: [{}]\n",
+            r.name,
+            r.action,
+            cidrs.join(", ")
+        )
+        .unwrap();
         if !r.ports.is_empty() {
             s.push_str("      ports:\n");
             for p in &r.ports {
-                let sel = if p.lo == p.hi { format!("port: {}", p.lo) } else { format!("range: \"{}-{}\"", p.lo, p.hi) };
+                let sel = if p.lo == p.hi {
+                    format!("port: {}", p.lo)
+                } else {
+                    format!("range: \"{}-{}\"", p.lo, p.hi)
+                };
                 writeln!(s, "        - {{ {sel}, protocol: {} }}", p.protocol).unwrap();
             }
         }
@@ -120,10 +135,18 @@ fn kernel_model_matches_reference_on_random_policies() {
                 protocol: if rng.below(2) == 0 { Protocol::Tcp } else { Protocol::Udp },
             };
             let reference = policy.evaluate(&dest);
-            let verdict = if reference.audited || reference.action == Action::Deny { ACTION_DENY } else { ACTION_ALLOW };
+            let verdict = if reference.audited || reference.action == Action::Deny {
+                ACTION_DENY
+            } else {
+                ACTION_ALLOW
+            };
             let expected = (verdict, reference.rule.unwrap_or(RULE_DEFAULT));
             let kernel = compiled.evaluate(dest.addr, dest.port.unwrap_or(0), dest.protocol.to_kernel());
-            assert_eq!(kernel, expected, "destination {dest}\npolicy {policy:#?}\nexplanation {:#?}", reference.explanation);
+            assert_eq!(
+                kernel, expected,
+                "destination {dest}\npolicy {policy:#?}\nexplanation {:#?}",
+                reference.explanation
+            );
             checks += 1;
             decided_by_rule += usize::from(reference.rule.is_some());
         }

@@ -20,7 +20,12 @@ spec:
     assert_diag(&diags, 4, 9, "invalid policy name \"Bad_Name\"");
     assert_diag(&diags, 6, 18, "invalid defaultAction \"maybe\" in spec (expected one of: allow, deny)");
     assert_diag(&diags, 8, 7, "missing required field \"action\" in rule \"x\"");
-    assert_diag(&diags, 9, 7, "unknown field \"acton\" in rule \"x\" (expected one of: name, action, to, ports)");
+    assert_diag(
+        &diags,
+        9,
+        7,
+        "unknown field \"acton\" in rule \"x\" (expected one of: name, action, to, ports)",
+    );
     assert_diag(&diags, 10, 20, "has host bits set; did you mean \"10.0.0.0/8\"?");
     assert_diag(&diags, 11, 22, "invalid port \"70000\"");
     assert_eq!(diags.len(), 7, "{diags:#?}");
@@ -28,7 +33,10 @@ spec:
     let mut sorted = positions.clone();
     sorted.sort();
     assert_eq!(positions, sorted, "diagnostics are ordered by position");
-    assert_eq!(diags[0].to_string(), "1:13: error: unsupported apiVersion \"ringfence.dev/v2\" (expected \"ringfence.dev/v1\")");
+    assert_eq!(
+        diags[0].to_string(),
+        "1:13: error: unsupported apiVersion \"ringfence.dev/v2\" (expected \"ringfence.dev/v1\")"
+    );
 }
 
 #[test]
@@ -48,11 +56,26 @@ spec:
       ports: [{port: 1, proto: tcp}]
 ";
     let diags = parse_err(src);
-    assert_diag(&diags, 3, 1, "unknown field \"labels\" at top level (expected one of: apiVersion, kind, metadata, spec)");
+    assert_diag(
+        &diags,
+        3,
+        1,
+        "unknown field \"labels\" at top level (expected one of: apiVersion, kind, metadata, spec)",
+    );
     assert_diag(&diags, 4, 21, "unknown field \"namespace\" in metadata (expected one of: name)");
-    assert_diag(&diags, 7, 3, "unknown field \"priority\" in spec (expected one of: mode, defaultAction, egress)");
+    assert_diag(
+        &diags,
+        7,
+        3,
+        "unknown field \"priority\" in spec (expected one of: mode, defaultAction, egress)",
+    );
     assert_diag(&diags, 11, 33, "unknown field \"hosts\" in \"to\" of rule \"r\" (expected one of: cidrs)");
-    assert_diag(&diags, 12, 25, "unknown field \"proto\" in port entry 1 of rule \"r\" (expected one of: port, range, protocol)");
+    assert_diag(
+        &diags,
+        12,
+        25,
+        "unknown field \"proto\" in port entry 1 of rule \"r\" (expected one of: port, range, protocol)",
+    );
     assert_eq!(diags.len(), 5, "{diags:#?}");
 }
 
@@ -95,7 +118,10 @@ fn port_range_and_protocol_validation() {
         ("{range: \"1-65536\"}", "invalid range \"1-65536\""),
         ("{port: 1, range: \"1-2\"}", "has both \"port\" and \"range\""),
         ("{protocol: tcp}", "needs \"port\" (e.g. 443) or \"range\""),
-        ("{port: 1, protocol: TCP}", "invalid protocol \"TCP\" in port entry 1 of rule \"r\" (expected one of: tcp, udp, any)"),
+        (
+            "{port: 1, protocol: TCP}",
+            "invalid protocol \"TCP\" in port entry 1 of rule \"r\" (expected one of: tcp, udp, any)",
+        ),
         ("{port: 1, protocol: icmp}", "invalid protocol \"icmp\""),
     ];
     for (entry, needle) in entries {
@@ -118,7 +144,12 @@ fn cidr_validation() {
     let diags = parse_err(&doc(
         "  defaultAction: deny\n  egress:\n    - {name: r, action: allow, to: {cidrs: [10.0.0.1/8, '2001:db8::1/32', 10.0.0.0/33, example.com, []]}}\n    - {name: s, action: allow, to: {cidrs: []}}\n",
     ));
-    assert_diag(&diags, 8, 45, "CIDR \"10.0.0.1/8\" in rule \"r\" has host bits set; did you mean \"10.0.0.0/8\"?");
+    assert_diag(
+        &diags,
+        8,
+        45,
+        "CIDR \"10.0.0.1/8\" in rule \"r\" has host bits set; did you mean \"10.0.0.0/8\"?",
+    );
     assert_diag(&diags, 8, 57, "did you mean \"2001:db8::/32\"?");
     assert_diag(&diags, 8, 75, "invalid CIDR \"10.0.0.0/33\"");
     assert_diag(&diags, 8, 88, "invalid CIDR \"example.com\"");

@@ -43,7 +43,11 @@ fn check(p: &Policy, dest: &str, action: Action, rule: Option<u32>, prefix: Opti
     let compiled = compile(p).unwrap();
     let (kaction, krule) = compiled.evaluate(d.addr, d.port.unwrap_or(0), d.protocol.to_kernel());
     let expected = if decision.audited { Action::Deny } else { decision.action };
-    assert_eq!(kaction, if expected == Action::Deny { ringfence_common::ACTION_DENY } else { ringfence_common::ACTION_ALLOW }, "{dest}");
+    assert_eq!(
+        kaction,
+        if expected == Action::Deny { ringfence_common::ACTION_DENY } else { ringfence_common::ACTION_ALLOW },
+        "{dest}"
+    );
     assert_eq!(krule, rule.unwrap_or(ringfence_common::RULE_DEFAULT), "{dest}");
 }
 
@@ -58,7 +62,11 @@ fn longest_prefix_wins_within_an_action() {
 fn port_mismatch_at_a_long_prefix_falls_back_to_a_shorter_prefix() {
     let p = policy();
     let d = p.evaluate(&"10.1.2.3:80/tcp".parse().unwrap());
-    assert!(d.explanation.iter().any(|s| s.contains("80/tcp matches none of its ports (443/tcp)")), "{:#?}", d.explanation);
+    assert!(
+        d.explanation.iter().any(|s| s.contains("80/tcp matches none of its ports (443/tcp)")),
+        "{:#?}",
+        d.explanation
+    );
     check(&p, "10.1.2.3:80/tcp", Action::Allow, Some(1), Some("10.0.0.0/8"));
     check(&p, "10.1.2.3:2000/udp", Action::Allow, Some(1), Some("10.0.0.0/8"));
 }

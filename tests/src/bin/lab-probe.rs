@@ -41,18 +41,13 @@ pub fn usage(msg: &str) -> ! {
 
 /// Parses an address literal, accepting `[v6]`.
 pub fn parse_addr(s: &str) -> IpAddr {
-    let t = s
-        .strip_prefix('[')
-        .and_then(|x| x.strip_suffix(']'))
-        .unwrap_or(s);
-    t.parse()
-        .unwrap_or_else(|_| usage(&format!("bad address {s:?}")))
+    let t = s.strip_prefix('[').and_then(|x| x.strip_suffix(']')).unwrap_or(s);
+    t.parse().unwrap_or_else(|_| usage(&format!("bad address {s:?}")))
 }
 
 /// Parses a number or exits with a usage error.
 pub fn parse_num<T: std::str::FromStr>(what: &str, s: &str) -> T {
-    s.parse()
-        .unwrap_or_else(|_| usage(&format!("bad {what} {s:?}")))
+    s.parse().unwrap_or_else(|_| usage(&format!("bad {what} {s:?}")))
 }
 
 /// Minimal flag cursor over the remaining arguments.
@@ -69,16 +64,12 @@ impl Args {
     }
     /// The value following flag `flag`.
     pub fn value(&mut self, flag: &str) -> String {
-        self.next()
-            .unwrap_or_else(|| usage(&format!("{flag} needs a value")))
+        self.next().unwrap_or_else(|| usage(&format!("{flag} needs a value")))
     }
 }
 
 fn main() {
-    let mut args = Args {
-        items: std::env::args().skip(1).collect(),
-        pos: 0,
-    };
+    let mut args = Args { items: std::env::args().skip(1).collect(), pos: 0 };
     let cmd = args.next().unwrap_or_else(|| usage("missing command"));
     match cmd.as_str() {
         "serve" => serve::main(&mut args),
@@ -93,18 +84,13 @@ fn main() {
 
 fn single(cmd: &str, args: &mut Args) -> i32 {
     let addr = parse_addr(&args.next().unwrap_or_else(|| usage("missing ADDR")));
-    let port: u16 = parse_num(
-        "port",
-        &args.next().unwrap_or_else(|| usage("missing PORT")),
-    );
+    let port: u16 = parse_num("port", &args.next().unwrap_or_else(|| usage("missing PORT")));
     let mut timeout = Duration::from_millis(2000);
     let mut bytes = None;
     let mut connect = false;
     while let Some(flag) = args.next() {
         match flag.as_str() {
-            "--timeout-ms" => {
-                timeout = Duration::from_millis(parse_num("timeout", &args.value(&flag)))
-            }
+            "--timeout-ms" => timeout = Duration::from_millis(parse_num("timeout", &args.value(&flag))),
             "--bytes" if cmd == "tcp" => bytes = Some(parse_num("byte count", &args.value(&flag))),
             "--connect" if cmd == "udp" => connect = true,
             other => usage(&format!("unknown option {other:?} for {cmd}")),
@@ -119,10 +105,7 @@ fn single(cmd: &str, args: &mut Args) -> i32 {
         Ok(reply) => (serde_json::json!({ "ok": true, "reply": reply }), 0),
         Err(f) => {
             let code = if f.errno == Some(libc::EPERM) { 1 } else { 2 };
-            (
-                serde_json::json!({ "ok": false, "errno": f.errno, "error": f.error, "stage": f.stage }),
-                code,
-            )
+            (serde_json::json!({ "ok": false, "errno": f.errno, "error": f.error, "stage": f.stage }), code)
         }
     };
     println!("{json}");

@@ -25,11 +25,7 @@ impl Failure {
             (None, _) => None,
         };
         let error = errno.map_or_else(|| e.to_string(), errno_name);
-        Failure {
-            stage,
-            errno,
-            error,
-        }
+        Failure { stage, errno, error }
     }
 }
 
@@ -58,25 +54,17 @@ pub fn errno_name(n: i32) -> String {
 
 /// Connects, sends "ping\n" (or `bytes` × 'x'), shuts down writing and reads
 /// the reply (`pong <n>`).
-pub fn tcp_once(
-    addr: IpAddr,
-    port: u16,
-    bytes: Option<usize>,
-    timeout: Duration,
-) -> Result<String, Failure> {
+pub fn tcp_once(addr: IpAddr, port: u16, bytes: Option<usize>, timeout: Duration) -> Result<String, Failure> {
     let sa = SocketAddr::new(addr, port);
     let mut s = TcpStream::connect_timeout(&sa, timeout).map_err(|e| Failure::new("connect", e))?;
-    s.set_read_timeout(Some(timeout))
-        .map_err(|e| Failure::new("socket", e))?;
-    s.set_write_timeout(Some(timeout))
-        .map_err(|e| Failure::new("socket", e))?;
+    s.set_read_timeout(Some(timeout)).map_err(|e| Failure::new("socket", e))?;
+    s.set_write_timeout(Some(timeout)).map_err(|e| Failure::new("socket", e))?;
     let payload = match bytes {
         Some(n) => vec![b'x'; n],
         None => b"ping\n".to_vec(),
     };
     s.write_all(&payload).map_err(|e| Failure::new("send", e))?;
-    s.shutdown(Shutdown::Write)
-        .map_err(|e| Failure::new("send", e))?;
+    s.shutdown(Shutdown::Write).map_err(|e| Failure::new("send", e))?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 512];
     loop {
@@ -97,26 +85,19 @@ pub fn tcp_once(
 
 /// Sends "ping" by unconnected `sendto` (or `connect` + `send`) and waits
 /// for the "pong" datagram.
-pub fn udp_once(
-    addr: IpAddr,
-    port: u16,
-    connect: bool,
-    timeout: Duration,
-) -> Result<String, Failure> {
+pub fn udp_once(addr: IpAddr, port: u16, connect: bool, timeout: Duration) -> Result<String, Failure> {
     let local: SocketAddr = match addr {
         IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
         IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
     };
     let s = UdpSocket::bind(local).map_err(|e| Failure::new("bind", e))?;
-    s.set_read_timeout(Some(timeout))
-        .map_err(|e| Failure::new("socket", e))?;
+    s.set_read_timeout(Some(timeout)).map_err(|e| Failure::new("socket", e))?;
     let sa = SocketAddr::new(addr, port);
     if connect {
         s.connect(sa).map_err(|e| Failure::new("connect", e))?;
         s.send(b"ping").map_err(|e| Failure::new("send", e))?;
     } else {
-        s.send_to(b"ping", sa)
-            .map_err(|e| Failure::new("sendto", e))?;
+        s.send_to(b"ping", sa).map_err(|e| Failure::new("sendto", e))?;
     }
     let mut buf = [0u8; 512];
     let n = loop {
@@ -132,11 +113,7 @@ pub fn udp_once(
 fn reply(buf: Vec<u8>) -> Result<String, Failure> {
     let text = String::from_utf8_lossy(&buf).trim().to_string();
     if text.is_empty() {
-        return Err(Failure {
-            stage: "recv",
-            errno: None,
-            error: "EOF".into(),
-        });
+        return Err(Failure { stage: "recv", errno: None, error: "EOF".into() });
     }
     Ok(text)
 }

@@ -24,20 +24,10 @@ struct Target {
 
 /// Parses `PROTO:ADDR:PORT:allow|deny`; ADDR may be `[v6]` or bare v6.
 fn parse_target(spec: &str) -> Target {
-    let bad = || {
-        usage(&format!(
-            "bad --target {spec:?} (want tcp|udp|udpc:ADDR:PORT:allow|deny)"
-        ))
-    };
-    let Some((proto, rest)) = spec.split_once(':') else {
-        bad()
-    };
-    let Some((rest, expect)) = rest.rsplit_once(':') else {
-        bad()
-    };
-    let Some((addr, port)) = rest.rsplit_once(':') else {
-        bad()
-    };
+    let bad = || usage(&format!("bad --target {spec:?} (want tcp|udp|udpc:ADDR:PORT:allow|deny)"));
+    let Some((proto, rest)) = spec.split_once(':') else { bad() };
+    let Some((rest, expect)) = rest.rsplit_once(':') else { bad() };
+    let Some((addr, port)) = rest.rsplit_once(':') else { bad() };
     if !matches!(proto, "tcp" | "udp" | "udpc") || !matches!(expect, "allow" | "deny") {
         bad();
     }
@@ -136,9 +126,7 @@ fn attempt(t: &mut Target, tcp_timeout: Duration, udp_timeout: Duration) {
         }
         Err(f) => {
             t.other_err += 1;
-            *t.errors
-                .entry(format!("{}:{}", f.stage, f.error))
-                .or_default() += 1;
+            *t.errors.entry(format!("{}:{}", f.stage, f.error)).or_default() += 1;
             false
         }
     };

@@ -103,19 +103,14 @@ fn spawn_udp(sock: UdpSocket) {
 
 /// Creates a socket with SO_REUSEADDR (and IPV6_V6ONLY when given) bound to `sa`.
 fn bind(kind: libc::c_int, sa: SocketAddr, v6only: Option<bool>) -> io::Result<OwnedFd> {
-    let family = if sa.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
+    let family = if sa.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
     let raw = unsafe { libc::socket(family, kind | libc::SOCK_CLOEXEC, 0) };
     if raw < 0 {
         return Err(io::Error::last_os_error());
     }
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
     let setopt = |level, name, val: libc::c_int| -> io::Result<()> {
-        let rc =
-            unsafe { libc::setsockopt(raw, level, name, (&val as *const libc::c_int).cast(), 4) };
+        let rc = unsafe { libc::setsockopt(raw, level, name, (&val as *const libc::c_int).cast(), 4) };
         if rc != 0 {
             return Err(io::Error::last_os_error());
         }
@@ -130,9 +125,7 @@ fn bind(kind: libc::c_int, sa: SocketAddr, v6only: Option<bool>) -> io::Result<O
             let sin = libc::sockaddr_in {
                 sin_family: libc::AF_INET as libc::sa_family_t,
                 sin_port: v4.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from(*v4.ip()).to_be(),
-                },
+                sin_addr: libc::in_addr { s_addr: u32::from(*v4.ip()).to_be() },
                 sin_zero: [0; 8],
             };
             let len = std::mem::size_of_val(&sin) as libc::socklen_t;
@@ -168,9 +161,7 @@ fn local_addrs() -> Vec<IpAddr> {
             match i32::from(unsafe { (*ifa.ifa_addr).sa_family }) {
                 libc::AF_INET => {
                     let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
-                    out.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(
-                        sin.sin_addr.s_addr,
-                    ))));
+                    out.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))));
                 }
                 libc::AF_INET6 => {
                     let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
