@@ -31,7 +31,20 @@ pub fn agent_bin() -> PathBuf {
     )
 }
 
-type Lines = Arc<(Mutex<Vec<Value>>, Condvar)>;
+/// What the reader thread collected: every line, and how many lines carried each message (so
+/// waiting for the n-th "policy applied" does not rescan a log of many thousand events).
+#[derive(Default)]
+struct Log {
+    lines: Vec<Value>,
+    counts: std::collections::HashMap<String, usize>,
+}
+
+type Lines = Arc<(Mutex<Log>, Condvar)>;
+
+fn lock(lines: &Lines) -> std::sync::MutexGuard<'_, Log> {
+    // A panicking test thread must not poison the log for the reader thread.
+    lines.0.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// A running agent and everything it logged so far.
 pub struct AgentProc {
@@ -108,9 +121,13 @@ impl AgentProc {
                 if echo {
                     println!("{}", human(&v));
                 }
-                let (m, cv) = &*sink;
-                m.lock().expect("agent log lock").push(v);
-                cv.notify_all();
+                let mut log = lock(&sink);
+                if let Some(m) = v["message"].as_str() {
+                    *log.counts.entry(m.to_string()).or_default() += 1;
+                }
+                log.lines.push(v);
+                drop(log);
+                sink.1.notify_all();
             }
         });
         AgentProc { child, lines }
@@ -122,7 +139,7 @@ impl AgentProc {
 
     /// Every log line so far.
     pub fn lines(&self) -> Vec<Value> {
-        self.lines.0.lock().expect("agent log lock").clone()
+        lock(&self.lines).lines.clone()
     }
 
     /// The verdict events logged so far.
@@ -132,31 +149,36 @@ impl AgentProc {
 
     /// How many lines have this message.
     pub fn count(&self, message: &str) -> usize {
-        self.lines().iter().filter(|v| v["message"] == message).count()
+        lock(&self.lines).counts.get(message).copied().unwrap_or(0)
     }
 
-    /// Waits until `check` finds what it wants in the log so far; panics after `timeout`
-    /// with the whole log.
-    pub fn wait_until<T>(&self, what: &str, timeout: Duration, check: impl Fn(&[Value]) -> Option<T>) -> T {
+    /// Waits until `check` finds what it wants in the log; panics after `timeout` with the log.
+    fn wait_until<T>(&self, what: &str, timeout: Duration, mut check: impl FnMut(&Log) -> Option<T>) -> T {
         let deadline = Instant::now() + timeout;
-        let (m, cv) = &*self.lines;
-        let mut guard = m.lock().expect("agent log lock");
+        let mut log = lock(&self.lines);
         loop {
-            if let Some(found) = check(&guard) {
+            if let Some(found) = check(&log) {
                 return found;
             }
             let now = Instant::now();
             if now >= deadline {
-                let log: Vec<String> = guard.iter().map(Value::to_string).collect();
-                panic!("agent: no {what} within {timeout:?}; log:\n{}", log.join("\n"));
+                let text: Vec<String> =
+                    log.lines.iter().rev().take(200).rev().map(Value::to_string).collect();
+                drop(log);
+                panic!("agent: no {what} within {timeout:?}; last log lines:\n{}", text.join("\n"));
             }
-            guard = cv.wait_timeout(guard, deadline - now).expect("agent log lock").0;
+            log = self.lines.1.wait_timeout(log, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
         }
     }
 
-    /// Waits for the first line matching `pred`.
+    /// Waits for the first line matching `pred` (each line is examined once).
     pub fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
-        self.wait_until(what, timeout, |lines| lines.iter().find(|v| pred(v)).cloned())
+        let mut next = 0;
+        self.wait_until(what, timeout, |log| {
+            let found = log.lines[next..].iter().find(|v| pred(v)).cloned();
+            next = log.lines.len();
+            found
+        })
     }
 
     /// Waits for a line whose `message` is `message`.
@@ -166,8 +188,8 @@ impl AgentProc {
 
     /// Waits until `count(message) >= n`.
     pub fn wait_for_count(&self, message: &str, n: usize, timeout: Duration) {
-        self.wait_until(&format!("{n} x {message:?}"), timeout, |lines| {
-            (lines.iter().filter(|v| v["message"] == message).count() >= n).then_some(())
+        self.wait_until(&format!("{n} x {message:?}"), timeout, |log| {
+            (log.counts.get(message).copied().unwrap_or(0) >= n).then_some(())
         })
     }
 

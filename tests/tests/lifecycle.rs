@@ -61,6 +61,8 @@ fn fifty_reloads_without_a_wrong_verdict() {
         e.replace_policy(&reload_policy(generation));
     }
     let report = finish_loop(child, &stop);
+    let attempts: u64 = report.targets.iter().map(|t| t.attempts).sum();
+    println!("50 reloads: {attempts} probes over {} ms, {} wrong", report.duration_ms, report.total_wrong());
     assert_eq!(report.total_wrong(), 0, "a connect saw a wrong verdict during reloads: {report:#?}");
     for t in &report.targets {
         assert!(t.attempts >= 50, "too few attempts to mean anything: {t:?}");
