@@ -7,7 +7,9 @@ use std::{
 };
 
 use aya::maps::{Map, MapData, RingBuf};
-use ringfence_common::{Event, EVENTS_MAP, PROGRAMS, PROTO_TCP, PROTO_UDP, VERDICT_ALLOW, VERDICT_DENY};
+use ringfence_common::{
+    country_letters, Event, EVENTS_MAP, PROGRAMS, PROTO_TCP, PROTO_UDP, VERDICT_ALLOW, VERDICT_DENY,
+};
 use ringfence_policy::Policy;
 use serde::Serialize;
 use tokio::io::unix::AsyncFd;
@@ -37,6 +39,8 @@ pub struct VerdictRecord {
     pub protocol: String,
     pub hook: &'static str,
     pub generation: u32,
+    /// The destination's country when the geo database knows it and a country rule was consulted.
+    pub country: Option<String>,
 }
 
 /// Remembers the policies of recent generations, so an event decided by the previous policy
@@ -55,6 +59,9 @@ impl RuleNames {
     fn name(&self, generation: u32, rule_id: u32) -> String {
         if rule_id == ringfence_common::RULE_DEFAULT {
             return "default".to_string();
+        }
+        if rule_id == ringfence_common::RULE_UNKNOWN_COUNTRY {
+            return "unknownCountry".to_string();
         }
         self.recent
             .iter()
@@ -92,6 +99,7 @@ impl RuleNames {
             },
             hook: PROGRAMS.get(ev.hook as usize).copied().unwrap_or("unknown"),
             generation: ev.generation,
+            country: country_letters(ev.country).map(|c| String::from_utf8_lossy(&c).into_owned()),
         }
     }
 }
@@ -102,7 +110,7 @@ pub fn log_record(r: &VerdictRecord) {
         target: "ringfence::event",
         verdict = r.verdict, rule = %r.rule, rule_id = r.rule_id, pid = r.pid, comm = %r.comm,
         cgroup_id = r.cgroup_id, dst = %r.dst, port = r.port, protocol = %r.protocol,
-        hook = r.hook, generation = r.generation,
+        hook = r.hook, generation = r.generation, country = r.country.as_deref().unwrap_or(""),
         "verdict"
     );
 }
@@ -175,7 +183,7 @@ mod tests {
             rule_id,
             hook: HOOK_SENDMSG4,
             generation,
-            _reserved: 0,
+            country: ringfence_common::country_code(*b"DE"),
         }
     }
 
@@ -197,6 +205,7 @@ mod tests {
         let v4 = event(4, [198, 51, 100, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 1, 1);
         let r = names.record(&v4);
         assert_eq!(r.rule, "old-name");
+        assert_eq!(r.country.as_deref(), Some("DE"));
         assert_eq!(r.dst, "198.51.100.7".parse::<IpAddr>().unwrap());
         assert_eq!(
             (r.verdict, r.protocol.as_str(), r.hook, r.comm.as_str()),

@@ -1,8 +1,10 @@
 //! The Ringfence node agent: validates configuration, loads the eBPF programs, keeps the policy
 //! in the kernel maps (with atomic reloads) and reports verdict events.
 pub mod bpf;
+pub mod config;
 pub mod error;
 pub mod events;
+pub mod geo;
 pub mod logging;
 pub mod maps;
 pub mod preflight;

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use ringfence_agent::{
     bpf,
     error::AgentError,
+    geo::GeoStatus,
     logging::{self, LogFormat},
     maps::PinnedMaps,
     run::{run, RunConfig},
@@ -35,7 +36,14 @@ enum Cmd {
         /// Directory on a bpf filesystem where links and maps are pinned.
         #[arg(long, default_value = DEFAULT_BPFFS)]
         bpffs: PathBuf,
-        /// Seconds between checks of the policy file for changes.
+        /// Geo-IP database (MaxMind DB: GeoIP2/GeoLite2/DB-IP country or city, or the flat
+        /// `country_code` layout). Give it twice for separate IPv4 and IPv6 files.
+        #[arg(long = "geoip-db", value_name = "FILE")]
+        geoip_db: Vec<PathBuf>,
+        /// Dotted field holding the country code (default: detected).
+        #[arg(long = "geoip-field", value_name = "FIELD")]
+        geoip_field: Option<String>,
+        /// Seconds between checks of the policy and database files for changes.
         #[arg(long, default_value_t = 1.0)]
         watch_interval: f64,
     },
@@ -63,12 +71,19 @@ fn status(bpffs: PathBuf, json: bool) -> Result<(), AgentError> {
     let maps = PinnedMaps::open(&bpffs)?;
     let active = maps.active_policy()?;
     let stats = maps.stats()?;
+    let geo = GeoStatus::from(&maps.geo_info()?);
     if json {
-        let v =
-            serde_json::json!({ "attached": attached, "bpffs": bpffs, "policy": active, "counters": stats });
+        let v = serde_json::json!({
+            "attached": attached, "bpffs": bpffs, "policy": active, "counters": stats, "geo": geo
+        });
         println!("{v}");
     } else {
+        let db = match (&geo.database_type, &geo.build_date) {
+            (Some(t), Some(d)) => format!("{t} built {d}, {} networks", geo.networks),
+            _ => "none".to_string(),
+        };
         println!("attached:   {attached} ({})", bpffs.display());
+        println!("geo-ip:     {db}; {} IPv4 + {} IPv6 entries loaded", geo.entries_v4, geo.entries_v6);
         println!(
             "policy:     generation {} (slot {}), mode {}, default {}",
             active.generation, active.slot, active.mode, active.default_action
@@ -85,7 +100,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format);
     let result = match cli.cmd {
-        Cmd::Run { policy, cgroup, bpffs, watch_interval } => {
+        Cmd::Run { policy, cgroup, bpffs, geoip_db, geoip_field, watch_interval } => {
             if !(0.05..=3600.0).contains(&watch_interval) {
                 Err(AgentError::Config(vec![format!(
                     "--watch-interval {watch_interval}: must be between 0.05 and 3600 seconds"
@@ -95,6 +110,8 @@ fn main() -> ExitCode {
                     policy,
                     cgroup,
                     bpffs,
+                    geoip_db,
+                    geoip_field,
                     watch_interval: Duration::from_secs_f64(watch_interval),
                     grace: Duration::from_secs(2),
                 };

@@ -9,15 +9,16 @@ use aya::maps::{
     Array, Map, MapData, MapError, PerCpuArray,
 };
 use ringfence_common::{
-    MatchList, PolicyConfig, PrefixEntry, ACTIVE_MAP, ALLOW_V4_MAPS, ALLOW_V6_MAPS, CONFIG_MAP, DENY_V4_MAPS,
-    DENY_V6_MAPS, LIST_MAPS, STATS_MAP, STAT_ALLOWED, STAT_AUDITED, STAT_DENIED, STAT_EVENTS_DROPPED,
+    GeoEntry, GeoInfo, MatchList, PolicyConfig, PrefixEntry, ACTIVE_MAP, ALLOW_V4_MAPS, ALLOW_V6_MAPS,
+    CONFIG_MAP, DENY_V4_MAPS, DENY_V6_MAPS, GEO_INFO_MAP, GEO_V4_MAPS, GEO_V6_MAPS, LIST_MAPS, STATS_MAP,
+    STAT_ALLOWED, STAT_AUDITED, STAT_DENIED, STAT_EVENTS_DROPPED,
 };
 use ringfence_policy::Compiled;
 use serde::Serialize;
 
 use crate::error::AgentError;
 
-type Trie<const N: usize> = LpmTrie<MapData, [u8; N], PrefixEntry>;
+type Trie<const N: usize, V = PrefixEntry> = LpmTrie<MapData, [u8; N], V>;
 
 /// Where the maps are pinned inside the agent's bpffs directory.
 pub fn maps_dir(bpffs: &Path) -> PathBuf {
@@ -66,6 +67,9 @@ pub struct PinnedMaps {
     allow4: [Trie<4>; 2],
     deny6: [Trie<16>; 2],
     allow6: [Trie<16>; 2],
+    geo4: [Trie<4, GeoEntry>; 2],
+    geo6: [Trie<16, GeoEntry>; 2],
+    geo_info: Array<MapData, GeoInfo>,
     lists: [Array<MapData, MatchList>; 2],
     config: Array<MapData, PolicyConfig>,
     active: Array<MapData, u32>,
@@ -81,6 +85,9 @@ impl PinnedMaps {
             allow4: pair(&dir, ALLOW_V4_MAPS)?,
             deny6: pair(&dir, DENY_V6_MAPS)?,
             allow6: pair(&dir, ALLOW_V6_MAPS)?,
+            geo4: pair(&dir, GEO_V4_MAPS)?,
+            geo6: pair(&dir, GEO_V6_MAPS)?,
+            geo_info: open(&dir, GEO_INFO_MAP)?,
             lists: pair(&dir, LIST_MAPS)?,
             config: open(&dir, CONFIG_MAP)?,
             active: open(&dir, ACTIVE_MAP)?,
@@ -110,14 +117,24 @@ impl PinnedMaps {
         })
     }
 
-    /// Writes `compiled` into the inactive slot and makes it active. Returns the new generation.
-    pub fn apply(&mut self, compiled: &Compiled) -> Result<u32, AgentError> {
+    /// The geo database information of the active slot.
+    pub fn geo_info(&self) -> Result<GeoInfo, AgentError> {
+        let (slot, _) = self.active()?;
+        self.geo_info.get(&slot, 0).map_err(|e| AgentError::map(GEO_INFO_MAP, e))
+    }
+
+    /// Writes `compiled` (built with the database described by `geo`) into the inactive slot and
+    /// makes it active. Returns the new generation.
+    pub fn apply(&mut self, compiled: &Compiled, geo: &GeoInfo) -> Result<u32, AgentError> {
         let (cur, cur_cfg) = self.active()?;
         let next = (cur ^ 1) as usize;
         fill(&mut self.deny4[next], &compiled.v4.deny, DENY_V4_MAPS[next])?;
         fill(&mut self.allow4[next], &compiled.v4.allow, ALLOW_V4_MAPS[next])?;
         fill(&mut self.deny6[next], &compiled.v6.deny, DENY_V6_MAPS[next])?;
         fill(&mut self.allow6[next], &compiled.v6.allow, ALLOW_V6_MAPS[next])?;
+        fill(&mut self.geo4[next], &compiled.geo4, GEO_V4_MAPS[next])?;
+        fill(&mut self.geo6[next], &compiled.geo6, GEO_V6_MAPS[next])?;
+        self.geo_info.set(next as u32, geo, 0).map_err(|e| AgentError::map(GEO_INFO_MAP, e))?;
         for (i, list) in compiled.lists.iter().enumerate() {
             self.lists[next].set(i as u32, list, 0).map_err(|e| AgentError::map(LIST_MAPS[next], e))?;
         }
@@ -126,7 +143,7 @@ impl PinnedMaps {
             default_action: compiled.default_action,
             mode: compiled.mode,
             generation,
-            _reserved: 0,
+            unknown_action: compiled.unknown_action,
         };
         self.config.set(next as u32, cfg, 0).map_err(|e| AgentError::map(CONFIG_MAP, e))?;
         // The switch: one array write, atomic for the programs.
@@ -150,9 +167,9 @@ impl PinnedMaps {
 }
 
 /// Replaces the contents of one trie with `entries`: stale keys removed, the rest upserted.
-fn fill<const N: usize>(
-    trie: &mut Trie<N>,
-    entries: &[([u8; N], u32, PrefixEntry)],
+fn fill<const N: usize, V: aya::Pod>(
+    trie: &mut Trie<N, V>,
+    entries: &[([u8; N], u32, V)],
     name: &str,
 ) -> Result<(), AgentError>
 where

@@ -6,17 +6,19 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use ringfence_policy::{compile, load_policy_file, Compiled, Policy};
+use ringfence_policy::{compile, geo::GeoDb, load_policy_file, Compiled, Policy};
 
-use crate::error::AgentError;
+use crate::{config::RunConfig, error::AgentError};
 
 const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
-/// A validated configuration: the policy parsed and compiled, the paths checked.
+/// A validated configuration: the database loaded, the policy parsed and compiled, the paths
+/// checked.
 pub struct Checked {
     pub policy: Policy,
     pub compiled: Compiled,
+    pub geo: Option<GeoDb>,
     pub cgroup: PathBuf,
     pub bpffs: PathBuf,
 }
@@ -57,22 +59,41 @@ pub fn check_bpffs(dir: &Path) -> Result<(), String> {
     }
 }
 
-/// Parses and compiles a policy file, one message per problem.
-pub fn check_policy(path: &Path) -> Result<(Policy, Compiled), Vec<String>> {
-    let policy =
-        load_policy_file(path).map_err(|e| e.to_string().lines().map(str::to_string).collect::<Vec<_>>())?;
-    let compiled = compile(&policy).map_err(|e| vec![format!("{}: {e}", path.display())])?;
+fn policy_errors(e: impl std::fmt::Display) -> Vec<String> {
+    e.to_string().lines().map(str::to_string).collect()
+}
+
+fn compile_error(path: &Path, e: impl std::fmt::Display) -> Vec<String> {
+    vec![format!("{}: {e}", path.display())]
+}
+
+/// Parses and compiles a policy file against the database, one message per problem.
+pub fn check_policy(path: &Path, geo: Option<&GeoDb>) -> Result<(Policy, Compiled), Vec<String>> {
+    let policy = load_policy_file(path).map_err(policy_errors)?;
+    let compiled = compile(&policy, geo).map_err(|e| compile_error(path, e))?;
     Ok((policy, compiled))
 }
 
 /// Runs every check; returns all problems at once.
-pub fn check(policy: &Path, cgroup: &Path, bpffs: &Path) -> Result<Checked, AgentError> {
+pub fn check(cfg: &RunConfig) -> Result<Checked, AgentError> {
     let mut errors = Vec::new();
-    let compiled = check_policy(policy).map_err(|e| errors.extend(e)).ok();
-    if let Err(e) = check_cgroup(cgroup) {
+    let geo = crate::geo::load(cfg).map_err(|e| errors.push(e));
+    let policy = load_policy_file(&cfg.policy).map_err(|e| errors.extend(policy_errors(e))).ok();
+    // Compiling needs the database; if it failed to load, that error says enough.
+    let compiled = match (policy, &geo) {
+        (Some(policy), Ok(geo)) => match compile(&policy, geo.as_ref()) {
+            Ok(compiled) => Some((policy, compiled)),
+            Err(e) => {
+                errors.extend(compile_error(&cfg.policy, e));
+                None
+            }
+        },
+        _ => None,
+    };
+    if let Err(e) = check_cgroup(&cfg.cgroup) {
         errors.push(e);
     }
-    if let Err(e) = check_bpffs(bpffs) {
+    if let Err(e) = check_bpffs(&cfg.bpffs) {
         errors.push(e);
     }
     let euid = unsafe { libc::geteuid() };
@@ -86,7 +107,8 @@ pub fn check(policy: &Path, cgroup: &Path, bpffs: &Path) -> Result<Checked, Agen
         return Err(AgentError::NotRoot(euid));
     }
     let (policy, compiled) = compiled.expect("no errors means the policy compiled");
-    Ok(Checked { policy, compiled, cgroup: cgroup.to_path_buf(), bpffs: bpffs.to_path_buf() })
+    let geo = geo.expect("no errors means the database loaded");
+    Ok(Checked { policy, compiled, geo, cgroup: cfg.cgroup.clone(), bpffs: cfg.bpffs.clone() })
 }
 
 #[cfg(test)]
@@ -99,10 +121,21 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let policy = dir.join("p.yaml");
         std::fs::write(&policy, "apiVersion: ringfence.dev/v1\nkind: EgressPolicy\nmetadata: { name: x }\nspec: { defaultAction: deny, mode: loud }\n").unwrap();
-        let Err(err) = check(&policy, &dir, &dir.join("pins")) else { panic!("must fail") };
+        let cfg = RunConfig {
+            policy,
+            cgroup: dir.clone(),
+            bpffs: dir.join("pins"),
+            geoip_db: vec![dir.join("missing.mmdb")],
+            geoip_field: None,
+            watch_interval: std::time::Duration::from_secs(1),
+            grace: std::time::Duration::from_secs(1),
+        };
+        let Err(err) = check(&cfg) else { panic!("must fail") };
         assert_eq!(err.exit_code(), crate::error::EXIT_CONFIG);
         let text = err.to_string();
-        for needle in ["loud", "not a cgroup v2 directory", "not on a bpf filesystem", "mount -t bpf"] {
+        for needle in
+            ["loud", "not a cgroup v2 directory", "not on a bpf filesystem", "mount -t bpf", "missing.mmdb"]
+        {
             assert!(text.contains(needle), "missing {needle:?} in {text}");
         }
         assert!(check_cgroup(&dir.join("missing")).unwrap_err().contains("No such file"));
@@ -111,7 +144,9 @@ mod tests {
 
     #[test]
     fn unreadable_policy_names_the_file() {
-        let Err(errors) = check_policy(Path::new("/nonexistent/ringfence.yaml")) else { panic!("must fail") };
+        let Err(errors) = check_policy(Path::new("/nonexistent/ringfence.yaml"), None) else {
+            panic!("must fail")
+        };
         assert!(errors.iter().any(|e| e.contains("/nonexistent/ringfence.yaml")), "{errors:?}");
     }
 }

@@ -1,68 +1,100 @@
 //! `ringfence-agent run`: validate, load, apply, attach, then serve events and reloads until
 //! SIGINT or SIGTERM. Stopping leaves the pinned enforcement in place.
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
+use ringfence_common::Event;
+use ringfence_policy::{geo::GeoDb, Compiled, Policy};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 
+pub use crate::config::RunConfig;
 use crate::{
     bpf,
     error::AgentError,
     events::{log_record, EventReader, RuleNames},
+    geo,
     maps::PinnedMaps,
     preflight,
-    watch::FileWatch,
+    watch::{Detect, FileWatch},
 };
 
-/// Arguments of `run`.
-#[derive(Debug, Clone)]
-pub struct RunConfig {
-    pub policy: PathBuf,
-    pub cgroup: PathBuf,
-    pub bpffs: PathBuf,
-    /// How often the policy file is checked for changes.
-    pub watch_interval: Duration,
-    /// How long to keep draining events after a shutdown signal.
-    pub grace: Duration,
-}
-
-/// Everything the loop needs to apply a new policy.
+/// Everything the loop needs to apply a new policy or database.
 struct Enforcer {
     cfg: RunConfig,
     maps: PinnedMaps,
     names: RuleNames,
-    watch: FileWatch,
+    policy_watch: FileWatch,
+    geo_watch: Vec<FileWatch>,
+    geo: Option<GeoDb>,
     generation: u32,
+}
+
+fn log_geo(db: &GeoDb, compiled: &Compiled, what: &str) {
+    let i = db.info();
+    info!(
+        database_type = %i.database_type, build_date = %i.build_date(), networks_v4 = i.networks_v4,
+        networks_v6 = i.networks_v6, field = %i.field, geo_entries_v4 = compiled.geo4.len(),
+        geo_entries_v6 = compiled.geo6.len(), countries = compiled.countries.len(), "{what}"
+    );
 }
 
 impl Enforcer {
     /// Logs and empties a batch of events.
-    fn report(&self, batch: &mut Vec<ringfence_common::Event>) {
+    fn report(&self, batch: &mut Vec<Event>) {
         for ev in batch.drain(..) {
             log_record(&self.names.record(&ev));
         }
     }
 
-    /// Re-reads the policy file; applies it if valid, otherwise keeps the one in force.
-    fn reload(&mut self, trigger: &str) {
-        self.watch.mark_seen();
-        let (policy, compiled) = match preflight::check_policy(&self.cfg.policy) {
-            Ok(ok) => ok,
-            Err(errors) => {
-                error!(trigger, generation = self.generation, errors = %errors.join("; "),
-                    "policy rejected; the policy in force stays");
-                return;
-            }
-        };
-        match self.maps.apply(&compiled) {
+    /// Writes a compiled policy into the kernel; the previous one stays if that fails.
+    fn apply(&mut self, policy: Policy, compiled: &Compiled, trigger: &str) -> bool {
+        match self.maps.apply(compiled, &geo::info(self.geo.as_ref(), compiled)) {
             Ok(generation) => {
                 self.generation = generation;
-                self.names.insert(generation, Arc::new(policy.clone()));
                 info!(trigger, generation, policy = %policy.name, rules = policy.rules.len(), "policy applied");
+                self.names.insert(generation, Arc::new(policy));
+                true
             }
             Err(e) => {
-                error!(trigger, error = %e, "policy could not be written to the kernel; previous slot stays active")
+                error!(trigger, error = %e, "policy could not be written to the kernel; previous slot stays active");
+                false
             }
+        }
+    }
+
+    /// Re-reads the policy file; applies it if valid, otherwise keeps the one in force.
+    fn reload(&mut self, trigger: &str) {
+        self.policy_watch.mark_seen();
+        match preflight::check_policy(&self.cfg.policy, self.geo.as_ref()) {
+            Ok((policy, compiled)) => {
+                self.apply(policy, &compiled, trigger);
+            }
+            Err(errors) => error!(trigger, generation = self.generation, errors = %errors.join("; "),
+                "policy rejected; the policy in force stays"),
+        }
+    }
+
+    /// Re-reads the database; recompiles the policy with it; keeps the old one on any error.
+    fn reload_geo(&mut self) {
+        self.geo_watch.iter_mut().for_each(FileWatch::mark_seen);
+        self.policy_watch.mark_seen();
+        let db = match geo::load(&self.cfg) {
+            Ok(db) => db,
+            Err(e) => return error!(error = %e, "geo database rejected; the database in force stays"),
+        };
+        match preflight::check_policy(&self.cfg.policy, db.as_ref()) {
+            Ok((policy, compiled)) => {
+                let old = std::mem::replace(&mut self.geo, db);
+                if self.apply(policy, &compiled, "geo database change") {
+                    if let Some(db) = &self.geo {
+                        log_geo(db, &compiled, "geo database applied");
+                    }
+                } else {
+                    self.geo = old;
+                }
+            }
+            Err(errors) => error!(errors = %errors.join("; "),
+                "policy does not compile with the new geo database; the database in force stays"),
         }
     }
 }
@@ -83,16 +115,19 @@ pub async fn run(cfg: RunConfig) -> Result<(), AgentError> {
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
 
-    let checked = preflight::check(&cfg.policy, &cfg.cgroup, &cfg.bpffs)?;
+    let checked = preflight::check(&cfg)?;
     let adopted = bpf::has_pinned_links(&cfg.bpffs);
     let mut ebpf = bpf::load(&cfg.bpffs)?;
     let mut maps = PinnedMaps::open(&cfg.bpffs)?;
-    let generation = maps.apply(&checked.compiled)?;
+    let generation = maps.apply(&checked.compiled, &geo::info(checked.geo.as_ref(), &checked.compiled))?;
     bpf::attach_all(&mut ebpf, &checked.cgroup, &cfg.bpffs)?;
     drop(ebpf); // the pinned links and maps keep everything alive
 
     let mut names = RuleNames::default();
     names.insert(generation, Arc::new(checked.policy.clone()));
+    if let Some(db) = &checked.geo {
+        log_geo(db, &checked.compiled, "geo database loaded");
+    }
     info!(
         generation, adopted, policy = %checked.policy.name, mode = ?checked.policy.mode,
         default_action = ?checked.policy.default_action, rules = checked.policy.rules.len(),
@@ -100,7 +135,15 @@ pub async fn run(cfg: RunConfig) -> Result<(), AgentError> {
     );
 
     let mut events = EventReader::open(&cfg.bpffs)?;
-    let mut enforcer = Enforcer { watch: FileWatch::new(&cfg.policy), cfg, maps, names, generation };
+    let mut enforcer = Enforcer {
+        policy_watch: FileWatch::new(&cfg.policy),
+        geo_watch: cfg.geoip_db.iter().map(|p| FileWatch::with(p, Detect::Metadata)).collect(),
+        geo: checked.geo,
+        cfg,
+        maps,
+        names,
+        generation,
+    };
     let mut tick = tokio::time::interval(enforcer.cfg.watch_interval);
     // Programs wake us only for a large backlog; drain small batches on this timer.
     let mut drain = tokio::time::interval(Duration::from_millis(ringfence_common::EVENTS_POLL_MS));
@@ -109,7 +152,15 @@ pub async fn run(cfg: RunConfig) -> Result<(), AgentError> {
         tokio::select! {
             why = &mut shutdown => break why,
             _ = hup.recv() => enforcer.reload("SIGHUP"),
-            _ = tick.tick() => if enforcer.watch.changed() { enforcer.reload("file change") },
+            _ = tick.tick() => {
+                // Evaluate every watch (no short-circuit), so each records what it saw.
+                let geo_changed = enforcer.geo_watch.iter_mut().fold(false, |c, w| w.changed() | c);
+                if geo_changed {
+                    enforcer.reload_geo();
+                } else if enforcer.policy_watch.changed() {
+                    enforcer.reload("file change");
+                }
+            }
             r = events.read(&mut batch) => {
                 if let Err(e) = r { warn!(error = %e, "reading events"); }
                 enforcer.report(&mut batch);

@@ -6,27 +6,49 @@ use std::{
     path::{Path, PathBuf},
 };
 
+/// How a change is recognised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detect {
+    /// By content: for small files edited in any way (policies).
+    Content,
+    /// By inode, size and modification time: for large files replaced whole (geo databases,
+    /// which geoipupdate renames into place); hashing 60 MB every second would be wasteful.
+    Metadata,
+}
+
 pub struct FileWatch {
     path: PathBuf,
+    detect: Detect,
     last: Option<u64>,
 }
 
-fn digest(path: &Path) -> Option<u64> {
-    let bytes = std::fs::read(path).ok()?;
+fn digest(path: &Path, detect: Detect) -> Option<u64> {
     let mut h = DefaultHasher::new();
-    bytes.hash(&mut h);
+    match detect {
+        Detect::Content => std::fs::read(path).ok()?.hash(&mut h),
+        Detect::Metadata => {
+            use std::os::unix::fs::MetadataExt;
+            let m = std::fs::metadata(path).ok()?;
+            (m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()).hash(&mut h);
+        }
+    }
     Some(h.finish())
 }
 
 impl FileWatch {
-    /// Starts watching; the current content counts as seen.
+    /// Starts watching a policy file by content; the current content counts as seen.
     pub fn new(path: &Path) -> Self {
-        Self { path: path.to_path_buf(), last: digest(path) }
+        Self::with(path, Detect::Content)
+    }
+
+    /// Starts watching with the given detection.
+    pub fn with(path: &Path, detect: Detect) -> Self {
+        Self { path: path.to_path_buf(), detect, last: digest(path, detect) }
     }
 
     /// True once per content change. An unreadable file is not a change (it may be mid-replace).
     pub fn changed(&mut self) -> bool {
-        match digest(&self.path) {
+        match digest(&self.path, self.detect) {
             Some(d) if Some(d) != self.last => {
                 self.last = Some(d);
                 true
@@ -37,7 +59,7 @@ impl FileWatch {
 
     /// Records the current content as seen (after a reload triggered some other way).
     pub fn mark_seen(&mut self) {
-        self.last = digest(&self.path);
+        self.last = digest(&self.path, self.detect);
     }
 }
 

@@ -1,6 +1,7 @@
 //! Compilation of a [`Policy`] into the kernel's data: per family and action an LPM trie of
-//! prefixes, each pointing at a shared, deduplicated [`MatchList`]. Sans-IO: the agent writes the
-//! result into the maps.
+//! prefixes, each pointing at a shared, deduplicated [`MatchList`], and per family a geo trie of
+//! database networks (see [`crate::compile_geo`]). Sans-IO: the agent writes the result into the
+//! maps.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -8,11 +9,15 @@ use std::sync::OnceLock;
 
 use ipnet::IpNet;
 use ringfence_common::{
-    MatchItem, MatchList, PrefixEntry, ACTION_ALLOW, ACTION_DENY, MAX_DEPTH, MAX_ITEMS, MAX_LISTS,
-    MAX_PREFIXES_V4, MAX_PREFIXES_V6, MODE_AUDIT, MODE_ENFORCE, PROTO_ANY, RULE_DEFAULT,
+    GeoEntry, MatchItem, MatchList, PrefixEntry, ACTION_ALLOW, ACTION_DENY, MAX_DEPTH, MAX_ITEMS, MAX_LISTS,
+    MAX_PREFIXES_V4, MAX_PREFIXES_V6, MODE_AUDIT, MODE_ENFORCE, PROTO_ANY, UNKNOWN_ALLOW, UNKNOWN_DEFAULT,
+    UNKNOWN_DENY,
 };
 
+use crate::compile_geo::{build_geo, geo_verdict, intern};
 use crate::compile_lookup::{deepest_chain, key_of, LookupIndex, TrieIndex};
+use crate::countries::{country_str, CountryCode};
+use crate::geo::GeoDb;
 use crate::model::{normalize_addr, Action, Mode, Policy, Rule};
 
 /// The deny and allow tries of one address family (`N` = 4 or 16 address bytes). Each entry is
@@ -32,8 +37,17 @@ pub struct Compiled {
     pub mode: u32,
     pub v4: CompiledFamily<4>,
     pub v6: CompiledFamily<16>,
-    /// Match lists shared by both families, indexed by [`PrefixEntry::list_id`].
+    /// Match lists shared by both families and the geo tables, indexed by
+    /// [`PrefixEntry::list_id`], [`GeoEntry::deny_list`] and [`GeoEntry::allow_list`].
     pub lists: Vec<MatchList>,
+    /// `UNKNOWN_DEFAULT`, `UNKNOWN_DENY` or `UNKNOWN_ALLOW` (from `spec.unknownCountry`).
+    pub unknown_action: u32,
+    /// IPv4 geo trie: (network address, prefix length, entry), sorted, disjoint, aggregated.
+    pub geo4: Vec<([u8; 4], u32, GeoEntry)>,
+    /// IPv6 geo trie, as `geo4`.
+    pub geo6: Vec<([u8; 16], u32, GeoEntry)>,
+    /// The countries the policy's rules name, sorted.
+    pub countries: Vec<CountryCode>,
     /// Built on the first [`Compiled::evaluate`]; later changes to the fields are not seen by it.
     lookup: OnceLock<LookupIndex>,
 }
@@ -54,12 +68,30 @@ pub enum CompileError {
     /// `chain` lists it from the outermost prefix.
     #[error("{depth} nested {action} prefixes ({}), more than the kernel's walk depth of {max}; remove or merge nested CIDRs", .chain.iter().map(ToString::to_string).collect::<Vec<_>>().join(" > "))]
     TooDeep { action: Action, depth: usize, chain: Vec<IpNet>, max: u32 },
+    /// The policy names countries (or sets `unknownCountry`) but no geo-IP database was given.
+    /// `countries` lists the codes named (empty if only `unknownCountry` is set).
+    #[error("{}; give the agent a geo-IP database with --geoip-db", geo_required(.countries))]
+    GeoDatabaseRequired { countries: Vec<String> },
+    /// More than `MAX_ITEMS` match items of one action naming one country.
+    #[error("country {country} has {items} {action} match items (rules {}), more than the kernel limit of {max} per country; merge ports into ranges or split the rules", .rules.join(", "))]
+    TooManyCountryItems { country: String, action: Action, items: usize, rules: Vec<String>, max: usize },
+    /// More geo entries (after aggregation) than one geo trie holds (`MAX_GEO_V4` / `MAX_GEO_V6`).
+    #[error("{count} IPv{family} geo-IP entries after aggregation, more than the kernel limit of {max}")]
+    TooManyGeoEntries { family: u8, count: usize, max: usize },
+}
+
+fn geo_required(countries: &[String]) -> String {
+    if countries.is_empty() {
+        "the policy sets unknownCountry".to_owned()
+    } else {
+        format!("the policy names countries ({})", countries.join(", "))
+    }
 }
 
 /// (masked address, prefix length, item), in rule id order.
 type Entries = Vec<(u128, u32, MatchItem)>;
 
-fn items_of(rule: &Rule) -> Vec<MatchItem> {
+pub(crate) fn items_of(rule: &Rule) -> Vec<MatchItem> {
     if rule.ports.is_empty() {
         return vec![MatchItem { port_lo: 0, port_hi: 65535, proto: PROTO_ANY, rule_id: rule.id }];
     }
@@ -128,10 +160,7 @@ fn build_trie<const N: usize>(
         // Neighbouring prefixes usually share a list: compare before hashing.
         let list_id = match previous {
             Some((prev, id)) if prev == list => id,
-            _ => *dedup.entry(list).or_insert_with(|| {
-                lists.push(list);
-                (lists.len() - 1) as u32
-            }),
+            _ => intern(list, dedup, lists),
         };
         previous = Some((list, list_id));
         let bytes: [u8; N] = addr.to_be_bytes()[16 - N..].try_into().expect("N <= 16");
@@ -144,7 +173,15 @@ fn build_trie<const N: usize>(
 /// by exact prefix; a prefix's [`MatchList`] holds one item per port entry (or one
 /// `0-65535/any` item for a rule without ports) of every rule of that action on that prefix,
 /// ordered by rule id. Identical lists are shared. See [`Compiled::evaluate`] for the walk.
-pub fn compile(policy: &Policy) -> Result<Compiled, CompileError> {
+///
+/// Country rules need `geo`: for each database network of a country some rule names, a
+/// [`GeoEntry`] points at the match list of the deny rules and of the allow rules naming that
+/// country. With `unknownCountry` set, the networks of every other country are loaded too
+/// (with `NO_LIST` and country 0) so that the kernel can tell known from unknown addresses.
+/// Sibling networks with identical entries are merged. A policy that names countries or sets
+/// `unknownCountry` is [`CompileError::GeoDatabaseRequired`] without `geo`; for any other
+/// policy `geo` is not used.
+pub fn compile(policy: &Policy, geo: Option<&GeoDb>) -> Result<Compiled, CompileError> {
     // Index: [v4 deny, v4 allow, v6 deny, v6 allow].
     let mut groups: [Entries; 4] = Default::default();
     for rule in &policy.rules {
@@ -174,6 +211,15 @@ pub fn compile(policy: &Policy) -> Result<Compiled, CompileError> {
         deny: build_trie(d6, Action::Deny, policy, &mut dedup, &mut lists)?,
         allow: build_trie(a6, Action::Allow, policy, &mut dedup, &mut lists)?,
     };
+    let countries = policy.countries();
+    let (geo4, geo6) = match geo {
+        _ if !policy.references_countries() => (Vec::new(), Vec::new()),
+        None => {
+            let countries = countries.iter().map(|c| country_str(c).to_owned()).collect();
+            return Err(CompileError::GeoDatabaseRequired { countries });
+        }
+        Some(db) => build_geo(policy, db, &mut dedup, &mut lists)?,
+    };
     if lists.len() > MAX_LISTS as usize {
         return Err(CompileError::TooManyLists { lists: lists.len(), max: MAX_LISTS as usize });
     }
@@ -183,6 +229,14 @@ pub fn compile(policy: &Policy) -> Result<Compiled, CompileError> {
         v4,
         v6,
         lists,
+        unknown_action: match policy.unknown_country {
+            None => UNKNOWN_DEFAULT,
+            Some(Action::Deny) => UNKNOWN_DENY,
+            Some(Action::Allow) => UNKNOWN_ALLOW,
+        },
+        geo4,
+        geo6,
+        countries,
         lookup: OnceLock::new(),
     })
 }
@@ -193,10 +247,19 @@ impl Compiled {
         self.v4.deny.len() + self.v4.allow.len() + self.v6.deny.len() + self.v6.allow.len()
     }
 
+    /// Total number of geo trie entries (both families).
+    pub fn geo_entries(&self) -> usize {
+        self.geo4.len() + self.geo6.len()
+    }
+
     /// A userspace model of the kernel verdict. For the deny trie, then the allow trie: look up
     /// the longest prefix containing the address, take the first item of its list matching
     /// `port`/`proto`; if none, continue with prefixes shorter than that one (at most
-    /// `MAX_DEPTH` lookups). Returns (`ACTION_*`, rule id or `RULE_DEFAULT`).
+    /// `MAX_DEPTH` lookups). Then the geo trie: one lookup of the longest geo prefix containing
+    /// the address; its deny list, then its allow list, decide if an item matches; an entry
+    /// without a match gives the default action. Without an entry, `unknown_action` decides
+    /// (rule `RULE_UNKNOWN_COUNTRY`) unless it is `UNKNOWN_DEFAULT`.
+    /// Returns (`ACTION_*`, rule id, `RULE_DEFAULT` or `RULE_UNKNOWN_COUNTRY`).
     /// `proto` is a `PROTO_*` value; IPv4-mapped IPv6 addresses are evaluated as IPv4. The mode
     /// is not applied (as in the kernel, audit handling happens after the verdict).
     pub fn evaluate(&self, addr: IpAddr, port: u16, proto: u32) -> (u32, u32) {
@@ -205,17 +268,19 @@ impl Compiled {
             allow4: TrieIndex::build(&self.v4.allow),
             deny6: TrieIndex::build(&self.v6.deny),
             allow6: TrieIndex::build(&self.v6.allow),
+            geo4: TrieIndex::build(&self.geo4),
+            geo6: TrieIndex::build(&self.geo6),
         });
-        let (deny, allow, key) = match normalize_addr(addr) {
-            IpAddr::V4(a) => (&index.deny4, &index.allow4, key_of(&a.octets())),
-            IpAddr::V6(a) => (&index.deny6, &index.allow6, key_of(&a.octets())),
+        let (deny, allow, geo, key) = match normalize_addr(addr) {
+            IpAddr::V4(a) => (&index.deny4, &index.allow4, &index.geo4, key_of(&a.octets())),
+            IpAddr::V6(a) => (&index.deny6, &index.allow6, &index.geo6, key_of(&a.octets())),
         };
         if let Some(rule) = deny.walk(&self.lists, key, port, proto) {
-            (ACTION_DENY, rule)
-        } else if let Some(rule) = allow.walk(&self.lists, key, port, proto) {
-            (ACTION_ALLOW, rule)
-        } else {
-            (self.default_action, RULE_DEFAULT)
+            return (ACTION_DENY, rule);
         }
+        if let Some(rule) = allow.walk(&self.lists, key, port, proto) {
+            return (ACTION_ALLOW, rule);
+        }
+        geo_verdict(geo.longest(key), &self.lists, port, proto, self.default_action, self.unknown_action)
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use ringfence_common::{MatchList, PrefixEntry, MAX_DEPTH};
+use ringfence_common::{GeoEntry, MatchList, PrefixEntry, MAX_DEPTH};
 
 /// `addr` (the low `width` bits are the address) with all but the first `len` bits cleared.
 pub(crate) fn mask(addr: u128, len: u32, width: u32) -> u128 {
@@ -22,14 +22,14 @@ pub(crate) fn key_of(bytes: &[u8]) -> u128 {
 
 /// One LPM trie: per prefix length (longest first) the entries keyed by masked address.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct TrieIndex {
+pub(crate) struct TrieIndex<V = PrefixEntry> {
     width: u32,
-    levels: Vec<(u32, HashMap<u128, PrefixEntry>)>,
+    levels: Vec<(u32, HashMap<u128, V>)>,
 }
 
-impl TrieIndex {
-    pub fn build<const N: usize>(entries: &[([u8; N], u32, PrefixEntry)]) -> Self {
-        let mut by_len: HashMap<u32, HashMap<u128, PrefixEntry>> = HashMap::new();
+impl<V: Copy> TrieIndex<V> {
+    pub fn build<const N: usize>(entries: &[([u8; N], u32, V)]) -> Self {
+        let mut by_len: HashMap<u32, HashMap<u128, V>> = HashMap::new();
         for (bytes, len, entry) in entries {
             by_len.entry(*len).or_default().insert(key_of(bytes), *entry);
         }
@@ -40,13 +40,20 @@ impl TrieIndex {
 
     /// The entry with the longest prefix length `<= plen` containing `addr` (a BPF LPM lookup
     /// with key prefix length `plen`).
-    fn lookup(&self, addr: u128, plen: u32) -> Option<PrefixEntry> {
+    fn lookup(&self, addr: u128, plen: u32) -> Option<V> {
         self.levels
             .iter()
             .filter(|(len, _)| *len <= plen)
             .find_map(|(len, map)| map.get(&mask(addr, *len, self.width)).copied())
     }
 
+    /// The entry with the longest prefix containing `addr` (an exact BPF LPM lookup).
+    pub fn longest(&self, addr: u128) -> Option<V> {
+        self.lookup(addr, self.width)
+    }
+}
+
+impl TrieIndex<PrefixEntry> {
     /// The kernel walk: from the longest matching prefix to shorter ones, at most `MAX_DEPTH`
     /// lookups; the first list with an item matching `port`/`proto` decides.
     pub fn walk(&self, lists: &[MatchList], addr: u128, port: u16, proto: u32) -> Option<u32> {
@@ -72,6 +79,8 @@ pub(crate) struct LookupIndex {
     pub allow4: TrieIndex,
     pub deny6: TrieIndex,
     pub allow6: TrieIndex,
+    pub geo4: TrieIndex<GeoEntry>,
+    pub geo6: TrieIndex<GeoEntry>,
 }
 
 /// The deepest chain of nested prefixes among `(masked address, prefix length)` pairs, which must

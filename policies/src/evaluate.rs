@@ -1,16 +1,39 @@
 //! The reference evaluation of a policy for one destination, with a human-readable explanation.
 //!
-//! Candidate rules are the rules with a CIDR containing the address whose port entries match the
-//! port and protocol (a rule without `ports` matches everything). Deny candidates beat allow
-//! candidates; within an action the candidate with the longest matching prefix decides (ties:
-//! lowest rule id). Without candidates the default action applies. In audit mode a deny verdict
-//! is turned into an allow with `audited = true`.
+//! 1. CIDR rules: the candidates are the rules with a CIDR containing the address whose port
+//!    entries match the port and protocol (a rule without `ports` matches everything). Deny
+//!    candidates beat allow candidates; within an action the candidate with the longest matching
+//!    prefix decides (ties: lowest rule id).
+//! 2. Country rules (see [`crate::evaluate_geo`]): if the database gives the address a country,
+//!    the rules naming that country whose ports match are candidates; deny beats allow, then the
+//!    lowest rule id.
+//! 3. No country for the address: `unknownCountry` if set.
+//! 4. The default action.
+//!
+//! In audit mode a deny verdict is turned into an allow with `audited = true`.
 
 use ipnet::IpNet;
 use serde::Serialize;
 
+use crate::countries::{serialize_opt_code, CountryCode};
 use crate::destination::Destination;
+use crate::evaluate_geo::country_step;
+use crate::geo::GeoDb;
 use crate::model::{normalize_addr, normalize_net, Action, Mode, Policy, Rule};
+
+/// Which step of the precedence decided a [`Decision`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DecidedBy {
+    /// A rule's CIDR (step 1).
+    CidrRule,
+    /// A rule naming the address's country (step 2).
+    CountryRule,
+    /// `unknownCountry`: the database has no country for the address (step 3).
+    UnknownCountry,
+    /// `defaultAction` (step 4).
+    Default,
+}
 
 /// The verdict for one destination.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -19,21 +42,30 @@ pub struct Decision {
     pub action: Action,
     /// True if the policy denied but audit mode allowed the connection.
     pub audited: bool,
-    /// The deciding rule id, `None` if the default action decided.
+    /// The deciding rule id, `None` if `unknownCountry` or the default action decided.
     pub rule: Option<u32>,
-    /// The deciding rule's longest CIDR containing the address.
+    /// The deciding CIDR rule's longest CIDR containing the address (`None` unless
+    /// `decided_by` is [`DecidedBy::CidrRule`]).
     pub matched_prefix: Option<IpNet>,
+    /// The address's country according to the geo-IP database (`None`: no database, or no
+    /// record). Serialized as `"DE"` or null.
+    #[serde(serialize_with = "serialize_opt_code")]
+    pub country: Option<CountryCode>,
+    /// The database network that gave the country.
+    pub geo_network: Option<IpNet>,
+    /// Which step decided.
+    pub decided_by: DecidedBy,
     /// Human-readable evaluation steps.
     pub explanation: Vec<String>,
 }
 
-/// A rule that matched the destination.
+/// A CIDR rule that matched the destination.
 struct Candidate<'a> {
     rule: &'a Rule,
     prefix: IpNet,
 }
 
-fn rule_label(rule: &Rule) -> String {
+pub(crate) fn rule_label(rule: &Rule) -> String {
     format!("rule {} \"{}\" ({})", rule.id, rule.name, rule.action)
 }
 
@@ -74,8 +106,17 @@ fn winner<'a, 'b>(candidates: &'b [Candidate<'a>], steps: &mut Vec<String>) -> &
 }
 
 impl Policy {
-    /// Evaluates the policy for `dest` (the reference semantics; the kernel implements the same).
+    /// Evaluates the policy for `dest` without a geo-IP database: every address counts as one
+    /// the database has no country for (so country rules never match and `unknownCountry`, if
+    /// set, decides what CIDR rules leave open). Same as `evaluate_with_geo(dest, None)`.
     pub fn evaluate(&self, dest: &Destination) -> Decision {
+        self.evaluate_with_geo(dest, None)
+    }
+
+    /// Evaluates the policy for `dest` (the reference semantics; the kernel implements the
+    /// same), looking up the address's country in `geo`. `None` means "no database": the
+    /// country of every address is unknown.
+    pub fn evaluate_with_geo(&self, dest: &Destination, geo: Option<&GeoDb>) -> Decision {
         let mut steps = Vec::new();
         let addr = normalize_addr(dest.addr);
         if addr != dest.addr {
@@ -115,7 +156,7 @@ impl Policy {
                 list.push(Candidate { rule, prefix });
             }
         }
-        let decided = if !deny.is_empty() {
+        let cidr_decided = if !deny.is_empty() {
             if !allow.is_empty() {
                 steps.push(format!(
                     "deny rules take precedence over the {} matching allow rule(s)",
@@ -129,10 +170,28 @@ impl Policy {
             if !self.rules.iter().any(|r| r.cidrs.iter().any(|n| normalize_net(*n).contains(&addr))) {
                 steps.push(format!("no rule's CIDRs contain {addr}"));
             }
-            steps.push(format!("no rule matches; the default action ({}) applies", self.default_action));
             None
         };
-        let verdict = decided.map_or(self.default_action, |c| c.rule.action);
+        let (verdict, rule, prefix, decided_by, country, geo_network) = match cidr_decided {
+            Some(c) => {
+                if self.references_countries() {
+                    steps.push("a CIDR rule decided (CIDR rules come before country rules)".to_owned());
+                }
+                let looked_up = geo.and_then(|g| g.lookup(addr));
+                (
+                    c.rule.action,
+                    Some(c.rule.id),
+                    Some(c.prefix),
+                    DecidedBy::CidrRule,
+                    looked_up.map(|l| l.1),
+                    looked_up.map(|l| l.0),
+                )
+            }
+            None => {
+                let step = country_step(self, addr, dest, &port_text, geo, &mut steps);
+                (step.action, step.rule.map(|r| r.id), None, step.decided_by, step.country, step.network)
+            }
+        };
         let audited = verdict == Action::Deny && self.mode == Mode::Audit;
         if audited {
             steps.push(
@@ -142,8 +201,11 @@ impl Policy {
         Decision {
             action: if audited { Action::Allow } else { verdict },
             audited,
-            rule: decided.map(|c| c.rule.id),
-            matched_prefix: decided.map(|c| c.prefix),
+            rule,
+            matched_prefix: prefix,
+            country,
+            geo_network,
+            decided_by,
             explanation: steps,
         }
     }

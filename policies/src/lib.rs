@@ -13,13 +13,19 @@
 //! ```
 
 pub mod compile;
+mod compile_geo;
 mod compile_lookup;
+pub mod countries;
 mod destination;
 mod diagnostic;
 mod evaluate;
+mod evaluate_geo;
 mod fields;
+pub mod geo;
+pub mod groups;
 mod model;
 mod validate;
+mod validate_geo;
 mod values;
 mod yaml_tree;
 
@@ -27,9 +33,11 @@ mod yaml_tree;
 mod tests;
 
 pub use compile::{compile, CompileError, Compiled, CompiledFamily};
+pub use countries::CountryCode;
 pub use destination::{Destination, DestinationError};
 pub use diagnostic::{format_diagnostics, load_policy_file, Diagnostic, PolicyFileError};
-pub use evaluate::Decision;
+pub use evaluate::{DecidedBy, Decision};
+pub use groups::{shipped_groups, CountryGroup};
 pub use model::{normalize_addr, normalize_net, Action, Mode, Policy, PortMatch, Protocol, Rule};
 pub use validate::{API_VERSION, KIND};
 pub use values::MAX_PORT_ENTRIES;

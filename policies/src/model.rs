@@ -6,6 +6,8 @@ use std::net::IpAddr;
 use ipnet::{IpNet, Ipv4Net};
 use serde::Serialize;
 
+use crate::countries::{serialize_codes, CountryCode};
+
 /// What a rule (or the default) does with a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -49,8 +51,15 @@ pub struct Rule {
     pub id: u32,
     pub name: String,
     pub action: Action,
-    /// Network-form CIDRs; IPv4-mapped IPv6 CIDRs are already converted to IPv4.
+    /// Network-form CIDRs; IPv4-mapped IPv6 CIDRs are already converted to IPv4. May be empty
+    /// when the rule names countries.
     pub cidrs: Vec<IpNet>,
+    /// Countries the rule applies to: `to.countries` plus the members of `to.countryGroups`,
+    /// deduplicated and sorted. Serialized as `["DE", ...]`.
+    #[serde(serialize_with = "serialize_codes")]
+    pub countries: Vec<CountryCode>,
+    /// `to.countryGroups` as written (already expanded into `countries`; kept for display).
+    pub country_groups: Vec<String>,
     /// Empty = all ports, any protocol.
     pub ports: Vec<PortMatch>,
 }
@@ -64,6 +73,9 @@ pub struct Policy {
     pub default_action: Action,
     /// In `spec.egress` order; `rules[i].id == i + 1`.
     pub rules: Vec<Rule>,
+    /// `spec.unknownCountry`: what happens to addresses the geo-IP database has no country for
+    /// (after CIDR rules). `None` = the default action decides them.
+    pub unknown_country: Option<Action>,
 }
 
 impl Policy {
@@ -71,6 +83,20 @@ impl Policy {
     pub fn rule(&self, id: u32) -> Option<&Rule> {
         let index = usize::try_from(id).ok()?.checked_sub(1)?;
         self.rules.get(index).filter(|r| r.id == id)
+    }
+
+    /// True if the policy needs a geo-IP database: a rule names countries (directly or through
+    /// a group) or `unknownCountry` is set.
+    pub fn references_countries(&self) -> bool {
+        self.unknown_country.is_some() || self.rules.iter().any(|r| !r.countries.is_empty())
+    }
+
+    /// Every country some rule names, sorted, without duplicates.
+    pub fn countries(&self) -> Vec<CountryCode> {
+        let mut all: Vec<CountryCode> = self.rules.iter().flat_map(|r| r.countries.iter().copied()).collect();
+        all.sort_unstable();
+        all.dedup();
+        all
     }
 }
 

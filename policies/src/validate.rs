@@ -2,9 +2,11 @@
 
 use std::collections::HashMap;
 
+use crate::countries::CountryCode;
 use crate::diagnostic::Diagnostic;
 use crate::fields::{choice, fields, peek_string, sequence, string};
 use crate::model::{Action, Mode, Policy, Rule};
+use crate::validate_geo::{country_list, policy_groups, rule_groups, PolicyGroups};
 use crate::values;
 use crate::yaml_tree::Node;
 
@@ -55,8 +57,8 @@ fn document(root: &Node, diags: &mut Vec<Diagnostic>) -> Option<Policy> {
     }
     let name = f.require("metadata", ctx, diags).and_then(|m| metadata(m, diags));
     let spec = f.require("spec", ctx, diags).and_then(|s| spec(s, diags));
-    let (mode, default_action, rules) = spec?;
-    Some(Policy { name: name?, mode, default_action, rules })
+    let Spec { mode, default_action, rules, unknown_country } = spec?;
+    Some(Policy { name: name?, mode, default_action, rules, unknown_country })
 }
 
 fn metadata(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<String> {
@@ -84,9 +86,18 @@ fn action(node: &Node, field: &str, context: &str, diags: &mut Vec<Diagnostic>) 
     })
 }
 
-fn spec(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<(Mode, Action, Vec<Rule>)> {
+/// The validated `spec`.
+struct Spec {
+    mode: Mode,
+    default_action: Action,
+    rules: Vec<Rule>,
+    unknown_country: Option<Action>,
+}
+
+fn spec(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Spec> {
     let ctx = "in spec";
-    let f = fields(node, &["mode", "defaultAction", "egress"], "spec", ctx, diags)?;
+    let allowed = ["mode", "defaultAction", "unknownCountry", "countryGroups", "egress"];
+    let f = fields(node, &allowed, "spec", ctx, diags)?;
     let mode = match f.get("mode") {
         None => Some(Mode::Enforce),
         Some(m) => choice(m, "mode", ctx, &["enforce", "audit"], diags).map(|c| match c {
@@ -96,14 +107,24 @@ fn spec(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<(Mode, Action, Vec<R
     };
     let default_action =
         f.require("defaultAction", ctx, diags).and_then(|a| action(a, "defaultAction", ctx, diags));
+    let unknown_country = match f.get("unknownCountry") {
+        None => Some(None),
+        Some(u) => action(u, "unknownCountry", ctx, diags).map(Some),
+    };
+    let groups = f.get("countryGroups").map(|g| policy_groups(g, diags)).unwrap_or_default();
     let rules = match f.get("egress") {
         None => Some(Vec::new()),
-        Some(e) => egress(e, diags),
+        Some(e) => egress(e, &groups, diags),
     };
-    Some((mode?, default_action?, rules?))
+    Some(Spec {
+        mode: mode?,
+        default_action: default_action?,
+        rules: rules?,
+        unknown_country: unknown_country?,
+    })
 }
 
-fn egress(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Vec<Rule>> {
+fn egress(node: &Node, groups: &PolicyGroups, diags: &mut Vec<Diagnostic>) -> Option<Vec<Rule>> {
     let items = sequence(node, "\"egress\" in spec", diags)?;
     let mut rules = Vec::new();
     let mut names: HashMap<&str, (usize, &Node)> = HashMap::new();
@@ -122,7 +143,7 @@ fn egress(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Vec<Rule>> {
                 }
             }
         }
-        match rule(item, id, diags) {
+        match rule(item, id, groups, diags) {
             Some(r) => rules.push(r),
             None => complete = false,
         }
@@ -139,7 +160,7 @@ fn item_name_node(item: &Node) -> Option<&Node> {
     }
 }
 
-fn rule(node: &Node, id: usize, diags: &mut Vec<Diagnostic>) -> Option<Rule> {
+fn rule(node: &Node, id: usize, groups: &PolicyGroups, diags: &mut Vec<Diagnostic>) -> Option<Rule> {
     let label = match peek_string(node, "name") {
         Some(name) if !name.is_empty() => format!("rule \"{name}\""),
         Some(_) | None => format!("rule #{id}"),
@@ -153,7 +174,7 @@ fn rule(node: &Node, id: usize, diags: &mut Vec<Diagnostic>) -> Option<Rule> {
         );
     }
     let action = f.require("action", &ctx, diags).and_then(|a| action(a, "action", &ctx, diags));
-    let cidrs = f.require("to", &ctx, diags).and_then(|to| destinations(to, &label, &ctx, diags));
+    let to = f.require("to", &ctx, diags).and_then(|to| destinations(to, &label, &ctx, groups, diags));
     let ports = match f.get("ports") {
         None => Some(Vec::new()),
         Some(p) => sequence(p, &format!("\"ports\" {ctx}"), diags).map(|items| {
@@ -162,23 +183,61 @@ fn rule(node: &Node, id: usize, diags: &mut Vec<Diagnostic>) -> Option<Rule> {
             (diags.len() == before).then_some(ports)
         })?,
     };
+    let to = to?;
     Some(Rule {
         id: u32::try_from(id).ok()?,
         name: name.filter(|n| !n.is_empty())?.to_owned(),
         action: action?,
-        cidrs: cidrs?,
+        cidrs: to.cidrs,
+        countries: to.countries,
+        country_groups: to.groups,
         ports: ports?,
     })
+}
+
+/// A rule's validated `to`.
+struct Targets {
+    cidrs: Vec<ipnet::IpNet>,
+    /// `countries` plus the members of `countryGroups`, sorted, deduplicated.
+    countries: Vec<CountryCode>,
+    groups: Vec<String>,
 }
 
 fn destinations(
     node: &Node,
     label: &str,
     ctx: &str,
+    groups: &PolicyGroups,
     diags: &mut Vec<Diagnostic>,
-) -> Option<Vec<ipnet::IpNet>> {
-    let f = fields(node, &["cidrs"], &format!("\"to\" in {label}"), &format!("in \"to\" of {label}"), diags)?;
-    let list = f.require("cidrs", &format!("in \"to\" of {label}"), diags)?;
+) -> Option<Targets> {
+    let keys = ["cidrs", "countries", "countryGroups"];
+    let f = fields(node, &keys, &format!("\"to\" in {label}"), &format!("in \"to\" of {label}"), diags)?;
+    if keys.iter().all(|k| f.get(k).is_none()) {
+        diags.push(node.error(format!(
+            "\"to\" in {label} needs at least one of \"cidrs\", \"countries\", \"countryGroups\""
+        )));
+        return None;
+    }
+    let cidrs = match f.get("cidrs") {
+        None => Some(Vec::new()),
+        Some(list) => cidr_list(list, ctx, diags),
+    };
+    let countries = match f.get("countries") {
+        None => Some(Vec::new()),
+        Some(list) => country_list(list, "to.countries", ctx, diags),
+    };
+    let (names, members) = match f.get("countryGroups") {
+        None => (Vec::new(), Vec::new()),
+        Some(list) => rule_groups(list, groups, ctx, diags)?,
+    };
+    let mut countries = countries?;
+    countries.extend(members);
+    countries.sort_unstable();
+    countries.dedup();
+    Some(Targets { cidrs: cidrs?, countries, groups: names })
+}
+
+fn cidr_list(list: &Node, ctx: &str, diags: &mut Vec<Diagnostic>) -> Option<Vec<ipnet::IpNet>> {
     let items = sequence(list, &format!("\"to.cidrs\" {ctx}"), diags)?;
     if items.is_empty() {
         diags.push(list.error(format!("\"to.cidrs\" {ctx} must not be empty")));

@@ -128,3 +128,130 @@ fn explain_rejects_bad_destination_and_invalid_policy() {
     assert_eq!(out.status.code(), Some(64));
     assert!(text(&out.stderr).contains("unsupported apiVersion \"v0\""));
 }
+
+// The geo-IP fixture writer of the library (compiled here too: it is only exported from the
+// library with the `fixtures` feature). It refers to `super::GeoError`.
+use ringfence_policy::geo::GeoError;
+#[path = "../src/geo/fixture.rs"]
+#[allow(dead_code)]
+mod fixture;
+
+/// A GeoIP2-layout database: 81.2.69.0/24 GB, 5.9.0.0/16 DE, 203.0.113.0/24 IR, 2a01:4f8::/32 DE.
+fn geo_db(name: &str) -> String {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-tests");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    let nets =
+        [("81.2.69.0/24", "GB"), ("5.9.0.0/16", "DE"), ("203.0.113.0/24", "IR"), ("2a01:4f8::/32", "DE")];
+    let nets: Vec<(ipnet::IpNet, &str)> = nets.iter().map(|(n, c)| (n.parse().unwrap(), *c)).collect();
+    let written: Result<(), GeoError> = fixture::write_mmdb(&path, &nets, fixture::Layout::GeoIp2Country, 6);
+    written.unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn check_with_countries_without_and_with_a_database() {
+    let file = example("jurisdiction-eu-only.yaml");
+    let out = ringfence(&["policy", "check", &file]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!("{file}: ok (policy jurisdiction-eu-only, 2 rules, 3 prefixes)\nnote: the policy names 27 countries; countries are resolved when a database is given (--geoip-db FILE)\n")
+    );
+    let db = geo_db("check.mmdb");
+    let out = ringfence(&["policy", "check", &file, "--geoip-db", &db]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.starts_with(&format!("{file}: ok (policy jurisdiction-eu-only, 2 rules, 3 prefixes, 4 geo entries)\ngeo-IP database: Ringfence-Test-Country built 2025-01-01, ")), "{stdout}");
+    let out = ringfence(&["policy", "check", &file, "--geoip-db", "/nonexistent/geo.mmdb"]);
+    assert_eq!(out.status.code(), Some(66));
+    assert!(text(&out.stderr).contains("/nonexistent/geo.mmdb"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn explain_with_countries() {
+    let file = example("export-control-deny.yaml");
+    let out = ringfence(&["policy", "explain", &file, "--to", "203.0.113.9:443/tcp"]);
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(
+            "the policy names countries (BY, CU, IR, KP, RU, SY); pass a geo-IP database with --geoip-db"
+        ),
+        "{stderr}"
+    );
+    let db = geo_db("explain.mmdb");
+    let out = ringfence(&["policy", "explain", &file, "--to", "203.0.113.9:443/tcp", "--geoip-db", &db]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.starts_with("verdict: deny\nrule: deny-export-controlled (id 1)\nprefix: none\ncountry: IR (Iran), database network 203.0.113.0/24\ndecided by: country rule\n"), "{stdout}");
+    let out =
+        ringfence(&["policy", "explain", &file, "--to", "192.0.2.1:443/tcp", "--geoip-db", &db, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["verdict"], "allow");
+    assert_eq!(v["country"], serde_json::Value::Null);
+    assert_eq!(v["decided_by"], "unknown-country");
+    let out =
+        ringfence(&["policy", "explain", &file, "--to", "81.2.69.142:443/tcp", "--geoip-db", &db, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((v["country"].as_str(), v["decided_by"].as_str()), (Some("GB"), Some("default")));
+    assert_eq!(v["geo_network"], "81.2.69.0/24");
+}
+
+#[test]
+fn geo_lookup() {
+    let db = geo_db("lookup.mmdb");
+    let out = ringfence(&["geo", "lookup", "81.2.69.142", "--db", &db]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "address: 81.2.69.142\ncountry: GB (Britain (UK))\nnetwork: 81.2.69.0/24\ndatabase: Ringfence-Test-Country built 2025-01-01, 4 networks (3 IPv4, 1 IPv6)\n"
+    );
+    let out = ringfence(&["geo", "lookup", "::ffff:5.9.1.1", "--db", &db, "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((v["country"].as_str(), v["network"].as_str()), (Some("DE"), Some("5.9.0.0/16")));
+    assert_eq!(v["database"]["type"], "Ringfence-Test-Country");
+    assert_eq!(v["database"]["build_date"], "2025-01-01");
+    assert_eq!(v["database"]["networks"], 4);
+    let out = ringfence(&["geo", "lookup", "8.8.8.8", "--db", &db]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).contains("country: no record\nnetwork: none\n"));
+    let out = ringfence(&["geo", "lookup", "8.8.8.8", "--db", &db, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((&v["country"], &v["network"]), (&serde_json::Value::Null, &serde_json::Value::Null));
+}
+
+#[test]
+fn geo_lookup_errors() {
+    let db = geo_db("lookup-errors.mmdb");
+    let out = ringfence(&["geo", "lookup", "not-an-ip", "--db", &db]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(text(&out.stderr).contains("invalid address \"not-an-ip\""));
+    let out = ringfence(&["geo", "lookup", "8.8.8.8", "--db", "/nonexistent/geo.mmdb"]);
+    assert_eq!(out.status.code(), Some(66));
+    assert!(text(&out.stderr).contains("/nonexistent/geo.mmdb"));
+    let corrupt = temp_policy("corrupt.mmdb", "this is not a MaxMind database\n");
+    let out = ringfence(&["geo", "lookup", "8.8.8.8", "--db", corrupt.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(66));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("corrupt.mmdb") && stderr.starts_with("error: "), "{stderr}");
+}
+
+#[test]
+fn geo_lookup_with_maxmind_test_database() {
+    let db =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/geo/maxmind-test/GeoIP2-Country-Test.mmdb");
+    if !db.exists() {
+        println!("skipped: {} is absent", db.display());
+        return;
+    }
+    let db = db.display().to_string();
+    let out = ringfence(&["geo", "lookup", "81.2.69.142", "--db", &db, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["country"], "GB");
+    assert_eq!(v["database"]["type"], "GeoIP2-Country");
+    let out = ringfence(&["geo", "lookup", "8.8.8.8", "--db", &db]);
+    assert!(text(&out.stdout).contains("country: no record"));
+}

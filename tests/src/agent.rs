@@ -35,6 +35,8 @@ pub fn agent_bin() -> PathBuf {
 /// waiting for the n-th "policy applied" does not rescan a log of many thousand events).
 #[derive(Default)]
 struct Log {
+    /// The agent closed its log (it exited).
+    closed: bool,
     lines: Vec<Value>,
     counts: std::collections::HashMap<String, usize>,
 }
@@ -85,9 +87,21 @@ fn human(v: &Value) -> String {
 }
 
 impl AgentProc {
-    /// `ringfence-agent run` on `cgroup`, pinning under `bpffs`, checking the file every 0.2 s.
+    /// `ringfence-agent run` on `cgroup`, pinning under `bpffs`, checking files every 0.2 s.
     pub fn spawn(bin: &Path, policy: &Path, cgroup: &Path, bpffs: &Path, echo: bool) -> AgentProc {
-        let args: Vec<&OsStr> = vec![
+        Self::spawn_with::<&str>(bin, policy, cgroup, bpffs, &[], echo)
+    }
+
+    /// Like [`AgentProc::spawn`], with extra `run` arguments.
+    pub fn spawn_with<S: AsRef<OsStr>>(
+        bin: &Path,
+        policy: &Path,
+        cgroup: &Path,
+        bpffs: &Path,
+        extra: &[S],
+        echo: bool,
+    ) -> AgentProc {
+        let mut args: Vec<&OsStr> = vec![
             "run".as_ref(),
             "--policy".as_ref(),
             policy.as_os_str(),
@@ -98,6 +112,7 @@ impl AgentProc {
             "--watch-interval".as_ref(),
             "0.2".as_ref(),
         ];
+        args.extend(extra.iter().map(AsRef::as_ref));
         Self::spawn_args(bin, &args, echo)
     }
 
@@ -129,6 +144,8 @@ impl AgentProc {
                 drop(log);
                 sink.1.notify_all();
             }
+            lock(&sink).closed = true;
+            sink.1.notify_all();
         });
         AgentProc { child, lines }
     }
@@ -161,11 +178,13 @@ impl AgentProc {
                 return found;
             }
             let now = Instant::now();
-            if now >= deadline {
+            if now >= deadline || log.closed {
                 let text: Vec<String> =
                     log.lines.iter().rev().take(200).rev().map(Value::to_string).collect();
+                let why =
+                    if log.closed { "before it exited".to_string() } else { format!("within {timeout:?}") };
                 drop(log);
-                panic!("agent: no {what} within {timeout:?}; last log lines:\n{}", text.join("\n"));
+                panic!("agent: no {what} {why}; last log lines:\n{}", text.join("\n"));
             }
             log = self.lines.1.wait_timeout(log, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
         }

@@ -16,6 +16,8 @@ pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(20);
 /// A lab, a policy file and (usually) a running agent.
 pub struct Enforced {
     pub agent: Option<AgentProc>,
+    /// Extra `run` arguments for every agent this scenario starts (e.g. `--geoip-db FILE`).
+    pub agent_args: Vec<std::ffi::OsString>,
     pub policy: PathBuf,
     dir: PathBuf,
     // Dropped last: the agent must go before the lab removes its cgroup and bpffs.
@@ -39,7 +41,15 @@ impl Enforced {
 
     /// Like [`Enforced::start`] but without an agent.
     pub fn prepare(name: &str, ports: &[u16], policy: &str) -> Enforced {
+        Enforced::prepare_with_hosts(name, &[], ports, policy)
+    }
+
+    /// Like [`Enforced::prepare`], with extra world hosts (documentation addresses).
+    pub fn prepare_with_hosts(name: &str, hosts: &[&str], ports: &[u16], policy: &str) -> Enforced {
         let mut lab = Lab::new(name);
+        for host in hosts {
+            lab.add_world_host(host);
+        }
         if !ports.is_empty() {
             lab.start_world_servers(ports);
         }
@@ -47,15 +57,26 @@ impl Enforced {
         std::fs::create_dir_all(&dir).expect("create policy temp dir");
         let path = dir.join("policy.yaml");
         std::fs::write(&path, policy).expect("write policy");
-        Enforced { agent: None, policy: path, dir, lab }
+        Enforced { agent: None, agent_args: Vec::new(), policy: path, dir, lab }
     }
 
     /// Starts an agent and waits until it enforces.
     pub fn start_agent(&mut self) -> &AgentProc {
-        let agent =
-            AgentProc::spawn(&agent_bin(), &self.policy, self.lab.cgroup_path(), &self.bpffs(), false);
+        let agent = AgentProc::spawn_with(
+            &agent_bin(),
+            &self.policy,
+            self.lab.cgroup_path(),
+            &self.bpffs(),
+            &self.agent_args,
+            false,
+        );
         agent.wait_for_message("enforcing", START_TIMEOUT);
         self.agent.insert(agent)
+    }
+
+    /// A scratch directory removed with the scenario (policies, databases).
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     pub fn agent(&self) -> &AgentProc {

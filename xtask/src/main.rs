@@ -33,6 +33,8 @@ enum Cmd {
     Demo,
     /// connect() latency with 1k/100k/400k prefixes vs no program vs nftables.
     Bench(bench::BenchArgs),
+    /// Country policies on the full-size database: compile+swap time, entries, memory, latency.
+    BenchGeo(bench::GeoBenchArgs),
     /// (internal) connect() loop used by the benchmark inside the lab.
     #[command(hide = true)]
     BenchClient { addr: String, port: u16, count: usize },
@@ -47,6 +49,7 @@ fn main() -> Result<()> {
         Cmd::Test { args } => test::test(&args),
         Cmd::Demo => demo::demo(),
         Cmd::Bench(args) => bench::bench(args),
+        Cmd::BenchGeo(args) => bench::bench_geo(args),
         Cmd::BenchClient { addr, port, count } => bench::client(&addr, port, count),
         Cmd::BenchServer { port } => bench::server(port),
     }

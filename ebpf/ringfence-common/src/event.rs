@@ -37,8 +37,11 @@ pub struct Event {
     pub hook: u32,
     /// [`crate::PolicyConfig::generation`] of the slot that decided.
     pub generation: u32,
-    pub _reserved: u32,
+    /// Country of the destination when a geo entry matched ([`crate::country_code`]), else 0.
+    pub country: u32,
 }
 
 const _: () = assert!(core::mem::size_of::<Event>() == 88);
 const _: () = assert!(core::mem::size_of::<crate::MatchList>() == 4 + 12 * crate::MAX_ITEMS);
+const _: () = assert!(core::mem::size_of::<crate::GeoInfo>() == 72);
+const _: () = assert!(core::mem::size_of::<crate::GeoEntry>() == 16);

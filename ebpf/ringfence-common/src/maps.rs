@@ -15,6 +15,13 @@ pub const ALLOW_V4_MAPS: [&str; 2] = ["RF_ALLOW4_0", "RF_ALLOW4_1"];
 pub const DENY_V6_MAPS: [&str; 2] = ["RF_DENY6_0", "RF_DENY6_1"];
 /// LPM tries of IPv6 allow prefixes, per slot.
 pub const ALLOW_V6_MAPS: [&str; 2] = ["RF_ALLOW6_0", "RF_ALLOW6_1"];
+/// LPM tries of IPv4 geo-IP networks, per slot, value [`crate::GeoEntry`].
+pub const GEO_V4_MAPS: [&str; 2] = ["RF_GEO4_0", "RF_GEO4_1"];
+/// LPM tries of IPv6 geo-IP networks, per slot.
+pub const GEO_V6_MAPS: [&str; 2] = ["RF_GEO6_0", "RF_GEO6_1"];
+/// Array of [`crate::GeoInfo`], one per slot: which database the slot's geo tries came from
+/// (read by `ringfence-agent status`; the programs do not use it).
+pub const GEO_INFO_MAP: &str = "RF_GEOINFO";
 /// Arrays of [`crate::MatchList`], per slot, indexed by [`crate::PrefixEntry::list_id`].
 pub const LIST_MAPS: [&str; 2] = ["RF_LISTS_0", "RF_LISTS_1"];
 /// Array of [`crate::PolicyConfig`], one per slot.
@@ -29,6 +36,9 @@ pub const STATS_MAP: &str = "RF_STATS";
 /// Capacity of each IPv4 / IPv6 LPM trie (entries).
 pub const MAX_PREFIXES_V4: u32 = 524_288;
 pub const MAX_PREFIXES_V6: u32 = 262_144;
+/// Capacity of each IPv4 / IPv6 geo trie (entries, after aggregation).
+pub const MAX_GEO_V4: u32 = 524_288;
+pub const MAX_GEO_V6: u32 = 262_144;
 /// Capacity of each list array.
 pub const MAX_LISTS: u32 = 4096;
 /// Ring buffer size in bytes (power of two, multiple of the page size).

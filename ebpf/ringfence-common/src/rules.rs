@@ -1,10 +1,18 @@
 //! The compiled policy as the kernel reads it.
 //!
-//! Verdict for a destination (address, port, protocol): walk the deny trie from the longest
-//! matching prefix to shorter ones; the first prefix whose [`MatchList`] has an item matching the
-//! port and protocol decides "deny". If none does, do the same with the allow trie. If neither
-//! decides, the slot's default action applies. This gives: deny beats allow, allow beats the
-//! default, and within one action the longest matching prefix wins.
+//! Verdict for a destination (address, port, protocol):
+//! 1. CIDR rules: walk the deny trie from the longest matching prefix to shorter ones; the first
+//!    prefix whose [`MatchList`] has an item matching the port and protocol decides "deny". If
+//!    none does, do the same with the allow trie.
+//! 2. Country rules: one lookup in the geo trie (database networks do not overlap). A hit's
+//!    [`GeoEntry::deny_list`] is checked, then its `allow_list`. A hit whose lists do not match
+//!    falls through to the default action.
+//! 3. No geo hit: the address is "unknown" to the database; `PolicyConfig::unknown_action`
+//!    decides if set, otherwise the default action.
+//! 4. The slot's default action.
+//!
+//! This gives: CIDR rules beat country rules, deny beats allow within each, then the default;
+//! within CIDR rules of one action the longest matching prefix wins.
 
 /// Action values (`PolicyConfig::default_action`). Zero is deny: a zeroed config fails closed.
 pub const ACTION_DENY: u32 = 0;
@@ -21,6 +29,16 @@ pub const PROTO_UDP: u32 = 17;
 
 /// Rule id reported when the default action decided.
 pub const RULE_DEFAULT: u32 = 0;
+/// Rule id reported when `unknownCountry` decided (the database does not cover the address).
+pub const RULE_UNKNOWN_COUNTRY: u32 = u32::MAX - 1;
+
+/// `PolicyConfig::unknown_action` values.
+pub const UNKNOWN_DEFAULT: u32 = 0;
+pub const UNKNOWN_DENY: u32 = 1;
+pub const UNKNOWN_ALLOW: u32 = 2;
+
+/// A `GeoEntry` list id meaning "no rule of this action names this country".
+pub const NO_LIST: u32 = u32::MAX;
 
 /// Items per [`MatchList`].
 pub const MAX_ITEMS: usize = 16;
@@ -81,6 +99,57 @@ impl MatchList {
     }
 }
 
+/// Value of every geo trie entry: one database network (aggregated with its neighbours when they
+/// have the same value).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct GeoEntry {
+    /// [`MatchList`] of the deny rules naming this country, or [`NO_LIST`].
+    pub deny_list: u32,
+    /// [`MatchList`] of the allow rules naming this country, or [`NO_LIST`].
+    pub allow_list: u32,
+    /// ISO 3166-1 alpha-2 code as `b0 | b1 << 8` (see [`country_code`]); 0 for "a country no
+    /// rule names" (such networks are only loaded to tell known from unknown addresses).
+    pub country: u32,
+    pub _reserved: u32,
+}
+
+/// Packs a two-letter country code the way [`GeoEntry::country`] and `Event::country` hold it.
+pub const fn country_code(code: [u8; 2]) -> u32 {
+    code[0] as u32 | (code[1] as u32) << 8
+}
+
+/// Unpacks [`country_code`]; `None` for 0.
+pub const fn country_letters(packed: u32) -> Option<[u8; 2]> {
+    if packed == 0 {
+        None
+    } else {
+        Some([packed as u8, (packed >> 8) as u8])
+    }
+}
+
+/// Where a slot's geo entries came from.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GeoInfo {
+    /// Database build time (seconds since the epoch), 0 without a database.
+    pub build_epoch: u64,
+    /// Networks in the database (IPv4 + IPv6).
+    pub networks: u32,
+    /// Geo trie entries loaded for the slot's policy (after aggregation).
+    pub entries_v4: u32,
+    pub entries_v6: u32,
+    pub _reserved: u32,
+    /// Database type (e.g. "GeoLite2-Country"), NUL-padded.
+    pub db_type: [u8; 48],
+}
+
+impl Default for GeoInfo {
+    fn default() -> Self {
+        Self { build_epoch: 0, networks: 0, entries_v4: 0, entries_v6: 0, _reserved: 0, db_type: [0; 48] }
+    }
+}
+
 /// Per-slot settings.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -89,7 +158,8 @@ pub struct PolicyConfig {
     pub mode: u32,
     /// Increases with every policy the agent loads; reported in events.
     pub generation: u32,
-    pub _reserved: u32,
+    /// `UNKNOWN_*`: what decides addresses the geo database does not cover.
+    pub unknown_action: u32,
 }
 
 #[cfg(feature = "user")]
@@ -98,5 +168,7 @@ mod pod {
     unsafe impl aya::Pod for super::MatchItem {}
     unsafe impl aya::Pod for super::MatchList {}
     unsafe impl aya::Pod for super::PolicyConfig {}
+    unsafe impl aya::Pod for super::GeoEntry {}
+    unsafe impl aya::Pod for super::GeoInfo {}
     unsafe impl aya::Pod for super::super::Event {}
 }

@@ -45,7 +45,7 @@ pub fn emit(dest: &Dest, v: &Verdict) {
         rule_id: v.rule_id,
         hook: dest.hook,
         generation: v.generation,
-        _reserved: 0,
+        country: v.country,
     });
     let backlog = RF_EVENTS.query(BPF_RB_AVAIL_DATA as u64);
     let flags = if backlog >= EVENTS_WAKEUP_BYTES as u64 { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP };

@@ -5,13 +5,15 @@ use aya_ebpf::{
     maps::{Array, LpmTrie, PerCpuArray, RingBuf},
 };
 use ringfence_common::{
-    MatchList, PolicyConfig, PrefixEntry, EVENTS_BYTES, MAX_LISTS, MAX_PREFIXES_V4, MAX_PREFIXES_V6, SLOTS,
-    STAT_COUNT,
+    GeoEntry, GeoInfo, MatchList, PolicyConfig, PrefixEntry, EVENTS_BYTES, MAX_GEO_V4, MAX_GEO_V6, MAX_LISTS,
+    MAX_PREFIXES_V4, MAX_PREFIXES_V6, SLOTS, STAT_COUNT,
 };
 
 pub type TrieV4 = LpmTrie<[u8; 4], PrefixEntry>;
 pub type TrieV6 = LpmTrie<[u8; 16], PrefixEntry>;
 pub type Lists = Array<MatchList>;
+pub type GeoV4 = LpmTrie<[u8; 4], GeoEntry>;
+pub type GeoV6 = LpmTrie<[u8; 16], GeoEntry>;
 
 #[map]
 pub static RF_DENY4_0: TrieV4 = TrieV4::pinned(MAX_PREFIXES_V4, 0);
@@ -29,6 +31,16 @@ pub static RF_DENY6_1: TrieV6 = TrieV6::pinned(MAX_PREFIXES_V6, 0);
 pub static RF_ALLOW6_0: TrieV6 = TrieV6::pinned(MAX_PREFIXES_V6, 0);
 #[map]
 pub static RF_ALLOW6_1: TrieV6 = TrieV6::pinned(MAX_PREFIXES_V6, 0);
+#[map]
+pub static RF_GEO4_0: GeoV4 = GeoV4::pinned(MAX_GEO_V4, 0);
+#[map]
+pub static RF_GEO4_1: GeoV4 = GeoV4::pinned(MAX_GEO_V4, 0);
+#[map]
+pub static RF_GEO6_0: GeoV6 = GeoV6::pinned(MAX_GEO_V6, 0);
+#[map]
+pub static RF_GEO6_1: GeoV6 = GeoV6::pinned(MAX_GEO_V6, 0);
+#[map]
+pub static RF_GEOINFO: Array<GeoInfo> = Array::pinned(SLOTS, 0);
 #[map]
 pub static RF_LISTS_0: Lists = Lists::pinned(MAX_LISTS, 0);
 #[map]

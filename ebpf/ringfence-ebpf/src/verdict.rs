@@ -1,9 +1,13 @@
-//! The verdict walk shared by all hooks (see `ringfence_common::rules` for the semantics).
+//! The verdict shared by all hooks (see `ringfence_common::rules` for the semantics): CIDR deny
+//! walk, CIDR allow walk, one geo lookup, unknown-country action, default action.
+use aya_ebpf::cty::c_void;
+use aya_ebpf::helpers::generated::bpf_loop;
 use aya_ebpf::maps::lpm_trie::Key;
 use aya_ebpf::maps::LpmTrie;
 use ringfence_common::{
-    PolicyConfig, PrefixEntry, ACTION_ALLOW, MAX_DEPTH, MODE_AUDIT, RULE_DEFAULT, STAT_ALLOWED, STAT_AUDITED,
-    STAT_DENIED, VERDICT_ALLOW, VERDICT_AUDIT, VERDICT_DENY,
+    GeoEntry, PolicyConfig, PrefixEntry, ACTION_ALLOW, MAX_DEPTH, MODE_AUDIT, NO_LIST, RULE_DEFAULT,
+    RULE_UNKNOWN_COUNTRY, STAT_ALLOWED, STAT_AUDITED, STAT_DENIED, UNKNOWN_ALLOW, UNKNOWN_DENY,
+    VERDICT_ALLOW, VERDICT_AUDIT, VERDICT_DENY,
 };
 
 use crate::maps::*;
@@ -13,6 +17,8 @@ pub struct Verdict {
     pub verdict: u32,
     pub rule_id: u32,
     pub generation: u32,
+    /// Packed country code of the destination if a geo entry matched, else 0.
+    pub country: u32,
 }
 
 impl Verdict {
@@ -28,51 +34,144 @@ impl Verdict {
     }
 }
 
-/// Walks one trie from the longest matching prefix to shorter ones; returns the rule id of the
-/// first prefix whose match list accepts (port, proto).
+/// One slot's geo tables for one address family (the CIDR tries are chosen in the walk callback).
+pub struct Tables<'a, const N: usize> {
+    pub slot: u32,
+    pub geo: &'a LpmTrie<[u8; N], GeoEntry>,
+    pub lists: &'a Lists,
+}
+
 #[inline(always)]
-fn walk<const N: usize>(
-    trie: &LpmTrie<[u8; N], PrefixEntry>,
-    lists: &Lists,
+fn find(lists: &Lists, list_id: u32, port: u16, proto: u32) -> Option<u32> {
+    if list_id == NO_LIST {
+        return None;
+    }
+    lists.get(list_id)?.find(port, proto)
+}
+
+/// State of one trie walk, shared with the `bpf_loop` callback. The walk runs in a callback so
+/// the verifier checks one step once, instead of every combination of depth and list length
+/// (nested bounded loops exceed its one-million-instruction budget).
+#[repr(C)]
+struct Walk<const N: usize> {
+    addr: [u8; N],
+    /// Longest prefix length still to look at.
+    plen: u32,
+    port: u32,
+    proto: u32,
+    slot: u32,
+    /// 1: the deny trie, 0: the allow trie.
+    deny: u32,
+    /// The deciding rule when `found` is 1.
+    rule: u32,
+    found: u32,
+}
+
+/// One step: the longest entry of at most `plen` bits containing the address; stop (1) on no
+/// entry, on a match, or at the root; else continue (0) with shorter prefixes.
+#[inline(always)]
+fn step<const N: usize>(w: &mut Walk<N>, trie: &LpmTrie<[u8; N], PrefixEntry>, lists: &Lists) -> i64 {
+    let Some(entry) = trie.get(Key::new(w.plen, w.addr)) else { return 1 };
+    let (entry_len, list_id) = (entry.prefix_len, entry.list_id);
+    if let Some(rule) = find(lists, list_id, w.port as u16, w.proto) {
+        w.rule = rule;
+        w.found = 1;
+        return 1;
+    }
+    if entry_len == 0 {
+        return 1;
+    }
+    w.plen = entry_len - 1;
+    0
+}
+
+extern "C" fn walk4_step(_index: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: bpf_loop passes back the pointer to the caller's `Walk<4>`.
+    let w = unsafe { &mut *(ctx as *mut Walk<4>) };
+    match (w.slot, w.deny) {
+        (0, 1) => step(w, &RF_DENY4_0, &RF_LISTS_0),
+        (0, _) => step(w, &RF_ALLOW4_0, &RF_LISTS_0),
+        (_, 1) => step(w, &RF_DENY4_1, &RF_LISTS_1),
+        _ => step(w, &RF_ALLOW4_1, &RF_LISTS_1),
+    }
+}
+
+extern "C" fn walk6_step(_index: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: bpf_loop passes back the pointer to the caller's `Walk<16>`.
+    let w = unsafe { &mut *(ctx as *mut Walk<16>) };
+    match (w.slot, w.deny) {
+        (0, 1) => step(w, &RF_DENY6_0, &RF_LISTS_0),
+        (0, _) => step(w, &RF_ALLOW6_0, &RF_LISTS_0),
+        (_, 1) => step(w, &RF_DENY6_1, &RF_LISTS_1),
+        _ => step(w, &RF_ALLOW6_1, &RF_LISTS_1),
+    }
+}
+
+/// Walks one CIDR trie from the longest matching prefix to shorter ones (at most `MAX_DEPTH`);
+/// returns the rule id of the first prefix whose match list accepts (port, proto).
+#[inline(always)]
+fn walk<const N: usize>(slot: u32, deny: bool, addr: [u8; N], port: u16, proto: u32) -> Option<u32> {
+    let mut w = Walk {
+        addr,
+        plen: (N * 8) as u32,
+        port: port as u32,
+        proto,
+        slot,
+        deny: deny as u32,
+        rule: 0,
+        found: 0,
+    };
+    let callback = if N == 4 { walk4_step as *const () } else { walk6_step as *const () };
+    // SAFETY: the callback matches bpf_loop's contract and only touches `w` through ctx.
+    unsafe { bpf_loop(MAX_DEPTH, callback as *mut c_void, &mut w as *mut Walk<N> as *mut c_void, 0) };
+    (w.found == 1).then_some(w.rule)
+}
+
+/// (deny?, rule id, country) before the mode is applied.
+#[inline(always)]
+fn rules<const N: usize>(
+    t: &Tables<N>,
+    cfg: &PolicyConfig,
     addr: [u8; N],
     port: u16,
     proto: u32,
-) -> Option<u32> {
-    let mut plen = (N * 8) as u32;
-    for _ in 0..MAX_DEPTH {
-        let entry = trie.get(Key::new(plen, addr))?;
-        let (entry_len, list_id) = (entry.prefix_len, entry.list_id);
-        if let Some(list) = lists.get(list_id) {
-            if let Some(rule) = list.find(port, proto) {
-                return Some(rule);
+) -> (bool, u32, u32) {
+    if let Some(rule) = walk(t.slot, true, addr, port, proto) {
+        return (true, rule, 0);
+    }
+    if let Some(rule) = walk(t.slot, false, addr, port, proto) {
+        return (false, rule, 0);
+    }
+    let default_deny = cfg.default_action != ACTION_ALLOW;
+    match t.geo.get(Key::new((N * 8) as u32, addr)) {
+        Some(g) => {
+            let (deny_list, allow_list, country) = (g.deny_list, g.allow_list, g.country);
+            if let Some(rule) = find(t.lists, deny_list, port, proto) {
+                (true, rule, country)
+            } else if let Some(rule) = find(t.lists, allow_list, port, proto) {
+                (false, rule, country)
+            } else {
+                (default_deny, RULE_DEFAULT, country)
             }
         }
-        if entry_len == 0 {
-            return None;
-        }
-        plen = entry_len - 1;
+        None => match cfg.unknown_action {
+            UNKNOWN_DENY => (true, RULE_UNKNOWN_COUNTRY, 0),
+            UNKNOWN_ALLOW => (false, RULE_UNKNOWN_COUNTRY, 0),
+            _ => (default_deny, RULE_DEFAULT, 0),
+        },
     }
-    None
 }
 
 #[inline(always)]
 fn decide<const N: usize>(
-    deny: &LpmTrie<[u8; N], PrefixEntry>,
-    allow: &LpmTrie<[u8; N], PrefixEntry>,
-    lists: &Lists,
+    t: &Tables<N>,
     cfg: &PolicyConfig,
     addr: [u8; N],
     port: u16,
     proto: u32,
 ) -> Verdict {
-    let (deny_hit, rule_id) = if let Some(rule) = walk(deny, lists, addr, port, proto) {
-        (true, rule)
-    } else if let Some(rule) = walk(allow, lists, addr, port, proto) {
-        (false, rule)
-    } else {
-        (cfg.default_action != ACTION_ALLOW, RULE_DEFAULT)
-    };
-    let verdict = match (deny_hit, cfg.mode == MODE_AUDIT) {
+    let (deny, rule_id, country) = rules(t, cfg, addr, port, proto);
+    let verdict = match (deny, cfg.mode == MODE_AUDIT) {
         (false, _) => VERDICT_ALLOW,
         (true, false) => VERDICT_DENY,
         (true, true) => VERDICT_AUDIT,
@@ -82,7 +181,7 @@ fn decide<const N: usize>(
         VERDICT_DENY => STAT_DENIED,
         _ => STAT_AUDITED,
     });
-    Verdict { verdict, rule_id, generation: cfg.generation }
+    Verdict { verdict, rule_id, generation: cfg.generation, country }
 }
 
 /// The active slot and its config. A missing config reads as zeroed: deny (fail closed).
@@ -97,11 +196,12 @@ fn active() -> (u32, PolicyConfig) {
 #[inline(always)]
 pub fn decide_v4(addr: [u8; 4], port: u16, proto: u32) -> Verdict {
     let (slot, cfg) = active();
-    if slot == 0 {
-        decide(&RF_DENY4_0, &RF_ALLOW4_0, &RF_LISTS_0, &cfg, addr, port, proto)
+    let t = if slot == 0 {
+        Tables { slot, geo: &RF_GEO4_0, lists: &RF_LISTS_0 }
     } else {
-        decide(&RF_DENY4_1, &RF_ALLOW4_1, &RF_LISTS_1, &cfg, addr, port, proto)
-    }
+        Tables { slot, geo: &RF_GEO4_1, lists: &RF_LISTS_1 }
+    };
+    decide(&t, &cfg, addr, port, proto)
 }
 
 /// Verdict for an IPv6 destination; IPv4-mapped addresses are decided as IPv4.
@@ -111,12 +211,12 @@ pub fn decide_v6(addr: [u8; 16], port: u16, proto: u32) -> (Verdict, bool) {
         return (decide_v4(v4, port, proto), true);
     }
     let (slot, cfg) = active();
-    let v = if slot == 0 {
-        decide(&RF_DENY6_0, &RF_ALLOW6_0, &RF_LISTS_0, &cfg, addr, port, proto)
+    let t = if slot == 0 {
+        Tables { slot, geo: &RF_GEO6_0, lists: &RF_LISTS_0 }
     } else {
-        decide(&RF_DENY6_1, &RF_ALLOW6_1, &RF_LISTS_1, &cfg, addr, port, proto)
+        Tables { slot, geo: &RF_GEO6_1, lists: &RF_LISTS_1 }
     };
-    (v, false)
+    (decide(&t, &cfg, addr, port, proto), false)
 }
 
 #[inline(always)]

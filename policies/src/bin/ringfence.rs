@@ -1,17 +1,26 @@
 //! `ringfence` command-line tool.
 //!
-//! * `ringfence policy check FILE`: validate and compile a policy. Exit 0 if valid, 64 if not
-//!   (every diagnostic on stderr as `FILE:LINE:COL: error: MSG`), 66 if the file is unreadable.
-//! * `ringfence policy explain FILE --to ADDR[:PORT][/tcp|udp] [--json]`: show the verdict for a
-//!   destination and why. Exit 0 whatever the verdict, 64 for an invalid policy or `--to`.
+//! * `ringfence policy check FILE [--geoip-db FILE]...`: validate and compile a policy. Exit 0
+//!   if valid, 64 if not (every diagnostic on stderr as `FILE:LINE:COL: error: MSG`), 66 if a
+//!   file is unreadable. Without a database, country rules are validated but not resolved.
+//! * `ringfence policy explain FILE --to ADDR[:PORT][/tcp|udp] [--geoip-db FILE]... [--json]`:
+//!   show the verdict for a destination and why. Exit 0 whatever the verdict, 64 for an invalid
+//!   policy or `--to`, or a policy naming countries without `--geoip-db`.
+//! * `ringfence geo lookup ADDR --db FILE... [--json]`: the country of an address. Exit 0 whether
+//!   or not the database has a record, 64 for an invalid address, 66 for an unreadable database.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
-use ringfence_policy::{compile, parse_policy, Action, Compiled, Decision, Destination, Policy};
+use clap::{Args, Parser, Subcommand};
+use ringfence_policy::countries::{country_name, country_str};
+use ringfence_policy::geo::GeoDb;
+use ringfence_policy::{compile, parse_policy, Action, Compiled, DecidedBy, Decision, Destination, Policy};
+
+#[path = "ringfence/geo_cmd.rs"]
+mod geo_cmd;
 
 /// Exit status for an invalid policy or argument value.
 const EXIT_INVALID: u8 = 64;
@@ -32,6 +41,40 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Work with geo-IP databases.
+    Geo {
+        #[command(subcommand)]
+        command: GeoCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum GeoCommand {
+    /// Look up the country of an address.
+    Lookup {
+        /// The IPv4 or IPv6 address.
+        addr: String,
+        /// A MaxMind DB (.mmdb) country database; repeat for separate IPv4 and IPv6 files.
+        #[arg(long, value_name = "FILE", required = true)]
+        db: Vec<PathBuf>,
+        /// The record field holding the country code, as a dotted path (default: detected).
+        #[arg(long, value_name = "FIELD")]
+        field: Option<String>,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `--geoip-db` and `--geoip-field`.
+#[derive(Args)]
+struct GeoArgs {
+    /// A MaxMind DB (.mmdb) country database; repeat for separate IPv4 and IPv6 files.
+    #[arg(long = "geoip-db", value_name = "FILE")]
+    geoip_db: Vec<PathBuf>,
+    /// The record field holding the country code, as a dotted path (default: detected).
+    #[arg(long = "geoip-field", value_name = "FIELD")]
+    geoip_field: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -40,6 +83,8 @@ enum PolicyCommand {
     Check {
         /// The policy YAML file.
         file: PathBuf,
+        #[command(flatten)]
+        geo: GeoArgs,
     },
     /// Explain the verdict of a policy for one destination.
     Explain {
@@ -51,6 +96,8 @@ enum PolicyCommand {
             help = "Destination: ADDR[:PORT][/tcp|udp], e.g. 198.51.100.7:443/tcp or [2001:db8::1]:53/udp"
         )]
         to: String,
+        #[command(flatten)]
+        geo: GeoArgs,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -65,8 +112,8 @@ fn plural(n: usize, word: &str) -> String {
     }
 }
 
-/// Reads, validates and compiles `file`, printing diagnostics; `Err` carries the exit status.
-fn load(file: &Path) -> Result<(Policy, Compiled), ExitCode> {
+/// Reads and validates `file`, printing diagnostics; `Err` carries the exit status.
+fn load(file: &Path) -> Result<Policy, ExitCode> {
     let shown = file.display();
     let src = std::fs::read_to_string(file).map_err(|e| {
         eprintln!("{shown}: error: cannot read policy: {e}");
@@ -79,12 +126,51 @@ fn load(file: &Path) -> Result<(Policy, Compiled), ExitCode> {
         eprintln!("{shown}: {}", plural(diagnostics.len(), "error"));
         ExitCode::from(EXIT_INVALID)
     })?;
-    let compiled = compile(&policy).map_err(|e| {
+    Ok(policy)
+}
+
+/// Compiles `policy` for the kernel, printing the error; `Err` carries the exit status.
+fn compile_or_report(file: &Path, policy: &Policy, geo: Option<&GeoDb>) -> Result<Compiled, ExitCode> {
+    compile(policy, geo).map_err(|e| {
+        let shown = file.display();
         eprintln!("{shown}: error: {e}");
         eprintln!("{shown}: 1 error");
         ExitCode::from(EXIT_INVALID)
-    })?;
-    Ok((policy, compiled))
+    })
+}
+
+fn check(file: &Path, geo: &GeoArgs) -> Result<(), ExitCode> {
+    let policy = load(file)?;
+    let db = geo_cmd::open_db(&geo.geoip_db, geo.geoip_field.as_deref())?;
+    // Without a database, compile against an empty one: that checks every limit except the
+    // number of geo entries, which depends on the database.
+    let empty = GeoDb::from_networks(Vec::new(), Vec::new());
+    let unresolved = db.is_none() && policy.references_countries();
+    let compiled = compile_or_report(file, &policy, db.as_ref().or(Some(&empty)))?;
+    let mut summary = format!(
+        "{}: ok (policy {}, {}, {}",
+        file.display(),
+        policy.name,
+        plural(policy.rules.len(), "rule"),
+        plural(compiled.prefix_count(), "prefix").replace("prefixs", "prefixes")
+    );
+    if let Some(db) = &db {
+        summary.push_str(&format!(
+            ", {})",
+            plural(compiled.geo_entries(), "geo entry").replace("entrys", "entries")
+        ));
+        println!("{summary}");
+        println!("geo-IP database: {}", geo_cmd::describe_db(db));
+    } else {
+        println!("{summary})");
+    }
+    if unresolved {
+        println!(
+            "note: the policy names {}; countries are resolved when a database is given (--geoip-db FILE)",
+            plural(policy.countries().len(), "country").replace("countrys", "countries")
+        );
+    }
+    Ok(())
 }
 
 fn verdict_text(decision: &Decision) -> &'static str {
@@ -95,8 +181,18 @@ fn verdict_text(decision: &Decision) -> &'static str {
     }
 }
 
-fn explain(policy: &Policy, dest: &Destination, json: bool) -> anyhow::Result<()> {
-    let decision = policy.evaluate(dest);
+fn decided_by_text(decision: &Decision) -> &'static str {
+    match decision.decided_by {
+        DecidedBy::CidrRule => "CIDR rule",
+        DecidedBy::CountryRule => "country rule",
+        DecidedBy::UnknownCountry => "unknownCountry (the address has no country)",
+        DecidedBy::Default => "default action",
+    }
+}
+
+fn explain(policy: &Policy, dest: &Destination, geo: Option<&GeoDb>, json: bool) -> anyhow::Result<()> {
+    let decision = policy.evaluate_with_geo(dest, geo);
+    let country = decision.country.map(|c| country_str(&c).to_owned());
     let rule = decision.rule.and_then(|id| policy.rule(id));
     let mut out = std::io::stdout().lock();
     if json {
@@ -105,6 +201,9 @@ fn explain(policy: &Policy, dest: &Destination, json: bool) -> anyhow::Result<()
             "audited": decision.audited,
             "rule": rule.map(|r| serde_json::json!({ "id": r.id, "name": r.name })),
             "prefix": decision.matched_prefix.map(|p| p.to_string()),
+            "country": country,
+            "geo_network": decision.geo_network.map(|n| n.to_string()),
+            "decided_by": decision.decided_by,
             "destination": { "addr": dest.addr, "port": dest.port, "protocol": dest.protocol },
             "mode": policy.mode,
             "explanation": decision.explanation,
@@ -113,13 +212,27 @@ fn explain(policy: &Policy, dest: &Destination, json: bool) -> anyhow::Result<()
         return Ok(());
     }
     writeln!(out, "verdict: {}", verdict_text(&decision))?;
-    match rule {
-        Some(r) => writeln!(out, "rule: {} (id {})", r.name, r.id)?,
-        None => writeln!(out, "rule: default action ({})", policy.default_action)?,
+    match (rule, policy.unknown_country) {
+        (Some(r), _) => writeln!(out, "rule: {} (id {})", r.name, r.id)?,
+        (None, Some(action)) if decision.decided_by == DecidedBy::UnknownCountry => {
+            writeln!(out, "rule: unknownCountry ({action})")?
+        }
+        (None, _) => writeln!(out, "rule: default action ({})", policy.default_action)?,
     }
     match decision.matched_prefix {
         Some(p) => writeln!(out, "prefix: {p}")?,
         None => writeln!(out, "prefix: none")?,
+    }
+    if geo.is_some() || policy.references_countries() {
+        match (decision.country, decision.geo_network) {
+            (Some(c), Some(net)) => {
+                let name = country_name(c).map(|n| format!(" ({n})")).unwrap_or_default();
+                writeln!(out, "country: {}{name}, database network {net}", country_str(&c))?
+            }
+            _ if geo.is_some() => writeln!(out, "country: unknown (no database record)")?,
+            _ => writeln!(out, "country: unknown (no database given)")?,
+        }
+        writeln!(out, "decided by: {}", decided_by_text(&decision))?;
     }
     writeln!(out, "destination: {dest}")?;
     writeln!(out, "mode: {}", policy.mode)?;
@@ -130,38 +243,48 @@ fn explain(policy: &Policy, dest: &Destination, json: bool) -> anyhow::Result<()
     Ok(())
 }
 
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let Command::Policy { command } = cli.command;
-    match command {
-        PolicyCommand::Check { file } => {
-            let (policy, compiled) = match load(&file) {
-                Ok(loaded) => loaded,
-                Err(code) => return Ok(code),
-            };
-            println!(
-                "{}: ok (policy {}, {}, {})",
-                file.display(),
-                policy.name,
-                plural(policy.rules.len(), "rule"),
-                plural(compiled.prefix_count(), "prefix").replace("prefixs", "prefixes")
-            );
+fn explain_command(file: &Path, to: &str, geo: &GeoArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let policy = match load(file) {
+        Ok(policy) => policy,
+        Err(code) => return Ok(code),
+    };
+    let dest: Destination = match to.parse() {
+        Ok(dest) => dest,
+        Err(e) => {
+            eprintln!("error: --to: {e}");
+            return Ok(ExitCode::from(EXIT_INVALID));
         }
-        PolicyCommand::Explain { file, to, json } => {
-            let (policy, _compiled) = match load(&file) {
-                Ok(loaded) => loaded,
-                Err(code) => return Ok(code),
-            };
-            let dest: Destination = match to.parse() {
-                Ok(dest) => dest,
-                Err(e) => {
-                    eprintln!("error: --to: {e}");
-                    return Ok(ExitCode::from(EXIT_INVALID));
-                }
-            };
-            explain(&policy, &dest, json).context("writing the explanation")?;
+    };
+    if geo.geoip_db.is_empty() && policy.references_countries() {
+        eprintln!("{}: error: {}", file.display(), geo_cmd::database_required(&policy));
+        return Ok(ExitCode::from(EXIT_INVALID));
+    }
+    let db = match geo_cmd::open_db(&geo.geoip_db, geo.geoip_field.as_deref()) {
+        Ok(db) => db,
+        Err(code) => return Ok(code),
+    };
+    if let Err(code) = compile_or_report(file, &policy, db.as_ref()) {
+        return Ok(code);
+    }
+    explain(&policy, &dest, db.as_ref(), json).context("writing the explanation")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Policy { command: PolicyCommand::Check { file, geo } } => {
+            if let Err(code) = check(&file, &geo) {
+                return Ok(code);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Policy { command: PolicyCommand::Explain { file, to, geo, json } } => {
+            explain_command(&file, &to, &geo, json)
+        }
+        Command::Geo { command: GeoCommand::Lookup { addr, db, field, json } } => {
+            geo_cmd::lookup(&addr, &db, field.as_deref(), json)
         }
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {

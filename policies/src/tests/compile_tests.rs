@@ -14,12 +14,14 @@ pub(crate) fn rule(id: u32, action: Action, cidrs: &[&str], ports: &[(u16, u16, 
         name: format!("r{id}"),
         action,
         cidrs: cidrs.iter().map(|c| c.parse().unwrap()).collect(),
+        countries: Vec::new(),
+        country_groups: Vec::new(),
         ports: ports.iter().map(|&(lo, hi, protocol)| PortMatch { lo, hi, protocol }).collect(),
     }
 }
 
 pub(crate) fn policy(default_action: Action, rules: Vec<Rule>) -> Policy {
-    Policy { name: "t".into(), mode: Mode::Enforce, default_action, rules }
+    Policy { name: "t".into(), mode: Mode::Enforce, default_action, rules, unknown_country: None }
 }
 
 fn v4(s: &str) -> IpAddr {
@@ -41,7 +43,7 @@ fn tries_lists_and_items() {
             rule(3, Action::Allow, &["198.51.100.0/24", "198.51.100.0/24"], &[(1, 100, Protocol::Any)]),
         ],
     );
-    let c = compile(&p).unwrap();
+    let c = compile(&p, None).unwrap();
     assert_eq!((c.default_action, c.mode), (ACTION_DENY, MODE_ENFORCE));
     assert_eq!(c.v4.allow.len(), 1);
     let (bytes, len, entry) = c.v4.allow[0];
@@ -83,7 +85,7 @@ fn identical_lists_are_shared_by_many_prefixes() {
     let refs: Vec<&str> = cidrs.iter().map(String::as_str).collect();
     let r6 = rule(2, Action::Allow, &["2001:db8::/48"], &[(443, 443, Protocol::Tcp)]);
     let p = policy(Action::Deny, vec![rule(1, Action::Allow, &refs, &[(443, 443, Protocol::Tcp)]), r6]);
-    let c = compile(&p).unwrap();
+    let c = compile(&p, None).unwrap();
     assert_eq!(c.v4.allow.len(), 10_000);
     assert_eq!(c.lists.len(), 2, "one list per distinct item set");
     assert!(c.v4.allow.windows(2).all(|w| w[0].0 < w[1].0), "entries sorted by address");
@@ -101,7 +103,7 @@ fn too_many_items_on_one_prefix_is_an_error() {
             rule(2, Action::Allow, &["10.0.0.0/8"], &ports),
         ],
     );
-    let err = compile(&p).unwrap_err();
+    let err = compile(&p, None).unwrap_err();
     assert!(matches!(err, CompileError::TooManyItems { items: 18, .. }), "{err:?}");
     let text = err.to_string();
     assert!(text.contains("10.0.0.0/8") && text.contains("1 \"r1\", 2 \"r2\""), "{text}");
@@ -110,7 +112,7 @@ fn too_many_items_on_one_prefix_is_an_error() {
         Action::Deny,
         vec![rule(1, Action::Allow, &["10.0.0.0/8"], &ports), rule(2, Action::Deny, &["10.0.0.0/8"], &ports)],
     );
-    compile(&p).unwrap();
+    compile(&p, None).unwrap();
 }
 
 fn nested(count: u32) -> Vec<String> {
@@ -121,7 +123,7 @@ fn nested(count: u32) -> Vec<String> {
 fn nesting_deeper_than_the_kernel_walk_is_an_error() {
     let cidrs = nested(MAX_DEPTH + 1);
     let refs: Vec<&str> = cidrs.iter().map(String::as_str).collect();
-    let err = compile(&policy(Action::Allow, vec![rule(1, Action::Deny, &refs, &[])])).unwrap_err();
+    let err = compile(&policy(Action::Allow, vec![rule(1, Action::Deny, &refs, &[])]), None).unwrap_err();
     assert!(matches!(err, CompileError::TooDeep { depth: 17, action: Action::Deny, .. }), "{err:?}");
     assert!(err.to_string().contains("10.0.0.0/8 > 10.0.0.0/9"), "{err}");
 
@@ -133,7 +135,7 @@ fn nesting_deeper_than_the_kernel_walk_is_an_error() {
         .map(|(i, c)| rule(i as u32 + 1, Action::Allow, &[c], &[(i as u16 + 1, i as u16 + 1, Protocol::Tcp)]))
         .collect();
     rules.push(rule(17, Action::Allow, &["192.0.2.0/24"], &[]));
-    let c = compile(&policy(Action::Deny, rules)).unwrap();
+    let c = compile(&policy(Action::Deny, rules), None).unwrap();
     assert_eq!(c.evaluate(v4("10.0.0.1"), 1, PROTO_TCP), (ACTION_ALLOW, 1));
     assert_eq!(c.evaluate(v4("10.0.0.1"), 16, PROTO_TCP), (ACTION_ALLOW, 16));
     assert_eq!(c.evaluate(v4("10.0.0.1"), 17, PROTO_TCP), (ACTION_DENY, RULE_DEFAULT));
@@ -148,7 +150,7 @@ fn more_lists_than_the_kernel_array_is_an_error() {
             rule(id, Action::Allow, &[&net], &[(port, port, Protocol::Tcp)])
         })
         .collect();
-    let err = compile(&policy(Action::Deny, rules)).unwrap_err();
+    let err = compile(&policy(Action::Deny, rules), None).unwrap_err();
     assert_eq!(err, CompileError::TooManyLists { lists: MAX_LISTS as usize + 1, max: MAX_LISTS as usize });
 }
 
@@ -161,7 +163,7 @@ fn default_route_prefixes_and_ipv4_mapped_lookup() {
             rule(2, Action::Allow, &["::/0"], &[]),
         ],
     );
-    let c = compile(&p).unwrap();
+    let c = compile(&p, None).unwrap();
     assert_eq!(c.v4.allow[0].2, PrefixEntry { prefix_len: 0, list_id: 0 });
     assert_eq!(c.evaluate(v4("::ffff:192.0.2.1"), 443, PROTO_TCP), (ACTION_ALLOW, 1));
     assert_eq!(c.evaluate(v4("::ffff:192.0.2.1"), 80, PROTO_TCP), (ACTION_DENY, RULE_DEFAULT));
@@ -179,11 +181,13 @@ fn four_hundred_thousand_prefixes() {
         name: "feed".into(),
         action: Action::Allow,
         cidrs: nets,
+        countries: Vec::new(),
+        country_groups: Vec::new(),
         ports: vec![PortMatch { lo: 443, hi: 443, protocol: Protocol::Tcp }],
     };
     let deny = rule(2, Action::Deny, &["32.0.0.0/16"], &[(22, 22, Protocol::Tcp)]);
     let p = policy(Action::Deny, vec![allow, deny]);
-    let c = compile(&p).unwrap();
+    let c = compile(&p, None).unwrap();
     assert_eq!(c.v4.allow.len(), 400_001);
     assert_eq!(c.lists.len(), 2);
     for i in (0..400_000u32).step_by(997) {

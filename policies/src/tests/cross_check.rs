@@ -1,15 +1,19 @@
 //! Randomized cross-check: the kernel model (`Compiled::evaluate`) must agree with the reference
-//! (`Policy::evaluate`), and rendered YAML must parse back to the same policy.
+//! (`Policy::evaluate_with_geo`) on random policies (CIDRs, countries, groups, unknownCountry)
+//! and random geo databases, and rendered YAML must parse back to the same policy.
 
 use std::fmt::Write;
 use std::net::IpAddr;
 
-use ipnet::IpNet;
-use ringfence_common::{ACTION_ALLOW, ACTION_DENY, RULE_DEFAULT};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use ringfence_common::{ACTION_ALLOW, ACTION_DENY, RULE_DEFAULT, RULE_UNKNOWN_COUNTRY};
 
+use crate::countries::{country_str, CountryCode};
+use crate::geo::GeoDb;
+use crate::groups::shipped_group;
 use crate::{
-    compile, normalize_net, parse_policy, Action, CompileError, Destination, Mode, Policy, PortMatch,
-    Protocol, Rule,
+    compile, normalize_net, parse_policy, Action, CompileError, DecidedBy, Destination, Mode, Policy,
+    PortMatch, Protocol, Rule,
 };
 
 /// xorshift64* — deterministic, dependency-free.
@@ -28,6 +32,51 @@ impl Rng {
     fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len() as u64) as usize]
     }
+}
+
+/// Countries of the random databases and policies (DE, FR are in the shipped `eu` group).
+const COUNTRIES: [CountryCode; 5] = [*b"DE", *b"FR", *b"US", *b"JP", *b"CN"];
+/// The policy-defined group every rendered policy carries.
+const MINE: [CountryCode; 2] = [*b"JP", *b"US"];
+
+/// Splits `root` (address, length) recursively into leaves: a gap (no record) or a country,
+/// often the same as the sibling's so that aggregation has work to do.
+fn split(
+    rng: &mut Rng,
+    addr: u128,
+    len: u32,
+    width: u32,
+    depth: u32,
+    hint: CountryCode,
+    out: &mut Vec<(u128, u32, CountryCode)>,
+) {
+    if len < width && depth > 0 && rng.below(5) < 3 {
+        let hint = if rng.below(2) == 0 { hint } else { *rng.pick(&COUNTRIES) };
+        let half = 1u128 << (width - len - 1);
+        split(rng, addr, len + 1, width, depth - 1, hint, out);
+        split(rng, addr | half, len + 1, width, depth - 1, hint, out);
+    } else if rng.below(5) != 0 {
+        let code = if rng.below(3) != 0 { hint } else { *rng.pick(&COUNTRIES) };
+        out.push((addr, len, code));
+    }
+}
+
+fn random_db(rng: &mut Rng) -> GeoDb {
+    let mut v4 = Vec::new();
+    for root in ["10.0.0.0/24", "10.0.1.0/24", "10.1.0.0/24", "192.0.2.0/24", "10.0.2.0/23"] {
+        let net: Ipv4Net = root.parse().unwrap();
+        let hint = *rng.pick(&COUNTRIES);
+        split(rng, u128::from(u32::from(net.network())), 24, 32, 9, hint, &mut v4);
+    }
+    let mut v6 = Vec::new();
+    for root in ["2001:db8::/112", "2001:db8::1:0/112", "2001:db8:1::/48"] {
+        let net: Ipv6Net = root.parse().unwrap();
+        let hint = *rng.pick(&COUNTRIES);
+        split(rng, u128::from(net.network()), u32::from(net.prefix_len()), 128, 10, hint, &mut v6);
+    }
+    let v4 = v4.into_iter().map(|(a, l, c)| (Ipv4Net::new((a as u32).into(), l as u8).unwrap(), c)).collect();
+    let v6 = v6.into_iter().map(|(a, l, c)| (Ipv6Net::new(a.into(), l as u8).unwrap(), c)).collect();
+    GeoDb::from_networks(v4, v6)
 }
 
 const HOSTS4: [&str; 5] = ["10.0.0.5", "10.0.0.200", "10.0.1.5", "10.1.0.1", "192.0.2.9"];
@@ -66,7 +115,13 @@ fn random_policy(rng: &mut Rng) -> Policy {
             id,
             name: format!("rule-{id}"),
             action: action(rng),
-            cidrs: (0..1 + rng.below(3)).map(|_| random_cidr(rng)).collect(),
+            cidrs: match rng.below(10) {
+                0..=4 => (0..1 + rng.below(3)).map(|_| random_cidr(rng)).collect(),
+                5..=7 => Vec::new(),
+                _ => vec![random_cidr(rng)],
+            },
+            countries: Vec::new(),
+            country_groups: Vec::new(),
             ports: (0..rng.below(4))
                 .map(|_| {
                     let lo = 1 + rng.below(10) as u16;
@@ -75,23 +130,55 @@ fn random_policy(rng: &mut Rng) -> Policy {
                 })
                 .collect(),
         })
-        .collect();
+        .collect::<Vec<Rule>>();
+    let mut rules = rules;
+    for rule in &mut rules {
+        if rule.cidrs.is_empty() || rng.below(3) == 0 {
+            add_countries(rng, rule);
+        }
+    }
     let mode = if rng.below(4) == 0 { Mode::Audit } else { Mode::Enforce };
-    Policy { name: "random".into(), mode, default_action: action(rng), rules }
+    let unknown_country = *rng.pick(&[None, Some(Action::Allow), Some(Action::Deny)]);
+    Policy { name: "random".into(), mode, default_action: action(rng), rules, unknown_country }
+}
+
+fn add_countries(rng: &mut Rng, rule: &mut Rule) {
+    let mut codes: Vec<CountryCode> = (0..rng.below(3)).map(|_| *rng.pick(&COUNTRIES)).collect();
+    if codes.is_empty() || rng.below(3) == 0 {
+        let group = *rng.pick(&["eu", "mine", "export-control-example"]);
+        rule.country_groups.push(group.to_owned());
+        match group {
+            "mine" => codes.extend(MINE),
+            shipped => codes.extend(&shipped_group(shipped).unwrap().countries),
+        }
+    }
+    codes.sort_unstable();
+    codes.dedup();
+    rule.countries = codes;
+}
+
+fn codes(codes: &[CountryCode]) -> String {
+    codes.iter().map(country_str).collect::<Vec<_>>().join(", ")
 }
 
 fn render_yaml(p: &Policy) -> String {
-    let mut s = format!("apiVersion: ringfence.dev/v1\nkind: EgressPolicy\nmetadata:\n  name: {}\nspec:\n  mode: {}\n  defaultAction: {}\n  egress:\n", p.name, p.mode, p.default_action);
+    let mut s = format!("apiVersion: ringfence.dev/v1\nkind: EgressPolicy\nmetadata:\n  name: {}\nspec:\n  mode: {}\n  defaultAction: {}\n", p.name, p.mode, p.default_action);
+    if let Some(unknown) = p.unknown_country {
+        writeln!(s, "  unknownCountry: {unknown}").unwrap();
+    }
+    writeln!(s, "  countryGroups:\n    mine: [{}]\n  egress:", codes(&MINE)).unwrap();
     for r in &p.rules {
         let cidrs: Vec<String> = r.cidrs.iter().map(|c| format!("\"{c}\"")).collect();
-        write!(
-            s,
-            "    - name: {}\n      action: {}\n      to:\n        cidrs: [{}]\n",
-            r.name,
-            r.action,
-            cidrs.join(", ")
-        )
-        .unwrap();
+        write!(s, "    - name: {}\n      action: {}\n      to:\n", r.name, r.action).unwrap();
+        if !cidrs.is_empty() {
+            writeln!(s, "        cidrs: [{}]", cidrs.join(", ")).unwrap();
+        }
+        if !r.countries.is_empty() {
+            writeln!(s, "        countries: [{}]", codes(&r.countries)).unwrap();
+        }
+        if !r.country_groups.is_empty() {
+            writeln!(s, "        countryGroups: [{}]", r.country_groups.join(", ")).unwrap();
+        }
         if !r.ports.is_empty() {
             s.push_str("      ports:\n");
             for p in &r.ports {
@@ -107,18 +194,37 @@ fn render_yaml(p: &Policy) -> String {
     s
 }
 
+fn random_dest(rng: &mut Rng) -> Destination {
+    Destination {
+        addr: match random_addr(rng) {
+            IpAddr::V4(a) if rng.below(5) == 0 => IpAddr::V6(a.to_ipv6_mapped()),
+            a => a,
+        },
+        port: if rng.below(6) == 0 { None } else { Some(1 + rng.below(16) as u16) },
+        protocol: if rng.below(2) == 0 { Protocol::Tcp } else { Protocol::Udp },
+    }
+}
+
 #[test]
 fn kernel_model_matches_reference_on_random_policies() {
     let mut rng = Rng(0x5EED_1234_ABCD_0001);
-    let (mut compiled_ok, mut too_many_items, mut checks, mut decided_by_rule) = (0, 0, 0, 0);
-    for round in 0..1500 {
+    let (mut compiled_ok, mut too_many_items, mut checks) = (0, 0, 0);
+    let mut by = std::collections::HashMap::new();
+    let mut db = random_db(&mut rng);
+    for round in 0..2000 {
+        if round % 5 == 0 {
+            db = random_db(&mut rng);
+        }
         let policy = random_policy(&mut rng);
         if round % 10 == 0 {
             assert_eq!(parse_policy(&render_yaml(&policy)).as_ref(), Ok(&policy), "YAML round trip");
         }
-        let compiled = match compile(&policy) {
+        // Policies without countries compile without a database too (and must then agree with
+        // the reference evaluated without one).
+        let geo = if policy.references_countries() || rng.below(2) == 0 { Some(&db) } else { None };
+        let compiled = match compile(&policy, geo) {
             Ok(c) => c,
-            Err(CompileError::TooManyItems { .. }) => {
+            Err(CompileError::TooManyItems { .. } | CompileError::TooManyCountryItems { .. }) => {
                 too_many_items += 1;
                 continue;
             }
@@ -126,31 +232,31 @@ fn kernel_model_matches_reference_on_random_policies() {
         };
         compiled_ok += 1;
         for _ in 0..40 {
-            let dest = Destination {
-                addr: match random_addr(&mut rng) {
-                    IpAddr::V4(a) if rng.below(5) == 0 => IpAddr::V6(a.to_ipv6_mapped()),
-                    a => a,
-                },
-                port: if rng.below(6) == 0 { None } else { Some(1 + rng.below(16) as u16) },
-                protocol: if rng.below(2) == 0 { Protocol::Tcp } else { Protocol::Udp },
-            };
-            let reference = policy.evaluate(&dest);
+            let dest = random_dest(&mut rng);
+            let reference = policy.evaluate_with_geo(&dest, geo);
             let verdict = if reference.audited || reference.action == Action::Deny {
                 ACTION_DENY
             } else {
                 ACTION_ALLOW
             };
-            let expected = (verdict, reference.rule.unwrap_or(RULE_DEFAULT));
+            let rule = match reference.decided_by {
+                DecidedBy::UnknownCountry => RULE_UNKNOWN_COUNTRY,
+                _ => reference.rule.unwrap_or(RULE_DEFAULT),
+            };
             let kernel = compiled.evaluate(dest.addr, dest.port.unwrap_or(0), dest.protocol.to_kernel());
             assert_eq!(
-                kernel, expected,
-                "destination {dest}\npolicy {policy:#?}\nexplanation {:#?}",
+                kernel,
+                (verdict, rule),
+                "destination {dest}\npolicy {policy:#?}\ngeo4 {:?}\nexplanation {:#?}",
+                compiled.geo4,
                 reference.explanation
             );
             checks += 1;
-            decided_by_rule += usize::from(reference.rule.is_some());
+            *by.entry(reference.decided_by).or_insert(0usize) += 1;
         }
     }
-    assert!(compiled_ok > 1200, "compiled {compiled_ok}, too many items {too_many_items}");
-    assert!(decided_by_rule > checks / 4, "rules decided only {decided_by_rule} of {checks}");
+    assert!(compiled_ok > 1500, "compiled {compiled_ok}, too many items {too_many_items}");
+    for step in [DecidedBy::CidrRule, DecidedBy::CountryRule, DecidedBy::UnknownCountry, DecidedBy::Default] {
+        assert!(by.get(&step).copied().unwrap_or(0) > checks / 20, "{step:?} decided too rarely: {by:?}");
+    }
 }

@@ -1,37 +1,98 @@
 use std::path::Path;
 
-use crate::{compile, load_policy_file, Action, Destination};
+use ipnet::{Ipv4Net, Ipv6Net};
+
+use crate::geo::GeoDb;
+use crate::{compile, load_policy_file, Action, DecidedBy, Destination};
+
+/// A small database covering a few documentation and example networks.
+fn db() -> GeoDb {
+    let v4: [(&str, [u8; 2]); 5] = [
+        ("81.2.69.0/24", *b"GB"),
+        ("89.160.20.0/24", *b"SE"),
+        ("5.9.0.0/16", *b"DE"),
+        ("203.0.113.0/24", *b"IR"),
+        ("95.173.128.0/19", *b"RU"),
+    ];
+    let v4: Vec<(Ipv4Net, [u8; 2])> = v4.iter().map(|(n, c)| (n.parse().unwrap(), *c)).collect();
+    let v6: Vec<(Ipv6Net, [u8; 2])> = vec![("2a01:4f8::/32".parse().unwrap(), *b"DE")];
+    GeoDb::from_networks(v4, v6)
+}
 
 #[test]
 fn every_example_parses_and_compiles() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let mut count = 0;
+    let (mut count, mut with_countries) = (0, 0);
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         if !matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
             continue;
         }
         let policy = load_policy_file(&path).unwrap_or_else(|e| panic!("{e}"));
-        let compiled = compile(&policy).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let geo = db();
+        let compiled = compile(&policy, Some(&geo)).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert!(!policy.rules.is_empty(), "{}", path.display());
-        assert!(compiled.prefix_count() >= policy.rules.len(), "{}", path.display());
+        if policy.references_countries() {
+            with_countries += 1;
+            assert!(compiled.geo_entries() > 0, "{}", path.display());
+            assert!(compile(&policy, None).is_err(), "{}", path.display());
+        } else {
+            assert!(compiled.prefix_count() >= policy.rules.len(), "{}", path.display());
+        }
         count += 1;
     }
-    assert!(count >= 2, "expected at least two example policies, found {count}");
+    assert!(count >= 4, "expected at least four example policies, found {count}");
+    assert!(with_countries >= 2, "expected at least two examples with countries");
+}
+
+fn verdicts(file: &str) -> impl Fn(&str) -> (Action, Option<String>, DecidedBy) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(file);
+    let policy = load_policy_file(&path).unwrap();
+    let geo = db();
+    let compiled = compile(&policy, Some(&geo)).unwrap();
+    move |to: &str| {
+        let dest: Destination = to.parse().unwrap();
+        let d = policy.evaluate_with_geo(&dest, Some(&geo));
+        let (action, _) = compiled.evaluate(dest.addr, dest.port.unwrap_or(0), dest.protocol.to_kernel());
+        assert_eq!(action == ringfence_common::ACTION_ALLOW, d.action == Action::Allow, "{to}");
+        (d.action, d.rule.and_then(|id| policy.rule(id)).map(|r| r.name.clone()), d.decided_by)
+    }
 }
 
 #[test]
 fn training_node_template_behaves_as_documented() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/training-node-default-deny.yaml");
-    let policy = load_policy_file(&path).unwrap();
-    let verdict = |to: &str| {
-        let dest: Destination = to.parse().unwrap();
-        let d = policy.evaluate(&dest);
-        (d.action, d.rule.and_then(|id| policy.rule(id)).map(|r| r.name.clone()))
+    let verdict = verdicts("training-node-default-deny.yaml");
+    let v = |to: &str| {
+        let (action, rule, _) = verdict(to);
+        (action, rule)
     };
-    assert_eq!(verdict("198.51.100.20:443/tcp"), (Action::Allow, Some("checkpoint-store".into())));
-    assert_eq!(verdict("198.51.100.20:22/tcp").0, Action::Deny);
-    assert_eq!(verdict("192.0.2.53:53/udp"), (Action::Allow, Some("dns-ntp-resolvers".into())));
-    assert_eq!(verdict("169.254.169.254:80/tcp"), (Action::Deny, Some("block-link-local-metadata".into())));
-    assert_eq!(verdict("8.8.8.8:443/tcp"), (Action::Deny, None));
+    assert_eq!(v("198.51.100.20:443/tcp"), (Action::Allow, Some("checkpoint-store".into())));
+    assert_eq!(v("198.51.100.20:22/tcp").0, Action::Deny);
+    assert_eq!(v("192.0.2.53:53/udp"), (Action::Allow, Some("dns-ntp-resolvers".into())));
+    assert_eq!(v("169.254.169.254:80/tcp"), (Action::Deny, Some("block-link-local-metadata".into())));
+    assert_eq!(v("8.8.8.8:443/tcp"), (Action::Deny, None));
+}
+
+#[test]
+fn eu_only_example_behaves_as_documented() {
+    let v = verdicts("jurisdiction-eu-only.yaml");
+    let eu = Some("eu-https".to_owned());
+    assert_eq!(v("5.9.1.1:443/tcp"), (Action::Allow, eu.clone(), DecidedBy::CountryRule));
+    assert_eq!(v("[2a01:4f8::1]:443/tcp"), (Action::Allow, eu.clone(), DecidedBy::CountryRule));
+    assert_eq!(v("89.160.20.128:443/tcp"), (Action::Allow, eu, DecidedBy::CountryRule));
+    assert_eq!(v("5.9.1.1:80/tcp"), (Action::Deny, None, DecidedBy::Default));
+    assert_eq!(v("81.2.69.142:443/tcp"), (Action::Deny, None, DecidedBy::Default));
+    assert_eq!(v("8.8.8.8:443/tcp"), (Action::Deny, None, DecidedBy::UnknownCountry));
+    assert_eq!(v("10.1.2.3:22/tcp"), (Action::Allow, Some("internal-networks".into()), DecidedBy::CidrRule));
+}
+
+#[test]
+fn export_control_example_behaves_as_documented() {
+    let v = verdicts("export-control-deny.yaml");
+    let deny = Some("deny-export-controlled".to_owned());
+    assert_eq!(v("203.0.113.9:443/tcp"), (Action::Deny, deny.clone(), DecidedBy::CountryRule));
+    assert_eq!(v("95.173.130.1:53/udp"), (Action::Deny, deny, DecidedBy::CountryRule));
+    assert_eq!(v("203.0.113.10:443/tcp"), (Action::Allow, Some("vetted-mirror".into()), DecidedBy::CidrRule));
+    assert_eq!(v("81.2.69.142:443/tcp"), (Action::Allow, None, DecidedBy::Default));
+    assert_eq!(v("10.0.0.1:443/tcp"), (Action::Allow, None, DecidedBy::UnknownCountry));
 }

@@ -3,6 +3,9 @@
 mod compile_tests;
 mod cross_check;
 mod examples;
+mod geo_compile;
+mod geo_parse;
+mod geo_precedence;
 mod parse_errors;
 mod parse_ok;
 mod precedence;

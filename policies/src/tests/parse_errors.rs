@@ -67,9 +67,14 @@ spec:
         &diags,
         7,
         3,
-        "unknown field \"priority\" in spec (expected one of: mode, defaultAction, egress)",
+        "unknown field \"priority\" in spec (expected one of: mode, defaultAction, unknownCountry, countryGroups, egress)",
     );
-    assert_diag(&diags, 11, 33, "unknown field \"hosts\" in \"to\" of rule \"r\" (expected one of: cidrs)");
+    assert_diag(
+        &diags,
+        11,
+        33,
+        "unknown field \"hosts\" in \"to\" of rule \"r\" (expected one of: cidrs, countries, countryGroups)",
+    );
     assert_diag(
         &diags,
         12,

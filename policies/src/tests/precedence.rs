@@ -40,7 +40,7 @@ fn check(p: &Policy, dest: &str, action: Action, rule: Option<u32>, prefix: Opti
     assert_eq!((decision.action, decision.rule), (action, rule), "{dest}: {:#?}", decision.explanation);
     assert_eq!(decision.matched_prefix.map(|n| n.to_string()).as_deref(), prefix, "{dest}");
     assert!(!decision.explanation.is_empty());
-    let compiled = compile(p).unwrap();
+    let compiled = compile(p, None).unwrap();
     let (kaction, krule) = compiled.evaluate(d.addr, d.port.unwrap_or(0), d.protocol.to_kernel());
     let expected = if decision.audited { Action::Deny } else { decision.action };
     assert_eq!(
@@ -127,6 +127,6 @@ fn audit_mode_allows_denies_and_marks_them() {
     let d = p.evaluate(&"10.9.9.9:443/tcp".parse().unwrap());
     assert_eq!((d.action, d.audited, d.rule), (Action::Allow, false, Some(1)));
     check(&p, "10.2.3.4:443/tcp", Action::Allow, Some(4), Some("10.2.0.0/16"));
-    let compiled = compile(&p).unwrap();
+    let compiled = compile(&p, None).unwrap();
     assert_eq!(compiled.mode, ringfence_common::MODE_AUDIT);
 }

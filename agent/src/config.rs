@@ -1,0 +1,18 @@
+//! What `ringfence-agent run` was asked to do.
+use std::{path::PathBuf, time::Duration};
+
+/// Arguments of `run`.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub policy: PathBuf,
+    pub cgroup: PathBuf,
+    pub bpffs: PathBuf,
+    /// Geo-IP databases (MaxMind DB format): none, one with both families, or one per family.
+    pub geoip_db: Vec<PathBuf>,
+    /// Dotted field holding the country code; `None` detects it.
+    pub geoip_field: Option<String>,
+    /// How often the policy and database files are checked for changes.
+    pub watch_interval: Duration,
+    /// How long to keep draining events after a shutdown signal.
+    pub grace: Duration,
+}

@@ -1,0 +1,125 @@
+//! `cargo xtask bench`: connect() latency with the policy loaded at 1k, 100k and 400k prefixes,
+//! against no program and against nftables doing the same job, all in one run (see `rig`).
+//! `cargo xtask bench-geo`: the same for country policies, plus compile and swap time, map entries
+//! after aggregation and the agent's memory.
+mod geo;
+mod rig;
+
+use std::{
+    fmt::Write as _,
+    path::Path,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+pub use geo::{bench_geo, GeoBenchArgs};
+pub use rig::{client, server};
+use rig::{NftJob, Rig};
+
+use crate::util::{output, workspace_root};
+
+/// Options shared by both benchmarks.
+#[derive(clap::Args, Clone)]
+pub struct Rounds {
+    /// Interleaved rounds per configuration.
+    #[arg(long, default_value_t = 12)]
+    rounds: usize,
+    /// connect() calls per measurement.
+    #[arg(long, default_value_t = 2000)]
+    connects: usize,
+    /// Directory with the geo data (default: ../shared/geo beside the workspace).
+    #[arg(long)]
+    geo: Option<std::path::PathBuf>,
+}
+
+impl Rounds {
+    fn geo_dir(&self) -> Result<std::path::PathBuf> {
+        let dir = self.geo.clone().unwrap_or_else(|| workspace_root().join("../shared/geo"));
+        if !dir.join("iptoasn-country").is_dir() {
+            bail!("geo data not found at {} (needs iptoasn-country/; pass --geo DIR)", dir.display());
+        }
+        Ok(dir)
+    }
+}
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Prefix counts to load (taken from iptoasn-country; the largest also takes its IPv6 list).
+    #[arg(long, value_delimiter = ',', default_value = "1000,100000,400000")]
+    sizes: Vec<usize>,
+    #[command(flatten)]
+    rounds: Rounds,
+}
+
+fn prefixes(geo: &Path, n: usize) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for fam in ["ipv4", "ipv6"] {
+        let f = geo.join(format!("iptoasn-country/iptoasn-country-cidr-{fam}.csv.gz"));
+        let text = output(Command::new("gzip").arg("-dc").arg(&f))
+            .with_context(|| format!("reading {}", f.display()))?;
+        out.extend(
+            text.lines().skip(1).filter_map(|l| l.split(',').next()).map(str::to_string).take(n - out.len()),
+        );
+        if out.len() >= n {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+fn policy_yaml(cidrs: &[String]) -> String {
+    let mut s = String::from("apiVersion: ringfence.dev/v1\nkind: EgressPolicy\nmetadata: { name: bench }\nspec:\n  defaultAction: deny\n  egress:\n    - name: bench-allow\n      action: allow\n      to:\n        cidrs:\n          - 198.51.100.0/24\n");
+    for c in cidrs {
+        let _ = writeln!(s, "          - \"{c}\"");
+    }
+    s
+}
+
+/// Prints one result line and returns it for the summary.
+fn report(label: &str, c: &rig::Comparison, extra: &str) -> String {
+    let line = format!(
+        "{label:>24}: none {:.1} µs, ringfence {:.1} µs ({:.3}x), nftables {:.1} µs ({:.3}x); ringfence/nftables {:.3}; nft load {:.2} s{extra}",
+        c.none, c.ringfence, c.ringfence / c.none, c.nftables, c.nftables / c.none, c.ringfence / c.nftables, c.nft_load.as_secs_f64()
+    );
+    println!("bench: {line}");
+    line
+}
+
+pub fn bench(args: BenchArgs) -> Result<()> {
+    let geo = args.rounds.geo_dir()?;
+    let rig = Rig::new("bench")?;
+    let policy = rig.dir.join("bench-policy.yaml");
+    let mut agent = None;
+    let mut summary = Vec::new();
+    for &size in &args.sizes {
+        let cidrs = prefixes(&geo, size)?;
+        std::fs::write(&policy, policy_yaml(&cidrs))?;
+        let t0 = Instant::now();
+        match &agent {
+            None => agent = Some(rig.agent(&policy, &[])),
+            Some(a) => {
+                let applied = a.count("policy applied");
+                a.hup();
+                a.wait_for_count("policy applied", applied + 1, Duration::from_secs(120));
+            }
+        }
+        let apply = t0.elapsed();
+        let mut job =
+            NftJob { prefixes: cidrs.iter().map(|c| (c.clone(), true)).collect(), otherwise_accept: false };
+        job.prefixes.push(("198.51.100.0/24".into(), true));
+        let c = rig.compare(&job, args.rounds.rounds, args.rounds.connects)?;
+        summary.push(report(
+            &format!("{} prefixes", cidrs.len() + 1),
+            &c,
+            &format!("; agent apply {:.2} s", apply.as_secs_f64()),
+        ));
+    }
+    drop(agent);
+    println!(
+        "\nsummary (median connect() latency, {} rounds x {} connects):",
+        args.rounds.rounds, args.rounds.connects
+    );
+    summary.iter().for_each(|l| println!("  {l}"));
+    Ok(())
+}
