@@ -59,8 +59,12 @@ fn human(v: &Value) -> String {
         v.get(k).map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string())).unwrap_or_default()
     };
     if s("message") == "verdict" {
+        let country = match s("country").as_str() {
+            "" => String::new(),
+            c => format!(" country {c}"),
+        };
         format!(
-            "  event | {:<10} {} {}:{} from pid {} ({}) rule {} [generation {}]",
+            "  event | {:<10} {} {}:{} from pid {} ({}) rule {}{country} [generation {}]",
             s("verdict"),
             s("protocol"),
             s("dst"),

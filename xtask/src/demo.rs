@@ -5,6 +5,7 @@
 use std::{path::Path, thread::sleep, time::Duration};
 
 use anyhow::{bail, Result};
+use ringfence_policy::geo::fixture::{write_mmdb, Layout};
 use ringfence_tests::{agent::AgentProc, Lab, ProbeResult};
 
 use crate::util::{cargo, is_root, run, workspace_root};
@@ -31,7 +32,7 @@ const STEPS: &[Step] = &[
         what: "checkpoint store, wrong port (default deny)",
         proto: "tcp",
         addr: "198.51.100.10",
-        port: 8080,
+        port: 9000,
         expect_ok: false,
     },
     Step {
@@ -69,7 +70,36 @@ const STEPS: &[Step] = &[
         port: 443,
         expect_ok: false,
     },
+    Step {
+        what: "partner service in DE (rule eu-partners)",
+        proto: "tcp",
+        addr: "198.51.100.20",
+        port: 8080,
+        expect_ok: true,
+    },
+    Step {
+        what: "same service in CN (default deny)",
+        proto: "tcp",
+        addr: "203.0.113.5",
+        port: 8080,
+        expect_ok: false,
+    },
 ];
+
+/// The demo's geo-IP database: documentation ranges placed in countries.
+const GEO: [(&str, &str); 4] = [
+    ("198.51.100.0/24", "DE"),
+    ("2001:db8:10::/48", "DE"),
+    ("203.0.113.0/24", "CN"),
+    ("2001:db8:20::/48", "CN"),
+];
+
+fn write_geo_db(path: &Path) -> Result<()> {
+    let nets: Vec<(ipnet::IpNet, &str)> =
+        GEO.iter().map(|(n, c)| (n.parse().expect("network"), *c)).collect();
+    write_mmdb(path, &nets, Layout::GeoIp2Country, 6)?;
+    Ok(())
+}
 
 fn probe(lab: &Lab, proto: &str, addr: &str, port: u16) -> ProbeResult {
     match proto {
@@ -118,6 +148,13 @@ pub fn demo() -> Result<()> {
     let dir = tempdir()?;
     let policy = dir.join("policy.yaml");
     std::fs::write(&policy, POLICY)?;
+    let geo_db = dir.join("country.mmdb");
+    write_geo_db(&geo_db)?;
+    println!(
+        "== Geo-IP database ({}): {}",
+        geo_db.display(),
+        GEO.iter().map(|(n, c)| format!("{n} -> {c}")).collect::<Vec<_>>().join(", ")
+    );
     println!(
         "== Policy ({}):\n{}",
         policy.display(),
@@ -130,7 +167,9 @@ pub fn demo() -> Result<()> {
     );
 
     println!("\n== Starting ringfence-agent on cgroup {}", lab.cgroup_path().display());
-    let mut agent = AgentProc::spawn(&agent_bin, &policy, lab.cgroup_path(), lab.bpffs_path(), true);
+    let geo_args = [std::ffi::OsString::from("--geoip-db"), geo_db.clone().into_os_string()];
+    let mut agent =
+        AgentProc::spawn_with(&agent_bin, &policy, lab.cgroup_path(), lab.bpffs_path(), &geo_args, true);
     agent.wait_for_message("enforcing", Duration::from_secs(20));
 
     println!("\n== Connections from a workload in the cgroup (each verdict arrives as a live event)");

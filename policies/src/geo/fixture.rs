@@ -1,6 +1,6 @@
 //! Writing small country databases for tests (feature `fixtures`, always in unit tests).
 //!
-//! ```ignore
+//! ```text
 //! use ringfence_policy::geo::fixture::{write_mmdb, Layout};
 //! write_mmdb(&dir.join("geo.mmdb"),
 //!     &[("198.51.100.0/24".parse()?, "DE"), ("2001:db8::/32".parse()?, "FR")],
