@@ -231,6 +231,13 @@ impl AgentProc {
         self.signal(libc::SIGHUP);
     }
 
+    /// Sends SIGHUP and waits until the agent applied the policy once more.
+    pub fn hup_and_wait(&self, timeout: Duration) {
+        let applied = self.count("policy applied");
+        self.hup();
+        self.wait_for_count("policy applied", applied + 1, timeout);
+    }
+
     /// Kills the agent with SIGKILL, as a crash would.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();

@@ -87,10 +87,8 @@ pub fn bench_geo(args: GeoBenchArgs) -> Result<()> {
         let compiled = compile(&parsed, Some(&db))?;
         let compile_only = t.elapsed();
         std::fs::write(&policy, yaml)?;
-        let applied = agent.count("policy applied");
         let t = Instant::now();
-        agent.hup();
-        agent.wait_for_count("policy applied", applied + 1, Duration::from_secs(120));
+        agent.hup_and_wait(Duration::from_secs(120));
         let swap = t.elapsed();
         let (rss, peak) = rss_mib(agent.pid())?;
         let c = rig.compare(&nft_job(&compiled), args.rounds.rounds, args.rounds.connects)?;
@@ -102,10 +100,6 @@ pub fn bench_geo(args: GeoBenchArgs) -> Result<()> {
         summary.push(report(label, &c, &extra));
     }
     drop(agent);
-    println!(
-        "\nsummary (median connect() latency, {} rounds x {} connects):",
-        args.rounds.rounds, args.rounds.connects
-    );
-    summary.iter().for_each(|l| println!("  {l}"));
+    args.rounds.print_summary(&summary);
     Ok(())
 }

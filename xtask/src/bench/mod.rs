@@ -34,6 +34,15 @@ pub struct Rounds {
 }
 
 impl Rounds {
+    /// Repeats the result lines at the end, under the measurement settings.
+    fn print_summary(&self, lines: &[String]) {
+        println!(
+            "\nsummary (median connect() latency, {} rounds x {} connects):",
+            self.rounds, self.connects
+        );
+        lines.iter().for_each(|l| println!("  {l}"));
+    }
+
     fn geo_dir(&self) -> Result<std::path::PathBuf> {
         let dir = self.geo.clone().unwrap_or_else(|| workspace_root().join("../shared/geo"));
         if !dir.join("iptoasn-country").is_dir() {
@@ -98,11 +107,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         let t0 = Instant::now();
         match &agent {
             None => agent = Some(rig.agent(&policy, &[])),
-            Some(a) => {
-                let applied = a.count("policy applied");
-                a.hup();
-                a.wait_for_count("policy applied", applied + 1, Duration::from_secs(120));
-            }
+            Some(a) => a.hup_and_wait(Duration::from_secs(120)),
         }
         let apply = t0.elapsed();
         let mut job =
@@ -116,10 +121,6 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         ));
     }
     drop(agent);
-    println!(
-        "\nsummary (median connect() latency, {} rounds x {} connects):",
-        args.rounds.rounds, args.rounds.connects
-    );
-    summary.iter().for_each(|l| println!("  {l}"));
+    args.rounds.print_summary(&summary);
     Ok(())
 }
