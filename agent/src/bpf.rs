@@ -35,9 +35,18 @@ fn bpf_error(e: impl std::error::Error) -> AgentError {
     let mut msg = e.to_string();
     let mut src = e.source();
     while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
+        let s_msg = s.to_string();
+        if !msg.contains(&s_msg) {
+            msg.push_str(": ");
+            msg.push_str(&s_msg);
+        }
         src = s.source();
+    }
+    if msg.contains("Operation not permitted") {
+        msg.push_str(
+            " (the kernel refused the bpf() call: run as root in the initial user namespace with \
+             CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN, and check kernel lockdown)",
+        );
     }
     AgentError::BpfUnavailable(msg)
 }

@@ -215,3 +215,26 @@ fn not_root_is_refused_with_exit_77() {
     assert!(matches!(out.status.code(), Some(77) | Some(64)), "{:?} {stderr}", out.status);
     assert!(stderr.contains("not running as root"), "{stderr}");
 }
+
+#[test]
+fn refused_bpf_is_reported_with_exit_69() {
+    let e = Enforced::prepare("nobpf", &[], &reload_policy(0));
+    // Root in a new user namespace passes every check but the kernel refuses bpf().
+    for dir in ["maps", "links"] {
+        std::fs::create_dir_all(e.bpffs().join(dir)).expect("pin directories");
+    }
+    let out = Command::new("unshare")
+        .args(["--user", "--map-root-user"])
+        .arg(agent_bin())
+        .args(["run", "--policy"])
+        .arg(&e.policy)
+        .arg("--cgroup")
+        .arg(e.lab.cgroup_path())
+        .arg("--bpffs")
+        .arg(e.bpffs())
+        .output()
+        .expect("run agent in a user namespace");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(69), "{stderr}");
+    assert!(stderr.contains("BPF is unavailable") && stderr.contains("kernel refused"), "{stderr}");
+}
