@@ -7,13 +7,14 @@ use std::{
 };
 
 use aya::{
+    maps::CgroupArray,
     programs::{
         links::{FdLink, PinnedLink},
-        CgroupAttachMode, CgroupSockAddr,
+        CgroupAttachMode, CgroupSockAddr, SchedClassifier, TcAttachType,
     },
     Ebpf, EbpfLoader,
 };
-use ringfence_common::PROGRAMS;
+use ringfence_common::{CGROUP_MAP, PROGRAMS, TC_EGRESS, TC_INGRESS};
 use tracing::{debug, info};
 
 use crate::{error::AgentError, maps::maps_dir};
@@ -59,9 +60,34 @@ pub fn load(bpffs: &Path) -> Result<Ebpf, AgentError> {
     EbpfLoader::new().default_map_pin_directory(maps_dir(bpffs)).load(EBPF_OBJECT).map_err(bpf_error)
 }
 
-/// Loads every program and attaches it to `cgroup`, replacing previously pinned links.
+/// Pins `link` as `<links>/<name>`, replacing (and so detaching) a link pinned there before. The
+/// new link is attached first, so the old and new programs overlap instead of leaving a gap.
+fn pin_replacing(link: FdLink, links: &Path, name: &str) -> Result<(), AgentError> {
+    let pin = links.join(name);
+    // bpffs refuses names with a dot.
+    let staging = links.join(format!("{name}_next"));
+    if staging.exists() {
+        fs::remove_file(&staging).map_err(|e| AgentError::io("remove stale pin", &staging, e))?;
+    }
+    link.pin(&staging).map_err(bpf_error)?;
+    if pin.exists() {
+        let old = PinnedLink::from_pin(&pin).map_err(bpf_error)?;
+        drop(old.unpin().map_err(|e| AgentError::io("unpin", &pin, e))?);
+        debug!(link = name, "replaced adopted link");
+    }
+    fs::rename(&staging, &pin).map_err(|e| AgentError::io("rename pin", &staging, e))
+}
+
+/// Loads every cgroup program and attaches it to `cgroup`, replacing previously pinned links;
+/// records the cgroup for the packet path.
 pub fn attach_all(ebpf: &mut Ebpf, cgroup: &Path, bpffs: &Path) -> Result<(), AgentError> {
     let cg = File::open(cgroup).map_err(|e| AgentError::io("open cgroup", cgroup, e))?;
+    let mut cgroups: CgroupArray<_> = ebpf
+        .map_mut(CGROUP_MAP)
+        .ok_or_else(|| AgentError::BpfUnavailable(format!("map {CGROUP_MAP} missing from the object")))?
+        .try_into()
+        .map_err(bpf_error)?;
+    cgroups.set(0, std::os::fd::AsRawFd::as_raw_fd(&cg), 0).map_err(bpf_error)?;
     let links = links_dir(bpffs);
     for name in PROGRAMS {
         let prog: &mut CgroupSockAddr = ebpf
@@ -74,20 +100,49 @@ pub fn attach_all(ebpf: &mut Ebpf, cgroup: &Path, bpffs: &Path) -> Result<(), Ag
         // kernel rejects any attach flag, so the mode must be the default (no flags).
         let id = prog.attach(&cg, CgroupAttachMode::Single).map_err(bpf_error)?;
         let link: FdLink = prog.take_link(id).map_err(bpf_error)?.try_into().map_err(bpf_error)?;
-        let pin = links.join(name);
-        // bpffs refuses names with a dot.
-        let staging = links.join(format!("{name}_next"));
-        if staging.exists() {
-            fs::remove_file(&staging).map_err(|e| AgentError::io("remove stale pin", &staging, e))?;
+        pin_replacing(link, &links, name)?;
+    }
+    Ok(())
+}
+
+/// The pin name of a packet-path link.
+fn tc_pin(program: &str, interface: &str) -> String {
+    format!("{program}_{interface}")
+}
+
+/// Attaches the packet-path programs (tcx) to each uplink interface of this network namespace,
+/// and removes packet-path links of interfaces no longer listed.
+pub fn attach_packet_path(ebpf: &mut Ebpf, interfaces: &[String], bpffs: &Path) -> Result<(), AgentError> {
+    let links = links_dir(bpffs);
+    let mut wanted = Vec::new();
+    for (program, direction) in [(TC_EGRESS, TcAttachType::Egress), (TC_INGRESS, TcAttachType::Ingress)] {
+        let prog: &mut SchedClassifier = ebpf
+            .program_mut(program)
+            .ok_or_else(|| AgentError::BpfUnavailable(format!("program {program} missing from the object")))?
+            .try_into()
+            .map_err(bpf_error)?;
+        prog.load().map_err(bpf_error)?;
+        for iface in interfaces {
+            let id = prog.attach(iface, direction).map_err(|e| {
+                AgentError::BpfUnavailable(format!("attaching {program} to interface {iface}: {e}"))
+            })?;
+            let link: FdLink = prog.take_link(id).map_err(bpf_error)?.try_into().map_err(bpf_error)?;
+            let name = tc_pin(program, iface);
+            pin_replacing(link, &links, &name)?;
+            wanted.push(name);
         }
-        link.pin(&staging).map_err(bpf_error)?;
-        if pin.exists() {
-            // The new program is attached: now the adopted link can go.
-            let old = PinnedLink::from_pin(&pin).map_err(bpf_error)?;
-            drop(old.unpin().map_err(|e| AgentError::io("unpin", &pin, e))?);
-            debug!(program = name, "replaced adopted link");
+    }
+    for stale in read_dir_sorted(&links)? {
+        let name = stale.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        if name.starts_with("rf_tc_") && !wanted.contains(&name) {
+            drop(
+                PinnedLink::from_pin(&stale)
+                    .map_err(bpf_error)?
+                    .unpin()
+                    .map_err(|e| AgentError::io("unpin", &stale, e))?,
+            );
+            info!(link = %name, "detached packet path from an interface no longer listed");
         }
-        fs::rename(&staging, &pin).map_err(|e| AgentError::io("rename pin", &staging, e))?;
     }
     Ok(())
 }

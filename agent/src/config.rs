@@ -11,6 +11,10 @@ pub struct RunConfig {
     pub geoip_db: Vec<PathBuf>,
     /// Dotted field holding the country code; `None` detects it.
     pub geoip_field: Option<String>,
+    /// Uplink interfaces (in the agent's network namespace) that get the packet path.
+    pub interfaces: Vec<String>,
+    /// Flows without a packet for this long are removed from the flow table.
+    pub flow_idle_timeout: Duration,
     /// How often the policy and database files are checked for changes.
     pub watch_interval: Duration,
     /// How long to keep draining events after a shutdown signal.

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use ringfence_agent::{
     bpf,
     error::AgentError,
+    flows::FlowTable,
     geo::GeoStatus,
     logging::{self, LogFormat},
     maps::PinnedMaps,
@@ -43,6 +44,13 @@ enum Cmd {
         /// Dotted field holding the country code (default: detected).
         #[arg(long = "geoip-field", value_name = "FIELD")]
         geoip_field: Option<String>,
+        /// Uplink interface for the packet path (flow accounting, policy on raw and forwarded
+        /// traffic); repeat for several. The agent must run in the interface's network namespace.
+        #[arg(long = "interface", value_name = "IFACE")]
+        interfaces: Vec<String>,
+        /// Seconds without a packet after which a flow leaves the flow table.
+        #[arg(long, default_value_t = 300.0)]
+        flow_idle_timeout: f64,
         /// Seconds between checks of the policy and database files for changes.
         #[arg(long, default_value_t = 1.0)]
         watch_interval: f64,
@@ -51,6 +59,14 @@ enum Cmd {
     Detach {
         #[arg(long, default_value = DEFAULT_BPFFS)]
         bpffs: PathBuf,
+    },
+    /// Per-flow byte counters from the packet path (JSON lines with --json).
+    Flows {
+        #[arg(long, default_value = DEFAULT_BPFFS)]
+        bpffs: PathBuf,
+        /// Print one JSON array.
+        #[arg(long)]
+        json: bool,
     },
     /// Show the policy generation in force and the kernel counters.
     Status {
@@ -96,11 +112,45 @@ fn status(bpffs: PathBuf, json: bool) -> Result<(), AgentError> {
     Ok(())
 }
 
+fn flows(bpffs: PathBuf, json: bool) -> Result<(), AgentError> {
+    let flows = FlowTable::open(&bpffs)?.flows()?;
+    if json {
+        println!("{}", serde_json::to_string(&flows).expect("flows serialize"));
+        return Ok(());
+    }
+    println!(
+        "{:<5} {:>40} {:>40} {:>14} {:>14} {:>8} {:>10}",
+        "proto", "local", "remote", "tx bytes", "rx bytes", "dropped", "cgroup"
+    );
+    for f in flows {
+        println!(
+            "{:<5} {:>40} {:>40} {:>14} {:>14} {:>8} {:>10}",
+            f.protocol,
+            format!("{}:{}", f.local, f.local_port),
+            format!("{}:{}", f.remote, f.remote_port),
+            f.tx_bytes,
+            f.rx_bytes,
+            f.dropped_packets,
+            f.cgroup_id
+        );
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format);
     let result = match cli.cmd {
-        Cmd::Run { policy, cgroup, bpffs, geoip_db, geoip_field, watch_interval } => {
+        Cmd::Run {
+            policy,
+            cgroup,
+            bpffs,
+            geoip_db,
+            geoip_field,
+            interfaces,
+            flow_idle_timeout,
+            watch_interval,
+        } => {
             if !(0.05..=3600.0).contains(&watch_interval) {
                 Err(AgentError::Config(vec![format!(
                     "--watch-interval {watch_interval}: must be between 0.05 and 3600 seconds"
@@ -112,6 +162,8 @@ fn main() -> ExitCode {
                     bpffs,
                     geoip_db,
                     geoip_field,
+                    interfaces,
+                    flow_idle_timeout: Duration::from_secs_f64(flow_idle_timeout.clamp(0.1, 86_400.0)),
                     watch_interval: Duration::from_secs_f64(watch_interval),
                     grace: Duration::from_secs(2),
                 };
@@ -126,6 +178,7 @@ fn main() -> ExitCode {
             println!("removed {} pins under {}", removed.len(), bpffs.display());
         }),
         Cmd::Status { bpffs, json } => status(bpffs, json),
+        Cmd::Flows { bpffs, json } => flows(bpffs, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,7 +11,7 @@ use aya::maps::{
 use ringfence_common::{
     GeoEntry, GeoInfo, MatchList, PolicyConfig, PrefixEntry, ACTIVE_MAP, ALLOW_V4_MAPS, ALLOW_V6_MAPS,
     CONFIG_MAP, DENY_V4_MAPS, DENY_V6_MAPS, GEO_INFO_MAP, GEO_V4_MAPS, GEO_V6_MAPS, LIST_MAPS, STATS_MAP,
-    STAT_ALLOWED, STAT_AUDITED, STAT_DENIED, STAT_EVENTS_DROPPED,
+    STAT_ALLOWED, STAT_AUDITED, STAT_DENIED, STAT_EVENTS_DROPPED, STAT_PACKETS_DROPPED,
 };
 use ringfence_policy::Compiled;
 use serde::Serialize;
@@ -50,6 +50,8 @@ pub struct Stats {
     pub denied: u64,
     pub audited: u64,
     pub events_dropped: u64,
+    /// Packets dropped by the policy on the packet path.
+    pub packets_dropped: u64,
 }
 
 /// The policy the kernel is reading now.
@@ -162,6 +164,7 @@ impl PinnedMaps {
             denied: sum(STAT_DENIED)?,
             audited: sum(STAT_AUDITED)?,
             events_dropped: sum(STAT_EVENTS_DROPPED)?,
+            packets_dropped: sum(STAT_PACKETS_DROPPED)?,
         })
     }
 }

@@ -96,6 +96,14 @@ pub fn check(cfg: &RunConfig) -> Result<Checked, AgentError> {
     if let Err(e) = check_bpffs(&cfg.bpffs) {
         errors.push(e);
     }
+    for iface in &cfg.interfaces {
+        // if_nametoindex asks the process's own network namespace (sysfs may show another one).
+        let known =
+            CString::new(iface.as_str()).is_ok_and(|c| unsafe { libc::if_nametoindex(c.as_ptr()) } != 0);
+        if !known {
+            errors.push(format!("--interface {iface}: no such network interface in this network namespace"));
+        }
+    }
     let euid = unsafe { libc::geteuid() };
     if !errors.is_empty() {
         if euid != 0 {
@@ -127,6 +135,8 @@ mod tests {
             bpffs: dir.join("pins"),
             geoip_db: vec![dir.join("missing.mmdb")],
             geoip_field: None,
+            interfaces: Vec::new(),
+            flow_idle_timeout: std::time::Duration::from_secs(60),
             watch_interval: std::time::Duration::from_secs(1),
             grace: std::time::Duration::from_secs(1),
         };

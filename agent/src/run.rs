@@ -12,6 +12,7 @@ use crate::{
     bpf,
     error::AgentError,
     events::{log_record, EventReader, RuleNames},
+    flows::FlowTable,
     geo,
     maps::PinnedMaps,
     preflight,
@@ -121,6 +122,7 @@ pub async fn run(cfg: RunConfig) -> Result<(), AgentError> {
     let mut maps = PinnedMaps::open(&cfg.bpffs)?;
     let generation = maps.apply(&checked.compiled, &geo::info(checked.geo.as_ref(), &checked.compiled))?;
     bpf::attach_all(&mut ebpf, &checked.cgroup, &cfg.bpffs)?;
+    bpf::attach_packet_path(&mut ebpf, &cfg.interfaces, &cfg.bpffs)?;
     drop(ebpf); // the pinned links and maps keep everything alive
 
     let mut names = RuleNames::default();
@@ -131,8 +133,11 @@ pub async fn run(cfg: RunConfig) -> Result<(), AgentError> {
     info!(
         generation, adopted, policy = %checked.policy.name, mode = ?checked.policy.mode,
         default_action = ?checked.policy.default_action, rules = checked.policy.rules.len(),
-        cgroup = %cfg.cgroup.display(), bpffs = %cfg.bpffs.display(), "enforcing"
+        cgroup = %cfg.cgroup.display(), bpffs = %cfg.bpffs.display(),
+        interfaces = %cfg.interfaces.join(","), "enforcing"
     );
+    let mut flow_table = FlowTable::open(&cfg.bpffs)?;
+    let mut expire = tokio::time::interval((cfg.flow_idle_timeout / 4).max(Duration::from_millis(100)));
 
     let mut events = EventReader::open(&cfg.bpffs)?;
     let mut enforcer = Enforcer {
@@ -165,6 +170,11 @@ pub async fn run(cfg: RunConfig) -> Result<(), AgentError> {
                 if let Err(e) = r { warn!(error = %e, "reading events"); }
                 enforcer.report(&mut batch);
             }
+            _ = expire.tick() => match flow_table.expire(enforcer.cfg.flow_idle_timeout) {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(flows = n, "expired idle flows"),
+                Err(e) => warn!(error = %e, "expiring idle flows"),
+            },
             _ = drain.tick() => {
                 events.drain(&mut batch);
                 enforcer.report(&mut batch);

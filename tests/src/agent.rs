@@ -122,7 +122,13 @@ impl AgentProc {
 
     /// The agent with any arguments (after `--log-format json`).
     pub fn spawn_args<S: AsRef<OsStr>>(bin: &Path, args: &[S], echo: bool) -> AgentProc {
-        let mut child = Command::new(bin)
+        Self::spawn_command(Command::new(bin), args, echo)
+    }
+
+    /// The agent from a prepared command (e.g. one that enters a network namespace).
+    pub fn spawn_command<S: AsRef<OsStr>>(mut cmd: Command, args: &[S], echo: bool) -> AgentProc {
+        let bin = PathBuf::from(cmd.get_program());
+        let mut child = cmd
             .args(["--log-format", "json"])
             .args(args)
             .stdin(Stdio::null())

@@ -18,6 +18,8 @@ pub struct Enforced {
     pub agent: Option<AgentProc>,
     /// Extra `run` arguments for every agent this scenario starts (e.g. `--geoip-db FILE`).
     pub agent_args: Vec<std::ffi::OsString>,
+    /// Run the agent in the node namespace with the packet path on the node's uplink.
+    pub packet_path: bool,
     pub policy: PathBuf,
     dir: PathBuf,
     // Dropped last: the agent must go before the lab removes its cgroup and bpffs.
@@ -57,19 +59,38 @@ impl Enforced {
         std::fs::create_dir_all(&dir).expect("create policy temp dir");
         let path = dir.join("policy.yaml");
         std::fs::write(&path, policy).expect("write policy");
-        Enforced { agent: None, agent_args: Vec::new(), policy: path, dir, lab }
+        Enforced { agent: None, agent_args: Vec::new(), packet_path: false, policy: path, dir, lab }
     }
 
     /// Starts an agent and waits until it enforces.
     pub fn start_agent(&mut self) -> &AgentProc {
-        let agent = AgentProc::spawn_with(
-            &agent_bin(),
-            &self.policy,
-            self.lab.cgroup_path(),
-            &self.bpffs(),
-            &self.agent_args,
-            false,
-        );
+        let agent = if self.packet_path {
+            // The packet path attaches to the node's uplink: run the agent in its namespace.
+            let mut args: Vec<std::ffi::OsString> = vec![
+                "run".into(),
+                "--policy".into(),
+                self.policy.clone().into(),
+                "--cgroup".into(),
+                self.lab.cgroup_path().into(),
+                "--bpffs".into(),
+                self.bpffs().into(),
+                "--watch-interval".into(),
+                "0.2".into(),
+                "--interface".into(),
+                self.lab.veth_names().0.into(),
+            ];
+            args.extend(self.agent_args.iter().cloned());
+            AgentProc::spawn_command(self.lab.node_ns().command(agent_bin()), &args, false)
+        } else {
+            AgentProc::spawn_with(
+                &agent_bin(),
+                &self.policy,
+                self.lab.cgroup_path(),
+                &self.bpffs(),
+                &self.agent_args,
+                false,
+            )
+        };
         agent.wait_for_message("enforcing", START_TIMEOUT);
         self.agent.insert(agent)
     }

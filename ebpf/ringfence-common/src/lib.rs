@@ -5,9 +5,11 @@
 #![no_std]
 
 pub mod event;
+pub mod flow;
 pub mod maps;
 pub mod rules;
 
 pub use event::*;
+pub use flow::*;
 pub use maps::*;
 pub use rules::*;

@@ -33,6 +33,15 @@ pub const EVENTS_MAP: &str = "RF_EVENTS";
 /// Per-CPU array of `u64` counters, indexed by the `STAT_*` constants.
 pub const STATS_MAP: &str = "RF_STATS";
 
+/// LRU per-CPU hash of [`crate::FlowKey`] -> [`crate::FlowStats`]: byte accounting per flow.
+pub const FLOWS_MAP: &str = "RF_FLOWS";
+/// LRU hash of flows the remote side opened (their replies are not egress-policed).
+pub const INBOUND_MAP: &str = "RF_INBOUND";
+/// Cgroup array with one entry: the enforced cgroup (the packet path polices its sockets and
+/// socket-less traffic such as forwarded packets).
+pub const CGROUP_MAP: &str = "RF_CGROUP";
+/// Capacity of the flow maps.
+pub const MAX_FLOWS: u32 = 65_536;
 /// Capacity of each IPv4 / IPv6 LPM trie (entries).
 pub const MAX_PREFIXES_V4: u32 = 524_288;
 pub const MAX_PREFIXES_V6: u32 = 262_144;
@@ -57,8 +66,14 @@ pub const STAT_DENIED: u32 = 2;
 /// Connections that would have been denied but were allowed in audit mode.
 pub const STAT_AUDITED: u32 = 3;
 /// Number of counters in [`STATS_MAP`].
-pub const STAT_COUNT: u32 = 4;
+pub const STAT_COUNT: u32 = 8;
 
 /// Program names, one module per hook in the eBPF crate. Links are pinned as
 /// `<bpffs>/links/<name>`.
 pub const PROGRAMS: [&str; 4] = ["rf_connect4", "rf_connect6", "rf_sendmsg4", "rf_sendmsg6"];
+/// Packet-path programs (tcx), attached per uplink interface; links pinned as
+/// `<bpffs>/links/<name>_<interface>`.
+pub const TC_EGRESS: &str = "rf_tc_egress";
+pub const TC_INGRESS: &str = "rf_tc_ingress";
+/// Packets dropped on the packet path by the policy.
+pub const STAT_PACKETS_DROPPED: u32 = 4;

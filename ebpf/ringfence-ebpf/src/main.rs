@@ -7,10 +7,14 @@
 mod connect4;
 mod connect6;
 mod event;
+mod flows;
 mod maps;
+mod packet;
 mod sendmsg4;
 mod sendmsg6;
 mod sockaddr;
+mod tc_egress;
+mod tc_ingress;
 mod verdict;
 
 #[cfg(not(test))]

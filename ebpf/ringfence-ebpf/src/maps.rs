@@ -2,11 +2,11 @@
 //! restarted agent (or a new program version) reuses the same maps and enforcement has no gap.
 use aya_ebpf::{
     macros::map,
-    maps::{Array, LpmTrie, PerCpuArray, RingBuf},
+    maps::{Array, CgroupArray, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
 use ringfence_common::{
-    GeoEntry, GeoInfo, MatchList, PolicyConfig, PrefixEntry, EVENTS_BYTES, MAX_GEO_V4, MAX_GEO_V6, MAX_LISTS,
-    MAX_PREFIXES_V4, MAX_PREFIXES_V6, SLOTS, STAT_COUNT,
+    FlowKey, FlowStats, GeoEntry, GeoInfo, MatchList, PolicyConfig, PrefixEntry, EVENTS_BYTES, MAX_FLOWS,
+    MAX_GEO_V4, MAX_GEO_V6, MAX_LISTS, MAX_PREFIXES_V4, MAX_PREFIXES_V6, SLOTS, STAT_COUNT,
 };
 
 pub type TrieV4 = LpmTrie<[u8; 4], PrefixEntry>;
@@ -52,6 +52,12 @@ pub static RF_CONFIG: Array<PolicyConfig> = Array::pinned(SLOTS, 0);
 pub static RF_ACTIVE: Array<u32> = Array::pinned(1, 0);
 #[map]
 pub static RF_EVENTS: RingBuf = RingBuf::pinned(EVENTS_BYTES, 0);
+#[map]
+pub static RF_FLOWS: LruPerCpuHashMap<FlowKey, FlowStats> = LruPerCpuHashMap::pinned(MAX_FLOWS, 0);
+#[map]
+pub static RF_INBOUND: LruHashMap<FlowKey, u32> = LruHashMap::pinned(MAX_FLOWS, 0);
+#[map]
+pub static RF_CGROUP: CgroupArray = CgroupArray::pinned(1, 0);
 #[map]
 pub static RF_STATS: PerCpuArray<u64> = PerCpuArray::pinned(STAT_COUNT, 0);
 

@@ -14,6 +14,7 @@ pub fn handle_v4(ctx: &SockAddrContext, hook: u32) -> i32 {
     let port = u16::from_be(sa.user_port as u16);
     let protocol = sa.protocol;
     let v = decide_v4(ip, port, protocol);
+    v.count();
     let mut daddr = [0u8; 16];
     daddr[..4].copy_from_slice(&ip);
     emit(&Dest { daddr, family: 4, port, protocol, hook }, &v);
@@ -32,6 +33,7 @@ pub fn handle_v6(ctx: &SockAddrContext, hook: u32) -> i32 {
     let port = u16::from_be(sa.user_port as u16);
     let protocol = sa.protocol;
     let (v, mapped) = decide_v6(ip, port, protocol);
+    v.count();
     let (daddr, family) = if mapped {
         let mut d = [0u8; 16];
         d[..4].copy_from_slice(&ip[12..16]);

@@ -22,6 +22,16 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// Counts a connect-time verdict (the packet path counts only its drops).
+    #[inline(always)]
+    pub fn count(&self) {
+        bump(match self.verdict {
+            VERDICT_ALLOW => STAT_ALLOWED,
+            VERDICT_DENY => STAT_DENIED,
+            _ => STAT_AUDITED,
+        });
+    }
+
     /// The return value for a cgroup sock_addr program: 1 lets the call proceed, 0 fails it with
     /// EPERM.
     #[inline(always)]
@@ -176,17 +186,12 @@ fn decide<const N: usize>(
         (true, false) => VERDICT_DENY,
         (true, true) => VERDICT_AUDIT,
     };
-    bump(match verdict {
-        VERDICT_ALLOW => STAT_ALLOWED,
-        VERDICT_DENY => STAT_DENIED,
-        _ => STAT_AUDITED,
-    });
     Verdict { verdict, rule_id, generation: cfg.generation, country }
 }
 
 /// The active slot and its config. A missing config reads as zeroed: deny (fail closed).
 #[inline(always)]
-fn active() -> (u32, PolicyConfig) {
+pub fn active() -> (u32, PolicyConfig) {
     let slot = RF_ACTIVE.get(0).copied().unwrap_or(0) & 1;
     let cfg = RF_CONFIG.get(slot).copied().unwrap_or_default();
     (slot, cfg)

@@ -4,6 +4,7 @@
 //! lab-probe serve --tcp P1,P2 --udp P1,P2
 //! lab-probe tcp ADDR PORT [--bytes N] [--timeout-ms T]
 //! lab-probe udp ADDR PORT [--connect] [--timeout-ms T]
+//! lab-probe raw ADDR PORT [--count N]      (UDP through a raw socket)
 //! lab-probe loop [--duration-ms D] [--stop-file F] [--interval-ms I]
 //!                [--timeout-ms T] [--udp-timeout-ms U] --target PROTO:ADDR:PORT:allow|deny ...
 //! ```
@@ -19,6 +20,8 @@
 mod client;
 #[path = "lab_probe/looper.rs"]
 mod looper;
+#[path = "lab_probe/raw.rs"]
+mod raw;
 #[path = "lab_probe/serve.rs"]
 mod serve;
 
@@ -30,6 +33,7 @@ const USAGE: &str = "usage:
   lab-probe serve --tcp P1,P2 --udp P1,P2
   lab-probe tcp ADDR PORT [--bytes N] [--timeout-ms T]
   lab-probe udp ADDR PORT [--connect] [--timeout-ms T]
+  lab-probe raw ADDR PORT [--count N]
   lab-probe loop [--duration-ms D] [--stop-file F] [--interval-ms I] [--timeout-ms T]
                  [--udp-timeout-ms U] --target tcp|udp|udpc:ADDR:PORT:allow|deny ...";
 
@@ -57,24 +61,25 @@ pub struct Args {
 }
 
 impl Args {
-    fn next(&mut self) -> Option<String> {
+    pub fn next_arg(&mut self) -> Option<String> {
         let v = self.items.get(self.pos).cloned();
         self.pos += 1;
         v
     }
     /// The value following flag `flag`.
     pub fn value(&mut self, flag: &str) -> String {
-        self.next().unwrap_or_else(|| usage(&format!("{flag} needs a value")))
+        self.next_arg().unwrap_or_else(|| usage(&format!("{flag} needs a value")))
     }
 }
 
 fn main() {
     let mut args = Args { items: std::env::args().skip(1).collect(), pos: 0 };
-    let cmd = args.next().unwrap_or_else(|| usage("missing command"));
+    let cmd = args.next_arg().unwrap_or_else(|| usage("missing command"));
     match cmd.as_str() {
         "serve" => serve::main(&mut args),
         "tcp" | "udp" => exit(single(&cmd, &mut args)),
         "loop" => looper::main(&mut args),
+        "raw" => exit(raw::main(&mut args)),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
         }
@@ -83,12 +88,12 @@ fn main() {
 }
 
 fn single(cmd: &str, args: &mut Args) -> i32 {
-    let addr = parse_addr(&args.next().unwrap_or_else(|| usage("missing ADDR")));
-    let port: u16 = parse_num("port", &args.next().unwrap_or_else(|| usage("missing PORT")));
+    let addr = parse_addr(&args.next_arg().unwrap_or_else(|| usage("missing ADDR")));
+    let port: u16 = parse_num("port", &args.next_arg().unwrap_or_else(|| usage("missing PORT")));
     let mut timeout = Duration::from_millis(2000);
     let mut bytes = None;
     let mut connect = false;
-    while let Some(flag) = args.next() {
+    while let Some(flag) = args.next_arg() {
         match flag.as_str() {
             "--timeout-ms" => timeout = Duration::from_millis(parse_num("timeout", &args.value(&flag))),
             "--bytes" if cmd == "tcp" => bytes = Some(parse_num("byte count", &args.value(&flag))),

@@ -54,7 +54,7 @@ pub fn main(args: &mut Args) {
     let mut tcp_timeout = Duration::from_millis(1000);
     let mut udp_timeout = Duration::from_millis(300);
     let mut targets = Vec::new();
-    while let Some(flag) = args.next() {
+    while let Some(flag) = args.next_arg() {
         let v = args.value(&flag);
         match flag.as_str() {
             "--duration-ms" => duration = Some(Duration::from_millis(parse_num("duration", &v))),

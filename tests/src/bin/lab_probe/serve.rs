@@ -10,7 +10,7 @@ use crate::{parse_num, usage, Args};
 /// Runs until killed; prints "ready" once every socket is bound.
 pub fn main(args: &mut Args) {
     let (mut tcp, mut udp) = (Vec::new(), Vec::new());
-    while let Some(flag) = args.next() {
+    while let Some(flag) = args.next_arg() {
         let list = match flag.as_str() {
             "--tcp" => &mut tcp,
             "--udp" => &mut udp,

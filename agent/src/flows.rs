@@ -1,0 +1,173 @@
+//! Flow counters from the packet path: reading the per-CPU flow map, summing CPUs, expiring
+//! idle flows.
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    path::Path,
+    time::Duration,
+};
+
+use aya::maps::{HashMap, Map, MapData, MapError, PerCpuHashMap};
+use ringfence_common::{FlowKey, FlowStats, FLOWS_MAP, INBOUND_MAP};
+use serde::Serialize;
+
+use crate::{error::AgentError, maps::maps_dir};
+
+/// One flow, summed over CPUs.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Flow {
+    pub protocol: String,
+    pub local: IpAddr,
+    pub local_port: u16,
+    pub remote: IpAddr,
+    pub remote_port: u16,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    /// cgroup v2 id of the sending socket; 0 when no local socket sent (forwarded traffic).
+    pub cgroup_id: u64,
+    pub dropped_packets: u64,
+    /// Seconds since the first and the last packet.
+    pub first_seen_secs_ago: f64,
+    pub last_seen_secs_ago: f64,
+}
+
+fn addr(bytes: &[u8; 16], family: u32) -> IpAddr {
+    if family == 4 {
+        IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(*bytes))
+    }
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: the clock of `bpf_ktime_get_ns`.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Sums the per-CPU values of one flow.
+pub fn sum(key: &FlowKey, per_cpu: impl IntoIterator<Item = FlowStats>, now_ns: u64) -> Flow {
+    let mut f = FlowStats::default();
+    let mut first = u64::MAX;
+    for v in per_cpu {
+        f.tx_bytes += v.tx_bytes;
+        f.tx_packets += v.tx_packets;
+        f.rx_bytes += v.rx_bytes;
+        f.rx_packets += v.rx_packets;
+        f.dropped_packets += v.dropped_packets;
+        f.last_seen_ns = f.last_seen_ns.max(v.last_seen_ns);
+        if v.first_seen_ns != 0 {
+            first = first.min(v.first_seen_ns);
+        }
+        if v.cgroup_id != 0 {
+            f.cgroup_id = v.cgroup_id;
+        }
+    }
+    let ago = |t: u64| now_ns.saturating_sub(t) as f64 / 1e9;
+    Flow {
+        protocol: match key.proto {
+            6 => "tcp".into(),
+            17 => "udp".into(),
+            1 | 58 => "icmp".into(),
+            p => p.to_string(),
+        },
+        local: addr(&key.local, key.family),
+        local_port: key.local_port,
+        remote: addr(&key.remote, key.family),
+        remote_port: key.remote_port,
+        tx_bytes: f.tx_bytes,
+        tx_packets: f.tx_packets,
+        rx_bytes: f.rx_bytes,
+        rx_packets: f.rx_packets,
+        cgroup_id: f.cgroup_id,
+        dropped_packets: f.dropped_packets,
+        first_seen_secs_ago: if first == u64::MAX { 0.0 } else { ago(first) },
+        last_seen_secs_ago: ago(f.last_seen_ns),
+    }
+}
+
+fn open<T: TryFrom<Map, Error = MapError>>(bpffs: &Path, name: &str) -> Result<T, AgentError> {
+    let data = MapData::from_pin(maps_dir(bpffs).join(name)).map_err(|e| AgentError::map(name, e))?;
+    T::try_from(Map::from_map_data(data).map_err(|e| AgentError::map(name, e))?)
+        .map_err(|e| AgentError::map(name, e))
+}
+
+/// The pinned flow maps.
+pub struct FlowTable {
+    flows: PerCpuHashMap<MapData, FlowKey, FlowStats>,
+    inbound: HashMap<MapData, FlowKey, u32>,
+}
+
+impl FlowTable {
+    pub fn open(bpffs: &Path) -> Result<Self, AgentError> {
+        Ok(Self { flows: open(bpffs, FLOWS_MAP)?, inbound: open(bpffs, INBOUND_MAP)? })
+    }
+
+    /// Every flow, busiest first.
+    pub fn flows(&self) -> Result<Vec<Flow>, AgentError> {
+        let now = monotonic_ns();
+        let mut out = Vec::new();
+        for item in self.flows.iter() {
+            let (k, v) = item.map_err(|e| AgentError::map(FLOWS_MAP, e))?;
+            out.push(sum(&k, v.iter().copied(), now));
+        }
+        out.sort_by_key(|f| std::cmp::Reverse(f.tx_bytes + f.rx_bytes));
+        Ok(out)
+    }
+
+    /// Deletes flows with no packet for `idle`; returns how many.
+    pub fn expire(&mut self, idle: Duration) -> Result<usize, AgentError> {
+        let cutoff = monotonic_ns().saturating_sub(idle.as_nanos() as u64);
+        let mut stale = Vec::new();
+        for item in self.flows.iter() {
+            let (k, v) = item.map_err(|e| AgentError::map(FLOWS_MAP, e))?;
+            if v.iter().map(|s| s.last_seen_ns).max().unwrap_or(0) < cutoff {
+                stale.push(k);
+            }
+        }
+        for k in &stale {
+            // Gone already (LRU eviction) is fine.
+            let _ = self.flows.remove(k);
+            let _ = self.inbound.remove(k);
+        }
+        Ok(stale.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_cpus_and_orients_the_flow() {
+        let mut key =
+            FlowKey { proto: 6, family: 4, local_port: 40000, remote_port: 443, ..FlowKey::default() };
+        key.local[..4].copy_from_slice(&[192, 0, 2, 1]);
+        key.remote[..4].copy_from_slice(&[198, 51, 100, 10]);
+        let cpu0 = FlowStats {
+            tx_bytes: 100,
+            tx_packets: 2,
+            first_seen_ns: 5_000,
+            last_seen_ns: 6_000,
+            cgroup_id: 77,
+            ..Default::default()
+        };
+        let cpu1 = FlowStats {
+            tx_bytes: 50,
+            rx_bytes: 9,
+            rx_packets: 1,
+            first_seen_ns: 4_000,
+            last_seen_ns: 9_000,
+            ..Default::default()
+        };
+        let f = sum(&key, [cpu0, FlowStats::default(), cpu1], 1_000_009_000);
+        assert_eq!((f.tx_bytes, f.tx_packets, f.rx_bytes, f.rx_packets, f.cgroup_id), (150, 2, 9, 1, 77));
+        assert_eq!((f.local, f.remote), ("192.0.2.1".parse().unwrap(), "198.51.100.10".parse().unwrap()));
+        assert_eq!(f.protocol, "tcp");
+        assert!((f.last_seen_secs_ago - 1.0).abs() < 1e-9, "{f:?}");
+        assert!((f.first_seen_secs_ago - 1.000005).abs() < 1e-9, "{f:?}");
+    }
+}

@@ -1,0 +1,54 @@
+//! Per-flow byte accounting on the packet path (tcx egress and ingress on the uplinks).
+
+/// A flow from the node's point of view: `local` is this node's address, `remote` the peer's.
+/// IPv4 addresses sit in the first 4 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct FlowKey {
+    pub local: [u8; 16],
+    pub remote: [u8; 16],
+    pub local_port: u16,
+    pub remote_port: u16,
+    /// IP protocol number.
+    pub proto: u32,
+    /// 4 or 6.
+    pub family: u32,
+}
+
+/// Counters of one flow on one CPU (the map is per-CPU; the agent sums them).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FlowStats {
+    /// L4 payload bytes and packets sent (egress).
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+    /// L4 payload bytes and packets received (ingress).
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    /// `bpf_ktime_get_ns()` of the first and last packet on this CPU.
+    pub first_seen_ns: u64,
+    pub last_seen_ns: u64,
+    /// cgroup v2 id of the sending socket (0: no local socket, e.g. forwarded traffic).
+    pub cgroup_id: u64,
+    /// Egress packets dropped by the policy.
+    pub dropped_packets: u64,
+    /// Cached egress verdict (`FLOW_VERDICT_*`) and the policy generation it was computed for.
+    pub verdict: u32,
+    pub verdict_generation: u32,
+}
+
+pub const FLOW_VERDICT_UNKNOWN: u32 = 0;
+pub const FLOW_VERDICT_PASS: u32 = 1;
+pub const FLOW_VERDICT_DROP: u32 = 2;
+
+/// Marker value in the inbound-flow map.
+pub const INBOUND: u32 = 1;
+
+const _: () = assert!(core::mem::size_of::<FlowKey>() == 44);
+const _: () = assert!(core::mem::size_of::<FlowStats>() == 72);
+
+#[cfg(feature = "user")]
+mod pod {
+    unsafe impl aya::Pod for super::FlowKey {}
+    unsafe impl aya::Pod for super::FlowStats {}
+}
