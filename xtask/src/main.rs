@@ -35,6 +35,8 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// Country policies on the full-size database: compile+swap time, entries, memory, latency.
     BenchGeo(bench::GeoBenchArgs),
+    /// Single-stream TCP throughput with and without the packet path; cost per packet.
+    BenchPath(bench::PathBenchArgs),
     /// (internal) connect() loop used by the benchmark inside the lab.
     #[command(hide = true)]
     BenchClient { addr: String, port: u16, count: usize },
@@ -50,6 +52,7 @@ fn main() -> Result<()> {
         Cmd::Demo => demo::demo(),
         Cmd::Bench(args) => bench::bench(args),
         Cmd::BenchGeo(args) => bench::bench_geo(args),
+        Cmd::BenchPath(args) => bench::bench_path(args),
         Cmd::BenchClient { addr, port, count } => bench::client(&addr, port, count),
         Cmd::BenchServer { port } => bench::server(port),
     }

@@ -3,6 +3,7 @@
 //! `cargo xtask bench-geo`: the same for country policies, plus compile and swap time, map entries
 //! after aggregation and the agent's memory.
 mod geo;
+mod path;
 mod rig;
 
 use std::{
@@ -14,6 +15,7 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 pub use geo::{bench_geo, GeoBenchArgs};
+pub use path::{bench_path, PathBenchArgs};
 pub use rig::{client, server};
 use rig::{NftJob, Rig};
 

@@ -77,7 +77,7 @@ pub fn client(addr: &str, port: u16, n: usize) -> Result<()> {
 }
 
 /// Kills a helper process when the benchmark ends, however it ends.
-struct KillOnDrop(std::process::Child);
+pub struct KillOnDrop(pub std::process::Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
@@ -180,6 +180,25 @@ impl Rig {
     /// Where the agent pins.
     pub fn bpffs(&self) -> PathBuf {
         self.lab.bpffs_path().join("ringfence")
+    }
+
+    /// Starts the release agent inside the node namespace (where the uplink is) and waits until
+    /// it enforces.
+    pub fn agent_in_node(&self, policy: &Path, extra: &[OsString]) -> AgentProc {
+        let mut args: Vec<OsString> = vec![
+            "run".into(),
+            "--policy".into(),
+            policy.into(),
+            "--cgroup".into(),
+            self.lab.cgroup_path().into(),
+            "--bpffs".into(),
+            self.bpffs().into(),
+        ];
+        args.extend(extra.iter().cloned());
+        let cmd = self.lab.node_ns().command(self.release.join("ringfence-agent"));
+        let a = AgentProc::spawn_command(cmd, &args, false);
+        a.wait_for_message("enforcing", Duration::from_secs(300));
+        a
     }
 
     /// Starts the release agent on the lab cgroup and waits until it enforces.

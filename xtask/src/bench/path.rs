@@ -1,0 +1,92 @@
+//! `cargo xtask bench-path`: single-stream TCP throughput (iperf3) over the plain veth and with
+//! the packet path (tcx accounting + policy) attached, rounds interleaved; and the programs'
+//! cost per packet from the kernel's run-time statistics (enabled only while the benchmark holds
+//! a BPF_ENABLE_STATS descriptor).
+use std::{process::Stdio, time::Duration};
+
+use anyhow::{bail, Context, Result};
+use aya::{
+    programs::loaded_programs,
+    sys::{enable_stats, Stats},
+};
+use ringfence_common::{TC_EGRESS, TC_INGRESS};
+
+use super::rig::{KillOnDrop, Rig, DEST};
+
+#[derive(clap::Args)]
+pub struct PathBenchArgs {
+    /// Interleaved rounds (each measures both conditions).
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Seconds per iperf3 run.
+    #[arg(long, default_value_t = 3)]
+    seconds: u32,
+}
+
+const POLICY: &str = "apiVersion: ringfence.dev/v1\nkind: EgressPolicy\nmetadata: { name: bench-path }\nspec:\n  defaultAction: deny\n  egress:\n    - { name: iperf, action: allow, to: { cidrs: [198.51.100.0/24] } }\n";
+
+fn iperf(rig: &Rig, seconds: u32) -> Result<f64> {
+    let out = rig
+        .lab
+        .node_command("iperf3")
+        .args(["-c", DEST, "-t", &seconds.to_string(), "-J"])
+        .output()
+        .context("run iperf3 client")?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("iperf3 JSON")?;
+    v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .map(|b| b / 1e9)
+        .with_context(|| format!("no throughput in iperf3 output: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// (run time, run count) summed over the packet-path programs.
+fn program_stats() -> (Duration, u64) {
+    loaded_programs()
+        .filter_map(Result::ok)
+        .filter(|p| matches!(p.name_as_str(), Some(n) if n == TC_EGRESS || n == TC_INGRESS))
+        .fold((Duration::ZERO, 0), |(t, c), p| (t + p.run_time(), c + p.run_count()))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    v[v.len() / 2]
+}
+
+pub fn bench_path(args: PathBenchArgs) -> Result<()> {
+    let rig = Rig::new("benchpath")?;
+    let server = rig.lab.world_ns().command("iperf3").args(["-s", "-B", DEST]).stdout(Stdio::null()).spawn();
+    let _server = KillOnDrop(server.context("start iperf3 server (apt package iperf3)")?);
+    std::thread::sleep(Duration::from_millis(500));
+    let policy = rig.dir.join("path-policy.yaml");
+    std::fs::write(&policy, POLICY)?;
+    let iface = rig.lab.veth_names().0.to_string();
+    let with_path = ["--interface".into(), iface.into()];
+    let _stats = enable_stats(Stats::RunTime).context("BPF_ENABLE_STATS")?;
+    let (mut plain, mut ours) = (Vec::new(), Vec::new());
+    let (mut time, mut count) = (Duration::ZERO, 0);
+    for round in 0..args.rounds {
+        for k in 0..2 {
+            if (round + k) % 2 == 0 {
+                // Restarting without --interface detaches the packet path (the policy stays).
+                let _agent = rig.agent_in_node(&policy, &[]);
+                plain.push(iperf(&rig, args.seconds)?);
+            } else {
+                let _agent = rig.agent_in_node(&policy, &with_path);
+                let (t0, c0) = program_stats();
+                ours.push(iperf(&rig, args.seconds)?);
+                let (t1, c1) = program_stats();
+                time += t1.saturating_sub(t0);
+                count += c1.saturating_sub(c0);
+            }
+        }
+    }
+    if count == 0 {
+        bail!("the packet-path programs never ran: is the agent attached to {}?", rig.lab.veth_names().0);
+    }
+    let (p, o) = (median(plain), median(ours));
+    println!(
+        "bench-path: single-stream TCP, {} rounds x {} s: plain veth {p:.2} Gbit/s, with packet path {o:.2} Gbit/s ({:.3}x); programs ran {count} times, {:.0} ns per packet (GSO packets included)",
+        args.rounds, args.seconds, o / p, time.as_nanos() as f64 / count as f64
+    );
+    Ok(())
+}
