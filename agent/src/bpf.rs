@@ -7,14 +7,14 @@ use std::{
 };
 
 use aya::{
-    maps::CgroupArray,
+    maps::{CgroupArray, ProgramArray},
     programs::{
         links::{FdLink, PinnedLink},
         CgroupAttachMode, CgroupSockAddr, SchedClassifier, TcAttachType,
     },
     Ebpf, EbpfLoader,
 };
-use ringfence_common::{CGROUP_MAP, PROGRAMS, TC_EGRESS, TC_INGRESS};
+use ringfence_common::{CGROUP_MAP, PROGRAMS, TAILS_MAP, TC_EGRESS, TC_INGRESS, TC_VERDICT};
 use tracing::{debug, info};
 
 use crate::{error::AgentError, maps::maps_dir};
@@ -114,6 +114,21 @@ fn tc_pin(program: &str, interface: &str) -> String {
 /// and removes packet-path links of interfaces no longer listed.
 pub fn attach_packet_path(ebpf: &mut Ebpf, interfaces: &[String], bpffs: &Path) -> Result<(), AgentError> {
     let links = links_dir(bpffs);
+    // The egress program tail-calls the verdict program: load it and fill the slot first.
+    let verdict: &mut SchedClassifier = ebpf
+        .program_mut(TC_VERDICT)
+        .ok_or_else(|| AgentError::BpfUnavailable(format!("program {TC_VERDICT} missing from the object")))?
+        .try_into()
+        .map_err(bpf_error)?;
+    verdict.load().map_err(bpf_error)?;
+    let verdict_fd =
+        verdict.fd().map_err(bpf_error)?.try_clone().map_err(|e| AgentError::io("dup", TC_VERDICT, e))?;
+    let mut tails: ProgramArray<_> = ebpf
+        .map_mut(TAILS_MAP)
+        .ok_or_else(|| AgentError::BpfUnavailable(format!("map {TAILS_MAP} missing from the object")))?
+        .try_into()
+        .map_err(bpf_error)?;
+    tails.set(0, &verdict_fd, 0).map_err(bpf_error)?;
     let mut wanted = Vec::new();
     for (program, direction) in [(TC_EGRESS, TcAttachType::Egress), (TC_INGRESS, TcAttachType::Ingress)] {
         let prog: &mut SchedClassifier = ebpf

@@ -8,7 +8,8 @@ use std::{
 
 use aya::maps::{Map, MapData, RingBuf};
 use ringfence_common::{
-    country_letters, Event, EVENTS_MAP, PROGRAMS, PROTO_TCP, PROTO_UDP, VERDICT_ALLOW, VERDICT_DENY,
+    country_letters, Event, EVENTS_MAP, HOOKS, PROTO_TCP, PROTO_UDP, VERDICT_ALLOW, VERDICT_DENY,
+    VERDICT_PLAINTEXT_DROP,
 };
 use ringfence_policy::Policy;
 use serde::Serialize;
@@ -83,9 +84,15 @@ impl RuleNames {
             verdict: match ev.verdict {
                 VERDICT_ALLOW => "allow",
                 VERDICT_DENY => "deny",
+                VERDICT_PLAINTEXT_DROP => "plaintext-drop",
                 _ => "audit-deny",
             },
-            rule: self.name(ev.generation, ev.rule_id),
+            // Plaintext drops are decided by the encryption requirement, not by one rule.
+            rule: if ev.verdict == VERDICT_PLAINTEXT_DROP {
+                "encryption-required".to_string()
+            } else {
+                self.name(ev.generation, ev.rule_id)
+            },
             rule_id: ev.rule_id,
             pid: ev.pid,
             comm: String::from_utf8_lossy(&ev.comm[..comm_len]).into_owned(),
@@ -97,7 +104,7 @@ impl RuleNames {
                 PROTO_UDP => "udp".into(),
                 p => p.to_string(),
             },
-            hook: PROGRAMS.get(ev.hook as usize).copied().unwrap_or("unknown"),
+            hook: HOOKS.get(ev.hook as usize).copied().unwrap_or("unknown"),
             generation: ev.generation,
             country: country_letters(ev.country).map(|c| String::from_utf8_lossy(&c).into_owned()),
         }

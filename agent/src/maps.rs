@@ -6,12 +6,14 @@ use std::path::{Path, PathBuf};
 
 use aya::maps::{
     lpm_trie::{Key, LpmTrie},
-    Array, Map, MapData, MapError, PerCpuArray,
+    Array, HashMap, Map, MapData, MapError, PerCpuArray,
 };
 use ringfence_common::{
-    GeoEntry, GeoInfo, MatchList, PolicyConfig, PrefixEntry, ACTIVE_MAP, ALLOW_V4_MAPS, ALLOW_V6_MAPS,
-    CONFIG_MAP, DENY_V4_MAPS, DENY_V6_MAPS, GEO_INFO_MAP, GEO_V4_MAPS, GEO_V6_MAPS, LIST_MAPS, STATS_MAP,
-    STAT_ALLOWED, STAT_AUDITED, STAT_DENIED, STAT_EVENTS_DROPPED, STAT_PACKETS_DROPPED,
+    Endpoint, GeoEntry, GeoInfo, MatchList, PolicyConfig, PrefixEntry, ACTIVE_MAP, ALLOW_V4_MAPS,
+    ALLOW_V6_MAPS, CONFIG_CROSS_BORDER, CONFIG_MAP, DENY_V4_MAPS, DENY_V6_MAPS, ENCRYPT_V4_MAPS,
+    ENCRYPT_V6_MAPS, GEO_INFO_MAP, GEO_V4_MAPS, GEO_V6_MAPS, HOME_V4_MAPS, HOME_V6_MAPS, LIST_MAPS,
+    STATS_MAP, STAT_ALLOWED, STAT_AUDITED, STAT_DENIED, STAT_EVENTS_DROPPED, STAT_PACKETS_DROPPED,
+    STAT_PLAINTEXT_DROPPED, WG_ENDPOINTS_MAP,
 };
 use ringfence_policy::Compiled;
 use serde::Serialize;
@@ -19,6 +21,11 @@ use serde::Serialize;
 use crate::error::AgentError;
 
 type Trie<const N: usize, V = PrefixEntry> = LpmTrie<MapData, [u8; N], V>;
+
+/// Prefix lists (e.g. must-encrypt destinations) as trie entries with an unused value.
+fn as_set<const N: usize>(prefixes: &[([u8; N], u32)]) -> Vec<([u8; N], u32, u32)> {
+    prefixes.iter().map(|(a, l)| (*a, *l, 0)).collect()
+}
 
 /// Where the maps are pinned inside the agent's bpffs directory.
 pub fn maps_dir(bpffs: &Path) -> PathBuf {
@@ -52,6 +59,8 @@ pub struct Stats {
     pub events_dropped: u64,
     /// Packets dropped by the policy on the packet path.
     pub packets_dropped: u64,
+    /// Plaintext packets to must-encrypt destinations dropped on the packet path.
+    pub plaintext_dropped: u64,
 }
 
 /// The policy the kernel is reading now.
@@ -72,6 +81,11 @@ pub struct PinnedMaps {
     geo4: [Trie<4, GeoEntry>; 2],
     geo6: [Trie<16, GeoEntry>; 2],
     geo_info: Array<MapData, GeoInfo>,
+    enc4: [Trie<4, u32>; 2],
+    enc6: [Trie<16, u32>; 2],
+    home4: [Trie<4, u32>; 2],
+    home6: [Trie<16, u32>; 2],
+    wg_peers: HashMap<MapData, Endpoint, u32>,
     lists: [Array<MapData, MatchList>; 2],
     config: Array<MapData, PolicyConfig>,
     active: Array<MapData, u32>,
@@ -90,6 +104,11 @@ impl PinnedMaps {
             geo4: pair(&dir, GEO_V4_MAPS)?,
             geo6: pair(&dir, GEO_V6_MAPS)?,
             geo_info: open(&dir, GEO_INFO_MAP)?,
+            enc4: pair(&dir, ENCRYPT_V4_MAPS)?,
+            enc6: pair(&dir, ENCRYPT_V6_MAPS)?,
+            home4: pair(&dir, HOME_V4_MAPS)?,
+            home6: pair(&dir, HOME_V6_MAPS)?,
+            wg_peers: open(&dir, WG_ENDPOINTS_MAP)?,
             lists: pair(&dir, LIST_MAPS)?,
             config: open(&dir, CONFIG_MAP)?,
             active: open(&dir, ACTIVE_MAP)?,
@@ -137,6 +156,10 @@ impl PinnedMaps {
         fill(&mut self.geo4[next], &compiled.geo4, GEO_V4_MAPS[next])?;
         fill(&mut self.geo6[next], &compiled.geo6, GEO_V6_MAPS[next])?;
         self.geo_info.set(next as u32, geo, 0).map_err(|e| AgentError::map(GEO_INFO_MAP, e))?;
+        fill(&mut self.enc4[next], &as_set(&compiled.encrypt4), ENCRYPT_V4_MAPS[next])?;
+        fill(&mut self.enc6[next], &as_set(&compiled.encrypt6), ENCRYPT_V6_MAPS[next])?;
+        fill(&mut self.home4[next], &as_set(&compiled.home4), HOME_V4_MAPS[next])?;
+        fill(&mut self.home6[next], &as_set(&compiled.home6), HOME_V6_MAPS[next])?;
         for (i, list) in compiled.lists.iter().enumerate() {
             self.lists[next].set(i as u32, list, 0).map_err(|e| AgentError::map(LIST_MAPS[next], e))?;
         }
@@ -146,11 +169,50 @@ impl PinnedMaps {
             mode: compiled.mode,
             generation,
             unknown_action: compiled.unknown_action,
+            flags: if compiled.cross_border { CONFIG_CROSS_BORDER } else { 0 },
+            _reserved: 0,
         };
         self.config.set(next as u32, cfg, 0).map_err(|e| AgentError::map(CONFIG_MAP, e))?;
         // The switch: one array write, atomic for the programs.
         self.active.set(0, next as u32, 0).map_err(|e| AgentError::map(ACTIVE_MAP, e))?;
         Ok(generation)
+    }
+
+    /// Replaces the set of WireGuard peer endpoints: UDP to these is the tunnel, the only way
+    /// must-encrypt traffic may leave.
+    pub fn set_wg_endpoints(&mut self, endpoints: &[std::net::SocketAddr]) -> Result<(), AgentError> {
+        let wanted: Vec<Endpoint> = endpoints
+            .iter()
+            .map(|sa| {
+                let mut addr = [0u8; 16];
+                let family = match sa.ip() {
+                    std::net::IpAddr::V4(a) => {
+                        addr[..4].copy_from_slice(&a.octets());
+                        4
+                    }
+                    std::net::IpAddr::V6(a) => {
+                        addr = a.octets();
+                        6
+                    }
+                };
+                Endpoint { addr, port: u32::from(sa.port()), family }
+            })
+            .collect();
+        let stale: Vec<Endpoint> = self
+            .wg_peers
+            .keys()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| AgentError::map(WG_ENDPOINTS_MAP, e))?
+            .into_iter()
+            .filter(|k| !wanted.contains(k))
+            .collect();
+        for k in stale {
+            self.wg_peers.remove(&k).map_err(|e| AgentError::map(WG_ENDPOINTS_MAP, e))?;
+        }
+        for k in &wanted {
+            self.wg_peers.insert(k, 0, 0).map_err(|e| AgentError::map(WG_ENDPOINTS_MAP, e))?;
+        }
+        Ok(())
     }
 
     /// Sums the per-CPU counters.
@@ -165,6 +227,7 @@ impl PinnedMaps {
             audited: sum(STAT_AUDITED)?,
             events_dropped: sum(STAT_EVENTS_DROPPED)?,
             packets_dropped: sum(STAT_PACKETS_DROPPED)?,
+            plaintext_dropped: sum(STAT_PLAINTEXT_DROPPED)?,
         })
     }
 }

@@ -9,11 +9,12 @@ use std::sync::OnceLock;
 
 use ipnet::IpNet;
 use ringfence_common::{
-    GeoEntry, MatchItem, MatchList, PrefixEntry, ACTION_ALLOW, ACTION_DENY, MAX_DEPTH, MAX_ITEMS, MAX_LISTS,
-    MAX_PREFIXES_V4, MAX_PREFIXES_V6, MODE_AUDIT, MODE_ENFORCE, PROTO_ANY, UNKNOWN_ALLOW, UNKNOWN_DEFAULT,
-    UNKNOWN_DENY,
+    GeoEntry, MatchItem, MatchList, PrefixEntry, ACTION_ALLOW, ACTION_DENY, ITEM_ENCRYPT, MAX_DEPTH,
+    MAX_ITEMS, MAX_LISTS, MAX_PREFIXES_V4, MAX_PREFIXES_V6, MODE_AUDIT, MODE_ENFORCE, PROTO_ANY,
+    UNKNOWN_ALLOW, UNKNOWN_DEFAULT, UNKNOWN_DENY,
 };
 
+use crate::compile_encrypt::{build_home, build_peers};
 use crate::compile_geo::{build_geo, geo_verdict, intern};
 use crate::compile_lookup::{deepest_chain, key_of, LookupIndex, TrieIndex};
 use crate::countries::{country_str, CountryCode};
@@ -48,6 +49,19 @@ pub struct Compiled {
     pub geo6: Vec<([u8; 16], u32, GeoEntry)>,
     /// The countries the policy's rules name, sorted.
     pub countries: Vec<CountryCode>,
+    /// Must-encrypt IPv4 prefixes (`spec.peers`): (masked address, prefix length), sorted,
+    /// deduplicated, IPv4-mapped IPv6 peers included as IPv4.
+    pub encrypt4: Vec<([u8; 4], u32)>,
+    /// Must-encrypt IPv6 prefixes, as `encrypt4`.
+    pub encrypt6: Vec<([u8; 16], u32)>,
+    /// IPv4 prefixes of the home region (its CIDRs and its countries' database networks,
+    /// nested prefixes dropped, siblings merged), sorted; empty without crossBorder.
+    pub home4: Vec<([u8; 4], u32)>,
+    /// IPv6 prefixes of the home region, as `home4`.
+    pub home6: Vec<([u8; 16], u32)>,
+    /// `spec.crossBorder` is set: every address outside the home prefixes must be encrypted
+    /// (the agent sets `CONFIG_CROSS_BORDER` in `PolicyConfig::flags`).
+    pub cross_border: bool,
     /// Built on the first [`Compiled::evaluate`]; later changes to the fields are not seen by it.
     lookup: OnceLock<LookupIndex>,
 }
@@ -78,6 +92,10 @@ pub enum CompileError {
     /// More geo entries (after aggregation) than one geo trie holds (`MAX_GEO_V4` / `MAX_GEO_V6`).
     #[error("{count} IPv{family} geo-IP entries after aggregation, more than the kernel limit of {max}")]
     TooManyGeoEntries { family: u8, count: usize, max: usize },
+    /// More prefixes than one encryption trie holds (`MAX_PREFIXES_V4` / `MAX_PREFIXES_V6`);
+    /// `table` is `"peer"` (`spec.peers`) or `"home region"` (crossBorder's home region).
+    #[error("{count} IPv{family} {table} prefixes, more than the kernel limit of {max}")]
+    TooManyEncryptionPrefixes { table: &'static str, family: u8, count: usize, max: usize },
 }
 
 fn geo_required(countries: &[String]) -> String {
@@ -91,14 +109,16 @@ fn geo_required(countries: &[String]) -> String {
 /// (masked address, prefix length, item), in rule id order.
 type Entries = Vec<(u128, u32, MatchItem)>;
 
+/// The match items of `rule`; each carries `ITEM_ENCRYPT` if the rule requires encryption.
 pub(crate) fn items_of(rule: &Rule) -> Vec<MatchItem> {
+    let flags = if rule.encryption_required { ITEM_ENCRYPT } else { 0 };
     if rule.ports.is_empty() {
-        return vec![MatchItem { port_lo: 0, port_hi: 65535, proto: PROTO_ANY, rule_id: rule.id }];
+        return vec![MatchItem { port_lo: 0, port_hi: 65535, proto: PROTO_ANY | flags, rule_id: rule.id }];
     }
     let items = rule.ports.iter().map(|p| MatchItem {
         port_lo: p.lo,
         port_hi: p.hi,
-        proto: p.protocol.to_kernel(),
+        proto: p.protocol.to_kernel() | flags,
         rule_id: rule.id,
     });
     items.collect()
@@ -215,7 +235,7 @@ pub fn compile(policy: &Policy, geo: Option<&GeoDb>) -> Result<Compiled, Compile
     let (geo4, geo6) = match geo {
         _ if !policy.references_countries() => (Vec::new(), Vec::new()),
         None => {
-            let countries = countries.iter().map(|c| country_str(c).to_owned()).collect();
+            let countries = policy.geo_countries().iter().map(|c| country_str(c).to_owned()).collect();
             return Err(CompileError::GeoDatabaseRequired { countries });
         }
         Some(db) => build_geo(policy, db, &mut dedup, &mut lists)?,
@@ -223,6 +243,8 @@ pub fn compile(policy: &Policy, geo: Option<&GeoDb>) -> Result<Compiled, Compile
     if lists.len() > MAX_LISTS as usize {
         return Err(CompileError::TooManyLists { lists: lists.len(), max: MAX_LISTS as usize });
     }
+    let (encrypt4, encrypt6) = build_peers(policy)?;
+    let (home4, home6) = build_home(policy, geo)?;
     Ok(Compiled {
         default_action: if policy.default_action == Action::Allow { ACTION_ALLOW } else { ACTION_DENY },
         mode: if policy.mode == Mode::Audit { MODE_AUDIT } else { MODE_ENFORCE },
@@ -237,6 +259,11 @@ pub fn compile(policy: &Policy, geo: Option<&GeoDb>) -> Result<Compiled, Compile
         geo4,
         geo6,
         countries,
+        encrypt4,
+        encrypt6,
+        home4,
+        home6,
+        cross_border: policy.cross_border.is_some(),
         lookup: OnceLock::new(),
     })
 }
@@ -245,6 +272,11 @@ impl Compiled {
     /// Total number of trie entries (both families, both actions).
     pub fn prefix_count(&self) -> usize {
         self.v4.deny.len() + self.v4.allow.len() + self.v6.deny.len() + self.v6.allow.len()
+    }
+
+    /// Total number of encryption trie entries (peers and home region, both families).
+    pub fn encryption_prefix_count(&self) -> usize {
+        self.encrypt4.len() + self.encrypt6.len() + self.home4.len() + self.home6.len()
     }
 
     /// Total number of geo trie entries (both families).
@@ -263,23 +295,55 @@ impl Compiled {
     /// `proto` is a `PROTO_*` value; IPv4-mapped IPv6 addresses are evaluated as IPv4. The mode
     /// is not applied (as in the kernel, audit handling happens after the verdict).
     pub fn evaluate(&self, addr: IpAddr, port: u16, proto: u32) -> (u32, u32) {
-        let index = self.lookup.get_or_init(|| LookupIndex {
+        let (action, rule, _) = self.decide(addr, port, proto);
+        (action, rule)
+    }
+
+    /// A userspace model of the kernel's must-encrypt check: true if the deciding item of the
+    /// verdict walk (see [`Compiled::evaluate`]; CIDR tries or geo lists) is an allow item with
+    /// `ITEM_ENCRYPT`, or the address is inside an `encrypt4`/`encrypt6` prefix (a peer), or
+    /// `cross_border` is set and the address is inside no `home4`/`home6` prefix.
+    /// IPv4-mapped IPv6 addresses are checked as IPv4. Independent of the mode.
+    pub fn must_encrypt(&self, addr: IpAddr, port: u16, proto: u32) -> bool {
+        let (action, _, item) = self.decide(addr, port, proto);
+        if action == ACTION_ALLOW && item.is_some_and(|i| i.encrypt()) {
+            return true;
+        }
+        let index = self.index();
+        let (encrypt, home, key) = match normalize_addr(addr) {
+            IpAddr::V4(a) => (&index.encrypt4, &index.home4, key_of(&a.octets())),
+            IpAddr::V6(a) => (&index.encrypt6, &index.home6, key_of(&a.octets())),
+        };
+        encrypt.contains(key) || (self.cross_border && !home.contains(key))
+    }
+
+    fn index(&self) -> &LookupIndex {
+        self.lookup.get_or_init(|| LookupIndex {
             deny4: TrieIndex::build(&self.v4.deny),
             allow4: TrieIndex::build(&self.v4.allow),
             deny6: TrieIndex::build(&self.v6.deny),
             allow6: TrieIndex::build(&self.v6.allow),
             geo4: TrieIndex::build(&self.geo4),
             geo6: TrieIndex::build(&self.geo6),
-        });
+            encrypt4: TrieIndex::build_set(&self.encrypt4),
+            encrypt6: TrieIndex::build_set(&self.encrypt6),
+            home4: TrieIndex::build_set(&self.home4),
+            home6: TrieIndex::build_set(&self.home6),
+        })
+    }
+
+    /// The verdict walk: (`ACTION_*`, rule id, the deciding match item if a rule decided).
+    fn decide(&self, addr: IpAddr, port: u16, proto: u32) -> (u32, u32, Option<MatchItem>) {
+        let index = self.index();
         let (deny, allow, geo, key) = match normalize_addr(addr) {
             IpAddr::V4(a) => (&index.deny4, &index.allow4, &index.geo4, key_of(&a.octets())),
             IpAddr::V6(a) => (&index.deny6, &index.allow6, &index.geo6, key_of(&a.octets())),
         };
-        if let Some(rule) = deny.walk(&self.lists, key, port, proto) {
-            return (ACTION_DENY, rule);
+        if let Some(item) = deny.walk(&self.lists, key, port, proto) {
+            return (ACTION_DENY, item.rule_id, Some(item));
         }
-        if let Some(rule) = allow.walk(&self.lists, key, port, proto) {
-            return (ACTION_ALLOW, rule);
+        if let Some(item) = allow.walk(&self.lists, key, port, proto) {
+            return (ACTION_ALLOW, item.rule_id, Some(item));
         }
         geo_verdict(geo.longest(key), &self.lists, port, proto, self.default_action, self.unknown_action)
     }

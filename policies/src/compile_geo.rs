@@ -68,8 +68,8 @@ fn country_list(
 
 /// Merges sibling prefixes with identical entries into their parent, repeatedly. `sorted` must
 /// be sorted by address and disjoint; `width` is 32 or 128.
-pub(crate) fn aggregate(sorted: Vec<(u128, u32, GeoEntry)>, width: u32) -> Vec<(u128, u32, GeoEntry)> {
-    let mut out: Vec<(u128, u32, GeoEntry)> = Vec::with_capacity(sorted.len());
+pub(crate) fn aggregate<V: Copy + PartialEq>(sorted: Vec<(u128, u32, V)>, width: u32) -> Vec<(u128, u32, V)> {
+    let mut out: Vec<(u128, u32, V)> = Vec::with_capacity(sorted.len());
     for item in sorted {
         out.push(item);
         while let [.., (a_addr, a_len, a_entry), (b_addr, b_len, b_entry)] = out[..] {
@@ -142,7 +142,8 @@ pub(crate) fn build_geo(
     Ok((table::<4>(v4, &entries, other, MAX_GEO_V4)?, table::<16>(v6, &entries, other, MAX_GEO_V6)?))
 }
 
-/// The kernel's geo step for the longest geo entry containing the address (`None`: no entry).
+/// The kernel's geo step for the longest geo entry containing the address (`None`: no entry):
+/// (`ACTION_*`, rule id, the deciding match item if a country rule decided).
 pub(crate) fn geo_verdict(
     entry: Option<GeoEntry>,
     lists: &[MatchList],
@@ -150,23 +151,28 @@ pub(crate) fn geo_verdict(
     proto: u32,
     default_action: u32,
     unknown_action: u32,
-) -> (u32, u32) {
-    let find =
-        |id: u32| if id == NO_LIST { None } else { lists.get(id as usize).and_then(|l| l.find(port, proto)) };
+) -> (u32, u32, Option<MatchItem>) {
+    let find = |id: u32| {
+        if id == NO_LIST {
+            None
+        } else {
+            lists.get(id as usize).and_then(|l| l.find_item(port, proto)).copied()
+        }
+    };
     match entry {
         Some(entry) => {
-            if let Some(rule) = find(entry.deny_list) {
-                (ACTION_DENY, rule)
-            } else if let Some(rule) = find(entry.allow_list) {
-                (ACTION_ALLOW, rule)
+            if let Some(item) = find(entry.deny_list) {
+                (ACTION_DENY, item.rule_id, Some(item))
+            } else if let Some(item) = find(entry.allow_list) {
+                (ACTION_ALLOW, item.rule_id, Some(item))
             } else {
-                (default_action, RULE_DEFAULT)
+                (default_action, RULE_DEFAULT, None)
             }
         }
         None => match unknown_action {
-            UNKNOWN_DENY => (ACTION_DENY, RULE_UNKNOWN_COUNTRY),
-            UNKNOWN_ALLOW => (ACTION_ALLOW, RULE_UNKNOWN_COUNTRY),
-            _ => (default_action, RULE_DEFAULT),
+            UNKNOWN_DENY => (ACTION_DENY, RULE_UNKNOWN_COUNTRY, None),
+            UNKNOWN_ALLOW => (ACTION_ALLOW, RULE_UNKNOWN_COUNTRY, None),
+            _ => (default_action, RULE_DEFAULT, None),
         },
     }
 }

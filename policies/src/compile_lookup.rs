@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use ringfence_common::{GeoEntry, MatchList, PrefixEntry, MAX_DEPTH};
+use ringfence_common::{GeoEntry, MatchItem, MatchList, PrefixEntry, MAX_DEPTH};
 
 /// `addr` (the low `width` bits are the address) with all but the first `len` bits cleared.
 pub(crate) fn mask(addr: u128, len: u32, width: u32) -> u128 {
@@ -53,15 +53,28 @@ impl<V: Copy> TrieIndex<V> {
     }
 }
 
+impl TrieIndex<()> {
+    /// An index of a value-less trie (`(address bytes, prefix length)` pairs).
+    pub fn build_set<const N: usize>(prefixes: &[([u8; N], u32)]) -> Self {
+        let entries: Vec<([u8; N], u32, ())> = prefixes.iter().map(|(a, l)| (*a, *l, ())).collect();
+        Self::build(&entries)
+    }
+
+    /// True if some prefix contains `addr`.
+    pub fn contains(&self, addr: u128) -> bool {
+        self.longest(addr).is_some()
+    }
+}
+
 impl TrieIndex<PrefixEntry> {
     /// The kernel walk: from the longest matching prefix to shorter ones, at most `MAX_DEPTH`
-    /// lookups; the first list with an item matching `port`/`proto` decides.
-    pub fn walk(&self, lists: &[MatchList], addr: u128, port: u16, proto: u32) -> Option<u32> {
+    /// lookups; the first list with an item matching `port`/`proto` decides (that item).
+    pub fn walk(&self, lists: &[MatchList], addr: u128, port: u16, proto: u32) -> Option<MatchItem> {
         let mut plen = self.width;
         for _ in 0..MAX_DEPTH {
             let entry = self.lookup(addr, plen)?;
-            if let Some(rule) = lists.get(entry.list_id as usize).and_then(|l| l.find(port, proto)) {
-                return Some(rule);
+            if let Some(item) = lists.get(entry.list_id as usize).and_then(|l| l.find_item(port, proto)) {
+                return Some(*item);
             }
             if entry.prefix_len == 0 {
                 return None;
@@ -81,6 +94,10 @@ pub(crate) struct LookupIndex {
     pub allow6: TrieIndex,
     pub geo4: TrieIndex<GeoEntry>,
     pub geo6: TrieIndex<GeoEntry>,
+    pub encrypt4: TrieIndex<()>,
+    pub encrypt6: TrieIndex<()>,
+    pub home4: TrieIndex<()>,
+    pub home6: TrieIndex<()>,
 }
 
 /// The deepest chain of nested prefixes among `(masked address, prefix length)` pairs, which must

@@ -12,6 +12,8 @@
 //!
 //! In audit mode a deny verdict is turned into an allow with `audited = true`.
 
+use std::net::IpAddr;
+
 use ipnet::IpNet;
 use serde::Serialize;
 
@@ -55,6 +57,14 @@ pub struct Decision {
     pub geo_network: Option<IpNet>,
     /// Which step decided.
     pub decided_by: DecidedBy,
+    /// Traffic to the destination must leave inside WireGuard: the address is a peer node
+    /// (`spec.peers`), the deciding allow rule has `encryption: required`, or crossBorder is set
+    /// and the address is outside the home region. Independent of the mode.
+    pub encryption_required: bool,
+    /// Why encryption is required (the first reason in the order above), e.g.
+    /// `peer node 198.51.100.0/26`, `rule "storage" requires encryption`,
+    /// `outside home region eu-west`; `None` if it is not.
+    pub encryption_reason: Option<String>,
     /// Human-readable evaluation steps.
     pub explanation: Vec<String>,
 }
@@ -172,8 +182,10 @@ impl Policy {
             }
             None
         };
+        let deciding_allow: Option<&Rule>;
         let (verdict, rule, prefix, decided_by, country, geo_network) = match cidr_decided {
             Some(c) => {
+                deciding_allow = (c.rule.action == Action::Allow).then_some(c.rule);
                 if self.references_countries() {
                     steps.push("a CIDR rule decided (CIDR rules come before country rules)".to_owned());
                 }
@@ -189,9 +201,18 @@ impl Policy {
             }
             None => {
                 let step = country_step(self, addr, dest, &port_text, geo, &mut steps);
+                deciding_allow = step.rule.filter(|r| r.action == Action::Allow);
                 (step.action, step.rule.map(|r| r.id), None, step.decided_by, step.country, step.network)
             }
         };
+        let encryption_reason = self.encryption_reason(addr, deciding_allow, geo);
+        match &encryption_reason {
+            Some(reason) => steps.push(format!("encryption required: {reason}")),
+            None if self.uses_encryption() => {
+                steps.push("encryption not required: no peer, rule or region requirement applies".to_owned())
+            }
+            None => {}
+        }
         let audited = verdict == Action::Deny && self.mode == Mode::Audit;
         if audited {
             steps.push(
@@ -206,7 +227,33 @@ impl Policy {
             country,
             geo_network,
             decided_by,
+            encryption_required: encryption_reason.is_some(),
+            encryption_reason,
             explanation: steps,
         }
+    }
+
+    /// Why traffic to `addr` (normalized) must be encrypted, if it must: a peer prefix (the
+    /// longest containing one), the deciding allow rule's `encryption: required`, or crossBorder
+    /// with the address outside the home region.
+    fn encryption_reason(
+        &self,
+        addr: IpAddr,
+        deciding_allow: Option<&Rule>,
+        geo: Option<&GeoDb>,
+    ) -> Option<String> {
+        let peer = self.peers.iter().map(|n| normalize_net(*n)).filter(|n| n.contains(&addr));
+        if let Some(peer) = peer.max_by_key(|n| n.prefix_len()) {
+            return Some(format!("peer node {peer}"));
+        }
+        if let Some(rule) = deciding_allow.filter(|r| r.encryption_required) {
+            return Some(format!("rule \"{}\" requires encryption", rule.name));
+        }
+        let name = self.cross_border.as_ref()?;
+        let region = self.regions.get(name)?;
+        let in_cidrs = region.cidrs.iter().any(|n| normalize_net(*n).contains(&addr));
+        let in_country =
+            || geo.and_then(|g| g.lookup(addr)).is_some_and(|(_, code)| region.countries.contains(&code));
+        (!in_cidrs && !in_country()).then(|| format!("outside home region {name}"))
     }
 }

@@ -13,6 +13,7 @@
 //! ```
 
 pub mod compile;
+mod compile_encrypt;
 mod compile_geo;
 mod compile_lookup;
 pub mod countries;
@@ -25,6 +26,7 @@ pub mod geo;
 pub mod groups;
 mod model;
 mod validate;
+mod validate_encryption;
 mod validate_geo;
 mod values;
 mod yaml_tree;
@@ -38,7 +40,7 @@ pub use destination::{Destination, DestinationError};
 pub use diagnostic::{format_diagnostics, load_policy_file, Diagnostic, PolicyFileError};
 pub use evaluate::{DecidedBy, Decision};
 pub use groups::{shipped_groups, CountryGroup};
-pub use model::{normalize_addr, normalize_net, Action, Mode, Policy, PortMatch, Protocol, Rule};
+pub use model::{normalize_addr, normalize_net, Action, Mode, Policy, PortMatch, Protocol, Region, Rule};
 pub use validate::{API_VERSION, KIND};
 pub use values::MAX_PORT_ENTRIES;
 

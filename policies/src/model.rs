@@ -1,5 +1,6 @@
 //! The validated policy model.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -62,6 +63,20 @@ pub struct Rule {
     pub country_groups: Vec<String>,
     /// Empty = all ports, any protocol.
     pub ports: Vec<PortMatch>,
+    /// `encryption: required`: traffic this (allow) rule decides must leave inside WireGuard.
+    /// Always false for deny rules (validation rejects it there).
+    pub encryption_required: bool,
+}
+
+/// One `spec.regions` entry: where a region's addresses are.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Region {
+    /// `countries` plus the members of `countryGroups`, deduplicated and sorted. Serialized as
+    /// `["DE", ...]`.
+    #[serde(serialize_with = "serialize_codes")]
+    pub countries: Vec<CountryCode>,
+    /// Network-form CIDRs (IPv4-mapped IPv6 already converted to IPv4).
+    pub cidrs: Vec<IpNet>,
 }
 
 /// A validated `EgressPolicy`.
@@ -76,6 +91,13 @@ pub struct Policy {
     /// `spec.unknownCountry`: what happens to addresses the geo-IP database has no country for
     /// (after CIDR rules). `None` = the default action decides them.
     pub unknown_country: Option<Action>,
+    /// `spec.peers.cidrs`: peer node addresses; traffic to them must always be encrypted.
+    pub peers: Vec<IpNet>,
+    /// `spec.regions`, by name.
+    pub regions: BTreeMap<String, Region>,
+    /// `spec.crossBorder.homeRegion` (a key of `regions`): with it set, traffic to every address
+    /// outside the home region must be encrypted.
+    pub cross_border: Option<String>,
 }
 
 impl Policy {
@@ -86,9 +108,35 @@ impl Policy {
     }
 
     /// True if the policy needs a geo-IP database: a rule names countries (directly or through
-    /// a group) or `unknownCountry` is set.
+    /// a group), `unknownCountry` is set, or `crossBorder` is set and its home region names
+    /// countries.
     pub fn references_countries(&self) -> bool {
-        self.unknown_country.is_some() || self.rules.iter().any(|r| !r.countries.is_empty())
+        self.unknown_country.is_some()
+            || self.rules.iter().any(|r| !r.countries.is_empty())
+            || self.home_region().is_some_and(|r| !r.countries.is_empty())
+    }
+
+    /// Every country the geo-IP database is needed for: those some rule names plus, with
+    /// crossBorder, those of the home region; sorted, without duplicates.
+    pub fn geo_countries(&self) -> Vec<CountryCode> {
+        let mut all = self.countries();
+        all.extend(self.home_region().map(|r| r.countries.iter().copied()).into_iter().flatten());
+        all.sort_unstable();
+        all.dedup();
+        all
+    }
+
+    /// The home region (`crossBorder.homeRegion`), if `crossBorder` is set.
+    pub fn home_region(&self) -> Option<&Region> {
+        self.cross_border.as_ref().and_then(|name| self.regions.get(name))
+    }
+
+    /// True if any encryption requirement is configured (peers, crossBorder, or a rule with
+    /// `encryption: required`).
+    pub fn uses_encryption(&self) -> bool {
+        !self.peers.is_empty()
+            || self.cross_border.is_some()
+            || self.rules.iter().any(|r| r.encryption_required)
     }
 
     /// Every country some rule names, sorted, without duplicates.

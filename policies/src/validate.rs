@@ -6,6 +6,7 @@ use crate::countries::CountryCode;
 use crate::diagnostic::Diagnostic;
 use crate::fields::{choice, fields, peek_string, sequence, string};
 use crate::model::{Action, Mode, Policy, Rule};
+use crate::validate_encryption::{encryption, Encryption};
 use crate::validate_geo::{country_list, policy_groups, rule_groups, PolicyGroups};
 use crate::values;
 use crate::yaml_tree::Node;
@@ -57,8 +58,9 @@ fn document(root: &Node, diags: &mut Vec<Diagnostic>) -> Option<Policy> {
     }
     let name = f.require("metadata", ctx, diags).and_then(|m| metadata(m, diags));
     let spec = f.require("spec", ctx, diags).and_then(|s| spec(s, diags));
-    let Spec { mode, default_action, rules, unknown_country } = spec?;
-    Some(Policy { name: name?, mode, default_action, rules, unknown_country })
+    let Spec { mode, default_action, rules, unknown_country, encryption } = spec?;
+    let Encryption { peers, regions, cross_border } = encryption;
+    Some(Policy { name: name?, mode, default_action, rules, unknown_country, peers, regions, cross_border })
 }
 
 fn metadata(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<String> {
@@ -92,11 +94,21 @@ struct Spec {
     default_action: Action,
     rules: Vec<Rule>,
     unknown_country: Option<Action>,
+    encryption: Encryption,
 }
 
 fn spec(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Spec> {
     let ctx = "in spec";
-    let allowed = ["mode", "defaultAction", "unknownCountry", "countryGroups", "egress"];
+    let allowed = [
+        "mode",
+        "defaultAction",
+        "unknownCountry",
+        "countryGroups",
+        "peers",
+        "regions",
+        "crossBorder",
+        "egress",
+    ];
     let f = fields(node, &allowed, "spec", ctx, diags)?;
     let mode = match f.get("mode") {
         None => Some(Mode::Enforce),
@@ -116,11 +128,13 @@ fn spec(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Spec> {
         None => Some(Vec::new()),
         Some(e) => egress(e, &groups, diags),
     };
+    let encryption = encryption(f.get("peers"), f.get("regions"), f.get("crossBorder"), &groups, diags);
     Some(Spec {
         mode: mode?,
         default_action: default_action?,
         rules: rules?,
         unknown_country: unknown_country?,
+        encryption: encryption?,
     })
 }
 
@@ -166,7 +180,7 @@ fn rule(node: &Node, id: usize, groups: &PolicyGroups, diags: &mut Vec<Diagnosti
         Some(_) | None => format!("rule #{id}"),
     };
     let ctx = format!("in {label}");
-    let f = fields(node, &["name", "action", "to", "ports"], &label, &ctx, diags)?;
+    let f = fields(node, &["name", "action", "to", "ports", "encryption"], &label, &ctx, diags)?;
     let name = f.require("name", &ctx, diags).and_then(|n| string(n, &format!("\"name\" {ctx}"), diags));
     if name == Some("") {
         diags.push(
@@ -183,6 +197,16 @@ fn rule(node: &Node, id: usize, groups: &PolicyGroups, diags: &mut Vec<Diagnosti
             (diags.len() == before).then_some(ports)
         })?,
     };
+    let encryption_required = match f.get("encryption") {
+        None => Some(false),
+        Some(e) => choice(e, "encryption", &ctx, &["required", "none"], diags).map(|c| c == "required"),
+    };
+    if encryption_required == Some(true) && action == Some(Action::Deny) {
+        diags.push(f.get("encryption").expect("encryption is present").error(format!(
+            "\"encryption: required\" {ctx} is only valid on allow rules (a deny rule lets no traffic through to encrypt); remove it or use \"encryption: none\""
+        )));
+        return None;
+    }
     let to = to?;
     Some(Rule {
         id: u32::try_from(id).ok()?,
@@ -192,6 +216,7 @@ fn rule(node: &Node, id: usize, groups: &PolicyGroups, diags: &mut Vec<Diagnosti
         countries: to.countries,
         country_groups: to.groups,
         ports: ports?,
+        encryption_required: encryption_required?,
     })
 }
 
@@ -228,7 +253,7 @@ fn destinations(
     };
     let (names, members) = match f.get("countryGroups") {
         None => (Vec::new(), Vec::new()),
-        Some(list) => rule_groups(list, groups, ctx, diags)?,
+        Some(list) => rule_groups(list, groups, "to.countryGroups", ctx, diags)?,
     };
     let mut countries = countries?;
     countries.extend(members);
@@ -238,9 +263,19 @@ fn destinations(
 }
 
 fn cidr_list(list: &Node, ctx: &str, diags: &mut Vec<Diagnostic>) -> Option<Vec<ipnet::IpNet>> {
-    let items = sequence(list, &format!("\"to.cidrs\" {ctx}"), diags)?;
+    named_cidr_list(list, "to.cidrs", ctx, diags)
+}
+
+/// A non-empty sequence of CIDRs; `what` names the field in messages (e.g. `"peers.cidrs"`).
+pub(crate) fn named_cidr_list(
+    list: &Node,
+    what: &str,
+    ctx: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Vec<ipnet::IpNet>> {
+    let items = sequence(list, &format!("\"{what}\" {ctx}"), diags)?;
     if items.is_empty() {
-        diags.push(list.error(format!("\"to.cidrs\" {ctx} must not be empty")));
+        diags.push(list.error(format!("\"{what}\" {ctx} must not be empty")));
         return None;
     }
     let before = diags.len();

@@ -111,15 +111,17 @@ pub(crate) fn policy_groups(node: &Node, diags: &mut Vec<Diagnostic>) -> PolicyG
 /// The members of the groups named in a rule's `to.countryGroups`, checked against the policy's
 /// groups (which replace shipped groups of the same name) and the shipped groups. Returns the
 /// names (deduplicated, in the order given) and the members; `None` after reporting.
+/// `what` names the field in messages (e.g. `"to.countryGroups"`).
 pub(crate) fn rule_groups(
     node: &Node,
     groups: &PolicyGroups,
+    what: &str,
     context: &str,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<(Vec<String>, Vec<CountryCode>)> {
-    let items = sequence(node, &format!("\"to.countryGroups\" {context}"), diags)?;
+    let items = sequence(node, &format!("\"{what}\" {context}"), diags)?;
     if items.is_empty() {
-        diags.push(node.error(format!("\"to.countryGroups\" {context} must not be empty")));
+        diags.push(node.error(format!("\"{what}\" {context} must not be empty")));
         return None;
     }
     let (mut names, mut members, mut ok) = (Vec::new(), Vec::new(), true);

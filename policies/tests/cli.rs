@@ -51,7 +51,7 @@ fn check_invalid_reports_every_error() {
         lines,
         vec![
             format!("{file}:7:7: error: missing required field \"action\" in rule \"x\""),
-            format!("{file}:8:7: error: unknown field \"acton\" in rule \"x\" (expected one of: name, action, to, ports)"),
+            format!("{file}:8:7: error: unknown field \"acton\" in rule \"x\" (expected one of: name, action, to, ports, encryption)"),
             format!("{file}:9:20: error: CIDR \"10.0.0.1/8\" in rule \"x\" has host bits set; did you mean \"10.0.0.0/8\"?"),
             format!("{file}:10:22: error: invalid port \"0\" in port entry 1 of rule \"x\" (expected an integer from 1 to 65535)"),
             format!("{file}: 4 errors"),
@@ -86,7 +86,7 @@ fn explain_text() {
     let out = ringfence(&["policy", "explain", &file, "--to", "169.254.169.254:80/tcp"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    assert!(stdout.starts_with("verdict: deny\nrule: block-link-local-metadata (id 4)\nprefix: 169.254.0.0/16\ndestination: 169.254.169.254:80/tcp\nmode: enforce\nexplanation:\n"), "{stdout}");
+    assert!(stdout.starts_with("verdict: deny\nrule: block-link-local-metadata (id 4)\nprefix: 169.254.0.0/16\nencryption: not required\ndestination: 169.254.169.254:80/tcp\nmode: enforce\nexplanation:\n"), "{stdout}");
     let out = ringfence(&["policy", "explain", &file, "--to", "8.8.8.8:443"]);
     assert_eq!(out.status.code(), Some(0));
     let stdout = text(&out.stdout);
@@ -254,4 +254,39 @@ fn geo_lookup_with_maxmind_test_database() {
     assert_eq!(v["database"]["type"], "GeoIP2-Country");
     let out = ringfence(&["geo", "lookup", "8.8.8.8", "--db", &db]);
     assert!(text(&out.stdout).contains("country: no record"));
+}
+
+#[test]
+fn explain_encryption_requirements() {
+    let file = example("encrypted-mesh.yaml");
+    let db = geo_db("encryption.mmdb");
+    let explain = |to: &str| {
+        let out = ringfence(&["policy", "explain", &file, "--to", to, "--geoip-db", &db]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let stdout = explain("198.51.100.7:443/tcp");
+    assert!(stdout.contains("\nencryption: required (peer node 198.51.100.0/26)\n"), "{stdout}");
+    let stdout = explain("203.0.113.9:443/tcp");
+    assert!(stdout.starts_with("verdict: allow\nrule: storage (id 2)\n"), "{stdout}");
+    assert!(stdout.contains("\nencryption: required (rule \"storage\" requires encryption)\n"), "{stdout}");
+    let stdout = explain("5.9.1.1:443/tcp");
+    assert!(stdout.contains("\nencryption: not required\n"), "{stdout}");
+    let stdout = explain("192.0.2.53:53/udp");
+    assert!(stdout.contains("\nencryption: not required\n"), "{stdout}");
+    let out =
+        ringfence(&["policy", "explain", &file, "--to", "81.2.69.142:443/tcp", "--geoip-db", &db, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["verdict"], "deny");
+    assert_eq!(v["encryption_required"], true);
+    assert_eq!(v["encryption_reason"], "outside home region eu-west");
+    let out =
+        ringfence(&["policy", "explain", &file, "--to", "5.9.1.1:443/tcp", "--geoip-db", &db, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((v["encryption_required"].as_bool(), v["encryption_reason"].is_null()), (Some(false), true));
+    // The home region names countries: explain needs the database.
+    let out = ringfence(&["policy", "explain", &file, "--to", "192.0.2.53:53/udp"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(text(&out.stderr).contains("the policy names countries (AT, BE,"), "{}", text(&out.stderr));
 }

@@ -5,12 +5,16 @@ pub const VERDICT_ALLOW: u32 = 0;
 pub const VERDICT_DENY: u32 = 1;
 /// Audit mode: the policy would deny, the connection was allowed.
 pub const VERDICT_AUDIT: u32 = 2;
+/// Packet path: plaintext to a must-encrypt destination, dropped.
+pub const VERDICT_PLAINTEXT_DROP: u32 = 3;
 
 /// `Event::hook` values, the index into [`crate::PROGRAMS`].
 pub const HOOK_CONNECT4: u32 = 0;
 pub const HOOK_CONNECT6: u32 = 1;
 pub const HOOK_SENDMSG4: u32 = 2;
 pub const HOOK_SENDMSG6: u32 = 3;
+/// The packet path's egress program (index 4 of [`crate::HOOKS`]).
+pub const HOOK_TC_EGRESS: u32 = 4;
 
 /// One verdict. 88 bytes, no implicit padding.
 #[repr(C)]

@@ -40,6 +40,17 @@ pub struct FlowStats {
 pub const FLOW_VERDICT_UNKNOWN: u32 = 0;
 pub const FLOW_VERDICT_PASS: u32 = 1;
 pub const FLOW_VERDICT_DROP: u32 = 2;
+pub const FLOW_VERDICT_PLAINTEXT: u32 = 3;
+
+/// A WireGuard peer endpoint (address in network order, IPv4 in the first 4 bytes; port in
+/// host order).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Endpoint {
+    pub addr: [u8; 16],
+    pub port: u32,
+    pub family: u32,
+}
 
 /// Marker value in the inbound-flow map.
 pub const INBOUND: u32 = 1;
@@ -51,4 +62,5 @@ const _: () = assert!(core::mem::size_of::<FlowStats>() == 72);
 mod pod {
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::FlowStats {}
+    unsafe impl aya::Pod for super::Endpoint {}
 }

@@ -19,6 +19,17 @@ pub const ALLOW_V6_MAPS: [&str; 2] = ["RF_ALLOW6_0", "RF_ALLOW6_1"];
 pub const GEO_V4_MAPS: [&str; 2] = ["RF_GEO4_0", "RF_GEO4_1"];
 /// LPM tries of IPv6 geo-IP networks, per slot.
 pub const GEO_V6_MAPS: [&str; 2] = ["RF_GEO6_0", "RF_GEO6_1"];
+/// LPM tries (value `u32`, unused) of destinations that must be encrypted: peer nodes, per slot.
+pub const ENCRYPT_V4_MAPS: [&str; 2] = ["RF_ENC4_0", "RF_ENC4_1"];
+pub const ENCRYPT_V6_MAPS: [&str; 2] = ["RF_ENC6_0", "RF_ENC6_1"];
+/// LPM tries (value `u32`, unused) of the home region (its CIDRs and its countries' networks),
+/// per slot: with crossBorder, everything outside must be encrypted.
+pub const HOME_V4_MAPS: [&str; 2] = ["RF_HOME4_0", "RF_HOME4_1"];
+pub const HOME_V6_MAPS: [&str; 2] = ["RF_HOME6_0", "RF_HOME6_1"];
+/// Hash of WireGuard peer endpoints ([`crate::Endpoint`] -> `u32`, unused): UDP to these is the
+/// tunnel itself and is what must-encrypt traffic may leave as.
+pub const WG_ENDPOINTS_MAP: &str = "RF_WGPEERS";
+pub const MAX_ENDPOINTS: u32 = 4096;
 /// Array of [`crate::GeoInfo`], one per slot: which database the slot's geo tries came from
 /// (read by `ringfence-agent status`; the programs do not use it).
 pub const GEO_INFO_MAP: &str = "RF_GEOINFO";
@@ -74,6 +85,14 @@ pub const PROGRAMS: [&str; 4] = ["rf_connect4", "rf_connect6", "rf_sendmsg4", "r
 /// Packet-path programs (tcx), attached per uplink interface; links pinned as
 /// `<bpffs>/links/<name>_<interface>`.
 pub const TC_EGRESS: &str = "rf_tc_egress";
+/// Every hook that reports events, indexed by `Event::hook`.
+pub const HOOKS: [&str; 5] = ["rf_connect4", "rf_connect6", "rf_sendmsg4", "rf_sendmsg6", "rf_tc_egress"];
 pub const TC_INGRESS: &str = "rf_tc_ingress";
+/// The egress verdict, tail-called by [`TC_EGRESS`] through [`TAILS_MAP`] slot 0.
+pub const TC_VERDICT: &str = "rf_tc_verdict";
+/// Program array for that tail call (pinned, so the slot outlives the agent like the links).
+pub const TAILS_MAP: &str = "RF_TAILS";
 /// Packets dropped on the packet path by the policy.
 pub const STAT_PACKETS_DROPPED: u32 = 4;
+/// Plaintext packets to must-encrypt destinations dropped on the packet path.
+pub const STAT_PLAINTEXT_DROPPED: u32 = 5;

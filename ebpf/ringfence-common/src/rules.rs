@@ -40,6 +40,15 @@ pub const UNKNOWN_ALLOW: u32 = 2;
 /// A `GeoEntry` list id meaning "no rule of this action names this country".
 pub const NO_LIST: u32 = u32::MAX;
 
+/// Flag in [`MatchItem::proto`] (above the protocol number in the low 8 bits): the rule says
+/// `encryption: required`, so traffic it allows must leave inside WireGuard.
+pub const ITEM_ENCRYPT: u32 = 1 << 8;
+/// Mask of the protocol number in [`MatchItem::proto`].
+pub const ITEM_PROTO_MASK: u32 = 0xff;
+
+/// [`PolicyConfig::flags`]: every address outside the home region must be encrypted.
+pub const CONFIG_CROSS_BORDER: u32 = 1;
+
 /// Items per [`MatchList`].
 pub const MAX_ITEMS: usize = 16;
 /// Nested prefixes the kernel walks per trie before giving up on that trie.
@@ -61,6 +70,7 @@ pub struct PrefixEntry {
 pub struct MatchItem {
     pub port_lo: u16,
     pub port_hi: u16,
+    /// Protocol (`PROTO_*`) in the low 8 bits, [`ITEM_ENCRYPT`] above.
     pub proto: u32,
     /// 1-based rule index in the policy.
     pub rule_id: u32,
@@ -69,7 +79,14 @@ pub struct MatchItem {
 impl MatchItem {
     #[inline(always)]
     pub fn matches(&self, port: u16, proto: u32) -> bool {
-        (self.proto == PROTO_ANY || self.proto == proto) && port >= self.port_lo && port <= self.port_hi
+        let p = self.proto & ITEM_PROTO_MASK;
+        (p == PROTO_ANY || p == proto) && port >= self.port_lo && port <= self.port_hi
+    }
+
+    /// Whether the rule requires encryption.
+    #[inline(always)]
+    pub fn encrypt(&self) -> bool {
+        self.proto & ITEM_ENCRYPT != 0
     }
 }
 
@@ -85,6 +102,12 @@ impl MatchList {
     /// The rule id of the first item matching `port`/`proto`.
     #[inline(always)]
     pub fn find(&self, port: u16, proto: u32) -> Option<u32> {
+        self.find_item(port, proto).map(|i| i.rule_id)
+    }
+
+    /// The first item matching `port`/`proto`.
+    #[inline(always)]
+    pub fn find_item(&self, port: u16, proto: u32) -> Option<&MatchItem> {
         let n = self.len as usize;
         for i in 0..MAX_ITEMS {
             if i >= n {
@@ -92,7 +115,7 @@ impl MatchList {
             }
             let item = &self.items[i];
             if item.matches(port, proto) {
-                return Some(item.rule_id);
+                return Some(item);
             }
         }
         None
@@ -160,6 +183,9 @@ pub struct PolicyConfig {
     pub generation: u32,
     /// `UNKNOWN_*`: what decides addresses the geo database does not cover.
     pub unknown_action: u32,
+    /// `CONFIG_*` bits.
+    pub flags: u32,
+    pub _reserved: u32,
 }
 
 #[cfg(feature = "user")]

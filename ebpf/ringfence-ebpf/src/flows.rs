@@ -1,11 +1,16 @@
 //! Flow accounting and the packet-path verdict shared by the tcx programs.
-use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::TcContext};
+use aya_ebpf::{
+    helpers::bpf_ktime_get_ns,
+    maps::{lpm_trie::Key, LpmTrie},
+    programs::TcContext,
+};
 use ringfence_common::{
-    FlowKey, FlowStats, FLOW_VERDICT_DROP, FLOW_VERDICT_PASS, FLOW_VERDICT_UNKNOWN, VERDICT_DENY,
+    Endpoint, FlowKey, FlowStats, CONFIG_CROSS_BORDER, FLOW_VERDICT_DROP, FLOW_VERDICT_PASS,
+    FLOW_VERDICT_PLAINTEXT, FLOW_VERDICT_UNKNOWN, VERDICT_DENY,
 };
 
 use crate::{
-    maps::RF_FLOWS,
+    maps::*,
     packet::Packet,
     verdict::{active, decide_v4, decide_v6},
 };
@@ -48,15 +53,64 @@ pub fn account(ctx: &TcContext, k: &FlowKey, p: &Packet, egress: bool) -> Option
     Some(s)
 }
 
-/// Whether the policy lets this egress packet out; cached per flow and policy generation.
+/// What the packet path does with an egress packet.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Egress {
+    Pass,
+    /// Denied by the policy.
+    Drop,
+    /// Plaintext to a destination that must be encrypted.
+    Plaintext,
+}
+
 #[inline(always)]
-pub fn allowed(p: &Packet, st: Option<*mut FlowStats>) -> bool {
-    let (_, cfg) = active();
+fn in_set<const N: usize>(set: &LpmTrie<[u8; N], u32>, addr: [u8; N]) -> bool {
+    set.get(Key::new((N * 8) as u32, addr)).is_some()
+}
+
+/// Whether the destination must only be reached through WireGuard: a peer node, a rule that
+/// requires it, or (with crossBorder) any address outside the home region.
+#[inline(always)]
+fn must_encrypt(p: &Packet, slot: u32, cross_border: bool, rule_requires: bool) -> bool {
+    if rule_requires {
+        return true;
+    }
+    let (peer, home) = if p.family == 4 {
+        let a = [p.dst[0], p.dst[1], p.dst[2], p.dst[3]];
+        if slot == 0 {
+            (in_set(&RF_ENC4_0, a), in_set(&RF_HOME4_0, a))
+        } else {
+            (in_set(&RF_ENC4_1, a), in_set(&RF_HOME4_1, a))
+        }
+    } else if slot == 0 {
+        (in_set(&RF_ENC6_0, p.dst), in_set(&RF_HOME6_0, p.dst))
+    } else {
+        (in_set(&RF_ENC6_1, p.dst), in_set(&RF_HOME6_1, p.dst))
+    };
+    peer || (cross_border && !home)
+}
+
+/// WireGuard's own packets: UDP to a known peer endpoint.
+#[inline(always)]
+pub fn to_wireguard_peer(p: &Packet) -> bool {
+    p.proto == 17
+        && RF_WGPEERS.get_ptr(&Endpoint { addr: p.dst, port: p.dport as u32, family: p.family }).is_some()
+}
+
+/// The decision for an egress packet, cached per flow (per CPU) and policy generation.
+/// `policed`: the packet comes from the enforced cgroup or from no local socket.
+#[inline(always)]
+pub fn egress(p: &Packet, st: Option<*mut FlowStats>, policed: bool) -> Egress {
+    let (slot, cfg) = active();
     if let Some(s) = st {
         // SAFETY: as in `account`.
         let st = unsafe { &*s };
         if st.verdict != FLOW_VERDICT_UNKNOWN && st.verdict_generation == cfg.generation {
-            return st.verdict == FLOW_VERDICT_PASS;
+            return match st.verdict {
+                FLOW_VERDICT_PASS => Egress::Pass,
+                FLOW_VERDICT_PLAINTEXT => Egress::Plaintext,
+                _ => Egress::Drop,
+            };
         }
     }
     let v = if p.family == 4 {
@@ -64,12 +118,22 @@ pub fn allowed(p: &Packet, st: Option<*mut FlowStats>) -> bool {
     } else {
         decide_v6(p.dst, p.dport, p.proto).0
     };
-    let pass = v.verdict != VERDICT_DENY;
+    let decision = if must_encrypt(p, slot, cfg.flags & CONFIG_CROSS_BORDER != 0, v.encrypt) {
+        Egress::Plaintext
+    } else if policed && v.verdict == VERDICT_DENY {
+        Egress::Drop
+    } else {
+        Egress::Pass
+    };
     if let Some(s) = st {
         // SAFETY: as in `account`.
         let st = unsafe { &mut *s };
-        st.verdict = if pass { FLOW_VERDICT_PASS } else { FLOW_VERDICT_DROP };
+        st.verdict = match decision {
+            Egress::Pass => FLOW_VERDICT_PASS,
+            Egress::Drop => FLOW_VERDICT_DROP,
+            Egress::Plaintext => FLOW_VERDICT_PLAINTEXT,
+        };
         st.verdict_generation = v.generation;
     }
-    pass
+    decision
 }

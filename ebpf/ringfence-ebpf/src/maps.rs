@@ -2,11 +2,15 @@
 //! restarted agent (or a new program version) reuses the same maps and enforcement has no gap.
 use aya_ebpf::{
     macros::map,
-    maps::{Array, CgroupArray, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
+    maps::{
+        Array, CgroupArray, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, ProgramArray,
+        RingBuf,
+    },
 };
 use ringfence_common::{
-    FlowKey, FlowStats, GeoEntry, GeoInfo, MatchList, PolicyConfig, PrefixEntry, EVENTS_BYTES, MAX_FLOWS,
-    MAX_GEO_V4, MAX_GEO_V6, MAX_LISTS, MAX_PREFIXES_V4, MAX_PREFIXES_V6, SLOTS, STAT_COUNT,
+    Endpoint, FlowKey, FlowStats, GeoEntry, GeoInfo, MatchList, PolicyConfig, PrefixEntry, EVENTS_BYTES,
+    MAX_ENDPOINTS, MAX_FLOWS, MAX_GEO_V4, MAX_GEO_V6, MAX_LISTS, MAX_PREFIXES_V4, MAX_PREFIXES_V6, SLOTS,
+    STAT_COUNT,
 };
 
 pub type TrieV4 = LpmTrie<[u8; 4], PrefixEntry>;
@@ -52,6 +56,46 @@ pub static RF_CONFIG: Array<PolicyConfig> = Array::pinned(SLOTS, 0);
 pub static RF_ACTIVE: Array<u32> = Array::pinned(1, 0);
 #[map]
 pub static RF_EVENTS: RingBuf = RingBuf::pinned(EVENTS_BYTES, 0);
+pub type PrefixSetV4 = LpmTrie<[u8; 4], u32>;
+pub type PrefixSetV6 = LpmTrie<[u8; 16], u32>;
+
+#[map]
+pub static RF_ENC4_0: PrefixSetV4 = PrefixSetV4::pinned(MAX_PREFIXES_V4, 0);
+#[map]
+pub static RF_ENC4_1: PrefixSetV4 = PrefixSetV4::pinned(MAX_PREFIXES_V4, 0);
+#[map]
+pub static RF_ENC6_0: PrefixSetV6 = PrefixSetV6::pinned(MAX_PREFIXES_V6, 0);
+#[map]
+pub static RF_ENC6_1: PrefixSetV6 = PrefixSetV6::pinned(MAX_PREFIXES_V6, 0);
+#[map]
+pub static RF_HOME4_0: PrefixSetV4 = PrefixSetV4::pinned(MAX_PREFIXES_V4, 0);
+#[map]
+pub static RF_HOME4_1: PrefixSetV4 = PrefixSetV4::pinned(MAX_PREFIXES_V4, 0);
+#[map]
+pub static RF_HOME6_0: PrefixSetV6 = PrefixSetV6::pinned(MAX_PREFIXES_V6, 0);
+#[map]
+pub static RF_HOME6_1: PrefixSetV6 = PrefixSetV6::pinned(MAX_PREFIXES_V6, 0);
+#[map]
+pub static RF_WGPEERS: HashMap<Endpoint, u32> = HashMap::pinned(MAX_ENDPOINTS, 0);
+
+/// What the egress program hands to the verdict program it tail-calls (per CPU, so no races).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Handoff {
+    pub packet: crate::packet::Packet,
+    pub key: FlowKey,
+    /// The sending socket's cgroup (0: none) and whether the policy applies to the packet.
+    pub cgroup_id: u64,
+    pub policed: u32,
+    pub _pad: u32,
+}
+
+#[map]
+pub static RF_HANDOFF: PerCpuArray<Handoff> = PerCpuArray::with_max_entries(1, 0);
+/// Slot 0: the packet-path verdict program (set by the agent before attaching the egress one).
+#[map]
+pub static RF_TAILS: ProgramArray = ProgramArray::pinned(1, 0);
+
 #[map]
 pub static RF_FLOWS: LruPerCpuHashMap<FlowKey, FlowStats> = LruPerCpuHashMap::pinned(MAX_FLOWS, 0);
 #[map]

@@ -11,6 +11,8 @@ pub const TCP_ACK: u8 = 0x10;
 
 /// What one packet is: addresses in network order (IPv4 in the first 4 bytes), ports in host
 /// order (0 for protocols without ports and for non-first fragments).
+#[repr(C)]
+#[derive(Clone, Copy)]
 pub struct Packet {
     pub family: u32,
     pub src: [u8; 16],
@@ -20,7 +22,7 @@ pub struct Packet {
     pub dport: u16,
     /// L4 payload bytes (for GSO packets: of all segments).
     pub payload: u32,
-    pub tcp_flags: u8,
+    pub tcp_flags: u32,
 }
 
 impl Packet {
@@ -40,7 +42,8 @@ fn ports(ctx: &TcContext, l4: usize, proto: u8, p: &mut Packet) -> Option<()> {
     let header = match proto {
         IPPROTO_TCP => {
             let doff: u8 = ctx.load(l4 + 12).ok()?;
-            p.tcp_flags = ctx.load(l4 + 13).ok()?;
+            let flags: u8 = ctx.load(l4 + 13).ok()?;
+            p.tcp_flags = flags as u32;
             ((doff >> 4) as usize) * 4
         }
         IPPROTO_UDP => 8,

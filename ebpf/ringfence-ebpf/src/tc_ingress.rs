@@ -22,7 +22,7 @@ fn try_tc_ingress(ctx: &TcContext) -> Option<()> {
     let p = parse(ctx)?;
     let k = key(&p, false);
     let opened_remotely = if p.proto == 6 {
-        p.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+        p.tcp_flags & (TCP_SYN | TCP_ACK) as u32 == TCP_SYN as u32
     } else {
         RF_FLOWS.get_ptr(&k).is_none()
     };

@@ -5,8 +5,8 @@ use aya_ebpf::helpers::generated::bpf_loop;
 use aya_ebpf::maps::lpm_trie::Key;
 use aya_ebpf::maps::LpmTrie;
 use ringfence_common::{
-    GeoEntry, PolicyConfig, PrefixEntry, ACTION_ALLOW, MAX_DEPTH, MODE_AUDIT, NO_LIST, RULE_DEFAULT,
-    RULE_UNKNOWN_COUNTRY, STAT_ALLOWED, STAT_AUDITED, STAT_DENIED, UNKNOWN_ALLOW, UNKNOWN_DENY,
+    GeoEntry, MatchItem, PolicyConfig, PrefixEntry, ACTION_ALLOW, MAX_DEPTH, MODE_AUDIT, NO_LIST,
+    RULE_DEFAULT, RULE_UNKNOWN_COUNTRY, STAT_ALLOWED, STAT_AUDITED, STAT_DENIED, UNKNOWN_ALLOW, UNKNOWN_DENY,
     VERDICT_ALLOW, VERDICT_AUDIT, VERDICT_DENY,
 };
 
@@ -19,6 +19,8 @@ pub struct Verdict {
     pub generation: u32,
     /// Packed country code of the destination if a geo entry matched, else 0.
     pub country: u32,
+    /// The deciding allow rule says `encryption: required`.
+    pub encrypt: bool,
 }
 
 impl Verdict {
@@ -44,19 +46,19 @@ impl Verdict {
     }
 }
 
-/// One slot's geo tables for one address family (the CIDR tries are chosen in the walk callback).
+/// One slot's geo trie for one address family (the CIDR tries and match lists are chosen by
+/// slot inside the `bpf_loop` callbacks).
 pub struct Tables<'a, const N: usize> {
     pub slot: u32,
     pub geo: &'a LpmTrie<[u8; N], GeoEntry>,
-    pub lists: &'a Lists,
 }
 
 #[inline(always)]
-fn find(lists: &Lists, list_id: u32, port: u16, proto: u32) -> Option<u32> {
+fn find(lists: &Lists, list_id: u32, port: u16, proto: u32) -> Option<&MatchItem> {
     if list_id == NO_LIST {
         return None;
     }
-    lists.get(list_id)?.find(port, proto)
+    lists.get(list_id)?.find_item(port, proto)
 }
 
 /// State of one trie walk, shared with the `bpf_loop` callback. The walk runs in a callback so
@@ -72,9 +74,11 @@ struct Walk<const N: usize> {
     slot: u32,
     /// 1: the deny trie, 0: the allow trie.
     deny: u32,
-    /// The deciding rule when `found` is 1.
+    /// The deciding rule when `found` is 1, and whether it requires encryption.
     rule: u32,
     found: u32,
+    encrypt: u32,
+    _pad: u32,
 }
 
 /// One step: the longest entry of at most `plen` bits containing the address; stop (1) on no
@@ -83,8 +87,9 @@ struct Walk<const N: usize> {
 fn step<const N: usize>(w: &mut Walk<N>, trie: &LpmTrie<[u8; N], PrefixEntry>, lists: &Lists) -> i64 {
     let Some(entry) = trie.get(Key::new(w.plen, w.addr)) else { return 1 };
     let (entry_len, list_id) = (entry.prefix_len, entry.list_id);
-    if let Some(rule) = find(lists, list_id, w.port as u16, w.proto) {
-        w.rule = rule;
+    if let Some(item) = find(lists, list_id, w.port as u16, w.proto) {
+        w.rule = item.rule_id;
+        w.encrypt = item.encrypt() as u32;
         w.found = 1;
         return 1;
     }
@@ -117,10 +122,49 @@ extern "C" fn walk6_step(_index: u64, ctx: *mut c_void) -> i64 {
     }
 }
 
-/// Walks one CIDR trie from the longest matching prefix to shorter ones (at most `MAX_DEPTH`);
-/// returns the rule id of the first prefix whose match list accepts (port, proto).
+/// State of a match-list search run as a one-iteration `bpf_loop` callback, so the verifier
+/// checks the item loop once instead of once per path through the caller.
+#[repr(C)]
+struct Find {
+    slot: u32,
+    list_id: u32,
+    port: u32,
+    proto: u32,
+    rule: u32,
+    encrypt: u32,
+    found: u32,
+    _pad: u32,
+}
+
+extern "C" fn find_step(_index: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: bpf_loop passes back the pointer to the caller's `Find`.
+    let f = unsafe { &mut *(ctx as *mut Find) };
+    let lists = if f.slot == 0 { &RF_LISTS_0 } else { &RF_LISTS_1 };
+    if let Some(item) = find(lists, f.list_id, f.port as u16, f.proto) {
+        f.rule = item.rule_id;
+        f.encrypt = item.encrypt() as u32;
+        f.found = 1;
+    }
+    1
+}
+
+/// (rule id, encryption required) of the first item of a slot's list matching (port, proto).
 #[inline(always)]
-fn walk<const N: usize>(slot: u32, deny: bool, addr: [u8; N], port: u16, proto: u32) -> Option<u32> {
+fn find_in(slot: u32, list_id: u32, port: u16, proto: u32) -> Option<(u32, bool)> {
+    if list_id == NO_LIST {
+        return None;
+    }
+    let mut f = Find { slot, list_id, port: port as u32, proto, rule: 0, encrypt: 0, found: 0, _pad: 0 };
+    // SAFETY: the callback matches bpf_loop's contract and only touches `f` through ctx.
+    unsafe { bpf_loop(1, find_step as *const () as *mut c_void, &mut f as *mut Find as *mut c_void, 0) };
+    (f.found == 1).then_some((f.rule, f.encrypt == 1))
+}
+
+/// Walks one CIDR trie from the longest matching prefix to shorter ones (at most `MAX_DEPTH`);
+/// returns (rule id, encryption required) of the first prefix whose match list accepts
+/// (port, proto).
+#[inline(always)]
+fn walk<const N: usize>(slot: u32, deny: bool, addr: [u8; N], port: u16, proto: u32) -> Option<(u32, bool)> {
     let mut w = Walk {
         addr,
         plen: (N * 8) as u32,
@@ -130,44 +174,52 @@ fn walk<const N: usize>(slot: u32, deny: bool, addr: [u8; N], port: u16, proto: 
         deny: deny as u32,
         rule: 0,
         found: 0,
+        encrypt: 0,
+        _pad: 0,
     };
     let callback = if N == 4 { walk4_step as *const () } else { walk6_step as *const () };
     // SAFETY: the callback matches bpf_loop's contract and only touches `w` through ctx.
     unsafe { bpf_loop(MAX_DEPTH, callback as *mut c_void, &mut w as *mut Walk<N> as *mut c_void, 0) };
-    (w.found == 1).then_some(w.rule)
+    (w.found == 1).then_some((w.rule, w.encrypt == 1))
 }
 
-/// (deny?, rule id, country) before the mode is applied.
+/// What the rules say before the mode is applied.
+struct Outcome {
+    deny: bool,
+    rule: u32,
+    country: u32,
+    encrypt: bool,
+}
+
 #[inline(always)]
-fn rules<const N: usize>(
-    t: &Tables<N>,
-    cfg: &PolicyConfig,
-    addr: [u8; N],
-    port: u16,
-    proto: u32,
-) -> (bool, u32, u32) {
-    if let Some(rule) = walk(t.slot, true, addr, port, proto) {
-        return (true, rule, 0);
+fn outcome(deny: bool, rule: u32, country: u32, encrypt: bool) -> Outcome {
+    Outcome { deny, rule, country, encrypt }
+}
+
+#[inline(always)]
+fn rules<const N: usize>(t: &Tables<N>, cfg: &PolicyConfig, addr: [u8; N], port: u16, proto: u32) -> Outcome {
+    if let Some((rule, _)) = walk(t.slot, true, addr, port, proto) {
+        return outcome(true, rule, 0, false);
     }
-    if let Some(rule) = walk(t.slot, false, addr, port, proto) {
-        return (false, rule, 0);
+    if let Some((rule, encrypt)) = walk(t.slot, false, addr, port, proto) {
+        return outcome(false, rule, 0, encrypt);
     }
     let default_deny = cfg.default_action != ACTION_ALLOW;
     match t.geo.get(Key::new((N * 8) as u32, addr)) {
         Some(g) => {
             let (deny_list, allow_list, country) = (g.deny_list, g.allow_list, g.country);
-            if let Some(rule) = find(t.lists, deny_list, port, proto) {
-                (true, rule, country)
-            } else if let Some(rule) = find(t.lists, allow_list, port, proto) {
-                (false, rule, country)
+            if let Some((rule, _)) = find_in(t.slot, deny_list, port, proto) {
+                outcome(true, rule, country, false)
+            } else if let Some((rule, encrypt)) = find_in(t.slot, allow_list, port, proto) {
+                outcome(false, rule, country, encrypt)
             } else {
-                (default_deny, RULE_DEFAULT, country)
+                outcome(default_deny, RULE_DEFAULT, country, false)
             }
         }
         None => match cfg.unknown_action {
-            UNKNOWN_DENY => (true, RULE_UNKNOWN_COUNTRY, 0),
-            UNKNOWN_ALLOW => (false, RULE_UNKNOWN_COUNTRY, 0),
-            _ => (default_deny, RULE_DEFAULT, 0),
+            UNKNOWN_DENY => outcome(true, RULE_UNKNOWN_COUNTRY, 0, false),
+            UNKNOWN_ALLOW => outcome(false, RULE_UNKNOWN_COUNTRY, 0, false),
+            _ => outcome(default_deny, RULE_DEFAULT, 0, false),
         },
     }
 }
@@ -180,13 +232,13 @@ fn decide<const N: usize>(
     port: u16,
     proto: u32,
 ) -> Verdict {
-    let (deny, rule_id, country) = rules(t, cfg, addr, port, proto);
+    let Outcome { deny, rule: rule_id, country, encrypt } = rules(t, cfg, addr, port, proto);
     let verdict = match (deny, cfg.mode == MODE_AUDIT) {
         (false, _) => VERDICT_ALLOW,
         (true, false) => VERDICT_DENY,
         (true, true) => VERDICT_AUDIT,
     };
-    Verdict { verdict, rule_id, generation: cfg.generation, country }
+    Verdict { verdict, rule_id, generation: cfg.generation, country, encrypt }
 }
 
 /// The active slot and its config. A missing config reads as zeroed: deny (fail closed).
@@ -201,11 +253,7 @@ pub fn active() -> (u32, PolicyConfig) {
 #[inline(always)]
 pub fn decide_v4(addr: [u8; 4], port: u16, proto: u32) -> Verdict {
     let (slot, cfg) = active();
-    let t = if slot == 0 {
-        Tables { slot, geo: &RF_GEO4_0, lists: &RF_LISTS_0 }
-    } else {
-        Tables { slot, geo: &RF_GEO4_1, lists: &RF_LISTS_1 }
-    };
+    let t = if slot == 0 { Tables { slot, geo: &RF_GEO4_0 } } else { Tables { slot, geo: &RF_GEO4_1 } };
     decide(&t, &cfg, addr, port, proto)
 }
 
@@ -216,11 +264,7 @@ pub fn decide_v6(addr: [u8; 16], port: u16, proto: u32) -> (Verdict, bool) {
         return (decide_v4(v4, port, proto), true);
     }
     let (slot, cfg) = active();
-    let t = if slot == 0 {
-        Tables { slot, geo: &RF_GEO6_0, lists: &RF_LISTS_0 }
-    } else {
-        Tables { slot, geo: &RF_GEO6_1, lists: &RF_LISTS_1 }
-    };
+    let t = if slot == 0 { Tables { slot, geo: &RF_GEO6_0 } } else { Tables { slot, geo: &RF_GEO6_1 } };
     (decide(&t, &cfg, addr, port, proto), false)
 }
 

@@ -167,7 +167,7 @@ fn check(file: &Path, geo: &GeoArgs) -> Result<(), ExitCode> {
     if unresolved {
         println!(
             "note: the policy names {}; countries are resolved when a database is given (--geoip-db FILE)",
-            plural(policy.countries().len(), "country").replace("countrys", "countries")
+            plural(policy.geo_countries().len(), "country").replace("countrys", "countries")
         );
     }
     Ok(())
@@ -204,6 +204,8 @@ fn explain(policy: &Policy, dest: &Destination, geo: Option<&GeoDb>, json: bool)
             "country": country,
             "geo_network": decision.geo_network.map(|n| n.to_string()),
             "decided_by": decision.decided_by,
+            "encryption_required": decision.encryption_required,
+            "encryption_reason": decision.encryption_reason,
             "destination": { "addr": dest.addr, "port": dest.port, "protocol": dest.protocol },
             "mode": policy.mode,
             "explanation": decision.explanation,
@@ -233,6 +235,10 @@ fn explain(policy: &Policy, dest: &Destination, geo: Option<&GeoDb>, json: bool)
             _ => writeln!(out, "country: unknown (no database given)")?,
         }
         writeln!(out, "decided by: {}", decided_by_text(&decision))?;
+    }
+    match &decision.encryption_reason {
+        Some(reason) => writeln!(out, "encryption: required ({reason})")?,
+        None => writeln!(out, "encryption: not required")?,
     }
     writeln!(out, "destination: {dest}")?;
     writeln!(out, "mode: {}", policy.mode)?;

@@ -17,11 +17,21 @@ pub(crate) fn rule(id: u32, action: Action, cidrs: &[&str], ports: &[(u16, u16, 
         countries: Vec::new(),
         country_groups: Vec::new(),
         ports: ports.iter().map(|&(lo, hi, protocol)| PortMatch { lo, hi, protocol }).collect(),
+        encryption_required: false,
     }
 }
 
 pub(crate) fn policy(default_action: Action, rules: Vec<Rule>) -> Policy {
-    Policy { name: "t".into(), mode: Mode::Enforce, default_action, rules, unknown_country: None }
+    Policy {
+        name: "t".into(),
+        mode: Mode::Enforce,
+        default_action,
+        rules,
+        unknown_country: None,
+        peers: Vec::new(),
+        regions: Default::default(),
+        cross_border: None,
+    }
 }
 
 fn v4(s: &str) -> IpAddr {
@@ -184,6 +194,7 @@ fn four_hundred_thousand_prefixes() {
         countries: Vec::new(),
         country_groups: Vec::new(),
         ports: vec![PortMatch { lo: 443, hi: 443, protocol: Protocol::Tcp }],
+        encryption_required: false,
     };
     let deny = rule(2, Action::Deny, &["32.0.0.0/16"], &[(22, 22, Protocol::Tcp)]);
     let p = policy(Action::Deny, vec![allow, deny]);

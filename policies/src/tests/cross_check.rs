@@ -1,7 +1,10 @@
 //! Randomized cross-check: the kernel model (`Compiled::evaluate`) must agree with the reference
-//! (`Policy::evaluate_with_geo`) on random policies (CIDRs, countries, groups, unknownCountry)
-//! and random geo databases, and rendered YAML must parse back to the same policy.
+//! (`Policy::evaluate_with_geo`) on random policies (CIDRs, countries, groups, unknownCountry,
+//! peers, regions, crossBorder, `encryption: required`) and random geo databases, for the verdict
+//! and for must-encrypt (`Compiled::must_encrypt`); rendered YAML must parse back to the same
+//! policy.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::net::IpAddr;
 
@@ -13,7 +16,7 @@ use crate::geo::GeoDb;
 use crate::groups::shipped_group;
 use crate::{
     compile, normalize_net, parse_policy, Action, CompileError, DecidedBy, Destination, Mode, Policy,
-    PortMatch, Protocol, Rule,
+    PortMatch, Protocol, Region, Rule,
 };
 
 /// xorshift64* — deterministic, dependency-free.
@@ -129,6 +132,7 @@ fn random_policy(rng: &mut Rng) -> Policy {
                     PortMatch { lo, hi, protocol: *rng.pick(&[Protocol::Tcp, Protocol::Udp, Protocol::Any]) }
                 })
                 .collect(),
+            encryption_required: false,
         })
         .collect::<Vec<Rule>>();
     let mut rules = rules;
@@ -136,10 +140,51 @@ fn random_policy(rng: &mut Rng) -> Policy {
         if rule.cidrs.is_empty() || rng.below(3) == 0 {
             add_countries(rng, rule);
         }
+        rule.encryption_required = rule.action == Action::Allow && rng.below(3) == 0;
     }
     let mode = if rng.below(4) == 0 { Mode::Audit } else { Mode::Enforce };
     let unknown_country = *rng.pick(&[None, Some(Action::Allow), Some(Action::Deny)]);
-    Policy { name: "random".into(), mode, default_action: action(rng), rules, unknown_country }
+    let mut peers: Vec<IpNet> = if rng.below(3) == 0 {
+        (0..1 + rng.below(3)).map(|_| random_cidr(rng)).collect()
+    } else {
+        Vec::new()
+    };
+    peers.sort_unstable();
+    peers.dedup();
+    let mut regions = BTreeMap::new();
+    for name in ["home", "away"] {
+        if rng.below(3) != 0 {
+            regions.insert(name.to_owned(), random_region(rng));
+        }
+    }
+    let cross_border = (regions.contains_key("home") && rng.below(3) != 0).then(|| "home".to_owned());
+    Policy {
+        name: "random".into(),
+        mode,
+        default_action: action(rng),
+        rules,
+        unknown_country,
+        peers,
+        regions,
+        cross_border,
+    }
+}
+
+fn random_region(rng: &mut Rng) -> Region {
+    let mut countries: Vec<CountryCode> = (0..rng.below(3)).map(|_| *rng.pick(&COUNTRIES)).collect();
+    countries.sort_unstable();
+    countries.dedup();
+    let n = if countries.is_empty() { 1 + rng.below(2) } else { rng.below(3) };
+    let mut cidrs: Vec<IpNet> = (0..n)
+        .map(|_| match random_cidr(rng) {
+            // Long home prefixes make "outside" likely; /0 would make everything home.
+            n if n.prefix_len() == 0 => n.trunc(),
+            n => n,
+        })
+        .collect();
+    cidrs.sort_unstable();
+    cidrs.dedup();
+    Region { countries, cidrs }
 }
 
 fn add_countries(rng: &mut Rng, rule: &mut Rule) {
@@ -166,10 +211,38 @@ fn render_yaml(p: &Policy) -> String {
     if let Some(unknown) = p.unknown_country {
         writeln!(s, "  unknownCountry: {unknown}").unwrap();
     }
-    writeln!(s, "  countryGroups:\n    mine: [{}]\n  egress:", codes(&MINE)).unwrap();
+    writeln!(s, "  countryGroups:\n    mine: [{}]", codes(&MINE)).unwrap();
+    if !p.peers.is_empty() {
+        let cidrs: Vec<String> = p.peers.iter().map(|c| format!("\"{c}\"")).collect();
+        writeln!(s, "  peers: {{ cidrs: [{}] }}", cidrs.join(", ")).unwrap();
+    }
+    if !p.regions.is_empty() {
+        s.push_str("  regions:\n");
+        for (name, r) in &p.regions {
+            let mut keys = Vec::new();
+            if !r.countries.is_empty() {
+                keys.push(format!("countries: [{}]", codes(&r.countries)));
+            }
+            if !r.cidrs.is_empty() {
+                let cidrs: Vec<String> = r.cidrs.iter().map(|c| format!("\"{c}\"")).collect();
+                keys.push(format!("cidrs: [{}]", cidrs.join(", ")));
+            }
+            writeln!(s, "    {name}: {{ {} }}", keys.join(", ")).unwrap();
+        }
+    }
+    if let Some(home) = &p.cross_border {
+        writeln!(s, "  crossBorder: {{ require: wireguard, homeRegion: {home} }}").unwrap();
+    }
+    s.push_str("  egress:\n");
     for r in &p.rules {
         let cidrs: Vec<String> = r.cidrs.iter().map(|c| format!("\"{c}\"")).collect();
-        write!(s, "    - name: {}\n      action: {}\n      to:\n", r.name, r.action).unwrap();
+        write!(s, "    - name: {}\n      action: {}\n", r.name, r.action).unwrap();
+        if r.encryption_required {
+            s.push_str("      encryption: required\n");
+        } else if r.id % 2 == 0 {
+            s.push_str("      encryption: none\n");
+        }
+        s.push_str("      to:\n");
         if !cidrs.is_empty() {
             writeln!(s, "        cidrs: [{}]", cidrs.join(", ")).unwrap();
         }
@@ -210,6 +283,7 @@ fn kernel_model_matches_reference_on_random_policies() {
     let mut rng = Rng(0x5EED_1234_ABCD_0001);
     let (mut compiled_ok, mut too_many_items, mut checks) = (0, 0, 0);
     let mut by = std::collections::HashMap::new();
+    let mut reasons = std::collections::HashMap::new();
     let mut db = random_db(&mut rng);
     for round in 0..2000 {
         if round % 5 == 0 {
@@ -251,6 +325,21 @@ fn kernel_model_matches_reference_on_random_policies() {
                 compiled.geo4,
                 reference.explanation
             );
+            let must = compiled.must_encrypt(dest.addr, dest.port.unwrap_or(0), dest.protocol.to_kernel());
+            assert_eq!(
+                must,
+                reference.encryption_required,
+                "must-encrypt for destination {dest} (reference reason {:?})\npolicy {policy:#?}\nhome4 {:?}\nencrypt4 {:?}",
+                reference.encryption_reason,
+                compiled.home4,
+                compiled.encrypt4
+            );
+            if let Some(reason) = &reference.encryption_reason {
+                let kind = reason.split(' ').next().unwrap_or_default().to_owned();
+                *reasons.entry(kind).or_insert(0usize) += 1;
+            } else {
+                *reasons.entry("none".to_owned()).or_insert(0usize) += 1;
+            }
             checks += 1;
             *by.entry(reference.decided_by).or_insert(0usize) += 1;
         }
@@ -258,5 +347,12 @@ fn kernel_model_matches_reference_on_random_policies() {
     assert!(compiled_ok > 1500, "compiled {compiled_ok}, too many items {too_many_items}");
     for step in [DecidedBy::CidrRule, DecidedBy::CountryRule, DecidedBy::UnknownCountry, DecidedBy::Default] {
         assert!(by.get(&step).copied().unwrap_or(0) > checks / 20, "{step:?} decided too rarely: {by:?}");
+    }
+    // "peer node ...", "rule \"x\" requires ...", "outside home region ...", or none.
+    for kind in ["peer", "rule", "outside", "none"] {
+        assert!(
+            reasons.get(kind).copied().unwrap_or(0) > checks / 50,
+            "encryption reason {kind:?} too rare: {reasons:?}"
+        );
     }
 }

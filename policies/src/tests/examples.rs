@@ -55,6 +55,8 @@ fn verdicts(file: &str) -> impl Fn(&str) -> (Action, Option<String>, DecidedBy) 
         let d = policy.evaluate_with_geo(&dest, Some(&geo));
         let (action, _) = compiled.evaluate(dest.addr, dest.port.unwrap_or(0), dest.protocol.to_kernel());
         assert_eq!(action == ringfence_common::ACTION_ALLOW, d.action == Action::Allow, "{to}");
+        let must = compiled.must_encrypt(dest.addr, dest.port.unwrap_or(0), dest.protocol.to_kernel());
+        assert_eq!(must, d.encryption_required, "{to}: {:?}", d.encryption_reason);
         (d.action, d.rule.and_then(|id| policy.rule(id)).map(|r| r.name.clone()), d.decided_by)
     }
 }
@@ -95,4 +97,27 @@ fn export_control_example_behaves_as_documented() {
     assert_eq!(v("203.0.113.10:443/tcp"), (Action::Allow, Some("vetted-mirror".into()), DecidedBy::CidrRule));
     assert_eq!(v("81.2.69.142:443/tcp"), (Action::Allow, None, DecidedBy::Default));
     assert_eq!(v("10.0.0.1:443/tcp"), (Action::Allow, None, DecidedBy::UnknownCountry));
+}
+
+#[test]
+fn encrypted_mesh_example_behaves_as_documented() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join("encrypted-mesh.yaml");
+    let policy = load_policy_file(&path).unwrap();
+    assert_eq!(policy.cross_border.as_deref(), Some("eu-west"));
+    let v = verdicts("encrypted-mesh.yaml");
+    let geo = db();
+    let reason = |to: &str| policy.evaluate_with_geo(&to.parse().unwrap(), Some(&geo)).encryption_reason;
+    assert_eq!(v("198.51.100.7:443/tcp").1.as_deref(), Some("training-peers"));
+    assert_eq!(reason("198.51.100.7:443/tcp").as_deref(), Some("peer node 198.51.100.0/26"));
+    assert_eq!(reason("[2001:db8:10::7]:51820/udp").as_deref(), Some("peer node 2001:db8:10::/48"));
+    assert_eq!(v("203.0.113.9:443/tcp").1.as_deref(), Some("storage"));
+    assert_eq!(reason("203.0.113.9:443/tcp").as_deref(), Some("rule \"storage\" requires encryption"));
+    assert_eq!(v("192.0.2.53:53/udp").1.as_deref(), Some("site-dns"));
+    assert_eq!(reason("192.0.2.53:53/udp"), None);
+    assert_eq!(v("5.9.1.1:443/tcp"), (Action::Allow, Some("eu-https".into()), DecidedBy::CountryRule));
+    assert_eq!(reason("5.9.1.1:443/tcp"), None);
+    assert_eq!(reason("[2a01:4f8::1]:443/tcp"), None);
+    assert_eq!(v("81.2.69.142:443/tcp").0, Action::Deny);
+    assert_eq!(reason("81.2.69.142:443/tcp").as_deref(), Some("outside home region eu-west"));
+    assert_eq!(reason("8.8.8.8:443/tcp").as_deref(), Some("outside home region eu-west"));
 }

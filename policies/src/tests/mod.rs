@@ -2,6 +2,7 @@
 
 mod compile_tests;
 mod cross_check;
+mod encryption;
 mod examples;
 mod geo_compile;
 mod geo_parse;

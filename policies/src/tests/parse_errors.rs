@@ -24,7 +24,7 @@ spec:
         &diags,
         9,
         7,
-        "unknown field \"acton\" in rule \"x\" (expected one of: name, action, to, ports)",
+        "unknown field \"acton\" in rule \"x\" (expected one of: name, action, to, ports, encryption)",
     );
     assert_diag(&diags, 10, 20, "has host bits set; did you mean \"10.0.0.0/8\"?");
     assert_diag(&diags, 11, 22, "invalid port \"70000\"");
@@ -67,7 +67,7 @@ spec:
         &diags,
         7,
         3,
-        "unknown field \"priority\" in spec (expected one of: mode, defaultAction, unknownCountry, countryGroups, egress)",
+        "unknown field \"priority\" in spec (expected one of: mode, defaultAction, unknownCountry, countryGroups, peers, regions, crossBorder, egress)",
     );
     assert_diag(
         &diags,

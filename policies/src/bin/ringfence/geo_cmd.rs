@@ -25,7 +25,7 @@ pub fn open_db(paths: &[PathBuf], field: Option<&str>) -> Result<Option<GeoDb>, 
 
 /// Why `explain` needs `--geoip-db` for `policy`.
 pub fn database_required(policy: &Policy) -> String {
-    let named = policy.countries();
+    let named = policy.geo_countries();
     let what = if named.is_empty() {
         "sets unknownCountry".to_owned()
     } else {
