@@ -20,3 +20,31 @@ pub struct RunConfig {
     /// How long to keep draining events after a shutdown signal.
     pub grace: Duration,
 }
+
+/// Which WireGuard implementation drives the interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WgBackendChoice {
+    /// The kernel module when it is loaded, otherwise a userspace implementation from PATH.
+    Auto,
+    Kernel,
+    Userspace,
+}
+
+/// WireGuard options of `run` (all unset: the agent does nothing WireGuard). Kept apart from
+/// [`RunConfig`] so existing callers need not change. Strings are parsed by `wg::check`, which
+/// reports every problem at once.
+#[derive(Debug, Clone)]
+pub struct WgConfig {
+    pub interface: String,
+    /// The node's tunnel addresses (CIDR), at most one per family is typical.
+    pub addresses: Vec<String>,
+    pub listen_port: u16,
+    /// Peers file (JSON); `None`: no peers until one is given.
+    pub peers_file: Option<PathBuf>,
+    pub backend: WgBackendChoice,
+    /// Userspace implementation (boringtun-cli or wireguard-go); `None` searches PATH.
+    pub userspace_impl: Option<PathBuf>,
+    /// Where the private key (mode 0600) and the userspace implementation's log live.
+    pub state_dir: PathBuf,
+    pub mtu: u32,
+}

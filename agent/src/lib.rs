@@ -11,5 +11,6 @@ pub mod maps;
 pub mod preflight;
 pub mod run;
 pub mod watch;
+pub mod wg;
 
 pub use error::AgentError;

@@ -4,12 +4,14 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 use clap::{Parser, Subcommand};
 use ringfence_agent::{
     bpf,
+    config::{WgBackendChoice, WgConfig},
     error::AgentError,
     flows::FlowTable,
     geo::GeoStatus,
     logging::{self, LogFormat},
     maps::PinnedMaps,
-    run::{run, RunConfig},
+    run::{run_with_wg, RunConfig},
+    wg,
 };
 
 const DEFAULT_BPFFS: &str = "/sys/fs/bpf/ringfence";
@@ -25,6 +27,7 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once
 enum Cmd {
     /// Enforce a policy on a cgroup; reloads on SIGHUP and when the file changes.
     Run {
@@ -54,6 +57,13 @@ enum Cmd {
         /// Seconds between checks of the policy and database files for changes.
         #[arg(long, default_value_t = 1.0)]
         watch_interval: f64,
+        #[command(flatten)]
+        wg: WgArgs,
+    },
+    /// WireGuard mesh helpers.
+    Wg {
+        #[command(subcommand)]
+        cmd: WgCmd,
     },
     /// Remove the pinned programs and maps: enforcement stops.
     Detach {
@@ -76,6 +86,86 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// WireGuard options of `run`; without `--wg-interface` nothing WireGuard happens.
+#[derive(clap::Args)]
+struct WgArgs {
+    /// WireGuard interface the agent owns (created, or adopted if it exists).
+    #[arg(long = "wg-interface", value_name = "NAME")]
+    interface: Option<String>,
+    /// The node's tunnel address (CIDR); repeat for IPv4 and IPv6.
+    #[arg(long = "wg-address", value_name = "CIDR")]
+    addresses: Vec<String>,
+    /// UDP port WireGuard listens on.
+    #[arg(long = "wg-listen-port", value_name = "N", default_value_t = wg::DEFAULT_LISTEN_PORT)]
+    listen_port: u16,
+    /// Peers file (JSON: {"peers":[{"publicKey","endpoint","allowedIps","region"}]}); reloaded
+    /// when it changes and on SIGHUP.
+    #[arg(long = "wg-peers", value_name = "FILE")]
+    peers: Option<PathBuf>,
+    /// kernel module, userspace implementation, or auto (kernel when the module is loaded).
+    #[arg(long = "wg-backend", value_enum, default_value = "auto")]
+    backend: WgBackendChoice,
+    /// Userspace implementation (default: boringtun-cli, boringtun or wireguard-go from PATH).
+    #[arg(long = "wg-userspace-impl", value_name = "PATH")]
+    userspace_impl: Option<PathBuf>,
+    /// Directory for the WireGuard private key (mode 0600).
+    #[arg(long = "state-dir", value_name = "DIR", default_value = wg::DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
+}
+
+impl WgArgs {
+    fn into_config(self) -> Result<Option<WgConfig>, String> {
+        let Some(interface) = self.interface else {
+            if !self.addresses.is_empty() || self.peers.is_some() || self.userspace_impl.is_some() {
+                return Err("--wg-address, --wg-peers and --wg-userspace-impl need --wg-interface".into());
+            }
+            return Ok(None);
+        };
+        Ok(Some(WgConfig {
+            interface,
+            addresses: self.addresses,
+            listen_port: self.listen_port,
+            peers_file: self.peers,
+            backend: self.backend,
+            userspace_impl: self.userspace_impl,
+            state_dir: self.state_dir,
+            mtu: wg::DEFAULT_MTU,
+        }))
+    }
+}
+
+#[derive(Subcommand)]
+enum WgCmd {
+    /// Print the node's WireGuard public key (generating the private key if absent).
+    Pubkey {
+        #[arg(long = "state-dir", value_name = "DIR", default_value = wg::DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+    },
+    /// Remove the WireGuard interface (and stop its userspace implementation).
+    Down {
+        #[arg(long = "wg-interface", value_name = "NAME")]
+        interface: String,
+    },
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime")
+}
+
+fn wg_cmd(cmd: WgCmd) -> Result<(), AgentError> {
+    match cmd {
+        WgCmd::Pubkey { state_dir } => wg::pubkey(&state_dir).map(|k| println!("{k}")),
+        WgCmd::Down { interface } => runtime().block_on(wg::down(&interface)).map(|done| {
+            if done.is_empty() {
+                println!("{interface}: nothing to remove");
+            }
+            for d in done {
+                println!("{interface}: {d}");
+            }
+        }),
+    }
 }
 
 fn status(bpffs: PathBuf, json: bool) -> Result<(), AgentError> {
@@ -150,11 +240,15 @@ fn main() -> ExitCode {
             interfaces,
             flow_idle_timeout,
             watch_interval,
+            wg,
         } => {
+            let wg = wg.into_config();
             if !(0.05..=3600.0).contains(&watch_interval) {
                 Err(AgentError::Config(vec![format!(
                     "--watch-interval {watch_interval}: must be between 0.05 and 3600 seconds"
                 )]))
+            } else if let Err(e) = wg {
+                Err(AgentError::Config(vec![e]))
             } else {
                 let cfg = RunConfig {
                     policy,
@@ -167,17 +261,14 @@ fn main() -> ExitCode {
                     watch_interval: Duration::from_secs_f64(watch_interval),
                     grace: Duration::from_secs(2),
                 };
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("tokio runtime")
-                    .block_on(run(cfg))
+                runtime().block_on(run_with_wg(cfg, wg.expect("checked above")))
             }
         }
         Cmd::Detach { bpffs } => bpf::detach_all(&bpffs).map(|removed| {
             println!("removed {} pins under {}", removed.len(), bpffs.display());
         }),
         Cmd::Status { bpffs, json } => status(bpffs, json),
+        Cmd::Wg { cmd } => wg_cmd(cmd),
         Cmd::Flows { bpffs, json } => flows(bpffs, json),
     };
     match result {

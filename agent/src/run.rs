@@ -7,7 +7,7 @@ use ringfence_policy::{geo::GeoDb, Compiled, Policy};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 
-pub use crate::config::RunConfig;
+pub use crate::config::{RunConfig, WgConfig};
 use crate::{
     bpf,
     error::AgentError,
@@ -17,6 +17,7 @@ use crate::{
     maps::PinnedMaps,
     preflight,
     watch::{Detect, FileWatch},
+    wg,
 };
 
 /// Everything the loop needs to apply a new policy or database.
@@ -40,6 +41,16 @@ fn log_geo(db: &GeoDb, compiled: &Compiled, what: &str) {
 }
 
 impl Enforcer {
+    /// Tells the packet path about changed WireGuard peer endpoints.
+    fn sync_endpoints(&mut self, mesh: &mut wg::Mesh) {
+        if let Some(endpoints) = mesh.take_changed_endpoints() {
+            match self.maps.set_wg_endpoints(&endpoints) {
+                Ok(()) => info!(endpoints = ?endpoints, "packet path: wireguard peer endpoints updated"),
+                Err(e) => error!(error = %e, "packet path: updating wireguard peer endpoints failed"),
+            }
+        }
+    }
+
     /// Logs and empties a batch of events.
     fn report(&self, batch: &mut Vec<Event>) {
         for ev in batch.drain(..) {
@@ -110,13 +121,41 @@ async fn shutdown_signal() -> &'static str {
     }
 }
 
+/// Runs the preflight checks and the WireGuard checks (if asked for), merging every
+/// configuration problem into one report.
+fn check_all(
+    cfg: &RunConfig,
+    wg_cfg: Option<&WgConfig>,
+) -> Result<(preflight::Checked, Option<wg::Validated>), AgentError> {
+    let wg = wg_cfg.map(wg::check).transpose();
+    let checked = preflight::check(cfg);
+    match (checked, wg) {
+        (Ok(checked), Ok(wg)) => Ok((checked, wg)),
+        (Err(AgentError::Config(mut errors)), Err(wg_errors)) => {
+            errors.extend(wg_errors);
+            Err(AgentError::Config(errors))
+        }
+        (Err(AgentError::NotRoot(euid)), Err(mut wg_errors)) => {
+            wg_errors.push(AgentError::NotRoot(euid).to_string());
+            Err(AgentError::Config(wg_errors))
+        }
+        (Ok(_), Err(wg_errors)) => Err(AgentError::Config(wg_errors)),
+        (Err(e), _) => Err(e),
+    }
+}
+
 pub async fn run(cfg: RunConfig) -> Result<(), AgentError> {
+    run_with_wg(cfg, None).await
+}
+
+/// `run`, also owning a WireGuard interface when `wg_cfg` is given.
+pub async fn run_with_wg(cfg: RunConfig, wg_cfg: Option<WgConfig>) -> Result<(), AgentError> {
     // Signals first, so a SIGHUP sent as soon as we report "enforcing" cannot kill us.
     let mut hup = signal(SignalKind::hangup()).map_err(|e| AgentError::io("signal", "SIGHUP", e))?;
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
 
-    let checked = preflight::check(&cfg)?;
+    let (checked, wg_checked) = check_all(&cfg, wg_cfg.as_ref())?;
     let adopted = bpf::has_pinned_links(&cfg.bpffs);
     let mut ebpf = bpf::load(&cfg.bpffs)?;
     let mut maps = PinnedMaps::open(&cfg.bpffs)?;
@@ -136,6 +175,10 @@ pub async fn run(cfg: RunConfig) -> Result<(), AgentError> {
         cgroup = %cfg.cgroup.display(), bpffs = %cfg.bpffs.display(),
         interfaces = %cfg.interfaces.join(","), "enforcing"
     );
+    let mut mesh = match wg_checked {
+        Some(v) => Some(wg::Mesh::start(v).await?),
+        None => None,
+    };
     let mut flow_table = FlowTable::open(&cfg.bpffs)?;
     let mut expire = tokio::time::interval((cfg.flow_idle_timeout / 4).max(Duration::from_millis(100)));
 
@@ -149,6 +192,9 @@ pub async fn run(cfg: RunConfig) -> Result<(), AgentError> {
         names,
         generation,
     };
+    if let Some(mesh) = mesh.as_mut() {
+        enforcer.sync_endpoints(mesh);
+    }
     let mut tick = tokio::time::interval(enforcer.cfg.watch_interval);
     // Programs wake us only for a large backlog; drain small batches on this timer.
     let mut drain = tokio::time::interval(Duration::from_millis(ringfence_common::EVENTS_POLL_MS));
@@ -156,7 +202,13 @@ pub async fn run(cfg: RunConfig) -> Result<(), AgentError> {
     let why = loop {
         tokio::select! {
             why = &mut shutdown => break why,
-            _ = hup.recv() => enforcer.reload("SIGHUP"),
+            _ = hup.recv() => {
+                enforcer.reload("SIGHUP");
+                if let Some(mesh) = mesh.as_mut() {
+                    mesh.reload("SIGHUP").await;
+                    enforcer.sync_endpoints(mesh);
+                }
+            }
             _ = tick.tick() => {
                 // Evaluate every watch (no short-circuit), so each records what it saw.
                 let geo_changed = enforcer.geo_watch.iter_mut().fold(false, |c, w| w.changed() | c);
@@ -164,6 +216,10 @@ pub async fn run(cfg: RunConfig) -> Result<(), AgentError> {
                     enforcer.reload_geo();
                 } else if enforcer.policy_watch.changed() {
                     enforcer.reload("file change");
+                }
+                if let Some(mesh) = mesh.as_mut() {
+                    mesh.poll().await;
+                    enforcer.sync_endpoints(mesh);
                 }
             }
             r = events.read(&mut batch) => {
@@ -201,5 +257,9 @@ pub async fn run(cfg: RunConfig) -> Result<(), AgentError> {
     }
     info!(signal = why, bpffs = %enforcer.cfg.bpffs.display(),
         "stopping; enforcement stays pinned (run `ringfence-agent detach` to remove it)");
+    if let Some(mesh) = &mesh {
+        info!(interface = %mesh.interface(),
+            "WireGuard interface stays up (run `ringfence-agent wg down --wg-interface NAME` to remove it)");
+    }
     Ok(())
 }

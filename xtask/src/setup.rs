@@ -9,6 +9,8 @@ use crate::util::{output, run};
 /// LLVM major of the nightly toolchain that builds the eBPF crate; bpf-linker must match it.
 const LLVM_MAJOR: &str = "22";
 const BPF_LINKER_VERSION: &str = "0.13.0";
+/// Userspace WireGuard for the mesh tests (no kernel module on the test machines).
+const BORINGTUN_VERSION: &str = "0.7.1";
 /// Debian packages: LLVM for building bpf-linker, and the tools the lab and benchmarks use.
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
@@ -20,6 +22,8 @@ const APT_PACKAGES: &[&str] = &[
     "nftables",
     "util-linux",
     "procps",
+    // `wg` for the WireGuard mesh tests (without recommends: it would pull a kernel image).
+    "wireguard-tools",
 ];
 
 fn apt_missing() -> Vec<&'static str> {
@@ -112,6 +116,35 @@ fn ensure_bpf_linker(check: bool, did: &mut Vec<String>) -> Result<()> {
     Ok(())
 }
 
+fn boringtun_ok() -> bool {
+    output(Command::new("boringtun-cli").arg("--version")).is_some_and(|v| v.contains(BORINGTUN_VERSION))
+}
+
+fn ensure_boringtun(check: bool, did: &mut Vec<String>) -> Result<()> {
+    if boringtun_ok() {
+        return Ok(());
+    }
+    if check {
+        bail!("boringtun-cli {BORINGTUN_VERSION} not found (run `cargo xtask setup`)");
+    }
+    println!("setup: building boringtun-cli {BORINGTUN_VERSION} (userspace WireGuard, about 1.5 minutes)");
+    run(crate::util::cargo().args([
+        "install",
+        "boringtun-cli",
+        "--version",
+        BORINGTUN_VERSION,
+        "--locked",
+        "--force",
+    ]))?;
+    if !boringtun_ok() {
+        bail!(
+            "boringtun-cli was installed but `boringtun-cli --version` still fails; is ~/.cargo/bin on PATH?"
+        );
+    }
+    did.push(format!("installed boringtun-cli {BORINGTUN_VERSION}"));
+    Ok(())
+}
+
 fn check_kernel() -> Result<()> {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
     if !mounts.lines().any(|l| l.contains(" - cgroup2 ")) {
@@ -129,9 +162,10 @@ pub fn setup(check: bool) -> Result<()> {
     ensure_apt(check, &mut did)?;
     ensure_nightly(check, &mut did)?;
     ensure_bpf_linker(check, &mut did)?;
+    ensure_boringtun(check, &mut did)?;
     check_kernel()?;
     if did.is_empty() {
-        println!("setup: everything present (apt packages, nightly LLVM {LLVM_MAJOR} + rust-src, bpf-linker {BPF_LINKER_VERSION}, cgroup v2)");
+        println!("setup: everything present (apt packages, nightly LLVM {LLVM_MAJOR} + rust-src, bpf-linker {BPF_LINKER_VERSION}, boringtun-cli {BORINGTUN_VERSION}, cgroup v2)");
     } else {
         println!("setup: done: {}", did.join("; "));
     }
