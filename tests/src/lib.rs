@@ -43,6 +43,7 @@ pub mod netns;
 pub mod probe;
 pub mod scenario;
 mod util;
+pub mod wg_lab;
 
 pub use addrs::{is_documentation_addr, NODE_V4, NODE_V6, WORLD_GW_V4, WORLD_GW_V6, WORLD_V4, WORLD_V6};
 pub use agent::{agent_bin, AgentProc};

@@ -104,3 +104,23 @@ fn flow_counters_match_a_50_mb_transfer_and_name_the_cgroup() {
         .unwrap_or_else(|| panic!("no IPv6 UDP flow in {flows:#?}"));
     assert_eq!((udp["tx_packets"].as_u64(), udp["rx_packets"].as_u64()), (Some(1), Some(1)), "{udp}");
 }
+
+#[test]
+fn idle_flows_expire() {
+    let mut e = Enforced::prepare("expire", &[443], &policy());
+    e.packet_path = true;
+    e.agent_args = vec!["--flow-idle-timeout".into(), "1".into()];
+    e.start_agent();
+    e.lab.tcp("198.51.100.10", 443).assert_ok("make a flow");
+    let flows = |e: &Enforced| -> Vec<serde_json::Value> {
+        let out = e.agent_cli(&["flows", "--json"]);
+        assert!(out.status.success(), "flows: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("flows JSON")
+    };
+    let to_store = |f: &serde_json::Value| f["remote"] == "198.51.100.10" && f["remote_port"] == 443;
+    assert!(flows(&e).iter().any(to_store), "the flow is listed while fresh");
+    // The agent sweeps every quarter of the timeout; give it a few sweeps after going idle.
+    std::thread::sleep(Duration::from_millis(2500));
+    let left = flows(&e);
+    assert!(!left.iter().any(to_store), "an idle flow must expire: {left:#?}");
+}

@@ -39,20 +39,23 @@ impl Packet {
 
 #[inline(always)]
 fn ports(ctx: &TcContext, l4: usize, proto: u8, p: &mut Packet) -> Option<()> {
+    // One load per header: every load is a helper call on the hot path.
     let header = match proto {
         IPPROTO_TCP => {
-            let doff: u8 = ctx.load(l4 + 12).ok()?;
-            let flags: u8 = ctx.load(l4 + 13).ok()?;
-            p.tcp_flags = flags as u32;
-            ((doff >> 4) as usize) * 4
+            let h: [u8; 14] = ctx.load(l4).ok()?;
+            p.sport = u16::from_be_bytes([h[0], h[1]]);
+            p.dport = u16::from_be_bytes([h[2], h[3]]);
+            p.tcp_flags = h[13] as u32;
+            ((h[12] >> 4) as usize) * 4
         }
-        IPPROTO_UDP => 8,
+        IPPROTO_UDP => {
+            let h: [u8; 4] = ctx.load(l4).ok()?;
+            p.sport = u16::from_be_bytes([h[0], h[1]]);
+            p.dport = u16::from_be_bytes([h[2], h[3]]);
+            8
+        }
         _ => 0,
     };
-    if header != 0 {
-        p.sport = u16::from_be(ctx.load(l4).ok()?);
-        p.dport = u16::from_be(ctx.load(l4 + 2).ok()?);
-    }
     p.payload = ctx.len().saturating_sub((l4 + header) as u32);
     Some(())
 }
@@ -73,26 +76,24 @@ pub fn parse(ctx: &TcContext) -> Option<Packet> {
     };
     match ethertype {
         ETH_P_IP => {
-            let vihl: u8 = ctx.load(ETH_LEN).ok()?;
-            let ihl = ((vihl & 0x0f) as usize) * 4;
-            let frag: u16 = u16::from_be(ctx.load(ETH_LEN + 6).ok()?);
-            let proto: u8 = ctx.load(ETH_LEN + 9).ok()?;
-            let src: [u8; 4] = ctx.load(ETH_LEN + 12).ok()?;
-            let dst: [u8; 4] = ctx.load(ETH_LEN + 16).ok()?;
-            p.src[..4].copy_from_slice(&src);
-            p.dst[..4].copy_from_slice(&dst);
+            let h: [u8; 20] = ctx.load(ETH_LEN).ok()?;
+            let ihl = ((h[0] & 0x0f) as usize) * 4;
+            let frag = u16::from_be_bytes([h[6], h[7]]);
+            let proto = h[9];
+            p.src[..4].copy_from_slice(&h[12..16]);
+            p.dst[..4].copy_from_slice(&h[16..20]);
             p.proto = proto as u32;
             if frag & 0x1fff == 0 {
                 ports(ctx, ETH_LEN + ihl, proto, &mut p)?;
             }
         }
         ETH_P_IPV6 => {
+            let h: [u8; 40] = ctx.load(ETH_LEN).ok()?;
             p.family = 6;
-            let next: u8 = ctx.load(ETH_LEN + 6).ok()?;
-            p.src = ctx.load(ETH_LEN + 8).ok()?;
-            p.dst = ctx.load(ETH_LEN + 24).ok()?;
-            p.proto = next as u32;
-            ports(ctx, ETH_LEN + 40, next, &mut p)?;
+            p.src.copy_from_slice(&h[8..24]);
+            p.dst.copy_from_slice(&h[24..40]);
+            p.proto = h[6] as u32;
+            ports(ctx, ETH_LEN + 40, h[6], &mut p)?;
         }
         _ => return None,
     }

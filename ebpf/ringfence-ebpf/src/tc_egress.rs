@@ -6,13 +6,16 @@
 //! outside the home region with crossBorder) is dropped and reported, whoever sends it; only
 //! WireGuard's own UDP to a known peer endpoint carries such traffic out.
 use aya_ebpf::{macros::classifier, programs::TcContext};
-use ringfence_common::{STAT_PACKETS_DROPPED, STAT_PLAINTEXT_DROPPED, VERDICT_PLAINTEXT_DROP};
+use ringfence_common::{
+    FLOW_VERDICT_PASS, STAT_PACKETS_DROPPED, STAT_PLAINTEXT_DROPPED, VERDICT_PLAINTEXT_DROP,
+};
 
 use crate::{
     event::emit_packet,
     flows::{account, egress, key, to_wireguard_peer, Egress},
     maps::{bump, Handoff, RF_CGROUP, RF_FLOWS, RF_HANDOFF, RF_INBOUND, RF_TAILS},
     packet::parse,
+    verdict::active,
 };
 
 /// tcx return values.
@@ -28,8 +31,12 @@ pub fn rf_tc_egress(ctx: TcContext) -> i32 {
 fn try_tc_egress(ctx: &TcContext) -> Option<i32> {
     let p = parse(ctx)?;
     let k = key(&p, true);
-    account(ctx, &k, &p, true);
-    if p.is_link_control() || to_wireguard_peer(&p) || RF_INBOUND.get_ptr(&k).is_some() {
+    let stats = account(ctx, &k, &p, true);
+    if passed_before(stats)
+        || p.is_link_control()
+        || to_wireguard_peer(&p)
+        || RF_INBOUND.get_ptr(&k).is_some()
+    {
         return Some(TCX_NEXT);
     }
     let cgroup_id = unsafe { aya_ebpf::helpers::bpf_skb_cgroup_id(ctx.skb.skb) };
@@ -41,6 +48,17 @@ fn try_tc_egress(ctx: &TcContext) -> Option<i32> {
     // once per path through the parser above. A failed tail call (slot empty) lets the packet go.
     unsafe { RF_TAILS.tail_call(ctx, 0) };
     Some(TCX_NEXT)
+}
+
+/// Fast path: this flow already passed under the policy generation in force (the common case
+/// for every packet after a flow's first), so no verdict program is needed.
+#[inline(always)]
+fn passed_before(stats: Option<*mut ringfence_common::FlowStats>) -> bool {
+    let Some(s) = stats else { return false };
+    let (_, cfg) = active();
+    // SAFETY: per-CPU value pointer from the flow map.
+    let st = unsafe { &*s };
+    st.verdict == FLOW_VERDICT_PASS && st.verdict_generation == cfg.generation
 }
 
 /// The egress verdict, tail-called by [`rf_tc_egress`] with the packet in `RF_HANDOFF`.

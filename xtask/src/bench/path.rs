@@ -11,6 +11,8 @@ use aya::{
 };
 use ringfence_common::{TC_EGRESS, TC_INGRESS};
 
+use ringfence_tests::wg_lab;
+
 use super::rig::{KillOnDrop, Rig, DEST};
 
 #[derive(clap::Args)]
@@ -52,6 +54,35 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// iperf3 from node A to `addr` in node B (server already running there).
+fn iperf_ns(a: &wg_lab::Node, addr: &str, seconds: u32) -> Result<f64> {
+    let out = a.ns.command("iperf3").args(["-c", addr, "-t", &seconds.to_string(), "-J"]).output()?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("iperf3 JSON")?;
+    v["end"]["sum_received"]["bits_per_second"].as_f64().map(|b| b / 1e9).context("no throughput")
+}
+
+/// For reference: the same single stream between two agents' nodes, over the plain underlay
+/// and through their userspace WireGuard (boringtun) tunnel.
+fn wireguard_reference(rig: &Rig, seconds: u32) -> Result<(f64, f64)> {
+    // The lab helpers start whichever agent RINGFENCE_AGENT_BIN names: the release build.
+    // SAFETY: single-threaded at this point; nothing else reads the environment concurrently.
+    unsafe { std::env::set_var(ringfence_tests::agent::AGENT_ENV, rig.release.join("ringfence-agent")) };
+    let (mut a, mut b) = wg_lab::mesh();
+    let (key_a, key_b) = (a.pubkey(), b.pubkey());
+    a.write_peers(&[(key_b.as_str(), "192.0.2.2:51820", "198.51.100.2/32")]);
+    b.write_peers(&[(key_a.as_str(), "192.0.2.1:51820", "198.51.100.1/32")]);
+    a.start_agent(wg_lab::TUNNEL_A);
+    b.start_agent(wg_lab::TUNNEL_B);
+    let server =
+        b.ns.command("iperf3").arg("-s").stdout(Stdio::null()).spawn().context("iperf3 server in B")?;
+    let _server = KillOnDrop(server);
+    std::thread::sleep(Duration::from_millis(500));
+    wg_lab::tcp_eventually(&a.ns, wg_lab::TUNNEL_B); // complete the WireGuard handshake
+    let plain = iperf_ns(&a, wg_lab::UNDERLAY_B, seconds)?;
+    let tunnel = iperf_ns(&a, wg_lab::TUNNEL_B, seconds)?;
+    Ok((plain, tunnel))
+}
+
 pub fn bench_path(args: PathBenchArgs) -> Result<()> {
     let rig = Rig::new("benchpath")?;
     let server = rig.lab.world_ns().command("iperf3").args(["-s", "-B", DEST]).stdout(Stdio::null()).spawn();
@@ -80,6 +111,11 @@ pub fn bench_path(args: PathBenchArgs) -> Result<()> {
             }
         }
     }
+    let (underlay, tunnel) = wireguard_reference(&rig, args.seconds)?;
+    println!(
+        "bench-path: for reference, userspace WireGuard (boringtun-cli 0.7.1) between two agents: underlay {underlay:.2} Gbit/s, tunnel {tunnel:.3} Gbit/s ({:.3}x)",
+        tunnel / underlay
+    );
     if count == 0 {
         bail!("the packet-path programs never ran: is the agent attached to {}?", rig.lab.veth_names().0);
     }
