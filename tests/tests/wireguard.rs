@@ -203,10 +203,10 @@ fn traffic_between_nodes_only_leaves_inside_wireguard() {
     let down =
         Command::new(agent_bin()).args(["wg", "down", "--wg-interface", &a.iface]).output().expect("wg down");
     assert!(down.status.success(), "wg down: {}", String::from_utf8_lossy(&down.stderr));
-    let before = ipv4_received(&b.ns);
+    let before = tcp_received(&b.ns);
     let r = tcp(&a.ns, TUNNEL_B);
     assert!(!r.ok && !r.is_eperm(), "plaintext to a peer must not get through: {r:?}");
-    assert_eq!(ipv4_received(&b.ns), before, "plaintext packets for B reached B");
+    assert_eq!(tcp_received(&b.ns), before, "plaintext packets for B reached B");
     let ev = a.agent().wait_for_event("plaintext leak", Duration::from_secs(5), |v| {
         v["dst"] == TUNNEL_B && v["verdict"] == "plaintext-drop"
     });
