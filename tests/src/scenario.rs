@@ -66,19 +66,13 @@ impl Enforced {
     pub fn start_agent(&mut self) -> &AgentProc {
         let agent = if self.packet_path {
             // The packet path attaches to the node's uplink: run the agent in its namespace.
-            let mut args: Vec<std::ffi::OsString> = vec![
-                "run".into(),
-                "--policy".into(),
-                self.policy.clone().into(),
-                "--cgroup".into(),
-                self.lab.cgroup_path().into(),
-                "--bpffs".into(),
-                self.bpffs().into(),
+            let mut args = self.run_args();
+            args.extend([
                 "--watch-interval".into(),
                 "0.2".into(),
                 "--interface".into(),
                 self.lab.veth_names().0.into(),
-            ];
+            ]);
             args.extend(self.agent_args.iter().cloned());
             AgentProc::spawn_command(self.lab.node_ns().command(agent_bin()), &args, false)
         } else {
@@ -93,6 +87,19 @@ impl Enforced {
         };
         agent.wait_for_message("enforcing", START_TIMEOUT);
         self.agent.insert(agent)
+    }
+
+    /// `run --policy P --cgroup C --bpffs B` for this scenario.
+    pub fn run_args(&self) -> Vec<std::ffi::OsString> {
+        vec![
+            "run".into(),
+            "--policy".into(),
+            self.policy.clone().into(),
+            "--cgroup".into(),
+            self.lab.cgroup_path().into(),
+            "--bpffs".into(),
+            self.bpffs().into(),
+        ]
     }
 
     /// A scratch directory removed with the scenario (policies, databases).

@@ -200,12 +200,7 @@ fn bad_configuration_is_reported_all_at_once_with_exit_64() {
 fn not_root_is_refused_with_exit_77() {
     let e = Enforced::prepare("nonroot", &[], &reload_policy(0));
     let out = Command::new(agent_bin())
-        .args(["run", "--policy"])
-        .arg(&e.policy)
-        .arg("--cgroup")
-        .arg(e.lab.cgroup_path())
-        .arg("--bpffs")
-        .arg(e.bpffs())
+        .args(e.run_args())
         .uid(65534)
         .gid(65534)
         .output()
@@ -226,12 +221,7 @@ fn refused_bpf_is_reported_with_exit_69() {
     let out = Command::new("unshare")
         .args(["--user", "--map-root-user"])
         .arg(agent_bin())
-        .args(["run", "--policy"])
-        .arg(&e.policy)
-        .arg("--cgroup")
-        .arg(e.lab.cgroup_path())
-        .arg("--bpffs")
-        .arg(e.bpffs())
+        .args(e.run_args())
         .output()
         .expect("run agent in a user namespace");
     let stderr = String::from_utf8_lossy(&out.stderr);
