@@ -4,6 +4,7 @@ pub mod bpf;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod exfil;
 pub mod flows;
 pub mod geo;
 pub mod logging;
