@@ -53,4 +53,4 @@ pub use cleanup::cleanup_stale;
 pub use lab::Lab;
 pub use netns::NetNs;
 pub use probe::{probe_bin, LoopReport, ProbeResult, TargetStats};
-pub use scenario::{policy_head, Enforced};
+pub use scenario::{policy_head, policy_head_with, Enforced};

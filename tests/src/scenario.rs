@@ -33,6 +33,12 @@ pub fn policy_head(name: &str, mode: &str, default_action: &str) -> String {
     )
 }
 
+/// Like [`policy_head`], with `spec_lines` (YAML lines indented by two spaces, each ending in a
+/// newline) placed in `spec` before `egress`.
+pub fn policy_head_with(name: &str, mode: &str, default_action: &str, spec_lines: &str) -> String {
+    policy_head(name, mode, default_action).replace("  egress:\n", &format!("{spec_lines}  egress:\n"))
+}
+
 impl Enforced {
     /// Creates the lab with world servers on `ports`, writes `policy` and starts the agent.
     pub fn start(name: &str, ports: &[u16], policy: &str) -> Enforced {

@@ -4,7 +4,7 @@
 //! (WireGuard carrying such traffic is covered in wireguard.rs.)
 use std::time::Duration;
 
-use ringfence_tests::{policy_head, Enforced};
+use ringfence_tests::{policy_head, policy_head_with, Enforced};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -29,9 +29,12 @@ fn assert_blocked(e: &Enforced, addr: &str, what: &str) {
 
 #[test]
 fn plaintext_to_peer_nodes_is_dropped_and_reported() {
-    let policy = policy_head("peers", "enforce", "allow")
-        .replace("  egress:\n", "  peers: { cidrs: [198.51.100.10/32, \"2001:db8:10::/48\"] }\n  egress:\n")
-        + "    - { name: placeholder, action: deny, to: { cidrs: [192.0.2.200/32] } }\n";
+    let policy = policy_head_with(
+        "peers",
+        "enforce",
+        "allow",
+        "  peers: { cidrs: [198.51.100.10/32, \"2001:db8:10::/48\"] }\n",
+    ) + "    - { name: placeholder, action: deny, to: { cidrs: [192.0.2.200/32] } }\n";
     let e = packet_path("encpeers", &policy);
     assert_blocked(&e, "198.51.100.10", "peer node over IPv4");
     assert_blocked(&e, "2001:db8:10::10", "peer node over IPv6");
@@ -53,10 +56,7 @@ fn a_rule_can_require_encryption() {
 
 #[test]
 fn cross_border_traffic_must_be_encrypted() {
-    let policy = policy_head("cross-border", "enforce", "allow").replace(
-        "  egress:\n",
-        "  regions:\n    home: { cidrs: [198.51.100.0/24, 192.0.2.0/24, \"2001:db8:1::/48\", \"2001:db8:10::/48\"] }\n  crossBorder: { require: wireguard, homeRegion: home }\n  egress:\n",
-    ) + "    - { name: placeholder, action: deny, to: { cidrs: [192.0.2.200/32] } }\n";
+    let policy = policy_head_with("cross-border", "enforce", "allow", "  regions:\n    home: { cidrs: [198.51.100.0/24, 192.0.2.0/24, \"2001:db8:1::/48\", \"2001:db8:10::/48\"] }\n  crossBorder: { require: wireguard, homeRegion: home }\n") + "    - { name: placeholder, action: deny, to: { cidrs: [192.0.2.200/32] } }\n";
     let e = packet_path("encborder", &policy);
     assert_blocked(&e, "203.0.113.5", "outside the home region (IPv4)");
     assert_blocked(&e, "2001:db8:20::10", "outside the home region (IPv6)");

@@ -4,7 +4,7 @@ use std::{path::Path, time::Duration};
 
 use ipnet::IpNet;
 use ringfence_policy::geo::fixture::{write_mmdb, Layout};
-use ringfence_tests::{agent_bin, policy_head, AgentProc, Enforced};
+use ringfence_tests::{agent_bin, policy_head, policy_head_with, AgentProc, Enforced};
 
 const WAIT: Duration = Duration::from_secs(10);
 /// Hosts the database does not cover.
@@ -65,8 +65,7 @@ fn deny_by_country_tcp_udp_ipv4_ipv6() {
 
 #[test]
 fn allow_only_a_country_group() {
-    let policy = policy_head("only-de", "enforce", "deny")
-        .replace("  egress:\n", "  countryGroups:\n    home: [DE, FR]\n  egress:\n")
+    let policy = policy_head_with("only-de", "enforce", "deny", "  countryGroups:\n    home: [DE, FR]\n")
         + &countries_rule("home-only", "allow", "countryGroups: [home]");
     let e = geo_scenario("geoallow", &policy);
     e.lab.tcp("198.51.100.10", 443).assert_ok("tcp4 to DE");
@@ -82,8 +81,7 @@ fn allow_only_a_country_group() {
 
 #[test]
 fn unknown_country_allow_and_deny() {
-    let allow_unknown = policy_head("unknown-allow", "enforce", "deny")
-        .replace("  egress:\n", "  unknownCountry: allow\n  egress:\n")
+    let allow_unknown = policy_head_with("unknown-allow", "enforce", "deny", "  unknownCountry: allow\n")
         + &countries_rule("de", "allow", "countries: [DE]");
     let mut e = geo_scenario("geounk", &allow_unknown);
     e.lab.tcp(UNKNOWN_V4, 443).assert_ok("unknown v4 allowed by unknownCountry");
@@ -91,8 +89,7 @@ fn unknown_country_allow_and_deny() {
     e.lab.tcp("203.0.113.5", 443).assert_eperm("a known country no rule names: the default decides");
     e.lab.tcp("198.51.100.10", 443).assert_ok("DE allowed");
 
-    let deny_unknown = policy_head("unknown-deny", "enforce", "allow")
-        .replace("  egress:\n", "  unknownCountry: deny\n  egress:\n")
+    let deny_unknown = policy_head_with("unknown-deny", "enforce", "allow", "  unknownCountry: deny\n")
         + &countries_rule("no-cn", "deny", "countries: [CN]");
     e.replace_policy(&deny_unknown);
     e.lab.tcp(UNKNOWN_V4, 443).assert_eperm("unknown v4 denied by unknownCountry");

@@ -3,7 +3,7 @@
 //! (The lab itself is `ringfence_tests::wg_lab`.)
 use std::{os::unix::fs::PermissionsExt, path::Path, process::Command, time::Duration};
 
-use ringfence_tests::{agent_bin, cleanup_stale, policy_head, wg_lab::*, NetNs};
+use ringfence_tests::{agent_bin, cleanup_stale, policy_head_with, wg_lab::*, NetNs};
 
 #[test]
 fn mesh_tunnel_keys_and_peer_reconciliation() {
@@ -183,8 +183,7 @@ fn traffic_between_nodes_only_leaves_inside_wireguard() {
     a.write_peers(&[(key_b.as_str(), "192.0.2.2:51820", "198.51.100.2/32")]);
     b.write_peers(&[(key_a.as_str(), "192.0.2.1:51820", "198.51.100.1/32")]);
     // Node A: its peer's tunnel address must be encrypted; the packet path watches the underlay.
-    let policy = policy_head("wg-a", "enforce", "allow")
-        .replace("  egress:\n", "  peers: { cidrs: [198.51.100.2/32] }\n  egress:\n")
+    let policy = policy_head_with("wg-a", "enforce", "allow", "  peers: { cidrs: [198.51.100.2/32] }\n")
         + "    - name: mesh\n      action: allow\n      to: { cidrs: [198.51.100.0/24] }\n";
     std::fs::write(a.dir.join("policy.yaml"), policy).expect("policy");
     let underlay_a = underlay(&a);
