@@ -9,8 +9,8 @@ use crate::diagnostic::Diagnostic;
 use crate::fields::{choice, fields, string};
 use crate::model::Region;
 use crate::validate::named_cidr_list;
-use crate::validate_geo::{country_list, rule_groups, valid_group_name, PolicyGroups};
-use crate::yaml_tree::{Node, NodeKind};
+use crate::validate_geo::{country_list, named_entries, rule_groups, PolicyGroups};
+use crate::yaml_tree::Node;
 
 /// The validated encryption settings of a spec.
 #[derive(Default)]
@@ -64,28 +64,8 @@ fn region_map(
     diags: &mut Vec<Diagnostic>,
 ) -> BTreeMap<String, Option<Region>> {
     let mut regions = BTreeMap::new();
-    let NodeKind::Mapping(entries) = &node.kind else {
-        diags.push(node.error(format!(
-            "expected a mapping for \"regions\" in spec (region name: {{countries, countryGroups, cidrs}}), found {}",
-            node.describe()
-        )));
-        return regions;
-    };
-    for (key, value) in entries {
-        let Some(name) = key.as_str() else {
-            diags.push(key.error("region names in spec.regions must be strings"));
-            continue;
-        };
-        if regions.contains_key(name) {
-            diags.push(key.error(format!("duplicate region \"{name}\" in spec.regions")));
-            continue;
-        }
-        if !valid_group_name(name) {
-            diags.push(key.error(format!(
-                "invalid region name \"{name}\": use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit"
-            )));
-            continue;
-        }
+    let shape = "region name: {countries, countryGroups, cidrs}";
+    for (name, value) in named_entries(node, "regions", "region", shape, diags) {
         let region = region(name, value, groups, diags);
         regions.insert(name.to_owned(), region);
     }

@@ -71,37 +71,60 @@ pub(crate) fn valid_group_name(name: &str) -> bool {
 
 /// Reports an invalid group name at `node`.
 pub(crate) fn check_group_name(node: &Node, name: &str, diags: &mut Vec<Diagnostic>) -> bool {
+    check_name(node, "country group", name, diags)
+}
+
+/// Reports an invalid name of a `kind` (e.g. "region") at `node`.
+fn check_name(node: &Node, kind: &str, name: &str, diags: &mut Vec<Diagnostic>) -> bool {
     let valid = valid_group_name(name);
     if !valid {
         diags.push(node.error(format!(
-            "invalid country group name \"{name}\": use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit"
+            "invalid {kind} name \"{name}\": use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit"
         )));
     }
     valid
 }
 
-/// `spec.countryGroups`: a mapping from group name to a non-empty list of country codes.
-pub(crate) fn policy_groups(node: &Node, diags: &mut Vec<Diagnostic>) -> PolicyGroups {
-    let mut groups = PolicyGroups::new();
+/// The entries of `spec.<field>`, a mapping of named items of a `kind` (country groups,
+/// regions; `shape` describes one entry for the error message): keys must be strings, unique
+/// and valid names. Every problem is reported; the good entries come back in order.
+pub(crate) fn named_entries<'a>(
+    node: &'a Node,
+    field: &str,
+    kind: &str,
+    shape: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<(&'a str, &'a Node)> {
+    let mut named: Vec<(&str, &Node)> = Vec::new();
     let NodeKind::Mapping(entries) = &node.kind else {
         diags.push(node.error(format!(
-            "expected a mapping for \"countryGroups\" in spec (group name: [country codes]), found {}",
+            "expected a mapping for \"{field}\" in spec ({shape}), found {}",
             node.describe()
         )));
-        return groups;
+        return named;
     };
     for (key, value) in entries {
         let Some(name) = key.as_str() else {
-            diags.push(key.error("country group names in spec.countryGroups must be strings"));
+            diags.push(key.error(format!("{kind} names in spec.{field} must be strings")));
             continue;
         };
-        if groups.contains_key(name) {
-            diags.push(key.error(format!("duplicate country group \"{name}\" in spec.countryGroups")));
+        if named.iter().any(|(n, _)| *n == name) {
+            diags.push(key.error(format!("duplicate {kind} \"{name}\" in spec.{field}")));
             continue;
         }
-        if !check_group_name(key, name, diags) {
-            continue;
+        if check_name(key, kind, name, diags) {
+            named.push((name, value));
         }
+    }
+    named
+}
+
+/// `spec.countryGroups`: a mapping from group name to a non-empty list of country codes.
+pub(crate) fn policy_groups(node: &Node, diags: &mut Vec<Diagnostic>) -> PolicyGroups {
+    let mut groups = PolicyGroups::new();
+    for (name, value) in
+        named_entries(node, "countryGroups", "country group", "group name: [country codes]", diags)
+    {
         let codes = country_list(value, name, "in spec.countryGroups", diags);
         groups.insert(name.to_owned(), codes);
     }
