@@ -23,16 +23,23 @@ pub fn key(p: &Packet, egress: bool) -> FlowKey {
     FlowKey { local, remote, local_port: lport, remote_port: rport, proto: p.proto, family: p.family }
 }
 
-/// Adds the packet to its flow's counters on this CPU; returns them (None if the map is full
-/// of busier flows: LRU eviction keeps accounting going for the rest).
+/// Adds the packet to its flow's counters on this CPU. Returns the counters (None if they could
+/// not be had) and whether the flow is new (no CPU had seen it).
 #[inline(always)]
-pub fn account(ctx: &TcContext, k: &FlowKey, p: &Packet, egress: bool) -> Option<*mut FlowStats> {
+pub fn account(ctx: &TcContext, k: &FlowKey, p: &Packet, egress: bool) -> (Option<*mut FlowStats>, bool) {
     let now = unsafe { bpf_ktime_get_ns() };
-    if RF_FLOWS.get_ptr_mut(k).is_none() {
-        let fresh = FlowStats { first_seen_ns: now, ..FlowStats::default() };
-        let _ = RF_FLOWS.insert(k, &fresh, 0);
-    }
-    let s = RF_FLOWS.get_ptr_mut(k)?;
+    // One lookup for a known flow (every packet but a flow's first).
+    let (s, new) = match RF_FLOWS.get_ptr_mut(k) {
+        Some(s) => (s, false),
+        None => {
+            let fresh = FlowStats { first_seen_ns: now, ..FlowStats::default() };
+            let _ = RF_FLOWS.insert(k, &fresh, 0);
+            match RF_FLOWS.get_ptr_mut(k) {
+                Some(s) => (s, true),
+                None => return (None, true),
+            }
+        }
+    };
     // SAFETY: a per-CPU value pointer from the map, only this CPU writes it.
     let st = unsafe { &mut *s };
     if st.first_seen_ns == 0 {
@@ -50,7 +57,7 @@ pub fn account(ctx: &TcContext, k: &FlowKey, p: &Packet, egress: bool) -> Option
         st.rx_bytes += p.payload as u64;
         st.rx_packets += 1;
     }
-    Some(s)
+    (Some(s), new)
 }
 
 /// What the packet path does with an egress packet.

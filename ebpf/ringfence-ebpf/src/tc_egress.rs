@@ -31,7 +31,7 @@ pub fn rf_tc_egress(ctx: TcContext) -> i32 {
 fn try_tc_egress(ctx: &TcContext) -> Option<i32> {
     let p = parse(ctx)?;
     let k = key(&p, true);
-    let stats = account(ctx, &k, &p, true);
+    let (stats, _) = account(ctx, &k, &p, true);
     if passed_before(stats)
         || p.is_link_control()
         || to_wireguard_peer(&p)

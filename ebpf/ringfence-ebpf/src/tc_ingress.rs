@@ -5,7 +5,7 @@ use ringfence_common::INBOUND;
 
 use crate::{
     flows::{account, key},
-    maps::{RF_FLOWS, RF_INBOUND},
+    maps::RF_INBOUND,
     packet::{parse, TCP_ACK, TCP_SYN},
 };
 
@@ -21,14 +21,11 @@ pub fn rf_tc_ingress(ctx: TcContext) -> i32 {
 fn try_tc_ingress(ctx: &TcContext) -> Option<()> {
     let p = parse(ctx)?;
     let k = key(&p, false);
-    let opened_remotely = if p.proto == 6 {
-        p.tcp_flags & (TCP_SYN | TCP_ACK) as u32 == TCP_SYN as u32
-    } else {
-        RF_FLOWS.get_ptr(&k).is_none()
-    };
+    let (_, new) = account(ctx, &k, &p, false);
+    let opened_remotely =
+        if p.proto == 6 { p.tcp_flags & (TCP_SYN | TCP_ACK) as u32 == TCP_SYN as u32 } else { new };
     if opened_remotely {
         let _ = RF_INBOUND.insert(&k, &INBOUND, 0);
     }
-    account(ctx, &k, &p, false);
     Some(())
 }
