@@ -1,0 +1,26 @@
+//! Ringfence control-plane protocol: the JSON documents agents and the control plane exchange
+//! ([`api`]), signed policy bundles ([`bundle`]: Ed25519, pinned key, rollback refusal), the
+//! audit log's hash chain ([`audit`]) and, with the `csr` feature, an agent's key pair and
+//! certificate signing request ([`csr`]).
+//!
+//! Every request body rejects unknown fields; every document carries what it needs to be
+//! checked on its own.
+
+pub mod api;
+pub mod audit;
+pub mod bundle;
+#[cfg(feature = "csr")]
+pub mod csr;
+mod keys;
+
+pub use audit::{audit_hash, verify_chain, AuditRecord, ChainError, GENESIS_HASH};
+pub use bundle::{Bundle, BundleError, Peer, SignedBundle, BUNDLE_FORMAT};
+pub use keys::{key_id, parse_public_key, public_key_b64, KeyError};
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
