@@ -9,6 +9,7 @@ pub mod flows;
 pub mod geo;
 pub mod logging;
 pub mod maps;
+pub mod metrics;
 pub mod preflight;
 pub mod run;
 pub mod watch;

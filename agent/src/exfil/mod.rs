@@ -3,8 +3,10 @@
 //! watching checkpoint directories, delivering alerts) is built on top of it.
 pub mod checkpoints;
 pub mod detector;
+pub mod spool;
 #[cfg(test)]
 mod detector_tests;
 
 pub use checkpoints::{shard_group, CheckpointIndex};
 pub use detector::{Alert, AlertKind, Detector, ExfilRules, FlowSample, Severity};
+pub use spool::{Spool, SpoolError, SpoolLimits};

@@ -3,6 +3,8 @@
 //! ```text
 //! lab-probe serve --tcp P1,P2 --udp P1,P2
 //! lab-probe tcp ADDR PORT [--bytes N] [--timeout-ms T]
+//! lab-probe stream ADDR PORT --bytes N [--rate BYTES_PER_SEC] [--mark BYTES]... [--stall-ms S]
+//!                  [--timeout-ms T]
 //! lab-probe udp ADDR PORT [--connect] [--timeout-ms T]
 //! lab-probe raw ADDR PORT [--count N]      (UDP through a raw socket)
 //! lab-probe loop [--duration-ms D] [--stop-file F] [--interval-ms I]
@@ -14,7 +16,9 @@
 //! success, 1 on EPERM (a cgroup hook denial), 2 on any other error; usage
 //! errors exit 64. ADDR is an IPv4 or IPv6 literal (brackets optional);
 //! `::ffff:a.b.c.d` uses an AF_INET6 socket so connect6/sendmsg6 see a mapped
-//! address. Std only (+ serde_json).
+//! address. `stream` is a long paced upload printing a line per byte mark
+//! crossed, then the result; a write stalled for S ms exits 3 (see
+//! `lab_probe/stream.rs`). Std only (+ serde_json).
 
 #[path = "lab_probe/client.rs"]
 mod client;
@@ -24,6 +28,8 @@ mod looper;
 mod raw;
 #[path = "lab_probe/serve.rs"]
 mod serve;
+#[path = "lab_probe/stream.rs"]
+mod stream;
 
 use std::net::IpAddr;
 use std::process::exit;
@@ -32,6 +38,8 @@ use std::time::Duration;
 const USAGE: &str = "usage:
   lab-probe serve --tcp P1,P2 --udp P1,P2
   lab-probe tcp ADDR PORT [--bytes N] [--timeout-ms T]
+  lab-probe stream ADDR PORT --bytes N [--rate BYTES_PER_SEC] [--mark BYTES]... [--stall-ms S]
+                   [--timeout-ms T]
   lab-probe udp ADDR PORT [--connect] [--timeout-ms T]
   lab-probe raw ADDR PORT [--count N]
   lab-probe loop [--duration-ms D] [--stop-file F] [--interval-ms I] [--timeout-ms T]
@@ -78,6 +86,7 @@ fn main() {
     match cmd.as_str() {
         "serve" => serve::main(&mut args),
         "tcp" | "udp" => exit(single(&cmd, &mut args)),
+        "stream" => exit(stream::main(&mut args)),
         "loop" => looper::main(&mut args),
         "raw" => exit(raw::main(&mut args)),
         "-h" | "--help" | "help" => {
@@ -108,11 +117,14 @@ fn single(cmd: &str, args: &mut Args) -> i32 {
     };
     let (json, code) = match res {
         Ok(reply) => (serde_json::json!({ "ok": true, "reply": reply }), 0),
-        Err(f) => {
-            let code = if f.errno == Some(libc::EPERM) { 1 } else { 2 };
-            (serde_json::json!({ "ok": false, "errno": f.errno, "error": f.error, "stage": f.stage }), code)
-        }
+        Err(f) => failure_json(&f),
     };
     println!("{json}");
     code
+}
+
+/// The JSON line for a failed exchange and its exit code: 1 on EPERM, 2 otherwise.
+pub fn failure_json(f: &client::Failure) -> (serde_json::Value, i32) {
+    let code = if f.errno == Some(libc::EPERM) { 1 } else { 2 };
+    (serde_json::json!({ "ok": false, "errno": f.errno, "error": f.error, "stage": f.stage }), code)
 }
