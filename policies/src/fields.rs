@@ -103,6 +103,21 @@ pub(crate) fn choice<'a>(
     found
 }
 
+/// A boolean (`true`/`false`, also `True`, `TRUE`, `False`, `FALSE`) for the field `field`;
+/// otherwise reports e.g. `invalid peers "yes" in spec.exfiltration.approvedSinks (expected
+/// true or false)`.
+pub(crate) fn boolean(node: &Node, field: &str, context: &str, diags: &mut Vec<Diagnostic>) -> Option<bool> {
+    let text = string(node, &format!("\"{field}\" {context}"), diags)?;
+    match text {
+        "true" | "True" | "TRUE" => Some(true),
+        "false" | "False" | "FALSE" => Some(false),
+        _ => {
+            diags.push(node.error(format!("invalid {field} \"{text}\" {context} (expected true or false)")));
+            None
+        }
+    }
+}
+
 /// The elements of a sequence; otherwise reports `expected a sequence for WHAT`.
 pub(crate) fn sequence<'a>(node: &'a Node, what: &str, diags: &mut Vec<Diagnostic>) -> Option<&'a [Node]> {
     match &node.kind {

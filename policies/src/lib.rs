@@ -25,8 +25,11 @@ mod fields;
 pub mod geo;
 pub mod groups;
 mod model;
+mod model_exfil;
+mod quantities;
 mod validate;
 mod validate_encryption;
+mod validate_exfil;
 mod validate_geo;
 mod values;
 mod yaml_tree;
@@ -40,7 +43,10 @@ pub use destination::{Destination, DestinationError};
 pub use diagnostic::{format_diagnostics, load_policy_file, Diagnostic, PolicyFileError};
 pub use evaluate::{DecidedBy, Decision};
 pub use groups::{shipped_groups, CountryGroup};
-pub use model::{normalize_addr, normalize_net, Action, Mode, Policy, PortMatch, Protocol, Region, Rule};
+pub use model::{
+    normalize_addr, normalize_net, Action, ApprovedSinks, Bulk, Checkpoints, ExfilAction, Exfiltration, Mode,
+    Policy, PortMatch, Protocol, Region, Rule,
+};
 pub use validate::{API_VERSION, KIND};
 pub use values::MAX_PORT_ENTRIES;
 

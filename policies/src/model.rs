@@ -8,6 +8,7 @@ use ipnet::{IpNet, Ipv4Net};
 use serde::Serialize;
 
 use crate::countries::{serialize_codes, CountryCode};
+pub use crate::model_exfil::{ApprovedSinks, Bulk, Checkpoints, ExfilAction, Exfiltration};
 
 /// What a rule (or the default) does with a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -98,6 +99,9 @@ pub struct Policy {
     /// `spec.crossBorder.homeRegion` (a key of `regions`): with it set, traffic to every address
     /// outside the home region must be encrypted.
     pub cross_border: Option<String>,
+    /// `spec.exfiltration`: weight-exfiltration detection rules (not compiled into the kernel
+    /// tries; the agent applies them to flow counters in user space).
+    pub exfiltration: Option<Exfiltration>,
 }
 
 impl Policy {
@@ -137,6 +141,13 @@ impl Policy {
         !self.peers.is_empty()
             || self.cross_border.is_some()
             || self.rules.iter().any(|r| r.encryption_required)
+    }
+
+    /// True if `spec.exfiltration` approves countries, so telling approved destinations apart
+    /// needs a geo-IP database in the agent (independent of [`Policy::references_countries`],
+    /// which is about the kernel's tries).
+    pub fn exfiltration_needs_geo(&self) -> bool {
+        self.exfiltration.as_ref().is_some_and(|e| !e.approved.countries.is_empty())
     }
 
     /// Every country some rule names, sorted, without duplicates.

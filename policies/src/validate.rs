@@ -5,8 +5,9 @@ use std::collections::HashMap;
 use crate::countries::CountryCode;
 use crate::diagnostic::Diagnostic;
 use crate::fields::{choice, fields, peek_string, sequence, string};
-use crate::model::{Action, Mode, Policy, Rule};
+use crate::model::{Action, Exfiltration, Mode, Policy, Rule};
 use crate::validate_encryption::{encryption, Encryption};
+use crate::validate_exfil::exfiltration;
 use crate::validate_geo::{country_list, policy_groups, rule_groups, PolicyGroups};
 use crate::values;
 use crate::yaml_tree::Node;
@@ -58,9 +59,19 @@ fn document(root: &Node, diags: &mut Vec<Diagnostic>) -> Option<Policy> {
     }
     let name = f.require("metadata", ctx, diags).and_then(|m| metadata(m, diags));
     let spec = f.require("spec", ctx, diags).and_then(|s| spec(s, diags));
-    let Spec { mode, default_action, rules, unknown_country, encryption } = spec?;
+    let Spec { mode, default_action, rules, unknown_country, encryption, exfiltration } = spec?;
     let Encryption { peers, regions, cross_border } = encryption;
-    Some(Policy { name: name?, mode, default_action, rules, unknown_country, peers, regions, cross_border })
+    Some(Policy {
+        name: name?,
+        mode,
+        default_action,
+        rules,
+        unknown_country,
+        peers,
+        regions,
+        cross_border,
+        exfiltration,
+    })
 }
 
 fn metadata(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<String> {
@@ -95,6 +106,7 @@ struct Spec {
     rules: Vec<Rule>,
     unknown_country: Option<Action>,
     encryption: Encryption,
+    exfiltration: Option<Exfiltration>,
 }
 
 fn spec(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Spec> {
@@ -107,6 +119,7 @@ fn spec(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Spec> {
         "peers",
         "regions",
         "crossBorder",
+        "exfiltration",
         "egress",
     ];
     let f = fields(node, &allowed, "spec", ctx, diags)?;
@@ -129,12 +142,17 @@ fn spec(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Spec> {
         Some(e) => egress(e, &groups, diags),
     };
     let encryption = encryption(f.get("peers"), f.get("regions"), f.get("crossBorder"), &groups, diags);
+    let exfiltration = match f.get("exfiltration") {
+        None => Some(None),
+        Some(x) => exfiltration(x, &groups, diags).map(Some),
+    };
     Some(Spec {
         mode: mode?,
         default_action: default_action?,
         rules: rules?,
         unknown_country: unknown_country?,
         encryption: encryption?,
+        exfiltration: exfiltration?,
     })
 }
 

@@ -31,6 +31,7 @@ pub(crate) fn policy(default_action: Action, rules: Vec<Rule>) -> Policy {
         peers: Vec::new(),
         regions: Default::default(),
         cross_border: None,
+        exfiltration: None,
     }
 }
 

@@ -167,6 +167,7 @@ fn random_policy(rng: &mut Rng) -> Policy {
         peers,
         regions,
         cross_border,
+        exfiltration: None,
     }
 }
 

@@ -121,3 +121,25 @@ fn encrypted_mesh_example_behaves_as_documented() {
     assert_eq!(reason("81.2.69.142:443/tcp").as_deref(), Some("outside home region eu-west"));
     assert_eq!(reason("8.8.8.8:443/tcp").as_deref(), Some("outside home region eu-west"));
 }
+
+#[test]
+fn exfiltration_guard_example_behaves_as_documented() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join("exfiltration-guard.yaml");
+    let policy = load_policy_file(&path).unwrap();
+    let x = policy.exfiltration.as_ref().expect("spec.exfiltration");
+    assert_eq!(x.bulk, Some(crate::Bulk { bytes: 2 << 30, window_secs: 600 }));
+    assert_eq!((x.action, x.block_for_secs), (crate::ExfilAction::Block, 3_600));
+    let c = x.checkpoints.as_ref().unwrap();
+    assert_eq!(c.paths, ["/data/checkpoints", "/scratch/ckpt"]);
+    assert_eq!(c.tolerance_bp, 200);
+    assert!(c.matches_name("model-00001-of-00004.safetensors") && !c.matches_name("model.gguf"));
+    let approves = |a: &str| x.approved.approves(a.parse().unwrap(), None, &policy.peers);
+    assert!(approves("198.51.100.20") && approves("192.0.2.7") && approves("2001:db8:10::1"));
+    assert!(!approves("203.0.113.9") && !approves("2001:db8:20::1"));
+    assert!(!policy.exfiltration_needs_geo() && !policy.references_countries());
+    // The exfiltration section does not change verdicts.
+    let v = verdicts("exfiltration-guard.yaml");
+    assert_eq!(v("203.0.113.9:443/tcp").1.as_deref(), Some("package-mirror"));
+    assert_eq!(v("198.51.100.20:443/tcp").1.as_deref(), Some("checkpoint-store"));
+    assert_eq!(v("8.8.8.8:443/tcp").0, Action::Deny);
+}

@@ -4,12 +4,15 @@ mod compile_tests;
 mod cross_check;
 mod encryption;
 mod examples;
+mod exfil_errors;
+mod exfiltration;
 mod geo_compile;
 mod geo_parse;
 mod geo_precedence;
 mod parse_errors;
 mod parse_ok;
 mod precedence;
+mod quantities;
 
 use crate::{parse_policy, Diagnostic, Policy};
 

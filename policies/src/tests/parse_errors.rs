@@ -67,7 +67,7 @@ spec:
         &diags,
         7,
         3,
-        "unknown field \"priority\" in spec (expected one of: mode, defaultAction, unknownCountry, countryGroups, peers, regions, crossBorder, egress)",
+        "unknown field \"priority\" in spec (expected one of: mode, defaultAction, unknownCountry, countryGroups, peers, regions, crossBorder, exfiltration, egress)",
     );
     assert_diag(
         &diags,
