@@ -1,5 +1,5 @@
 //! What `ringfence-agent run` was asked to do.
-use std::{path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 /// Arguments of `run`.
 #[derive(Debug, Clone)]
@@ -19,6 +19,12 @@ pub struct RunConfig {
     pub watch_interval: Duration,
     /// How long to keep draining events after a shutdown signal.
     pub grace: Duration,
+    /// Where the agent keeps state: the alert spool (and the WireGuard key).
+    pub state_dir: PathBuf,
+    /// How often the exfiltration detector reads the flow counters.
+    pub exfil_poll: Duration,
+    /// Prometheus endpoint (`GET /metrics`), if any.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Which WireGuard implementation drives the interface.

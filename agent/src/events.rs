@@ -64,6 +64,9 @@ impl RuleNames {
         if rule_id == ringfence_common::RULE_UNKNOWN_COUNTRY {
             return "unknownCountry".to_string();
         }
+        if rule_id == ringfence_common::RULE_EXFIL_BLOCK {
+            return "exfiltration-block".to_string();
+        }
         self.recent
             .iter()
             .find(|(g, _)| *g == generation)

@@ -10,7 +10,7 @@ use aya::maps::{HashMap, Map, MapData, MapError, PerCpuHashMap};
 use ringfence_common::{FlowKey, FlowStats, FLOWS_MAP, INBOUND_MAP};
 use serde::Serialize;
 
-use crate::{error::AgentError, maps::maps_dir};
+use crate::{error::AgentError, exfil::FlowSample, maps::maps_dir};
 
 /// One flow, summed over CPUs.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -115,6 +115,30 @@ impl FlowTable {
             out.push(sum(&k, v.iter().copied(), now));
         }
         out.sort_by_key(|f| std::cmp::Reverse(f.tx_bytes + f.rx_bytes));
+        Ok(out)
+    }
+
+    /// Every flow's cumulative bytes sent, for the exfiltration detector (no sorting, no names).
+    pub fn samples(&self) -> Result<Vec<FlowSample>, AgentError> {
+        let mut out = Vec::new();
+        for item in self.flows.iter() {
+            let (k, v) = item.map_err(|e| AgentError::map(FLOWS_MAP, e))?;
+            let (tx_bytes, cgroup_id) = v
+                .iter()
+                .fold((0, 0), |(b, c), s| (b + s.tx_bytes, if s.cgroup_id != 0 { s.cgroup_id } else { c }));
+            if tx_bytes == 0 {
+                continue;
+            }
+            out.push(FlowSample {
+                cgroup_id,
+                local: addr(&k.local, k.family),
+                local_port: k.local_port,
+                remote: addr(&k.remote, k.family),
+                remote_port: k.remote_port,
+                protocol: k.proto as u8,
+                tx_bytes,
+            });
+        }
         Ok(out)
     }
 

@@ -11,6 +11,7 @@ pub mod logging;
 pub mod maps;
 pub mod metrics;
 pub mod preflight;
+pub mod report;
 pub mod run;
 pub mod watch;
 pub mod wg;

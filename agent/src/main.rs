@@ -6,10 +6,9 @@ use ringfence_agent::{
     bpf,
     config::{WgBackendChoice, WgConfig},
     error::AgentError,
-    flows::FlowTable,
-    geo::GeoStatus,
+    exfil::Selector,
     logging::{self, LogFormat},
-    maps::PinnedMaps,
+    report,
     run::{run_with_wg, RunConfig},
     wg,
 };
@@ -57,6 +56,12 @@ enum Cmd {
         /// Seconds between checks of the policy and database files for changes.
         #[arg(long, default_value_t = 1.0)]
         watch_interval: f64,
+        /// Seconds between reads of the flow counters by the exfiltration detector.
+        #[arg(long, default_value_t = 0.5)]
+        exfil_poll: f64,
+        /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9470): GET /metrics.
+        #[arg(long = "metrics-listen", value_name = "ADDR:PORT")]
+        metrics_listen: Option<std::net::SocketAddr>,
         #[command(flatten)]
         wg: WgArgs,
     },
@@ -77,6 +82,28 @@ enum Cmd {
         /// Print one JSON array.
         #[arg(long)]
         json: bool,
+    },
+    /// List the exfiltration blocks in force (cgroup, destination, time left).
+    Blocks {
+        #[arg(long, default_value = DEFAULT_BPFFS)]
+        bpffs: PathBuf,
+        /// Print one JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lift exfiltration blocks: all (--all), or those of a cgroup and/or destination.
+    Release {
+        #[arg(long, default_value = DEFAULT_BPFFS)]
+        bpffs: PathBuf,
+        /// Lift every block.
+        #[arg(long, conflicts_with_all = ["cgroup_id", "destination"])]
+        all: bool,
+        /// Only blocks of this cgroup id (as in alerts and `blocks`).
+        #[arg(long = "cgroup-id", value_name = "ID")]
+        cgroup_id: Option<u64>,
+        /// Only blocks of this destination address.
+        #[arg(long, value_name = "IP")]
+        destination: Option<std::net::IpAddr>,
     },
     /// Show the policy generation in force and the kernel counters.
     Status {
@@ -110,7 +137,7 @@ struct WgArgs {
     /// Userspace implementation (default: boringtun-cli, boringtun or wireguard-go from PATH).
     #[arg(long = "wg-userspace-impl", value_name = "PATH")]
     userspace_impl: Option<PathBuf>,
-    /// Directory for the WireGuard private key (mode 0600).
+    /// State directory: the alert spool and the WireGuard private key (mode 0600).
     #[arg(long = "state-dir", value_name = "DIR", default_value = wg::DEFAULT_STATE_DIR)]
     state_dir: PathBuf,
 }
@@ -168,65 +195,6 @@ fn wg_cmd(cmd: WgCmd) -> Result<(), AgentError> {
     }
 }
 
-fn status(bpffs: PathBuf, json: bool) -> Result<(), AgentError> {
-    let attached = bpf::has_pinned_links(&bpffs);
-    if !attached && !bpffs.exists() {
-        println!("not enforcing: nothing pinned under {}", bpffs.display());
-        return Ok(());
-    }
-    let maps = PinnedMaps::open(&bpffs)?;
-    let active = maps.active_policy()?;
-    let stats = maps.stats()?;
-    let geo = GeoStatus::from(&maps.geo_info()?);
-    if json {
-        let v = serde_json::json!({
-            "attached": attached, "bpffs": bpffs, "policy": active, "counters": stats, "geo": geo
-        });
-        println!("{v}");
-    } else {
-        let db = match (&geo.database_type, &geo.build_date) {
-            (Some(t), Some(d)) => format!("{t} built {d}, {} networks", geo.networks),
-            _ => "none".to_string(),
-        };
-        println!("attached:   {attached} ({})", bpffs.display());
-        println!("geo-ip:     {db}; {} IPv4 + {} IPv6 entries loaded", geo.entries_v4, geo.entries_v6);
-        println!(
-            "policy:     generation {} (slot {}), mode {}, default {}",
-            active.generation, active.slot, active.mode, active.default_action
-        );
-        println!(
-            "counters:   allowed {}, denied {}, audited {}, events dropped {}",
-            stats.allowed, stats.denied, stats.audited, stats.events_dropped
-        );
-    }
-    Ok(())
-}
-
-fn flows(bpffs: PathBuf, json: bool) -> Result<(), AgentError> {
-    let flows = FlowTable::open(&bpffs)?.flows()?;
-    if json {
-        println!("{}", serde_json::to_string(&flows).expect("flows serialize"));
-        return Ok(());
-    }
-    println!(
-        "{:<5} {:>40} {:>40} {:>14} {:>14} {:>8} {:>10}",
-        "proto", "local", "remote", "tx bytes", "rx bytes", "dropped", "cgroup"
-    );
-    for f in flows {
-        println!(
-            "{:<5} {:>40} {:>40} {:>14} {:>14} {:>8} {:>10}",
-            f.protocol,
-            format!("{}:{}", f.local, f.local_port),
-            format!("{}:{}", f.remote, f.remote_port),
-            f.tx_bytes,
-            f.rx_bytes,
-            f.dropped_packets,
-            f.cgroup_id
-        );
-    }
-    Ok(())
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format);
@@ -240,15 +208,26 @@ fn main() -> ExitCode {
             interfaces,
             flow_idle_timeout,
             watch_interval,
+            exfil_poll,
+            metrics_listen,
             wg,
         } => {
+            let state_dir = wg.state_dir.clone();
             let wg = wg.into_config();
+            let mut errors = Vec::new();
             if !(0.05..=3600.0).contains(&watch_interval) {
-                Err(AgentError::Config(vec![format!(
+                errors.push(format!(
                     "--watch-interval {watch_interval}: must be between 0.05 and 3600 seconds"
-                )]))
-            } else if let Err(e) = wg {
-                Err(AgentError::Config(vec![e]))
+                ));
+            }
+            if !(0.05..=60.0).contains(&exfil_poll) {
+                errors.push(format!("--exfil-poll {exfil_poll}: must be between 0.05 and 60 seconds"));
+            }
+            if let Err(e) = &wg {
+                errors.push(e.clone());
+            }
+            if !errors.is_empty() {
+                Err(AgentError::Config(errors))
             } else {
                 let cfg = RunConfig {
                     policy,
@@ -260,6 +239,9 @@ fn main() -> ExitCode {
                     flow_idle_timeout: Duration::from_secs_f64(flow_idle_timeout.clamp(0.1, 86_400.0)),
                     watch_interval: Duration::from_secs_f64(watch_interval),
                     grace: Duration::from_secs(2),
+                    state_dir,
+                    exfil_poll: Duration::from_secs_f64(exfil_poll),
+                    metrics_listen,
                 };
                 runtime().block_on(run_with_wg(cfg, wg.expect("checked above")))
             }
@@ -267,9 +249,19 @@ fn main() -> ExitCode {
         Cmd::Detach { bpffs } => bpf::detach_all(&bpffs).map(|removed| {
             println!("removed {} pins under {}", removed.len(), bpffs.display());
         }),
-        Cmd::Status { bpffs, json } => status(bpffs, json),
+        Cmd::Status { bpffs, json } => report::status(&bpffs, json),
         Cmd::Wg { cmd } => wg_cmd(cmd),
-        Cmd::Flows { bpffs, json } => flows(bpffs, json),
+        Cmd::Flows { bpffs, json } => report::flows(&bpffs, json),
+        Cmd::Blocks { bpffs, json } => report::blocks(&bpffs, json),
+        Cmd::Release { bpffs, all, cgroup_id, destination } => {
+            if !all && cgroup_id.is_none() && destination.is_none() {
+                Err(AgentError::Config(vec![
+                    "release: say which blocks to lift: --all, --cgroup-id ID and/or --destination IP".into(),
+                ]))
+            } else {
+                report::release(&bpffs, &Selector { cgroup_id, destination })
+            }
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,8 +12,8 @@ use ringfence_common::{
     Endpoint, GeoEntry, GeoInfo, MatchList, PolicyConfig, PrefixEntry, ACTIVE_MAP, ALLOW_V4_MAPS,
     ALLOW_V6_MAPS, CONFIG_CROSS_BORDER, CONFIG_MAP, DENY_V4_MAPS, DENY_V6_MAPS, ENCRYPT_V4_MAPS,
     ENCRYPT_V6_MAPS, GEO_INFO_MAP, GEO_V4_MAPS, GEO_V6_MAPS, HOME_V4_MAPS, HOME_V6_MAPS, LIST_MAPS,
-    STATS_MAP, STAT_ALLOWED, STAT_AUDITED, STAT_DENIED, STAT_EVENTS_DROPPED, STAT_PACKETS_DROPPED,
-    STAT_PLAINTEXT_DROPPED, WG_ENDPOINTS_MAP,
+    STATS_MAP, STAT_ALLOWED, STAT_AUDITED, STAT_DENIED, STAT_EVENTS_DROPPED, STAT_EXFIL_BLOCKED,
+    STAT_PACKETS_DROPPED, STAT_PLAINTEXT_DROPPED, WG_ENDPOINTS_MAP,
 };
 use ringfence_policy::Compiled;
 use serde::Serialize;
@@ -61,6 +61,8 @@ pub struct Stats {
     pub packets_dropped: u64,
     /// Plaintext packets to must-encrypt destinations dropped on the packet path.
     pub plaintext_dropped: u64,
+    /// Connections refused and packets dropped because of exfiltration blocks.
+    pub exfil_blocked: u64,
 }
 
 /// The policy the kernel is reading now.
@@ -228,6 +230,7 @@ impl PinnedMaps {
             events_dropped: sum(STAT_EVENTS_DROPPED)?,
             packets_dropped: sum(STAT_PACKETS_DROPPED)?,
             plaintext_dropped: sum(STAT_PLAINTEXT_DROPPED)?,
+            exfil_blocked: sum(STAT_EXFIL_BLOCKED)?,
         })
     }
 }

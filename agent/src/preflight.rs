@@ -74,6 +74,28 @@ pub fn check_policy(path: &Path, geo: Option<&GeoDb>) -> Result<(Policy, Compile
     Ok((policy, compiled))
 }
 
+/// What `spec.exfiltration` needs from the agent's configuration: the packet path's flow
+/// counters, and the geo database when approved sinks name countries.
+pub fn exfil_errors(policy: &Policy, cfg: &RunConfig, geo: Option<&GeoDb>) -> Vec<String> {
+    let mut errors = Vec::new();
+    if policy.exfiltration.is_none() {
+        return errors;
+    }
+    if cfg.interfaces.is_empty() {
+        errors.push(format!(
+            "{}: spec.exfiltration needs the packet path's flow counters: run with --interface <uplink>",
+            cfg.policy.display()
+        ));
+    }
+    if policy.exfiltration_needs_geo() && geo.is_none() {
+        errors.push(format!(
+            "{}: spec.exfiltration.approvedSinks names countries: give a geo-IP database with --geoip-db",
+            cfg.policy.display()
+        ));
+    }
+    errors
+}
+
 /// Runs every check; returns all problems at once.
 pub fn check(cfg: &RunConfig) -> Result<Checked, AgentError> {
     let mut errors = Vec::new();
@@ -82,7 +104,10 @@ pub fn check(cfg: &RunConfig) -> Result<Checked, AgentError> {
     // Compiling needs the database; if it failed to load, that error says enough.
     let compiled = match (policy, &geo) {
         (Some(policy), Ok(geo)) => match compile(&policy, geo.as_ref()) {
-            Ok(compiled) => Some((policy, compiled)),
+            Ok(compiled) => {
+                errors.extend(exfil_errors(&policy, cfg, geo.as_ref()));
+                Some((policy, compiled))
+            }
             Err(e) => {
                 errors.extend(compile_error(&cfg.policy, e));
                 None
@@ -139,6 +164,9 @@ mod tests {
             flow_idle_timeout: std::time::Duration::from_secs(60),
             watch_interval: std::time::Duration::from_secs(1),
             grace: std::time::Duration::from_secs(1),
+            state_dir: dir.join("state"),
+            exfil_poll: std::time::Duration::from_millis(500),
+            metrics_listen: None,
         };
         let Err(err) = check(&cfg) else { panic!("must fail") };
         assert_eq!(err.exit_code(), crate::error::EXIT_CONFIG);

@@ -4,6 +4,7 @@ use std::{sync::Arc, time::Duration};
 
 use ringfence_common::Event;
 use ringfence_policy::{geo::GeoDb, Compiled, Policy};
+use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 
@@ -12,9 +13,11 @@ use crate::{
     bpf,
     error::AgentError,
     events::{log_record, EventReader, RuleNames},
+    exfil::ExfilShell,
     flows::FlowTable,
     geo,
     maps::PinnedMaps,
+    metrics::{self, Metrics},
     preflight,
     watch::{Detect, FileWatch},
     wg,
@@ -29,6 +32,7 @@ struct Enforcer {
     geo_watch: Vec<FileWatch>,
     geo: Option<GeoDb>,
     generation: u32,
+    exfil: ExfilShell,
 }
 
 fn log_geo(db: &GeoDb, compiled: &Compiled, what: &str) {
@@ -51,10 +55,13 @@ impl Enforcer {
         }
     }
 
-    /// Logs and empties a batch of events.
-    fn report(&self, batch: &mut Vec<Event>) {
+    /// Logs and empties a batch of events (and tells the exfiltration monitor who connected).
+    fn report(&mut self, batch: &mut Vec<Event>) {
+        let now = std::time::Instant::now();
         for ev in batch.drain(..) {
-            log_record(&self.names.record(&ev));
+            let record = self.names.record(&ev);
+            log_record(&record);
+            self.exfil.learn(now, &record);
         }
     }
 
@@ -64,6 +71,7 @@ impl Enforcer {
             Ok(generation) => {
                 self.generation = generation;
                 info!(trigger, generation, policy = %policy.name, rules = policy.rules.len(), "policy applied");
+                self.exfil.on_policy(&policy);
                 self.names.insert(generation, Arc::new(policy));
                 true
             }
@@ -74,10 +82,54 @@ impl Enforcer {
         }
     }
 
+    /// Copies the kernel counters into the metrics registry.
+    fn export_counters(&self, m: &Metrics) {
+        let Ok(s) = self.maps.stats() else { return };
+        let verdicts = [("allowed", s.allowed), ("denied", s.denied), ("audited", s.audited)];
+        for (verdict, n) in verdicts {
+            m.set_counter(
+                "ringfence_connections_total",
+                "Connection verdicts, by verdict.",
+                &[("verdict", verdict)],
+                n,
+            );
+        }
+        let drops = [
+            ("policy", s.packets_dropped),
+            ("plaintext", s.plaintext_dropped),
+            ("exfil_block", s.exfil_blocked),
+        ];
+        for (reason, n) in drops {
+            m.set_counter(
+                "ringfence_packets_dropped_total",
+                "Packets dropped on the packet path, by reason.",
+                &[("reason", reason)],
+                n,
+            );
+        }
+        m.set_counter(
+            "ringfence_events_dropped_total",
+            "Events lost to a full ring buffer.",
+            &[],
+            s.events_dropped,
+        );
+        m.set_gauge(
+            "ringfence_policy_generation",
+            "Generation of the policy in force.",
+            &[],
+            f64::from(self.generation),
+        );
+    }
+
     /// Re-reads the policy file; applies it if valid, otherwise keeps the one in force.
     fn reload(&mut self, trigger: &str) {
         self.policy_watch.mark_seen();
         match preflight::check_policy(&self.cfg.policy, self.geo.as_ref()) {
+            Ok((policy, _)) if !preflight::exfil_errors(&policy, &self.cfg, self.geo.as_ref()).is_empty() => {
+                let errors = preflight::exfil_errors(&policy, &self.cfg, self.geo.as_ref());
+                error!(trigger, generation = self.generation, errors = %errors.join("; "),
+                    "policy rejected; the policy in force stays");
+            }
             Ok((policy, compiled)) => {
                 self.apply(policy, &compiled, trigger);
             }
@@ -179,6 +231,22 @@ pub async fn run_with_wg(cfg: RunConfig, wg_cfg: Option<WgConfig>) -> Result<(),
         Some(v) => Some(wg::Mesh::start(v).await?),
         None => None,
     };
+    let metrics = Arc::new(Metrics::new());
+    let (stop_metrics, metrics_stopped) = tokio::sync::watch::channel(false);
+    if let Some(addr) = cfg.metrics_listen {
+        let listener =
+            TcpListener::bind(addr).await.map_err(|e| AgentError::io("bind metrics", addr.to_string(), e))?;
+        info!(%addr, "metrics: serving GET /metrics");
+        let mut stopped = metrics_stopped.clone();
+        tokio::spawn(metrics::serve(listener, metrics.clone(), async move {
+            let _ = stopped.changed().await;
+        }));
+    }
+    let exfil = ExfilShell::open(&checked.policy, &cfg.bpffs, &cfg.state_dir, metrics.clone())?;
+    if exfil.active() {
+        info!(poll_ms = cfg.exfil_poll.as_millis() as u64, "exfiltration detection on");
+    }
+    let mut exfil_tick = tokio::time::interval(cfg.exfil_poll);
     let mut flow_table = FlowTable::open(&cfg.bpffs)?;
     let mut expire = tokio::time::interval((cfg.flow_idle_timeout / 4).max(Duration::from_millis(100)));
 
@@ -191,6 +259,7 @@ pub async fn run_with_wg(cfg: RunConfig, wg_cfg: Option<WgConfig>) -> Result<(),
         maps,
         names,
         generation,
+        exfil,
     };
     if let Some(mesh) = mesh.as_mut() {
         enforcer.sync_endpoints(mesh);
@@ -235,8 +304,16 @@ pub async fn run_with_wg(cfg: RunConfig, wg_cfg: Option<WgConfig>) -> Result<(),
                 events.drain(&mut batch);
                 enforcer.report(&mut batch);
             }
+            _ = exfil_tick.tick() => {
+                // Attribute the newest connections before looking at their bytes.
+                events.drain(&mut batch);
+                enforcer.report(&mut batch);
+                enforcer.exfil.poll(&flow_table, enforcer.geo.as_ref());
+                enforcer.export_counters(&metrics);
+            }
         }
     };
+    let _ = stop_metrics.send(true);
     // Drain what the kernel already queued, bounded by the grace period.
     let deadline = tokio::time::Instant::now() + enforcer.cfg.grace;
     loop {

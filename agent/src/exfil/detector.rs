@@ -11,7 +11,7 @@ use std::{
 
 use serde::Serialize;
 
-use super::checkpoints::CheckpointIndex;
+use super::checkpoints::{Candidate, CheckpointIndex};
 
 /// Checkpoint candidates smaller than this are not matched (too many coincidences).
 const MIN_CHECKPOINT_BYTES: u64 = 1 << 20;
@@ -41,7 +41,7 @@ pub struct FlowSample {
 }
 
 impl FlowSample {
-    fn id(&self) -> (u64, IpAddr, u16, IpAddr, u16, u8) {
+    fn id(&self) -> FlowId {
         (self.cgroup_id, self.local, self.local_port, self.remote, self.remote_port, self.protocol)
     }
 }
@@ -85,13 +85,29 @@ enum Fired {
     Checkpoint(u64, IpAddr, PathBuf),
 }
 
+type FlowId = (u64, IpAddr, u16, IpAddr, u16, u8);
+type DestId = (u64, IpAddr);
+
+/// What the detector remembers about one (cgroup, destination).
+#[derive(Debug, Default)]
+struct DestState {
+    /// Bytes sent per poll within the bulk window.
+    window: VecDeque<(Instant, u64)>,
+    /// Bytes sent since the destination was last idle for [`IDLE_FORGET`].
+    total: u64,
+    last_active: Option<Instant>,
+}
+
+/// A destination with no new bytes for this long is forgotten (its total restarts).
+const IDLE_FORGET: Duration = Duration::from_secs(600);
+
 /// The detector's state between polls.
 #[derive(Debug)]
 pub struct Detector {
     rules: ExfilRules,
-    last: HashMap<(u64, IpAddr, u16, IpAddr, u16, u8), u64>,
-    windows: HashMap<(u64, IpAddr), VecDeque<(Instant, u64)>>,
-    totals: HashMap<(u64, IpAddr), u64>,
+    /// Last counter per flow present in the previous poll.
+    last: HashMap<FlowId, u64>,
+    dests: HashMap<DestId, DestState>,
     fired: HashSet<Fired>,
 }
 
@@ -101,49 +117,54 @@ fn within(bytes: u64, size: u64, tolerance: f64) -> bool {
 
 impl Detector {
     pub fn new(rules: ExfilRules) -> Self {
-        Self {
-            rules,
-            last: HashMap::new(),
-            windows: HashMap::new(),
-            totals: HashMap::new(),
-            fired: HashSet::new(),
-        }
+        Self { rules, last: HashMap::new(), dests: HashMap::new(), fired: HashSet::new() }
     }
 
-    /// Takes one poll of flow counters; `approved` says whether a destination is an approved sink.
+    pub fn rules(&self) -> &ExfilRules {
+        &self.rules
+    }
+
+    /// Number of flows and destinations tracked (for metrics and benchmarks).
+    pub fn tracked(&self) -> (usize, usize) {
+        (self.last.len(), self.dests.len())
+    }
+
+    /// Forgets a destination's history and alerts (after an operator released its block): a new
+    /// full threshold is needed before it alerts again.
+    pub fn forgive(&mut self, cgroup_id: u64, remote: IpAddr) {
+        self.dests.remove(&(cgroup_id, remote));
+        self.fired.retain(|f| match f {
+            Fired::Bulk(c, r) | Fired::Checkpoint(c, r, _) => (*c, *r) != (cgroup_id, remote),
+        });
+    }
+
+    /// Takes one poll of flow counters (every flow present in the kernel table); `approved` says
+    /// whether a destination is an approved sink.
     pub fn observe(
         &mut self,
         now: Instant,
         flows: &[FlowSample],
-        approved: impl Fn(IpAddr) -> bool,
+        mut approved: impl FnMut(IpAddr) -> bool,
         checkpoints: &CheckpointIndex,
     ) -> Vec<Alert> {
         let mut alerts = Vec::new();
         let candidates = checkpoints.candidates();
-        for f in flows.iter().filter(|f| !approved(f.remote)) {
-            let prev = self.last.insert(f.id(), f.tx_bytes).unwrap_or(0);
-            // A smaller counter is a new flow with the same 5-tuple: all of it is new.
-            let delta = if f.tx_bytes >= prev { f.tx_bytes - prev } else { f.tx_bytes };
-            let dest = (f.cgroup_id, f.remote);
-            if delta > 0 {
-                self.windows.entry(dest).or_default().push_back((now, delta));
-                *self.totals.entry(dest).or_default() += delta;
+        let mut last = HashMap::with_capacity(self.last.len().max(flows.len()));
+        for f in flows {
+            if !approved(f.remote) {
+                self.observe_flow(now, f, &mut last, &candidates, &mut alerts);
             }
-            let flow_name = format!("{}:{}->{}:{}", f.local, f.local_port, f.remote, f.remote_port);
-            self.match_checkpoints(
-                &candidates,
-                &flow_name,
-                f.cgroup_id,
-                f.remote,
-                Some(f.remote_port),
-                f.tx_bytes,
-                &mut alerts,
-            );
         }
-        let totals: Vec<((u64, IpAddr), u64)> = self.totals.iter().map(|(k, v)| (*k, *v)).collect();
+        // Flows gone from the table are dropped; a reused 5-tuple then counts from zero.
+        self.last = last;
+        self.dests.retain(|_, d| {
+            d.last_active.is_some_and(|t| now.saturating_duration_since(t) <= IDLE_FORGET)
+                || !d.window.is_empty()
+        });
+        let totals: Vec<(DestId, u64)> = self.dests.iter().map(|(k, d)| (*k, d.total)).collect();
         for ((cgroup_id, remote), total) in totals {
-            let name = format!("cgroup {cgroup_id} -> {remote}");
-            self.match_checkpoints(&candidates, &name, cgroup_id, remote, None, total, &mut alerts);
+            let name = || format!("cgroup {cgroup_id} -> {remote}");
+            self.match_checkpoints(&candidates, &name, (cgroup_id, remote), None, total, &mut alerts);
         }
         if let Some((threshold, window)) = self.rules.bulk {
             self.check_bulk(now, threshold, window, &mut alerts);
@@ -151,12 +172,35 @@ impl Detector {
         alerts
     }
 
+    fn observe_flow(
+        &mut self,
+        now: Instant,
+        f: &FlowSample,
+        last: &mut HashMap<FlowId, u64>,
+        candidates: &[Candidate],
+        alerts: &mut Vec<Alert>,
+    ) {
+        let prev = self.last.get(&f.id()).copied().unwrap_or(0);
+        last.insert(f.id(), f.tx_bytes);
+        // A smaller counter is a new flow with the same 5-tuple: all of it is new.
+        let delta = if f.tx_bytes >= prev { f.tx_bytes - prev } else { f.tx_bytes };
+        let dest = (f.cgroup_id, f.remote);
+        if delta > 0 {
+            let d = self.dests.entry(dest).or_default();
+            d.window.push_back((now, delta));
+            d.total += delta;
+            d.last_active = Some(now);
+        }
+        let name = || format!("{}:{}->{}:{}", f.local, f.local_port, f.remote, f.remote_port);
+        self.match_checkpoints(candidates, &name, dest, Some(f.remote_port), f.tx_bytes, alerts);
+    }
+
     fn check_bulk(&mut self, now: Instant, threshold: u64, window: Duration, alerts: &mut Vec<Alert>) {
-        for (&(cgroup_id, remote), entries) in self.windows.iter_mut() {
-            while entries.front().is_some_and(|(t, _)| now.saturating_duration_since(*t) > window) {
-                entries.pop_front();
+        for (&(cgroup_id, remote), d) in self.dests.iter_mut() {
+            while d.window.front().is_some_and(|(t, _)| now.saturating_duration_since(*t) > window) {
+                d.window.pop_front();
             }
-            let sum: u64 = entries.iter().map(|(_, b)| b).sum();
+            let sum: u64 = d.window.iter().map(|(_, b)| b).sum();
             if sum >= threshold && self.fired.insert(Fired::Bulk(cgroup_id, remote)) {
                 alerts.push(Alert {
                     kind: AlertKind::Bulk,
@@ -174,16 +218,13 @@ impl Detector {
                 });
             }
         }
-        self.windows.retain(|_, e| !e.is_empty());
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn match_checkpoints(
         &mut self,
-        candidates: &[super::checkpoints::Candidate],
-        who: &str,
-        cgroup_id: u64,
-        remote: IpAddr,
+        candidates: &[Candidate],
+        who: &dyn Fn() -> String,
+        (cgroup_id, remote): DestId,
         port: Option<u16>,
         bytes: u64,
         alerts: &mut Vec<Alert>,
@@ -215,7 +256,8 @@ impl Detector {
                 file: Some(c.path.clone()),
                 block: self.rules.block,
                 explanation: format!(
-                    "{who} sent {bytes} bytes, within {:.1}% of {what}; {remote} is not an approved sink",
+                    "{} sent {bytes} bytes, within {:.1}% of {what}; {remote} is not an approved sink",
+                    who(),
                     tolerance * 100.0
                 ),
             });

@@ -1,12 +1,22 @@
 //! Weight-exfiltration detection: a sans-IO core (`detector`) fed with flow-counter snapshots and
-//! checkpoint-file observations, producing alerts. The agent's I/O shell (polling the flow map,
-//! watching checkpoint directories, delivering alerts) is built on top of it.
+//! checkpoint-file observations, producing alerts; and the agent's shell around it: the monitor
+//! (policy rules, approved sinks, process attribution), the checkpoint watcher, the kernel's
+//! block table and the durable alert spool.
+pub mod attribution;
+pub mod blocks;
 pub mod checkpoints;
 pub mod detector;
-pub mod spool;
 #[cfg(test)]
 mod detector_tests;
+pub mod monitor;
+pub mod shell;
+pub mod spool;
+pub mod watcher;
 
+pub use attribution::ProcessIndex;
+pub use blocks::{Block, BlockTable, Selector};
 pub use checkpoints::{shard_group, CheckpointIndex};
 pub use detector::{Alert, AlertKind, Detector, ExfilRules, FlowSample, Severity};
+pub use monitor::{AlertRecord, ExfilMonitor};
+pub use shell::ExfilShell;
 pub use spool::{Spool, SpoolError, SpoolLimits};

@@ -4,11 +4,13 @@
 //! implicit padding, so the kernel and userspace agree on the layout byte for byte.
 #![no_std]
 
+pub mod block;
 pub mod event;
 pub mod flow;
 pub mod maps;
 pub mod rules;
 
+pub use block::*;
 pub use event::*;
 pub use flow::*;
 pub use maps::*;

@@ -51,6 +51,12 @@ pub const INBOUND_MAP: &str = "RF_INBOUND";
 /// Cgroup array with one entry: the enforced cgroup (the packet path polices its sockets and
 /// socket-less traffic such as forwarded packets).
 pub const CGROUP_MAP: &str = "RF_CGROUP";
+/// Hash of [`crate::BlockKey`] -> [`crate::BlockEntry`]: exfiltration blocks set by the agent.
+pub const BLOCKS_MAP: &str = "RF_BLOCKS";
+/// Array with one `u32`: the number of entries in [`BLOCKS_MAP`] (0 lets the packet path skip
+/// the lookup).
+pub const BLOCKING_MAP: &str = "RF_BLOCKING";
+pub const MAX_BLOCKS: u32 = 4096;
 /// Capacity of the flow maps.
 pub const MAX_FLOWS: u32 = 65_536;
 /// Capacity of each IPv4 / IPv6 LPM trie (entries).
@@ -96,3 +102,5 @@ pub const TAILS_MAP: &str = "RF_TAILS";
 pub const STAT_PACKETS_DROPPED: u32 = 4;
 /// Plaintext packets to must-encrypt destinations dropped on the packet path.
 pub const STAT_PLAINTEXT_DROPPED: u32 = 5;
+/// Connections refused and packets dropped because of an exfiltration block.
+pub const STAT_EXFIL_BLOCKED: u32 = 6;

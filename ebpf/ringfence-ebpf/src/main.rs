@@ -4,6 +4,7 @@
 #![no_std]
 #![no_main]
 
+mod block;
 mod connect4;
 mod connect6;
 mod event;

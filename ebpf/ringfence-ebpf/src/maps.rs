@@ -8,9 +8,9 @@ use aya_ebpf::{
     },
 };
 use ringfence_common::{
-    Endpoint, FlowKey, FlowStats, GeoEntry, GeoInfo, MatchList, PolicyConfig, PrefixEntry, EVENTS_BYTES,
-    MAX_ENDPOINTS, MAX_FLOWS, MAX_GEO_V4, MAX_GEO_V6, MAX_LISTS, MAX_PREFIXES_V4, MAX_PREFIXES_V6, SLOTS,
-    STAT_COUNT,
+    BlockEntry, BlockKey, Endpoint, FlowKey, FlowStats, GeoEntry, GeoInfo, MatchList, PolicyConfig,
+    PrefixEntry, EVENTS_BYTES, MAX_BLOCKS, MAX_ENDPOINTS, MAX_FLOWS, MAX_GEO_V4, MAX_GEO_V6, MAX_LISTS,
+    MAX_PREFIXES_V4, MAX_PREFIXES_V6, SLOTS, STAT_COUNT,
 };
 
 pub type TrieV4 = LpmTrie<[u8; 4], PrefixEntry>;
@@ -102,6 +102,10 @@ pub static RF_FLOWS: LruPerCpuHashMap<FlowKey, FlowStats> = LruPerCpuHashMap::pi
 pub static RF_INBOUND: LruHashMap<FlowKey, u32> = LruHashMap::pinned(MAX_FLOWS, 0);
 #[map]
 pub static RF_CGROUP: CgroupArray = CgroupArray::pinned(1, 0);
+#[map]
+pub static RF_BLOCKS: HashMap<BlockKey, BlockEntry> = HashMap::pinned(MAX_BLOCKS, 0);
+#[map]
+pub static RF_BLOCKING: Array<u32> = Array::pinned(1, 0);
 #[map]
 pub static RF_STATS: PerCpuArray<u64> = PerCpuArray::pinned(STAT_COUNT, 0);
 

@@ -1,10 +1,24 @@
 //! Reading the destination out of a `bpf_sock_addr` context and deciding on it.
-use aya_ebpf::programs::SockAddrContext;
+use aya_ebpf::{helpers::bpf_get_current_cgroup_id, programs::SockAddrContext};
 
 use crate::{
+    block::{block_verdict, blocked},
     event::{emit, Dest},
-    verdict::{decide_v4, decide_v6},
+    verdict::{decide_v4, decide_v6, ipv4_mapped},
 };
+
+/// An exfiltration block on (this cgroup, destination) refuses the call before the policy is
+/// consulted; returns the program's return value then.
+#[inline(always)]
+fn refuse_blocked(dest: &Dest) -> Option<i32> {
+    if !blocked(unsafe { bpf_get_current_cgroup_id() }, dest.daddr, dest.family) {
+        return None;
+    }
+    let v = block_verdict();
+    v.count();
+    emit(dest, &v);
+    Some(v.retval())
+}
 
 /// Decides an IPv4 `connect()`/`sendmsg()`; returns the program's return value.
 #[inline(always)]
@@ -13,11 +27,15 @@ pub fn handle_v4(ctx: &SockAddrContext, hook: u32) -> i32 {
     let ip = sa.user_ip4.to_ne_bytes();
     let port = u16::from_be(sa.user_port as u16);
     let protocol = sa.protocol;
-    let v = decide_v4(ip, port, protocol);
-    v.count();
     let mut daddr = [0u8; 16];
     daddr[..4].copy_from_slice(&ip);
-    emit(&Dest { daddr, family: 4, port, protocol, hook }, &v);
+    let dest = Dest { daddr, family: 4, port, protocol, hook };
+    if let Some(ret) = refuse_blocked(&dest) {
+        return ret;
+    }
+    let v = decide_v4(ip, port, protocol);
+    v.count();
+    emit(&dest, &v);
     v.retval()
 }
 
@@ -32,15 +50,20 @@ pub fn handle_v6(ctx: &SockAddrContext, hook: u32) -> i32 {
     ip[12..16].copy_from_slice(&sa.user_ip6[3].to_ne_bytes());
     let port = u16::from_be(sa.user_port as u16);
     let protocol = sa.protocol;
-    let (v, mapped) = decide_v6(ip, port, protocol);
-    v.count();
-    let (daddr, family) = if mapped {
-        let mut d = [0u8; 16];
-        d[..4].copy_from_slice(&ip[12..16]);
-        (d, 4)
-    } else {
-        (ip, 6)
+    let (daddr, family) = match ipv4_mapped(&ip) {
+        Some(v4) => {
+            let mut d = [0u8; 16];
+            d[..4].copy_from_slice(&v4);
+            (d, 4)
+        }
+        None => (ip, 6),
     };
-    emit(&Dest { daddr, family, port, protocol, hook }, &v);
+    let dest = Dest { daddr, family, port, protocol, hook };
+    if let Some(ret) = refuse_blocked(&dest) {
+        return ret;
+    }
+    let (v, _) = decide_v6(ip, port, protocol);
+    v.count();
+    emit(&dest, &v);
     v.retval()
 }

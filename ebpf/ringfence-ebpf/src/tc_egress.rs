@@ -4,13 +4,16 @@
 //! side opened are not policed; link-local and multicast control traffic is not either.
 //! Plaintext to destinations that must be encrypted (peer nodes, rules that require it, anything
 //! outside the home region with crossBorder) is dropped and reported, whoever sends it; only
-//! WireGuard's own UDP to a known peer endpoint carries such traffic out.
+//! WireGuard's own UDP to a known peer endpoint carries such traffic out. Packets of a flow whose
+//! (cgroup, destination) has an exfiltration block are dropped before anything else.
 use aya_ebpf::{macros::classifier, programs::TcContext};
 use ringfence_common::{
-    FLOW_VERDICT_PASS, STAT_PACKETS_DROPPED, STAT_PLAINTEXT_DROPPED, VERDICT_PLAINTEXT_DROP,
+    FLOW_VERDICT_PASS, STAT_EXFIL_BLOCKED, STAT_PACKETS_DROPPED, STAT_PLAINTEXT_DROPPED,
+    VERDICT_PLAINTEXT_DROP,
 };
 
 use crate::{
+    block::blocked,
     event::emit_packet,
     flows::{account, egress, key, to_wireguard_peer, Egress},
     maps::{bump, Handoff, RF_CGROUP, RF_FLOWS, RF_HANDOFF, RF_INBOUND, RF_TAILS},
@@ -32,6 +35,15 @@ fn try_tc_egress(ctx: &TcContext) -> Option<i32> {
     let p = parse(ctx)?;
     let k = key(&p, true);
     let (stats, _) = account(ctx, &k, &p, true);
+    if let Some(s) = stats {
+        // SAFETY: per-CPU value pointer from the flow map; `account` set the sender's cgroup.
+        let st = unsafe { &mut *s };
+        if blocked(st.cgroup_id, p.dst, p.family) {
+            st.dropped_packets += 1;
+            bump(STAT_EXFIL_BLOCKED);
+            return Some(TCX_DROP);
+        }
+    }
     if passed_before(stats)
         || p.is_link_control()
         || to_wireguard_peer(&p)

@@ -269,7 +269,7 @@ pub fn decide_v6(addr: [u8; 16], port: u16, proto: u32) -> (Verdict, bool) {
 }
 
 #[inline(always)]
-fn ipv4_mapped(a: &[u8; 16]) -> Option<[u8; 4]> {
+pub fn ipv4_mapped(a: &[u8; 16]) -> Option<[u8; 4]> {
     let zero = a[0] | a[1] | a[2] | a[3] | a[4] | a[5] | a[6] | a[7] | a[8] | a[9];
     if zero == 0 && a[10] == 0xff && a[11] == 0xff {
         Some([a[12], a[13], a[14], a[15]])

@@ -1,0 +1,197 @@
+//! The exfiltration monitor: the policy's `spec.exfiltration` turned into detector rules, fed
+//! each poll with the kernel's flow counters and the checkpoint directories, producing alert
+//! records that name the process, the destination and its country.
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    path::PathBuf,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use ipnet::IpNet;
+use ringfence_policy::{countries::country_str, geo::GeoDb, ExfilAction, Exfiltration, Mode, Policy};
+use serde::Serialize;
+
+use super::{
+    attribution::ProcessIndex,
+    checkpoints::CheckpointIndex,
+    detector::{Alert, AlertKind, Detector, ExfilRules, FlowSample, Severity},
+    watcher::CheckpointWatcher,
+};
+
+/// Checkpoint files are compared against transfers for this long after they were last written.
+pub const CHECKPOINT_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
+/// One alert as delivered (log, spool, control plane).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertRecord {
+    /// Unique per node: the agent's start time and a sequence number.
+    pub id: String,
+    #[serde(rename = "type")]
+    pub record_type: &'static str,
+    pub unix_ms: u64,
+    pub kind: AlertKind,
+    pub severity: Severity,
+    pub policy: String,
+    pub pid: Option<u32>,
+    pub comm: Option<String>,
+    pub cgroup_id: u64,
+    pub destination: IpAddr,
+    pub port: Option<u16>,
+    pub country: Option<String>,
+    pub bytes: u64,
+    pub file: Option<PathBuf>,
+    /// `alert`, `block`, or `would-block` (action block under an audit-mode policy).
+    pub action: &'static str,
+    /// With `block`: how long the destination stays blocked for the cgroup.
+    pub block_secs: Option<u64>,
+    pub explanation: String,
+}
+
+pub fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The monitor for one policy's rules.
+#[derive(Debug)]
+pub struct ExfilMonitor {
+    policy: String,
+    rules: Exfiltration,
+    enforce: bool,
+    /// `spec.peers` plus the addresses of [`ExfilMonitor::set_peer_addresses`]: approved with
+    /// `approvedSinks.peers`.
+    peer_cidrs: Vec<IpNet>,
+    extra_peers: Vec<IpNet>,
+    detector: Detector,
+    index: CheckpointIndex,
+    watcher: Option<CheckpointWatcher>,
+    approved: HashMap<IpAddr, bool>,
+    id_prefix: String,
+    seq: u64,
+}
+
+fn detector_rules(x: &Exfiltration) -> ExfilRules {
+    ExfilRules {
+        bulk: x.bulk.as_ref().map(|b| (b.bytes, Duration::from_secs(b.window_secs))),
+        checkpoint_tolerance: x.checkpoints.as_ref().map(|c| f64::from(c.tolerance_bp) / 10_000.0),
+        block: x.action == ExfilAction::Block,
+    }
+}
+
+impl ExfilMonitor {
+    /// `None` when the policy has no `spec.exfiltration`.
+    pub fn new(policy: &Policy) -> Option<Self> {
+        let rules = policy.exfiltration.clone()?;
+        Some(Self {
+            policy: policy.name.clone(),
+            enforce: policy.mode == Mode::Enforce,
+            peer_cidrs: policy.peers.clone(),
+            extra_peers: Vec::new(),
+            detector: Detector::new(detector_rules(&rules)),
+            index: CheckpointIndex::new(CHECKPOINT_RETENTION),
+            watcher: rules.checkpoints.clone().map(CheckpointWatcher::new),
+            approved: HashMap::new(),
+            id_prefix: format!("{:x}", unix_ms()),
+            seq: 0,
+            rules,
+        })
+    }
+
+    /// Follows a policy reload: same rules keep their state (windows, dedup); changed rules
+    /// start over. Returns `None` when the new policy has no exfiltration section.
+    pub fn update(mut self, policy: &Policy) -> Option<Self> {
+        let rules = policy.exfiltration.clone()?;
+        let same = rules == self.rules;
+        self.policy = policy.name.clone();
+        self.enforce = policy.mode == Mode::Enforce;
+        self.peer_cidrs = policy.peers.iter().chain(&self.extra_peers).copied().collect();
+        self.approved.clear();
+        if !same {
+            self.detector = Detector::new(detector_rules(&rules));
+            if rules.checkpoints != self.rules.checkpoints {
+                self.watcher = rules.checkpoints.clone().map(CheckpointWatcher::new);
+            }
+            self.rules = rules;
+        }
+        Some(self)
+    }
+
+    /// Also approve these addresses when `approvedSinks.peers` is set (WireGuard peer endpoints
+    /// and tunnel addresses known to the agent).
+    pub fn set_peer_addresses(&mut self, peers: Vec<IpNet>, policy: &Policy) {
+        self.peer_cidrs = policy.peers.iter().chain(&peers).copied().collect();
+        self.extra_peers = peers;
+        self.approved.clear();
+    }
+
+    /// Looks at the checkpoint directories (call once per poll, before [`ExfilMonitor::poll`]).
+    pub fn scan_checkpoints(&mut self, now: Instant) -> usize {
+        match self.watcher.as_mut() {
+            Some(w) => w.scan(now, &mut self.index),
+            None => 0,
+        }
+    }
+
+    /// Forgets a destination after its block was released.
+    pub fn forgive(&mut self, cgroup_id: u64, destination: IpAddr) {
+        self.detector.forgive(cgroup_id, destination);
+    }
+
+    /// How long a block lasts under these rules.
+    pub fn block_for(&self) -> Duration {
+        Duration::from_secs(self.rules.block_for_secs)
+    }
+
+    /// Flows and destinations the detector tracks.
+    pub fn tracked(&self) -> (usize, usize) {
+        self.detector.tracked()
+    }
+
+    /// One poll: flow counters in, alert records out.
+    pub fn poll(
+        &mut self,
+        now: Instant,
+        flows: &[FlowSample],
+        geo: Option<&GeoDb>,
+        procs: &ProcessIndex,
+    ) -> Vec<AlertRecord> {
+        let (rules, peers, cache) = (&self.rules, &self.peer_cidrs, &mut self.approved);
+        let approved = |addr: IpAddr| {
+            *cache.entry(addr).or_insert_with(|| {
+                let country = geo.and_then(|g| g.lookup(addr)).map(|(_, c)| c);
+                rules.approved.approves(addr, country, peers)
+            })
+        };
+        let alerts = self.detector.observe(now, flows, approved, &self.index);
+        alerts.into_iter().map(|a| self.record(a, geo, procs)).collect()
+    }
+
+    fn record(&mut self, a: Alert, geo: Option<&GeoDb>, procs: &ProcessIndex) -> AlertRecord {
+        self.seq += 1;
+        let process = procs.find(a.cgroup_id, a.destination, a.port);
+        let action = match (a.block, self.enforce) {
+            (false, _) => "alert",
+            (true, true) => "block",
+            (true, false) => "would-block",
+        };
+        AlertRecord {
+            id: format!("{}-{}", self.id_prefix, self.seq),
+            record_type: "exfiltration",
+            unix_ms: unix_ms(),
+            kind: a.kind,
+            severity: a.severity,
+            policy: self.policy.clone(),
+            pid: process.map(|p| p.pid),
+            comm: process.map(|p| p.comm.clone()),
+            cgroup_id: a.cgroup_id,
+            destination: a.destination,
+            port: a.port,
+            country: geo.and_then(|g| g.lookup(a.destination)).map(|(_, c)| country_str(&c).to_owned()),
+            bytes: a.bytes,
+            file: a.file,
+            action,
+            block_secs: (action == "block").then_some(self.rules.block_for_secs),
+            explanation: a.explanation,
+        }
+    }
+}

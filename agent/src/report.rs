@@ -1,0 +1,105 @@
+//! What the inspection commands print: `status`, `flows`, `blocks`, and `release`. They read the
+//! pinned maps directly, so they work whether or not an agent is running.
+use std::path::Path;
+
+use crate::{
+    bpf,
+    error::AgentError,
+    exfil::{BlockTable, Selector},
+    flows::FlowTable,
+    geo::GeoStatus,
+    maps::PinnedMaps,
+};
+
+/// `status`: the policy in force, the geo database and the kernel counters.
+pub fn status(bpffs: &Path, json: bool) -> Result<(), AgentError> {
+    let attached = bpf::has_pinned_links(bpffs);
+    if !attached && !bpffs.exists() {
+        println!("not enforcing: nothing pinned under {}", bpffs.display());
+        return Ok(());
+    }
+    let maps = PinnedMaps::open(bpffs)?;
+    let active = maps.active_policy()?;
+    let stats = maps.stats()?;
+    let geo = GeoStatus::from(&maps.geo_info()?);
+    if json {
+        let v = serde_json::json!({
+            "attached": attached, "bpffs": bpffs, "policy": active, "counters": stats, "geo": geo
+        });
+        println!("{v}");
+    } else {
+        let db = match (&geo.database_type, &geo.build_date) {
+            (Some(t), Some(d)) => format!("{t} built {d}, {} networks", geo.networks),
+            _ => "none".to_string(),
+        };
+        println!("attached:   {attached} ({})", bpffs.display());
+        println!("geo-ip:     {db}; {} IPv4 + {} IPv6 entries loaded", geo.entries_v4, geo.entries_v6);
+        println!(
+            "policy:     generation {} (slot {}), mode {}, default {}",
+            active.generation, active.slot, active.mode, active.default_action
+        );
+        println!(
+            "counters:   allowed {}, denied {}, audited {}, events dropped {}, exfiltration blocked {}",
+            stats.allowed, stats.denied, stats.audited, stats.events_dropped, stats.exfil_blocked
+        );
+    }
+    Ok(())
+}
+
+/// `flows`: the packet path's per-flow counters.
+pub fn flows(bpffs: &Path, json: bool) -> Result<(), AgentError> {
+    let flows = FlowTable::open(bpffs)?.flows()?;
+    if json {
+        println!("{}", serde_json::to_string(&flows).expect("flows serialize"));
+        return Ok(());
+    }
+    println!(
+        "{:<5} {:>40} {:>40} {:>14} {:>14} {:>8} {:>10}",
+        "proto", "local", "remote", "tx bytes", "rx bytes", "dropped", "cgroup"
+    );
+    for f in flows {
+        println!(
+            "{:<5} {:>40} {:>40} {:>14} {:>14} {:>8} {:>10}",
+            f.protocol,
+            format!("{}:{}", f.local, f.local_port),
+            format!("{}:{}", f.remote, f.remote_port),
+            f.tx_bytes,
+            f.rx_bytes,
+            f.dropped_packets,
+            f.cgroup_id
+        );
+    }
+    Ok(())
+}
+
+/// `blocks`: the exfiltration blocks in force.
+pub fn blocks(bpffs: &Path, json: bool) -> Result<(), AgentError> {
+    let list = BlockTable::open(bpffs)?.list()?;
+    if json {
+        println!("{}", serde_json::to_string(&list).expect("blocks serialize"));
+        return Ok(());
+    }
+    if list.is_empty() {
+        println!("no exfiltration blocks");
+    }
+    for b in list {
+        println!(
+            "cgroup {:>10}  destination {:<40} expires in {}s (set {}s ago)",
+            b.cgroup_id, b.destination, b.expires_in_secs, b.age_secs
+        );
+    }
+    Ok(())
+}
+
+/// `release`: lifts exfiltration blocks; a running agent notices and starts counting afresh.
+pub fn release(bpffs: &Path, sel: &Selector) -> Result<(), AgentError> {
+    let lifted = BlockTable::open(bpffs)?.release(sel)?;
+    if lifted.is_empty() {
+        println!("no matching exfiltration block");
+    }
+    for b in &lifted {
+        tracing::info!(cgroup_id = b.cgroup_id, destination = %b.destination, "exfiltration block released by operator");
+        println!("released: cgroup {} -> {}", b.cgroup_id, b.destination);
+    }
+    Ok(())
+}
