@@ -454,11 +454,14 @@ mod tests {
     fn request_bodies_reject_unknown_fields() {
         let err = serde_json::from_str::<TokenRequest>(r#"{"region":"eu","ttl":5}"#).unwrap_err();
         assert!(err.to_string().contains("unknown field `ttl`"), "{err}");
-        let err = serde_json::from_str::<EventBatch>(r#"{"events":[{"id":"1","kind":"deny","time_ms":1,"summary":"s","x":1}]}"#)
-            .unwrap_err();
+        let err = serde_json::from_str::<EventBatch>(
+            r#"{"events":[{"id":"1","kind":"deny","time_ms":1,"summary":"s","x":1}]}"#,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("unknown field `x`"), "{err}");
         let ok: EventBatch =
-            serde_json::from_str(r#"{"events":[{"id":"1","kind":"deny","time_ms":1,"summary":"s"}]}"#).unwrap();
+            serde_json::from_str(r#"{"events":[{"id":"1","kind":"deny","time_ms":1,"summary":"s"}]}"#)
+                .unwrap();
         assert_eq!(ok.events[0].severity, "warning");
     }
 }

@@ -108,14 +108,15 @@ pub fn canonical_json(value: &Value) -> String {
 }
 
 /// The hash of a record with these fields, linked to `prev_hash` (hex).
-pub fn audit_hash(prev_hash: &str, seq: u64, time_ms: i64, actor: &str, action: &str, details: &Value) -> String {
-    let record = Value::Array(vec![
-        seq.into(),
-        time_ms.into(),
-        actor.into(),
-        action.into(),
-        details.clone(),
-    ]);
+pub fn audit_hash(
+    prev_hash: &str,
+    seq: u64,
+    time_ms: i64,
+    actor: &str,
+    action: &str,
+    details: &Value,
+) -> String {
+    let record = Value::Array(vec![seq.into(), time_ms.into(), actor.into(), action.into(), details.clone()]);
     let mut hasher = Sha256::new();
     // A malformed prev_hash hashes as its text: it cannot match a recomputed chain anyway.
     match hex::decode(prev_hash) {

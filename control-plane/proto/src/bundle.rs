@@ -268,6 +268,8 @@ mod tests {
             bundle_json: json,
             signature: Some(STANDARD.encode(sig.to_bytes())),
         };
-        assert!(matches!(signed.verify(&key.verifying_key(), 0), Err(BundleError::Malformed(m)) if m.contains("extra")));
+        assert!(
+            matches!(signed.verify(&key.verifying_key(), 0), Err(BundleError::Malformed(m)) if m.contains("extra"))
+        );
     }
 }

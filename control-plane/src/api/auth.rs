@@ -1,0 +1,86 @@
+//! Who is calling: agents by their client certificate (verified by rustls against the CA during
+//! the handshake, read into a request extension by the connection handler), operators by the
+//! admin bearer credential. Also [`JsonBody`], a JSON extractor whose rejections are JSON errors.
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+use super::AppState;
+use crate::db::{self, NodeRow};
+use crate::pki::PeerCert;
+use std::sync::Arc;
+
+/// The verified client certificate of the connection, if the client presented one.
+#[derive(Clone, Debug, Default)]
+pub struct PeerIdentity(pub Option<PeerCert>);
+
+/// An operator request with the admin credential.
+pub struct Admin;
+
+/// An agent request from an enrolled, unrevoked node.
+pub struct Node(pub NodeRow);
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl FromRequestParts<Arc<AppState>> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, ApiError> {
+        let header = parts.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let Some(token) = header.strip_prefix("Bearer ") else {
+            return Err(ApiError::unauthorized(
+                "admin credential required: send `Authorization: Bearer <token>` (the token is in admin.token in the control plane's state directory)",
+            ));
+        };
+        if constant_time_eq(token.trim().as_bytes(), state.admin_token.as_bytes()) {
+            Ok(Admin)
+        } else {
+            Err(ApiError::unauthorized("wrong admin credential (use the token in admin.token in the control plane's state directory)"))
+        }
+    }
+}
+
+impl FromRequestParts<Arc<AppState>> for Node {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, ApiError> {
+        let Some(PeerIdentity(Some(peer))) = parts.extensions.get::<PeerIdentity>().cloned() else {
+            return Err(ApiError::unauthorized(
+                "client certificate required: this endpoint is for enrolled agents (enroll with a join token first)",
+            ));
+        };
+        let node = db::nodes::get(state.db.pool(), &peer.node_id)
+            .await?
+            .ok_or_else(|| ApiError::forbidden(format!("node {} is not enrolled here", peer.node_id)))?;
+        if node.info.revoked_ms.is_some() {
+            return Err(ApiError::forbidden(format!(
+                "node {} is revoked; enroll it again with a new join token",
+                peer.node_id
+            )));
+        }
+        if peer.not_after_ms <= ringfence_proto::now_ms() {
+            return Err(ApiError::forbidden("client certificate expired; enroll again"));
+        }
+        db::nodes::touch(state.db.pool(), &peer.node_id).await?;
+        Ok(Node(node))
+    }
+}
+
+/// A JSON request body (unknown fields are refused by the types); errors are JSON.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(JsonBody(value)),
+            Err(rejection) => Err(ApiError::new(rejection.status(), rejection.body_text())),
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! The schema, as numbered migrations applied in order and recorded in `schema_migrations`.
+//! The SQL is common to SQLite and PostgreSQL: BIGINT and TEXT columns only, times as Unix
+//! milliseconds, JSON as text, no auto-increment (sequence numbers are taken under the writer
+//! lock).
+
+use sqlx::Row;
+
+use super::{Backend, Db, DbError};
+
+/// (version, name, statements).
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "initial schema",
+    r#"
+CREATE TABLE counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
+INSERT INTO counters (name, value) VALUES ('generation', 0);
+CREATE TABLE tokens (
+    hash TEXT PRIMARY KEY,
+    region TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    expires_ms BIGINT NOT NULL,
+    used_ms BIGINT,
+    node_id TEXT
+);
+CREATE TABLE nodes (
+    id TEXT PRIMARY KEY,
+    region TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    hostname TEXT,
+    wireguard TEXT,
+    agent_version TEXT,
+    applied_policy_version BIGINT,
+    applied_bundle_version BIGINT,
+    geo_db_version TEXT,
+    last_seen_ms BIGINT,
+    enrolled_ms BIGINT NOT NULL,
+    cert_not_after_ms BIGINT NOT NULL,
+    revoked_ms BIGINT,
+    generation BIGINT NOT NULL
+);
+CREATE TABLE policies (
+    version BIGINT PRIMARY KEY,
+    name TEXT NOT NULL,
+    selector TEXT NOT NULL,
+    yaml TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    author TEXT NOT NULL,
+    comment TEXT,
+    rollback_of BIGINT,
+    created_ms BIGINT NOT NULL,
+    generation BIGINT NOT NULL
+);
+CREATE TABLE events (
+    node_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    details TEXT NOT NULL,
+    time_ms BIGINT NOT NULL,
+    received_ms BIGINT NOT NULL,
+    PRIMARY KEY (node_id, id)
+);
+CREATE INDEX events_received ON events (received_ms);
+CREATE TABLE audit_log (
+    seq BIGINT PRIMARY KEY,
+    time_ms BIGINT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    details TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+)
+"#,
+)];
+
+/// Applies the migrations not yet recorded, each in its own transaction (under the writer lock,
+/// so replicas starting together apply each once).
+pub async fn migrate(db: &Db) -> Result<(), DbError> {
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_ms BIGINT NOT NULL)",
+    )
+    .execute(db.pool())
+    .await
+    .or_else(|e| match (db.backend(), &e) {
+        // Two replicas racing on CREATE TABLE IF NOT EXISTS in PostgreSQL: the loser sees a
+        // unique violation on the catalog; the table exists either way.
+        (Backend::Postgres, sqlx::Error::Database(d)) if d.code().as_deref() == Some("23505") => Ok(Default::default()),
+        _ => Err(e),
+    })?;
+    for (version, name, sql) in MIGRATIONS {
+        let mut tx = db.begin().await?;
+        let done = sqlx::query("SELECT COUNT(*) FROM schema_migrations WHERE version = $1")
+            .bind(version)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get::<i64, _>(0)?;
+        if done > 0 {
+            continue;
+        }
+        for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+            sqlx::query(statement).execute(&mut *tx).await?;
+        }
+        sqlx::query("INSERT INTO schema_migrations (version, name, applied_ms) VALUES ($1, $2, $3)")
+            .bind(version)
+            .bind(*name)
+            .bind(ringfence_proto::now_ms())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        tracing::info!(version, name, "applied database migration");
+    }
+    Ok(())
+}

@@ -1,0 +1,184 @@
+//! The node inventory.
+
+use ringfence_proto::api::{Labels, NodeInfo, NodeReport, WireGuardInfo};
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
+
+use super::{json_col, u64_col, DbError, Tx};
+
+/// One enrolled node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeRow {
+    /// What the API shows.
+    pub info: NodeInfo,
+    /// The generation of its last change that affects bundles (enrollment, WireGuard, revocation).
+    pub generation: i64,
+}
+
+const COLUMNS: &str = "id, region, labels, hostname, wireguard, agent_version, applied_policy_version, \
+    applied_bundle_version, geo_db_version, last_seen_ms, enrolled_ms, cert_not_after_ms, revoked_ms, generation";
+
+fn from_row(row: &AnyRow) -> Result<NodeRow, DbError> {
+    let wireguard: Option<String> = row.try_get("wireguard")?;
+    let wireguard: Option<WireGuardInfo> = wireguard
+        .map(|w| serde_json::from_str(&w))
+        .transpose()
+        .map_err(|e| DbError::Corrupt(format!("nodes.wireguard: {e}")))?;
+    Ok(NodeRow {
+        info: NodeInfo {
+            node_id: row.try_get("id")?,
+            region: row.try_get("region")?,
+            labels: json_col(row, "labels")?,
+            hostname: row.try_get("hostname")?,
+            wireguard,
+            agent_version: row.try_get("agent_version")?,
+            applied_policy_version: u64_col(row, "applied_policy_version")?,
+            applied_bundle_version: u64_col(row, "applied_bundle_version")?,
+            geo_db_version: row.try_get("geo_db_version")?,
+            last_seen_ms: row.try_get("last_seen_ms")?,
+            enrolled_ms: row.try_get("enrolled_ms")?,
+            cert_not_after_ms: row.try_get("cert_not_after_ms")?,
+            revoked_ms: row.try_get("revoked_ms")?,
+        },
+        generation: row.try_get("generation")?,
+    })
+}
+
+fn wireguard_json(wg: &Option<WireGuardInfo>) -> Option<String> {
+    wg.as_ref().map(|w| serde_json::to_string(w).expect("wireguard info serializes"))
+}
+
+/// Every node, in enrollment order.
+pub async fn list(pool: &AnyPool) -> Result<Vec<NodeRow>, DbError> {
+    let rows =
+        sqlx::query(&format!("SELECT {COLUMNS} FROM nodes ORDER BY enrolled_ms, id")).fetch_all(pool).await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// One node.
+pub async fn get(pool: &AnyPool, id: &str) -> Result<Option<NodeRow>, DbError> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM nodes WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// A newly enrolled node.
+#[allow(clippy::too_many_arguments)]
+pub async fn insert(
+    tx: &mut Tx,
+    id: &str,
+    region: &str,
+    labels: &Labels,
+    hostname: Option<&str>,
+    agent_version: Option<&str>,
+    wireguard: &Option<WireGuardInfo>,
+    cert_not_after_ms: i64,
+    generation: i64,
+) -> Result<(), DbError> {
+    let now = ringfence_proto::now_ms();
+    sqlx::query(
+        "INSERT INTO nodes (id, region, labels, hostname, wireguard, agent_version, last_seen_ms, enrolled_ms, \
+         cert_not_after_ms, generation) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(id)
+    .bind(region)
+    .bind(serde_json::to_string(labels).expect("labels serialize"))
+    .bind(hostname)
+    .bind(wireguard_json(wireguard))
+    .bind(agent_version)
+    .bind(now)
+    .bind(now)
+    .bind(cert_not_after_ms)
+    .bind(generation)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Records a renewed certificate's expiry.
+pub async fn set_cert_expiry(tx: &mut Tx, id: &str, not_after_ms: i64) -> Result<(), DbError> {
+    sqlx::query("UPDATE nodes SET cert_not_after_ms = $1, last_seen_ms = $2 WHERE id = $3")
+        .bind(not_after_ms)
+        .bind(ringfence_proto::now_ms())
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Marks the node revoked; false if it is unknown or already revoked.
+pub async fn revoke(tx: &mut Tx, id: &str, generation: i64) -> Result<bool, DbError> {
+    let done =
+        sqlx::query("UPDATE nodes SET revoked_ms = $1, generation = $2 WHERE id = $3 AND revoked_ms IS NULL")
+            .bind(ringfence_proto::now_ms())
+            .bind(generation)
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records that the node was heard from.
+pub async fn touch(pool: &AnyPool, id: &str) -> Result<(), DbError> {
+    sqlx::query("UPDATE nodes SET last_seen_ms = $1 WHERE id = $2")
+        .bind(ringfence_proto::now_ms())
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Applies a report; the caller bumps the generation first when the WireGuard identity changed
+/// (`generation` is then the new one, else the node's current one).
+pub async fn apply_report(
+    tx: &mut Tx,
+    current: &NodeRow,
+    report: &NodeReport,
+    generation: i64,
+) -> Result<(), DbError> {
+    let info = &current.info;
+    let pick_u64 = |new: Option<u64>, old: Option<u64>| new.or(old).map(|v| v as i64);
+    sqlx::query(
+        "UPDATE nodes SET wireguard = $1, agent_version = $2, applied_policy_version = $3, \
+         applied_bundle_version = $4, geo_db_version = $5, last_seen_ms = $6, generation = $7 WHERE id = $8",
+    )
+    .bind(wireguard_json(&report.wireguard.clone().or_else(|| info.wireguard.clone())))
+    .bind(report.agent_version.clone().or_else(|| info.agent_version.clone()))
+    .bind(pick_u64(report.applied_policy_version, info.applied_policy_version))
+    .bind(pick_u64(report.applied_bundle_version, info.applied_bundle_version))
+    .bind(report.geo_db_version.clone().or_else(|| info.geo_db_version.clone()))
+    .bind(ringfence_proto::now_ms())
+    .bind(generation)
+    .bind(&info.node_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Records an acknowledged bundle.
+pub async fn set_applied(
+    tx: &mut Tx,
+    id: &str,
+    bundle_version: u64,
+    policy_version: u64,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE nodes SET applied_bundle_version = $1, applied_policy_version = $2, last_seen_ms = $3 WHERE id = $4",
+    )
+    .bind(bundle_version as i64)
+    .bind(policy_version as i64)
+    .bind(ringfence_proto::now_ms())
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl NodeRow {
+    /// Whether a report would change what peers see of this node.
+    pub fn wireguard_changes(&self, report: &NodeReport) -> bool {
+        report.wireguard.as_ref().is_some_and(|w| self.info.wireguard.as_ref() != Some(w))
+    }
+}

@@ -1,0 +1,22 @@
+//! Ringfence control plane: enrolls nodes with one-time join tokens and short-lived mTLS client
+//! certificates, stores policies with versions and history, renders and signs a bundle per node
+//! and pushes it by long-poll, stores agents' events once each and forwards them, and keeps a
+//! hash-chained audit log. SQLite or PostgreSQL ([`db`]); HTTPS with TLS 1.3 only ([`tls`]).
+//!
+//! [`cli`] is the `ringfence` operator command line (with the offline policy and geo commands).
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod forward;
+pub mod hub;
+pub mod metrics;
+pub mod pki;
+pub mod render;
+pub mod server;
+pub mod state_dir;
+pub mod tls;
+
+pub use config::{Config, ServeArgs};
+pub use server::{start, Running, ServeError};

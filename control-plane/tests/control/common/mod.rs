@@ -1,0 +1,306 @@
+//! Test harness: a real control plane on 127.0.0.1 (ephemeral port, temp state directory) on
+//! SQLite or PostgreSQL, driven over HTTPS (TLS 1.3, rustls) by admin and agent clients.
+
+pub mod pg;
+pub mod receiver;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use reqwest::{Certificate, Client, Identity, StatusCode};
+use ringfence_control::{Running, ServeArgs};
+use ringfence_proto::api::{
+    EnrollRequest, EnrollResponse, Labels, PolicyApplied, PolicyApplyRequest, Selector, TokenRequest,
+    TokenResponse, WireGuardInfo,
+};
+use ringfence_proto::SignedBundle;
+use serde::Serialize;
+
+/// Which storage a test runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs each named `async fn(Backend)` in this module once per backend.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+/// A minimal valid policy allowing one network.
+pub fn policy_yaml(name: &str, cidr: &str) -> String {
+    format!(
+        "apiVersion: ringfence.dev/v1\nkind: EgressPolicy\nmetadata: {{name: {name}}}\nspec:\n  defaultAction: deny\n  egress:\n    - {{name: web, action: allow, to: {{cidrs: [{cidr}]}}}}\n"
+    )
+}
+
+/// Options beyond the defaults.
+#[derive(Default)]
+pub struct Options {
+    pub cert_ttl: Option<&'static str>,
+    pub alertmanager: Option<String>,
+    pub webhook: Option<String>,
+    pub syslog: Option<String>,
+    /// Share a database (replicas).
+    pub db_url: Option<String>,
+    /// Share a state directory (replicas).
+    pub state_dir: Option<PathBuf>,
+}
+
+/// A running control plane.
+pub struct TestServer {
+    pub running: Option<Running>,
+    pub base: String,
+    pub ca_pem: String,
+    pub admin_token: String,
+    pub admin_token_path: PathBuf,
+    pub ca_path: PathBuf,
+    pub state_dir: PathBuf,
+    pub db_url: String,
+    _temp: Option<tempfile::TempDir>,
+}
+
+/// A client that trusts only the control plane's CA and speaks only TLS 1.3.
+pub fn client(ca_pem: &str, identity: Option<Identity>) -> Client {
+    let mut builder = Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(Certificate::from_pem(ca_pem.as_bytes()).unwrap())
+        .min_tls_version(reqwest::tls::Version::TLS_1_3)
+        .timeout(Duration::from_secs(60));
+    if let Some(identity) = identity {
+        builder = builder.identity(identity);
+    }
+    builder.build().unwrap()
+}
+
+impl TestServer {
+    pub async fn start(backend: Backend) -> TestServer {
+        Self::start_with(backend, Options::default()).await
+    }
+
+    pub async fn start_with(backend: Backend, options: Options) -> TestServer {
+        let (temp, state_dir) = match &options.state_dir {
+            Some(dir) => (None, dir.clone()),
+            None => {
+                let temp = tempfile::tempdir().unwrap();
+                let dir = temp.path().join("state");
+                (Some(temp), dir)
+            }
+        };
+        let db_url = match (options.db_url, backend) {
+            (Some(url), _) => url,
+            (None, Backend::Sqlite) => format!("sqlite://{}", state_dir.with_extension("db").display()),
+            (None, Backend::Postgres) => pg::fresh_database().await,
+        };
+        let mut argv = vec![
+            "serve".to_owned(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--state-dir".into(),
+            state_dir.display().to_string(),
+            "--db".into(),
+            db_url.clone(),
+            "--shutdown-grace".into(),
+            "2s".into(),
+        ];
+        let pairs = [
+            ("--cert-ttl", options.cert_ttl.map(str::to_owned)),
+            ("--alertmanager-url", options.alertmanager),
+            ("--webhook-url", options.webhook),
+            ("--syslog", options.syslog),
+        ];
+        for (flag, value) in pairs {
+            if let Some(v) = value {
+                argv.push(flag.into());
+                argv.push(v);
+            }
+        }
+        #[derive(clap::Parser)]
+        struct Wrap {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let args = <Wrap as clap::Parser>::try_parse_from(argv).unwrap().serve;
+        let config = args.validate().unwrap_or_else(|e| panic!("test config invalid: {e:?}"));
+        let running = ringfence_control::start(config).await.unwrap_or_else(|e| panic!("server start: {e}"));
+        let ca_pem = std::fs::read_to_string(&running.ca_path).unwrap();
+        let admin_token = std::fs::read_to_string(&running.admin_token_path).unwrap().trim().to_owned();
+        TestServer {
+            base: format!("https://127.0.0.1:{}", running.addr.port()),
+            admin_token_path: running.admin_token_path.clone(),
+            ca_path: running.ca_path.clone(),
+            running: Some(running),
+            ca_pem,
+            admin_token,
+            state_dir,
+            db_url,
+            _temp: temp,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn db(&self) -> &ringfence_control::db::Db {
+        &self.running.as_ref().unwrap().db
+    }
+
+    /// A client without any credential.
+    pub fn anonymous(&self) -> Client {
+        client(&self.ca_pem, None)
+    }
+
+    pub async fn admin_get(&self, path: &str) -> reqwest::Response {
+        self.anonymous().get(self.url(path)).bearer_auth(&self.admin_token).send().await.unwrap()
+    }
+
+    pub async fn admin_post<T: Serialize>(&self, path: &str, body: &T) -> reqwest::Response {
+        self.anonymous().post(self.url(path)).bearer_auth(&self.admin_token).json(body).send().await.unwrap()
+    }
+
+    pub async fn token(&self, region: &str, labels: &[(&str, &str)], ttl_seconds: Option<u64>) -> String {
+        let labels: Labels = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let req = TokenRequest { region: region.into(), labels, ttl_seconds };
+        let resp = self.admin_post("/v1/tokens", &req).await;
+        assert_eq!(resp.status(), StatusCode::OK, "token create: {}", resp.text().await.unwrap());
+        resp.json::<TokenResponse>().await.unwrap().token
+    }
+
+    pub async fn apply(&self, yaml: &str, selector: &str) -> PolicyApplied {
+        let req = PolicyApplyRequest {
+            policy_yaml: yaml.into(),
+            selector: Selector::parse(selector).unwrap(),
+            author: Some("tester".into()),
+            comment: None,
+        };
+        let resp = self.admin_post("/v1/policies", &req).await;
+        assert_eq!(resp.status(), StatusCode::OK, "policy apply: {}", resp.text().await.unwrap());
+        resp.json().await.unwrap()
+    }
+
+    /// Enrolls a new agent with a fresh token for `region`/`labels`.
+    pub async fn agent(&self, region: &str, labels: &[(&str, &str)], wg_key: &str) -> Agent {
+        let token = self.token(region, labels, None).await;
+        Agent::enroll(self, &token, Some(wg(wg_key))).await.unwrap_or_else(|(s, e)| panic!("enroll: {s} {e}"))
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop().await;
+        }
+    }
+}
+
+pub fn wg(key: &str) -> WireGuardInfo {
+    WireGuardInfo {
+        public_key: key.into(),
+        endpoint: Some(format!("192.0.2.{}:51820", key.len())),
+        allowed_ips: vec![format!("10.77.0.{}/32", key.len())],
+    }
+}
+
+/// An enrolled agent: its key stays here; its certificate came from the control plane.
+pub struct Agent {
+    pub node_id: String,
+    pub key_pem: String,
+    pub cert_pem: String,
+    pub enrolled: EnrollResponse,
+    pub pinned: ed25519_dalek::VerifyingKey,
+    pub client: Client,
+    base: String,
+}
+
+impl Agent {
+    pub async fn enroll(
+        server: &TestServer,
+        token: &str,
+        wireguard: Option<WireGuardInfo>,
+    ) -> Result<Agent, (StatusCode, String)> {
+        let key = ringfence_proto::csr::generate("test-host").unwrap();
+        let req = EnrollRequest {
+            token: token.into(),
+            csr_pem: key.csr_pem.clone(),
+            agent_version: Some("0.1.0-test".into()),
+            hostname: Some("test-host".into()),
+            wireguard,
+        };
+        let resp = server.anonymous().post(server.url("/v1/enroll")).json(&req).send().await.unwrap();
+        if resp.status() != StatusCode::OK {
+            return Err((resp.status(), resp.text().await.unwrap()));
+        }
+        let enrolled: EnrollResponse = resp.json().await.unwrap();
+        let pinned = ringfence_proto::parse_public_key(&enrolled.bundle_signing_key).unwrap();
+        let identity =
+            Identity::from_pem(format!("{}{}", enrolled.certificate_pem, key.key_pem).as_bytes()).unwrap();
+        Ok(Agent {
+            node_id: enrolled.node_id.clone(),
+            key_pem: key.key_pem,
+            cert_pem: enrolled.certificate_pem.clone(),
+            client: client(&enrolled.ca_pem, Some(identity)),
+            pinned,
+            enrolled,
+            base: server.base.clone(),
+        })
+    }
+
+    /// The same agent talking to another replica.
+    pub fn against(&self, server: &TestServer) -> Agent {
+        let identity = Identity::from_pem(format!("{}{}", self.cert_pem, self.key_pem).as_bytes()).unwrap();
+        Agent {
+            node_id: self.node_id.clone(),
+            key_pem: self.key_pem.clone(),
+            cert_pem: self.cert_pem.clone(),
+            enrolled: self.enrolled.clone(),
+            pinned: self.pinned,
+            client: client(&self.enrolled.ca_pem, Some(identity)),
+            base: server.base.clone(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str) -> Result<reqwest::Response, reqwest::Error> {
+        self.client.get(self.url(path)).send().await
+    }
+
+    pub async fn post<T: Serialize>(
+        &self,
+        path: &str,
+        body: &T,
+    ) -> Result<reqwest::Response, reqwest::Error> {
+        self.client.post(self.url(path)).json(body).send().await
+    }
+
+    /// Long-polls for a bundle newer than `after`; `None` on 204.
+    pub async fn poll(&self, after: u64, wait: u64) -> Option<SignedBundle> {
+        let resp = self.get(&format!("/v1/bundle?after={after}&wait={wait}")).await.unwrap();
+        match resp.status() {
+            StatusCode::OK => Some(resp.json().await.unwrap()),
+            StatusCode::NO_CONTENT => None,
+            other => panic!("bundle poll: {other}: {}", resp.text().await.unwrap()),
+        }
+    }
+}

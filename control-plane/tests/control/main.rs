@@ -1,0 +1,11 @@
+//! Integration tests of the control plane: a real server on 127.0.0.1 over HTTPS, on SQLite and
+//! on PostgreSQL (a throwaway cluster started by the tests).
+
+mod common;
+
+mod audit;
+mod bundles;
+mod enrollment;
+mod events;
+mod openapi;
+mod replicas;
