@@ -24,7 +24,20 @@ const APT_PACKAGES: &[&str] = &[
     "procps",
     // `wg` for the WireGuard mesh tests (without recommends: it would pull a kernel image).
     "wireguard-tools",
+    // initdb/pg_ctl: the control plane's storage tests start a throwaway PostgreSQL cluster.
+    "postgresql",
 ];
+
+/// Where Debian's PostgreSQL server binaries live (one directory per major version).
+const POSTGRES_LIB: &str = "/usr/lib/postgresql";
+
+/// Whether some /usr/lib/postgresql/*/bin/initdb exists (the package can be "installed" with its
+/// versioned server package removed).
+fn postgres_binaries_present() -> bool {
+    std::fs::read_dir(POSTGRES_LIB)
+        .map(|dir| dir.filter_map(|e| e.ok()).any(|e| e.path().join("bin/initdb").is_file()))
+        .unwrap_or(false)
+}
 
 fn apt_missing() -> Vec<&'static str> {
     APT_PACKAGES
@@ -33,6 +46,7 @@ fn apt_missing() -> Vec<&'static str> {
         .filter(|p| {
             output(Command::new("dpkg-query").args(["-W", "-f=${Status}", p]))
                 .is_none_or(|s| !s.contains("install ok installed"))
+                || (*p == "postgresql" && !postgres_binaries_present())
         })
         .collect()
 }

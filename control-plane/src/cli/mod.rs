@@ -1,1 +1,201 @@
-//! placeholder
+//! The `ringfence` operator commands (clap derive): join tokens, the node inventory, policies on
+//! the control plane, alerts, the audit log. The `ringfence` binary adds them beside its offline
+//! commands (`policy check|explain`, `geo lookup`) and `completions`.
+
+mod client;
+mod operator;
+mod policy_ops;
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+pub use client::{ApiClient, CliError, EXIT_NO_INPUT, EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_USAGE};
+pub use operator::run as run_operator;
+pub use policy_ops::run as run_policy;
+
+/// Where the control plane is and how to authenticate.
+#[derive(Args, Clone, Debug)]
+pub struct ServerArgs {
+    /// The control plane's URL.
+    #[arg(
+        long,
+        global = true,
+        env = "RINGFENCE_SERVER",
+        default_value = "https://127.0.0.1:8443",
+        value_name = "URL"
+    )]
+    pub server: String,
+    /// The control plane's CA certificate (ca.pem in its state directory).
+    #[arg(
+        long,
+        global = true,
+        env = "RINGFENCE_CA",
+        default_value = "/var/lib/ringfence-control/ca.pem",
+        value_name = "FILE"
+    )]
+    pub ca: PathBuf,
+    /// The admin credential (admin.token in its state directory).
+    #[arg(
+        long,
+        global = true,
+        env = "RINGFENCE_ADMIN_TOKEN_FILE",
+        default_value = "/var/lib/ringfence-control/admin.token",
+        value_name = "FILE"
+    )]
+    pub admin_token_file: PathBuf,
+}
+
+/// Operator commands other than `policy ...`.
+#[derive(Subcommand, Debug)]
+pub enum OperatorCommand {
+    /// One-time join tokens for enrolling nodes.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// The node inventory (default: list).
+    Nodes {
+        #[command(subcommand)]
+        command: Option<NodesCommand>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Events delivered by agents, newest first.
+    Alerts {
+        /// How many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The hash-chained audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+/// `ringfence token ...`.
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Create a join token (printed once).
+    Create {
+        /// Region of the node that enrolls with it.
+        #[arg(long)]
+        region: String,
+        /// Labels of that node: k=v, comma-separated or repeated.
+        #[arg(long, value_name = "K=V,...")]
+        labels: Vec<String>,
+        /// Validity, e.g. 1h, 30m.
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `ringfence nodes ...`.
+#[derive(Subcommand, Debug)]
+pub enum NodesCommand {
+    /// List nodes.
+    List,
+    /// Revoke a node: its certificates are refused from now on.
+    Revoke {
+        /// The node id.
+        id: String,
+    },
+}
+
+/// `ringfence audit ...`.
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Recompute the hash chain here and report the first edited or deleted record (exit 1).
+    Verify {
+        /// Check an exported file instead of the server's log.
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
+    /// Write the log as JSON lines.
+    Export {
+        /// Write to FILE instead of standard output.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+}
+
+/// `ringfence policy ...` commands that talk to the control plane.
+#[derive(Subcommand, Debug)]
+pub enum PolicyOperatorCommand {
+    /// Store a policy as a new version for the nodes a selector picks.
+    Apply {
+        /// The policy YAML file.
+        file: PathBuf,
+        /// Which nodes: region=R,k=v,... (default: all).
+        #[arg(long, default_value = "", value_name = "SELECTOR")]
+        selector: String,
+        /// Who applies it (default: $USER).
+        #[arg(long)]
+        author: Option<String>,
+        /// Why.
+        #[arg(long)]
+        comment: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Line diff between two stored versions.
+    Diff {
+        /// Old version.
+        from: u64,
+        /// New version.
+        to: u64,
+    },
+    /// Every stored version, newest first.
+    History {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-apply an old version as a new version.
+    Rollback {
+        /// The version to re-apply.
+        version: u64,
+        /// Who (default: $USER).
+        #[arg(long)]
+        author: Option<String>,
+    },
+}
+
+/// `$USER`, or `admin`.
+fn default_author() -> String {
+    std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "admin".into())
+}
+
+/// Prints rows as aligned columns.
+fn print_table(out: &mut impl std::io::Write, header: &[&str], rows: &[Vec<String>]) -> std::io::Result<()> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        padded.join("  ").trim_end().to_owned()
+    };
+    writeln!(out, "{}", line(header.to_vec()))?;
+    for row in rows {
+        writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
+    }
+    Ok(())
+}
+
+/// A Unix-ms time as RFC 3339 (seconds).
+fn time_text(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}

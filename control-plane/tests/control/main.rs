@@ -5,6 +5,7 @@ mod common;
 
 mod audit;
 mod bundles;
+mod cli_ops;
 mod enrollment;
 mod events;
 mod openapi;

@@ -75,7 +75,6 @@ pub struct TestServer {
     pub admin_token_path: PathBuf,
     pub ca_path: PathBuf,
     pub state_dir: PathBuf,
-    pub db_url: String,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -153,7 +152,6 @@ impl TestServer {
             ca_pem,
             admin_token,
             state_dir,
-            db_url,
             _temp: temp,
         }
     }

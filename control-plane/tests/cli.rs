@@ -8,7 +8,7 @@ fn ringfence(args: &[&str]) -> Output {
 }
 
 fn example(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(name).display().to_string()
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/examples").join(name).display().to_string()
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -132,7 +132,7 @@ fn explain_rejects_bad_destination_and_invalid_policy() {
 // The geo-IP fixture writer of the library (compiled here too: it is only exported from the
 // library with the `fixtures` feature). It refers to `super::GeoError`.
 use ringfence_policy::geo::GeoError;
-#[path = "../src/geo/fixture.rs"]
+#[path = "../../policies/src/geo/fixture.rs"]
 #[allow(dead_code)]
 mod fixture;
 

@@ -8,13 +8,20 @@
 //!   policy or `--to`, or a policy naming countries without `--geoip-db`.
 //! * `ringfence geo lookup ADDR --db FILE... [--json]`: the country of an address. Exit 0 whether
 //!   or not the database has a record, 64 for an invalid address, 66 for an unreadable database.
+//!
+//! Operator commands, against a control plane (`--server URL --ca FILE --admin-token-file FILE`,
+//! or RINGFENCE_SERVER, RINGFENCE_CA, RINGFENCE_ADMIN_TOKEN_FILE; see `ringfence_control::cli`):
+//! `token create`, `nodes [list|revoke ID]`, `policy apply|diff|history|rollback`, `alerts`,
+//! `audit verify|export`. Exit 0 on success, 1 refused, 64 bad argument or invalid policy,
+//! 66 unreadable file, 69 control plane unreachable. `completions SHELL` prints shell completions.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use ringfence_control::cli::{self, OperatorCommand, PolicyOperatorCommand, ServerArgs};
 use ringfence_policy::countries::{country_name, country_str};
 use ringfence_policy::geo::GeoDb;
 use ringfence_policy::{compile, parse_policy, Action, Compiled, DecidedBy, Decision, Destination, Policy};
@@ -30,6 +37,8 @@ const EXIT_NO_INPUT: u8 = 66;
 #[derive(Parser)]
 #[command(name = "ringfence", version, about = "Ringfence eBPF egress firewall")]
 struct Cli {
+    #[command(flatten)]
+    server: ServerArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -45,6 +54,13 @@ enum Command {
     Geo {
         #[command(subcommand)]
         command: GeoCommand,
+    },
+    #[command(flatten)]
+    Operator(OperatorCommand),
+    /// Print shell completions.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
     },
 }
 
@@ -102,6 +118,8 @@ enum PolicyCommand {
         #[arg(long)]
         json: bool,
     },
+    #[command(flatten)]
+    Operator(PolicyOperatorCommand),
 }
 
 fn plural(n: usize, word: &str) -> String {
@@ -289,6 +307,32 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Geo { command: GeoCommand::Lookup { addr, db, field, json } } => {
             geo_cmd::lookup(&addr, &db, field.as_deref(), json)
+        }
+        Command::Policy { command: PolicyCommand::Operator(command) } => {
+            operator(|runtime| runtime.block_on(cli::run_policy(&cli.server, command)))
+        }
+        Command::Operator(command) => {
+            operator(|runtime| runtime.block_on(cli::run_operator(&cli.server, command)))
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "ringfence", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Runs an operator command on a runtime; a failure prints `error: ...` (what to do) and exits
+/// with its status.
+fn operator(
+    f: impl FnOnce(&tokio::runtime::Runtime) -> Result<(), cli::CliError>,
+) -> anyhow::Result<ExitCode> {
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
+    match f(&runtime) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(e.exit_code()))
         }
     }
 }
