@@ -32,8 +32,14 @@ pub enum ServeError {
     #[error("state directory: {0}")]
     State(#[from] StateError),
     /// The database.
-    #[error("{0}")]
-    Db(#[from] DbError),
+    #[error("cannot open the database {url}: {source} (check --db; for PostgreSQL, that the server is up and the database exists)")]
+    Db {
+        /// The URL, without its password.
+        url: String,
+        /// What failed.
+        #[source]
+        source: DbError,
+    },
     /// TLS setup.
     #[error("TLS setup: {0}")]
     Tls(Box<dyn std::error::Error + Send + Sync>),
@@ -76,12 +82,24 @@ impl Running {
     }
 }
 
+/// The URL with any password replaced by `***`.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// Opens everything and starts serving in the background.
 pub async fn start(config: Config) -> Result<Running, ServeError> {
     let state = state_dir::load_or_create(&config.state_dir)?;
     tracing::info!(path = %state.admin_token_path.display(), "admin credential (send as `Authorization: Bearer`)");
-    let db = Db::connect(&config.db_url).await?;
-    let hub = Hub::new(db.clone()).await?;
+    let db_error = |source| ServeError::Db { url: redact(&config.db_url), source };
+    let db = Db::connect(&config.db_url).await.map_err(db_error)?;
+    let hub = Hub::new(db.clone()).await.map_err(db_error)?;
     let tls = crate::tls::server_config(&state.ca, &config.sans).map_err(ServeError::Tls)?;
     let listener = TcpListener::bind(config.listen)
         .await
@@ -109,7 +127,7 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
     tokio::spawn(hub.follow(Duration::from_secs(5), shutdown_rx.clone()));
     let router = api::router(app);
     let acceptor = TlsAcceptor::from(Arc::new(tls));
-    tracing::info!(%addr, db = db.url(), "control plane listening (HTTPS, TLS 1.3)");
+    tracing::info!(%addr, db = redact(db.url()), "control plane listening (HTTPS, TLS 1.3)");
     let task = tokio::spawn(accept_loop(listener, acceptor, router, shutdown_rx, config.shutdown_grace));
     Ok(Running {
         addr,

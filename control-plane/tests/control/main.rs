@@ -4,6 +4,7 @@
 mod common;
 
 mod audit;
+mod binary;
 mod bundles;
 mod cli_ops;
 mod enrollment;
