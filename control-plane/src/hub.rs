@@ -3,6 +3,7 @@
 //! made on this replica reloads it directly; on PostgreSQL a listener reloads it on every
 //! `NOTIFY` from any replica, and a periodic reload covers a lost listener connection.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,12 +20,32 @@ pub struct Snapshot {
     pub nodes: Vec<NodeRow>,
     /// The newest policy of each selector, newest first.
     pub policies: Vec<PolicyRow>,
+    /// Node id → index in `nodes`.
+    index: HashMap<String, usize>,
+    /// Region → newest generation of its nodes.
+    region_generation: HashMap<String, i64>,
 }
 
 impl Snapshot {
+    /// A snapshot of these rows, indexed.
+    pub fn new(generation: i64, nodes: Vec<NodeRow>, policies: Vec<PolicyRow>) -> Snapshot {
+        let index = nodes.iter().enumerate().map(|(i, n)| (n.info.node_id.clone(), i)).collect();
+        let mut region_generation: HashMap<String, i64> = HashMap::new();
+        for n in &nodes {
+            let g = region_generation.entry(n.info.region.clone()).or_default();
+            *g = (*g).max(n.generation);
+        }
+        Snapshot { generation, nodes, policies, index, region_generation }
+    }
+
     /// The node with this id.
     pub fn node(&self, id: &str) -> Option<&NodeRow> {
-        self.nodes.iter().find(|n| n.info.node_id == id)
+        self.index.get(id).map(|&i| &self.nodes[i])
+    }
+
+    /// The newest generation among the nodes of a region (revoked ones included).
+    pub fn region_generation(&self, region: &str) -> i64 {
+        self.region_generation.get(region).copied().unwrap_or(0)
     }
 
     /// Enrolled, unrevoked nodes.
@@ -70,7 +91,7 @@ impl Hub {
         // notification of their commit triggers another reload.
         let nodes = db::nodes::list(self.db.pool()).await?;
         let policies = db::policies::heads(self.db.pool()).await?;
-        self.tx.send_replace(Arc::new(Snapshot { generation, nodes, policies }));
+        self.tx.send_replace(Arc::new(Snapshot::new(generation, nodes, policies)));
         tracing::debug!(generation, "reloaded bundle inputs");
         Ok(())
     }

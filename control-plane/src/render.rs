@@ -24,14 +24,7 @@ pub fn policy_for<'a>(
 pub fn bundle_version(snapshot: &Snapshot, node_id: &str) -> u64 {
     let Some(node) = snapshot.node(node_id) else { return 0 };
     let Some(policy) = policy_for(snapshot, &node.info.region, &node.info.labels) else { return 0 };
-    let region_generation = snapshot
-        .nodes
-        .iter()
-        .filter(|n| n.info.region == node.info.region)
-        .map(|n| n.generation)
-        .max()
-        .unwrap_or(0);
-    policy.generation.max(region_generation).max(0) as u64
+    policy.generation.max(snapshot.region_generation(&node.info.region)).max(0) as u64
 }
 
 /// The node's bundle, unsigned; `None` if no policy selects it (or it is unknown).
@@ -122,21 +115,17 @@ mod tests {
 
     #[test]
     fn newest_matching_policy_and_region_peers() {
-        let snapshot = Snapshot {
-            generation: 9,
-            nodes: vec![
+        let snapshot = Snapshot::new(
+            9,
+            vec![
                 node("a", "eu", &[("gpu", "h100")], 1, false),
                 node("b", "eu", &[], 2, false),
                 node("c", "us", &[], 3, false),
                 node("d", "eu", &[], 4, true),
             ],
             // Newest first, as loaded.
-            policies: vec![
-                policy(3, "region=eu,gpu=h100", 7),
-                policy(2, "region=us", 6),
-                policy(1, "region=eu", 5),
-            ],
-        };
+            vec![policy(3, "region=eu,gpu=h100", 7), policy(2, "region=us", 6), policy(1, "region=eu", 5)],
+        );
         let a = render(&snapshot, "a").unwrap();
         assert_eq!((a.policy_version, a.version), (3, 7));
         assert_eq!(
@@ -152,7 +141,7 @@ mod tests {
         );
         assert_eq!(render(&snapshot, "c").unwrap().policy_version, 2);
         assert!(render(&snapshot, "zz").is_none());
-        let none = Snapshot { nodes: snapshot.nodes.clone(), ..Default::default() };
+        let none = Snapshot::new(9, snapshot.nodes.clone(), Vec::new());
         assert!(render(&none, "a").is_none());
         assert_eq!(bundle_version(&none, "a"), 0);
     }

@@ -66,7 +66,11 @@ impl FromRequestParts<Arc<AppState>> for Node {
         if peer.not_after_ms <= ringfence_proto::now_ms() {
             return Err(ApiError::forbidden("client certificate expired; enroll again"));
         }
-        db::nodes::touch(state.db.pool(), &peer.node_id).await?;
+        // Last seen with a minute's resolution: one write per node and minute, not per request.
+        let now = ringfence_proto::now_ms();
+        if node.info.last_seen_ms.is_none_or(|seen| now - seen >= 60_000) {
+            db::nodes::touch(state.db.pool(), &peer.node_id).await?;
+        }
         Ok(Node(node))
     }
 }

@@ -87,6 +87,17 @@ impl Db {
         let pool = AnyPoolOptions::new()
             .max_connections(max)
             .acquire_timeout(std::time::Duration::from_secs(30))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL with synchronous=NORMAL: no fsync per commit (acks and events are
+                        // frequent writes); a power cut may lose the last commits, never corrupts.
+                        sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect(&connect_url)
             .await?;
         let db = Db { pool, backend, url: url.to_owned() };

@@ -1,0 +1,214 @@
+//! Fan-out benchmark: N simulated agents (one process, one HTTPS client each) long-poll one
+//! control plane; measures the time from `policy apply` until every agent has received, verified
+//! and acknowledged the new bundle (p50, p99, max), then the event ingest rate.
+//!
+//! `cargo run --release -p ringfence-control --example fanout -- [AGENTS] [EVENTS] [DB_URL]`
+//! (defaults: 1000 agents, 20000 events, SQLite in a temp directory). Talks only to 127.0.0.1.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use reqwest::{Certificate, Client, Identity, StatusCode};
+use ringfence_control::ServeArgs;
+use ringfence_proto::api::{
+    BundleAck, EnrollRequest, EnrollResponse, Event, EventBatch, PolicyApplyRequest, Selector, TokenRequest,
+    TokenResponse,
+};
+use ringfence_proto::SignedBundle;
+use tokio::sync::{mpsc, Semaphore};
+
+#[derive(Parser)]
+struct Wrap {
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+fn client(ca: &str, identity: Option<Identity>) -> Client {
+    let mut b = Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(Certificate::from_pem(ca.as_bytes()).unwrap())
+        .min_tls_version(reqwest::tls::Version::TLS_1_3)
+        .pool_max_idle_per_host(1)
+        .timeout(Duration::from_secs(120));
+    if let Some(i) = identity {
+        b = b.identity(i);
+    }
+    b.build().unwrap()
+}
+
+fn policy(cidr: &str) -> String {
+    format!("apiVersion: ringfence.dev/v1\nkind: EgressPolicy\nmetadata: {{name: fanout}}\nspec:\n  defaultAction: deny\n  egress:\n    - {{name: web, action: allow, to: {{cidrs: [{cidr}]}}}}\n")
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let agents: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
+    let events: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(20_000);
+    let dir = tempfile::tempdir().unwrap();
+    let mut argv = vec!["serve".to_owned(), "--listen".into(), "127.0.0.1:0".into(), "--state-dir".into()];
+    argv.push(dir.path().join("state").display().to_string());
+    if let Some(db) = args.get(3) {
+        argv.extend(["--db".into(), db.clone()]);
+    }
+    let config = Wrap::try_parse_from(argv).unwrap().serve.validate().unwrap();
+    let running = ringfence_control::start(config).await.unwrap();
+    let base = format!("https://127.0.0.1:{}", running.addr.port());
+    let ca = std::fs::read_to_string(&running.ca_path).unwrap();
+    let admin_token = std::fs::read_to_string(&running.admin_token_path).unwrap().trim().to_owned();
+    let admin = client(&ca, None);
+
+    // Enroll.
+    let started = Instant::now();
+    let limit = Arc::new(Semaphore::new(16));
+    let mut enrolling = Vec::new();
+    for i in 0..agents {
+        let (admin, base, ca, admin_token, limit) =
+            (admin.clone(), base.clone(), ca.clone(), admin_token.clone(), limit.clone());
+        enrolling.push(tokio::spawn(async move {
+            let _permit = limit.acquire().await.unwrap();
+            let req = TokenRequest { region: "eu".into(), labels: Default::default(), ttl_seconds: None };
+            let token: TokenResponse = admin
+                .post(format!("{base}/v1/tokens"))
+                .bearer_auth(&admin_token)
+                .json(&req)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let key = ringfence_proto::csr::generate(&format!("sim-{i}")).unwrap();
+            let req = EnrollRequest {
+                token: token.token,
+                csr_pem: key.csr_pem,
+                agent_version: None,
+                hostname: None,
+                wireguard: None,
+            };
+            let enrolled: EnrollResponse = admin
+                .post(format!("{base}/v1/enroll"))
+                .json(&req)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let identity =
+                Identity::from_pem(format!("{}{}", enrolled.certificate_pem, key.key_pem).as_bytes())
+                    .unwrap();
+            (
+                client(&ca, Some(identity)),
+                ringfence_proto::parse_public_key(&enrolled.bundle_signing_key).unwrap(),
+            )
+        }));
+    }
+    let mut clients = Vec::new();
+    for e in enrolling {
+        clients.push(e.await.unwrap());
+    }
+    println!("enrolled {agents} agents in {:.1?}", started.elapsed());
+
+    // Every agent long-polls and acks; reports (policy version, when acked).
+    let (tx, mut rx) = mpsc::unbounded_channel::<(u64, Instant)>();
+    for (c, pinned) in &clients {
+        let (c, pinned, base, tx) = (c.clone(), *pinned, base.clone(), tx.clone());
+        tokio::spawn(async move {
+            let mut after = 0;
+            loop {
+                let Ok(resp) = c.get(format!("{base}/v1/bundle?after={after}&wait=60")).send().await else {
+                    return;
+                };
+                if resp.status() != StatusCode::OK {
+                    continue;
+                }
+                let signed: SignedBundle = resp.json().await.unwrap();
+                let bundle = signed.verify(&pinned, after).expect("bundle verifies");
+                after = bundle.version;
+                let ack = BundleAck {
+                    bundle_version: bundle.version,
+                    policy_version: bundle.policy_version,
+                    applied: true,
+                    error: None,
+                };
+                c.post(format!("{base}/v1/ack")).json(&ack).send().await.unwrap();
+                let _ = tx.send((bundle.policy_version, Instant::now()));
+            }
+        });
+    }
+    let apply = |cidr: &str| {
+        let req = PolicyApplyRequest {
+            policy_yaml: policy(cidr),
+            selector: Selector::default(),
+            author: Some("bench".into()),
+            comment: None,
+        };
+        admin.post(format!("{base}/v1/policies")).bearer_auth(&admin_token).json(&req).send()
+    };
+    for (round, cidr) in ["198.51.100.0/24", "203.0.113.0/24", "192.0.2.0/24"].iter().enumerate() {
+        let version = round as u64 + 1;
+        let t0 = Instant::now();
+        assert!(apply(cidr).await.unwrap().status().is_success());
+        let mut latencies = Vec::with_capacity(agents);
+        while latencies.len() < agents {
+            let (v, at) = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+                .await
+                .expect("all agents within 60 s")
+                .unwrap();
+            if v == version {
+                latencies.push(at - t0);
+            }
+        }
+        latencies.sort();
+        let label = if round == 0 { "first policy (warm-up)" } else { "policy change" };
+        println!(
+            "{label}: {agents} agents acknowledged: p50 {:.0?}, p99 {:.0?}, max {:.0?}",
+            percentile(&latencies, 0.5),
+            percentile(&latencies, 0.99),
+            latencies[agents - 1]
+        );
+    }
+
+    // Event ingest: batches of 100 from all agents at once.
+    let per_agent = events.div_ceil(agents);
+    let t0 = Instant::now();
+    let mut sending = Vec::new();
+    for (i, (c, _)) in clients.iter().enumerate() {
+        let (c, base) = (c.clone(), base.clone());
+        sending.push(tokio::spawn(async move {
+            let all: Vec<Event> = (0..per_agent)
+                .map(|j| Event {
+                    id: format!("{i}-{j}"),
+                    kind: "deny".into(),
+                    time_ms: ringfence_proto::now_ms(),
+                    severity: "warning".into(),
+                    summary: "denied".into(),
+                    details: serde_json::json!({"port": 443}),
+                })
+                .collect();
+            for chunk in all.chunks(100) {
+                let resp = c
+                    .post(format!("{base}/v1/events"))
+                    .json(&EventBatch { events: chunk.to_vec() })
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(resp.status().is_success());
+            }
+        }));
+    }
+    for s in sending {
+        s.await.unwrap();
+    }
+    let total = per_agent * agents;
+    let secs = t0.elapsed().as_secs_f64();
+    println!("event ingest: {total} events in {secs:.2} s = {:.0} events/s", total as f64 / secs);
+    running.stop().await;
+}
