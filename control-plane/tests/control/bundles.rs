@@ -49,7 +49,13 @@ async fn applied_policy_reaches_selected_nodes_signed(backend: Backend) {
     let nodes: NodeList = server.admin_get("/v1/nodes").await.json().await.unwrap();
     let node = nodes.nodes.iter().find(|n| n.node_id == eu_gpu.node_id).unwrap();
     assert_eq!((node.applied_bundle_version, node.applied_policy_version), (Some(bundle.version), Some(1)));
+    // Shutdown answers waiting long-polls at once (204) instead of holding the drain.
+    let waiting = tokio::spawn(async move { eu_gpu.poll(bundle.version, 30).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopping = Instant::now();
     server.stop().await;
+    assert!(waiting.await.unwrap().is_none());
+    assert!(stopping.elapsed() < Duration::from_secs(2), "drain took {:?}", stopping.elapsed());
 }
 
 async fn change_propagates_to_waiting_agents(backend: Backend) {
