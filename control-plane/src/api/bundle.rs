@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -11,7 +11,7 @@ use ringfence_proto::api::BundleAck;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::auth::{JsonBody, Node};
+use super::auth::{JsonBody, Node, QueryArgs};
 use super::error::ApiResult;
 use super::AppState;
 use crate::db;
@@ -35,7 +35,7 @@ pub struct PollQuery {
 pub async fn long_poll(
     State(state): State<Arc<AppState>>,
     Node(node): Node,
-    Query(q): Query<PollQuery>,
+    QueryArgs(q): QueryArgs<PollQuery>,
 ) -> ApiResult<Response> {
     let id = node.info.node_id;
     let wait = Duration::from_secs(q.wait).min(state.long_poll_max);

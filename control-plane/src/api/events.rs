@@ -2,13 +2,13 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::Json;
 use ringfence_proto::api::{AlertList, EventBatch, EventsAccepted, StoredEvent};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::auth::{Admin, JsonBody, Node};
+use super::auth::{Admin, JsonBody, Node, QueryArgs};
 use super::error::{ApiError, ApiResult};
 use super::AppState;
 use crate::db;
@@ -76,7 +76,7 @@ pub struct AlertsQuery {
 pub async fn alerts(
     State(state): State<Arc<AppState>>,
     _: Admin,
-    Query(q): Query<AlertsQuery>,
+    QueryArgs(q): QueryArgs<AlertsQuery>,
 ) -> ApiResult<Json<AlertList>> {
     let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
     Ok(Json(AlertList { alerts: db::events::recent(state.db.pool(), limit).await? }))

@@ -2,13 +2,13 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use ringfence_proto::api::{NodeInfo, NodeList, NodeReport};
 use serde_json::json;
 
-use super::auth::{Admin, JsonBody, Node};
+use super::auth::{Admin, JsonBody, Node, PathArg};
 use super::error::{ApiError, ApiResult};
 use super::AppState;
 use crate::db;
@@ -44,7 +44,7 @@ pub async fn list(State(state): State<Arc<AppState>>, _: Admin) -> ApiResult<Jso
 pub async fn revoke(
     State(state): State<Arc<AppState>>,
     _: Admin,
-    Path(id): Path<String>,
+    PathArg(id): PathArg<String>,
 ) -> ApiResult<Json<NodeInfo>> {
     let mut tx = state.db.begin().await?;
     let generation = state.db.bump_generation(&mut tx).await?;

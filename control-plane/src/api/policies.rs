@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::Json;
 use ringfence_policy::geo::GeoDb;
 use ringfence_proto::api::{
@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::auth::{Admin, JsonBody};
+use super::auth::{Admin, JsonBody, PathArg, QueryArgs};
 use super::error::{ApiError, ApiResult};
 use super::AppState;
 use crate::db::{self, NewPolicy};
@@ -143,7 +143,7 @@ pub async fn history(State(state): State<Arc<AppState>>, _: Admin) -> ApiResult<
 pub async fn get_version(
     State(state): State<Arc<AppState>>,
     _: Admin,
-    Path(version): Path<u64>,
+    PathArg(version): PathArg<u64>,
 ) -> ApiResult<Json<PolicyRecord>> {
     let row = db::policies::get(state.db.pool(), version).await?.ok_or_else(|| {
         ApiError::not_found(format!("no policy version {version} (see `ringfence policy history`)"))
@@ -163,7 +163,7 @@ pub struct DiffQuery {
 pub async fn diff(
     State(state): State<Arc<AppState>>,
     _: Admin,
-    Query(q): Query<DiffQuery>,
+    QueryArgs(q): QueryArgs<DiffQuery>,
 ) -> ApiResult<Json<PolicyDiff>> {
     let mut texts = Vec::new();
     for v in [q.from, q.to] {

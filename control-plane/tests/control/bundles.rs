@@ -138,6 +138,13 @@ async fn history_diff_rollback(backend: Backend) {
     let missing =
         server.admin_post("/v1/policies/rollback", &RollbackRequest { version: 99, author: None }).await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    // Bad parameters get JSON errors too.
+    for path in ["/v1/policies/latest", "/v1/policies/diff?from=1", "/v1/policies/diff?from=1&to=x"] {
+        let resp = server.admin_get(path).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{path}");
+        let body: ErrorBody = resp.json().await.unwrap_or_else(|e| panic!("{path}: not a JSON error: {e}"));
+        assert!(!body.error.is_empty());
+    }
     let one =
         server.admin_get("/v1/policies/1").await.json::<ringfence_proto::api::PolicyRecord>().await.unwrap();
     assert_eq!(one.policy_yaml.as_deref(), Some(v1.as_str()));
