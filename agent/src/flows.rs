@@ -99,21 +99,55 @@ fn open<T: TryFrom<Map, Error = MapError>>(bpffs: &Path, name: &str) -> Result<T
 pub struct FlowTable {
     flows: PerCpuHashMap<MapData, FlowKey, FlowStats>,
     inbound: HashMap<MapData, FlowKey, u32>,
+    /// A second handle on the flow map for batch reads (aya's map types hide their fd).
+    flows_fd: MapData,
+    cpus: usize,
+    /// The kernel refused batch reads once: iterate from then on.
+    no_batch: std::cell::Cell<bool>,
 }
 
 impl FlowTable {
     pub fn open(bpffs: &Path) -> Result<Self, AgentError> {
-        Ok(Self { flows: open(bpffs, FLOWS_MAP)?, inbound: open(bpffs, INBOUND_MAP)? })
+        let pin = maps_dir(bpffs).join(FLOWS_MAP);
+        Ok(Self {
+            flows: open(bpffs, FLOWS_MAP)?,
+            inbound: open(bpffs, INBOUND_MAP)?,
+            flows_fd: MapData::from_pin(&pin).map_err(|e| AgentError::map(FLOWS_MAP, e))?,
+            cpus: aya::util::nr_cpus()
+                .map_err(|(what, e)| AgentError::map(FLOWS_MAP, format!("{what}: {e}")))?,
+            no_batch: std::cell::Cell::new(false),
+        })
+    }
+
+    /// Calls `f` for every flow with its per-CPU counters: batched where the kernel can.
+    fn for_each(&self, mut f: impl FnMut(&FlowKey, &[FlowStats])) -> Result<(), AgentError> {
+        if !self.no_batch.get() {
+            let fd = std::os::fd::AsFd::as_fd(self.flows_fd.fd());
+            let mut seen = 0usize;
+            match crate::map_batch::for_each_per_cpu(fd, self.cpus, |k, v| {
+                seen += 1;
+                f(k, v)
+            }) {
+                Ok(()) => return Ok(()),
+                Err(e) if seen == 0 => {
+                    tracing::warn!(error = %e, "batch reads of the flow table refused; iterating instead");
+                    self.no_batch.set(true);
+                }
+                Err(e) => return Err(AgentError::map(FLOWS_MAP, e)),
+            }
+        }
+        for item in self.flows.iter() {
+            let (k, v) = item.map_err(|e| AgentError::map(FLOWS_MAP, e))?;
+            f(&k, &v);
+        }
+        Ok(())
     }
 
     /// Every flow, busiest first.
     pub fn flows(&self) -> Result<Vec<Flow>, AgentError> {
         let now = monotonic_ns();
         let mut out = Vec::new();
-        for item in self.flows.iter() {
-            let (k, v) = item.map_err(|e| AgentError::map(FLOWS_MAP, e))?;
-            out.push(sum(&k, v.iter().copied(), now));
-        }
+        self.for_each(|k, v| out.push(sum(k, v.iter().copied(), now)))?;
         out.sort_by_key(|f| std::cmp::Reverse(f.tx_bytes + f.rx_bytes));
         Ok(out)
     }
@@ -121,13 +155,12 @@ impl FlowTable {
     /// Every flow's cumulative bytes sent, for the exfiltration detector (no sorting, no names).
     pub fn samples(&self) -> Result<Vec<FlowSample>, AgentError> {
         let mut out = Vec::new();
-        for item in self.flows.iter() {
-            let (k, v) = item.map_err(|e| AgentError::map(FLOWS_MAP, e))?;
+        self.for_each(|k, v| {
             let (tx_bytes, cgroup_id) = v
                 .iter()
                 .fold((0, 0), |(b, c), s| (b + s.tx_bytes, if s.cgroup_id != 0 { s.cgroup_id } else { c }));
             if tx_bytes == 0 {
-                continue;
+                return;
             }
             out.push(FlowSample {
                 cgroup_id,
@@ -138,7 +171,7 @@ impl FlowTable {
                 protocol: k.proto as u8,
                 tx_bytes,
             });
-        }
+        })?;
         Ok(out)
     }
 
@@ -146,12 +179,11 @@ impl FlowTable {
     pub fn expire(&mut self, idle: Duration) -> Result<usize, AgentError> {
         let cutoff = monotonic_ns().saturating_sub(idle.as_nanos() as u64);
         let mut stale = Vec::new();
-        for item in self.flows.iter() {
-            let (k, v) = item.map_err(|e| AgentError::map(FLOWS_MAP, e))?;
+        self.for_each(|k, v| {
             if v.iter().map(|s| s.last_seen_ns).max().unwrap_or(0) < cutoff {
-                stale.push(k);
+                stale.push(*k);
             }
-        }
+        })?;
         for k in &stale {
             // Gone already (LRU eviction) is fine.
             let _ = self.flows.remove(k);

@@ -8,6 +8,7 @@ pub mod exfil;
 pub mod flows;
 pub mod geo;
 pub mod logging;
+pub mod map_batch;
 pub mod maps;
 pub mod metrics;
 pub mod preflight;

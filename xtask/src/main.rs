@@ -37,6 +37,9 @@ enum Cmd {
     BenchGeo(bench::GeoBenchArgs),
     /// Single-stream TCP throughput with and without the packet path; cost per packet.
     BenchPath(bench::PathBenchArgs),
+    /// Exfiltration detector: cost per poll at 100k flows, the agent with a full flow table,
+    /// alert latency.
+    BenchExfil(bench::ExfilBenchArgs),
     /// (internal) connect() loop used by the benchmark inside the lab.
     #[command(hide = true)]
     BenchClient { addr: String, port: u16, count: usize },
@@ -53,6 +56,7 @@ fn main() -> Result<()> {
         Cmd::Bench(args) => bench::bench(args),
         Cmd::BenchGeo(args) => bench::bench_geo(args),
         Cmd::BenchPath(args) => bench::bench_path(args),
+        Cmd::BenchExfil(args) => bench::bench_exfil(args),
         Cmd::BenchClient { addr, port, count } => bench::client(&addr, port, count),
         Cmd::BenchServer { port } => bench::server(port),
     }

@@ -3,12 +3,13 @@
 //! cross a threshold. Checkpoint: a flow's or a destination's cumulative bytes come within a
 //! tolerance of a recent checkpoint file's size (or a sharded checkpoint's total).
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
+    collections::{HashSet, VecDeque},
     net::IpAddr,
     path::PathBuf,
     time::{Duration, Instant},
 };
 
+use rustc_hash::FxHashMap as HashMap;
 use serde::Serialize;
 
 use super::checkpoints::{Candidate, CheckpointIndex};
@@ -91,8 +92,9 @@ type DestId = (u64, IpAddr);
 /// What the detector remembers about one (cgroup, destination).
 #[derive(Debug, Default)]
 struct DestState {
-    /// Bytes sent per poll within the bulk window.
+    /// Bytes sent per poll within the bulk window (one entry per poll), and their sum.
     window: VecDeque<(Instant, u64)>,
+    window_sum: u64,
     /// Bytes sent since the destination was last idle for [`IDLE_FORGET`].
     total: u64,
     last_active: Option<Instant>,
@@ -117,7 +119,7 @@ fn within(bytes: u64, size: u64, tolerance: f64) -> bool {
 
 impl Detector {
     pub fn new(rules: ExfilRules) -> Self {
-        Self { rules, last: HashMap::new(), dests: HashMap::new(), fired: HashSet::new() }
+        Self { rules, last: HashMap::default(), dests: HashMap::default(), fired: HashSet::new() }
     }
 
     pub fn rules(&self) -> &ExfilRules {
@@ -149,7 +151,8 @@ impl Detector {
     ) -> Vec<Alert> {
         let mut alerts = Vec::new();
         let candidates = checkpoints.candidates();
-        let mut last = HashMap::with_capacity(self.last.len().max(flows.len()));
+        let mut last =
+            HashMap::with_capacity_and_hasher(self.last.len().max(flows.len()), Default::default());
         for f in flows {
             if !approved(f.remote) {
                 self.observe_flow(now, f, &mut last, &candidates, &mut alerts);
@@ -187,7 +190,11 @@ impl Detector {
         let dest = (f.cgroup_id, f.remote);
         if delta > 0 {
             let d = self.dests.entry(dest).or_default();
-            d.window.push_back((now, delta));
+            match d.window.back_mut() {
+                Some((t, bytes)) if *t == now => *bytes += delta,
+                _ => d.window.push_back((now, delta)),
+            }
+            d.window_sum += delta;
             d.total += delta;
             d.last_active = Some(now);
         }
@@ -198,9 +205,10 @@ impl Detector {
     fn check_bulk(&mut self, now: Instant, threshold: u64, window: Duration, alerts: &mut Vec<Alert>) {
         for (&(cgroup_id, remote), d) in self.dests.iter_mut() {
             while d.window.front().is_some_and(|(t, _)| now.saturating_duration_since(*t) > window) {
-                d.window.pop_front();
+                let (_, bytes) = d.window.pop_front().expect("front exists");
+                d.window_sum -= bytes;
             }
-            let sum: u64 = d.window.iter().map(|(_, b)| b).sum();
+            let sum = d.window_sum;
             if sum >= threshold && self.fired.insert(Fired::Bulk(cgroup_id, remote)) {
                 alerts.push(Alert {
                     kind: AlertKind::Bulk,

@@ -2,7 +2,6 @@
 //! each poll with the kernel's flow counters and the checkpoint directories, producing alert
 //! records that name the process, the destination and its country.
 use std::{
-    collections::HashMap,
     net::IpAddr,
     path::PathBuf,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
@@ -10,6 +9,7 @@ use std::{
 
 use ipnet::IpNet;
 use ringfence_policy::{countries::country_str, geo::GeoDb, ExfilAction, Exfiltration, Mode, Policy};
+use rustc_hash::FxHashMap as HashMap;
 use serde::Serialize;
 
 use super::{
@@ -90,7 +90,7 @@ impl ExfilMonitor {
             detector: Detector::new(detector_rules(&rules)),
             index: CheckpointIndex::new(CHECKPOINT_RETENTION),
             watcher: rules.checkpoints.clone().map(CheckpointWatcher::new),
-            approved: HashMap::new(),
+            approved: HashMap::default(),
             id_prefix: format!("{:x}", unix_ms()),
             seq: 0,
             rules,

@@ -88,6 +88,7 @@ impl ExfilShell {
             Ok(s) => s,
             Err(e) => return warn!(error = %e, "exfiltration: reading the flow table"),
         };
+        let read = started.elapsed();
         let records = monitor.poll(started, &samples, geo, &self.procs);
         let block_for = monitor.block_for();
         let (flows_tracked, dests) = monitor.tracked();
@@ -106,6 +107,12 @@ impl ExfilShell {
             flows_tracked as f64,
         );
         m.set_gauge("ringfence_exfil_destinations", "Destinations the detector tracks.", &[], dests as f64);
+        m.set_gauge(
+            "ringfence_exfil_read_seconds",
+            "Part of the last poll spent reading the kernel's flow table.",
+            &[],
+            read.as_secs_f64(),
+        );
         m.set_gauge(
             "ringfence_exfil_poll_seconds",
             "Duration of the last exfiltration poll.",
