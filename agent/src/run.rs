@@ -52,6 +52,8 @@ impl Enforcer {
                 Ok(()) => info!(endpoints = ?endpoints, "packet path: wireguard peer endpoints updated"),
                 Err(e) => error!(error = %e, "packet path: updating wireguard peer endpoints failed"),
             }
+            // The peers are approved sinks for exfiltration rules that say `peers: true`.
+            self.exfil.set_peers(endpoints.iter().map(|e| ipnet::IpNet::from(e.ip())).collect());
         }
     }
 

@@ -290,3 +290,15 @@ fn explain_encryption_requirements() {
     assert_eq!(out.status.code(), Some(64));
     assert!(text(&out.stderr).contains("the policy names countries (AT, BE,"), "{}", text(&out.stderr));
 }
+
+#[test]
+fn check_summarizes_the_exfiltration_section() {
+    let out = ringfence(&["policy", "check", &example("exfiltration-guard.yaml")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let line = stdout.lines().find(|l| l.starts_with("exfiltration: ")).unwrap_or_else(|| panic!("{stdout}"));
+    for needle in ["more than 2GiB", "within 10m", "tolerance 2%", "198.51.100.0/24", "action: block for 1h"]
+    {
+        assert!(line.contains(needle), "{needle:?} missing in {line}");
+    }
+}

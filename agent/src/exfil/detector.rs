@@ -126,6 +126,20 @@ impl Detector {
         &self.rules
     }
 
+    /// Takes the flows' current counters as the starting point without counting them: for an
+    /// agent that starts (or restarts) while long-running flows already sent a lot, which must
+    /// not look like a burst within the window.
+    pub fn prime(&mut self, flows: &[FlowSample]) {
+        self.last = flows.iter().map(|f| (f.id(), f.tx_bytes)).collect();
+    }
+
+    /// New rules: windows, totals and alerts start over; flow counters stay the baseline.
+    pub fn retune(&mut self, rules: ExfilRules) {
+        self.rules = rules;
+        self.dests.clear();
+        self.fired.clear();
+    }
+
     /// Number of flows and destinations tracked (for metrics and benchmarks).
     pub fn tracked(&self) -> (usize, usize) {
         (self.last.len(), self.dests.len())

@@ -58,16 +58,19 @@ pub struct ExfilMonitor {
     policy: String,
     rules: Exfiltration,
     enforce: bool,
-    /// `spec.peers` plus the addresses of [`ExfilMonitor::set_peer_addresses`]: approved with
-    /// `approvedSinks.peers`.
-    peer_cidrs: Vec<IpNet>,
+    /// `spec.peers`, and the WireGuard peers the agent knows ([`ExfilMonitor::set_peer_addresses`]):
+    /// approved with `approvedSinks.peers`; `peer_cidrs` is both together.
+    policy_peers: Vec<IpNet>,
     extra_peers: Vec<IpNet>,
+    peer_cidrs: Vec<IpNet>,
     detector: Detector,
     index: CheckpointIndex,
     watcher: Option<CheckpointWatcher>,
     approved: HashMap<IpAddr, bool>,
     id_prefix: String,
     seq: u64,
+    /// The first poll takes the counters as a baseline (see [`Detector::prime`]).
+    primed: bool,
 }
 
 fn detector_rules(x: &Exfiltration) -> ExfilRules {
@@ -85,14 +88,16 @@ impl ExfilMonitor {
         Some(Self {
             policy: policy.name.clone(),
             enforce: policy.mode == Mode::Enforce,
-            peer_cidrs: policy.peers.clone(),
+            policy_peers: policy.peers.clone(),
             extra_peers: Vec::new(),
+            peer_cidrs: policy.peers.clone(),
             detector: Detector::new(detector_rules(&rules)),
             index: CheckpointIndex::new(CHECKPOINT_RETENTION),
             watcher: rules.checkpoints.clone().map(CheckpointWatcher::new),
             approved: HashMap::default(),
             id_prefix: format!("{:x}", unix_ms()),
             seq: 0,
+            primed: false,
             rules,
         })
     }
@@ -104,10 +109,11 @@ impl ExfilMonitor {
         let same = rules == self.rules;
         self.policy = policy.name.clone();
         self.enforce = policy.mode == Mode::Enforce;
-        self.peer_cidrs = policy.peers.iter().chain(&self.extra_peers).copied().collect();
-        self.approved.clear();
+        self.policy_peers = policy.peers.clone();
+        let extra = std::mem::take(&mut self.extra_peers);
+        self.set_peer_addresses(extra);
         if !same {
-            self.detector = Detector::new(detector_rules(&rules));
+            self.detector.retune(detector_rules(&rules));
             if rules.checkpoints != self.rules.checkpoints {
                 self.watcher = rules.checkpoints.clone().map(CheckpointWatcher::new);
             }
@@ -118,8 +124,8 @@ impl ExfilMonitor {
 
     /// Also approve these addresses when `approvedSinks.peers` is set (WireGuard peer endpoints
     /// and tunnel addresses known to the agent).
-    pub fn set_peer_addresses(&mut self, peers: Vec<IpNet>, policy: &Policy) {
-        self.peer_cidrs = policy.peers.iter().chain(&peers).copied().collect();
+    pub fn set_peer_addresses(&mut self, peers: Vec<IpNet>) {
+        self.peer_cidrs = self.policy_peers.iter().chain(&peers).copied().collect();
         self.extra_peers = peers;
         self.approved.clear();
     }
@@ -162,6 +168,10 @@ impl ExfilMonitor {
                 rules.approved.approves(addr, country, peers)
             })
         };
+        if !self.primed {
+            self.primed = true;
+            self.detector.prime(flows);
+        }
         let alerts = self.detector.observe(now, flows, approved, &self.index);
         alerts.into_iter().map(|a| self.record(a, geo, procs)).collect()
     }
@@ -195,3 +205,7 @@ impl ExfilMonitor {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "monitor_tests.rs"]
+mod tests;

@@ -29,6 +29,8 @@ pub struct ExfilShell {
     installed: HashMap<(u64, IpAddr), Instant>,
     spool: Spool,
     metrics: Arc<Metrics>,
+    /// WireGuard peer addresses, kept for monitors created by later policies.
+    peers: Vec<ipnet::IpNet>,
 }
 
 impl ExfilShell {
@@ -55,6 +57,7 @@ impl ExfilShell {
             installed,
             spool,
             metrics,
+            peers: Vec::new(),
         })
     }
 
@@ -70,11 +73,22 @@ impl ExfilShell {
         }
     }
 
+    /// The WireGuard peers' addresses (approved sinks with `approvedSinks.peers`).
+    pub fn set_peers(&mut self, peers: Vec<ipnet::IpNet>) {
+        if let Some(m) = self.monitor.as_mut() {
+            m.set_peer_addresses(peers.clone());
+        }
+        self.peers = peers;
+    }
+
     /// Follows a policy change.
     pub fn on_policy(&mut self, policy: &Policy) {
         self.monitor = match self.monitor.take() {
             Some(m) => m.update(policy),
-            None => ExfilMonitor::new(policy),
+            None => ExfilMonitor::new(policy).map(|mut m| {
+                m.set_peer_addresses(self.peers.clone());
+                m
+            }),
         };
     }
 

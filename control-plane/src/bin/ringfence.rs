@@ -188,6 +188,12 @@ fn check(file: &Path, geo: &GeoArgs) -> Result<(), ExitCode> {
             plural(policy.geo_countries().len(), "country").replace("countrys", "countries")
         );
     }
+    if let Some(x) = &policy.exfiltration {
+        println!("exfiltration: {x}");
+        if policy.exfiltration_needs_geo() && db.is_none() {
+            println!("note: approved sinks name countries: the agent needs --geoip-db to run this policy");
+        }
+    }
     Ok(())
 }
 
