@@ -1,6 +1,7 @@
 //! Project tasks: `cargo xtask setup | test | demo | bench`.
 mod bench;
 mod demo;
+mod fuzz;
 mod setup;
 mod test;
 mod util;
@@ -40,6 +41,9 @@ enum Cmd {
     /// Exfiltration detector: cost per poll at 100k flows, the agent with a full flow table,
     /// alert latency.
     BenchExfil(bench::ExfilBenchArgs),
+    /// Fuzz the policy parser/compiler and bundle verifier (cargo-fuzz) and the control-plane
+    /// API (schemathesis against its OpenAPI document); installs what it needs.
+    Fuzz(fuzz::FuzzArgs),
     /// (internal) connect() loop used by the benchmark inside the lab.
     #[command(hide = true)]
     BenchClient { addr: String, port: u16, count: usize },
@@ -57,6 +61,7 @@ fn main() -> Result<()> {
         Cmd::BenchGeo(args) => bench::bench_geo(args),
         Cmd::BenchPath(args) => bench::bench_path(args),
         Cmd::BenchExfil(args) => bench::bench_exfil(args),
+        Cmd::Fuzz(args) => fuzz::fuzz(args),
         Cmd::BenchClient { addr, port, count } => bench::client(&addr, port, count),
         Cmd::BenchServer { port } => bench::server(port),
     }
