@@ -2,6 +2,7 @@
 //! in the kernel maps (with atomic reloads) and reports verdict events.
 pub mod bpf;
 pub mod config;
+pub mod control;
 pub mod error;
 pub mod events;
 pub mod exfil;
