@@ -25,6 +25,9 @@ pub struct RunConfig {
     pub exfil_poll: Duration,
     /// Prometheus endpoint (`GET /metrics`), if any.
     pub metrics_listen: Option<SocketAddr>,
+    /// Take the policy (and WireGuard peers) from the control plane this node enrolled with;
+    /// `policy` is then the file bundles are written to.
+    pub control: bool,
 }
 
 /// Which WireGuard implementation drives the interface.

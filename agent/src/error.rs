@@ -28,6 +28,9 @@ pub enum AgentError {
     Map { map: String, message: String },
     #[error("policy: {0}")]
     Policy(String),
+    /// A service the agent needs is unreachable (e.g. the control plane before the first bundle).
+    #[error("unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl AgentError {
@@ -35,7 +38,7 @@ impl AgentError {
         match self {
             AgentError::Config(_) | AgentError::Policy(_) => EXIT_CONFIG,
             AgentError::NotRoot(_) => EXIT_NOPERM,
-            AgentError::BpfUnavailable(_) => EXIT_UNAVAILABLE,
+            AgentError::BpfUnavailable(_) | AgentError::Unavailable(_) => EXIT_UNAVAILABLE,
             _ => 1,
         }
     }

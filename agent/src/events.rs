@@ -114,6 +114,29 @@ impl RuleNames {
     }
 }
 
+/// A verdict record as a spooled event for the control plane (denials, audit denials and
+/// plaintext drops): the record's fields plus an id, a type, a time, a severity and a summary.
+pub fn verdict_record_json(r: &VerdictRecord, id: &str) -> serde_json::Value {
+    let mut v = serde_json::to_value(r).expect("record serializes");
+    let severity = if r.verdict == "audit-deny" { "low" } else { "high" };
+    let explanation = format!(
+        "{} by {}: pid {} ({}) in cgroup {} -> {}:{}/{}",
+        r.verdict, r.rule, r.pid, r.comm, r.cgroup_id, r.dst, r.port, r.protocol
+    );
+    let extra = [
+        ("id", serde_json::json!(id)),
+        ("type", serde_json::json!("verdict")),
+        ("unix_ms", serde_json::json!(crate::exfil::monitor::unix_ms())),
+        ("severity", serde_json::json!(severity)),
+        ("explanation", serde_json::json!(explanation)),
+    ];
+    let obj = v.as_object_mut().expect("a record is an object");
+    for (k, x) in extra {
+        obj.insert(k.to_string(), x);
+    }
+    v
+}
+
 /// Logs one verdict record (target `ringfence::event`).
 pub fn log_record(r: &VerdictRecord) {
     tracing::info!(

@@ -3,6 +3,7 @@
 pub mod bpf;
 pub mod config;
 pub mod control;
+pub mod enforcer;
 pub mod error;
 pub mod events;
 pub mod exfil;
@@ -13,6 +14,7 @@ pub mod map_batch;
 pub mod maps;
 pub mod metrics;
 pub mod preflight;
+pub mod remote;
 pub mod report;
 pub mod run;
 pub mod watch;

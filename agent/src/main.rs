@@ -31,8 +31,12 @@ enum Cmd {
     /// Enforce a policy on a cgroup; reloads on SIGHUP and when the file changes.
     Run {
         /// Policy file (YAML, ringfence.dev/v1 EgressPolicy).
+        #[arg(long, required_unless_present = "control", conflicts_with = "control")]
+        policy: Option<PathBuf>,
+        /// Take the policy and WireGuard peers from the control plane this node enrolled with
+        /// (`ringfence-agent enroll`): signed bundles, the last good one kept in --state-dir.
         #[arg(long)]
-        policy: PathBuf,
+        control: bool,
         /// cgroup v2 directory whose processes (and sub-cgroups) are enforced.
         #[arg(long)]
         cgroup: PathBuf,
@@ -64,6 +68,24 @@ enum Cmd {
         metrics_listen: Option<std::net::SocketAddr>,
         #[command(flatten)]
         wg: WgArgs,
+    },
+    /// Enroll this node with a control plane using a one-time join token (`ringfence token
+    /// create`); the node's key stays in --state-dir.
+    Enroll {
+        /// The control plane, e.g. https://control.example:8443.
+        #[arg(long)]
+        server: String,
+        /// The join token.
+        #[arg(long, env = "RINGFENCE_JOIN_TOKEN", hide_env_values = true)]
+        token: String,
+        /// The control plane's CA certificate (its state directory's ca.pem).
+        #[arg(long, value_name = "FILE")]
+        ca: PathBuf,
+        #[arg(long = "state-dir", value_name = "DIR", default_value = wg::DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        /// Name reported to the control plane (default: the host name).
+        #[arg(long)]
+        hostname: Option<String>,
     },
     /// WireGuard mesh helpers.
     Wg {
@@ -195,12 +217,38 @@ fn wg_cmd(cmd: WgCmd) -> Result<(), AgentError> {
     }
 }
 
+fn enroll(
+    server: &str,
+    token: &str,
+    ca: &std::path::Path,
+    state_dir: &std::path::Path,
+    hostname: Option<String>,
+) -> Result<(), AgentError> {
+    let hostname = hostname.unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
+    });
+    let id = runtime()
+        .block_on(ringfence_agent::control::enroll(server, token, ca, state_dir, &hostname, None))
+        .map_err(|e| match e.exit_code() {
+            64 => AgentError::Config(vec![e.to_string()]),
+            _ => AgentError::Unavailable(e.to_string()),
+        })?;
+    println!(
+        "enrolled as node {} in region {} (run `ringfence-agent run --control --state-dir {}`)",
+        id.node_id(),
+        id.meta.region,
+        state_dir.display()
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format);
     let result = match cli.cmd {
         Cmd::Run {
             policy,
+            control,
             cgroup,
             bpffs,
             geoip_db,
@@ -230,7 +278,7 @@ fn main() -> ExitCode {
                 Err(AgentError::Config(errors))
             } else {
                 let cfg = RunConfig {
-                    policy,
+                    policy: policy.unwrap_or_else(|| ringfence_agent::remote::policy_path(&state_dir)),
                     cgroup,
                     bpffs,
                     geoip_db,
@@ -242,9 +290,13 @@ fn main() -> ExitCode {
                     state_dir,
                     exfil_poll: Duration::from_secs_f64(exfil_poll),
                     metrics_listen,
+                    control,
                 };
                 runtime().block_on(run_with_wg(cfg, wg.expect("checked above")))
             }
+        }
+        Cmd::Enroll { server, token, ca, state_dir, hostname } => {
+            enroll(&server, &token, &ca, &state_dir, hostname)
         }
         Cmd::Detach { bpffs } => bpf::detach_all(&bpffs).map(|removed| {
             println!("removed {} pins under {}", removed.len(), bpffs.display());

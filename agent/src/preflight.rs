@@ -167,6 +167,7 @@ mod tests {
             state_dir: dir.join("state"),
             exfil_poll: std::time::Duration::from_millis(500),
             metrics_listen: None,
+            control: false,
         };
         let Err(err) = check(&cfg) else { panic!("must fail") };
         assert_eq!(err.exit_code(), crate::error::EXIT_CONFIG);

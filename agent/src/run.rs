@@ -1,169 +1,33 @@
 //! `ringfence-agent run`: validate, load, apply, attach, then serve events and reloads until
 //! SIGINT or SIGTERM. Stopping leaves the pinned enforcement in place.
-use std::{sync::Arc, time::Duration};
+use std::{
+    path::Path,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
-use ringfence_common::Event;
-use ringfence_policy::{geo::GeoDb, Compiled, Policy};
+use ringfence_proto::bundle::Bundle;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 pub use crate::config::{RunConfig, WgConfig};
 use crate::{
     bpf,
+    control::EventQueue,
+    enforcer::{log_geo, Enforcer},
     error::AgentError,
-    events::{log_record, EventReader, RuleNames},
-    exfil::ExfilShell,
+    events::{EventReader, RuleNames},
+    exfil::{shell::SPOOL_DIR, ExfilShell, Spool, SpoolLimits},
     flows::FlowTable,
     geo,
     maps::PinnedMaps,
     metrics::{self, Metrics},
     preflight,
+    remote::{self, Remote},
     watch::{Detect, FileWatch},
     wg,
 };
-
-/// Everything the loop needs to apply a new policy or database.
-struct Enforcer {
-    cfg: RunConfig,
-    maps: PinnedMaps,
-    names: RuleNames,
-    policy_watch: FileWatch,
-    geo_watch: Vec<FileWatch>,
-    geo: Option<GeoDb>,
-    generation: u32,
-    exfil: ExfilShell,
-}
-
-fn log_geo(db: &GeoDb, compiled: &Compiled, what: &str) {
-    let i = db.info();
-    info!(
-        database_type = %i.database_type, build_date = %i.build_date(), networks_v4 = i.networks_v4,
-        networks_v6 = i.networks_v6, field = %i.field, geo_entries_v4 = compiled.geo4.len(),
-        geo_entries_v6 = compiled.geo6.len(), countries = compiled.countries.len(), "{what}"
-    );
-}
-
-impl Enforcer {
-    /// Tells the packet path about changed WireGuard peer endpoints.
-    fn sync_endpoints(&mut self, mesh: &mut wg::Mesh) {
-        if let Some(endpoints) = mesh.take_changed_endpoints() {
-            match self.maps.set_wg_endpoints(&endpoints) {
-                Ok(()) => info!(endpoints = ?endpoints, "packet path: wireguard peer endpoints updated"),
-                Err(e) => error!(error = %e, "packet path: updating wireguard peer endpoints failed"),
-            }
-            // The peers are approved sinks for exfiltration rules that say `peers: true`.
-            self.exfil.set_peers(endpoints.iter().map(|e| ipnet::IpNet::from(e.ip())).collect());
-        }
-    }
-
-    /// Logs and empties a batch of events (and tells the exfiltration monitor who connected).
-    fn report(&mut self, batch: &mut Vec<Event>) {
-        let now = std::time::Instant::now();
-        for ev in batch.drain(..) {
-            let record = self.names.record(&ev);
-            log_record(&record);
-            self.exfil.learn(now, &record);
-        }
-    }
-
-    /// Writes a compiled policy into the kernel; the previous one stays if that fails.
-    fn apply(&mut self, policy: Policy, compiled: &Compiled, trigger: &str) -> bool {
-        match self.maps.apply(compiled, &geo::info(self.geo.as_ref(), compiled)) {
-            Ok(generation) => {
-                self.generation = generation;
-                info!(trigger, generation, policy = %policy.name, rules = policy.rules.len(), "policy applied");
-                self.exfil.on_policy(&policy);
-                self.names.insert(generation, Arc::new(policy));
-                true
-            }
-            Err(e) => {
-                error!(trigger, error = %e, "policy could not be written to the kernel; previous slot stays active");
-                false
-            }
-        }
-    }
-
-    /// Copies the kernel counters into the metrics registry.
-    fn export_counters(&self, m: &Metrics) {
-        let Ok(s) = self.maps.stats() else { return };
-        let verdicts = [("allowed", s.allowed), ("denied", s.denied), ("audited", s.audited)];
-        for (verdict, n) in verdicts {
-            m.set_counter(
-                "ringfence_connections_total",
-                "Connection verdicts, by verdict.",
-                &[("verdict", verdict)],
-                n,
-            );
-        }
-        let drops = [
-            ("policy", s.packets_dropped),
-            ("plaintext", s.plaintext_dropped),
-            ("exfil_block", s.exfil_blocked),
-        ];
-        for (reason, n) in drops {
-            m.set_counter(
-                "ringfence_packets_dropped_total",
-                "Packets dropped on the packet path, by reason.",
-                &[("reason", reason)],
-                n,
-            );
-        }
-        m.set_counter(
-            "ringfence_events_dropped_total",
-            "Events lost to a full ring buffer.",
-            &[],
-            s.events_dropped,
-        );
-        m.set_gauge(
-            "ringfence_policy_generation",
-            "Generation of the policy in force.",
-            &[],
-            f64::from(self.generation),
-        );
-    }
-
-    /// Re-reads the policy file; applies it if valid, otherwise keeps the one in force.
-    fn reload(&mut self, trigger: &str) {
-        self.policy_watch.mark_seen();
-        match preflight::check_policy(&self.cfg.policy, self.geo.as_ref()) {
-            Ok((policy, _)) if !preflight::exfil_errors(&policy, &self.cfg, self.geo.as_ref()).is_empty() => {
-                let errors = preflight::exfil_errors(&policy, &self.cfg, self.geo.as_ref());
-                error!(trigger, generation = self.generation, errors = %errors.join("; "),
-                    "policy rejected; the policy in force stays");
-            }
-            Ok((policy, compiled)) => {
-                self.apply(policy, &compiled, trigger);
-            }
-            Err(errors) => error!(trigger, generation = self.generation, errors = %errors.join("; "),
-                "policy rejected; the policy in force stays"),
-        }
-    }
-
-    /// Re-reads the database; recompiles the policy with it; keeps the old one on any error.
-    fn reload_geo(&mut self) {
-        self.geo_watch.iter_mut().for_each(FileWatch::mark_seen);
-        self.policy_watch.mark_seen();
-        let db = match geo::load(&self.cfg) {
-            Ok(db) => db,
-            Err(e) => return error!(error = %e, "geo database rejected; the database in force stays"),
-        };
-        match preflight::check_policy(&self.cfg.policy, db.as_ref()) {
-            Ok((policy, compiled)) => {
-                let old = std::mem::replace(&mut self.geo, db);
-                if self.apply(policy, &compiled, "geo database change") {
-                    if let Some(db) = &self.geo {
-                        log_geo(db, &compiled, "geo database applied");
-                    }
-                } else {
-                    self.geo = old;
-                }
-            }
-            Err(errors) => error!(errors = %errors.join("; "),
-                "policy does not compile with the new geo database; the database in force stays"),
-        }
-    }
-}
 
 /// Resolves when SIGINT or SIGTERM arrives.
 async fn shutdown_signal() -> &'static str {
@@ -198,6 +62,27 @@ fn check_all(
     }
 }
 
+/// The durable event spool in the state directory, shared by the exfiltration shell (and the
+/// enforcer, under a control plane) with the control-plane uploader.
+fn open_queue(state_dir: &Path) -> Result<EventQueue, AgentError> {
+    let spool = Spool::open(&state_dir.join(SPOOL_DIR), SpoolLimits::default())
+        .map_err(|e| AgentError::Config(vec![format!("event spool: {e}")]))?;
+    Ok(EventQueue { spool: Arc::new(Mutex::new(spool)), notify: Arc::new(tokio::sync::Notify::new()) })
+}
+
+/// The next bundle from the control plane (never, without one).
+async fn next_bundle(remote: &mut Option<Remote>) -> Option<Bundle> {
+    match remote {
+        Some(r) => r.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What the node reports about its geo database: type and build date.
+fn geo_version(db: Option<&ringfence_policy::geo::GeoDb>) -> Option<String> {
+    db.map(|db| format!("{} {}", db.info().database_type, db.info().build_date()))
+}
+
 pub async fn run(cfg: RunConfig) -> Result<(), AgentError> {
     run_with_wg(cfg, None).await
 }
@@ -209,7 +94,25 @@ pub async fn run_with_wg(cfg: RunConfig, wg_cfg: Option<WgConfig>) -> Result<(),
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
 
-    let (checked, wg_checked) = check_all(&cfg, wg_cfg.as_ref())?;
+    // Under a control plane the policy comes from the last good bundle (or the first one).
+    let mut wg_cfg = wg_cfg;
+    let early_queue = if cfg.control { Some(open_queue(&cfg.state_dir)?) } else { None };
+    let mut remote = match &early_queue {
+        Some(q) => Some(Remote::start(&cfg.state_dir, Some(q.clone())).await?),
+        None => None,
+    };
+    if let (Some(_), Some(w)) = (&remote, wg_cfg.as_mut()) {
+        w.peers_file.get_or_insert_with(|| remote::peers_path(&cfg.state_dir));
+    }
+    let (checked, wg_checked) = match check_all(&cfg, wg_cfg.as_ref()) {
+        Ok(c) => c,
+        Err(e) => {
+            if let Some(r) = remote.as_mut() {
+                r.started(Err(e.to_string())).await;
+            }
+            return Err(e);
+        }
+    };
     let adopted = bpf::has_pinned_links(&cfg.bpffs);
     let mut ebpf = bpf::load(&cfg.bpffs)?;
     let mut maps = PinnedMaps::open(&cfg.bpffs)?;
@@ -244,7 +147,15 @@ pub async fn run_with_wg(cfg: RunConfig, wg_cfg: Option<WgConfig>) -> Result<(),
             let _ = stopped.changed().await;
         }));
     }
-    let exfil = ExfilShell::open(&checked.policy, &cfg.bpffs, &cfg.state_dir, metrics.clone())?;
+    let queue = match &early_queue {
+        Some(q) => q.clone(),
+        None => open_queue(&cfg.state_dir)?,
+    };
+    let exfil = ExfilShell::open(&checked.policy, &cfg.bpffs, queue.clone(), metrics.clone())?;
+    if let Some(r) = remote.as_mut() {
+        r.report.lock().expect("report lock").geo_db_version = geo_version(checked.geo.as_ref());
+        r.started(Ok(())).await;
+    }
     if exfil.active() {
         info!(poll_ms = cfg.exfil_poll.as_millis() as u64, "exfiltration detection on");
     }
@@ -262,6 +173,8 @@ pub async fn run_with_wg(cfg: RunConfig, wg_cfg: Option<WgConfig>) -> Result<(),
         names,
         generation,
         exfil,
+        verdict_spool: early_queue,
+        event_ids: (format!("{:x}", crate::exfil::monitor::unix_ms()), 0),
     };
     if let Some(mesh) = mesh.as_mut() {
         enforcer.sync_endpoints(mesh);
@@ -274,7 +187,7 @@ pub async fn run_with_wg(cfg: RunConfig, wg_cfg: Option<WgConfig>) -> Result<(),
         tokio::select! {
             why = &mut shutdown => break why,
             _ = hup.recv() => {
-                enforcer.reload("SIGHUP");
+                let _ = enforcer.reload("SIGHUP");
                 if let Some(mesh) = mesh.as_mut() {
                     mesh.reload("SIGHUP").await;
                     enforcer.sync_endpoints(mesh);
@@ -286,7 +199,7 @@ pub async fn run_with_wg(cfg: RunConfig, wg_cfg: Option<WgConfig>) -> Result<(),
                 if geo_changed {
                     enforcer.reload_geo();
                 } else if enforcer.policy_watch.changed() {
-                    enforcer.reload("file change");
+                    let _ = enforcer.reload("file change");
                 }
                 if let Some(mesh) = mesh.as_mut() {
                     mesh.poll().await;
@@ -306,6 +219,22 @@ pub async fn run_with_wg(cfg: RunConfig, wg_cfg: Option<WgConfig>) -> Result<(),
                 events.drain(&mut batch);
                 enforcer.report(&mut batch);
             }
+            Some(b) = next_bundle(&mut remote) => {
+                let r = remote.as_mut().expect("a bundle comes from the remote");
+                let trigger = format!("control plane bundle {}", b.version);
+                let result = match r.write(&b) {
+                    Ok(()) => enforcer.reload(&trigger),
+                    Err(e) => Err(e.to_string()),
+                };
+                if result.is_ok() {
+                    if let Some(mesh) = mesh.as_mut() {
+                        mesh.reload(&trigger).await;
+                        enforcer.sync_endpoints(mesh);
+                    }
+                    r.report.lock().expect("report lock").geo_db_version = geo_version(enforcer.geo.as_ref());
+                }
+                r.answer(&b, result).await;
+            }
             _ = exfil_tick.tick() => {
                 // Attribute the newest connections before looking at their bytes.
                 events.drain(&mut batch);
@@ -316,6 +245,9 @@ pub async fn run_with_wg(cfg: RunConfig, wg_cfg: Option<WgConfig>) -> Result<(),
         }
     };
     let _ = stop_metrics.send(true);
+    if let Some(r) = remote {
+        r.stop().await;
+    }
     // Drain what the kernel already queued, bounded by the grace period.
     let deadline = tokio::time::Instant::now() + enforcer.cfg.grace;
     loop {

@@ -12,10 +12,10 @@ use std::{
 use ringfence_policy::{geo::GeoDb, Policy};
 use tracing::{error, info, warn};
 
-use super::{
-    blocks::BlockTable, monitor::ExfilMonitor, spool::SpoolLimits, AlertRecord, ProcessIndex, Spool,
+use super::{blocks::BlockTable, monitor::ExfilMonitor, AlertRecord, ProcessIndex};
+use crate::{
+    control::EventQueue, error::AgentError, events::VerdictRecord, flows::FlowTable, metrics::Metrics,
 };
-use crate::{error::AgentError, events::VerdictRecord, flows::FlowTable, metrics::Metrics};
 
 /// Where alerts are spooled inside the state directory.
 pub const SPOOL_DIR: &str = "spool";
@@ -27,23 +27,21 @@ pub struct ExfilShell {
     blocks: BlockTable,
     /// Blocks this agent set, with when they expire: one missing early was released.
     installed: HashMap<(u64, IpAddr), Instant>,
-    spool: Spool,
+    /// The durable spool (shared with the control-plane uploader, woken after each append).
+    spool: EventQueue,
     metrics: Arc<Metrics>,
     /// WireGuard peer addresses, kept for monitors created by later policies.
     peers: Vec<ipnet::IpNet>,
 }
 
 impl ExfilShell {
-    /// Opens the block maps under `bpffs` and the spool under `state_dir`.
+    /// Opens the block maps under `bpffs`; alerts go to `spool`.
     pub fn open(
         policy: &Policy,
         bpffs: &Path,
-        state_dir: &Path,
+        spool: EventQueue,
         metrics: Arc<Metrics>,
     ) -> Result<Self, AgentError> {
-        let dir = state_dir.join(SPOOL_DIR);
-        let spool = Spool::open(&dir, SpoolLimits::default())
-            .map_err(|e| AgentError::Config(vec![format!("alert spool: {e}")]))?;
         let blocks = BlockTable::open(bpffs)?;
         let installed = blocks
             .list()?
@@ -147,8 +145,10 @@ impl ExfilShell {
             "exfiltration alert"
         );
         let json = serde_json::to_value(r).expect("alert serializes");
-        if let Err(e) = self.spool.append(&json) {
-            error!(error = %e, id = %r.id, "exfiltration alert could not be spooled");
+        let mut spool = self.spool.spool.lock().expect("spool lock");
+        match spool.append(&json) {
+            Ok(()) => self.spool.notify.notify_one(),
+            Err(e) => error!(error = %e, id = %r.id, "exfiltration alert could not be spooled"),
         }
         let kind = serde_json::to_value(r.kind).ok();
         let kind = kind.as_ref().and_then(|k| k.as_str()).unwrap_or("unknown");
@@ -162,13 +162,13 @@ impl ExfilShell {
             "ringfence_alert_spool_pending",
             "Alerts in the local spool not yet delivered.",
             &[],
-            self.spool.pending_count() as f64,
+            spool.pending_count() as f64,
         );
         self.metrics.set_counter(
             "ringfence_alert_spool_dropped_total",
             "Alerts dropped by the spool's size cap.",
             &[],
-            self.spool.dropped(),
+            spool.dropped(),
         );
     }
 

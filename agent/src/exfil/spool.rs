@@ -135,14 +135,30 @@ impl Spool {
 
     /// Appends one record (an object with a string `"id"`) and fsyncs it.
     pub fn append(&mut self, record: &Value) -> Result<(), SpoolError> {
-        if !record.get("id").is_some_and(Value::is_string) {
+        self.append_all(std::slice::from_ref(record))
+    }
+
+    /// Appends records in order with one fsync for all of them (a batch of events).
+    pub fn append_all(&mut self, records: &[Value]) -> Result<(), SpoolError> {
+        if records.iter().any(|r| !r.get("id").is_some_and(Value::is_string)) {
             return Err(SpoolError::NoId { path: self.dir.clone() });
         }
+        for record in records {
+            self.write_one(record)?;
+        }
+        let path = seg_path(&self.dir, self.segments.back().expect("current file").seq);
+        self.file.sync_data().map_err(io_err("fsync", &path))
+    }
+
+    /// Writes one line (rotating first if needed: the full file is fsynced before the next).
+    fn write_one(&mut self, record: &Value) -> Result<(), SpoolError> {
         let mut line = serde_json::to_vec(record).expect("a JSON value serializes");
         line.push(b'\n');
         let len = line.len() as u64;
         let cur = *self.segments.back().expect("spool has a current file");
         if cur.bytes > 0 && cur.bytes + len > self.limits.max_file_bytes {
+            let path = seg_path(&self.dir, cur.seq);
+            self.file.sync_data().map_err(io_err("fsync", &path))?;
             self.file = create_segment(&self.dir, cur.seq + 1)?;
             self.segments.push_back(Segment { seq: cur.seq + 1, bytes: 0, lines: 0 });
             self.normalize_cursor();
@@ -162,7 +178,7 @@ impl Spool {
                 "alert spool over its size limit: dropped the oldest file");
         }
         let path = seg_path(&self.dir, self.segments.back().expect("current file").seq);
-        if let Err(e) = self.file.write_all(&line).and_then(|()| self.file.sync_data()) {
+        if let Err(e) = self.file.write_all(&line) {
             // Never leave a partial line for the next record to be glued to.
             let _ = self.file.set_len(self.segments.back().expect("current file").bytes);
             return Err(io_err("write", &path)(e));
@@ -382,6 +398,21 @@ mod tests {
         assert_eq!(ids(&s.records().unwrap()), want(1..=4));
         assert_eq!(fs::read_dir(t.dir()).unwrap().count(), 1, "one file, continued");
         assert_eq!(fs::read_to_string(seg_path(&t.dir(), 1)).unwrap().lines().count(), 4);
+    }
+
+    #[test]
+    fn a_batch_is_all_or_nothing_on_ids_and_rotates_inside() {
+        let t = Scratch::new("batch");
+        let mut s = Spool::open(&t.dir(), limits(2, 100)).unwrap();
+        let bad = [rec(1), json!({ "kind": "no id" })];
+        assert!(matches!(s.append_all(&bad), Err(SpoolError::NoId { .. })));
+        assert!(s.records().unwrap().is_empty(), "nothing of a rejected batch is written");
+        let batch: Vec<Value> = (1..=5).map(rec).collect();
+        s.append_all(&batch).unwrap();
+        drop(s);
+        let s = Spool::open(&t.dir(), limits(2, 100)).unwrap();
+        assert_eq!(ids(&s.records().unwrap()), want(1..=5));
+        assert_eq!(fs::read_dir(t.dir()).unwrap().count(), 3, "2 + 2 + 1 lines");
     }
 
     #[test]

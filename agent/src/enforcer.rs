@@ -1,0 +1,189 @@
+//! The running agent's state between events: the policy and geo database in force, the kernel
+//! maps, rule names for events, and what to do on a reload, an event batch or a peer change.
+use std::sync::Arc;
+
+use ringfence_common::Event;
+use ringfence_policy::{geo::GeoDb, Compiled, Policy};
+use tracing::{error, info};
+
+use crate::{
+    config::RunConfig,
+    control::EventQueue,
+    events::{log_record, verdict_record_json, RuleNames},
+    exfil::ExfilShell,
+    geo,
+    maps::PinnedMaps,
+    metrics::Metrics,
+    preflight,
+    watch::FileWatch,
+    wg,
+};
+
+/// Everything the loop needs to apply a new policy or database.
+pub struct Enforcer {
+    pub cfg: RunConfig,
+    pub maps: PinnedMaps,
+    pub names: RuleNames,
+    pub policy_watch: FileWatch,
+    pub geo_watch: Vec<FileWatch>,
+    pub geo: Option<GeoDb>,
+    pub generation: u32,
+    pub exfil: ExfilShell,
+    /// Under a control plane: denials and plaintext drops are spooled for delivery too.
+    pub verdict_spool: Option<EventQueue>,
+    /// Ids of spooled verdict events: the agent's start time and a sequence number.
+    pub event_ids: (String, u64),
+}
+
+pub fn log_geo(db: &GeoDb, compiled: &Compiled, what: &str) {
+    let i = db.info();
+    info!(
+        database_type = %i.database_type, build_date = %i.build_date(), networks_v4 = i.networks_v4,
+        networks_v6 = i.networks_v6, field = %i.field, geo_entries_v4 = compiled.geo4.len(),
+        geo_entries_v6 = compiled.geo6.len(), countries = compiled.countries.len(), "{what}"
+    );
+}
+
+impl Enforcer {
+    /// Tells the packet path about changed WireGuard peer endpoints.
+    pub fn sync_endpoints(&mut self, mesh: &mut wg::Mesh) {
+        if let Some(endpoints) = mesh.take_changed_endpoints() {
+            match self.maps.set_wg_endpoints(&endpoints) {
+                Ok(()) => info!(endpoints = ?endpoints, "packet path: wireguard peer endpoints updated"),
+                Err(e) => error!(error = %e, "packet path: updating wireguard peer endpoints failed"),
+            }
+            // The peers are approved sinks for exfiltration rules that say `peers: true`.
+            self.exfil.set_peers(endpoints.iter().map(|e| ipnet::IpNet::from(e.ip())).collect());
+        }
+    }
+
+    /// Logs and empties a batch of events (and tells the exfiltration monitor who connected).
+    pub fn report(&mut self, batch: &mut Vec<Event>) {
+        let now = std::time::Instant::now();
+        let mut spooled = Vec::new();
+        for ev in batch.drain(..) {
+            let record = self.names.record(&ev);
+            log_record(&record);
+            self.exfil.learn(now, &record);
+            if self.verdict_spool.is_some() && record.verdict != "allow" {
+                self.event_ids.1 += 1;
+                spooled.push(verdict_record_json(
+                    &record,
+                    &format!("{}-v{}", self.event_ids.0, self.event_ids.1),
+                ));
+            }
+        }
+        if let (Some(q), false) = (&self.verdict_spool, spooled.is_empty()) {
+            let appended = q.spool.lock().expect("spool lock").append_all(&spooled);
+            match appended {
+                Ok(()) => q.notify.notify_one(),
+                Err(e) => error!(error = %e, events = spooled.len(), "verdict events could not be spooled"),
+            }
+        }
+    }
+
+    /// Writes a compiled policy into the kernel; the previous one stays if that fails.
+    pub fn apply(&mut self, policy: Policy, compiled: &Compiled, trigger: &str) -> bool {
+        match self.maps.apply(compiled, &geo::info(self.geo.as_ref(), compiled)) {
+            Ok(generation) => {
+                self.generation = generation;
+                info!(trigger, generation, policy = %policy.name, rules = policy.rules.len(), "policy applied");
+                self.exfil.on_policy(&policy);
+                self.names.insert(generation, Arc::new(policy));
+                true
+            }
+            Err(e) => {
+                error!(trigger, error = %e, "policy could not be written to the kernel; previous slot stays active");
+                false
+            }
+        }
+    }
+
+    /// Copies the kernel counters into the metrics registry.
+    pub fn export_counters(&self, m: &Metrics) {
+        let Ok(s) = self.maps.stats() else { return };
+        let verdicts = [("allowed", s.allowed), ("denied", s.denied), ("audited", s.audited)];
+        for (verdict, n) in verdicts {
+            m.set_counter(
+                "ringfence_connections_total",
+                "Connection verdicts, by verdict.",
+                &[("verdict", verdict)],
+                n,
+            );
+        }
+        let drops = [
+            ("policy", s.packets_dropped),
+            ("plaintext", s.plaintext_dropped),
+            ("exfil_block", s.exfil_blocked),
+        ];
+        for (reason, n) in drops {
+            m.set_counter(
+                "ringfence_packets_dropped_total",
+                "Packets dropped on the packet path, by reason.",
+                &[("reason", reason)],
+                n,
+            );
+        }
+        m.set_counter(
+            "ringfence_events_dropped_total",
+            "Events lost to a full ring buffer.",
+            &[],
+            s.events_dropped,
+        );
+        m.set_gauge(
+            "ringfence_policy_generation",
+            "Generation of the policy in force.",
+            &[],
+            f64::from(self.generation),
+        );
+    }
+
+    /// Re-reads the policy file; applies it if valid, otherwise keeps the one in force.
+    pub fn reload(&mut self, trigger: &str) -> Result<(), String> {
+        self.policy_watch.mark_seen();
+        let checked =
+            preflight::check_policy(&self.cfg.policy, self.geo.as_ref()).and_then(|(policy, compiled)| {
+                let errors = preflight::exfil_errors(&policy, &self.cfg, self.geo.as_ref());
+                if errors.is_empty() {
+                    Ok((policy, compiled))
+                } else {
+                    Err(errors)
+                }
+            });
+        match checked {
+            Ok((policy, compiled)) => match self.apply(policy, &compiled, trigger) {
+                true => Ok(()),
+                false => Err("the policy could not be written to the kernel".into()),
+            },
+            Err(errors) => {
+                error!(trigger, generation = self.generation, errors = %errors.join("; "),
+                    "policy rejected; the policy in force stays");
+                Err(errors.join("; "))
+            }
+        }
+    }
+
+    /// Re-reads the database; recompiles the policy with it; keeps the old one on any error.
+    pub fn reload_geo(&mut self) {
+        self.geo_watch.iter_mut().for_each(FileWatch::mark_seen);
+        self.policy_watch.mark_seen();
+        let db = match geo::load(&self.cfg) {
+            Ok(db) => db,
+            Err(e) => return error!(error = %e, "geo database rejected; the database in force stays"),
+        };
+        match preflight::check_policy(&self.cfg.policy, db.as_ref()) {
+            Ok((policy, compiled)) => {
+                let old = std::mem::replace(&mut self.geo, db);
+                if self.apply(policy, &compiled, "geo database change") {
+                    if let Some(db) = &self.geo {
+                        log_geo(db, &compiled, "geo database applied");
+                    }
+                } else {
+                    self.geo = old;
+                }
+            }
+            Err(errors) => error!(errors = %errors.join("; "),
+                "policy does not compile with the new geo database; the database in force stays"),
+        }
+    }
+}

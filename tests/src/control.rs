@@ -1,0 +1,145 @@
+//! A real control plane for lab tests: `ringfence-control serve` on 127.0.0.1 with a scratch
+//! state directory (SQLite), killed on drop; the `ringfence` operator CLI pointed at it; and
+//! enrolling lab nodes with the real agent.
+use std::{
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use crate::agent::agent_bin;
+
+/// A binary built beside the test executable (`cargo build --bins`).
+fn sibling_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe()");
+    exe.ancestors()
+        .skip(1)
+        .take(2)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{name} not found near {}; run `cargo build --bins`", exe.display()))
+}
+
+/// The control plane and its state.
+pub struct ControlPlane {
+    child: Option<Child>,
+    pub state: PathBuf,
+    pub addr: SocketAddr,
+}
+
+impl ControlPlane {
+    /// Starts `ringfence-control serve` with a fresh state directory and waits until it accepts.
+    pub fn start(name: &str) -> ControlPlane {
+        let state = std::env::temp_dir().join(format!("ringfence-cp-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&state);
+        std::fs::create_dir_all(&state).expect("control-plane state dir");
+        let port = TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+        let mut cp = ControlPlane { child: None, state, addr: SocketAddr::from(([127, 0, 0, 1], port)) };
+        cp.restart();
+        cp
+    }
+
+    /// (Re)starts the server on the same state directory and port.
+    pub fn restart(&mut self) {
+        self.kill();
+        let db = format!("sqlite://{}", self.state.join("control.db").display());
+        let child = Command::new(sibling_bin("ringfence-control"))
+            .args(["serve", "--listen", &self.addr.to_string(), "--db", &db, "--long-poll-max", "20s"])
+            .arg("--state-dir")
+            .arg(&self.state)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn ringfence-control");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_err() {
+            assert!(Instant::now() < deadline, "ringfence-control did not listen on {}", self.addr);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the server at once (SIGKILL): an outage.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    pub fn ca(&self) -> PathBuf {
+        self.state.join("ca.pem")
+    }
+
+    /// `ringfence ARGS` against this server; panics unless it exits 0.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = self.cli_output(args);
+        assert!(
+            out.status.success(),
+            "ringfence {args:?}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn cli_output(&self, args: &[&str]) -> Output {
+        Command::new(sibling_bin("ringfence"))
+            .args(args)
+            .env("RINGFENCE_SERVER", self.url())
+            .env("RINGFENCE_CA", self.ca())
+            .env("RINGFENCE_ADMIN_TOKEN_FILE", self.state.join("admin.token"))
+            .output()
+            .expect("run ringfence")
+    }
+
+    /// `ringfence ARGS --json` parsed.
+    pub fn cli_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let text = self.cli(&all);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("ringfence {args:?} JSON: {e}: {text}"))
+    }
+
+    /// Applies a policy (YAML text) to the nodes `selector` picks; returns its version.
+    pub fn apply(&self, policy: &str, selector: &str) -> u64 {
+        let file = self.state.join(format!("apply-{}.yaml", std::process::id()));
+        std::fs::write(&file, policy).expect("write policy");
+        let v = self.cli_json(&["policy", "apply", file.to_str().expect("utf-8"), "--selector", selector]);
+        v["policy"]["version"].as_u64().unwrap_or_else(|| panic!("policy version in {v}"))
+    }
+
+    /// Enrolls a node: a one-time token for `region`, then `ringfence-agent enroll`. Returns the
+    /// node id.
+    pub fn enroll(&self, region: &str, state_dir: &Path) -> String {
+        let token = self.cli(&["token", "create", "--region", region, "--ttl", "10m"]).trim().to_string();
+        let out = Command::new(agent_bin())
+            .args(["enroll", "--server", &self.url(), "--token", &token, "--hostname", region])
+            .arg("--ca")
+            .arg(self.ca())
+            .arg("--state-dir")
+            .arg(state_dir)
+            .output()
+            .expect("run ringfence-agent enroll");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "enroll: {text}\n{}", String::from_utf8_lossy(&out.stderr));
+        text.split_whitespace()
+            .skip_while(|w| *w != "node")
+            .nth(1)
+            .unwrap_or_else(|| panic!("node id in {text:?}"))
+            .to_string()
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.state);
+    }
+}
