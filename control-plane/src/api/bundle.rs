@@ -72,6 +72,10 @@ pub async fn ack(
     Node(node): Node,
     JsonBody(ack): JsonBody<BundleAck>,
 ) -> ApiResult<StatusCode> {
+    super::nodes::check_versions(&[
+        ("bundle_version", Some(ack.bundle_version)),
+        ("policy_version", Some(ack.policy_version)),
+    ])?;
     let id = &node.info.node_id;
     let mut tx = state.db.begin().await?;
     if ack.applied {

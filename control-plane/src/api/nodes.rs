@@ -13,12 +13,35 @@ use super::error::{ApiError, ApiResult};
 use super::AppState;
 use crate::db;
 
+/// The largest version the database stores (BIGINT): a larger one is refused, not wrapped to a
+/// negative number that reads back as 0.
+pub const MAX_STORED_VERSION: u64 = i64::MAX as u64;
+
+/// Refuses version fields the database cannot hold.
+pub(super) fn check_versions(fields: &[(&str, Option<u64>)]) -> ApiResult<()> {
+    let problems: Vec<String> = fields
+        .iter()
+        .filter_map(|(name, v)| {
+            v.filter(|v| *v > MAX_STORED_VERSION).map(|v| format!("{name} {v}: at most {MAX_STORED_VERSION}"))
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(problems.join("; ")))
+    }
+}
+
 /// `POST /v1/report`.
 pub async fn report(
     State(state): State<Arc<AppState>>,
     Node(node): Node,
     JsonBody(report): JsonBody<NodeReport>,
 ) -> ApiResult<StatusCode> {
+    check_versions(&[
+        ("applied_policy_version", report.applied_policy_version),
+        ("applied_bundle_version", report.applied_bundle_version),
+    ])?;
     let mut tx = state.db.begin().await?;
     let changed = node.wireguard_changes(&report);
     let generation = if changed { state.db.bump_generation(&mut tx).await? } else { node.generation };
@@ -66,4 +89,23 @@ pub async fn revoke(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no node {id}")))?;
     Ok(Json(node.info))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Found while fuzzing the API: versions above i64::MAX were accepted (204), bound as a
+    // negative BIGINT and read back as 0.
+    #[test]
+    fn versions_beyond_bigint_refused() {
+        assert!(check_versions(&[("a", None), ("b", Some(0)), ("c", Some(MAX_STORED_VERSION))]).is_ok());
+        let e = check_versions(&[("applied_bundle_version", Some(u64::MAX)), ("x", Some(1))]).unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert!(e
+            .body
+            .error
+            .contains("applied_bundle_version 18446744073709551615: at most 9223372036854775807"));
+        assert!(check_versions(&[("v", Some(MAX_STORED_VERSION + 1))]).is_err());
+    }
 }
