@@ -201,13 +201,24 @@ fn run_target(root: &Path, target: &'static str, seconds: u64) -> Result<TargetR
     let mut child = Command::new("rustup")
         .args(["run", "nightly", "cargo", "fuzz", "run", target])
         .arg(&corpus)
-        .args(["--", &format!("-max_total_time={seconds}"), "-timeout=20", "-max_len=16384", "-print_final_stats=1"])
+        .args([
+            "--",
+            &format!("-max_total_time={seconds}"),
+            "-timeout=20",
+            "-max_len=16384",
+            "-print_final_stats=1",
+        ])
+        .args(
+            target
+                .starts_with("policy_")
+                .then(|| format!("-dict={}", root.join("fuzz/policy.dict").display())),
+        )
         .current_dir(root)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .context("spawning cargo fuzz")?;
-    // One log with both streams; progress lines only in the log, the rest on the terminal.
+    // One log with both streams; on the terminal only what matters (a crash prints the log's tail).
     let mut log = std::fs::File::create(&log_path)?;
     let stdout = child.stdout.take().expect("piped");
     let out_thread = std::thread::spawn(move || {
@@ -217,9 +228,15 @@ fn run_target(root: &Path, target: &'static str, seconds: u64) -> Result<TargetR
     for line in BufReader::new(child.stderr.take().expect("piped")).lines() {
         let line = line.context("reading cargo fuzz output")?;
         writeln!(log, "{line}")?;
-        let progress = line.starts_with('#') || line.starts_with("INFO:") || line.contains("Compiling ");
-        if !progress {
-            println!("  {line}");
+        let t = line.trim_start();
+        let shown = t.starts_with("error")
+            || t.starts_with("warning: unused")
+            || t.starts_with("Done ")
+            || t.starts_with("stat::number_of_executed_units")
+            || t.starts_with("stat::new_units_added")
+            || t.starts_with("Test unit written");
+        if shown {
+            println!("  {t}");
         }
         lines.push(line);
     }
@@ -244,9 +261,9 @@ fn run_target(root: &Path, target: &'static str, seconds: u64) -> Result<TargetR
             eprintln!("{line}");
         }
         Some(match artifact {
-            Some(path) => format!(
-                "{status}; reproducer {path} (rustup run nightly cargo fuzz run {target} {path})"
-            ),
+            Some(path) => {
+                format!("{status}; reproducer {path} (rustup run nightly cargo fuzz run {target} {path})")
+            }
             None => format!("{status}; no reproducer written (build failure?), see {}", log_path.display()),
         })
     };
@@ -365,7 +382,12 @@ fn run_api(root: &Path, venv: &Path, examples: u64, seed: Option<u64>) -> Result
     let port = free_port()?;
     let base = format!("https://127.0.0.1:{port}");
     let server_log = work.join("server.log");
-    println!("fuzz: starting {} on {base} (state {}, log {})", exe.display(), state.display(), server_log.display());
+    println!(
+        "fuzz: starting {} on {base} (state {}, log {})",
+        exe.display(),
+        state.display(),
+        server_log.display()
+    );
     let child = Command::new(&exe)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--state-dir"])
         .arg(&state)
@@ -415,7 +437,9 @@ fn run_api(root: &Path, venv: &Path, examples: u64, seed: Option<u64>) -> Result
     }
     let ids = String::from_utf8_lossy(&enroll.stdout).into_owned();
     let (node_id, victim) = ids.trim().split_once(' ').context("enrollment helper printed no node ids")?;
-    println!("fuzz: enrolled agent {node_id} (its certificate for the agent endpoints) and {victim} (to revoke)");
+    println!(
+        "fuzz: enrolled agent {node_id} (its certificate for the agent endpoints) and {victim} (to revoke)"
+    );
     // Existing resources for the operations that take identifiers (else they only see 404s).
     let config = work.join("schemathesis.toml");
     std::fs::write(
