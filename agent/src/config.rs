@@ -28,6 +28,9 @@ pub struct RunConfig {
     /// Take the policy (and WireGuard peers) from the control plane this node enrolled with;
     /// `policy` is then the file bundles are written to.
     pub control: bool,
+    /// Peer node addresses from the control plane's bundle, added to the policy's `spec.peers`
+    /// (only while this node runs the WireGuard mesh).
+    pub extra_peers: Vec<ipnet::IpNet>,
 }
 
 /// Which WireGuard implementation drives the interface.
@@ -56,4 +59,6 @@ pub struct WgConfig {
     /// Where the private key (mode 0600) and the userspace implementation's log live.
     pub state_dir: PathBuf,
     pub mtu: u32,
+    /// `host:port` where peers reach this node's WireGuard, reported to the control plane.
+    pub endpoint: Option<String>,
 }

@@ -141,8 +141,8 @@ impl Enforcer {
     /// Re-reads the policy file; applies it if valid, otherwise keeps the one in force.
     pub fn reload(&mut self, trigger: &str) -> Result<(), String> {
         self.policy_watch.mark_seen();
-        let checked =
-            preflight::check_policy(&self.cfg.policy, self.geo.as_ref()).and_then(|(policy, compiled)| {
+        let checked = preflight::check_policy(&self.cfg.policy, self.geo.as_ref(), &self.cfg.extra_peers)
+            .and_then(|(policy, compiled)| {
                 let errors = preflight::exfil_errors(&policy, &self.cfg, self.geo.as_ref());
                 if errors.is_empty() {
                     Ok((policy, compiled))
@@ -171,7 +171,7 @@ impl Enforcer {
             Ok(db) => db,
             Err(e) => return error!(error = %e, "geo database rejected; the database in force stays"),
         };
-        match preflight::check_policy(&self.cfg.policy, db.as_ref()) {
+        match preflight::check_policy(&self.cfg.policy, db.as_ref(), &self.cfg.extra_peers) {
             Ok((policy, compiled)) => {
                 let old = std::mem::replace(&mut self.geo, db);
                 if self.apply(policy, &compiled, "geo database change") {

@@ -159,6 +159,10 @@ struct WgArgs {
     /// Userspace implementation (default: boringtun-cli, boringtun or wireguard-go from PATH).
     #[arg(long = "wg-userspace-impl", value_name = "PATH")]
     userspace_impl: Option<PathBuf>,
+    /// Where peers reach this node's WireGuard (HOST:PORT), reported to the control plane
+    /// (with --control), which gives it to the other nodes of the region.
+    #[arg(long = "wg-endpoint", value_name = "HOST:PORT")]
+    endpoint: Option<String>,
     /// State directory: the alert spool and the WireGuard private key (mode 0600).
     #[arg(long = "state-dir", value_name = "DIR", default_value = wg::DEFAULT_STATE_DIR)]
     state_dir: PathBuf,
@@ -181,6 +185,7 @@ impl WgArgs {
             userspace_impl: self.userspace_impl,
             state_dir: self.state_dir,
             mtu: wg::DEFAULT_MTU,
+            endpoint: self.endpoint,
         }))
     }
 }
@@ -291,6 +296,7 @@ fn main() -> ExitCode {
                     exfil_poll: Duration::from_secs_f64(exfil_poll),
                     metrics_listen,
                     control,
+                    extra_peers: Vec::new(),
                 };
                 runtime().block_on(run_with_wg(cfg, wg.expect("checked above")))
             }

@@ -67,9 +67,27 @@ fn compile_error(path: &Path, e: impl std::fmt::Display) -> Vec<String> {
     vec![format!("{}: {e}", path.display())]
 }
 
-/// Parses and compiles a policy file against the database, one message per problem.
-pub fn check_policy(path: &Path, geo: Option<&GeoDb>) -> Result<(Policy, Compiled), Vec<String>> {
-    let policy = load_policy_file(path).map_err(policy_errors)?;
+/// Adds peer node addresses the control plane resolved (the WireGuard peers of this node's
+/// region) to the policy's `spec.peers`: traffic to them must be encrypted, and they are
+/// approved sinks for exfiltration rules with `peers: true`.
+pub fn merge_peers(policy: &mut Policy, extra: &[ipnet::IpNet]) {
+    if extra.is_empty() {
+        return;
+    }
+    policy.peers.extend(extra.iter().map(|n| ringfence_policy::normalize_net(n.trunc())));
+    policy.peers.sort_unstable();
+    policy.peers.dedup();
+}
+
+/// Parses a policy file, adds `extra_peers` ([`merge_peers`]) and compiles it against the
+/// database, one message per problem.
+pub fn check_policy(
+    path: &Path,
+    geo: Option<&GeoDb>,
+    extra_peers: &[ipnet::IpNet],
+) -> Result<(Policy, Compiled), Vec<String>> {
+    let mut policy = load_policy_file(path).map_err(policy_errors)?;
+    merge_peers(&mut policy, extra_peers);
     let compiled = compile(&policy, geo).map_err(|e| compile_error(path, e))?;
     Ok((policy, compiled))
 }
@@ -100,7 +118,13 @@ pub fn exfil_errors(policy: &Policy, cfg: &RunConfig, geo: Option<&GeoDb>) -> Ve
 pub fn check(cfg: &RunConfig) -> Result<Checked, AgentError> {
     let mut errors = Vec::new();
     let geo = crate::geo::load(cfg).map_err(|e| errors.push(e));
-    let policy = load_policy_file(&cfg.policy).map_err(|e| errors.extend(policy_errors(e))).ok();
+    let policy = load_policy_file(&cfg.policy)
+        .map(|mut p| {
+            merge_peers(&mut p, &cfg.extra_peers);
+            p
+        })
+        .map_err(|e| errors.extend(policy_errors(e)))
+        .ok();
     // Compiling needs the database; if it failed to load, that error says enough.
     let compiled = match (policy, &geo) {
         (Some(policy), Ok(geo)) => match compile(&policy, geo.as_ref()) {
@@ -168,6 +192,7 @@ mod tests {
             exfil_poll: std::time::Duration::from_millis(500),
             metrics_listen: None,
             control: false,
+            extra_peers: Vec::new(),
         };
         let Err(err) = check(&cfg) else { panic!("must fail") };
         assert_eq!(err.exit_code(), crate::error::EXIT_CONFIG);
@@ -183,9 +208,27 @@ mod tests {
 
     #[test]
     fn unreadable_policy_names_the_file() {
-        let Err(errors) = check_policy(Path::new("/nonexistent/ringfence.yaml"), None) else {
+        let Err(errors) = check_policy(Path::new("/nonexistent/ringfence.yaml"), None, &[]) else {
             panic!("must fail")
         };
         assert!(errors.iter().any(|e| e.contains("/nonexistent/ringfence.yaml")), "{errors:?}");
+    }
+
+    #[test]
+    fn control_plane_peers_join_the_policy_peers() {
+        let mut p = ringfence_policy::parse_policy(
+            "apiVersion: ringfence.dev/v1\nkind: EgressPolicy\nmetadata: { name: x }\nspec:\n  defaultAction: allow\n  peers: { cidrs: [192.0.2.9/32] }\n",
+        )
+        .expect("policy");
+        let extra: Vec<ipnet::IpNet> =
+            ["192.0.2.2/32", "198.51.100.2/32", "192.0.2.9/32", "::ffff:192.0.2.7/128"]
+                .iter()
+                .map(|s| s.parse().unwrap())
+                .collect();
+        merge_peers(&mut p, &extra);
+        let got: Vec<String> = p.peers.iter().map(ToString::to_string).collect();
+        assert_eq!(got, ["192.0.2.2/32", "192.0.2.7/32", "192.0.2.9/32", "198.51.100.2/32"]);
+        let compiled = compile(&p, None).expect("compiles");
+        assert_eq!(compiled.encrypt4.len(), 4, "every peer is a must-encrypt destination");
     }
 }

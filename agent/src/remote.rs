@@ -4,10 +4,12 @@
 //! first. Each bundle is written to the files the agent already enforces from (the policy, the
 //! peers) and answered with whether it applied.
 use std::{
+    net::SocketAddr,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
 };
 
+use ipnet::IpNet;
 use ringfence_proto::{api::NodeReport, bundle::Bundle};
 use serde_json::json;
 use tokio::{sync::watch, task::JoinHandle};
@@ -53,6 +55,8 @@ pub struct Remote {
     pub report: Arc<Mutex<NodeReport>>,
     /// A bundle that arrived before enforcement started: answered once it is in force.
     first: Option<Bundle>,
+    /// The bundle written at start (its peers' addresses join the policy).
+    pub initial: Bundle,
 }
 
 impl Remote {
@@ -74,24 +78,25 @@ impl Remote {
         let (link, end) = link(events, Arc::new(move || shared.lock().expect("report lock").clone()));
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(run_sync(client, store, SyncOptions::default(), link, stopped));
-        let mut remote = Remote { end, stop, task, state_dir: state_dir.to_path_buf(), report, first: None };
-        let bundle = match last {
+        let mut end = end;
+        let (first, bundle) = match last {
             Some(b) => {
                 info!(version = b.version, policy_version = b.policy_version, node = %identity.node_id(),
                     "control plane: enforcing the last good bundle");
-                b
+                (None, b)
             }
             None => {
                 info!(server = %identity.meta.server_url, node = %identity.node_id(),
                     "control plane: waiting for the first policy bundle");
-                let b = remote.end.bundles.recv().await.ok_or_else(|| {
+                let b = end.bundles.recv().await.ok_or_else(|| {
                     AgentError::Unavailable("control-plane sync stopped before the first bundle".into())
                 })?;
-                remote.first = Some(b.clone());
-                b
+                (Some(b.clone()), b)
             }
         };
-        remote.write(&bundle).map_err(control_err)?;
+        let remote =
+            Remote { end, stop, task, state_dir: state_dir.to_path_buf(), report, first, initial: bundle };
+        remote.write(&remote.initial).map_err(control_err)?;
         Ok(remote)
     }
 
@@ -105,6 +110,19 @@ impl Remote {
         let peers = serde_json::to_vec_pretty(&json!({ "peers": peers })).expect("peers serialize");
         crate::control::write_atomic(&peers_path(&self.state_dir), &peers, 0o600)?;
         crate::control::write_atomic(&policy_path(&self.state_dir), b.policy_yaml.as_bytes(), 0o600)
+    }
+
+    /// The addresses of a bundle's peers: their WireGuard endpoints' hosts and the addresses
+    /// routed to them through the tunnel.
+    pub fn peer_addresses(b: &Bundle) -> Vec<IpNet> {
+        let mut out = Vec::new();
+        for p in &b.peers {
+            if let Some(ep) = p.endpoint.as_deref().and_then(|e| e.parse::<SocketAddr>().ok()) {
+                out.push(IpNet::from(ep.ip()));
+            }
+            out.extend(p.allowed_ips.iter().filter_map(|a| a.parse::<IpNet>().ok()));
+        }
+        out
     }
 
     /// The first bundle is in force (or not): tells the control plane.

@@ -6,6 +6,7 @@ use std::{
     time::Duration,
 };
 
+use ipnet::IpNet;
 use ringfence_proto::bundle::Bundle;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
@@ -101,8 +102,11 @@ pub async fn run_with_wg(cfg: RunConfig, wg_cfg: Option<WgConfig>) -> Result<(),
         Some(q) => Some(Remote::start(&cfg.state_dir, Some(q.clone())).await?),
         None => None,
     };
-    if let (Some(_), Some(w)) = (&remote, wg_cfg.as_mut()) {
+    let mut cfg = cfg;
+    if let (Some(r), Some(w)) = (&remote, wg_cfg.as_mut()) {
         w.peers_file.get_or_insert_with(|| remote::peers_path(&cfg.state_dir));
+        // Peer nodes join the policy's must-encrypt peers while this node runs the mesh.
+        cfg.extra_peers = Remote::peer_addresses(&r.initial);
     }
     let (checked, wg_checked) = match check_all(&cfg, wg_cfg.as_ref()) {
         Ok(c) => c,
@@ -132,6 +136,13 @@ pub async fn run_with_wg(cfg: RunConfig, wg_cfg: Option<WgConfig>) -> Result<(),
         cgroup = %cfg.cgroup.display(), bpffs = %cfg.bpffs.display(),
         interfaces = %cfg.interfaces.join(","), "enforcing"
     );
+    if let (Some(r), Some(v)) = (&remote, &wg_checked) {
+        r.report.lock().expect("report lock").wireguard = Some(ringfence_proto::api::WireGuardInfo {
+            public_key: wg::pubkey(&v.cfg.state_dir)?,
+            endpoint: v.cfg.endpoint.clone(),
+            allowed_ips: v.addresses.iter().map(|a| IpNet::from(a.addr()).to_string()).collect(),
+        });
+    }
     let mut mesh = match wg_checked {
         Some(v) => Some(wg::Mesh::start(v).await?),
         None => None,
@@ -222,6 +233,9 @@ pub async fn run_with_wg(cfg: RunConfig, wg_cfg: Option<WgConfig>) -> Result<(),
             Some(b) = next_bundle(&mut remote) => {
                 let r = remote.as_mut().expect("a bundle comes from the remote");
                 let trigger = format!("control plane bundle {}", b.version);
+                if mesh.is_some() {
+                    enforcer.cfg.extra_peers = Remote::peer_addresses(&b);
+                }
                 let result = match r.write(&b) {
                     Ok(()) => enforcer.reload(&trigger),
                     Err(e) => Err(e.to_string()),

@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::agent::agent_bin;
+use crate::{agent::agent_bin, NetNs};
 
 /// A binary built beside the test executable (`cargo build --bins`).
 fn sibling_bin(name: &str) -> PathBuf {
@@ -26,25 +26,64 @@ pub struct ControlPlane {
     child: Option<Child>,
     pub state: PathBuf,
     pub addr: SocketAddr,
+    /// The network namespace it (and the CLI, and enrollments) run in; `None`: the test's own.
+    netns: Option<PathBuf>,
 }
 
 impl ControlPlane {
-    /// Starts `ringfence-control serve` with a fresh state directory and waits until it accepts.
+    /// Starts `ringfence-control serve` on 127.0.0.1 with a fresh state directory and waits
+    /// until it accepts.
     pub fn start(name: &str) -> ControlPlane {
+        let port = TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+        Self::start_at(name, SocketAddr::from(([127, 0, 0, 1], port)), None)
+    }
+
+    /// Starts it inside a lab namespace, listening on `addr` (an address of that namespace).
+    pub fn start_in(name: &str, ns: &NetNs, addr: SocketAddr) -> ControlPlane {
+        Self::start_at(name, addr, Some(ns.path().to_path_buf()))
+    }
+
+    fn start_at(name: &str, addr: SocketAddr, netns: Option<PathBuf>) -> ControlPlane {
         let state = std::env::temp_dir().join(format!("ringfence-cp-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&state);
         std::fs::create_dir_all(&state).expect("control-plane state dir");
-        let port = TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
-        let mut cp = ControlPlane { child: None, state, addr: SocketAddr::from(([127, 0, 0, 1], port)) };
+        let mut cp = ControlPlane { child: None, state, addr, netns };
         cp.restart();
         cp
+    }
+
+    /// A command for `bin` in the control plane's namespace.
+    fn command(&self, bin: impl AsRef<std::ffi::OsStr>) -> Command {
+        match &self.netns {
+            None => Command::new(bin),
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net={}", ns.display())).arg("--").arg(bin);
+                c
+            }
+        }
+    }
+
+    fn accepts(&self) -> bool {
+        match &self.netns {
+            None => TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok(),
+            Some(_) => {
+                let probe = format!("exec 3<>/dev/tcp/{}/{}", self.addr.ip(), self.addr.port());
+                self.command("bash")
+                    .args(["-c", &probe])
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success())
+            }
+        }
     }
 
     /// (Re)starts the server on the same state directory and port.
     pub fn restart(&mut self) {
         self.kill();
         let db = format!("sqlite://{}", self.state.join("control.db").display());
-        let child = Command::new(sibling_bin("ringfence-control"))
+        let child = self
+            .command(sibling_bin("ringfence-control"))
             .args(["serve", "--listen", &self.addr.to_string(), "--db", &db, "--long-poll-max", "20s"])
             .arg("--state-dir")
             .arg(&self.state)
@@ -55,7 +94,7 @@ impl ControlPlane {
             .expect("spawn ringfence-control");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_err() {
+        while !self.accepts() {
             assert!(Instant::now() < deadline, "ringfence-control did not listen on {}", self.addr);
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -90,7 +129,7 @@ impl ControlPlane {
     }
 
     pub fn cli_output(&self, args: &[&str]) -> Output {
-        Command::new(sibling_bin("ringfence"))
+        self.command(sibling_bin("ringfence"))
             .args(args)
             .env("RINGFENCE_SERVER", self.url())
             .env("RINGFENCE_CA", self.ca())
@@ -115,11 +154,20 @@ impl ControlPlane {
         v["policy"]["version"].as_u64().unwrap_or_else(|| panic!("policy version in {v}"))
     }
 
-    /// Enrolls a node: a one-time token for `region`, then `ringfence-agent enroll`. Returns the
-    /// node id.
+    /// Enrolls a node: a one-time token for `region`, then `ringfence-agent enroll` (in the
+    /// control plane's namespace). Returns the node id.
     pub fn enroll(&self, region: &str, state_dir: &Path) -> String {
+        self.enroll_from(region, state_dir, None)
+    }
+
+    /// Like [`ControlPlane::enroll`], with the agent in namespace `from`.
+    pub fn enroll_from(&self, region: &str, state_dir: &Path, from: Option<&NetNs>) -> String {
         let token = self.cli(&["token", "create", "--region", region, "--ttl", "10m"]).trim().to_string();
-        let out = Command::new(agent_bin())
+        let mut cmd = match from {
+            Some(ns) => ns.command(agent_bin()),
+            None => self.command(agent_bin()),
+        };
+        let out = cmd
             .args(["enroll", "--server", &self.url(), "--token", &token, "--hostname", region])
             .arg("--ca")
             .arg(self.ca())

@@ -120,6 +120,27 @@ impl Node {
             "run".into(),
             "--policy".into(),
             self.dir.join("policy.yaml").display().to_string(),
+            "--wg-peers".into(),
+            self.peers_file().display().to_string(),
+        ];
+        args.extend(self.common_args(address));
+        args.extend(extra.iter().cloned());
+        self.spawn(&args);
+    }
+
+    /// The agent under a control plane (`run --control`, after `ringfence-agent enroll` into
+    /// this node's state dir): policy and peers come from bundles; it advertises its underlay
+    /// endpoint `endpoint`.
+    pub fn start_controlled(&mut self, address: &str, endpoint: &str) {
+        let mut args: Vec<String> =
+            vec!["run".into(), "--control".into(), "--wg-endpoint".into(), endpoint.into()];
+        args.extend(self.common_args(address));
+        self.spawn(&args);
+    }
+
+    /// cgroup, bpffs, WireGuard (userspace boringtun) and state-dir arguments of `run`.
+    fn common_args(&self, address: &str) -> Vec<String> {
+        vec![
             "--cgroup".into(),
             self.cgroup.path().display().to_string(),
             "--bpffs".into(),
@@ -132,18 +153,18 @@ impl Node {
             format!("{address}/32"),
             "--wg-listen-port".into(),
             PORT.to_string(),
-            "--wg-peers".into(),
-            self.peers_file().display().to_string(),
             "--wg-backend".into(),
             "userspace".into(),
             "--wg-userspace-impl".into(),
             boringtun().display().to_string(),
             "--state-dir".into(),
             self.state_dir().display().to_string(),
-        ];
-        args.extend(extra.iter().cloned());
-        let agent = AgentProc::spawn_command(self.ns.command(agent_bin()), &args, false);
-        agent.wait_for_message("wireguard peers reconciled", Duration::from_secs(20));
+        ]
+    }
+
+    fn spawn(&mut self, args: &[String]) {
+        let agent = AgentProc::spawn_command(self.ns.command(agent_bin()), args, false);
+        agent.wait_for_message("wireguard peers reconciled", Duration::from_secs(60));
         self.agent = Some(agent);
     }
 

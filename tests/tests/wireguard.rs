@@ -213,3 +213,49 @@ fn traffic_between_nodes_only_leaves_inside_wireguard() {
     // A destination that is not a peer is unaffected: B's underlay address in the clear.
     tcp(&a.ns, UNDERLAY_B).assert_ok("plaintext to an address that need not be encrypted");
 }
+
+/// The control plane (here inside node A's namespace, on the underlay) gives each enrolled node
+/// the other nodes of its region as WireGuard peers: keys and endpoints the agents reported.
+#[test]
+fn control_plane_bundles_carry_the_region_peers() {
+    let (mut a, mut b) = mesh();
+    let listen: std::net::SocketAddr = format!("{UNDERLAY_A}:8443").parse().expect("addr");
+    let cp = ringfence_tests::ControlPlane::start_in("wgcp", &a.ns, listen);
+    let policy = policy_head_with("mesh", "enforce", "allow", "")
+        + "    - name: mesh\n      action: allow\n      to: { cidrs: [198.51.100.0/24] }\n";
+    assert_eq!(cp.apply(&policy, "region=eu"), 1);
+    let id_a = cp.enroll_from("eu", &a.state_dir(), Some(&a.ns));
+    let id_b = cp.enroll_from("eu", &b.state_dir(), Some(&b.ns));
+    a.start_controlled(TUNNEL_A, &format!("{UNDERLAY_A}:{PORT}"));
+    b.start_controlled(TUNNEL_B, &format!("{UNDERLAY_B}:{PORT}"));
+    let _server = serve(&b.ns);
+    let r = tcp_eventually(&a.ns, TUNNEL_B);
+    assert!(r.ok, "A reaches B's tunnel address through peers from the control plane: {r:?}");
+    for (n, peer_id, peer_key, endpoint) in [
+        (&a, &id_b, b.pubkey(), format!("{UNDERLAY_B}:{PORT}")),
+        (&b, &id_a, a.pubkey(), format!("{UNDERLAY_A}:{PORT}")),
+    ] {
+        let file = n.state_dir().join("control").join("peers.json");
+        let peers: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).expect("peers file")).expect("peers JSON");
+        let list = peers["peers"].as_array().expect("peers");
+        assert_eq!(list.len(), 1, "{peers}");
+        assert_eq!(
+            (list[0]["publicKey"].as_str(), list[0]["endpoint"].as_str()),
+            (Some(peer_key.as_str()), Some(endpoint.as_str())),
+            "{peers}"
+        );
+        let nodes = cp.cli_json(&["nodes"]);
+        let me = nodes["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .find(|x| x["node_id"] == peer_id.as_str())
+            .cloned();
+        assert_eq!(
+            me.and_then(|m| m["wireguard"]["public_key"].as_str().map(str::to_owned)),
+            Some(peer_key.clone()),
+            "{nodes}"
+        );
+    }
+}

@@ -288,6 +288,7 @@ mod tests {
             userspace_impl: Some(dir.join("missing-boringtun")),
             state_dir: dir.join("state"),
             mtu: DEFAULT_MTU,
+            endpoint: None,
         };
         let errors = check(&cfg).unwrap_err();
         let text = errors.join("\n");
