@@ -41,6 +41,7 @@ pub mod cleanup;
 pub mod control;
 pub mod lab;
 pub mod netns;
+pub mod postgres;
 pub mod probe;
 pub mod scenario;
 mod util;

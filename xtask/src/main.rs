@@ -44,6 +44,9 @@ enum Cmd {
     /// Fuzz the policy parser/compiler and bundle verifier (cargo-fuzz) and the control-plane
     /// API (schemathesis against its OpenAPI document); installs what it needs.
     Fuzz(fuzz::FuzzArgs),
+    /// Control plane: 1,000 simulated agents, policy apply to all acknowledged (p50/p99), event
+    /// ingest; SQLite and PostgreSQL.
+    BenchControl(bench::ControlBenchArgs),
     /// (internal) connect() loop used by the benchmark inside the lab.
     #[command(hide = true)]
     BenchClient { addr: String, port: u16, count: usize },
@@ -61,6 +64,7 @@ fn main() -> Result<()> {
         Cmd::BenchGeo(args) => bench::bench_geo(args),
         Cmd::BenchPath(args) => bench::bench_path(args),
         Cmd::BenchExfil(args) => bench::bench_exfil(args),
+        Cmd::BenchControl(args) => bench::bench_control(args),
         Cmd::Fuzz(args) => fuzz::fuzz(args),
         Cmd::BenchClient { addr, port, count } => bench::client(&addr, port, count),
         Cmd::BenchServer { port } => bench::server(port),

@@ -2,6 +2,7 @@
 //! against no program and against nftables doing the same job, all in one run (see `rig`).
 //! `cargo xtask bench-geo`: the same for country policies, plus compile and swap time, map entries
 //! after aggregation and the agent's memory.
+mod control;
 mod exfil;
 mod geo;
 mod path;
@@ -15,6 +16,7 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
+pub use control::{bench_control, ControlBenchArgs};
 pub use exfil::{bench_exfil, ExfilBenchArgs};
 pub use geo::{bench_geo, GeoBenchArgs};
 pub use path::{bench_path, PathBenchArgs};
