@@ -5,13 +5,14 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use reqwest::{Certificate, Client, StatusCode};
-use ringfence_control::{Running, ServeArgs};
+use ringfence_control::{
+    cli::{ApiClient, ServerArgs},
+    Running, ServeArgs,
+};
 use ringfence_proto::api::{
     AlertList, NodeInfo, NodeList, PolicyApplied, PolicyApplyRequest, Selector, TokenRequest, TokenResponse,
     WireGuardInfo,
 };
-use serde::Serialize;
 
 /// A minimal valid policy allowing one network.
 pub fn policy_yaml(name: &str, cidr: &str) -> String {
@@ -51,8 +52,6 @@ pub struct Server {
     pub base: String,
     /// Its CA certificate file (what an operator hands to `ringfence-agent enroll --ca`).
     pub ca_path: PathBuf,
-    ca_pem: String,
-    admin_token: String,
     state_dir: PathBuf,
     listen: String,
     cert_ttl: Option<&'static str>,
@@ -65,15 +64,11 @@ impl Server {
         let temp = tempfile::tempdir().unwrap();
         let state_dir = temp.path().join("state");
         let running = serve(&state_dir, "127.0.0.1:0", cert_ttl).await;
-        let ca_pem = std::fs::read_to_string(&running.ca_path).unwrap();
-        let admin_token = std::fs::read_to_string(&running.admin_token_path).unwrap().trim().to_owned();
         Server {
             base: format!("https://127.0.0.1:{}", running.addr.port()),
             listen: running.addr.to_string(),
             ca_path: running.ca_path.clone(),
             running: Some(running),
-            ca_pem,
-            admin_token,
             state_dir,
             cert_ttl,
             _temp: temp,
@@ -93,32 +88,26 @@ impl Server {
         self.running = Some(serve(&self.state_dir, &self.listen, self.cert_ttl).await);
     }
 
-    fn admin(&self) -> Client {
-        Client::builder()
-            .use_rustls_tls()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(Certificate::from_pem(self.ca_pem.as_bytes()).unwrap())
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap()
+    /// The operator's API client (the one `ringfence` uses), with the admin credential.
+    fn api(&self) -> ApiClient {
+        let args = ServerArgs {
+            server: self.base.clone(),
+            ca: self.ca_path.clone(),
+            admin_token_file: self.state_dir.join("admin.token"),
+        };
+        ApiClient::new(&args).unwrap_or_else(|e| panic!("admin client: {e}"))
     }
 
-    pub async fn admin_get(&self, path: &str) -> reqwest::Response {
-        let url = format!("{}{path}", self.base);
-        self.admin().get(url).bearer_auth(&self.admin_token).send().await.unwrap()
-    }
-
-    pub async fn admin_post<T: Serialize>(&self, path: &str, body: &T) -> reqwest::Response {
-        let url = format!("{}{path}", self.base);
-        self.admin().post(url).bearer_auth(&self.admin_token).json(body).send().await.unwrap()
+    async fn admin_get<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        self.api().get(path).await.unwrap_or_else(|e| panic!("GET {path}: {e}"))
     }
 
     /// A one-time join token for a node of `region`.
     pub async fn token(&self, region: &str) -> String {
         let req = TokenRequest { region: region.into(), labels: Default::default(), ttl_seconds: None };
-        let resp = self.admin_post("/v1/tokens", &req).await;
-        assert_eq!(resp.status(), StatusCode::OK, "token create: {}", resp.text().await.unwrap());
-        resp.json::<TokenResponse>().await.unwrap().token
+        let t: TokenResponse =
+            self.api().post("/v1/tokens", &req).await.unwrap_or_else(|e| panic!("token: {e}"));
+        t.token
     }
 
     /// Applies a policy to the nodes of `selector` (e.g. `region=eu`).
@@ -129,20 +118,18 @@ impl Server {
             author: Some("tester".into()),
             comment: None,
         };
-        let resp = self.admin_post("/v1/policies", &req).await;
-        assert_eq!(resp.status(), StatusCode::OK, "policy apply: {}", resp.text().await.unwrap());
-        resp.json().await.unwrap()
+        self.api().post("/v1/policies", &req).await.unwrap_or_else(|e| panic!("policy apply: {e}"))
     }
 
     /// The inventory entry of a node.
     pub async fn node(&self, node_id: &str) -> NodeInfo {
-        let nodes: NodeList = self.admin_get("/v1/nodes").await.json().await.unwrap();
+        let nodes: NodeList = self.admin_get("/v1/nodes").await;
         nodes.nodes.into_iter().find(|n| n.node_id == node_id).expect("node in the inventory")
     }
 
     /// Stored event ids, sorted.
     pub async fn alert_ids(&self) -> Vec<String> {
-        let alerts: AlertList = self.admin_get("/v1/alerts?limit=1000").await.json().await.unwrap();
+        let alerts: AlertList = self.admin_get("/v1/alerts?limit=1000").await;
         let mut ids: Vec<String> = alerts.alerts.into_iter().map(|a| a.event.id).collect();
         ids.sort();
         ids
