@@ -53,6 +53,9 @@ pub use values::MAX_PORT_ENTRIES;
 /// Parses and validates a policy document. On failure returns every problem found (YAML syntax
 /// errors stop parsing, so a syntax error is reported alone), ordered by line and column.
 pub fn parse_policy(src: &str) -> Result<Policy, Vec<Diagnostic>> {
+    // A byte order mark may start a YAML stream (editors on Windows write one); the YAML reader
+    // would take it for content. Line 1's columns then count from after it, as editors show them.
+    let src = src.strip_prefix('\u{feff}').unwrap_or(src);
     let (root, diagnostics) = yaml_tree::parse_yaml(src)?;
     validate::validate(root.as_ref(), diagnostics)
 }

@@ -81,3 +81,16 @@ fn anchors_and_aliases_are_expanded() {
     ));
     assert_eq!(p.rules[1].cidrs, vec![net("203.0.113.0/24")]);
 }
+
+// Found probing the parser while fuzzing it: a UTF-8 byte order mark before a valid policy
+// was refused ("did not find expected <document start>" at a later line).
+#[test]
+fn leading_byte_order_mark_is_ignored() {
+    let text = doc(
+        "  defaultAction: deny\n  egress:\n    - {name: a, action: allow, to: {cidrs: [203.0.113.0/24]}}\n",
+    );
+    assert_eq!(parse_ok(&format!("\u{feff}{text}")), parse_ok(&text));
+    let diags = crate::parse_policy("\u{feff}apiVersion: x\n").unwrap_err();
+    assert!(diags.iter().all(|d| d.line >= 1 && d.column >= 1), "{diags:?}");
+    assert_eq!((diags[0].line, diags[0].column), (1, 1), "{diags:?}");
+}
