@@ -28,7 +28,7 @@ const CRYPTOGRAPHY_VERSION: &str = "50.0.2";
 pub const TARGETS: &[&str] = &["policy_parse", "policy_compile", "bundle_verify"];
 /// Schemathesis checks: no 5xx, documented status codes, content types and bodies.
 const CHECKS: &str =
-    "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance";
+    "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,negative_data_rejection";
 
 /// `cargo xtask fuzz` options.
 #[derive(clap::Args, Debug)]
@@ -71,6 +71,14 @@ pub fn fuzz(args: FuzzArgs) -> Result<()> {
     }
     let venv = if wanted("api") { Some(ensure_schemathesis(&root)?) } else { None };
 
+    let mut build_time = None;
+    if !targets.is_empty() {
+        // All targets at once (sanitizer build, nightly), so each run below is all fuzzing.
+        println!("fuzz: building the cargo-fuzz targets (nightly, AddressSanitizer)");
+        let building = Instant::now();
+        run(Command::new("rustup").args(["run", "nightly", "cargo", "fuzz", "build"]).current_dir(&root))?;
+        build_time = Some(building.elapsed());
+    }
     let mut runs = Vec::new();
     for target in targets {
         runs.push(run_target(&root, target, args.seconds)?);
@@ -81,6 +89,9 @@ pub fn fuzz(args: FuzzArgs) -> Result<()> {
     };
 
     println!("\nfuzz summary ({:.0?} in all):", started.elapsed());
+    if let Some(t) = build_time {
+        println!("  {:<15} {:>5.0?}", "build targets", t);
+    }
     for r in &runs {
         println!(
             "  {:<15} {:>5.0?}  {:>10} executions  {}",
@@ -464,7 +475,7 @@ fn run_api(root: &Path, venv: &Path, examples: u64, seed: Option<u64>) -> Result
         .arg("--request-cert-key")
         .arg(&key_path)
         .args(["--checks", CHECKS])
-        .args(["--phases", "examples,coverage,fuzzing"])
+        .args(["--phases", "examples,coverage,fuzzing,stateful"])
         .args(["--max-examples", &examples.to_string()])
         .args(["--workers", "2", "--request-timeout", "10", "--no-shrink"])
         .args(["--generation-database", "none"])
