@@ -39,4 +39,3 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
-
