@@ -9,7 +9,8 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let Err(diagnostics) = ringfence_policy::parse_policy(text) else { return };
     assert!(!diagnostics.is_empty(), "a refused policy names at least one problem");
-    let lines = text.split('\n').count().max(1) + 1;
+    // YAML line breaks: LF, CR LF and a lone CR; an error at the end may be one line further.
+    let lines = text.replace("\r\n", "\n").split(['\n', '\r']).count() + 1;
     for d in &diagnostics {
         assert!(d.line >= 1 && d.column >= 1, "positions are 1-based: {d:?}");
         assert!(d.line <= lines, "line {} beyond the text ({lines} lines): {d:?}", d.line);
