@@ -26,7 +26,8 @@ const SCHEMATHESIS_VERSION: &str = "4.32.5";
 const CRYPTOGRAPHY_VERSION: &str = "50.0.2";
 /// The cargo-fuzz targets (`fuzz/fuzz_targets/*.rs`).
 pub const TARGETS: &[&str] = &["policy_parse", "policy_compile", "bundle_verify"];
-/// Schemathesis checks: no 5xx, documented status codes, content types and bodies.
+/// Schemathesis checks: no 5xx, documented status codes, content types and bodies, and requests
+/// that violate the schema refused.
 const CHECKS: &str =
     "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,negative_data_rejection";
 
