@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
 use reqwest::{Certificate, Client, Identity, StatusCode};
 use ringfence_control::ServeArgs;
 use ringfence_proto::api::{
@@ -18,10 +17,12 @@ use ringfence_proto::api::{
 use ringfence_proto::SignedBundle;
 use tokio::sync::{mpsc, Semaphore};
 
-#[derive(Parser)]
-struct Wrap {
-    #[command(flatten)]
-    serve: ServeArgs,
+/// Sends `body` as JSON and reads the JSON answer (panics on any failure: a benchmark).
+async fn post_json<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+    req: reqwest::RequestBuilder,
+    body: &B,
+) -> T {
+    req.json(body).send().await.unwrap().error_for_status().unwrap().json().await.unwrap()
 }
 
 fn client(ca: &str, identity: Option<Identity>) -> Client {
@@ -52,12 +53,12 @@ async fn main() {
     let agents: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
     let events: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(20_000);
     let dir = tempfile::tempdir().unwrap();
-    let mut argv = vec!["serve".to_owned(), "--listen".into(), "127.0.0.1:0".into(), "--state-dir".into()];
+    let mut argv = vec!["--listen".to_owned(), "127.0.0.1:0".into(), "--state-dir".into()];
     argv.push(dir.path().join("state").display().to_string());
     if let Some(db) = args.get(3) {
         argv.extend(["--db".into(), db.clone()]);
     }
-    let config = Wrap::try_parse_from(argv).unwrap().serve.validate().unwrap();
+    let config = ServeArgs::from_flags(argv).unwrap().validate().unwrap();
     let running = ringfence_control::start(config).await.unwrap();
     let base = format!("https://127.0.0.1:{}", running.addr.port());
     let ca = std::fs::read_to_string(&running.ca_path).unwrap();
@@ -74,16 +75,8 @@ async fn main() {
         enrolling.push(tokio::spawn(async move {
             let _permit = limit.acquire().await.unwrap();
             let req = TokenRequest { region: "eu".into(), labels: Default::default(), ttl_seconds: None };
-            let token: TokenResponse = admin
-                .post(format!("{base}/v1/tokens"))
-                .bearer_auth(&admin_token)
-                .json(&req)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let token: TokenResponse =
+                post_json(admin.post(format!("{base}/v1/tokens")).bearer_auth(&admin_token), &req).await;
             let key = ringfence_proto::csr::generate(&format!("sim-{i}")).unwrap();
             let req = EnrollRequest {
                 token: token.token,
@@ -92,15 +85,7 @@ async fn main() {
                 hostname: None,
                 wireguard: None,
             };
-            let enrolled: EnrollResponse = admin
-                .post(format!("{base}/v1/enroll"))
-                .json(&req)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let enrolled: EnrollResponse = post_json(admin.post(format!("{base}/v1/enroll")), &req).await;
             let identity =
                 Identity::from_pem(format!("{}{}", enrolled.certificate_pem, key.key_pem).as_bytes())
                     .unwrap();

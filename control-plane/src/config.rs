@@ -56,6 +56,25 @@ pub struct ServeArgs {
     pub shutdown_grace: String,
 }
 
+impl ServeArgs {
+    /// Parses `serve` flags the way the binary does (`["--listen", "127.0.0.1:0", ...]`): for
+    /// embedding the server, in tests and benchmarks.
+    pub fn from_flags<I, T>(flags: I) -> Result<ServeArgs, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        #[derive(clap::Parser)]
+        struct Wrap {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let argv =
+            std::iter::once(std::ffi::OsString::from("serve")).chain(flags.into_iter().map(Into::into));
+        <Wrap as clap::Parser>::try_parse_from(argv).map(|w| w.serve)
+    }
+}
+
 /// Validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {

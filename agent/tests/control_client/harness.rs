@@ -138,18 +138,13 @@ impl Server {
 
 async fn serve(state_dir: &Path, listen: &str, cert_ttl: Option<&str>) -> Running {
     let db = format!("sqlite://{}", state_dir.with_extension("db").display());
-    let mut argv = vec!["serve", "--listen", listen, "--db", &db, "--shutdown-grace", "2s"];
+    let mut argv = vec!["--listen", listen, "--db", &db, "--shutdown-grace", "2s"];
     let state = state_dir.display().to_string();
     argv.extend(["--state-dir", &state]);
     if let Some(ttl) = cert_ttl {
         argv.extend(["--cert-ttl", ttl]);
     }
-    #[derive(clap::Parser)]
-    struct Wrap {
-        #[command(flatten)]
-        serve: ServeArgs,
-    }
-    let args = <Wrap as clap::Parser>::try_parse_from(argv).unwrap().serve;
+    let args = ServeArgs::from_flags(argv).unwrap();
     let config = args.validate().unwrap_or_else(|e| panic!("test config invalid: {e:?}"));
     ringfence_control::start(config).await.unwrap_or_else(|e| panic!("control plane start: {e}"))
 }

@@ -112,8 +112,7 @@ impl TestServer {
             (None, Backend::Postgres) => pg::fresh_database().await,
         };
         let mut argv = vec![
-            "serve".to_owned(),
-            "--listen".into(),
+            "--listen".to_owned(),
             "127.0.0.1:0".into(),
             "--state-dir".into(),
             state_dir.display().to_string(),
@@ -134,12 +133,7 @@ impl TestServer {
                 argv.push(v);
             }
         }
-        #[derive(clap::Parser)]
-        struct Wrap {
-            #[command(flatten)]
-            serve: ServeArgs,
-        }
-        let args = <Wrap as clap::Parser>::try_parse_from(argv).unwrap().serve;
+        let args = ServeArgs::from_flags(argv).unwrap();
         let config = args.validate().unwrap_or_else(|e| panic!("test config invalid: {e:?}"));
         let running = ringfence_control::start(config).await.unwrap_or_else(|e| panic!("server start: {e}"));
         let ca_pem = std::fs::read_to_string(&running.ca_path).unwrap();
