@@ -1,7 +1,8 @@
 //! `cargo xtask demo`: a live demonstration in network namespaces. A "node" namespace with a
 //! workload cgroup, a "world" namespace with hosts on documentation addresses, the real agent
-//! enforcing a policy: allowed and denied connections, their live events, a hot reload, the
-//! enforcement surviving the agent, and detach. Everything is removed at the end.
+//! enforcing a policy: allowed and denied connections, their live events, a hot reload, an
+//! exfiltration caught and blocked, the enforcement surviving the agent, and detach. Everything is
+//! removed at the end.
 use std::{path::Path, thread::sleep, time::Duration};
 
 use anyhow::{bail, Result};
@@ -166,10 +167,29 @@ pub fn demo() -> Result<()> {
             .join("\n")
     );
 
-    println!("\n== Starting ringfence-agent on cgroup {}", lab.cgroup_path().display());
-    let geo_args = [std::ffi::OsString::from("--geoip-db"), geo_db.clone().into_os_string()];
-    let mut agent =
-        AgentProc::spawn_with(&agent_bin, &policy, lab.cgroup_path(), lab.bpffs_path(), &geo_args, true);
+    let uplink = lab.veth_names().0.to_string();
+    println!(
+        "\n== Starting ringfence-agent on cgroup {} with the packet path on the node's uplink {uplink}",
+        lab.cgroup_path().display()
+    );
+    let args: Vec<std::ffi::OsString> = vec![
+        "run".into(),
+        "--policy".into(),
+        policy.clone().into(),
+        "--cgroup".into(),
+        lab.cgroup_path().into(),
+        "--bpffs".into(),
+        lab.bpffs_path().into(),
+        "--geoip-db".into(),
+        geo_db.clone().into(),
+        "--interface".into(),
+        uplink.into(),
+        "--state-dir".into(),
+        dir.join("state").into(),
+        "--watch-interval".into(),
+        "0.2".into(),
+    ];
+    let mut agent = AgentProc::spawn_command(lab.node_ns().command(&agent_bin), &args, true);
     agent.wait_for_message("enforcing", Duration::from_secs(20));
 
     println!("\n== Connections from a workload in the cgroup (each verdict arrives as a live event)");
@@ -191,6 +211,8 @@ pub fn demo() -> Result<()> {
             expect_ok: true,
         },
     );
+
+    all_good &= exfiltration(&lab, &agent, &agent_bin, &target)?;
 
     println!("\n== Agent status");
     agent_status(&agent_bin, lab.bpffs_path())?;
@@ -221,6 +243,49 @@ pub fn demo() -> Result<()> {
     }
     println!("demo: every connection got the expected verdict");
     Ok(())
+}
+
+/// A workload streams 300 MB to a host that is allowed but not an approved sink: the agent
+/// alerts past 100 MB and blocks the destination for the cgroup; `release` lifts the block.
+fn exfiltration(lab: &Lab, agent: &AgentProc, agent_bin: &Path, target: &Path) -> Result<bool> {
+    println!(
+        "\n== Exfiltration guard: a workload streams 300 MB to 203.0.113.5:443 (allowed, but not an approved sink; threshold 100 MB, action block)"
+    );
+    let out = lab
+        .node_command(target.join("lab-probe"))
+        .args(["stream", "203.0.113.5", "443", "--bytes", "300000000", "--rate", "100000000"])
+        .args(["--stall-ms", "2000"])
+        .output()?;
+    let last = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().to_string();
+    let v: serde_json::Value = serde_json::from_str(&last).unwrap_or_default();
+    let stalled = out.status.code() == Some(3);
+    let alert = agent.wait_for_message("exfiltration alert", Duration::from_secs(5));
+    println!(
+        "  {} transfer stopped after {} bytes; alert: {}",
+        if stalled { "✔" } else { "✘" },
+        v["sent"],
+        alert["explanation"].as_str().unwrap_or("?")
+    );
+    let mut good = stalled;
+    good &= show(
+        lab,
+        &Step {
+            what: "the same destination again (exfiltration block)",
+            proto: "tcp",
+            addr: "203.0.113.5",
+            port: 443,
+            expect_ok: false,
+        },
+    );
+    run(std::process::Command::new(agent_bin).args(["blocks", "--bpffs"]).arg(lab.bpffs_path()))?;
+    println!("\n== `ringfence-agent release --destination 203.0.113.5`: the operator lifts the block");
+    run(std::process::Command::new(agent_bin)
+        .args(["release", "--destination", "203.0.113.5", "--bpffs"])
+        .arg(lab.bpffs_path()))?;
+    agent.wait_for_message("exfiltration block released", Duration::from_secs(5));
+    good &=
+        show(lab, &Step { what: "released", proto: "tcp", addr: "203.0.113.5", port: 443, expect_ok: true });
+    Ok(good)
 }
 
 /// A private temporary directory (removed by the caller).
