@@ -6,11 +6,15 @@ use std::{
     time::Duration,
 };
 
-use aya::maps::{HashMap, Map, MapData, MapError, PerCpuHashMap};
+use aya::maps::{HashMap, MapData, PerCpuHashMap};
 use ringfence_common::{FlowKey, FlowStats, FLOWS_MAP, INBOUND_MAP};
 use serde::Serialize;
 
-use crate::{error::AgentError, exfil::FlowSample, maps::maps_dir};
+use crate::{
+    error::AgentError,
+    exfil::FlowSample,
+    maps::{maps_dir, open},
+};
 
 /// One flow, summed over CPUs.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -89,12 +93,6 @@ pub fn sum(key: &FlowKey, per_cpu: impl IntoIterator<Item = FlowStats>, now_ns: 
     }
 }
 
-fn open<T: TryFrom<Map, Error = MapError>>(bpffs: &Path, name: &str) -> Result<T, AgentError> {
-    let data = MapData::from_pin(maps_dir(bpffs).join(name)).map_err(|e| AgentError::map(name, e))?;
-    T::try_from(Map::from_map_data(data).map_err(|e| AgentError::map(name, e))?)
-        .map_err(|e| AgentError::map(name, e))
-}
-
 /// The pinned flow maps.
 pub struct FlowTable {
     flows: PerCpuHashMap<MapData, FlowKey, FlowStats>,
@@ -110,8 +108,8 @@ impl FlowTable {
     pub fn open(bpffs: &Path) -> Result<Self, AgentError> {
         let pin = maps_dir(bpffs).join(FLOWS_MAP);
         Ok(Self {
-            flows: open(bpffs, FLOWS_MAP)?,
-            inbound: open(bpffs, INBOUND_MAP)?,
+            flows: open(&maps_dir(bpffs), FLOWS_MAP)?,
+            inbound: open(&maps_dir(bpffs), INBOUND_MAP)?,
             flows_fd: MapData::from_pin(&pin).map_err(|e| AgentError::map(FLOWS_MAP, e))?,
             cpus: aya::util::nr_cpus()
                 .map_err(|(what, e)| AgentError::map(FLOWS_MAP, format!("{what}: {e}")))?,

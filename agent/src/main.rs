@@ -234,10 +234,7 @@ fn enroll(
     });
     let id = runtime()
         .block_on(ringfence_agent::control::enroll(server, token, ca, state_dir, &hostname, None))
-        .map_err(|e| match e.exit_code() {
-            64 => AgentError::Config(vec![e.to_string()]),
-            _ => AgentError::Unavailable(e.to_string()),
-        })?;
+        .map_err(ringfence_agent::remote::control_err)?;
     println!(
         "enrolled as node {} in region {} (run `ringfence-agent run --control --state-dir {}`)",
         id.node_id(),

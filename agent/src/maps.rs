@@ -32,13 +32,18 @@ pub fn maps_dir(bpffs: &Path) -> PathBuf {
     bpffs.join("maps")
 }
 
-fn open<T>(dir: &Path, name: &str) -> Result<T, AgentError>
+/// Opens the map pinned as `name` in the maps directory `dir` ([`maps_dir`]).
+pub(crate) fn open<T>(dir: &Path, name: &str) -> Result<T, AgentError>
 where
     T: TryFrom<Map, Error = MapError>,
 {
     let path = dir.join(name);
-    let data = MapData::from_pin(&path)
-        .map_err(|e| AgentError::map(name, format!("open pin {}: {e}", path.display())))?;
+    let data = MapData::from_pin(&path).map_err(|e| {
+        AgentError::map(
+            name,
+            format!("open pin {}: {e} (is the agent's enforcement loaded?)", path.display()),
+        )
+    })?;
     let map = Map::from_map_data(data).map_err(|e| AgentError::map(name, e))?;
     T::try_from(map).map_err(|e| AgentError::map(name, e))
 }

@@ -38,7 +38,8 @@ pub fn peers_path(state_dir: &Path) -> PathBuf {
     control_dir(state_dir).join(PEERS_FILE)
 }
 
-fn control_err(e: ControlError) -> AgentError {
+/// A control-plane error as the agent reports it (exit 64 for configuration, 69 unreachable).
+pub fn control_err(e: ControlError) -> AgentError {
     match e.exit_code() {
         64 => AgentError::Config(vec![e.to_string()]),
         _ => AgentError::Unavailable(e.to_string()),

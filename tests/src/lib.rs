@@ -44,6 +44,7 @@ pub mod netns;
 pub mod postgres;
 pub mod probe;
 pub mod scenario;
+pub mod scrape;
 mod util;
 pub mod wg_lab;
 

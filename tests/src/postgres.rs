@@ -56,7 +56,9 @@ impl PgCluster {
             "PostgreSQL binaries not found (/usr/lib/postgresql/*/bin/initdb): run `cargo xtask setup`, \
              which installs Debian's `postgresql` package",
         )?;
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
         let dir = std::env::temp_dir().join(format!("ringfence-pg-{}-{nanos:08x}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         run("chown", Command::new("chown").arg("postgres:postgres").arg(&dir))?;
@@ -112,10 +114,13 @@ impl PgCluster {
     pub fn create_database(&self, db: &str) -> Result<String, String> {
         run(
             "createdb",
-            as_postgres(&self.bin, "createdb")
-                .args(["-h"])
-                .arg(&self.dir)
-                .args(["-p", &self.port.to_string(), "-U", "postgres", db]),
+            as_postgres(&self.bin, "createdb").args(["-h"]).arg(&self.dir).args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                db,
+            ]),
         )?;
         Ok(self.url(db))
     }

@@ -7,7 +7,11 @@ use std::{
     time::Duration,
 };
 
-use ringfence_tests::{policy_head_with, AgentProc, Enforced};
+use ringfence_tests::{
+    policy_head_with,
+    scrape::{http_get, prometheus_value},
+    AgentProc, Enforced,
+};
 use serde_json::Value;
 
 const SINK: &str = "198.51.100.10";
@@ -83,19 +87,13 @@ fn spooled(state: &Path) -> Vec<Value> {
         .collect()
 }
 
-/// `GET /metrics` from the agent, inside the node namespace.
+/// The agent's metrics, read inside the node namespace.
 fn scrape(e: &Enforced) -> String {
-    let (host, port) = METRICS_ADDR.split_once(':').expect("addr");
-    let script =
-        format!("exec 3<>/dev/tcp/{host}/{port}; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3");
-    let out = e.lab.node_ns().exec(&["bash", "-c", &script]);
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    http_get(e.lab.node_ns(), METRICS_ADDR, "/metrics")
 }
 
 fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or_else(|| panic!("no {series} in metrics:\n{text}"))
+    prometheus_value(text, series).unwrap_or_else(|| panic!("no {series} in metrics:\n{text}"))
 }
 
 #[test]

@@ -7,11 +7,15 @@ use std::{
     time::Duration,
 };
 
-use aya::maps::{Array, HashMap, Map, MapData, MapError};
+use aya::maps::{Array, HashMap, MapData};
 use ringfence_common::{BlockEntry, BlockKey, BLOCKING_MAP, BLOCKS_MAP};
 use serde::Serialize;
 
-use crate::{error::AgentError, flows::monotonic_ns, maps::maps_dir};
+use crate::{
+    error::AgentError,
+    flows::monotonic_ns,
+    maps::{maps_dir, open},
+};
 
 /// One block as people see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -59,18 +63,6 @@ fn destination(k: &BlockKey) -> IpAddr {
     }
 }
 
-fn open<T: TryFrom<Map, Error = MapError>>(bpffs: &Path, name: &str) -> Result<T, AgentError> {
-    let path = maps_dir(bpffs).join(name);
-    let data = MapData::from_pin(&path).map_err(|e| {
-        AgentError::map(
-            name,
-            format!("open pin {}: {e} (is the agent's enforcement loaded?)", path.display()),
-        )
-    })?;
-    T::try_from(Map::from_map_data(data).map_err(|e| AgentError::map(name, e))?)
-        .map_err(|e| AgentError::map(name, e))
-}
-
 /// Handles on the pinned block maps.
 pub struct BlockTable {
     blocks: HashMap<MapData, BlockKey, BlockEntry>,
@@ -79,7 +71,8 @@ pub struct BlockTable {
 
 impl BlockTable {
     pub fn open(bpffs: &Path) -> Result<Self, AgentError> {
-        Ok(Self { blocks: open(bpffs, BLOCKS_MAP)?, count: open(bpffs, BLOCKING_MAP)? })
+        let dir = maps_dir(bpffs);
+        Ok(Self { blocks: open(&dir, BLOCKS_MAP)?, count: open(&dir, BLOCKING_MAP)? })
     }
 
     /// Blocks `destination` for `cgroup_id` for `ttl` (replacing an existing block's expiry).
@@ -111,25 +104,28 @@ impl BlockTable {
 
     /// Lifts the blocks the selector matches; returns them.
     pub fn release(&mut self, sel: &Selector) -> Result<Vec<Block>, AgentError> {
-        let lifted: Vec<Block> = self.list()?.into_iter().filter(|b| sel.matches(b)).collect();
-        for b in &lifted {
-            // Already gone (expired by the agent meanwhile) is fine.
-            let _ = self.blocks.remove(&key(b.cgroup_id, b.destination));
-        }
-        self.sync_count()?;
-        Ok(lifted)
+        self.remove_where(|b| sel.matches(b)).map(|(lifted, _)| lifted)
     }
 
-    /// Removes expired blocks; returns them.
-    pub fn expire(&mut self) -> Result<Vec<Block>, AgentError> {
-        let expired: Vec<Block> = self.list()?.into_iter().filter(|b| b.expires_in_secs == 0).collect();
-        for b in &expired {
+    /// Removes expired blocks; returns them and the blocks still in force (one read of the map).
+    pub fn expire(&mut self) -> Result<(Vec<Block>, Vec<Block>), AgentError> {
+        self.remove_where(|b| b.expires_in_secs == 0)
+    }
+
+    /// Removes the blocks `pred` picks; returns (removed, kept).
+    fn remove_where(
+        &mut self,
+        pred: impl Fn(&Block) -> bool,
+    ) -> Result<(Vec<Block>, Vec<Block>), AgentError> {
+        let (removed, kept): (Vec<Block>, Vec<Block>) = self.list()?.into_iter().partition(|b| pred(b));
+        for b in &removed {
+            // Already gone (removed by the agent or an operator meanwhile) is fine.
             let _ = self.blocks.remove(&key(b.cgroup_id, b.destination));
         }
-        if !expired.is_empty() {
+        if !removed.is_empty() {
             self.sync_count()?;
         }
-        Ok(expired)
+        Ok((removed, kept))
     }
 
     /// Tells the packet path how many blocks exist (0 lets it skip the lookup).

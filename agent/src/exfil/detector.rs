@@ -54,6 +54,16 @@ pub enum AlertKind {
     Checkpoint,
 }
 
+impl AlertKind {
+    /// As serialized: `bulk` or `checkpoint`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::Bulk => "bulk",
+            AlertKind::Checkpoint => "checkpoint",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
@@ -178,10 +188,13 @@ impl Detector {
             d.last_active.is_some_and(|t| now.saturating_duration_since(t) <= IDLE_FORGET)
                 || !d.window.is_empty()
         });
-        let totals: Vec<(DestId, u64)> = self.dests.iter().map(|(k, d)| (*k, d.total)).collect();
-        for ((cgroup_id, remote), total) in totals {
-            let name = || format!("cgroup {cgroup_id} -> {remote}");
-            self.match_checkpoints(&candidates, &name, (cgroup_id, remote), None, total, &mut alerts);
+        // Destination totals against checkpoint sizes (only when there is something to match).
+        if self.rules.checkpoint_tolerance.is_some() && !candidates.is_empty() {
+            let totals: Vec<(DestId, u64)> = self.dests.iter().map(|(k, d)| (*k, d.total)).collect();
+            for ((cgroup_id, remote), total) in totals {
+                let name = || format!("cgroup {cgroup_id} -> {remote}");
+                self.match_checkpoints(&candidates, &name, (cgroup_id, remote), None, total, &mut alerts);
+            }
         }
         if let Some((threshold, window)) = self.rules.bulk {
             self.check_bulk(now, threshold, window, &mut alerts);

@@ -89,6 +89,7 @@ fn approved_by_country_cidr_policy_peer_and_agent_peer_alert_on_everything_else(
         (Some("exfiltration"), Some("bulk")),
         "{json}"
     );
+    assert_eq!(a.kind.as_str(), "bulk", "metrics label = serialized kind");
 }
 
 #[test]

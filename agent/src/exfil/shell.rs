@@ -150,12 +150,10 @@ impl ExfilShell {
             Ok(()) => self.spool.notify.notify_one(),
             Err(e) => error!(error = %e, id = %r.id, "exfiltration alert could not be spooled"),
         }
-        let kind = serde_json::to_value(r.kind).ok();
-        let kind = kind.as_ref().and_then(|k| k.as_str()).unwrap_or("unknown");
         self.metrics.inc_counter(
             "ringfence_exfil_alerts_total",
             "Exfiltration alerts raised, by kind and action.",
-            &[("kind", kind), ("action", r.action)],
+            &[("kind", r.kind.as_str()), ("action", r.action)],
             1,
         );
         self.metrics.set_gauge(
@@ -185,18 +183,15 @@ impl ExfilShell {
 
     /// Expires old blocks and notices the ones an operator released.
     fn sync_blocks(&mut self, now: Instant) {
-        match self.blocks.expire() {
-            Ok(expired) => {
+        let present = match self.blocks.expire() {
+            Ok((expired, present)) => {
                 for b in expired {
                     self.installed.remove(&(b.cgroup_id, b.destination));
                     info!(cgroup_id = b.cgroup_id, destination = %b.destination, "exfiltration block expired");
                 }
+                present
             }
-            Err(e) => warn!(error = %e, "expiring exfiltration blocks"),
-        }
-        let present = match self.blocks.list() {
-            Ok(list) => list,
-            Err(e) => return warn!(error = %e, "reading exfiltration blocks"),
+            Err(e) => return warn!(error = %e, "expiring exfiltration blocks"),
         };
         self.metrics.set_gauge(
             "ringfence_exfil_blocks",

@@ -11,9 +11,12 @@ use std::{ffi::OsString, net::Ipv4Addr, time::Duration};
 use anyhow::{bail, Context, Result};
 use aya::maps::{Map, MapData, PerCpuHashMap, PerCpuValues};
 use ringfence_common::{FlowKey, FlowStats, FLOWS_MAP, MAX_FLOWS};
-use ringfence_tests::agent::AgentProc;
+use ringfence_tests::{
+    agent::AgentProc,
+    scrape::{http_get, prometheus_value},
+};
 
-use super::rig::Rig;
+use super::rig::{median, Rig};
 use crate::util::{cargo, run};
 
 #[derive(clap::Args)]
@@ -34,18 +37,8 @@ fn policy() -> String {
     "apiVersion: ringfence.dev/v1\nkind: EgressPolicy\nmetadata: { name: bench-exfil }\nspec:\n  defaultAction: allow\n  exfiltration:\n    approvedSinks: { cidrs: [198.51.100.10/32] }\n    bulk: { bytes: 150MB, window: 10m }\n  egress: []\n".to_string()
 }
 
-fn scrape(rig: &Rig) -> Result<String> {
-    let (host, port) = METRICS.split_once(':').expect("addr");
-    let script =
-        format!("exec 3<>/dev/tcp/{host}/{port}; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3");
-    let out = rig.lab.node_ns().command("bash").args(["-c", &script]).output()?;
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 fn gauge(text: &str, name: &str) -> Result<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-        .with_context(|| format!("no {name} in the agent's metrics"))
+    prometheus_value(text, name).with_context(|| format!("no {name} in the agent's metrics"))
 }
 
 /// Medians of `n` samples of the agent's last poll duration and of its flow-table read (one
@@ -55,17 +48,12 @@ fn poll_seconds(rig: &Rig, n: usize) -> Result<(f64, f64, f64)> {
     let mut flows = 0.0;
     for _ in 0..n {
         std::thread::sleep(Duration::from_millis(1000));
-        let text = scrape(rig)?;
-        poll.push(gauge(&text, "ringfence_exfil_poll_seconds ")?);
-        read.push(gauge(&text, "ringfence_exfil_read_seconds ")?);
-        flows = gauge(&text, "ringfence_exfil_flows ")?;
+        let text = http_get(rig.lab.node_ns(), METRICS, "/metrics");
+        poll.push(gauge(&text, "ringfence_exfil_poll_seconds")?);
+        read.push(gauge(&text, "ringfence_exfil_read_seconds")?);
+        flows = gauge(&text, "ringfence_exfil_flows")?;
     }
     Ok((median(poll), median(read), flows))
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
-    v[v.len() / 2]
 }
 
 fn rss_kib(pid: i32) -> Result<u64> {

@@ -13,7 +13,7 @@ use ringfence_common::{TC_EGRESS, TC_INGRESS};
 
 use ringfence_tests::wg_lab;
 
-use super::rig::{KillOnDrop, Rig, DEST};
+use super::rig::{median, KillOnDrop, Rig, DEST};
 
 #[derive(clap::Args)]
 pub struct PathBenchArgs {
@@ -47,11 +47,6 @@ fn program_stats() -> (Duration, u64) {
         .filter_map(Result::ok)
         .filter(|p| matches!(p.name_as_str(), Some(n) if n == TC_EGRESS || n == TC_INGRESS))
         .fold((Duration::ZERO, 0), |(t, c), p| (t + p.run_time(), c + p.run_count()))
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
-    v[v.len() / 2]
 }
 
 /// iperf3 from node A to `addr` in node B (server already running there).

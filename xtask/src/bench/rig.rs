@@ -122,7 +122,8 @@ pub struct Comparison {
     pub nft_load: Duration,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// The median of a set of measurements (the upper one for an even count).
+pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
     v[v.len() / 2]
 }
