@@ -31,6 +31,9 @@ pub struct RunConfig {
     /// Peer node addresses from the control plane's bundle, added to the policy's `spec.peers`
     /// (only while this node runs the WireGuard mesh).
     pub extra_peers: Vec<ipnet::IpNet>,
+    /// Enforce even where the kernel cannot run the socket guard (BPF LSM): raw, packet and XDP
+    /// sockets are then not refused.
+    pub allow_weaker_isolation: bool,
 }
 
 /// Which WireGuard implementation drives the interface.
@@ -38,7 +41,9 @@ pub struct RunConfig {
 pub enum WgBackendChoice {
     /// The kernel module when it is loaded, otherwise a userspace implementation from PATH.
     Auto,
+    /// The kernel's WireGuard (module `wireguard`); fails if it is not available.
     Kernel,
+    /// A userspace implementation (boringtun-cli, boringtun or wireguard-go; see --wg-userspace-impl).
     Userspace,
 }
 

@@ -8,8 +8,8 @@ use std::{
 
 use aya::maps::{Map, MapData, RingBuf};
 use ringfence_common::{
-    country_letters, Event, EVENTS_MAP, HOOKS, PROTO_TCP, PROTO_UDP, VERDICT_ALLOW, VERDICT_DENY,
-    VERDICT_PLAINTEXT_DROP,
+    country_letters, Event, EVENTS_MAP, HOOKS, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, VERDICT_ALLOW,
+    VERDICT_DENY, VERDICT_PLAINTEXT_DROP,
 };
 use ringfence_policy::Policy;
 use serde::Serialize;
@@ -32,12 +32,17 @@ pub struct VerdictRecord {
     pub verdict: &'static str,
     pub rule: String,
     pub rule_id: u32,
+    /// The process (0 and "" when the kernel could not tell: a packet sent outside any process
+    /// context by a cgroup no connect hook saw).
     pub pid: u32,
     pub comm: String,
     pub cgroup_id: u64,
-    pub dst: IpAddr,
+    /// The destination; `None` for a refused socket (it had none yet).
+    pub dst: Option<IpAddr>,
     pub port: u16,
     pub protocol: String,
+    /// A refused socket: its family and type, e.g. `packet/raw`, `inet6/raw`.
+    pub socket: Option<String>,
     pub hook: &'static str,
     pub generation: u32,
     /// The destination's country when the geo database knows it and a country rule was consulted.
@@ -67,6 +72,12 @@ impl RuleNames {
         if rule_id == ringfence_common::RULE_EXFIL_BLOCK {
             return "exfiltration-block".to_string();
         }
+        if rule_id == ringfence_common::RULE_RAW_SOCKETS {
+            return "rawSockets".to_string();
+        }
+        if rule_id == ringfence_common::RULE_SOURCE_ROUTE {
+            return "source-route".to_string();
+        }
         self.recent
             .iter()
             .find(|(g, _)| *g == generation)
@@ -77,10 +88,10 @@ impl RuleNames {
 
     /// Turns a raw event into a record with names.
     pub fn record(&self, ev: &Event) -> VerdictRecord {
-        let dst = if ev.family == 4 {
-            IpAddr::V4(Ipv4Addr::new(ev.daddr[0], ev.daddr[1], ev.daddr[2], ev.daddr[3]))
-        } else {
-            IpAddr::V6(Ipv6Addr::from(ev.daddr))
+        let dst = match ev.family {
+            4 => Some(IpAddr::V4(Ipv4Addr::new(ev.daddr[0], ev.daddr[1], ev.daddr[2], ev.daddr[3]))),
+            6 => Some(IpAddr::V6(Ipv6Addr::from(ev.daddr))),
+            _ => None,
         };
         let comm_len = ev.comm.iter().position(|&b| b == 0).unwrap_or(ev.comm.len());
         VerdictRecord {
@@ -102,11 +113,14 @@ impl RuleNames {
             cgroup_id: ev.cgroup_id,
             dst,
             port: ev.dport as u16,
-            protocol: match ev.protocol {
-                PROTO_TCP => "tcp".into(),
-                PROTO_UDP => "udp".into(),
-                p => p.to_string(),
-            },
+            protocol: protocol_name(ev.protocol),
+            socket: matches!(
+                ev.hook,
+                ringfence_common::HOOK_SOCKET_CREATE
+                    | ringfence_common::HOOK_SOCK_CREATE
+                    | ringfence_common::HOOK_SETSOCKOPT
+            )
+            .then(|| socket_description(ev)),
             hook: HOOKS.get(ev.hook as usize).copied().unwrap_or("unknown"),
             generation: ev.generation,
             country: country_letters(ev.country).map(|c| String::from_utf8_lossy(&c).into_owned()),
@@ -114,14 +128,68 @@ impl RuleNames {
     }
 }
 
+/// `tcp`, `udp`, `icmp`, `icmpv6`, else the protocol number.
+pub fn protocol_name(proto: u32) -> String {
+    match proto {
+        PROTO_TCP => "tcp".into(),
+        PROTO_UDP => "udp".into(),
+        PROTO_ICMP => "icmp".into(),
+        PROTO_ICMPV6 => "icmpv6".into(),
+        p => p.to_string(),
+    }
+}
+
+/// `family/type` of a socket, e.g. `packet/raw`, `inet/raw`, `xdp/raw`.
+pub fn socket_name(family: u32, ty: u32) -> String {
+    let family = match family {
+        2 => "inet".to_string(),
+        10 => "inet6".to_string(),
+        17 => "packet".to_string(),
+        44 => "xdp".to_string(),
+        f => format!("family{f}"),
+    };
+    let ty = match ty {
+        1 => "stream".to_string(),
+        2 => "dgram".to_string(),
+        3 => "raw".to_string(),
+        5 => "seqpacket".to_string(),
+        10 => "packet".to_string(),
+        t => format!("type{t}"),
+    };
+    format!("{family}/{ty}")
+}
+
+/// A refused socket (`packet/raw`) or socket option (`packet/raw option PACKET_QDISC_BYPASS`).
+fn socket_description(ev: &Event) -> String {
+    let socket = socket_name(ev.sock_family, ev.sock_type);
+    if ev.hook != ringfence_common::HOOK_SETSOCKOPT {
+        return socket;
+    }
+    let option = match (ev.sock_level, ev.sock_opt) {
+        (263, 20) => "PACKET_QDISC_BYPASS".to_string(),
+        (283, n) => format!("SOL_XDP/{n}"),
+        (level, n) => format!("{level}/{n}"),
+    };
+    format!("{socket} option {option}")
+}
+
+/// What a record's destination reads as in text (`-` for none).
+pub fn dst_text(r: &VerdictRecord) -> String {
+    r.dst.map_or_else(|| "-".to_string(), |d| d.to_string())
+}
+
 /// A verdict record as a spooled event for the control plane (denials, audit denials and
 /// plaintext drops): the record's fields plus an id, a type, a time, a severity and a summary.
 pub fn verdict_record_json(r: &VerdictRecord, id: &str) -> serde_json::Value {
     let mut v = serde_json::to_value(r).expect("record serializes");
     let severity = if r.verdict == "audit-deny" { "low" } else { "high" };
+    let target = match &r.socket {
+        Some(s) => format!("{s} socket ({})", r.protocol),
+        None => format!("{}:{}/{}", dst_text(r), r.port, r.protocol),
+    };
     let explanation = format!(
-        "{} by {}: pid {} ({}) in cgroup {} -> {}:{}/{}",
-        r.verdict, r.rule, r.pid, r.comm, r.cgroup_id, r.dst, r.port, r.protocol
+        "{} by {}: pid {} ({}) in cgroup {} -> {target}",
+        r.verdict, r.rule, r.pid, r.comm, r.cgroup_id
     );
     let extra = [
         ("id", serde_json::json!(id)),
@@ -142,8 +210,9 @@ pub fn log_record(r: &VerdictRecord) {
     tracing::info!(
         target: "ringfence::event",
         verdict = r.verdict, rule = %r.rule, rule_id = r.rule_id, pid = r.pid, comm = %r.comm,
-        cgroup_id = r.cgroup_id, dst = %r.dst, port = r.port, protocol = %r.protocol,
-        hook = r.hook, generation = r.generation, country = r.country.as_deref().unwrap_or(""),
+        cgroup_id = r.cgroup_id, dst = r.dst.map(tracing::field::display), port = r.port,
+        protocol = %r.protocol, socket = r.socket.as_deref(), hook = r.hook, generation = r.generation,
+        country = r.country.as_deref(),
         "verdict"
     );
 }
@@ -217,6 +286,8 @@ mod tests {
             hook: HOOK_SENDMSG4,
             generation,
             country: ringfence_common::country_code(*b"DE"),
+            sock_family: 0,
+            sock_type: 0,
         }
     }
 
@@ -239,7 +310,7 @@ mod tests {
         let r = names.record(&v4);
         assert_eq!(r.rule, "old-name");
         assert_eq!(r.country.as_deref(), Some("DE"));
-        assert_eq!(r.dst, "198.51.100.7".parse::<IpAddr>().unwrap());
+        assert_eq!(r.dst, Some("198.51.100.7".parse::<IpAddr>().unwrap()));
         assert_eq!(
             (r.verdict, r.protocol.as_str(), r.hook, r.comm.as_str()),
             ("audit-deny", "udp", "rf_sendmsg4", "python")
@@ -251,6 +322,23 @@ mod tests {
         v6.hook = HOOK_CONNECT6;
         v6.verdict = VERDICT_DENY;
         let r = names.record(&v6);
-        assert_eq!((r.dst, r.verdict, r.hook), ("2001:db8::5".parse().unwrap(), "deny", "rf_connect6"));
+        assert_eq!((r.dst, r.verdict, r.hook), (Some("2001:db8::5".parse().unwrap()), "deny", "rf_connect6"));
+    }
+
+    #[test]
+    fn socket_refusals_have_a_socket_and_no_destination() {
+        let mut names = RuleNames::default();
+        names.insert(1, policy("r"));
+        let mut ev = event(0, [0; 16], 1, ringfence_common::RULE_RAW_SOCKETS);
+        (ev.hook, ev.verdict, ev.sock_family, ev.sock_type, ev.protocol) =
+            (ringfence_common::HOOK_SOCKET_CREATE, VERDICT_DENY, 17, 3, 768);
+        let r = names.record(&ev);
+        assert_eq!((r.dst, r.socket.as_deref(), r.rule.as_str()), (None, Some("packet/raw"), "rawSockets"));
+        assert_eq!(r.hook, "rf_socket_create");
+        let json = verdict_record_json(&r, "x-1");
+        assert_eq!(json["dst"], serde_json::Value::Null);
+        assert!(json["explanation"].as_str().unwrap().contains("packet/raw socket"), "{json}");
+        assert_eq!(protocol_name(58), "icmpv6");
+        assert_eq!(socket_name(2, 3), "inet/raw");
     }
 }

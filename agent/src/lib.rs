@@ -13,6 +13,7 @@ pub mod logging;
 pub mod map_batch;
 pub mod maps;
 pub mod metrics;
+pub mod notify;
 pub mod preflight;
 pub mod remote;
 pub mod report;

@@ -40,7 +40,8 @@ enum Cmd {
         /// cgroup v2 directory whose processes (and sub-cgroups) are enforced.
         #[arg(long)]
         cgroup: PathBuf,
-        /// Directory on a bpf filesystem where links and maps are pinned.
+        /// Directory on a bpf filesystem where links and maps are pinned (created if missing);
+        /// enforcement stays in force there when the agent stops.
         #[arg(long, default_value = DEFAULT_BPFFS)]
         bpffs: PathBuf,
         /// Geo-IP database (MaxMind DB: GeoIP2/GeoLite2/DB-IP country or city, or the flat
@@ -66,6 +67,12 @@ enum Cmd {
         /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9470): GET /metrics.
         #[arg(long = "metrics-listen", value_name = "ADDR:PORT")]
         metrics_listen: Option<std::net::SocketAddr>,
+        /// Enforce even where the kernel cannot run the socket guard (BPF LSM, Linux >= 6.0 with
+        /// "bpf" among the active LSMs): raw, packet and XDP sockets of the cgroup are then NOT
+        /// refused (IP packets from raw sockets are still decided). Without this flag the agent
+        /// refuses to start on such a kernel (exit 69).
+        #[arg(long)]
+        allow_weaker_isolation: bool,
         #[command(flatten)]
         wg: WgArgs,
     },
@@ -81,6 +88,8 @@ enum Cmd {
         /// The control plane's CA certificate (its state directory's ca.pem).
         #[arg(long, value_name = "FILE")]
         ca: PathBuf,
+        /// Where the node's key, certificate and control-plane identity are kept (give the same
+        /// directory to `run --control`).
         #[arg(long = "state-dir", value_name = "DIR", default_value = wg::DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
         /// Name reported to the control plane (default: the host name).
@@ -94,19 +103,25 @@ enum Cmd {
     },
     /// Remove the pinned programs and maps: enforcement stops.
     Detach {
+        /// Directory on a bpf filesystem where the agent pinned its links and maps (as given to `run`).
         #[arg(long, default_value = DEFAULT_BPFFS)]
         bpffs: PathBuf,
     },
-    /// Per-flow byte counters from the packet path (JSON lines with --json).
+    /// Per-flow byte counters from the packet path (a table; one JSON array with --json).
     Flows {
+        /// Directory on a bpf filesystem where the agent pinned its links and maps (as given to `run`).
         #[arg(long, default_value = DEFAULT_BPFFS)]
         bpffs: PathBuf,
-        /// Print one JSON array.
+        /// Print one JSON array of flows: protocol, local, local_port, remote, remote_port,
+        /// tx_bytes, tx_packets, tx_data_bytes (TCP: without retransmissions, else null),
+        /// finished, rx_bytes, rx_packets, cgroup_id, dropped_packets, first_seen_secs_ago,
+        /// last_seen_secs_ago.
         #[arg(long)]
         json: bool,
     },
     /// List the exfiltration blocks in force (cgroup, destination, time left).
     Blocks {
+        /// Directory on a bpf filesystem where the agent pinned its links and maps (as given to `run`).
         #[arg(long, default_value = DEFAULT_BPFFS)]
         bpffs: PathBuf,
         /// Print one JSON array.
@@ -115,6 +130,7 @@ enum Cmd {
     },
     /// Lift exfiltration blocks: all (--all), or those of a cgroup and/or destination.
     Release {
+        /// Directory on a bpf filesystem where the agent pinned its links and maps (as given to `run`).
         #[arg(long, default_value = DEFAULT_BPFFS)]
         bpffs: PathBuf,
         /// Lift every block.
@@ -127,8 +143,12 @@ enum Cmd {
         #[arg(long, value_name = "IP")]
         destination: Option<std::net::IpAddr>,
     },
-    /// Show the policy generation in force and the kernel counters.
+    /// Used by `run`'s start-up self-check: creates one socket and exits.
+    #[command(name = "probe-socket", hide = true)]
+    ProbeSocket,
+    /// Show the policy generation in force, the hooks attached and every kernel counter.
     Status {
+        /// Directory on a bpf filesystem where the agent pinned its links and maps (as given to `run`).
         #[arg(long, default_value = DEFAULT_BPFFS)]
         bpffs: PathBuf,
         /// Print JSON.
@@ -163,7 +183,8 @@ struct WgArgs {
     /// (with --control), which gives it to the other nodes of the region.
     #[arg(long = "wg-endpoint", value_name = "HOST:PORT")]
     endpoint: Option<String>,
-    /// State directory: the alert spool and the WireGuard private key (mode 0600).
+    /// State directory: the event spool, the alerted-flows record, the control-plane identity
+    /// and the WireGuard private key (mode 0600). Created if missing.
     #[arg(long = "state-dir", value_name = "DIR", default_value = wg::DEFAULT_STATE_DIR)]
     state_dir: PathBuf,
 }
@@ -194,11 +215,13 @@ impl WgArgs {
 enum WgCmd {
     /// Print the node's WireGuard public key (generating the private key if absent).
     Pubkey {
+        /// State directory holding the private key (as given to `run`).
         #[arg(long = "state-dir", value_name = "DIR", default_value = wg::DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
     },
     /// Remove the WireGuard interface (and stop its userspace implementation).
     Down {
+        /// The WireGuard interface to remove (as given to `run`).
         #[arg(long = "wg-interface", value_name = "NAME")]
         interface: String,
     },
@@ -260,6 +283,7 @@ fn main() -> ExitCode {
             watch_interval,
             exfil_poll,
             metrics_listen,
+            allow_weaker_isolation,
             wg,
         } => {
             let state_dir = wg.state_dir.clone();
@@ -294,6 +318,7 @@ fn main() -> ExitCode {
                     metrics_listen,
                     control,
                     extra_peers: Vec::new(),
+                    allow_weaker_isolation,
                 };
                 runtime().block_on(run_with_wg(cfg, wg.expect("checked above")))
             }
@@ -305,6 +330,7 @@ fn main() -> ExitCode {
             println!("removed {} pins under {}", removed.len(), bpffs.display());
         }),
         Cmd::Status { bpffs, json } => report::status(&bpffs, json),
+        Cmd::ProbeSocket => bpf::probe_socket(),
         Cmd::Wg { cmd } => wg_cmd(cmd),
         Cmd::Flows { bpffs, json } => report::flows(&bpffs, json),
         Cmd::Blocks { bpffs, json } => report::blocks(&bpffs, json),

@@ -10,10 +10,11 @@ use aya::maps::{
 };
 use ringfence_common::{
     Endpoint, GeoEntry, GeoInfo, MatchList, PolicyConfig, PrefixEntry, ACTIVE_MAP, ALLOW_V4_MAPS,
-    ALLOW_V6_MAPS, CONFIG_CROSS_BORDER, CONFIG_MAP, DENY_V4_MAPS, DENY_V6_MAPS, ENCRYPT_V4_MAPS,
-    ENCRYPT_V6_MAPS, GEO_INFO_MAP, GEO_V4_MAPS, GEO_V6_MAPS, HOME_V4_MAPS, HOME_V6_MAPS, LIST_MAPS,
-    STATS_MAP, STAT_ALLOWED, STAT_AUDITED, STAT_DENIED, STAT_EVENTS_DROPPED, STAT_EXFIL_BLOCKED,
-    STAT_PACKETS_DROPPED, STAT_PLAINTEXT_DROPPED, WG_ENDPOINTS_MAP,
+    ALLOW_V6_MAPS, CONFIG_CROSS_BORDER, CONFIG_MAP, CONFIG_RAW_POLICY, DENY_V4_MAPS, DENY_V6_MAPS,
+    ENCRYPT_V4_MAPS, ENCRYPT_V6_MAPS, GEO_INFO_MAP, GEO_V4_MAPS, GEO_V6_MAPS, HOME_V4_MAPS, HOME_V6_MAPS,
+    LIST_MAPS, STATS_MAP, STAT_ALLOWED, STAT_AUDITED, STAT_BACKSTOP_DECIDED, STAT_BACKSTOP_DROPPED,
+    STAT_DENIED, STAT_EVENTS_DROPPED, STAT_EXFIL_BLOCKED, STAT_NONIP_DROPPED, STAT_PACKETS_DROPPED,
+    STAT_PLAINTEXT_DROPPED, STAT_SOCKETS_REFUSED, STAT_SOCKET_GUARD_SEEN, WG_ENDPOINTS_MAP,
 };
 use ringfence_policy::Compiled;
 use serde::Serialize;
@@ -58,16 +59,28 @@ where
 /// Counters kept by the kernel programs, summed over CPUs.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
 pub struct Stats {
+    /// connect()/sendmsg() calls allowed, denied, and allowed only because of audit mode.
     pub allowed: u64,
     pub denied: u64,
     pub audited: u64,
+    /// Events lost to a full ring buffer.
     pub events_dropped: u64,
-    /// Packets dropped by the policy on the packet path.
+    /// Packets dropped by the policy on the packet path (tcx on the uplinks).
     pub packets_dropped: u64,
+    /// Packets of the enforced cgroup dropped by the policy in its backstop (cgroup_skb).
+    pub backstop_dropped: u64,
+    /// Packets the backstop decided in full (no cached verdict on their socket).
+    pub backstop_decided: u64,
     /// Plaintext packets to must-encrypt destinations dropped on the packet path.
     pub plaintext_dropped: u64,
     /// Connections refused and packets dropped because of exfiltration blocks.
     pub exfil_blocked: u64,
+    /// Raw, packet and XDP sockets the enforced cgroup was refused.
+    pub sockets_refused: u64,
+    /// Non-IP frames of the enforced cgroup dropped on the packet path.
+    pub nonip_dropped: u64,
+    /// Socket creations the socket guard looked at (the start-up self-check adds one).
+    pub socket_guard_seen: u64,
 }
 
 /// The policy the kernel is reading now.
@@ -77,6 +90,8 @@ pub struct ActivePolicy {
     pub generation: u32,
     pub default_action: &'static str,
     pub mode: &'static str,
+    /// `spec.rawSockets`: `deny` or `policy`.
+    pub raw_sockets: &'static str,
 }
 
 /// Handles on every pinned map.
@@ -142,6 +157,7 @@ impl PinnedMaps {
                 "deny"
             },
             mode: if cfg.mode == ringfence_common::MODE_AUDIT { "audit" } else { "enforce" },
+            raw_sockets: if cfg.flags & CONFIG_RAW_POLICY != 0 { "policy" } else { "deny" },
         })
     }
 
@@ -176,7 +192,8 @@ impl PinnedMaps {
             mode: compiled.mode,
             generation,
             unknown_action: compiled.unknown_action,
-            flags: if compiled.cross_border { CONFIG_CROSS_BORDER } else { 0 },
+            flags: if compiled.cross_border { CONFIG_CROSS_BORDER } else { 0 }
+                | if compiled.raw_policy { CONFIG_RAW_POLICY } else { 0 },
             _reserved: 0,
         };
         self.config.set(next as u32, cfg, 0).map_err(|e| AgentError::map(CONFIG_MAP, e))?;
@@ -234,8 +251,13 @@ impl PinnedMaps {
             audited: sum(STAT_AUDITED)?,
             events_dropped: sum(STAT_EVENTS_DROPPED)?,
             packets_dropped: sum(STAT_PACKETS_DROPPED)?,
+            backstop_dropped: sum(STAT_BACKSTOP_DROPPED)?,
+            backstop_decided: sum(STAT_BACKSTOP_DECIDED)?,
             plaintext_dropped: sum(STAT_PLAINTEXT_DROPPED)?,
             exfil_blocked: sum(STAT_EXFIL_BLOCKED)?,
+            sockets_refused: sum(STAT_SOCKETS_REFUSED)?,
+            nonip_dropped: sum(STAT_NONIP_DROPPED)?,
+            socket_guard_seen: sum(STAT_SOCKET_GUARD_SEEN)?,
         })
     }
 }

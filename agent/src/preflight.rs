@@ -193,6 +193,7 @@ mod tests {
             metrics_listen: None,
             control: false,
             extra_peers: Vec::new(),
+            allow_weaker_isolation: false,
         };
         let Err(err) = check(&cfg) else { panic!("must fail") };
         assert_eq!(err.exit_code(), crate::error::EXIT_CONFIG);

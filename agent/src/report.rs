@@ -11,7 +11,7 @@ use crate::{
     maps::PinnedMaps,
 };
 
-/// `status`: the policy in force, the geo database and the kernel counters.
+/// `status`: the policy in force, the hooks attached, the geo database and every kernel counter.
 pub fn status(bpffs: &Path, json: bool) -> Result<(), AgentError> {
     let attached = bpf::has_pinned_links(bpffs);
     if !attached && !bpffs.exists() {
@@ -22,27 +22,55 @@ pub fn status(bpffs: &Path, json: bool) -> Result<(), AgentError> {
     let active = maps.active_policy()?;
     let stats = maps.stats()?;
     let geo = GeoStatus::from(&maps.geo_info()?);
+    let hooks = bpf::pinned_links(bpffs);
+    let packet_path = std::fs::read_dir(bpf::links_dir(bpffs))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .any(|e| e.file_name().to_string_lossy().starts_with(ringfence_common::TC_EGRESS))
+        })
+        .unwrap_or(false);
+    let packet_sockets = if hooks.contains(&ringfence_common::SOCKET_CREATE) {
+        bpf::PacketSockets::Refused
+    } else if packet_path {
+        bpf::PacketSockets::PacketPath
+    } else {
+        bpf::PacketSockets::Unpoliced
+    };
     if json {
         let v = serde_json::json!({
-            "attached": attached, "bpffs": bpffs, "policy": active, "counters": stats, "geo": geo
+            "attached": attached, "bpffs": bpffs, "policy": active, "hooks": hooks,
+            "packet_sockets": packet_sockets.as_str(), "raw_sockets": active.raw_sockets,
+            "counters": stats, "geo": geo
         });
         println!("{v}");
-    } else {
-        let db = match (&geo.database_type, &geo.build_date) {
-            (Some(t), Some(d)) => format!("{t} built {d}, {} networks", geo.networks),
-            _ => "none".to_string(),
-        };
-        println!("attached:   {attached} ({})", bpffs.display());
-        println!("geo-ip:     {db}; {} IPv4 + {} IPv6 entries loaded", geo.entries_v4, geo.entries_v6);
-        println!(
-            "policy:     generation {} (slot {}), mode {}, default {}",
-            active.generation, active.slot, active.mode, active.default_action
-        );
-        println!(
-            "counters:   allowed {}, denied {}, audited {}, events dropped {}, exfiltration blocked {}",
-            stats.allowed, stats.denied, stats.audited, stats.events_dropped, stats.exfil_blocked
-        );
+        return Ok(());
     }
+    let db = match (&geo.database_type, &geo.build_date) {
+        (Some(t), Some(d)) => format!("{t} built {d}, {} networks", geo.networks),
+        _ => "none".to_string(),
+    };
+    println!("attached:   {attached} ({})", bpffs.display());
+    println!("hooks:      {}", if hooks.is_empty() { "none".to_string() } else { hooks.join(", ") });
+    println!(
+        "sockets:    raw IP sockets {}; packet/XDP sockets {}",
+        if active.raw_sockets == "policy" { "allowed, their packets decided" } else { "refused" },
+        packet_sockets.as_str()
+    );
+    println!("geo-ip:     {db}; {} IPv4 + {} IPv6 entries loaded", geo.entries_v4, geo.entries_v6);
+    println!(
+        "policy:     generation {} (slot {}), mode {}, default {}",
+        active.generation, active.slot, active.mode, active.default_action
+    );
+    let s = &stats;
+    println!("connects:   allowed {}, denied {}, audited {}", s.allowed, s.denied, s.audited);
+    println!(
+        "packets:    backstop dropped {} (decided {}), packet path dropped {}, plaintext dropped {}, non-IP dropped {}",
+        s.backstop_dropped, s.backstop_decided, s.packets_dropped, s.plaintext_dropped, s.nonip_dropped
+    );
+    println!(
+        "other:      exfiltration blocked {}, sockets refused {} (guard saw {}), events dropped {}",
+        s.exfil_blocked, s.sockets_refused, s.socket_guard_seen, s.events_dropped
+    );
     Ok(())
 }
 

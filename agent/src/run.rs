@@ -120,8 +120,11 @@ pub async fn run_with_wg(cfg: RunConfig, wg_cfg: Option<WgConfig>) -> Result<(),
     let adopted = bpf::has_pinned_links(&cfg.bpffs);
     let mut ebpf = bpf::load(&cfg.bpffs)?;
     let mut maps = PinnedMaps::open(&cfg.bpffs)?;
+    // The policy is in the maps before the first hook is attached.
     let generation = maps.apply(&checked.compiled, &geo::info(checked.geo.as_ref(), &checked.compiled))?;
-    bpf::attach_all(&mut ebpf, &checked.cgroup, &cfg.bpffs)?;
+    let isolation =
+        bpf::Isolation { packet_path: !cfg.interfaces.is_empty(), allow_weaker: cfg.allow_weaker_isolation };
+    let hooks = bpf::attach_all(&mut ebpf, &checked.cgroup, &cfg.bpffs, isolation)?;
     bpf::attach_packet_path(&mut ebpf, &cfg.interfaces, &cfg.bpffs)?;
     drop(ebpf); // the pinned links and maps keep everything alive
 
@@ -134,8 +137,11 @@ pub async fn run_with_wg(cfg: RunConfig, wg_cfg: Option<WgConfig>) -> Result<(),
         generation, adopted, policy = %checked.policy.name, mode = ?checked.policy.mode,
         default_action = ?checked.policy.default_action, rules = checked.policy.rules.len(),
         cgroup = %cfg.cgroup.display(), bpffs = %cfg.bpffs.display(),
-        interfaces = %cfg.interfaces.join(","), "enforcing"
+        interfaces = %cfg.interfaces.join(","), packet_sockets = hooks.packet_sockets.as_str(),
+        backstop_attached_ns = hooks.backstop_attached_ns,
+        raw_sockets = checked.policy.raw_sockets.as_str(), "enforcing"
     );
+    crate::notify::notify(&format!("READY=1\nSTATUS=enforcing generation {generation}"));
     if let (Some(r), Some(v)) = (&remote, &wg_checked) {
         r.report.lock().expect("report lock").wireguard = Some(ringfence_proto::api::WireGuardInfo {
             public_key: wg::pubkey(&v.cfg.state_dir)?,
@@ -162,7 +168,8 @@ pub async fn run_with_wg(cfg: RunConfig, wg_cfg: Option<WgConfig>) -> Result<(),
         Some(q) => q.clone(),
         None => open_queue(&cfg.state_dir)?,
     };
-    let exfil = ExfilShell::open(&checked.policy, &cfg.bpffs, queue.clone(), metrics.clone())?;
+    let exfil =
+        ExfilShell::open(&checked.policy, &cfg.bpffs, &cfg.state_dir, queue.clone(), metrics.clone())?;
     if let Some(r) = remote.as_mut() {
         r.report.lock().expect("report lock").geo_db_version = geo_version(checked.geo.as_ref());
         r.started(Ok(())).await;
@@ -271,12 +278,21 @@ pub async fn run_with_wg(cfg: RunConfig, wg_cfg: Option<WgConfig>) -> Result<(),
         }
         enforcer.report(&mut batch);
     }
-    if let Ok(stats) = enforcer.maps.stats() {
+    crate::notify::notify("STOPPING=1");
+    if let Ok(s) = enforcer.maps.stats() {
         info!(
-            allowed = stats.allowed,
-            denied = stats.denied,
-            audited = stats.audited,
-            events_dropped = stats.events_dropped,
+            allowed = s.allowed,
+            denied = s.denied,
+            audited = s.audited,
+            events_dropped = s.events_dropped,
+            packets_dropped = s.packets_dropped,
+            backstop_dropped = s.backstop_dropped,
+            backstop_decided = s.backstop_decided,
+            plaintext_dropped = s.plaintext_dropped,
+            exfil_blocked = s.exfil_blocked,
+            sockets_refused = s.sockets_refused,
+            nonip_dropped = s.nonip_dropped,
+            socket_guard_seen = s.socket_guard_seen,
             "counters"
         );
     }

@@ -62,6 +62,8 @@ pub struct Compiled {
     /// `spec.crossBorder` is set: every address outside the home prefixes must be encrypted
     /// (the agent sets `CONFIG_CROSS_BORDER` in `PolicyConfig::flags`).
     pub cross_border: bool,
+    /// `spec.rawSockets: policy`: raw IP sockets may be created (`CONFIG_RAW_POLICY`).
+    pub raw_policy: bool,
     /// Built on the first [`Compiled::evaluate`]; later changes to the fields are not seen by it.
     lookup: OnceLock<LookupIndex>,
 }
@@ -264,6 +266,7 @@ pub fn compile(policy: &Policy, geo: Option<&GeoDb>) -> Result<Compiled, Compile
         home4,
         home6,
         cross_border: policy.cross_border.is_some(),
+        raw_policy: policy.raw_sockets == crate::model::RawSockets::Policy,
         lookup: OnceLock::new(),
     })
 }

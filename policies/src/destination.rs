@@ -10,16 +10,17 @@ use crate::model::Protocol;
 
 /// A destination of an outgoing connection.
 ///
-/// Parsed from `ADDR[:PORT][/tcp|udp]`: `198.51.100.7:443/tcp`, `198.51.100.7/udp`,
-/// `[2001:db8::1]:443/tcp`, or a bare IPv6 address `2001:db8::1` (a bare IPv6 address never has a
-/// port; use brackets to give one). The protocol defaults to `tcp`.
+/// Parsed from `ADDR[:PORT][/tcp|udp|icmp]`: `198.51.100.7:443/tcp`, `198.51.100.7/udp`,
+/// `198.51.100.7/icmp` (ICMP has no port), `[2001:db8::1]:443/tcp`, or a bare IPv6 address
+/// `2001:db8::1` (a bare IPv6 address never has a port; use brackets to give one). The protocol
+/// defaults to `tcp`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct Destination {
     pub addr: IpAddr,
     /// `None` = no port known: such a destination matches only rules without `ports`
     /// (a rule with port entries never matches it). The kernel model treats this like port 0.
     pub port: Option<u16>,
-    /// `Tcp` or `Udp`. (`Any` matches only port entries whose protocol is `any`.)
+    /// `Tcp`, `Udp` or `Icmp`. (`Any` matches only port entries whose protocol is `any`.)
     pub protocol: Protocol,
 }
 
@@ -32,8 +33,10 @@ pub enum DestinationError {
     Address(String),
     #[error("invalid destination port \"{0}\" (expected an integer from 1 to 65535)")]
     Port(String),
-    #[error("invalid destination protocol \"{0}\" (expected tcp or udp)")]
+    #[error("invalid destination protocol \"{0}\" (expected tcp, udp or icmp)")]
     Protocol(String),
+    #[error("ICMP has no ports: write {0}/icmp")]
+    IcmpPort(String),
 }
 
 fn parse_port(text: &str) -> Result<u16, DestinationError> {
@@ -56,6 +59,7 @@ impl FromStr for Destination {
         let (rest, protocol) = match s.rsplit_once('/') {
             Some((rest, "tcp")) => (rest, Protocol::Tcp),
             Some((rest, "udp")) => (rest, Protocol::Udp),
+            Some((rest, "icmp")) => (rest, Protocol::Icmp),
             Some((_, other)) => return Err(DestinationError::Protocol(other.to_owned())),
             None => (s, Protocol::Tcp),
         };
@@ -79,6 +83,9 @@ impl FromStr for Destination {
                 _ => return Err(DestinationError::Address(rest.to_owned())),
             }
         };
+        if protocol == Protocol::Icmp && port.is_some() {
+            return Err(DestinationError::IcmpPort(addr.to_string()));
+        }
         Ok(Destination { addr, port, protocol })
     }
 }

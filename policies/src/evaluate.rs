@@ -21,7 +21,7 @@ use crate::countries::{serialize_opt_code, CountryCode};
 use crate::destination::Destination;
 use crate::evaluate_geo::country_step;
 use crate::geo::GeoDb;
-use crate::model::{normalize_addr, normalize_net, Action, Mode, Policy, Rule};
+use crate::model::{normalize_addr, normalize_net, Action, Mode, Policy, Protocol, Rule};
 
 /// Which step of the precedence decided a [`Decision`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -132,7 +132,11 @@ impl Policy {
         if addr != dest.addr {
             steps.push(format!("{} is an IPv4-mapped IPv6 address; evaluating it as {addr}", dest.addr));
         }
-        if dest.port.is_none() {
+        if dest.protocol == Protocol::Icmp {
+            steps.push(
+                "ICMP has no ports: rules without \"ports\" and icmp port entries can match".to_owned(),
+            );
+        } else if dest.port.is_none() {
             steps.push("no destination port given: only rules without \"ports\" can match".to_owned());
         }
         let port_text = dest

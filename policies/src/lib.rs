@@ -45,7 +45,7 @@ pub use evaluate::{DecidedBy, Decision};
 pub use groups::{shipped_groups, CountryGroup};
 pub use model::{
     normalize_addr, normalize_net, Action, ApprovedSinks, Bulk, Checkpoints, ExfilAction, Exfiltration, Mode,
-    Policy, PortMatch, Protocol, Region, Rule,
+    Policy, PortMatch, Protocol, RawSockets, Region, Rule,
 };
 pub use validate::{API_VERSION, KIND};
 pub use values::MAX_PORT_ENTRIES;

@@ -36,9 +36,25 @@ pub enum Protocol {
     Udp,
     /// In a port entry: TCP and UDP. In a destination: matches only port entries with `any`.
     Any,
+    /// ICMP for IPv4 destinations and ICMPv6 for IPv6 ones (echo requests and every other
+    /// message). It has no ports: a port entry `{ protocol: icmp }` matches all ICMP.
+    Icmp,
 }
 
-/// A port range (inclusive, `lo <= hi`, both >= 1) with a protocol.
+/// Whether the enforced cgroup may create raw IP sockets (`spec.rawSockets`). Packet (AF_PACKET)
+/// and XDP sockets are always refused: no hook inside the node can decide their frames.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawSockets {
+    /// Refused with EPERM and reported (the default).
+    #[default]
+    Deny,
+    /// Allowed; every packet they send is decided by the policy like any other.
+    Policy,
+}
+
+/// A port range (inclusive, `lo <= hi`, both >= 1) with a protocol; an ICMP entry has no port
+/// and spans 0-65535 (ICMP is decided with port 0).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct PortMatch {
     pub lo: u16,
@@ -102,6 +118,8 @@ pub struct Policy {
     /// `spec.exfiltration`: weight-exfiltration detection rules (not compiled into the kernel
     /// tries; the agent applies them to flow counters in user space).
     pub exfiltration: Option<Exfiltration>,
+    /// `spec.rawSockets`.
+    pub raw_sockets: RawSockets,
 }
 
 impl Policy {
@@ -180,12 +198,13 @@ impl Mode {
 }
 
 impl Protocol {
-    /// `"tcp"`, `"udp"` or `"any"`.
+    /// `"tcp"`, `"udp"`, `"any"` or `"icmp"`.
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Tcp => "tcp",
             Protocol::Udp => "udp",
             Protocol::Any => "any",
+            Protocol::Icmp => "icmp",
         }
     }
 
@@ -195,14 +214,29 @@ impl Protocol {
             Protocol::Tcp => ringfence_common::PROTO_TCP,
             Protocol::Udp => ringfence_common::PROTO_UDP,
             Protocol::Any => ringfence_common::PROTO_ANY,
+            Protocol::Icmp => ringfence_common::PROTO_ICMP,
+        }
+    }
+}
+
+impl RawSockets {
+    /// `"deny"` or `"policy"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RawSockets::Deny => "deny",
+            RawSockets::Policy => "policy",
         }
     }
 }
 
 impl PortMatch {
-    /// True if `port` is in the range and the protocols agree (`any` in this entry matches every
-    /// protocol). `None` (no destination port) never matches a port entry.
+    /// True if `port` is in the range and the protocols agree (`any` in this entry matches TCP
+    /// and UDP, and every other protocol that has ports). `None` (no destination port) never
+    /// matches a port entry, except that an `icmp` entry matches every ICMP destination.
     pub fn matches(&self, port: Option<u16>, protocol: Protocol) -> bool {
+        if self.protocol == Protocol::Icmp || protocol == Protocol::Icmp {
+            return self.protocol == protocol;
+        }
         let port_ok = port.is_some_and(|p| self.lo <= p && p <= self.hi);
         port_ok && (self.protocol == Protocol::Any || self.protocol == protocol)
     }
@@ -226,10 +260,12 @@ impl fmt::Display for Protocol {
     }
 }
 
-/// `443/tcp` or `8000-8100/any`.
+/// `443/tcp`, `8000-8100/any` or `icmp`.
 impl fmt::Display for PortMatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.lo == self.hi {
+        if self.protocol == Protocol::Icmp {
+            f.write_str("icmp")
+        } else if self.lo == self.hi {
             write!(f, "{}/{}", self.lo, self.protocol)
         } else {
             write!(f, "{}-{}/{}", self.lo, self.hi, self.protocol)

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use crate::countries::CountryCode;
 use crate::diagnostic::Diagnostic;
 use crate::fields::{choice, fields, peek_string, sequence, string};
-use crate::model::{Action, Exfiltration, Mode, Policy, Rule};
+use crate::model::{Action, Exfiltration, Mode, Policy, RawSockets, Rule};
 use crate::validate_encryption::{encryption, Encryption};
 use crate::validate_exfil::exfiltration;
 use crate::validate_geo::{country_list, policy_groups, rule_groups, PolicyGroups};
@@ -59,7 +59,7 @@ fn document(root: &Node, diags: &mut Vec<Diagnostic>) -> Option<Policy> {
     }
     let name = f.require("metadata", ctx, diags).and_then(|m| metadata(m, diags));
     let spec = f.require("spec", ctx, diags).and_then(|s| spec(s, diags));
-    let Spec { mode, default_action, rules, unknown_country, encryption, exfiltration } = spec?;
+    let Spec { mode, default_action, rules, unknown_country, encryption, exfiltration, raw_sockets } = spec?;
     let Encryption { peers, regions, cross_border } = encryption;
     Some(Policy {
         name: name?,
@@ -71,6 +71,7 @@ fn document(root: &Node, diags: &mut Vec<Diagnostic>) -> Option<Policy> {
         regions,
         cross_border,
         exfiltration,
+        raw_sockets,
     })
 }
 
@@ -107,6 +108,7 @@ struct Spec {
     unknown_country: Option<Action>,
     encryption: Encryption,
     exfiltration: Option<Exfiltration>,
+    raw_sockets: RawSockets,
 }
 
 fn spec(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Spec> {
@@ -120,6 +122,7 @@ fn spec(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Spec> {
         "regions",
         "crossBorder",
         "exfiltration",
+        "rawSockets",
         "egress",
     ];
     let f = fields(node, &allowed, "spec", ctx, diags)?;
@@ -135,6 +138,13 @@ fn spec(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Spec> {
     let unknown_country = match f.get("unknownCountry") {
         None => Some(None),
         Some(u) => action(u, "unknownCountry", ctx, diags).map(Some),
+    };
+    let raw_sockets = match f.get("rawSockets") {
+        None => Some(RawSockets::Deny),
+        Some(r) => choice(r, "rawSockets", ctx, &["deny", "policy"], diags).map(|c| match c {
+            "policy" => RawSockets::Policy,
+            _ => RawSockets::Deny,
+        }),
     };
     let groups = f.get("countryGroups").map(|g| policy_groups(g, diags)).unwrap_or_default();
     let rules = match f.get("egress") {
@@ -153,6 +163,7 @@ fn spec(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Spec> {
         unknown_country: unknown_country?,
         encryption: encryption?,
         exfiltration: exfiltration?,
+        raw_sockets: raw_sockets?,
     })
 }
 

@@ -83,21 +83,31 @@ fn port_entry(node: &Node, context: &str, diags: &mut Vec<Diagnostic>) -> Option
     let f = fields(node, &["port", "range", "protocol"], what, context, diags)?;
     let protocol = match f.get("protocol") {
         None => Some(Protocol::Any),
-        Some(p) => choice(p, "protocol", context, &["tcp", "udp", "any"], diags).map(|c| match c {
+        Some(p) => choice(p, "protocol", context, &["tcp", "udp", "any", "icmp"], diags).map(|c| match c {
             "tcp" => Protocol::Tcp,
             "udp" => Protocol::Udp,
+            "icmp" => Protocol::Icmp,
             _ => Protocol::Any,
         }),
     };
+    if protocol == Some(Protocol::Icmp) {
+        if let Some(extra) = f.get("port").or(f.get("range")) {
+            diags.push(extra.error(format!(
+                "{what} has protocol icmp, which has no ports; remove \"port\"/\"range\" (an icmp entry matches every ICMP message)"
+            )));
+            return None;
+        }
+        return Some(PortMatch { lo: 0, hi: u16::MAX, protocol: Protocol::Icmp });
+    }
     let range = match (f.get("port"), f.get("range")) {
         (Some(_), Some(range)) => {
             diags.push(range.error(format!("{what} has both \"port\" and \"range\"; use exactly one")));
             None
         }
         (None, None) => {
-            diags.push(
-                node.error(format!("{what} needs \"port\" (e.g. 443) or \"range\" (e.g. \"8000-8100\")")),
-            );
+            diags.push(node.error(format!(
+                "{what} needs \"port\" (e.g. 443) or \"range\" (e.g. \"8000-8100\"), or \"protocol: icmp\""
+            )));
             None
         }
         (Some(port), None) => single_port(port, context, diags),

@@ -210,6 +210,25 @@ impl AgentProc {
         })
     }
 
+    /// Waits for a line whose `message` is `message`; `None` if the agent exits first.
+    pub fn wait_for_message_or_exit(&self, message: &str, timeout: Duration) -> Option<Value> {
+        let mut next = 0;
+        let deadline = Instant::now() + timeout;
+        let mut log = lock(&self.lines);
+        loop {
+            if let Some(found) = log.lines[next..].iter().find(|v| v["message"] == message) {
+                return Some(found.clone());
+            }
+            next = log.lines.len();
+            if log.closed {
+                return None;
+            }
+            let now = Instant::now();
+            assert!(now < deadline, "agent: no {message:?} within {timeout:?} and still running");
+            log = self.lines.1.wait_timeout(log, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
     /// Waits for a line whose `message` is `message`.
     pub fn wait_for_message(&self, message: &str, timeout: Duration) -> Value {
         self.wait_for(&format!("{message:?}"), timeout, |v| v["message"] == message)
@@ -255,6 +274,10 @@ impl AgentProc {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(st) = self.child.try_wait().expect("try_wait agent") {
+                // The reader thread may still be collecting the last lines: wait for its EOF.
+                self.wait_until("end of log", deadline.saturating_duration_since(Instant::now()), |log| {
+                    log.closed.then_some(())
+                });
                 return st;
             }
             if Instant::now() >= deadline {

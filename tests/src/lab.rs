@@ -21,6 +21,7 @@ use crate::bpffs::Bpffs;
 use crate::cgroup::TestCgroup;
 use crate::cleanup::cleanup_stale;
 use crate::netns::{place_command, NetNs};
+
 use crate::probe::{probe_bin, ProbeResult};
 use crate::util::next_id;
 
@@ -193,6 +194,23 @@ impl Lab {
             .unwrap_or_else(|e| panic!("open {}: {e}", cgroup.procs_path().display()));
         let mut cmd = Command::new(program);
         place_command(&mut cmd, Some(self.node.open()), Some(procs));
+        cmd
+    }
+
+    /// Like [`Lab::node_command_in`], running as the unprivileged `uid` (its gid the same number)
+    /// once it is in the namespace and the cgroup.
+    pub fn node_command_as<S: AsRef<std::ffi::OsStr>>(
+        &self,
+        cgroup: &TestCgroup,
+        uid: u32,
+        program: S,
+    ) -> Command {
+        let procs = OpenOptions::new()
+            .write(true)
+            .open(cgroup.procs_path())
+            .unwrap_or_else(|e| panic!("open {}: {e}", cgroup.procs_path().display()));
+        let mut cmd = Command::new(program);
+        crate::netns::place_command_as(&mut cmd, Some(self.node.open()), Some(procs), Some(uid));
         cmd
     }
 

@@ -36,6 +36,7 @@
 pub mod addrs;
 pub mod agent;
 pub mod bpffs;
+pub mod capture;
 pub mod cgroup;
 pub mod cleanup;
 pub mod control;
@@ -45,12 +46,14 @@ pub mod postgres;
 pub mod probe;
 pub mod scenario;
 pub mod scrape;
+pub mod skip;
 mod util;
 pub mod wg_lab;
 
 pub use addrs::{is_documentation_addr, NODE_V4, NODE_V6, WORLD_GW_V4, WORLD_GW_V6, WORLD_V4, WORLD_V6};
 pub use agent::{agent_bin, AgentProc};
 pub use bpffs::Bpffs;
+pub use capture::Capture;
 pub use cgroup::{cgroup2_mount, TestCgroup};
 pub use cleanup::cleanup_stale;
 pub use control::ControlPlane;
@@ -58,3 +61,4 @@ pub use lab::Lab;
 pub use netns::NetNs;
 pub use probe::{probe_bin, LoopReport, ProbeResult, TargetStats};
 pub use scenario::{policy_head, policy_head_with, Enforced};
+pub use skip::skip;

@@ -111,6 +111,17 @@ impl Drop for NetNs {
 /// async-signal-safe calls (`getpid`, `write`, `setns`). The files stay open
 /// (close-on-exec) as long as `cmd` lives.
 pub(crate) fn place_command(cmd: &mut Command, netns: Option<File>, cgroup_procs: Option<File>) {
+    place_command_as(cmd, netns, cgroup_procs, None);
+}
+
+/// Like [`place_command`], then (c) drops to `uid` (same gid, no supplementary groups) once the
+/// privileged steps are done: an unprivileged workload in the namespace and cgroup.
+pub(crate) fn place_command_as(
+    cmd: &mut Command,
+    netns: Option<File>,
+    cgroup_procs: Option<File>,
+    uid: Option<u32>,
+) {
     let hook = move || -> io::Result<()> {
         if let Some(procs) = &cgroup_procs {
             let mut buf = [0u8; 20];
@@ -122,6 +133,14 @@ pub(crate) fn place_command(cmd: &mut Command, netns: Option<File>, cgroup_procs
         }
         if let Some(ns) = &netns {
             if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        if let Some(uid) = uid {
+            let failed = unsafe {
+                libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(uid) != 0 || libc::setuid(uid) != 0
+            };
+            if failed {
                 return Err(io::Error::last_os_error());
             }
         }

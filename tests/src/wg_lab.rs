@@ -159,6 +159,8 @@ impl Node {
             boringtun().display().to_string(),
             "--state-dir".into(),
             self.state_dir().display().to_string(),
+            // WireGuard labs test the mesh: accept a kernel without the packet-socket guard.
+            "--allow-weaker-isolation".into(),
         ]
     }
 

@@ -50,6 +50,8 @@ impl Node {
             state.into(),
             "--watch-interval".into(),
             "0.2".into(),
+            // No packet path here: accept a kernel without the packet-socket guard.
+            "--allow-weaker-isolation".into(),
         ];
         let agent = AgentProc::spawn_args(&agent_bin(), &args, false);
         agent.wait_for_message("enforcing", Duration::from_secs(60));

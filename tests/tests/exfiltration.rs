@@ -128,7 +128,7 @@ fn bulk_transfer_to_an_unapproved_host_alerts_within_a_second_and_approved_or_sm
     let latency = alert["unix_ms"].as_i64().expect("unix_ms") - mark["unix_ms"].as_i64().expect("mark time");
     println!("alert latency after crossing 150 MB: {latency} ms");
     assert!((0..=1000).contains(&latency), "alert {latency} ms after crossing: {alert}");
-    assert_eq!(alert["kind"], "Bulk", "{alert}");
+    assert_eq!(alert["kind"], "bulk", "{alert}");
     assert_eq!(alert["action"], "alert", "{alert}");
     assert_eq!(alert["destination"], ELSEWHERE, "{alert}");
     assert_eq!(alert["pid"].as_u64(), Some(u64::from(pid)), "the sending process: {alert}");
@@ -174,8 +174,8 @@ fn sending_the_size_of_a_fresh_checkpoint_names_the_file() {
         .probe(&["tcp", ELSEWHERE, "443", "--bytes", &size.to_string(), "--timeout-ms", "10000"])
         .assert_ok("whole");
     let alert = agent.wait_for_message(ALERT, Duration::from_secs(10));
-    assert_eq!(alert["kind"], "Checkpoint", "{alert}");
-    assert_eq!(alert["severity"], "Critical", "{alert}");
+    assert_eq!(alert["kind"], "checkpoint", "{alert}");
+    assert_eq!(alert["severity"], "critical", "{alert}");
     assert_eq!(alert["file"], file.display().to_string(), "{alert}");
     assert_eq!(alert["destination"], ELSEWHERE, "{alert}");
     assert_eq!(alert["port"], 443, "the flow matched: {alert}");

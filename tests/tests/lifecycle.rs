@@ -117,12 +117,16 @@ fn sigkill_leaves_enforcement_and_a_restart_adopts_it_without_a_gap() {
     std::thread::sleep(Duration::from_millis(300));
     let report = finish_loop(child, &stop);
     assert_eq!(report.total_wrong(), 0, "a verdict was wrong across kill -9 and restart: {report:#?}");
-    // Exactly one set of programs stays attached after the restart.
-    let links: Vec<_> = std::fs::read_dir(e.bpffs().join("links"))
+    // Exactly one set of programs stays attached after the restart: one pin per hook in force,
+    // no staging pins left behind.
+    let links: Vec<String> = std::fs::read_dir(e.bpffs().join("links"))
         .expect("links dir")
-        .map(|d| d.expect("entry").file_name())
+        .map(|d| d.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(links.len(), 4, "{links:?}");
+    let hooks = e.status()["hooks"].as_array().expect("hooks").len();
+    assert!(hooks >= 8, "backstop, socket guards and connect hooks: {links:?}");
+    assert_eq!(links.len(), hooks, "{links:?}");
+    assert!(links.iter().all(|l| !l.ends_with("_next") && !l.ends_with("_raw")), "{links:?}");
 }
 
 #[test]

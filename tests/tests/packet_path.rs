@@ -2,10 +2,12 @@
 //! flow's bytes are counted and attributed to the sending cgroup. Run as root, serially.
 use std::time::Duration;
 
-use ringfence_tests::{policy_head, Enforced, NetNs};
+use ringfence_tests::{policy_head_with, Enforced, NetNs};
 
+/// Raw sockets are allowed here (`rawSockets: policy`): this file tests that their packets are
+/// decided; tests/tests/isolation.rs that they are refused by default.
 fn policy() -> String {
-    policy_head("packet-path", "enforce", "deny")
+    policy_head_with("packet-path", "enforce", "deny", "  rawSockets: policy\n")
         + "    - name: store\n      action: allow\n      to: { cidrs: [198.51.100.10/32, \"2001:db8:10::/48\"] }\n"
 }
 

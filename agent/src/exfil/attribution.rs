@@ -1,20 +1,17 @@
-//! Which process opened a flow: the connect hooks report pid and comm with each verdict, the
-//! packet path (which counts the bytes) has no process context. Remembers the latest allowed
-//! connection per (cgroup, destination, port) so alerts can name the process.
-use std::{
-    collections::HashMap,
-    net::IpAddr,
-    time::{Duration, Instant},
-};
+//! Which process opened a flow. The packet path (which counts the bytes) has no process
+//! context; the connect/sendmsg hooks record, in a pinned kernel map, the process whose call
+//! to each (cgroup, destination) was last allowed. Being pinned, it survives agent restarts, so
+//! alerts raised by a restarted agent still name the process.
+use std::{net::IpAddr, path::Path};
 
+use aya::maps::{HashMap, MapData};
+use ringfence_common::{DestKey, Owner, OWNERS_MAP};
 use serde::Serialize;
 
-use crate::events::VerdictRecord;
-
-/// Entries kept at most (oldest dropped first when full).
-const CAPACITY: usize = 65_536;
-/// Entries older than this are forgotten.
-const KEEP: Duration = Duration::from_secs(3600);
+use crate::{
+    error::AgentError,
+    maps::{maps_dir, open},
+};
 
 /// The process behind a flow.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -23,46 +20,42 @@ pub struct Process {
     pub comm: String,
 }
 
-/// Latest process per (cgroup, destination, port), and per (cgroup, destination).
-#[derive(Debug, Default)]
-pub struct ProcessIndex {
-    by_port: HashMap<(u64, IpAddr, u16), (Process, Instant)>,
-    by_dest: HashMap<(u64, IpAddr), (Process, Instant)>,
+impl Process {
+    fn from_owner(o: &Owner) -> Self {
+        let len = o.comm.iter().position(|&b| b == 0).unwrap_or(o.comm.len());
+        Process { pid: o.pid, comm: String::from_utf8_lossy(&o.comm[..len]).into_owned() }
+    }
 }
 
-impl ProcessIndex {
-    /// Learns from a verdict record (only connections that went ahead, with a process).
-    pub fn learn(&mut self, now: Instant, r: &VerdictRecord) {
-        if r.pid == 0 || r.verdict == "deny" || r.verdict == "plaintext-drop" {
-            return;
+/// The owner map's key for a cgroup and destination (IPv4-mapped IPv6 as IPv4, as the hooks do).
+pub fn dest_key(cgroup_id: u64, dst: IpAddr) -> DestKey {
+    let mut k = DestKey { cgroup_id, ..DestKey::default() };
+    match ringfence_policy::normalize_addr(dst) {
+        IpAddr::V4(a) => {
+            k.addr[..4].copy_from_slice(&a.octets());
+            k.family = 4;
         }
-        if self.by_port.len() >= CAPACITY {
-            self.prune(now, true);
+        IpAddr::V6(a) => {
+            k.addr = a.octets();
+            k.family = 6;
         }
-        let p = Process { pid: r.pid, comm: r.comm.clone() };
-        self.by_port.insert((r.cgroup_id, r.dst, r.port), (p.clone(), now));
-        self.by_dest.insert((r.cgroup_id, r.dst), (p, now));
+    }
+    k
+}
+
+/// The pinned owner map.
+pub struct Owners {
+    map: HashMap<MapData, DestKey, Owner>,
+}
+
+impl Owners {
+    pub fn open(bpffs: &Path) -> Result<Self, AgentError> {
+        Ok(Self { map: open(&maps_dir(bpffs), OWNERS_MAP)? })
     }
 
-    /// The process that connected from `cgroup_id` to `dst` (on `port` if known, else any port).
-    pub fn find(&self, cgroup_id: u64, dst: IpAddr, port: Option<u16>) -> Option<&Process> {
-        port.and_then(|p| self.by_port.get(&(cgroup_id, dst, p)))
-            .or_else(|| self.by_dest.get(&(cgroup_id, dst)))
-            .map(|(p, _)| p)
-    }
-
-    /// Forgets entries older than [`KEEP`] (or, when `full`, the older half).
-    pub fn prune(&mut self, now: Instant, full: bool) {
-        let mut cutoff = now.checked_sub(KEEP).unwrap_or(now);
-        if full {
-            let mut times: Vec<Instant> = self.by_port.values().map(|(_, t)| *t).collect();
-            times.sort_unstable();
-            if let Some(median) = times.get(times.len() / 2) {
-                cutoff = cutoff.max(*median);
-            }
-        }
-        self.by_port.retain(|_, (_, t)| *t >= cutoff);
-        self.by_dest.retain(|_, (_, t)| *t >= cutoff);
+    /// The process that last connected from `cgroup_id` to `dst`.
+    pub fn find(&self, cgroup_id: u64, dst: IpAddr) -> Option<Process> {
+        self.map.get(&dest_key(cgroup_id, dst), 0).ok().map(|o| Process::from_owner(&o))
     }
 }
 
@@ -70,36 +63,15 @@ impl ProcessIndex {
 mod tests {
     use super::*;
 
-    fn record(verdict: &'static str, pid: u32, port: u16) -> VerdictRecord {
-        VerdictRecord {
-            verdict,
-            rule: "r".into(),
-            rule_id: 1,
-            pid,
-            comm: format!("proc{pid}"),
-            cgroup_id: 9,
-            dst: "203.0.113.5".parse().unwrap(),
-            port,
-            protocol: "tcp".into(),
-            hook: "rf_connect4",
-            generation: 1,
-            country: None,
-        }
-    }
-
     #[test]
-    fn finds_by_port_then_by_destination_and_ignores_denials() {
-        let now = Instant::now();
-        let mut idx = ProcessIndex::default();
-        idx.learn(now, &record("allow", 10, 443));
-        idx.learn(now, &record("allow", 11, 8443));
-        idx.learn(now, &record("deny", 12, 443));
-        let dst: IpAddr = "203.0.113.5".parse().unwrap();
-        assert_eq!(idx.find(9, dst, Some(443)).map(|p| p.pid), Some(10));
-        assert_eq!(idx.find(9, dst, Some(9999)).map(|p| p.pid), Some(11), "latest for the destination");
-        assert_eq!(idx.find(9, dst, None).map(|p| p.comm.as_str()), Some("proc11"));
-        assert!(idx.find(8, dst, None).is_none(), "other cgroup");
-        idx.prune(now + KEEP + Duration::from_secs(1), false);
-        assert!(idx.find(9, dst, None).is_none(), "old entries forgotten");
+    fn keys_match_the_hooks_and_comm_stops_at_nul() {
+        let k = dest_key(9, "::ffff:203.0.113.5".parse().unwrap());
+        assert_eq!((k.family, &k.addr[..4], k.cgroup_id), (4, &[203, 0, 113, 5][..], 9));
+        let k6 = dest_key(9, "2001:db8::1".parse().unwrap());
+        assert_eq!(k6.family, 6);
+        let mut comm = [0u8; 16];
+        comm[..7].copy_from_slice(b"python3");
+        let p = Process::from_owner(&Owner { pid: 7, port: 443, comm, ts_ns: 1 });
+        assert_eq!(p, Process { pid: 7, comm: "python3".into() });
     }
 }

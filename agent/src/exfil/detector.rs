@@ -1,7 +1,10 @@
 //! The exfiltration detector, sans IO: flow-counter snapshots and the checkpoint index in,
 //! alerts out. Bulk: bytes to one non-approved destination (per cgroup) within a sliding window
-//! cross a threshold. Checkpoint: a flow's or a destination's cumulative bytes come within a
-//! tolerance of a recent checkpoint file's size (or a sharded checkpoint's total).
+//! cross a threshold. Checkpoint: a settled flow's (finished, or idle for [`SETTLE`]) or a
+//! settled destination's cumulative bytes come within a tolerance of a recent checkpoint file's
+//! size (or a sharded checkpoint's total); a larger transfer passing through that size on its way
+//! does not match. A flow alerts at most once in its life, across policy reloads, block releases
+//! and (with the shell persisting [`Detector::fired_flows`]) agent restarts.
 use std::{
     collections::{HashSet, VecDeque},
     net::IpAddr,
@@ -10,7 +13,7 @@ use std::{
 };
 
 use rustc_hash::FxHashMap as HashMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::checkpoints::{Candidate, CheckpointIndex};
 
@@ -28,6 +31,9 @@ pub struct ExfilRules {
     pub block: bool,
 }
 
+/// A flow whose bytes have not changed for this long is settled (as is one that sent FIN/RST).
+pub const SETTLE: Duration = Duration::from_secs(2);
+
 /// One flow's cumulative counters at a poll.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FlowSample {
@@ -37,13 +43,38 @@ pub struct FlowSample {
     pub remote: IpAddr,
     pub remote_port: u16,
     pub protocol: u8,
-    /// Cumulative bytes sent.
+    /// When the kernel first saw the flow (monotonic ns): tells a reused 5-tuple apart.
+    pub first_seen_ns: u64,
+    /// Cumulative bytes sent (for TCP: payload that advanced the sequence, retransmissions not
+    /// counted again).
     pub tx_bytes: u64,
+    /// This side sent FIN or RST: the transfer is over.
+    pub finished: bool,
+}
+
+/// A flow's identity for its whole life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FlowId {
+    pub cgroup_id: u64,
+    pub local: IpAddr,
+    pub local_port: u16,
+    pub remote: IpAddr,
+    pub remote_port: u16,
+    pub protocol: u8,
+    pub first_seen_ns: u64,
 }
 
 impl FlowSample {
-    fn id(&self) -> FlowId {
-        (self.cgroup_id, self.local, self.local_port, self.remote, self.remote_port, self.protocol)
+    pub fn id(&self) -> FlowId {
+        FlowId {
+            cgroup_id: self.cgroup_id,
+            local: self.local,
+            local_port: self.local_port,
+            remote: self.remote,
+            remote_port: self.remote_port,
+            protocol: self.protocol,
+            first_seen_ns: self.first_seen_ns,
+        }
     }
 }
 
@@ -52,6 +83,16 @@ impl FlowSample {
 pub enum AlertKind {
     Bulk,
     Checkpoint,
+}
+
+impl Severity {
+    /// As serialized: `high` or `critical`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
 }
 
 impl AlertKind {
@@ -96,8 +137,14 @@ enum Fired {
     Checkpoint(u64, IpAddr, PathBuf),
 }
 
-type FlowId = (u64, IpAddr, u16, IpAddr, u16, u8);
 type DestId = (u64, IpAddr);
+
+/// A flow's counter at the previous poll and when it last changed.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    bytes: u64,
+    changed: Instant,
+}
 
 /// What the detector remembers about one (cgroup, destination).
 #[derive(Debug, Default)]
@@ -118,9 +165,13 @@ const IDLE_FORGET: Duration = Duration::from_secs(600);
 pub struct Detector {
     rules: ExfilRules,
     /// Last counter per flow present in the previous poll.
-    last: HashMap<FlowId, u64>,
+    last: HashMap<FlowId, Seen>,
     dests: HashMap<DestId, DestState>,
     fired: HashSet<Fired>,
+    /// Flows that raised a checkpoint alert: never again, whatever is reloaded or released.
+    fired_flows: HashSet<FlowId>,
+    /// `fired_flows` changed since [`Detector::take_fired_change`] last looked.
+    fired_dirty: bool,
 }
 
 fn within(bytes: u64, size: u64, tolerance: f64) -> bool {
@@ -129,7 +180,29 @@ fn within(bytes: u64, size: u64, tolerance: f64) -> bool {
 
 impl Detector {
     pub fn new(rules: ExfilRules) -> Self {
-        Self { rules, last: HashMap::default(), dests: HashMap::default(), fired: HashSet::new() }
+        Self {
+            rules,
+            last: HashMap::default(),
+            dests: HashMap::default(),
+            fired: HashSet::new(),
+            fired_flows: HashSet::new(),
+            fired_dirty: false,
+        }
+    }
+
+    /// Flows that already alerted (from the state directory, after a restart).
+    pub fn restore_fired(&mut self, flows: impl IntoIterator<Item = FlowId>) {
+        self.fired_flows.extend(flows);
+    }
+
+    /// The flows that alerted, when the set changed since the last call (to persist it).
+    pub fn take_fired_change(&mut self) -> Option<Vec<FlowId>> {
+        if !std::mem::take(&mut self.fired_dirty) {
+            return None;
+        }
+        let mut all: Vec<FlowId> = self.fired_flows.iter().copied().collect();
+        all.sort_by_key(|f| (f.first_seen_ns, f.cgroup_id, f.local_port, f.remote_port));
+        Some(all)
     }
 
     pub fn rules(&self) -> &ExfilRules {
@@ -139,11 +212,12 @@ impl Detector {
     /// Takes the flows' current counters as the starting point without counting them: for an
     /// agent that starts (or restarts) while long-running flows already sent a lot, which must
     /// not look like a burst within the window.
-    pub fn prime(&mut self, flows: &[FlowSample]) {
-        self.last = flows.iter().map(|f| (f.id(), f.tx_bytes)).collect();
+    pub fn prime(&mut self, now: Instant, flows: &[FlowSample]) {
+        self.last = flows.iter().map(|f| (f.id(), Seen { bytes: f.tx_bytes, changed: now })).collect();
     }
 
-    /// New rules: windows, totals and alerts start over; flow counters stay the baseline.
+    /// New rules: windows, totals and destination alerts start over; flow counters stay the
+    /// baseline, and flows that alerted stay alerted.
     pub fn retune(&mut self, rules: ExfilRules) {
         self.rules = rules;
         self.dests.clear();
@@ -182,15 +256,23 @@ impl Detector {
                 self.observe_flow(now, f, &mut last, &candidates, &mut alerts);
             }
         }
-        // Flows gone from the table are dropped; a reused 5-tuple then counts from zero.
+        // Flows gone from the table are dropped (and forgotten as alerted once gone: a reused
+        // 5-tuple has another first-seen time anyway).
         self.last = last;
+        let before = self.fired_flows.len();
+        let present = &self.last;
+        self.fired_flows.retain(|f| present.contains_key(f));
+        self.fired_dirty |= self.fired_flows.len() != before;
         self.dests.retain(|_, d| {
             d.last_active.is_some_and(|t| now.saturating_duration_since(t) <= IDLE_FORGET)
                 || !d.window.is_empty()
         });
-        // Destination totals against checkpoint sizes (only when there is something to match).
+        // Settled destination totals against checkpoint sizes (when there is something to match).
         if self.rules.checkpoint_tolerance.is_some() && !candidates.is_empty() {
-            let totals: Vec<(DestId, u64)> = self.dests.iter().map(|(k, d)| (*k, d.total)).collect();
+            let settled =
+                |d: &DestState| d.last_active.is_some_and(|t| now.saturating_duration_since(t) >= SETTLE);
+            let totals: Vec<(DestId, u64)> =
+                self.dests.iter().filter(|(_, d)| settled(d)).map(|(k, d)| (*k, d.total)).collect();
             for ((cgroup_id, remote), total) in totals {
                 let name = || format!("cgroup {cgroup_id} -> {remote}");
                 self.match_checkpoints(&candidates, &name, (cgroup_id, remote), None, total, &mut alerts);
@@ -206,14 +288,20 @@ impl Detector {
         &mut self,
         now: Instant,
         f: &FlowSample,
-        last: &mut HashMap<FlowId, u64>,
+        last: &mut HashMap<FlowId, Seen>,
         candidates: &[Candidate],
         alerts: &mut Vec<Alert>,
     ) {
-        let prev = self.last.get(&f.id()).copied().unwrap_or(0);
-        last.insert(f.id(), f.tx_bytes);
-        // A smaller counter is a new flow with the same 5-tuple: all of it is new.
-        let delta = if f.tx_bytes >= prev { f.tx_bytes - prev } else { f.tx_bytes };
+        let id = f.id();
+        let prev = self.last.get(&id).copied();
+        let prev_bytes = prev.map_or(0, |p| p.bytes);
+        // A smaller counter is a new flow with the same identity: all of it is new.
+        let delta = if f.tx_bytes >= prev_bytes { f.tx_bytes - prev_bytes } else { f.tx_bytes };
+        let changed = match prev {
+            Some(p) if delta == 0 => p.changed,
+            _ => now,
+        };
+        last.insert(id, Seen { bytes: f.tx_bytes, changed });
         let dest = (f.cgroup_id, f.remote);
         if delta > 0 {
             let d = self.dests.entry(dest).or_default();
@@ -225,8 +313,18 @@ impl Detector {
             d.total += delta;
             d.last_active = Some(now);
         }
+        // Only a settled flow is compared: a transfer still growing may pass through a checkpoint's
+        // size on its way to something larger.
+        let settled = f.finished || now.saturating_duration_since(changed) >= SETTLE;
+        if !settled || self.fired_flows.contains(&id) {
+            return;
+        }
         let name = || format!("{}:{}->{}:{}", f.local, f.local_port, f.remote, f.remote_port);
-        self.match_checkpoints(candidates, &name, dest, Some(f.remote_port), f.tx_bytes, alerts);
+        // Matched (alerted now, or already for this destination and file): done with this flow.
+        if self.match_checkpoints(candidates, &name, dest, Some(f.remote_port), f.tx_bytes, alerts) {
+            self.fired_flows.insert(id);
+            self.fired_dirty = true;
+        }
     }
 
     fn check_bulk(&mut self, now: Instant, threshold: u64, window: Duration, alerts: &mut Vec<Alert>) {
@@ -263,11 +361,13 @@ impl Detector {
         port: Option<u16>,
         bytes: u64,
         alerts: &mut Vec<Alert>,
-    ) {
-        let Some(tolerance) = self.rules.checkpoint_tolerance else { return };
+    ) -> bool {
+        let Some(tolerance) = self.rules.checkpoint_tolerance else { return false };
+        let mut matched = false;
         for c in
             candidates.iter().filter(|c| c.bytes >= MIN_CHECKPOINT_BYTES && within(bytes, c.bytes, tolerance))
         {
+            matched = true;
             if !self.fired.insert(Fired::Checkpoint(cgroup_id, remote, c.path.clone())) {
                 continue;
             }
@@ -297,5 +397,6 @@ impl Detector {
                 ),
             });
         }
+        matched
     }
 }

@@ -20,8 +20,15 @@ fn flow(remote: &str, port: u16, tx: u64) -> FlowSample {
         remote: remote.parse().unwrap(),
         remote_port: port,
         protocol: 6,
+        first_seen_ns: 1,
         tx_bytes: tx,
+        finished: false,
     }
+}
+
+fn finished(mut f: FlowSample) -> FlowSample {
+    f.finished = true;
+    f
 }
 
 fn approved(addr: IpAddr) -> bool {
@@ -87,7 +94,12 @@ fn a_transfer_the_size_of_a_checkpoint_names_the_file() {
     idx.observe(t0, Path::new("/data/ckpt/step-1000.pt"), 200 * MIB);
     let mut d = Detector::new(ExfilRules { bulk: None, checkpoint_tolerance: Some(0.02), block: true });
     assert!(d.observe(t0, &[flow("203.0.113.5", 443, 150 * MIB)], approved, &idx).is_empty(), "not yet");
-    let a = d.observe(t0 + Duration::from_secs(1), &[flow("203.0.113.5", 443, 197 * MIB)], approved, &idx);
+    let at = |s| t0 + Duration::from_secs(s);
+    assert!(
+        d.observe(at(1), &[flow("203.0.113.5", 443, 197 * MIB)], approved, &idx).is_empty(),
+        "a transfer still growing is not compared"
+    );
+    let a = d.observe(at(2), &[finished(flow("203.0.113.5", 443, 197 * MIB))], approved, &idx);
     assert_eq!(
         a.len(),
         1,
@@ -97,34 +109,68 @@ fn a_transfer_the_size_of_a_checkpoint_names_the_file() {
     assert_eq!(hit.port, Some(443), "the flow matched first: {hit:?}");
     assert_eq!((hit.kind, hit.severity, hit.block), (AlertKind::Checkpoint, Severity::Critical, true));
     assert_eq!(hit.file.as_deref(), Some(Path::new("/data/ckpt/step-1000.pt")));
-    assert!(
-        d.observe(t0 + Duration::from_secs(2), &[flow("203.0.113.5", 443, 198 * MIB)], approved, &idx)
-            .is_empty(),
-        "dedup"
-    );
+    for s in 3..6 {
+        let again = d.observe(at(s), &[finished(flow("203.0.113.5", 443, 197 * MIB))], approved, &idx);
+        assert!(again.is_empty(), "dedup (the destination total settles at {s}s): {again:?}");
+    }
     // The same bytes to an approved sink: nothing.
     let mut d2 = Detector::new(ExfilRules { bulk: None, checkpoint_tolerance: Some(0.02), block: false });
-    assert!(d2.observe(t0, &[flow("198.51.100.10", 443, 200 * MIB)], approved, &idx).is_empty());
+    assert!(d2.observe(t0, &[finished(flow("198.51.100.10", 443, 200 * MIB))], approved, &idx).is_empty());
 }
 
 #[test]
-fn sharded_checkpoints_match_a_destination_total_over_several_flows() {
+fn an_idle_flow_settles_and_a_larger_transfer_passing_through_the_size_never_matches() {
     let t0 = Instant::now();
     let mut idx = CheckpointIndex::new(Duration::from_secs(3600));
-    for i in 1..=4 {
-        idx.observe(
-            t0,
-            &Path::new("/data/ckpt").join(format!("model-0000{i}-of-00004.safetensors")),
-            50 * MIB,
-        );
-    }
+    idx.observe(t0, Path::new("/data/ckpt/step-7.pt"), 100 * MIB);
     let mut d = Detector::new(ExfilRules { bulk: None, checkpoint_tolerance: Some(0.02), block: false });
-    let flows = [flow("203.0.113.5", 443, 100 * MIB), flow("203.0.113.5", 8443, 100 * MIB)];
-    let a = d.observe(t0, &flows, approved, &idx);
-    let total =
-        a.iter().find(|a| a.port.is_none()).unwrap_or_else(|| panic!("destination total match: {a:?}"));
-    assert_eq!(total.bytes, 200 * MIB);
-    assert!(total.explanation.contains("4 shards"), "{}", total.explanation);
+    let at = |ms| t0 + Duration::from_millis(ms);
+    // 3x the checkpoint, polled every 500 ms, crossing 100 MiB on the way, then finished.
+    for (i, mib) in [20, 60, 100, 101, 140, 200, 260, 300].into_iter().enumerate() {
+        let a = d.observe(at(500 * i as u64), &[flow("203.0.113.5", 443, mib * MIB)], approved, &idx);
+        assert!(a.is_empty(), "{mib} MiB on the way: {a:?}");
+    }
+    for i in 8..16 {
+        let a = d.observe(at(500 * i), &[finished(flow("203.0.113.5", 443, 300 * MIB))], approved, &idx);
+        assert!(a.is_empty(), "3x the checkpoint, finished: {a:?}");
+    }
+    // An exact-size UDP flow that goes quiet matches once it has been idle for SETTLE.
+    let udp = |tx| FlowSample { protocol: 17, ..flow("203.0.113.6", 53, tx) };
+    assert!(d.observe(at(9_000), &[udp(100 * MIB)], approved, &idx).is_empty(), "just arrived");
+    assert!(d.observe(at(10_000), &[udp(100 * MIB)], approved, &idx).is_empty(), "idle 1 s: not settled");
+    let a = d.observe(at(11_100), &[udp(100 * MIB)], approved, &idx);
+    assert_eq!(a.len(), 1, "idle for SETTLE: {a:?}");
+}
+
+#[test]
+fn a_flow_alerts_once_across_reloads_releases_and_restarts() {
+    let t0 = Instant::now();
+    let mut idx = CheckpointIndex::new(Duration::from_secs(3600));
+    idx.observe(t0, Path::new("/data/ckpt/step-9.pt"), 64 * MIB);
+    let rules = ExfilRules { bulk: None, checkpoint_tolerance: Some(0.02), block: true };
+    let done = [finished(flow("203.0.113.5", 443, 64 * MIB))];
+    let mut d = Detector::new(rules.clone());
+    assert_eq!(d.observe(t0, &done, approved, &idx).len(), 1);
+    let saved = d.take_fired_change().expect("the alerted flow is to be saved");
+    assert_eq!(saved, vec![done[0].id()]);
+    d.retune(ExfilRules { bulk: Some((10 * MIB, Duration::from_secs(60))), ..rules.clone() });
+    assert!(d.observe(t0 + Duration::from_secs(3), &done, approved, &idx).is_empty(), "after a rule change");
+    d.forgive(7, "203.0.113.5".parse().unwrap());
+    assert!(d.observe(t0 + Duration::from_secs(6), &done, approved, &idx).is_empty(), "after a release");
+    // A restarted agent restores the saved flows and takes the counters as its baseline.
+    let mut restarted = Detector::new(rules);
+    restarted.restore_fired(saved);
+    restarted.prime(t0, &done);
+    for s in [1, 4, 8] {
+        let a = restarted.observe(t0 + Duration::from_secs(s), &done, approved, &idx);
+        assert!(a.is_empty(), "after a restart ({s}s): {a:?}");
+    }
+    // A new transfer (another flow) of the same size after the release is a new event.
+    let next = [FlowSample { first_seen_ns: 2, ..done[0] }];
+    assert_eq!(restarted.observe(t0 + Duration::from_secs(9), &next, approved, &idx).len(), 1);
+    // Once the first flow is gone from the table it is no longer kept.
+    let kept = restarted.take_fired_change().expect("changed");
+    assert_eq!(kept, vec![next[0].id()]);
 }
 
 #[test]

@@ -13,10 +13,10 @@ pub mod shell;
 pub mod spool;
 pub mod watcher;
 
-pub use attribution::ProcessIndex;
+pub use attribution::{Owners, Process};
 pub use blocks::{Block, BlockTable, Selector};
 pub use checkpoints::{shard_group, CheckpointIndex};
-pub use detector::{Alert, AlertKind, Detector, ExfilRules, FlowSample, Severity};
+pub use detector::{Alert, AlertKind, Detector, ExfilRules, FlowId, FlowSample, Severity};
 pub use monitor::{AlertRecord, ExfilMonitor};
 pub use shell::ExfilShell;
 pub use spool::{Spool, SpoolError, SpoolLimits};

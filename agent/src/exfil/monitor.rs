@@ -13,9 +13,9 @@ use rustc_hash::FxHashMap as HashMap;
 use serde::Serialize;
 
 use super::{
-    attribution::ProcessIndex,
+    attribution::Process,
     checkpoints::CheckpointIndex,
-    detector::{Alert, AlertKind, Detector, ExfilRules, FlowSample, Severity},
+    detector::{Alert, AlertKind, Detector, ExfilRules, FlowId, FlowSample, Severity},
     watcher::CheckpointWatcher,
 };
 
@@ -33,6 +33,7 @@ pub struct AlertRecord {
     pub kind: AlertKind,
     pub severity: Severity,
     pub policy: String,
+    /// `None` when no connect hook saw the flow's process (e.g. a flow older than the agent).
     pub pid: Option<u32>,
     pub comm: Option<String>,
     pub cgroup_id: u64,
@@ -138,6 +139,16 @@ impl ExfilMonitor {
         }
     }
 
+    /// Flows that alerted before (restored from the state directory after a restart).
+    pub fn restore_fired(&mut self, flows: impl IntoIterator<Item = FlowId>) {
+        self.detector.restore_fired(flows);
+    }
+
+    /// The flows that alerted, when that set changed (to persist it).
+    pub fn take_fired_change(&mut self) -> Option<Vec<FlowId>> {
+        self.detector.take_fired_change()
+    }
+
     /// Forgets a destination after its block was released.
     pub fn forgive(&mut self, cgroup_id: u64, destination: IpAddr) {
         self.detector.forgive(cgroup_id, destination);
@@ -153,13 +164,14 @@ impl ExfilMonitor {
         self.detector.tracked()
     }
 
-    /// One poll: flow counters in, alert records out.
+    /// One poll: flow counters in, alert records out; `owner` names the process that last
+    /// connected from a cgroup to a destination.
     pub fn poll(
         &mut self,
         now: Instant,
         flows: &[FlowSample],
         geo: Option<&GeoDb>,
-        procs: &ProcessIndex,
+        owner: &dyn Fn(u64, IpAddr) -> Option<Process>,
     ) -> Vec<AlertRecord> {
         let (rules, peers, cache) = (&self.rules, &self.peer_cidrs, &mut self.approved);
         let approved = |addr: IpAddr| {
@@ -170,15 +182,21 @@ impl ExfilMonitor {
         };
         if !self.primed {
             self.primed = true;
-            self.detector.prime(flows);
+            self.detector.prime(now, flows);
         }
         let alerts = self.detector.observe(now, flows, approved, &self.index);
-        alerts.into_iter().map(|a| self.record(a, geo, procs)).collect()
+        alerts.into_iter().map(|a| self.record(a, geo, owner)).collect()
     }
 
-    fn record(&mut self, a: Alert, geo: Option<&GeoDb>, procs: &ProcessIndex) -> AlertRecord {
+    fn record(
+        &mut self,
+        a: Alert,
+        geo: Option<&GeoDb>,
+        owner: &dyn Fn(u64, IpAddr) -> Option<Process>,
+    ) -> AlertRecord {
         self.seq += 1;
-        let process = procs.find(a.cgroup_id, a.destination, a.port);
+        let process = owner(a.cgroup_id, a.destination);
+        let process = process.as_ref();
         let action = match (a.block, self.enforce) {
             (false, _) => "alert",
             (true, true) => "block",

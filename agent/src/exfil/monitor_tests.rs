@@ -8,10 +8,7 @@ use std::{
 use ringfence_policy::{geo::GeoDb, parse_policy, CountryCode};
 
 use super::ExfilMonitor;
-use crate::{
-    events::VerdictRecord,
-    exfil::{AlertKind, FlowSample, ProcessIndex},
-};
+use crate::exfil::{AlertKind, FlowSample, Process};
 
 const MB: u64 = 1_000_000;
 
@@ -39,25 +36,20 @@ fn flow(remote: &str, tx: u64) -> FlowSample {
         remote: remote.parse().unwrap(),
         remote_port: 443,
         protocol: 6,
+        first_seen_ns: 1,
         tx_bytes: tx,
+        finished: false,
     }
 }
 
-fn connect(pid: u32, dst: &str) -> VerdictRecord {
-    VerdictRecord {
-        verdict: "allow",
-        rule: "default".into(),
-        rule_id: 0,
-        pid,
-        comm: "python3".into(),
-        cgroup_id: 42,
-        dst: dst.parse().unwrap(),
-        port: 443,
-        protocol: "tcp".into(),
-        hook: "rf_connect4",
-        generation: 1,
-        country: None,
-    }
+/// The owner map's answer: pid 4242 (`python3`) connected from cgroup 42 to 203.0.113.9.
+fn owner(cgroup_id: u64, dst: IpAddr) -> Option<Process> {
+    (cgroup_id == 42 && dst == "203.0.113.9".parse::<IpAddr>().unwrap())
+        .then(|| Process { pid: 4242, comm: "python3".into() })
+}
+
+fn nobody(_: u64, _: IpAddr) -> Option<Process> {
+    None
 }
 
 const BULK: &str = "    approvedSinks: { countries: [DE], cidrs: [192.0.2.60/32], peers: true }\n    bulk: { bytes: 100MB, window: 1m }\n    action: block\n    blockFor: 15m\n";
@@ -67,13 +59,11 @@ fn approved_by_country_cidr_policy_peer_and_agent_peer_alert_on_everything_else(
     let (geo, now) = (geo(), Instant::now());
     let mut m = ExfilMonitor::new(&policy("enforce", BULK)).expect("monitor");
     m.set_peer_addresses(vec!["192.0.2.70/32".parse().unwrap()]);
-    let mut procs = ProcessIndex::default();
-    procs.learn(now, &connect(4242, "203.0.113.9"));
     let quiet = ["198.51.100.7", "192.0.2.60", "192.0.2.50", "192.0.2.70"];
     let flows: Vec<FlowSample> = quiet.iter().map(|d| flow(d, 500 * MB)).collect();
-    assert!(m.poll(now, &flows, Some(&geo), &procs).is_empty(), "approved: DE, cidr, spec.peers, wg peer");
+    assert!(m.poll(now, &flows, Some(&geo), &owner).is_empty(), "approved: DE, cidr, spec.peers, wg peer");
 
-    let alerts = m.poll(now + Duration::from_secs(1), &[flow("203.0.113.9", 150 * MB)], Some(&geo), &procs);
+    let alerts = m.poll(now + Duration::from_secs(1), &[flow("203.0.113.9", 150 * MB)], Some(&geo), &owner);
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     let a = &alerts[0];
     assert_eq!((a.kind, a.action, a.block_secs), (AlertKind::Bulk, "block", Some(900)));
@@ -96,10 +86,9 @@ fn approved_by_country_cidr_policy_peer_and_agent_peer_alert_on_everything_else(
 fn audit_mode_reports_would_block_and_ids_are_unique() {
     let now = Instant::now();
     let mut m = ExfilMonitor::new(&policy("audit", BULK)).expect("monitor");
-    let procs = ProcessIndex::default();
-    assert!(m.poll(now, &[], None, &procs).is_empty(), "first poll: the baseline");
+    assert!(m.poll(now, &[], None, &owner).is_empty(), "first poll: the baseline");
     let flows = [flow("203.0.113.1", 200 * MB), flow("203.0.113.2", 200 * MB)];
-    let alerts = m.poll(now, &flows, None, &procs);
+    let alerts = m.poll(now, &flows, None, &owner);
     assert_eq!(alerts.len(), 2, "{alerts:?}");
     assert!(alerts.iter().all(|a| a.action == "would-block" && a.block_secs.is_none()), "{alerts:?}");
     assert_ne!(alerts[0].id, alerts[1].id);
@@ -109,20 +98,19 @@ fn audit_mode_reports_would_block_and_ids_are_unique() {
 #[test]
 fn an_unrelated_reload_keeps_state_and_a_rule_change_starts_over() {
     let now = Instant::now();
-    let procs = ProcessIndex::default();
     let m = ExfilMonitor::new(&policy("enforce", BULK)).expect("monitor");
     let mut m = m.update(&policy("enforce", BULK)).expect("same rules");
     assert!(
-        m.poll(now, &[flow("203.0.113.9", 500 * MB)], None, &procs).is_empty(),
+        m.poll(now, &[flow("203.0.113.9", 500 * MB)], None, &nobody).is_empty(),
         "an agent (re)start: baseline"
     );
-    assert!(m.poll(now, &[flow("203.0.113.9", 580 * MB)], None, &procs).is_empty(), "80 MB in the window");
+    assert!(m.poll(now, &[flow("203.0.113.9", 580 * MB)], None, &owner).is_empty(), "80 MB in the window");
     let mut m = m.update(&policy("enforce", BULK)).expect("same rules");
-    let a = m.poll(now + Duration::from_secs(1), &[flow("203.0.113.9", 620 * MB)], None, &procs);
+    let a = m.poll(now + Duration::from_secs(1), &[flow("203.0.113.9", 620 * MB)], None, &owner);
     assert_eq!(a.len(), 1, "window kept across a reload with the same rules: {a:?}");
     let changed = BULK.replace("100MB", "110MB");
     let mut m = m.update(&policy("enforce", &changed)).expect("new rules");
-    let a = m.poll(now + Duration::from_secs(2), &[flow("203.0.113.9", 630 * MB)], None, &procs);
+    let a = m.poll(now + Duration::from_secs(2), &[flow("203.0.113.9", 630 * MB)], None, &owner);
     assert!(a.is_empty(), "new rules count from the new poll (10 MB so far): {a:?}");
     let plain = parse_policy(
         "apiVersion: ringfence.dev/v1\nkind: EgressPolicy\nmetadata: { name: plain }\nspec: { defaultAction: allow }\n",

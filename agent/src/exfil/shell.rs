@@ -1,10 +1,12 @@
 //! The running agent's exfiltration loop: each poll reads the kernel's flow counters and the
 //! checkpoint directories into the [`ExfilMonitor`], delivers its alerts (log, fsync'd spool,
-//! metrics) and keeps the kernel's blocks in step (set, expired, released by an operator).
+//! metrics) and keeps the kernel's blocks in step (set, expired, released by an operator). The
+//! flows that alerted are kept in the state directory, so a restarted agent does not alert on
+//! them again.
 use std::{
     collections::HashMap,
     net::IpAddr,
-    path::Path,
+    path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -12,18 +14,21 @@ use std::{
 use ringfence_policy::{geo::GeoDb, Policy};
 use tracing::{error, info, warn};
 
-use super::{blocks::BlockTable, monitor::ExfilMonitor, AlertRecord, ProcessIndex};
-use crate::{
-    control::EventQueue, error::AgentError, events::VerdictRecord, flows::FlowTable, metrics::Metrics,
-};
+use super::{blocks::BlockTable, monitor::ExfilMonitor, AlertRecord, FlowId, Owners};
+use crate::{control::EventQueue, error::AgentError, flows::FlowTable, metrics::Metrics};
 
 /// Where alerts are spooled inside the state directory.
 pub const SPOOL_DIR: &str = "spool";
+/// The flows that raised a checkpoint alert (JSON array), inside the state directory.
+pub const FIRED_FILE: &str = "exfil-fired.json";
 
 /// The exfiltration side of the agent's event loop.
 pub struct ExfilShell {
     monitor: Option<ExfilMonitor>,
-    procs: ProcessIndex,
+    owners: Owners,
+    /// Flows that alerted, as last persisted (for monitors created by later policies).
+    fired: Vec<FlowId>,
+    fired_path: PathBuf,
     blocks: BlockTable,
     /// Blocks this agent set, with when they expire: one missing early was released.
     installed: HashMap<(u64, IpAddr), Instant>,
@@ -35,10 +40,12 @@ pub struct ExfilShell {
 }
 
 impl ExfilShell {
-    /// Opens the block maps under `bpffs`; alerts go to `spool`.
+    /// Opens the block and owner maps under `bpffs` and the alerted flows in `state_dir`; alerts
+    /// go to `spool`.
     pub fn open(
         policy: &Policy,
         bpffs: &Path,
+        state_dir: &Path,
         spool: EventQueue,
         metrics: Arc<Metrics>,
     ) -> Result<Self, AgentError> {
@@ -48,9 +55,17 @@ impl ExfilShell {
             .into_iter()
             .map(|b| ((b.cgroup_id, b.destination), Instant::now() + Duration::from_secs(b.expires_in_secs)))
             .collect();
+        let fired_path = state_dir.join(FIRED_FILE);
+        let fired = load_fired(&fired_path);
+        let mut monitor = ExfilMonitor::new(policy);
+        if let Some(m) = monitor.as_mut() {
+            m.restore_fired(fired.iter().copied());
+        }
         Ok(Self {
-            monitor: ExfilMonitor::new(policy),
-            procs: ProcessIndex::default(),
+            monitor,
+            owners: Owners::open(bpffs)?,
+            fired,
+            fired_path,
             blocks,
             installed,
             spool,
@@ -62,13 +77,6 @@ impl ExfilShell {
     /// Whether the policy in force asks for exfiltration detection.
     pub fn active(&self) -> bool {
         self.monitor.is_some()
-    }
-
-    /// Learns which process opened which connection.
-    pub fn learn(&mut self, now: Instant, r: &VerdictRecord) {
-        if self.monitor.is_some() {
-            self.procs.learn(now, r);
-        }
     }
 
     /// The WireGuard peers' addresses (approved sinks with `approvedSinks.peers`).
@@ -85,6 +93,7 @@ impl ExfilShell {
             Some(m) => m.update(policy),
             None => ExfilMonitor::new(policy).map(|mut m| {
                 m.set_peer_addresses(self.peers.clone());
+                m.restore_fired(self.fired.iter().copied());
                 m
             }),
         };
@@ -101,16 +110,19 @@ impl ExfilShell {
             Err(e) => return warn!(error = %e, "exfiltration: reading the flow table"),
         };
         let read = started.elapsed();
-        let records = monitor.poll(started, &samples, geo, &self.procs);
+        let owners = &self.owners;
+        let records = monitor.poll(started, &samples, geo, &|cgroup_id, dst| owners.find(cgroup_id, dst));
         let block_for = monitor.block_for();
         let (flows_tracked, dests) = monitor.tracked();
+        if let Some(fired) = monitor.take_fired_change() {
+            self.save_fired(fired);
+        }
         for r in &records {
             self.deliver(r);
             if r.action == "block" {
                 self.block(r, block_for);
             }
         }
-        self.procs.prune(started, false);
         let m = &self.metrics;
         m.set_gauge(
             "ringfence_exfil_flows",
@@ -133,14 +145,24 @@ impl ExfilShell {
         );
     }
 
+    /// Persists the alerted flows (atomically; a failure is logged, the set stays in memory).
+    fn save_fired(&mut self, fired: Vec<FlowId>) {
+        let json = serde_json::to_vec(&fired).expect("flow ids serialize");
+        if let Err(e) = crate::control::write_atomic(&self.fired_path, &json, 0o600) {
+            error!(error = %e, "exfiltration: the alerted flows could not be saved; after a restart they may alert again");
+        }
+        self.fired = fired;
+    }
+
+    /// Logs the alert with the same values the spool record holds (absent fields are null
+    /// there and left out of the log line).
     fn deliver(&mut self, r: &AlertRecord) {
         warn!(
             target: "ringfence::alert",
-            id = %r.id, kind = ?r.kind, severity = ?r.severity, action = r.action,
-            pid = r.pid.unwrap_or(0), comm = r.comm.as_deref().unwrap_or(""), cgroup_id = r.cgroup_id,
-            destination = %r.destination, port = r.port.unwrap_or(0),
-            country = r.country.as_deref().unwrap_or(""), bytes = r.bytes,
-            file = %r.file.as_deref().map(|f| f.display().to_string()).unwrap_or_default(),
+            id = %r.id, kind = r.kind.as_str(), severity = r.severity.as_str(), action = r.action,
+            pid = r.pid, comm = r.comm.as_deref(), cgroup_id = r.cgroup_id,
+            destination = %r.destination, port = r.port, country = r.country.as_deref(), bytes = r.bytes,
+            file = r.file.as_deref().map(|f| tracing::field::display(f.display())),
             unix_ms = r.unix_ms, explanation = %r.explanation,
             "exfiltration alert"
         );
@@ -215,4 +237,21 @@ impl ExfilShell {
             info!(cgroup_id, destination = %destination, "exfiltration block released");
         }
     }
+}
+
+/// The alerted flows saved by an earlier run; an unreadable file is logged and ignored (it only
+/// means those flows may alert once more).
+fn load_fired(path: &Path) -> Vec<FlowId> {
+    let text = match std::fs::read(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => {
+            warn!(error = %e, path = %path.display(), "exfiltration: reading the alerted flows");
+            return Vec::new();
+        }
+    };
+    serde_json::from_slice(&text).unwrap_or_else(|e| {
+        warn!(error = %e, path = %path.display(), "exfiltration: the alerted flows file is corrupt; ignoring it");
+        Vec::new()
+    })
 }

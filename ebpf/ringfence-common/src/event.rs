@@ -15,8 +15,17 @@ pub const HOOK_SENDMSG4: u32 = 2;
 pub const HOOK_SENDMSG6: u32 = 3;
 /// The packet path's egress program (index 4 of [`crate::HOOKS`]).
 pub const HOOK_TC_EGRESS: u32 = 4;
+/// The enforced cgroup's own packet backstop (`cgroup_skb/egress`).
+pub const HOOK_SKB_EGRESS: u32 = 5;
+/// Socket creation seen by the BPF LSM (`lsm_cgroup/socket_create`): a packet or XDP socket
+/// refused.
+pub const HOOK_SOCKET_CREATE: u32 = 6;
+/// Socket creation seen by `cgroup/sock_create`: a raw IP socket refused.
+pub const HOOK_SOCK_CREATE: u32 = 7;
+/// `cgroup/setsockopt`: an option that would bypass the packet path refused.
+pub const HOOK_SETSOCKOPT: u32 = 8;
 
-/// One verdict. 88 bytes, no implicit padding.
+/// One verdict. 104 bytes, no implicit padding.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Event {
@@ -29,7 +38,8 @@ pub struct Event {
     pub comm: [u8; 16],
     /// Destination address in network order; IPv4 (also IPv4-mapped IPv6) in the first 4 bytes.
     pub daddr: [u8; 16],
-    /// 4 or 6: the family the verdict was computed for.
+    /// 4 or 6: the family the verdict was computed for; 0 for events without a destination
+    /// (socket refusals).
     pub family: u32,
     /// Destination port, host order.
     pub dport: u32,
@@ -43,9 +53,16 @@ pub struct Event {
     pub generation: u32,
     /// Country of the destination when a geo entry matched ([`crate::country_code`]), else 0.
     pub country: u32,
+    /// Socket events ([`HOOK_SOCKET_CREATE`], [`HOOK_SOCK_CREATE`], [`HOOK_SETSOCKOPT`]): the
+    /// socket's address family and type (`AF_*`, `SOCK_*`); 0 otherwise.
+    pub sock_family: u32,
+    pub sock_type: u32,
+    /// [`HOOK_SETSOCKOPT`]: the refused option's level and name; 0 otherwise.
+    pub sock_level: u32,
+    pub sock_opt: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<Event>() == 88);
+const _: () = assert!(core::mem::size_of::<Event>() == 104);
 const _: () = assert!(core::mem::size_of::<crate::MatchList>() == 4 + 12 * crate::MAX_ITEMS);
 const _: () = assert!(core::mem::size_of::<crate::GeoInfo>() == 72);
 const _: () = assert!(core::mem::size_of::<crate::GeoEntry>() == 16);

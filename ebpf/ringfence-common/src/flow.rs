@@ -1,7 +1,9 @@
 //! Per-flow byte accounting on the packet path (tcx egress and ingress on the uplinks).
 
 /// A flow from the node's point of view: `local` is this node's address, `remote` the peer's.
-/// IPv4 addresses sit in the first 4 bytes.
+/// IPv4 addresses sit in the first 4 bytes. ICMP echo requests and replies carry their
+/// identifier in both port fields (so a ping and its replies are one flow); other ICMP messages
+/// and protocols without ports have 0.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct FlowKey {
@@ -37,10 +39,44 @@ pub struct FlowStats {
     pub verdict_generation: u32,
 }
 
+/// TCP sequence-space accounting of one flow's egress (a shared map, not per-CPU: a socket's
+/// packets reach the packet path one at a time). Retransmitted bytes are not counted again.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct TcpSeq {
+    /// Payload bytes that advanced the highest sequence number sent.
+    pub data_bytes: u64,
+    /// The sequence number after the highest byte sent so far.
+    pub next_seq: u32,
+    /// `TCPSEQ_*` bits.
+    pub flags: u32,
+}
+
+/// [`TcpSeq::flags`]: `next_seq` is set.
+pub const TCPSEQ_STARTED: u32 = 1;
+/// [`TcpSeq::flags`]: this side sent FIN or RST: the transfer is finished.
+pub const TCPSEQ_FINISHED: u32 = 2;
+
+/// Cached packet-path decisions ([`FlowStats::verdict`]). A decision depends on whether the
+/// sender is policed (the enforced cgroup, or no socket): a pass for a policed sender holds for
+/// anyone; a drop only for policed senders; a pass for an unpoliced sender only for unpoliced
+/// ones (a policed sender reusing that 5-tuple is decided afresh).
 pub const FLOW_VERDICT_UNKNOWN: u32 = 0;
 pub const FLOW_VERDICT_PASS: u32 = 1;
 pub const FLOW_VERDICT_DROP: u32 = 2;
 pub const FLOW_VERDICT_PLAINTEXT: u32 = 3;
+pub const FLOW_VERDICT_PASS_UNPOLICED: u32 = 4;
+
+/// Whether a cached decision applies to a packet from a policed (or unpoliced) sender.
+#[inline(always)]
+pub fn cached_applies(verdict: u32, policed: bool) -> bool {
+    match verdict {
+        FLOW_VERDICT_PASS | FLOW_VERDICT_PLAINTEXT => true,
+        FLOW_VERDICT_DROP => policed,
+        FLOW_VERDICT_PASS_UNPOLICED => !policed,
+        _ => false,
+    }
+}
 
 /// A WireGuard peer endpoint (address in network order, IPv4 in the first 4 bytes; port in
 /// host order).
@@ -57,10 +93,12 @@ pub const INBOUND: u32 = 1;
 
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 44);
 const _: () = assert!(core::mem::size_of::<FlowStats>() == 72);
+const _: () = assert!(core::mem::size_of::<TcpSeq>() == 16);
 
 #[cfg(feature = "user")]
 mod pod {
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::FlowStats {}
     unsafe impl aya::Pod for super::Endpoint {}
+    unsafe impl aya::Pod for super::TcpSeq {}
 }

@@ -9,9 +9,11 @@ pub mod event;
 pub mod flow;
 pub mod maps;
 pub mod rules;
+pub mod socket;
 
 pub use block::*;
 pub use event::*;
 pub use flow::*;
 pub use maps::*;
 pub use rules::*;
+pub use socket::*;

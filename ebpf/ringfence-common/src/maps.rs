@@ -82,25 +82,92 @@ pub const STAT_ALLOWED: u32 = 1;
 pub const STAT_DENIED: u32 = 2;
 /// Connections that would have been denied but were allowed in audit mode.
 pub const STAT_AUDITED: u32 = 3;
-/// Number of counters in [`STATS_MAP`].
-pub const STAT_COUNT: u32 = 8;
-
-/// Program names, one module per hook in the eBPF crate. Links are pinned as
-/// `<bpffs>/links/<name>`.
-pub const PROGRAMS: [&str; 4] = ["rf_connect4", "rf_connect6", "rf_sendmsg4", "rf_sendmsg6"];
-/// Packet-path programs (tcx), attached per uplink interface; links pinned as
-/// `<bpffs>/links/<name>_<interface>`.
-pub const TC_EGRESS: &str = "rf_tc_egress";
-/// Every hook that reports events, indexed by `Event::hook`.
-pub const HOOKS: [&str; 5] = ["rf_connect4", "rf_connect6", "rf_sendmsg4", "rf_sendmsg6", "rf_tc_egress"];
-pub const TC_INGRESS: &str = "rf_tc_ingress";
-/// The egress verdict, tail-called by [`TC_EGRESS`] through [`TAILS_MAP`] slot 0.
-pub const TC_VERDICT: &str = "rf_tc_verdict";
-/// Program array for that tail call (pinned, so the slot outlives the agent like the links).
-pub const TAILS_MAP: &str = "RF_TAILS";
-/// Packets dropped on the packet path by the policy.
+/// Packets dropped on the packet path (tcx) by the policy.
 pub const STAT_PACKETS_DROPPED: u32 = 4;
 /// Plaintext packets to must-encrypt destinations dropped on the packet path.
 pub const STAT_PLAINTEXT_DROPPED: u32 = 5;
 /// Connections refused and packets dropped because of an exfiltration block.
 pub const STAT_EXFIL_BLOCKED: u32 = 6;
+/// Raw, packet and XDP sockets the enforced cgroup was refused, and socket options that would
+/// bypass the packet path.
+pub const STAT_SOCKETS_REFUSED: u32 = 7;
+/// Packets of the enforced cgroup dropped by its backstop (`cgroup_skb/egress`) by the policy.
+pub const STAT_BACKSTOP_DROPPED: u32 = 8;
+/// Frames of the enforced cgroup that are neither IPv4, IPv6 nor ARP, dropped on the packet path.
+pub const STAT_NONIP_DROPPED: u32 = 9;
+/// Packets the backstop decided in full (no cached verdict): how often the slow path ran.
+pub const STAT_BACKSTOP_DECIDED: u32 = 10;
+/// Sockets the enforced cgroup created that the socket guard looked at (proves it runs).
+pub const STAT_SOCKET_GUARD_SEEN: u32 = 11;
+/// Number of counters in [`STATS_MAP`].
+pub const STAT_COUNT: u32 = 16;
+
+/// The cgroup programs, in the order the agent attaches them (every one is loaded and verified
+/// first): the passive-open marker, the packet backstop, the socket-creation guard, then the
+/// connect/sendmsg hooks. Links are pinned as `<bpffs>/links/<name>`. Once the backstop is
+/// attached every packet of the cgroup is decided, so the hooks after it add precision (EPERM
+/// at the call, events with the process), never the first line of defence.
+pub const SOCKOPS: &str = "rf_sockops";
+pub const SKB_EGRESS: &str = "rf_skb_egress";
+/// Raw IP socket refusal (`cgroup/sock_create`, any kernel with cgroup BPF).
+pub const SOCK_CREATE: &str = "rf_sock_create";
+/// Refusal of socket options that bypass the packet path (`cgroup/setsockopt`).
+pub const SETSOCKOPT: &str = "rf_setsockopt";
+/// Packet and XDP socket refusal (`lsm_cgroup/socket_create`): only where the kernel runs BPF
+/// LSM programs (the agent checks before attaching it).
+pub const SOCKET_CREATE: &str = "rf_socket_create";
+pub const SOCK_ADDR_PROGRAMS: [&str; 4] = ["rf_connect4", "rf_connect6", "rf_sendmsg4", "rf_sendmsg6"];
+/// Every pinned cgroup link, in attach order.
+pub const PROGRAMS: [&str; 9] = [
+    SOCKOPS,
+    SKB_EGRESS,
+    SOCK_CREATE,
+    SETSOCKOPT,
+    SOCKET_CREATE,
+    "rf_connect4",
+    "rf_connect6",
+    "rf_sendmsg4",
+    "rf_sendmsg6",
+];
+/// The backstop's tail-called programs, by slot of [`SKB_TAILS_MAP`].
+pub const SKB_VERDICT: &str = "rf_skb_verdict";
+pub const SKB_PARSE: &str = "rf_skb_parse";
+pub const SKB_TAIL_VERDICT: u32 = 0;
+pub const SKB_TAIL_PARSE: u32 = 1;
+/// Program array of the backstop's tail calls (pinned like [`TAILS_MAP`]). A failed tail call
+/// drops the packet: the backstop fails closed.
+pub const SKB_TAILS_MAP: &str = "RF_SKB_TAILS";
+/// Packet-path programs (tcx), attached per uplink interface; links pinned as
+/// `<bpffs>/links/<name>_<interface>`.
+pub const TC_EGRESS: &str = "rf_tc_egress";
+/// Every hook that reports events, indexed by `Event::hook`.
+pub const HOOKS: [&str; 9] = [
+    "rf_connect4",
+    "rf_connect6",
+    "rf_sendmsg4",
+    "rf_sendmsg6",
+    "rf_tc_egress",
+    "rf_skb_egress",
+    "rf_socket_create",
+    "rf_sock_create",
+    "rf_setsockopt",
+];
+pub const TC_INGRESS: &str = "rf_tc_ingress";
+/// The egress verdict, tail-called by [`TC_EGRESS`] through [`TAILS_MAP`] slot 0.
+pub const TC_VERDICT: &str = "rf_tc_verdict";
+/// Program array for that tail call (pinned, so the slot outlives the agent like the links).
+pub const TAILS_MAP: &str = "RF_TAILS";
+
+/// LRU hash of [`crate::DestKey`] -> [`crate::Owner`]: the process that last connected from a
+/// cgroup to a destination (pinned: survives agent restarts).
+pub const OWNERS_MAP: &str = "RF_OWNERS";
+pub const MAX_OWNERS: u32 = 65_536;
+/// LRU hash of [`crate::FlowKey`] -> [`crate::TcpSeq`]: TCP payload accounting without
+/// retransmissions.
+pub const TCPSEQ_MAP: &str = "RF_TCPSEQ";
+/// LRU hash of [`crate::FlowKey`] -> `u64` (ns): when a packet-level drop of the flow was last
+/// reported (one event per flow per [`DROP_EVENT_INTERVAL_NS`]).
+pub const DROPLOG_MAP: &str = "RF_DROPLOG";
+pub const DROP_EVENT_INTERVAL_NS: u64 = 1_000_000_000;
+/// Socket local storage of [`crate::SkVerdict`] (a BTF map, pinned by the agent by path).
+pub const SKCACHE_MAP: &str = "RF_SKCACHE";

@@ -22,15 +22,35 @@ pub const ACTION_ALLOW: u32 = 1;
 pub const MODE_ENFORCE: u32 = 0;
 pub const MODE_AUDIT: u32 = 1;
 
-/// Protocol values in [`MatchItem::proto`]; TCP and UDP use their IP protocol numbers.
+/// Protocol values in [`MatchItem::proto`]; TCP, UDP and ICMP use their IP protocol numbers.
+/// ICMPv6 packets are decided as [`PROTO_ICMP`] (a rule's `protocol: icmp` means ICMP for IPv4
+/// and ICMPv6 for IPv6); ICMP has no ports and is decided with port 0.
 pub const PROTO_ANY: u32 = 0;
+pub const PROTO_ICMP: u32 = 1;
 pub const PROTO_TCP: u32 = 6;
 pub const PROTO_UDP: u32 = 17;
+pub const PROTO_ICMPV6: u32 = 58;
+
+/// The protocol a verdict is computed for: ICMPv6 as ICMP, everything else unchanged.
+#[inline(always)]
+pub const fn verdict_proto(proto: u32) -> u32 {
+    if proto == PROTO_ICMPV6 {
+        PROTO_ICMP
+    } else {
+        proto
+    }
+}
 
 /// Rule id reported when the default action decided.
 pub const RULE_DEFAULT: u32 = 0;
 /// Rule id reported when `unknownCountry` decided (the database does not cover the address).
 pub const RULE_UNKNOWN_COUNTRY: u32 = u32::MAX - 1;
+/// Rule id of a socket refused by `spec.rawSockets` (raw IP sockets under `deny`; packet and
+/// XDP sockets always), or of a socket option refused because it bypasses the packet path.
+pub const RULE_RAW_SOCKETS: u32 = u32::MAX - 3;
+/// Rule id of a source-routed packet dropped on the packet path (tcx), which does not decide
+/// the addresses a source route names (the cgroup backstop does).
+pub const RULE_SOURCE_ROUTE: u32 = u32::MAX - 4;
 
 /// `PolicyConfig::unknown_action` values.
 pub const UNKNOWN_DEFAULT: u32 = 0;
@@ -48,6 +68,9 @@ pub const ITEM_PROTO_MASK: u32 = 0xff;
 
 /// [`PolicyConfig::flags`]: every address outside the home region must be encrypted.
 pub const CONFIG_CROSS_BORDER: u32 = 1;
+/// [`PolicyConfig::flags`]: `spec.rawSockets: policy`: raw IP sockets may be created (their
+/// packets are decided by the backstop). Unset (the default) refuses them.
+pub const CONFIG_RAW_POLICY: u32 = 2;
 
 /// Items per [`MatchList`].
 pub const MAX_ITEMS: usize = 16;
@@ -197,4 +220,7 @@ mod pod {
     unsafe impl aya::Pod for super::GeoEntry {}
     unsafe impl aya::Pod for super::GeoInfo {}
     unsafe impl aya::Pod for super::super::Event {}
+    unsafe impl aya::Pod for super::super::DestKey {}
+    unsafe impl aya::Pod for super::super::Owner {}
+    unsafe impl aya::Pod for super::super::SkVerdict {}
 }

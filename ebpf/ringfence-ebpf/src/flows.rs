@@ -5,14 +5,15 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use ringfence_common::{
-    Endpoint, FlowKey, FlowStats, CONFIG_CROSS_BORDER, FLOW_VERDICT_DROP, FLOW_VERDICT_PASS,
-    FLOW_VERDICT_PLAINTEXT, FLOW_VERDICT_UNKNOWN, VERDICT_DENY,
+    cached_applies, Endpoint, FlowKey, FlowStats, TcpSeq, CONFIG_CROSS_BORDER, FLOW_VERDICT_DROP,
+    FLOW_VERDICT_PASS, FLOW_VERDICT_PASS_UNPOLICED, FLOW_VERDICT_PLAINTEXT, TCPSEQ_FINISHED, TCPSEQ_STARTED,
+    VERDICT_DENY,
 };
 
 use crate::{
     maps::*,
-    packet::Packet,
-    verdict::{active, decide_v4, decide_v6},
+    packet::{Packet, TCP_FIN, TCP_RST, TCP_SYN},
+    verdict::{active, decide_v4, decide_wire_v6, Verdict},
 };
 
 /// The flow key from the node's side: egress packets go local -> remote, ingress the reverse.
@@ -60,6 +61,31 @@ pub fn account(ctx: &TcContext, k: &FlowKey, p: &Packet, egress: bool) -> (Optio
     (Some(s), new)
 }
 
+/// Counts the TCP payload bytes that advance the flow's highest sequence number (a
+/// retransmission adds nothing) and notes FIN/RST. One shared entry per flow: a socket's packets
+/// pass the egress hook one at a time.
+#[inline(always)]
+pub fn track_seq(k: &FlowKey, p: &Packet) {
+    let syn = (p.tcp_flags & TCP_SYN != 0) as u32;
+    // A SYN takes one sequence number before its data (TCP Fast Open).
+    let start = p.tcp_seq.wrapping_add(syn);
+    let end = start.wrapping_add(p.payload);
+    let finished = if p.tcp_flags & (TCP_FIN | TCP_RST) != 0 { TCPSEQ_FINISHED } else { 0 };
+    let Some(s) = RF_TCPSEQ.get_ptr_mut(k) else {
+        let fresh = TcpSeq { data_bytes: p.payload as u64, next_seq: end, flags: TCPSEQ_STARTED | finished };
+        let _ = RF_TCPSEQ.insert(k, &fresh, 0);
+        return;
+    };
+    // SAFETY: a value pointer from the map.
+    let s = unsafe { &mut *s };
+    let ahead = end.wrapping_sub(s.next_seq) as i32;
+    if ahead > 0 {
+        s.data_bytes += (ahead as u32).min(p.payload) as u64;
+        s.next_seq = end;
+    }
+    s.flags |= finished;
+}
+
 /// What the packet path does with an egress packet.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Egress {
@@ -104,27 +130,45 @@ pub fn to_wireguard_peer(p: &Packet) -> bool {
         && RF_WGPEERS.get_ptr(&Endpoint { addr: p.dst, port: p.dport as u32, family: p.family }).is_some()
 }
 
-/// The decision for an egress packet, cached per flow (per CPU) and policy generation.
-/// `policed`: the packet comes from the enforced cgroup or from no local socket.
+/// The policy's verdict for a packet's destination.
 #[inline(always)]
-pub fn egress(p: &Packet, st: Option<*mut FlowStats>, policed: bool) -> Egress {
-    let (slot, cfg) = active();
-    if let Some(s) = st {
-        // SAFETY: as in `account`.
-        let st = unsafe { &*s };
-        if st.verdict != FLOW_VERDICT_UNKNOWN && st.verdict_generation == cfg.generation {
-            return match st.verdict {
-                FLOW_VERDICT_PASS => Egress::Pass,
-                FLOW_VERDICT_PLAINTEXT => Egress::Plaintext,
-                _ => Egress::Drop,
-            };
-        }
-    }
-    let v = if p.family == 4 {
+pub fn verdict_for(p: &Packet) -> Verdict {
+    if p.family == 4 {
         decide_v4([p.dst[0], p.dst[1], p.dst[2], p.dst[3]], p.dport, p.proto)
     } else {
-        decide_v6(p.dst, p.dport, p.proto).0
-    };
+        decide_wire_v6(p.dst, p.dport, p.proto)
+    }
+}
+
+/// Who sent an egress packet, as far as the packet path cares.
+#[derive(Clone, Copy)]
+pub struct Sender {
+    /// The enforced cgroup, or no local socket (forwarded): the policy applies.
+    pub policed: bool,
+    /// The enforced cgroup through a raw or packet socket: the packet is whatever the workload
+    /// wrote, so no flow state (cached pass, inbound flow) exempts it.
+    pub crafted: bool,
+}
+
+/// The decision for an egress packet, cached per flow (per CPU), policy generation and kind of
+/// sender, with the verdict when one was computed (`None` for a cached decision).
+#[inline(always)]
+pub fn egress(p: &Packet, st: Option<*mut FlowStats>, who: Sender) -> (Egress, Option<Verdict>) {
+    let (slot, cfg) = active();
+    let policed = who.policed;
+    if let Some(s) = st.filter(|_| !who.crafted) {
+        // SAFETY: as in `account`.
+        let st = unsafe { &*s };
+        if st.verdict_generation == cfg.generation && cached_applies(st.verdict, policed) {
+            let cached = match st.verdict {
+                FLOW_VERDICT_PLAINTEXT => Egress::Plaintext,
+                FLOW_VERDICT_DROP => Egress::Drop,
+                _ => Egress::Pass,
+            };
+            return (cached, None);
+        }
+    }
+    let v = verdict_for(p);
     let decision = if must_encrypt(p, slot, cfg.flags & CONFIG_CROSS_BORDER != 0, v.encrypt) {
         Egress::Plaintext
     } else if policed && v.verdict == VERDICT_DENY {
@@ -132,15 +176,16 @@ pub fn egress(p: &Packet, st: Option<*mut FlowStats>, policed: bool) -> Egress {
     } else {
         Egress::Pass
     };
-    if let Some(s) = st {
+    if let Some(s) = st.filter(|_| !who.crafted) {
         // SAFETY: as in `account`.
         let st = unsafe { &mut *s };
         st.verdict = match decision {
-            Egress::Pass => FLOW_VERDICT_PASS,
+            Egress::Pass if policed => FLOW_VERDICT_PASS,
+            Egress::Pass => FLOW_VERDICT_PASS_UNPOLICED,
             Egress::Drop => FLOW_VERDICT_DROP,
             Egress::Plaintext => FLOW_VERDICT_PLAINTEXT,
         };
         st.verdict_generation = v.generation;
     }
-    decision
+    (decision, Some(v))
 }

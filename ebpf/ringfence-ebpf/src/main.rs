@@ -1,4 +1,5 @@
-//! Ringfence kernel programs: connect-time egress verdicts for a cgroup.
+//! Ringfence kernel programs: egress verdicts for a cgroup at connect/sendmsg, on every packet
+//! it sends (backstop) and on the node's uplinks (packet path), and socket-creation guards.
 //!
 //! One module per hook; the shared verdict logic lives in `verdict`, the maps in `maps`.
 #![no_std]
@@ -9,11 +10,18 @@ mod connect4;
 mod connect6;
 mod event;
 mod flows;
+mod iphdr;
 mod maps;
 mod packet;
 mod sendmsg4;
 mod sendmsg6;
+mod setsockopt;
+mod skb_egress;
+mod skb_tail;
+mod sock_create;
 mod sockaddr;
+mod socket_create;
+mod sockops;
 mod tc_egress;
 mod tc_ingress;
 mod verdict;

@@ -1,16 +1,17 @@
 //! Map definitions. Names match `ringfence_common::maps`; every map is pinned by name so that a
 //! restarted agent (or a new program version) reuses the same maps and enforcement has no gap.
 use aya_ebpf::{
-    macros::map,
+    btf_maps::SkStorage,
+    macros::{btf_map, map},
     maps::{
         Array, CgroupArray, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, ProgramArray,
         RingBuf,
     },
 };
 use ringfence_common::{
-    BlockEntry, BlockKey, Endpoint, FlowKey, FlowStats, GeoEntry, GeoInfo, MatchList, PolicyConfig,
-    PrefixEntry, EVENTS_BYTES, MAX_BLOCKS, MAX_ENDPOINTS, MAX_FLOWS, MAX_GEO_V4, MAX_GEO_V6, MAX_LISTS,
-    MAX_PREFIXES_V4, MAX_PREFIXES_V6, SLOTS, STAT_COUNT,
+    BlockEntry, BlockKey, DestKey, Endpoint, FlowKey, FlowStats, GeoEntry, GeoInfo, MatchList, Owner,
+    PolicyConfig, PrefixEntry, SkVerdict, TcpSeq, EVENTS_BYTES, MAX_BLOCKS, MAX_ENDPOINTS, MAX_FLOWS,
+    MAX_GEO_V4, MAX_GEO_V6, MAX_LISTS, MAX_OWNERS, MAX_PREFIXES_V4, MAX_PREFIXES_V6, SLOTS, STAT_COUNT,
 };
 
 pub type TrieV4 = LpmTrie<[u8; 4], PrefixEntry>;
@@ -84,10 +85,11 @@ pub static RF_WGPEERS: HashMap<Endpoint, u32> = HashMap::pinned(MAX_ENDPOINTS, 0
 pub struct Handoff {
     pub packet: crate::packet::Packet,
     pub key: FlowKey,
-    /// The sending socket's cgroup (0: none) and whether the policy applies to the packet.
+    /// The sending socket's cgroup (0: none), whether the policy applies to the packet and
+    /// whether it was crafted (see `flows::Sender`).
     pub cgroup_id: u64,
     pub policed: u32,
-    pub _pad: u32,
+    pub crafted: u32,
 }
 
 #[map]
@@ -108,6 +110,53 @@ pub static RF_BLOCKS: HashMap<BlockKey, BlockEntry> = HashMap::pinned(MAX_BLOCKS
 pub static RF_BLOCKING: Array<u32> = Array::pinned(1, 0);
 #[map]
 pub static RF_STATS: PerCpuArray<u64> = PerCpuArray::pinned(STAT_COUNT, 0);
+
+#[map]
+pub static RF_OWNERS: LruHashMap<DestKey, Owner> = LruHashMap::pinned(MAX_OWNERS, 0);
+#[map]
+pub static RF_TCPSEQ: LruHashMap<FlowKey, TcpSeq> = LruHashMap::pinned(MAX_FLOWS, 0);
+#[map]
+pub static RF_DROPLOG: LruHashMap<FlowKey, u64> = LruHashMap::pinned(MAX_FLOWS, 0);
+/// The backstop's tail calls (verdict, header parse).
+#[map]
+pub static RF_SKB_TAILS: ProgramArray = ProgramArray::pinned(2, 0);
+/// Per-socket verdict cache and passive-open mark. A BTF map (socket storage needs BTF); the
+/// agent pins it by path so a restarted agent's programs share it with the adopted ones.
+#[btf_map]
+pub static RF_SKCACHE: SkStorage<SkVerdict> = SkStorage::new();
+
+/// Addresses a backstop packet is decided on: its destination and every hop of a source route.
+pub const MAX_ROUTE: usize = 8;
+
+/// What the backstop's entry program hands to its tail calls (per CPU).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SkbScratch {
+    pub addrs: [[u8; 16]; MAX_ROUTE],
+    /// The packet's source address (for the per-flow event rate limit).
+    pub saddr: [u8; 16],
+    /// Addresses in `addrs`, and the next one to decide.
+    pub count: u32,
+    pub next: u32,
+    /// 4 or 6.
+    pub family: u32,
+    /// L4 protocol (after IPv6 extension headers) and its ports (0 when it has none).
+    pub proto: u32,
+    pub sport: u16,
+    pub dport: u16,
+    /// Where the IPv6 extension headers or IPv4 options start; the L4 header for simple packets.
+    pub l4_off: u32,
+    /// The first extension header (IPv6) or 0.
+    pub next_hdr: u32,
+    pub cgroup_id: u64,
+    /// 1: no options and no extension headers (a verdict may be cached on the socket).
+    pub simple: u32,
+    /// 1: an address was only allowed because the policy is in audit mode (not cached).
+    pub audit: u32,
+}
+
+#[map]
+pub static RF_SKB_SCRATCH: PerCpuArray<SkbScratch> = PerCpuArray::with_max_entries(1, 0);
 
 /// Adds one to a per-CPU counter (no atomics needed: each CPU owns its slot).
 #[inline(always)]

@@ -1,10 +1,12 @@
 //! Reading the destination out of a `bpf_sock_addr` context and deciding on it.
 use aya_ebpf::{helpers::bpf_get_current_cgroup_id, programs::SockAddrContext};
+use ringfence_common::{SkVerdict, SK_ALLOWED, VERDICT_ALLOW};
 
 use crate::{
     block::{block_verdict, blocked},
-    event::{emit, Dest},
-    verdict::{decide_v4, decide_v6, ipv4_mapped},
+    event::{emit, remember_owner, Dest},
+    maps::RF_SKCACHE,
+    verdict::{decide_v4, decide_v6, ipv4_mapped, Verdict},
 };
 
 /// An exfiltration block on (this cgroup, destination) refuses the call before the policy is
@@ -20,6 +22,38 @@ fn refuse_blocked(dest: &Dest) -> Option<i32> {
     Some(v.retval())
 }
 
+/// Reports the verdict; an allowed destination is remembered with its process (attribution)
+/// and on the socket, so the backstop passes its packets without deciding again.
+#[inline(always)]
+fn finish(ctx: &SockAddrContext, dest: &Dest, v: &Verdict) -> i32 {
+    v.count();
+    emit(dest, v);
+    if v.verdict == VERDICT_ALLOW {
+        remember_owner(dest);
+        cache(ctx, dest, v.generation);
+    }
+    v.retval()
+}
+
+/// Notes on the socket that `dest` is allowed under `generation`.
+#[inline(always)]
+fn cache(ctx: &SockAddrContext, dest: &Dest, generation: u32) {
+    let mut fresh = SkVerdict::default();
+    // SAFETY: the context's socket pointer, as the helper expects.
+    let p = unsafe { RF_SKCACHE.get_or_insert_ptr_mut(ctx, Some(&mut fresh)) };
+    if p.is_null() {
+        return;
+    }
+    // SAFETY: non-null socket storage of this socket.
+    let c = unsafe { &mut *p };
+    c.flags |= SK_ALLOWED;
+    c.generation = generation;
+    c.daddr = dest.daddr;
+    c.family = dest.family;
+    c.dport = dest.port;
+    c.proto = dest.protocol as u16;
+}
+
 /// Decides an IPv4 `connect()`/`sendmsg()`; returns the program's return value.
 #[inline(always)]
 pub fn handle_v4(ctx: &SockAddrContext, hook: u32) -> i32 {
@@ -33,10 +67,7 @@ pub fn handle_v4(ctx: &SockAddrContext, hook: u32) -> i32 {
     if let Some(ret) = refuse_blocked(&dest) {
         return ret;
     }
-    let v = decide_v4(ip, port, protocol);
-    v.count();
-    emit(&dest, &v);
-    v.retval()
+    finish(ctx, &dest, &decide_v4(ip, port, protocol))
 }
 
 /// Decides an IPv6 `connect()`/`sendmsg()` (IPv4-mapped destinations are decided as IPv4).
@@ -62,8 +93,5 @@ pub fn handle_v6(ctx: &SockAddrContext, hook: u32) -> i32 {
     if let Some(ret) = refuse_blocked(&dest) {
         return ret;
     }
-    let (v, _) = decide_v6(ip, port, protocol);
-    v.count();
-    emit(&dest, &v);
-    v.retval()
+    finish(ctx, &dest, &decide_v6(ip, port, protocol).0)
 }

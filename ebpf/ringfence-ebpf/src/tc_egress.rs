@@ -1,24 +1,32 @@
 //! tcx egress on an uplink: per-flow accounting, and the same verdict as the connect hooks for
 //! packets from the enforced cgroup's sockets (raw and packet sockets included) and for packets
 //! without a local socket (forwarded from container namespaces). Replies within flows the remote
-//! side opened are not policed; link-local and multicast control traffic is not either.
+//! side opened are not policed (for ICMP only echo replies to echo requests that came in).
+//! Exactly identified link-scope control (ARP; neighbour discovery, MLD and IGMP sent by the
+//! kernel) passes; other non-IP frames of the enforced cgroup are dropped and counted, and IP
+//! behind VLAN tags is decided like untagged IP. Policed packets that may carry a source route
+//! (IPv4 with options, IPv6 with a routing header) are dropped: the cgroup backstop decides each
+//! hop of its own packets; the packet path does not.
 //! Plaintext to destinations that must be encrypted (peer nodes, rules that require it, anything
 //! outside the home region with crossBorder) is dropped and reported, whoever sends it; only
 //! WireGuard's own UDP to a known peer endpoint carries such traffic out. Packets of a flow whose
 //! (cgroup, destination) has an exfiltration block are dropped before anything else.
-use aya_ebpf::{macros::classifier, programs::TcContext};
+use aya_ebpf::{
+    bindings::bpf_sock, helpers::generated::bpf_sk_fullsock, macros::classifier, programs::TcContext,
+};
 use ringfence_common::{
-    FLOW_VERDICT_PASS, STAT_EXFIL_BLOCKED, STAT_PACKETS_DROPPED, STAT_PLAINTEXT_DROPPED,
+    FlowKey, FLOW_VERDICT_PASS, FLOW_VERDICT_PASS_UNPOLICED, HOOK_TC_EGRESS, RULE_SOURCE_ROUTE,
+    STAT_EXFIL_BLOCKED, STAT_NONIP_DROPPED, STAT_PACKETS_DROPPED, STAT_PLAINTEXT_DROPPED,
     VERDICT_PLAINTEXT_DROP,
 };
 
 use crate::{
     block::blocked,
-    event::emit_packet,
-    flows::{account, egress, key, to_wireguard_peer, Egress},
+    event::{emit_packet, Dest},
+    flows::{account, egress, key, to_wireguard_peer, track_seq, Egress, Sender},
     maps::{bump, Handoff, RF_CGROUP, RF_FLOWS, RF_HANDOFF, RF_INBOUND, RF_TAILS},
-    packet::parse,
-    verdict::active,
+    packet::{parse, Frame, Packet},
+    verdict::{active, refusal, Verdict},
 };
 
 /// tcx return values.
@@ -30,11 +38,49 @@ pub fn rf_tc_egress(ctx: TcContext) -> i32 {
     try_tc_egress(&ctx).unwrap_or(TCX_NEXT)
 }
 
+/// The sending socket's cgroup (0: none) and whether it is (under) the enforced cgroup.
+#[inline(always)]
+fn sender(ctx: &TcContext) -> (u64, bool) {
+    let cgroup_id = unsafe { aya_ebpf::helpers::bpf_skb_cgroup_id(ctx.skb.skb) };
+    let enforced = cgroup_id != 0 && ctx.skb_under_cgroup(&RF_CGROUP, 0).unwrap_or(false);
+    (cgroup_id, enforced)
+}
+
+const AF_PACKET: u32 = 17;
+const SOCK_RAW: u32 = 3;
+
+/// Whether the sending socket writes whole packets itself: a packet socket or a raw socket.
+#[inline(always)]
+fn crafted_socket(ctx: &TcContext) -> bool {
+    // SAFETY: the context's socket pointer (null checked) through the fullsock helper.
+    unsafe {
+        let sk = (*ctx.skb.skb).__bindgen_anon_2.sk;
+        if sk.is_null() {
+            return false;
+        }
+        let full = bpf_sk_fullsock(sk.cast()) as *mut bpf_sock;
+        !full.is_null() && ((*full).family == AF_PACKET || (*full).type_ == SOCK_RAW)
+    }
+}
+
 #[inline(always)]
 fn try_tc_egress(ctx: &TcContext) -> Option<i32> {
-    let p = parse(ctx)?;
+    let p = match parse(ctx)? {
+        Frame::Ip(p) => p,
+        Frame::Arp => return Some(TCX_NEXT),
+        Frame::Other => {
+            if sender(ctx).1 {
+                bump(STAT_NONIP_DROPPED);
+                return Some(TCX_DROP);
+            }
+            return Some(TCX_NEXT);
+        }
+    };
     let k = key(&p, true);
     let (stats, _) = account(ctx, &k, &p, true);
+    if p.proto == 6 {
+        track_seq(&k, &p);
+    }
     if let Some(s) = stats {
         // SAFETY: per-CPU value pointer from the flow map; `account` set the sender's cgroup.
         let st = unsafe { &mut *s };
@@ -44,33 +90,67 @@ fn try_tc_egress(ctx: &TcContext) -> Option<i32> {
             return Some(TCX_DROP);
         }
     }
-    if passed_before(stats)
-        || p.is_link_control()
-        || to_wireguard_peer(&p)
-        || RF_INBOUND.get_ptr(&k).is_some()
-    {
+    // A pass cached for a policed sender holds for anyone sending to the same destination, port
+    // and protocol (no sender lookup on the hot path) — unless the packet may be source-routed.
+    if p.routed == 0 && passed_before(stats, FLOW_VERDICT_PASS) {
         return Some(TCX_NEXT);
     }
-    let cgroup_id = unsafe { aya_ebpf::helpers::bpf_skb_cgroup_id(ctx.skb.skb) };
-    let policed = cgroup_id == 0 || ctx.skb_under_cgroup(&RF_CGROUP, 0).unwrap_or(false);
+    let (cgroup_id, enforced) = sender(ctx);
+    let who = Sender { policed: cgroup_id == 0 || enforced, crafted: enforced && crafted_socket(ctx) };
+    // The kernel's own link-scope control (IGMP carries a Router Alert option) passes first.
+    if !enforced && p.is_link_control() {
+        return Some(TCX_NEXT);
+    }
+    if who.policed && p.routed != 0 {
+        return Some(drop_routed(&p, &k, cgroup_id));
+    }
+    let exempt = (!who.policed && passed_before(stats, FLOW_VERDICT_PASS_UNPOLICED))
+        || to_wireguard_peer(&p)
+        || (p.may_reply() && RF_INBOUND.get_ptr(&k).is_some());
+    if exempt && !who.crafted {
+        return Some(TCX_NEXT);
+    }
     let slot = RF_HANDOFF.get_ptr_mut(0)?;
     // SAFETY: this CPU's scratch slot; the tail-called program runs on the same CPU right after.
-    unsafe { *slot = Handoff { packet: p, key: k, cgroup_id, policed: policed as u32, _pad: 0 } };
+    unsafe {
+        *slot =
+            Handoff { packet: p, key: k, cgroup_id, policed: who.policed as u32, crafted: who.crafted as u32 }
+    };
     // The verdict runs as its own program: the verifier checks it with fresh state instead of
     // once per path through the parser above. A failed tail call (slot empty) lets the packet go.
     unsafe { RF_TAILS.tail_call(ctx, 0) };
     Some(TCX_NEXT)
 }
 
-/// Fast path: this flow already passed under the policy generation in force (the common case
-/// for every packet after a flow's first), so no verdict program is needed.
 #[inline(always)]
-fn passed_before(stats: Option<*mut ringfence_common::FlowStats>) -> bool {
+fn drop_routed(p: &Packet, k: &FlowKey, cgroup_id: u64) -> i32 {
+    let v = refusal(RULE_SOURCE_ROUTE);
+    report(p, k, cgroup_id, &v);
+    if v.verdict == ringfence_common::VERDICT_DENY {
+        bump(STAT_PACKETS_DROPPED);
+        TCX_DROP
+    } else {
+        TCX_NEXT
+    }
+}
+
+/// Reports a packet-level verdict (rate limited per flow; the process from the connect hooks).
+#[inline(always)]
+fn report(p: &Packet, k: &FlowKey, cgroup_id: u64, v: &Verdict) {
+    let dest =
+        Dest { daddr: p.dst, family: p.family, port: p.dport, protocol: p.proto, hook: HOOK_TC_EGRESS };
+    emit_packet(&dest, v, cgroup_id, k, false);
+}
+
+/// Fast path: this flow already passed (as `verdict`) under the policy generation in force
+/// (the common case for every packet after a flow's first), so no verdict program is needed.
+#[inline(always)]
+fn passed_before(stats: Option<*mut ringfence_common::FlowStats>, verdict: u32) -> bool {
     let Some(s) = stats else { return false };
     let (_, cfg) = active();
     // SAFETY: per-CPU value pointer from the flow map.
     let st = unsafe { &*s };
-    st.verdict == FLOW_VERDICT_PASS && st.verdict_generation == cfg.generation
+    st.verdict == verdict && st.verdict_generation == cfg.generation
 }
 
 /// The egress verdict, tail-called by [`rf_tc_egress`] with the packet in `RF_HANDOFF`.
@@ -82,28 +162,31 @@ pub fn rf_tc_verdict(_ctx: TcContext) -> i32 {
 #[inline(always)]
 fn try_tc_verdict() -> Option<i32> {
     // SAFETY: this CPU's scratch slot, written by rf_tc_egress just before the tail call.
-    let h = unsafe { *RF_HANDOFF.get_ptr(0)? };
+    let h = unsafe { &*RF_HANDOFF.get_ptr(0)? };
     let stats = RF_FLOWS.get_ptr_mut(&h.key);
-    let decision = egress(&h.packet, stats, h.policed != 0);
+    let (decision, verdict) =
+        egress(&h.packet, stats, Sender { policed: h.policed != 0, crafted: h.crafted != 0 });
     if decision == Egress::Pass {
         return Some(TCX_NEXT);
     }
-    let first_drop = match stats {
+    if let Some(s) = stats {
         // SAFETY: per-CPU value pointer from the flow map.
-        Some(s) => unsafe {
-            (*s).dropped_packets += 1;
-            (*s).dropped_packets == 1
-        },
-        None => true,
-    };
+        unsafe { (*s).dropped_packets += 1 };
+    }
+    let (_, cfg) = active();
+    let mut v = verdict.unwrap_or(Verdict {
+        verdict: ringfence_common::VERDICT_DENY,
+        rule_id: ringfence_common::RULE_DEFAULT,
+        generation: cfg.generation,
+        country: 0,
+        encrypt: false,
+    });
     if decision == Egress::Plaintext {
         bump(STAT_PLAINTEXT_DROPPED);
-        // One plaintext-leak event per flow (and CPU), not one per packet.
-        if first_drop {
-            emit_packet(&h.packet, h.cgroup_id, VERDICT_PLAINTEXT_DROP);
-        }
+        v.verdict = VERDICT_PLAINTEXT_DROP;
     } else {
         bump(STAT_PACKETS_DROPPED);
     }
+    report(&h.packet, &h.key, h.cgroup_id, &v);
     Some(TCX_DROP)
 }

@@ -1,12 +1,13 @@
 //! tcx ingress on an uplink: per-flow accounting, and remembering flows the remote side opened
-//! (a TCP SYN, or the first packet of any other flow) so their replies are not egress-policed.
+//! (a TCP SYN, an ICMP echo request, or the first packet of another protocol; never other ICMP)
+//! so their replies are not egress-policed.
 use aya_ebpf::{macros::classifier, programs::TcContext};
 use ringfence_common::INBOUND;
 
 use crate::{
     flows::{account, key},
     maps::RF_INBOUND,
-    packet::{parse, TCP_ACK, TCP_SYN},
+    packet::{parse, Frame},
 };
 
 const TCX_NEXT: i32 = -1;
@@ -19,12 +20,10 @@ pub fn rf_tc_ingress(ctx: TcContext) -> i32 {
 
 #[inline(always)]
 fn try_tc_ingress(ctx: &TcContext) -> Option<()> {
-    let p = parse(ctx)?;
+    let Frame::Ip(p) = parse(ctx)? else { return None };
     let k = key(&p, false);
     let (_, new) = account(ctx, &k, &p, false);
-    let opened_remotely =
-        if p.proto == 6 { p.tcp_flags & (TCP_SYN | TCP_ACK) as u32 == TCP_SYN as u32 } else { new };
-    if opened_remotely {
+    if p.opens_inbound(new) {
         let _ = RF_INBOUND.insert(&k, &INBOUND, 0);
     }
     Some(())

@@ -7,6 +7,10 @@
 //!                  [--timeout-ms T]
 //! lab-probe udp ADDR PORT [--connect] [--timeout-ms T]
 //! lab-probe raw ADDR PORT [--count N]      (UDP through a raw socket)
+//! lab-probe escape KIND ADDR PORT --marker M [--via HOP]... [--iface IF] [--count N]
+//! lab-probe frames ip|vlan|nonip IFACE ADDR PORT --marker M [--bypass] [--count N] [--wait-stdin]
+//! lab-probe capture IFACE --marker M...
+//! lab-probe race ADDR UDP_PORT TCP_PORT --marker M --stop-file F
 //! lab-probe loop [--duration-ms D] [--stop-file F] [--interval-ms I]
 //!                [--timeout-ms T] [--udp-timeout-ms U] --target PROTO:ADDR:PORT:allow|deny ...
 //! ```
@@ -22,6 +26,10 @@
 
 #[path = "lab_probe/client.rs"]
 mod client;
+#[path = "lab_probe/escape.rs"]
+mod escape;
+#[path = "lab_probe/frames.rs"]
+mod frames;
 #[path = "lab_probe/looper.rs"]
 mod looper;
 #[path = "lab_probe/raw.rs"]
@@ -42,6 +50,11 @@ const USAGE: &str = "usage:
                    [--timeout-ms T]
   lab-probe udp ADDR PORT [--connect] [--timeout-ms T]
   lab-probe raw ADDR PORT [--count N]
+  lab-probe escape rthdr-udp|rthdr-tfo|srr-opt|srr-cmsg|ping|raw-udp|raw-icmp|raw-hdrincl ADDR PORT
+                   --marker M [--via HOP]... [--iface IF] [--count N]
+  lab-probe frames ip|vlan|nonip IFACE ADDR PORT --marker M [--bypass] [--count N] [--wait-stdin]
+  lab-probe capture IFACE --marker M...
+  lab-probe race ADDR UDP_PORT TCP_PORT --marker M --stop-file F
   lab-probe loop [--duration-ms D] [--stop-file F] [--interval-ms I] [--timeout-ms T]
                  [--udp-timeout-ms U] --target tcp|udp|udpc:ADDR:PORT:allow|deny ...";
 
@@ -89,6 +102,10 @@ fn main() {
         "stream" => exit(stream::main(&mut args)),
         "loop" => looper::main(&mut args),
         "raw" => exit(raw::main(&mut args)),
+        "escape" => exit(escape::main(&mut args)),
+        "race" => exit(escape::race_main(&mut args)),
+        "frames" => exit(frames::send_main(&mut args)),
+        "capture" => frames::capture_main(&mut args),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
         }

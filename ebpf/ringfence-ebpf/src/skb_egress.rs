@@ -1,0 +1,169 @@
+//! `cgroup_skb/egress`: the enforced cgroup's own packet backstop. The connect/sendmsg hooks
+//! decide what a socket asks for; this decides every packet the cgroup's sockets send (raw and
+//! ping sockets included), on the packet's real destination and on every hop of a source route.
+//!
+//! Fast path (every packet but a socket's first after a verdict): an exfiltration block check,
+//! then either the remote side opened the connection (a listener's SYN-ACK, an accepted
+//! connection marked by `rf_sockops`) or the socket's cached verdict covers the packet. Otherwise
+//! the header walk (`rf_skb_parse`, for options and extension headers) and the verdict
+//! (`rf_skb_verdict`, one address per call) run as tail calls with fresh verifier budgets. A
+//! failed tail call drops the packet: the backstop fails closed.
+use aya_ebpf::{
+    bindings::bpf_sock,
+    helpers::generated::{bpf_sk_fullsock, bpf_sk_storage_get, bpf_skb_cgroup_id},
+    macros::cgroup_skb,
+    programs::SkBuffContext,
+};
+use ringfence_common::{
+    SkVerdict, SKB_TAIL_PARSE, SKB_TAIL_VERDICT, SK_ALLOWED, SK_PASSIVE, STAT_EXFIL_BLOCKED,
+};
+
+use crate::{
+    block::blocked,
+    iphdr::{is_v6_ext, transport},
+    maps::{bump, SkbScratch, MAX_ROUTE, RF_SKB_SCRATCH, RF_SKB_TAILS, RF_SKCACHE},
+    verdict::active,
+};
+
+/// cgroup_skb return values.
+pub const PASS: i32 = 1;
+pub const DROP: i32 = 0;
+const BPF_TCP_LISTEN: u32 = 10;
+const IPPROTO_TCP: u32 = 6;
+
+#[cgroup_skb(egress)]
+pub fn rf_skb_egress(ctx: SkBuffContext) -> i32 {
+    // Unparseable IP headers are not let out.
+    try_skb_egress(&ctx).unwrap_or(DROP)
+}
+
+/// The sending socket, as a full socket (`None` for request and time-wait sockets).
+#[inline(always)]
+pub fn full_socket(ctx: &SkBuffContext) -> Option<*mut bpf_sock> {
+    // SAFETY: reading the context's socket pointer; the helper accepts it (null checked).
+    unsafe {
+        let sk = (*ctx.skb.skb).__bindgen_anon_2.sk;
+        if sk.is_null() {
+            return None;
+        }
+        let full = bpf_sk_fullsock(sk.cast()) as *mut bpf_sock;
+        (!full.is_null()).then_some(full)
+    }
+}
+
+/// The socket's verdict cache and passive mark; created when `create`.
+#[inline(always)]
+pub fn sk_cache(sk: *mut bpf_sock, create: bool) -> Option<*mut SkVerdict> {
+    let mut fresh = SkVerdict::default();
+    let (init, flags) = if create {
+        ((&mut fresh as *mut SkVerdict).cast(), aya_ebpf::bindings::BPF_SK_STORAGE_GET_F_CREATE as u64)
+    } else {
+        (core::ptr::null_mut(), 0)
+    };
+    // SAFETY: a full socket from `full_socket` and the storage map.
+    let p = unsafe { bpf_sk_storage_get(&RF_SKCACHE as *const _ as *mut _, sk.cast(), init, flags) };
+    (!p.is_null()).then_some(p as *mut SkVerdict)
+}
+
+#[inline(always)]
+fn blank(cgroup_id: u64) -> SkbScratch {
+    SkbScratch {
+        addrs: [[0; 16]; MAX_ROUTE],
+        saddr: [0; 16],
+        count: 1,
+        next: 0,
+        family: 0,
+        proto: 0,
+        sport: 0,
+        dport: 0,
+        l4_off: 0,
+        next_hdr: 0,
+        cgroup_id,
+        simple: 1,
+        audit: 0,
+    }
+}
+
+/// Reads the fixed IP header (and, when it is simple, the ports).
+#[inline(always)]
+fn header(ctx: &SkBuffContext, s: &mut SkbScratch) -> Option<()> {
+    let first: u8 = ctx.load(0).ok()?;
+    match first >> 4 {
+        4 => {
+            let h: [u8; 20] = ctx.load(0).ok()?;
+            let ihl = ((h[0] & 0x0f) as usize) * 4;
+            s.family = 4;
+            s.proto = h[9] as u32;
+            s.saddr[..4].copy_from_slice(&h[12..16]);
+            s.addrs[0][..4].copy_from_slice(&h[16..20]);
+            s.l4_off = ihl as u32;
+            s.simple = (ihl == 20) as u32;
+            if u16::from_be_bytes([h[6], h[7]]) & 0x1fff == 0 {
+                let (sport, dport, ..) = transport(ctx, s.proto, ihl)?;
+                (s.sport, s.dport) = (sport, dport);
+            }
+        }
+        6 => {
+            let h: [u8; 40] = ctx.load(0).ok()?;
+            s.family = 6;
+            s.saddr.copy_from_slice(&h[8..24]);
+            s.addrs[0].copy_from_slice(&h[24..40]);
+            s.next_hdr = h[6] as u32;
+            s.l4_off = 40;
+            if is_v6_ext(s.next_hdr) {
+                s.simple = 0;
+            } else {
+                s.proto = s.next_hdr;
+                let (sport, dport, ..) = transport(ctx, s.proto, 40)?;
+                (s.sport, s.dport) = (sport, dport);
+            }
+        }
+        _ => return None,
+    }
+    Some(())
+}
+
+/// Whether the socket's cached verdict covers this (simple) packet under the policy in force.
+#[inline(always)]
+fn cached(c: &SkVerdict, s: &SkbScratch) -> bool {
+    let (_, cfg) = active();
+    c.flags & SK_ALLOWED != 0
+        && c.generation == cfg.generation
+        && c.family == s.family
+        && c.daddr == s.addrs[0]
+        && c.dport == s.dport
+        && c.proto as u32 == s.proto
+}
+
+#[inline(always)]
+fn try_skb_egress(ctx: &SkBuffContext) -> Option<i32> {
+    // SAFETY: the helper reads the context's socket.
+    let cgroup_id = unsafe { bpf_skb_cgroup_id(ctx.skb.skb.cast()) };
+    let mut s = blank(cgroup_id);
+    header(ctx, &mut s)?;
+    if blocked(cgroup_id, s.addrs[0], s.family) {
+        bump(STAT_EXFIL_BLOCKED);
+        return Some(DROP);
+    }
+    if let Some(sk) = full_socket(ctx) {
+        // SAFETY: a full socket: these fields are readable.
+        let (protocol, state) = unsafe { ((*sk).protocol, (*sk).state) };
+        if protocol == IPPROTO_TCP && state == BPF_TCP_LISTEN {
+            return Some(PASS); // a listener's SYN-ACK or RST: the remote side opened it
+        }
+        if let Some(c) = sk_cache(sk, false) {
+            // SAFETY: this socket's storage.
+            let c = unsafe { &*c };
+            if c.flags & SK_PASSIVE != 0 || (s.simple == 1 && cached(c, &s)) {
+                return Some(PASS);
+            }
+        }
+    }
+    let slot = RF_SKB_SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: this CPU's scratch slot; the tail-called programs run on this CPU right after.
+    unsafe { *slot = s };
+    let tail = if s.simple == 1 { SKB_TAIL_VERDICT } else { SKB_TAIL_PARSE };
+    // SAFETY: the slot holds one of our cgroup_skb programs.
+    let _ = unsafe { RF_SKB_TAILS.tail_call(ctx, tail) };
+    Some(DROP)
+}

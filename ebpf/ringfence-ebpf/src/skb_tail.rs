@@ -1,0 +1,148 @@
+//! The backstop's tail calls: `rf_skb_parse` walks IPv4 options and IPv6 extension headers
+//! (collecting source-route hops and finding the transport header), `rf_skb_verdict` decides one
+//! address per call and calls itself for the next. A packet is let out only when every address
+//! it will travel to is allowed.
+use aya_ebpf::{helpers::bpf_get_current_cgroup_id, macros::cgroup_skb, programs::SkBuffContext};
+use ringfence_common::{
+    FlowKey, HOOK_SKB_EGRESS, RULE_SOURCE_ROUTE, SKB_TAIL_VERDICT, SK_ALLOWED, STAT_BACKSTOP_DECIDED,
+    STAT_BACKSTOP_DROPPED, VERDICT_ALLOW, VERDICT_DENY,
+};
+
+use crate::{
+    event::{emit_packet, Dest},
+    iphdr::{transport, v4_options, v6_ext, Hops},
+    maps::{bump, SkbScratch, MAX_ROUTE, RF_SKB_SCRATCH, RF_SKB_TAILS},
+    skb_egress::{full_socket, sk_cache, DROP, PASS},
+    verdict::{decide_v4, decide_wire_v6, refusal, Verdict},
+};
+
+/// Source-route hops go after the destination in the scratch list.
+struct Route<'a>(&'a mut SkbScratch);
+
+impl Hops for Route<'_> {
+    const COLLECT: bool = true;
+    #[inline(always)]
+    fn push(&mut self, addr: [u8; 16]) -> bool {
+        let i = self.0.count as usize;
+        if i >= MAX_ROUTE {
+            return false;
+        }
+        self.0.addrs[i] = addr;
+        self.0.count += 1;
+        true
+    }
+}
+
+#[inline(always)]
+fn scratch() -> Option<&'static mut SkbScratch> {
+    // SAFETY: this CPU's scratch slot, written by rf_skb_egress before the tail call.
+    RF_SKB_SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+}
+
+#[cgroup_skb(egress)]
+pub fn rf_skb_parse(ctx: SkBuffContext) -> i32 {
+    let Some(s) = scratch() else { return DROP };
+    if walk(&ctx, s).is_none() {
+        // Malformed, unknown routing header type or more hops than can be decided.
+        return deny(s, 0, &refusal(RULE_SOURCE_ROUTE));
+    }
+    // SAFETY: the slot holds rf_skb_verdict.
+    let _ = unsafe { RF_SKB_TAILS.tail_call(&ctx, SKB_TAIL_VERDICT) };
+    DROP
+}
+
+#[inline(always)]
+fn walk(ctx: &SkBuffContext, s: &mut SkbScratch) -> Option<()> {
+    if s.family == 4 {
+        let end = s.l4_off as usize;
+        v4_options(ctx, 20, end, &mut Route(s))
+    } else {
+        let (next, off) = (s.next_hdr, s.l4_off as usize);
+        let l4 = v6_ext(ctx, next, off, &mut Route(s))?;
+        s.proto = l4.proto;
+        if !l4.fragment {
+            let (sport, dport, ..) = transport(ctx, l4.proto, l4.off)?;
+            (s.sport, s.dport) = (sport, dport);
+        }
+        Some(())
+    }
+}
+
+#[cgroup_skb(egress)]
+pub fn rf_skb_verdict(ctx: SkBuffContext) -> i32 {
+    let Some(s) = scratch() else { return DROP };
+    let i = s.next as usize;
+    if i == 0 {
+        bump(STAT_BACKSTOP_DECIDED);
+    }
+    if i < MAX_ROUTE && i < s.count as usize {
+        let addr = s.addrs[i];
+        let v = if s.family == 4 {
+            decide_v4([addr[0], addr[1], addr[2], addr[3]], s.dport, s.proto)
+        } else {
+            decide_wire_v6(addr, s.dport, s.proto)
+        };
+        if v.verdict != VERDICT_ALLOW {
+            if v.verdict == VERDICT_DENY {
+                return deny(s, i, &v);
+            }
+            report(s, i, &v);
+            s.audit = 1;
+        }
+        s.next += 1;
+        if (s.next as usize) < s.count as usize {
+            // SAFETY: the slot holds this program.
+            let _ = unsafe { RF_SKB_TAILS.tail_call(&ctx, SKB_TAIL_VERDICT) };
+            return DROP;
+        }
+    }
+    if s.simple == 1 && s.audit == 0 {
+        remember(&ctx, s);
+    }
+    PASS
+}
+
+/// Caches the verdict on the socket (a socket connected before the agent started, or a raw or
+/// ping socket, has none from the connect hooks).
+#[inline(always)]
+fn remember(ctx: &SkBuffContext, s: &SkbScratch) {
+    let Some(sk) = full_socket(ctx) else { return };
+    let Some(c) = sk_cache(sk, true) else { return };
+    let (_, cfg) = crate::verdict::active();
+    // SAFETY: this socket's storage.
+    let c = unsafe { &mut *c };
+    c.flags |= SK_ALLOWED;
+    c.generation = cfg.generation;
+    c.daddr = s.addrs[0];
+    c.family = s.family;
+    c.dport = s.dport;
+    c.proto = s.proto as u16;
+}
+
+/// Reports a refused (or, in audit mode, would-be refused) address `i` of the packet.
+#[inline(always)]
+fn report(s: &SkbScratch, i: usize, v: &Verdict) {
+    let daddr = if i < MAX_ROUTE { s.addrs[i] } else { s.addrs[0] };
+    let dest = Dest { daddr, family: s.family, port: s.dport, protocol: s.proto, hook: HOOK_SKB_EGRESS };
+    let flow = FlowKey {
+        local: s.saddr,
+        remote: daddr,
+        local_port: s.sport,
+        remote_port: s.dport,
+        proto: s.proto,
+        family: s.family,
+    };
+    // The sending task's context when it is one of the cgroup's (not a softirq retransmission).
+    let in_process = unsafe { bpf_get_current_cgroup_id() } == s.cgroup_id;
+    emit_packet(&dest, v, s.cgroup_id, &flow, in_process);
+}
+
+#[inline(always)]
+fn deny(s: &SkbScratch, i: usize, v: &Verdict) -> i32 {
+    report(s, i, v);
+    if v.verdict != VERDICT_DENY {
+        return PASS; // audit mode
+    }
+    bump(STAT_BACKSTOP_DROPPED);
+    DROP
+}
