@@ -49,7 +49,9 @@ fn flows(round: u64) -> Vec<FlowSample> {
                 remote: IpAddr::V4(Ipv4Addr::from(0xc633_6400 + d)),
                 remote_port: 443 + (i % 10) as u16,
                 protocol: 6,
+                first_seen_ns: 1 + i as u64,
                 tx_bytes: round * 64 * 1024 + i as u64,
+                finished: false,
             }
         })
         .collect()

@@ -288,6 +288,8 @@ mod tests {
             country: ringfence_common::country_code(*b"DE"),
             sock_family: 0,
             sock_type: 0,
+            sock_level: 0,
+            sock_opt: 0,
         }
     }
 

@@ -26,6 +26,8 @@ const APT_PACKAGES: &[&str] = &[
     "wireguard-tools",
     // initdb/pg_ctl: the control plane's storage tests start a throwaway PostgreSQL cluster.
     "postgresql",
+    // Single-stream throughput in `cargo xtask bench-path`.
+    "iperf3",
 ];
 
 /// Where Debian's PostgreSQL server binaries live (one directory per major version).

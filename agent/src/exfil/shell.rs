@@ -124,6 +124,12 @@ impl ExfilShell {
             }
         }
         let m = &self.metrics;
+        m.inc_counter(
+            "ringfence_exfil_polls_total",
+            "Polls of the flow table by the exfiltration detector.",
+            &[],
+            1,
+        );
         m.set_gauge(
             "ringfence_exfil_flows",
             "Flows the exfiltration detector tracks.",

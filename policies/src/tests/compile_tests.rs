@@ -32,6 +32,7 @@ pub(crate) fn policy(default_action: Action, rules: Vec<Rule>) -> Policy {
         regions: Default::default(),
         cross_border: None,
         exfiltration: None,
+        raw_sockets: Default::default(),
     }
 }
 

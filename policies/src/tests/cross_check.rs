@@ -129,7 +129,10 @@ fn random_policy(rng: &mut Rng) -> Policy {
                 .map(|_| {
                     let lo = 1 + rng.below(10) as u16;
                     let hi = lo + rng.below(5) as u16;
-                    PortMatch { lo, hi, protocol: *rng.pick(&[Protocol::Tcp, Protocol::Udp, Protocol::Any]) }
+                    match *rng.pick(&[Protocol::Tcp, Protocol::Udp, Protocol::Any, Protocol::Icmp]) {
+                        Protocol::Icmp => PortMatch { lo: 0, hi: u16::MAX, protocol: Protocol::Icmp },
+                        protocol => PortMatch { lo, hi, protocol },
+                    }
                 })
                 .collect(),
             encryption_required: false,
@@ -168,6 +171,7 @@ fn random_policy(rng: &mut Rng) -> Policy {
         regions,
         cross_border,
         exfiltration: None,
+        raw_sockets: Default::default(),
     }
 }
 
@@ -256,12 +260,14 @@ fn render_yaml(p: &Policy) -> String {
         if !r.ports.is_empty() {
             s.push_str("      ports:\n");
             for p in &r.ports {
-                let sel = if p.lo == p.hi {
-                    format!("port: {}", p.lo)
+                let sel = if p.protocol == Protocol::Icmp {
+                    String::new()
+                } else if p.lo == p.hi {
+                    format!("port: {}, ", p.lo)
                 } else {
-                    format!("range: \"{}-{}\"", p.lo, p.hi)
+                    format!("range: \"{}-{}\", ", p.lo, p.hi)
                 };
-                writeln!(s, "        - {{ {sel}, protocol: {} }}", p.protocol).unwrap();
+                writeln!(s, "        - {{ {sel}protocol: {} }}", p.protocol).unwrap();
             }
         }
     }
@@ -269,14 +275,23 @@ fn render_yaml(p: &Policy) -> String {
 }
 
 fn random_dest(rng: &mut Rng) -> Destination {
-    Destination {
+    let mut d = Destination {
         addr: match random_addr(rng) {
             IpAddr::V4(a) if rng.below(5) == 0 => IpAddr::V6(a.to_ipv6_mapped()),
             a => a,
         },
         port: if rng.below(6) == 0 { None } else { Some(1 + rng.below(16) as u16) },
-        protocol: if rng.below(2) == 0 { Protocol::Tcp } else { Protocol::Udp },
+        protocol: match rng.below(5) {
+            0 | 1 => Protocol::Tcp,
+            2 | 3 => Protocol::Udp,
+            _ => Protocol::Icmp,
+        },
+    };
+    // ICMP has no port.
+    if d.protocol == Protocol::Icmp {
+        d.port = None;
     }
+    d
 }
 
 #[test]

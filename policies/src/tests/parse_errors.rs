@@ -67,7 +67,7 @@ spec:
         &diags,
         7,
         3,
-        "unknown field \"priority\" in spec (expected one of: mode, defaultAction, unknownCountry, countryGroups, peers, regions, crossBorder, exfiltration, egress)",
+        "unknown field \"priority\" in spec (expected one of: mode, defaultAction, unknownCountry, countryGroups, peers, regions, crossBorder, exfiltration, rawSockets, egress)",
     );
     assert_diag(
         &diags,
@@ -125,9 +125,9 @@ fn port_range_and_protocol_validation() {
         ("{protocol: tcp}", "needs \"port\" (e.g. 443) or \"range\""),
         (
             "{port: 1, protocol: TCP}",
-            "invalid protocol \"TCP\" in port entry 1 of rule \"r\" (expected one of: tcp, udp, any)",
+            "invalid protocol \"TCP\" in port entry 1 of rule \"r\" (expected one of: tcp, udp, any, icmp)",
         ),
-        ("{port: 1, protocol: icmp}", "invalid protocol \"icmp\""),
+        ("{port: 1, protocol: icmp}", "has protocol icmp, which has no ports"),
     ];
     for (entry, needle) in entries {
         let diags = parse_err(&doc(&format!("{spec}        - {entry}\n")));
@@ -184,4 +184,15 @@ fn rule_name_and_value_types() {
     assert_diag(&diags, 9, 14, "rule name in rule #1 must not be empty");
     assert_diag(&diags, 9, 26, "invalid action \"permit\" in rule #1");
     assert_diag(&diags, 10, 14, "expected a string for \"name\" in rule #2, found a sequence");
+}
+
+#[test]
+fn icmp_entries_take_no_port_and_raw_sockets_has_two_values() {
+    let errors = super::parse_err(&super::doc(
+        "  defaultAction: deny\n  rawSockets: maybe\n  egress:\n    - {name: a, action: allow, to: {cidrs: [10.0.0.0/8]}, ports: [{port: 7, protocol: icmp}]}\n",
+    ));
+    let text = format!("{errors:?}");
+    assert!(text.contains("protocol icmp, which has no ports"), "{text}");
+    assert!(text.contains("rawSockets") && text.contains("policy"), "{text}");
+    assert!("198.51.100.7:53/icmp".parse::<crate::Destination>().is_err(), "ICMP has no port");
 }

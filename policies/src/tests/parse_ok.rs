@@ -94,3 +94,38 @@ fn leading_byte_order_mark_is_ignored() {
     assert!(diags.iter().all(|d| d.line >= 1 && d.column >= 1), "{diags:?}");
     assert_eq!((diags[0].line, diags[0].column), (1, 1), "{diags:?}");
 }
+
+#[test]
+fn icmp_port_entries_and_raw_sockets() {
+    let p = parse_ok(&doc(
+        "  defaultAction: deny\n  rawSockets: policy\n  egress:\n    - {name: ping, action: allow, to: {cidrs: [198.51.100.0/24]}, ports: [{protocol: icmp}, {port: 443, protocol: tcp}]}\n",
+    ));
+    assert_eq!(p.raw_sockets, crate::RawSockets::Policy);
+    assert_eq!(
+        p.rules[0].ports,
+        vec![
+            PortMatch { lo: 0, hi: u16::MAX, protocol: Protocol::Icmp },
+            PortMatch { lo: 443, hi: 443, protocol: Protocol::Tcp }
+        ]
+    );
+    assert_eq!(p.rules[0].ports[0].to_string(), "icmp");
+    let default = parse_ok(&doc("  defaultAction: deny\n"));
+    assert_eq!(
+        default.raw_sockets,
+        crate::RawSockets::Deny,
+        "raw sockets are refused unless the policy says otherwise"
+    );
+    // The reference and the kernel model agree: icmp entries match ICMP only, `any` with ports
+    // never matches ICMP, a rule without ports matches it.
+    let d = |s: &str| s.parse::<crate::Destination>().unwrap();
+    assert_eq!(p.evaluate(&d("198.51.100.7/icmp")).action, Action::Allow);
+    assert_eq!(p.evaluate(&d("2001:db8::1/icmp")).action, Action::Deny);
+    let compiled = crate::compile(&p, None).unwrap();
+    let (action, rule) = compiled.evaluate("198.51.100.7".parse().unwrap(), 0, ringfence_common::PROTO_ICMP);
+    assert_eq!((action, rule), (ringfence_common::ACTION_ALLOW, 1));
+    assert!(compiled.raw_policy);
+    let any = parse_ok(&doc(
+        "  defaultAction: deny\n  egress:\n    - {name: web, action: allow, to: {cidrs: [198.51.100.0/24]}, ports: [{range: 1-65535}]}\n",
+    ));
+    assert_eq!(any.evaluate(&d("198.51.100.7/icmp")).action, Action::Deny, "ports never match ICMP");
+}

@@ -92,7 +92,7 @@ fn policy_yaml(cidrs: &[String]) -> String {
 }
 
 /// Prints one result line and returns it for the summary.
-fn report(label: &str, c: &rig::Comparison, extra: &str) -> String {
+pub(crate) fn report(label: &str, c: &rig::Comparison, extra: &str) -> String {
     let line = format!(
         "{label:>24}: none {:.1} µs, ringfence {:.1} µs ({:.3}x), nftables {:.1} µs ({:.3}x); ringfence/nftables {:.3}; nft load {:.2} s{extra}",
         c.none, c.ringfence, c.ringfence / c.none, c.nftables, c.nftables / c.none, c.ringfence / c.nftables, c.nft_load.as_secs_f64()
@@ -101,32 +101,38 @@ fn report(label: &str, c: &rig::Comparison, extra: &str) -> String {
     line
 }
 
+/// For each size: the agent starts (every hook attached) and its apply time is taken from a
+/// reload; then connect() latency is compared with every hook ("after": backstop, socket guards
+/// and connect hooks) and, in the same run, with the connect hooks alone ("before", the added
+/// hooks detached).
 pub fn bench(args: BenchArgs) -> Result<()> {
     let geo = args.rounds.geo_dir()?;
     let rig = Rig::new("bench")?;
     let policy = rig.dir.join("bench-policy.yaml");
-    let mut agent = None;
     let mut summary = Vec::new();
     for &size in &args.sizes {
         let cidrs = prefixes(&geo, size)?;
         std::fs::write(&policy, policy_yaml(&cidrs))?;
+        // A fresh start attaches every hook (the previous size detached some).
+        let agent = rig.agent(&policy, &[]);
         let t0 = Instant::now();
-        match &agent {
-            None => agent = Some(rig.agent(&policy, &[])),
-            Some(a) => a.hup_and_wait(Duration::from_secs(120)),
-        }
+        agent.hup_and_wait(Duration::from_secs(120));
         let apply = t0.elapsed();
         let mut job =
             NftJob { prefixes: cidrs.iter().map(|c| (c.clone(), true)).collect(), otherwise_accept: false };
         job.prefixes.push(("198.51.100.0/24".into(), true));
-        let c = rig.compare(&job, args.rounds.rounds, args.rounds.connects)?;
+        let label = format!("{} prefixes", cidrs.len() + 1);
+        let after = rig.compare(&job, args.rounds.rounds, args.rounds.connects)?;
         summary.push(report(
-            &format!("{} prefixes", cidrs.len() + 1),
-            &c,
+            &format!("{label} (after)"),
+            &after,
             &format!("; agent apply {:.2} s", apply.as_secs_f64()),
         ));
+        rig.detach_links(&rig::ADDED_HOOKS)?;
+        let before = rig.compare(&job, args.rounds.rounds, args.rounds.connects)?;
+        summary.push(report(&format!("{label} (before)"), &before, "; connect hooks only"));
+        drop(agent);
     }
-    drop(agent);
     args.rounds.print_summary(&summary);
     Ok(())
 }

@@ -9,11 +9,11 @@ use aya::{
     programs::loaded_programs,
     sys::{enable_stats, Stats},
 };
-use ringfence_common::{TC_EGRESS, TC_INGRESS};
+use ringfence_common::{SKB_EGRESS, TC_EGRESS, TC_INGRESS};
 
 use ringfence_tests::wg_lab;
 
-use super::rig::{median, KillOnDrop, Rig, DEST};
+use super::rig::{median, KillOnDrop, Rig, ADDED_HOOKS, DEST};
 
 #[derive(clap::Args)]
 pub struct PathBenchArgs {
@@ -41,13 +41,18 @@ fn iperf(rig: &Rig, seconds: u32) -> Result<f64> {
         .with_context(|| format!("no throughput in iperf3 output: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
-/// (run time, run count) summed over the packet-path programs.
-fn program_stats() -> (Duration, u64) {
+/// (run time, run count) summed over the named programs (the kernel truncates names to 15
+/// characters).
+fn program_stats(names: &[&str]) -> (Duration, u64) {
     loaded_programs()
         .filter_map(Result::ok)
-        .filter(|p| matches!(p.name_as_str(), Some(n) if n == TC_EGRESS || n == TC_INGRESS))
+        .filter(|p| matches!(p.name_as_str(), Some(n) if names.iter().any(|w| w.starts_with(n))))
         .fold((Duration::ZERO, 0), |(t, c), p| (t + p.run_time(), c + p.run_count()))
 }
+
+/// The packet path's programs, and the cgroup backstop's (whose tail calls run inside it).
+const PACKET_PATH: [&str; 2] = [TC_EGRESS, TC_INGRESS];
+const BACKSTOP: [&str; 1] = [SKB_EGRESS];
 
 /// iperf3 from node A to `addr` in node B (server already running there).
 fn iperf_ns(a: &wg_lab::Node, addr: &str, seconds: u32) -> Result<f64> {
@@ -59,9 +64,13 @@ fn iperf_ns(a: &wg_lab::Node, addr: &str, seconds: u32) -> Result<f64> {
 /// For reference: the same single stream between two agents' nodes, over the plain underlay
 /// and through their userspace WireGuard (boringtun) tunnel.
 fn wireguard_reference(rig: &Rig, seconds: u32) -> Result<(f64, f64)> {
-    // The lab helpers start whichever agent RINGFENCE_AGENT_BIN names: the release build.
+    // The lab helpers start whichever agent and lab-probe RINGFENCE_AGENT_BIN and
+    // RINGFENCE_LAB_PROBE name: the release builds.
     // SAFETY: single-threaded at this point; nothing else reads the environment concurrently.
-    unsafe { std::env::set_var(ringfence_tests::agent::AGENT_ENV, rig.release.join("ringfence-agent")) };
+    unsafe {
+        std::env::set_var(ringfence_tests::agent::AGENT_ENV, rig.release.join("ringfence-agent"));
+        std::env::set_var(ringfence_tests::probe::PROBE_ENV, rig.release.join("lab-probe"));
+    }
     let (mut a, mut b) = wg_lab::mesh();
     let (key_a, key_b) = (a.pubkey(), b.pubkey());
     a.write_peers(&[(key_b.as_str(), "192.0.2.2:51820", "198.51.100.2/32")]);
@@ -88,21 +97,36 @@ pub fn bench_path(args: PathBenchArgs) -> Result<()> {
     let iface = rig.lab.veth_names().0.to_string();
     let with_path = ["--interface".into(), iface.into()];
     let _stats = enable_stats(Stats::RunTime).context("BPF_ENABLE_STATS")?;
-    let (mut plain, mut ours) = (Vec::new(), Vec::new());
-    let (mut time, mut count) = (Duration::ZERO, 0);
+    // Three conditions, interleaved: plain veth (nothing attached), the packet path alone (the
+    // hooks this round added detached: "before"), backstop + packet path ("after").
+    let (mut plain, mut before, mut after) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut path_cost, mut backstop_cost) = ((Duration::ZERO, 0), (Duration::ZERO, 0));
+    let add = |acc: &mut (Duration, u64), t0: (Duration, u64), t1: (Duration, u64)| {
+        acc.0 += t1.0.saturating_sub(t0.0);
+        acc.1 += t1.1.saturating_sub(t0.1);
+    };
     for round in 0..args.rounds {
-        for k in 0..2 {
-            if (round + k) % 2 == 0 {
-                // Restarting without --interface detaches the packet path (the policy stays).
-                let _agent = rig.agent_in_node(&policy, &[]);
-                plain.push(iperf(&rig, args.seconds)?);
-            } else {
-                let _agent = rig.agent_in_node(&policy, &with_path);
-                let (t0, c0) = program_stats();
-                ours.push(iperf(&rig, args.seconds)?);
-                let (t1, c1) = program_stats();
-                time += t1.saturating_sub(t0);
-                count += c1.saturating_sub(c0);
+        for k in 0..3 {
+            match (round + k) % 3 {
+                0 => {
+                    let out = rig.agent_cli(&["detach"]).context("run ringfence-agent detach")?;
+                    if !out.status.success() {
+                        bail!("detach: {}", String::from_utf8_lossy(&out.stderr));
+                    }
+                    plain.push(iperf(&rig, args.seconds)?);
+                }
+                1 => {
+                    let _agent = rig.agent_in_node(&policy, &with_path);
+                    rig.detach_links(&ADDED_HOOKS)?;
+                    before.push(iperf(&rig, args.seconds)?);
+                }
+                _ => {
+                    let _agent = rig.agent_in_node(&policy, &with_path);
+                    let (p0, b0) = (program_stats(&PACKET_PATH), program_stats(&BACKSTOP));
+                    after.push(iperf(&rig, args.seconds)?);
+                    add(&mut path_cost, p0, program_stats(&PACKET_PATH));
+                    add(&mut backstop_cost, b0, program_stats(&BACKSTOP));
+                }
             }
         }
     }
@@ -111,13 +135,14 @@ pub fn bench_path(args: PathBenchArgs) -> Result<()> {
         "bench-path: for reference, userspace WireGuard (boringtun-cli 0.7.1) between two agents: underlay {underlay:.2} Gbit/s, tunnel {tunnel:.3} Gbit/s ({:.3}x)",
         tunnel / underlay
     );
-    if count == 0 {
-        bail!("the packet-path programs never ran: is the agent attached to {}?", rig.lab.veth_names().0);
+    if path_cost.1 == 0 || backstop_cost.1 == 0 {
+        bail!("the programs never ran: is the agent attached to {}?", rig.lab.veth_names().0);
     }
-    let (p, o) = (median(plain), median(ours));
+    let per_packet = |(t, c): (Duration, u64)| t.as_nanos() as f64 / c as f64;
+    let (p, b, a) = (median(plain), median(before), median(after));
     println!(
-        "bench-path: single-stream TCP, {} rounds x {} s: plain veth {p:.2} Gbit/s, with packet path {o:.2} Gbit/s ({:.3}x); programs ran {count} times, {:.0} ns per packet (GSO packets included)",
-        args.rounds, args.seconds, o / p, time.as_nanos() as f64 / count as f64
+        "bench-path: single-stream TCP, {} rounds x {} s: plain veth {p:.2} Gbit/s; packet path only (before) {b:.2} Gbit/s ({:.3}x); backstop + packet path (after) {a:.2} Gbit/s ({:.3}x); per packet: packet path {:.0} ns ({} runs), backstop {:.0} ns ({} runs) (GSO packets included)",
+        args.rounds, args.seconds, b / p, a / p, per_packet(path_cost), path_cost.1, per_packet(backstop_cost), backstop_cost.1
     );
     Ok(())
 }

@@ -183,6 +183,15 @@ impl Rig {
         self.lab.bpffs_path().join("ringfence")
     }
 
+    /// Runs `ringfence-agent ARGS --bpffs <the rig's pins>` (release build).
+    pub fn agent_cli(&self, args: &[&str]) -> std::io::Result<std::process::Output> {
+        Command::new(self.release.join("ringfence-agent"))
+            .args(args)
+            .arg("--bpffs")
+            .arg(self.bpffs())
+            .output()
+    }
+
     /// Starts the release agent inside the node namespace (where the uplink is) and waits until
     /// it enforces.
     pub fn agent_in_node(&self, policy: &Path, extra: &[OsString]) -> AgentProc {
@@ -202,14 +211,17 @@ impl Rig {
         a
     }
 
-    /// Starts the release agent on the lab cgroup and waits until it enforces.
+    /// Starts the release agent on the lab cgroup (no packet path, so it accepts a kernel
+    /// without the packet-socket guard) and waits until it enforces.
     pub fn agent(&self, policy: &Path, extra: &[OsString]) -> AgentProc {
+        let mut args = extra.to_vec();
+        args.push("--allow-weaker-isolation".into());
         let a = AgentProc::spawn_with(
             &self.release.join("ringfence-agent"),
             policy,
             self.lab.cgroup_path(),
             &self.bpffs(),
-            extra,
+            &args,
             false,
         );
         a.wait_for_message("enforcing", Duration::from_secs(300));
@@ -274,13 +286,28 @@ impl Rig {
     }
 }
 
+/// The cgroup programs this round added to the connect hooks (the backstop and its helpers, the
+/// socket guards): detaching them gives the connect-hooks-only ("before") configuration.
+pub const ADDED_HOOKS: [&str; 5] =
+    ["rf_skb_egress", "rf_sockops", "rf_sock_create", "rf_setsockopt", "rf_socket_create"];
+
+impl Rig {
+    /// Detaches pinned cgroup links by name (removing a link's pin detaches its program).
+    pub fn detach_links(&self, names: &[&str]) -> Result<()> {
+        let links = self.bpffs().join("links");
+        for name in names {
+            let pin = links.join(name);
+            if pin.exists() {
+                std::fs::remove_file(&pin).with_context(|| format!("unpin {}", pin.display()))?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Drop for Rig {
     fn drop(&mut self) {
-        let _ = Command::new(self.release.join("ringfence-agent"))
-            .arg("detach")
-            .arg("--bpffs")
-            .arg(self.bpffs())
-            .status();
+        let _ = self.agent_cli(&["detach"]);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
