@@ -126,6 +126,15 @@ fi
 cp "$unit_src" "$unit_dir/ringfence-agent.service"
 chmod 0644 "$unit_dir/ringfence-agent.service"
 note "installed $unit_dir/ringfence-agent.service"
+# Workload units start only once the agent enforces (drop-ins are inert for absent units).
+for dropin in "$script_dir"/systemd/*.service.d-ringfence.conf; do
+    [ -f "$dropin" ] || continue
+    unit=$(basename "$dropin" .d-ringfence.conf)
+    mkdir -p "$unit_dir/$unit.d"
+    cp "$dropin" "$unit_dir/$unit.d/ringfence.conf"
+    chmod 0644 "$unit_dir/$unit.d/ringfence.conf"
+    note "installed $unit_dir/$unit.d/ringfence.conf"
+done
 if [ -f "$script_dir/README.md" ]; then
     cp "$script_dir/README.md" "$doc_dir/README.md"
     chmod 0644 "$doc_dir/README.md"
