@@ -190,7 +190,8 @@ pub fn demo() -> Result<()> {
         "0.2".into(),
     ];
     let mut agent = AgentProc::spawn_command(lab.node_ns().command(&agent_bin), &args, true);
-    agent.wait_for_message("enforcing", Duration::from_secs(20));
+    // Verifying the programs takes a few seconds (more on a busy machine).
+    agent.wait_for_message("enforcing", Duration::from_secs(90));
 
     println!("\n== Connections from a workload in the cgroup (each verdict arrives as a live event)");
     let mut all_good = STEPS.iter().map(|s| show(&lab, s)).fold(true, |a, b| a & b);
@@ -212,6 +213,7 @@ pub fn demo() -> Result<()> {
         },
     );
 
+    all_good &= escapes(&lab, &agent, &target)?;
     all_good &= exfiltration(&lab, &agent, &agent_bin, &target)?;
 
     println!("\n== Agent status");
@@ -243,6 +245,33 @@ pub fn demo() -> Result<()> {
     }
     println!("demo: every connection got the expected verdict");
     Ok(())
+}
+
+/// Attempts that get past connect()-time checks on other firewalls: a raw socket (refused at
+/// creation) and an IPv4 source route that sends DNS for the allowed resolver through the denied
+/// host first (the packet is dropped by the cgroup's backstop, which reports it).
+fn escapes(lab: &Lab, agent: &AgentProc, target: &Path) -> Result<bool> {
+    println!("\n== No way out: attempts that get past connect()-time checks");
+    let escape = |args: &[&str]| -> Result<serde_json::Value> {
+        let out = lab.node_command(target.join("lab-probe")).arg("escape").args(args).output()?;
+        Ok(serde_json::from_slice(&out.stdout).unwrap_or_default())
+    };
+    let raw = escape(&["raw-udp", "203.0.113.5", "53", "--marker", "demo-raw"])?;
+    let refused = raw["socket"] == "EPERM";
+    println!(
+        "  {} raw UDP socket to 203.0.113.5 -> socket(): {} (rawSockets: deny)",
+        if refused { "✔" } else { "✘" },
+        raw["socket"].as_str().unwrap_or("?")
+    );
+    escape(&["srr-opt", "198.51.100.20", "53", "--marker", "demo-srr", "--via", "203.0.113.5"])?;
+    let drop = agent.wait_for_event("the backstop's drop", Duration::from_secs(5), |v| {
+        v["hook"] == "rf_skb_egress" && v["dst"] == "203.0.113.5"
+    });
+    println!(
+        "  ✔ DNS to 198.51.100.20 (allowed) source-routed through 203.0.113.5 (IP_OPTIONS LSRR) -> dropped by the cgroup backstop (rule {})",
+        drop["rule"].as_str().unwrap_or("?")
+    );
+    Ok(refused)
 }
 
 /// A workload streams 300 MB to a host that is allowed but not an approved sink: the agent
