@@ -15,7 +15,7 @@ use std::{
 };
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use ringfence_agent::exfil::{CheckpointIndex, Detector, ExfilRules, FlowSample};
+use ringfence_agent::exfil::{CheckpointIndex, Detector, ExfilRules, FlowId, FlowSample};
 
 struct Counting;
 static LIVE: AtomicUsize = AtomicUsize::new(0);
@@ -43,13 +43,15 @@ fn flows(round: u64) -> Vec<FlowSample> {
         .map(|i| {
             let d = (i / 10) as u32;
             FlowSample {
-                cgroup_id: 1000 + (i % 1000) as u64,
-                local: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
-                local_port: 10_000 + (i % 50_000) as u16,
-                remote: IpAddr::V4(Ipv4Addr::from(0xc633_6400 + d)),
-                remote_port: 443 + (i % 10) as u16,
-                protocol: 6,
-                first_seen_ns: 1 + i as u64,
+                id: FlowId {
+                    cgroup_id: 1000 + (i % 1000) as u64,
+                    local: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+                    local_port: 10_000 + (i % 50_000) as u16,
+                    remote: IpAddr::V4(Ipv4Addr::from(0xc633_6400 + d)),
+                    remote_port: 443 + (i % 10) as u16,
+                    protocol: 6,
+                    first_seen_ns: 1 + i as u64,
+                },
                 tx_bytes: round * 64 * 1024 + i as u64,
                 finished: false,
             }
@@ -138,15 +140,12 @@ fn bench(c: &mut Criterion) {
     );
 }
 
-type FlowId = (u64, IpAddr, u16, IpAddr, u16, u8);
-
 /// The least a per-flow tracker does: index this poll's counters by flow, against the last.
 fn baseline(last: &mut HashMap<FlowId, u64>, p: &[FlowSample]) -> usize {
     let mut next = HashMap::with_capacity(p.len());
     for s in p {
-        let id = (s.cgroup_id, s.local, s.local_port, s.remote, s.remote_port, s.protocol);
-        let prev = last.get(&id).copied().unwrap_or(0);
-        next.insert(id, s.tx_bytes.wrapping_sub(prev));
+        let prev = last.get(&s.id).copied().unwrap_or(0);
+        next.insert(s.id, s.tx_bytes.wrapping_sub(prev));
     }
     *last = next;
     last.len()

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::{
     error::AgentError,
-    exfil::FlowSample,
+    exfil::{FlowId, FlowSample},
     maps::{maps_dir, open},
 };
 
@@ -221,13 +221,15 @@ impl FlowTable {
                 return;
             }
             out.push(FlowSample {
-                cgroup_id,
-                local: addr(&k.local, k.family),
-                local_port: k.local_port,
-                remote: addr(&k.remote, k.family),
-                remote_port: k.remote_port,
-                protocol: k.proto as u8,
-                first_seen_ns: if first == u64::MAX { 0 } else { first },
+                id: FlowId {
+                    cgroup_id,
+                    local: addr(&k.local, k.family),
+                    local_port: k.local_port,
+                    remote: addr(&k.remote, k.family),
+                    remote_port: k.remote_port,
+                    protocol: k.proto as u8,
+                    first_seen_ns: if first == u64::MAX { 0 } else { first },
+                },
                 tx_bytes,
                 finished: seq.is_some_and(|s| s.flags & TCPSEQ_FINISHED != 0),
             });

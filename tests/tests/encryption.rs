@@ -25,6 +25,10 @@ fn assert_blocked(e: &Enforced, addr: &str, what: &str) {
         (Some("rf_tc_egress"), Some("encryption-required")),
         "{ev}"
     );
+    // The packet path has no process context: the process is the one whose connect() the
+    // hooks allowed to that destination.
+    assert_eq!(ev["comm"], "lab-probe", "{ev}");
+    assert!(ev["pid"].as_u64().unwrap_or(0) > 0, "{ev}");
 }
 
 #[test]

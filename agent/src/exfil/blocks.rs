@@ -11,6 +11,7 @@ use aya::maps::{Array, HashMap, MapData};
 use ringfence_common::{BlockEntry, BlockKey, BLOCKING_MAP, BLOCKS_MAP};
 use serde::Serialize;
 
+use super::attribution::dest_key;
 use crate::{
     error::AgentError,
     flows::monotonic_ns,
@@ -40,21 +41,6 @@ impl Selector {
     }
 }
 
-pub fn key(cgroup_id: u64, destination: IpAddr) -> BlockKey {
-    let mut k = BlockKey { cgroup_id, ..BlockKey::default() };
-    match ringfence_policy::normalize_addr(destination) {
-        IpAddr::V4(a) => {
-            k.addr[..4].copy_from_slice(&a.octets());
-            k.family = 4;
-        }
-        IpAddr::V6(a) => {
-            k.addr = a.octets();
-            k.family = 6;
-        }
-    }
-    k
-}
-
 fn destination(k: &BlockKey) -> IpAddr {
     if k.family == 4 {
         IpAddr::V4(Ipv4Addr::new(k.addr[0], k.addr[1], k.addr[2], k.addr[3]))
@@ -80,7 +66,7 @@ impl BlockTable {
         let now = monotonic_ns();
         let entry = BlockEntry { expires_ns: now.saturating_add(ttl.as_nanos() as u64), created_ns: now };
         self.blocks
-            .insert(key(cgroup_id, destination), entry, 0)
+            .insert(dest_key(cgroup_id, destination), entry, 0)
             .map_err(|e| AgentError::map(BLOCKS_MAP, e))?;
         self.sync_count()
     }
@@ -120,7 +106,7 @@ impl BlockTable {
         let (removed, kept): (Vec<Block>, Vec<Block>) = self.list()?.into_iter().partition(|b| pred(b));
         for b in &removed {
             // Already gone (removed by the agent or an operator meanwhile) is fine.
-            let _ = self.blocks.remove(&key(b.cgroup_id, b.destination));
+            let _ = self.blocks.remove(&dest_key(b.cgroup_id, b.destination));
         }
         if !removed.is_empty() {
             self.sync_count()?;

@@ -37,14 +37,7 @@ pub const SETTLE: Duration = Duration::from_secs(2);
 /// One flow's cumulative counters at a poll.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FlowSample {
-    pub cgroup_id: u64,
-    pub local: IpAddr,
-    pub local_port: u16,
-    pub remote: IpAddr,
-    pub remote_port: u16,
-    pub protocol: u8,
-    /// When the kernel first saw the flow (monotonic ns): tells a reused 5-tuple apart.
-    pub first_seen_ns: u64,
+    pub id: FlowId,
     /// Cumulative bytes sent (for TCP: payload that advanced the sequence, retransmissions not
     /// counted again).
     pub tx_bytes: u64,
@@ -61,21 +54,8 @@ pub struct FlowId {
     pub remote: IpAddr,
     pub remote_port: u16,
     pub protocol: u8,
+    /// When the kernel first saw the flow (monotonic ns): tells a reused 5-tuple apart.
     pub first_seen_ns: u64,
-}
-
-impl FlowSample {
-    pub fn id(&self) -> FlowId {
-        FlowId {
-            cgroup_id: self.cgroup_id,
-            local: self.local,
-            local_port: self.local_port,
-            remote: self.remote,
-            remote_port: self.remote_port,
-            protocol: self.protocol,
-            first_seen_ns: self.first_seen_ns,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -213,7 +193,7 @@ impl Detector {
     /// agent that starts (or restarts) while long-running flows already sent a lot, which must
     /// not look like a burst within the window.
     pub fn prime(&mut self, now: Instant, flows: &[FlowSample]) {
-        self.last = flows.iter().map(|f| (f.id(), Seen { bytes: f.tx_bytes, changed: now })).collect();
+        self.last = flows.iter().map(|f| (f.id, Seen { bytes: f.tx_bytes, changed: now })).collect();
     }
 
     /// New rules: windows, totals and destination alerts start over; flow counters stay the
@@ -252,7 +232,7 @@ impl Detector {
         let mut last =
             HashMap::with_capacity_and_hasher(self.last.len().max(flows.len()), Default::default());
         for f in flows {
-            if !approved(f.remote) {
+            if !approved(f.id.remote) {
                 self.observe_flow(now, f, &mut last, &candidates, &mut alerts);
             }
         }
@@ -292,7 +272,7 @@ impl Detector {
         candidates: &[Candidate],
         alerts: &mut Vec<Alert>,
     ) {
-        let id = f.id();
+        let id = f.id;
         let prev = self.last.get(&id).copied();
         let prev_bytes = prev.map_or(0, |p| p.bytes);
         // A smaller counter is a new flow with the same identity: all of it is new.
@@ -302,7 +282,7 @@ impl Detector {
             _ => now,
         };
         last.insert(id, Seen { bytes: f.tx_bytes, changed });
-        let dest = (f.cgroup_id, f.remote);
+        let dest = (f.id.cgroup_id, f.id.remote);
         if delta > 0 {
             let d = self.dests.entry(dest).or_default();
             match d.window.back_mut() {
@@ -319,9 +299,9 @@ impl Detector {
         if !settled || self.fired_flows.contains(&id) {
             return;
         }
-        let name = || format!("{}:{}->{}:{}", f.local, f.local_port, f.remote, f.remote_port);
+        let name = || format!("{}:{}->{}:{}", f.id.local, f.id.local_port, f.id.remote, f.id.remote_port);
         // Matched (alerted now, or already for this destination and file): done with this flow.
-        if self.match_checkpoints(candidates, &name, dest, Some(f.remote_port), f.tx_bytes, alerts) {
+        if self.match_checkpoints(candidates, &name, dest, Some(f.id.remote_port), f.tx_bytes, alerts) {
             self.fired_flows.insert(id);
             self.fired_dirty = true;
         }

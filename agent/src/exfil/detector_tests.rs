@@ -7,20 +7,22 @@ use std::{
 
 use super::{
     checkpoints::CheckpointIndex,
-    detector::{AlertKind, Detector, ExfilRules, FlowSample, Severity},
+    detector::{AlertKind, Detector, ExfilRules, FlowId, FlowSample, Severity},
 };
 
 const MIB: u64 = 1 << 20;
 
 fn flow(remote: &str, port: u16, tx: u64) -> FlowSample {
     FlowSample {
-        cgroup_id: 7,
-        local: "192.0.2.1".parse().unwrap(),
-        local_port: 40000 + port,
-        remote: remote.parse().unwrap(),
-        remote_port: port,
-        protocol: 6,
-        first_seen_ns: 1,
+        id: FlowId {
+            cgroup_id: 7,
+            local: "192.0.2.1".parse().unwrap(),
+            local_port: 40000 + port,
+            remote: remote.parse().unwrap(),
+            remote_port: port,
+            protocol: 6,
+            first_seen_ns: 1,
+        },
         tx_bytes: tx,
         finished: false,
     }
@@ -135,7 +137,11 @@ fn an_idle_flow_settles_and_a_larger_transfer_passing_through_the_size_never_mat
         assert!(a.is_empty(), "3x the checkpoint, finished: {a:?}");
     }
     // An exact-size UDP flow that goes quiet matches once it has been idle for SETTLE.
-    let udp = |tx| FlowSample { protocol: 17, ..flow("203.0.113.6", 53, tx) };
+    let udp = |tx| {
+        let mut f = flow("203.0.113.6", 53, tx);
+        f.id.protocol = 17;
+        f
+    };
     assert!(d.observe(at(9_000), &[udp(100 * MIB)], approved, &idx).is_empty(), "just arrived");
     assert!(d.observe(at(10_000), &[udp(100 * MIB)], approved, &idx).is_empty(), "idle 1 s: not settled");
     let a = d.observe(at(11_100), &[udp(100 * MIB)], approved, &idx);
@@ -152,7 +158,7 @@ fn a_flow_alerts_once_across_reloads_releases_and_restarts() {
     let mut d = Detector::new(rules.clone());
     assert_eq!(d.observe(t0, &done, approved, &idx).len(), 1);
     let saved = d.take_fired_change().expect("the alerted flow is to be saved");
-    assert_eq!(saved, vec![done[0].id()]);
+    assert_eq!(saved, vec![done[0].id]);
     d.retune(ExfilRules { bulk: Some((10 * MIB, Duration::from_secs(60))), ..rules.clone() });
     assert!(d.observe(t0 + Duration::from_secs(3), &done, approved, &idx).is_empty(), "after a rule change");
     d.forgive(7, "203.0.113.5".parse().unwrap());
@@ -166,11 +172,13 @@ fn a_flow_alerts_once_across_reloads_releases_and_restarts() {
         assert!(a.is_empty(), "after a restart ({s}s): {a:?}");
     }
     // A new transfer (another flow) of the same size after the release is a new event.
-    let next = [FlowSample { first_seen_ns: 2, ..done[0] }];
+    let mut next = done;
+    next[0].id.first_seen_ns = 2;
+    next[0].finished = true;
     assert_eq!(restarted.observe(t0 + Duration::from_secs(9), &next, approved, &idx).len(), 1);
     // Once the first flow is gone from the table it is no longer kept.
     let kept = restarted.take_fired_change().expect("changed");
-    assert_eq!(kept, vec![next[0].id()]);
+    assert_eq!(kept, vec![next[0].id]);
 }
 
 #[test]

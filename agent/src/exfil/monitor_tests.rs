@@ -8,7 +8,7 @@ use std::{
 use ringfence_policy::{geo::GeoDb, parse_policy, CountryCode};
 
 use super::ExfilMonitor;
-use crate::exfil::{AlertKind, FlowSample, Process};
+use crate::exfil::{AlertKind, FlowId, FlowSample, Process};
 
 const MB: u64 = 1_000_000;
 
@@ -30,13 +30,15 @@ fn geo() -> GeoDb {
 
 fn flow(remote: &str, tx: u64) -> FlowSample {
     FlowSample {
-        cgroup_id: 42,
-        local: "192.0.2.1".parse().unwrap(),
-        local_port: 40_000,
-        remote: remote.parse().unwrap(),
-        remote_port: 443,
-        protocol: 6,
-        first_seen_ns: 1,
+        id: FlowId {
+            cgroup_id: 42,
+            local: "192.0.2.1".parse().unwrap(),
+            local_port: 40_000,
+            remote: remote.parse().unwrap(),
+            remote_port: 443,
+            protocol: 6,
+            first_seen_ns: 1,
+        },
         tx_bytes: tx,
         finished: false,
     }

@@ -2,17 +2,8 @@
 //! The connect hooks refuse new connections for the pair and the packet path drops the pair's
 //! running flows until the entry expires or is released (`ringfence-agent release`).
 
-/// Key of [`crate::BLOCKS_MAP`]: the blocked cgroup and destination address (network order,
-/// IPv4 in the first 4 bytes).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub struct BlockKey {
-    pub cgroup_id: u64,
-    pub addr: [u8; 16],
-    /// 4 or 6.
-    pub family: u32,
-    pub _pad: u32,
-}
+/// Key of [`crate::BLOCKS_MAP`]: the blocked cgroup and destination address.
+pub type BlockKey = crate::DestKey;
 
 /// Value of [`crate::BLOCKS_MAP`].
 #[repr(C)]
@@ -35,11 +26,9 @@ impl BlockEntry {
 /// `Event::rule_id` of a connection refused because of an exfiltration block.
 pub const RULE_EXFIL_BLOCK: u32 = u32::MAX - 2;
 
-const _: () = assert!(core::mem::size_of::<BlockKey>() == 32);
 const _: () = assert!(core::mem::size_of::<BlockEntry>() == 16);
 
 #[cfg(feature = "user")]
 mod pod {
-    unsafe impl aya::Pod for super::BlockKey {}
     unsafe impl aya::Pod for super::BlockEntry {}
 }

@@ -2,8 +2,8 @@
 //! and passive-open mark (socket local storage), and which process last connected from a cgroup
 //! to a destination (for attribution after an agent restart and for packet-level events).
 
-/// Key of [`crate::OWNERS_MAP`]: a cgroup and a destination address (network order, IPv4 in the
-/// first 4 bytes).
+/// A cgroup and a destination address (network order, IPv4 in the first 4 bytes): the key of
+/// [`crate::OWNERS_MAP`] and of [`crate::BLOCKS_MAP`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct DestKey {

@@ -1,7 +1,7 @@
 //! Exfiltration blocks (see `ringfence_common::block`): set by the agent per (cgroup,
 //! destination); consulted by the connect hooks and the packet path.
 use aya_ebpf::helpers::bpf_ktime_get_ns;
-use ringfence_common::{BlockKey, RULE_EXFIL_BLOCK, STAT_EXFIL_BLOCKED, VERDICT_DENY};
+use ringfence_common::{RULE_EXFIL_BLOCK, STAT_EXFIL_BLOCKED, VERDICT_DENY};
 
 use crate::{
     maps::{bump, RF_BLOCKING, RF_BLOCKS},
@@ -15,7 +15,7 @@ pub fn blocked(cgroup_id: u64, addr: [u8; 16], family: u32) -> bool {
     if RF_BLOCKING.get(0).copied().unwrap_or(0) == 0 {
         return false;
     }
-    let key = BlockKey { cgroup_id, addr, family, _pad: 0 };
+    let key = crate::event::dest_key(cgroup_id, addr, family);
     match RF_BLOCKS.get_ptr(&key) {
         // SAFETY: a value pointer from the map, read once.
         Some(e) => unsafe { (*e).active(bpf_ktime_get_ns()) },

@@ -50,27 +50,23 @@ fn load_into<const N: usize>(
     (rc == 0).then_some(())
 }
 
-impl Bytes for TcContext {
-    #[inline(always)]
-    fn get<T>(&self, off: usize) -> Option<T> {
-        self.load(off).ok()
-    }
-    #[inline(always)]
-    fn get_into<const N: usize>(&self, off: usize, buf: &mut [u8; N], len: usize) -> Option<()> {
-        load_into(self.skb.skb, off, buf, len)
-    }
+/// Both contexts wrap a `__sk_buff` and load the same way.
+macro_rules! skb_bytes {
+    ($($ctx:ty),*) => {$(
+        impl Bytes for $ctx {
+            #[inline(always)]
+            fn get<T>(&self, off: usize) -> Option<T> {
+                self.load(off).ok()
+            }
+            #[inline(always)]
+            fn get_into<const N: usize>(&self, off: usize, buf: &mut [u8; N], len: usize) -> Option<()> {
+                load_into(self.skb.skb, off, buf, len)
+            }
+        }
+    )*};
 }
 
-impl Bytes for SkBuffContext {
-    #[inline(always)]
-    fn get<T>(&self, off: usize) -> Option<T> {
-        self.load(off).ok()
-    }
-    #[inline(always)]
-    fn get_into<const N: usize>(&self, off: usize, buf: &mut [u8; N], len: usize) -> Option<()> {
-        load_into(self.skb.skb, off, buf, len)
-    }
-}
+skb_bytes!(TcContext, SkBuffContext);
 
 /// Where source-route addresses go. `push` returns false when there is no room (the caller
 /// then treats the packet as undecidable).
