@@ -364,3 +364,21 @@ fn without_the_packet_path_packet_sockets_need_bpf_lsm_or_an_explicit_opt_out() 
         }
     }
 }
+
+/// `protocol: icmp` rules cover pings; port entries never do (an echo identifier is no port).
+#[test]
+fn icmp_rules_cover_pings_and_port_rules_never_do() {
+    let policy = policy_head_with("icmp-rules", "enforce", "deny", "")
+        + "    - { name: any-port, action: allow, to: { cidrs: [203.0.113.0/24] }, ports: [ { range: 1-65535 } ] }\n"
+        + "    - { name: ping-only, action: allow, to: { cidrs: [198.51.100.0/24] }, ports: [ { protocol: icmp } ] }\n";
+    let mut e = Enforced::prepare("iso-icmp-rules", &[443], &policy);
+    e.lab.node_ns().sysctl("net.ipv4.ping_group_range", "0 2147483647");
+    e.start_agent();
+    let mut rig = Rig { e, sibling: TestCgroup::new(), n: 0 };
+    rig.assert_blocked(Some(NOBODY), |m| args_of(&["escape", "ping", DENIED4, "0", "--marker", m]));
+    let cap = Capture::start(&rig.e.lab, &["rf-ping-"]);
+    rig.probe(None, Some(NOBODY), &args_of(&["escape", "ping", ALLOWED4, "0", "--marker", "rf-ping-"]));
+    cap.wait_for("rf-ping-", 1, SEEN);
+    rig.e.lab.tcp(ALLOWED4, 443).assert_eperm("an icmp rule allows no TCP");
+    rig.e.lab.tcp(DENIED4, 443).assert_ok("the port rule allows TCP");
+}
