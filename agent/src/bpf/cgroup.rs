@@ -16,8 +16,9 @@ use aya::{
     Btf, Ebpf,
 };
 use ringfence_common::{
-    CGROUP_MAP, PROGRAMS, SETSOCKOPT, SKB_EGRESS, SKB_PARSE, SKB_TAILS_MAP, SKB_TAIL_PARSE, SKB_TAIL_VERDICT,
-    SKB_VERDICT, SOCKET_CREATE, SOCKOPS, SOCK_ADDR_PROGRAMS, SOCK_CREATE,
+    CGROUP_MAP, PROGRAMS, SETSOCKOPT, SKB_EGRESS, SKB_PARSE, SKB_TAILS_MAP, SKB_TAIL_PARSE,
+    SKB_TAIL_VERDICT4, SKB_TAIL_VERDICT6, SKB_VERDICT4, SKB_VERDICT6, SOCKET_CREATE, SOCKOPS,
+    SOCK_ADDR_PROGRAMS, SOCK_CREATE,
 };
 use tracing::{debug, info, warn};
 
@@ -69,7 +70,7 @@ fn load_all(ebpf: &mut Ebpf) -> Result<Option<String>, AgentError> {
     let t = std::time::Instant::now();
     program::<SockOps>(ebpf, SOCKOPS)?.load().map_err(|e| load_error(SOCKOPS, e))?;
     timed(SOCKOPS, t);
-    for name in [SKB_EGRESS, SKB_PARSE, SKB_VERDICT] {
+    for name in [SKB_EGRESS, SKB_PARSE, SKB_VERDICT4, SKB_VERDICT6] {
         let t = std::time::Instant::now();
         program::<CgroupSkb>(ebpf, name)?.load().map_err(|e| load_error(name, e))?;
         timed(name, t);
@@ -98,12 +99,12 @@ fn load_all(ebpf: &mut Ebpf) -> Result<Option<String>, AgentError> {
 }
 
 fn fill_tails(ebpf: &mut Ebpf) -> Result<(), AgentError> {
-    let fds = [(SKB_TAIL_VERDICT, SKB_VERDICT), (SKB_TAIL_PARSE, SKB_PARSE)].map(
-        |(slot, name)| -> Result<_, AgentError> {
-            let fd = program::<CgroupSkb>(ebpf, name)?.fd().map_err(bpf_error)?;
-            Ok((slot, fd.try_clone().map_err(|e| AgentError::io("dup", name, e))?))
-        },
-    );
+    let fds =
+        [(SKB_TAIL_VERDICT4, SKB_VERDICT4), (SKB_TAIL_PARSE, SKB_PARSE), (SKB_TAIL_VERDICT6, SKB_VERDICT6)]
+            .map(|(slot, name)| -> Result<_, AgentError> {
+                let fd = program::<CgroupSkb>(ebpf, name)?.fd().map_err(bpf_error)?;
+                Ok((slot, fd.try_clone().map_err(|e| AgentError::io("dup", name, e))?))
+            });
     let mut tails: ProgramArray<_> = ebpf
         .map_mut(SKB_TAILS_MAP)
         .ok_or_else(|| AgentError::BpfUnavailable(format!("map {SKB_TAILS_MAP} missing from the object")))?

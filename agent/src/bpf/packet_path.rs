@@ -6,7 +6,7 @@ use aya::{
     programs::{links::FdLink, SchedClassifier, TcAttachType},
     Ebpf,
 };
-use ringfence_common::{TAILS_MAP, TC_EGRESS, TC_INGRESS, TC_VERDICT};
+use ringfence_common::{TAILS_MAP, TC_EGRESS, TC_INGRESS, TC_VERDICT4, TC_VERDICT6};
 use tracing::info;
 
 use super::{bpf_error, links_dir, load_error, pin_replacing, program, read_dir_sorted, unpin};
@@ -25,17 +25,24 @@ pub fn attach_packet_path(ebpf: &mut Ebpf, interfaces: &[String], bpffs: &Path) 
         // Nothing to load (verifying the tcx programs takes seconds); only stale links to drop.
         return remove_stale(&links, &[]);
     }
-    // The egress program tail-calls the verdict program: load it and fill the slot first.
-    let verdict: &mut SchedClassifier = program(ebpf, TC_VERDICT)?;
-    verdict.load().map_err(|e| load_error(TC_VERDICT, e))?;
-    let verdict_fd =
-        verdict.fd().map_err(bpf_error)?.try_clone().map_err(|e| AgentError::io("dup", TC_VERDICT, e))?;
+    // The egress program tail-calls the verdict programs (slot 0 IPv4, 1 IPv6): load them and
+    // fill the slots first.
+    let mut fds = Vec::new();
+    for name in [TC_VERDICT4, TC_VERDICT6] {
+        let verdict: &mut SchedClassifier = program(ebpf, name)?;
+        let t = std::time::Instant::now();
+        verdict.load().map_err(|e| load_error(name, e))?;
+        tracing::debug!(program = name, ms = t.elapsed().as_millis() as u64, "verified");
+        fds.push(verdict.fd().map_err(bpf_error)?.try_clone().map_err(|e| AgentError::io("dup", name, e))?);
+    }
     let mut tails: ProgramArray<_> = ebpf
         .map_mut(TAILS_MAP)
         .ok_or_else(|| AgentError::BpfUnavailable(format!("map {TAILS_MAP} missing from the object")))?
         .try_into()
         .map_err(bpf_error)?;
-    tails.set(0, &verdict_fd, 0).map_err(bpf_error)?;
+    for (slot, fd) in fds.iter().enumerate() {
+        tails.set(slot as u32, fd, 0).map_err(bpf_error)?;
+    }
     let mut wanted = Vec::new();
     for (name, direction) in [(TC_EGRESS, TcAttachType::Egress), (TC_INGRESS, TcAttachType::Ingress)] {
         let prog: &mut SchedClassifier = program(ebpf, name)?;

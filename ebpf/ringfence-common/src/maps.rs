@@ -129,11 +129,14 @@ pub const PROGRAMS: [&str; 9] = [
     "rf_sendmsg4",
     "rf_sendmsg6",
 ];
-/// The backstop's tail-called programs, by slot of [`SKB_TAILS_MAP`].
-pub const SKB_VERDICT: &str = "rf_skb_verdict";
+/// The backstop's tail-called programs, by slot of [`SKB_TAILS_MAP`]: the verdict per address
+/// family (one family per program halves the verifier's work), the header walk.
+pub const SKB_VERDICT4: &str = "rf_skb_verdict4";
+pub const SKB_VERDICT6: &str = "rf_skb_verdict6";
 pub const SKB_PARSE: &str = "rf_skb_parse";
-pub const SKB_TAIL_VERDICT: u32 = 0;
+pub const SKB_TAIL_VERDICT4: u32 = 0;
 pub const SKB_TAIL_PARSE: u32 = 1;
+pub const SKB_TAIL_VERDICT6: u32 = 2;
 /// Program array of the backstop's tail calls (pinned like [`TAILS_MAP`]). A failed tail call
 /// drops the packet: the backstop fails closed.
 pub const SKB_TAILS_MAP: &str = "RF_SKB_TAILS";
@@ -153,8 +156,10 @@ pub const HOOKS: [&str; 9] = [
     "rf_setsockopt",
 ];
 pub const TC_INGRESS: &str = "rf_tc_ingress";
-/// The egress verdict, tail-called by [`TC_EGRESS`] through [`TAILS_MAP`] slot 0.
-pub const TC_VERDICT: &str = "rf_tc_verdict";
+/// The egress verdict per address family, tail-called by [`TC_EGRESS`] through [`TAILS_MAP`]
+/// slots 0 (IPv4) and 1 (IPv6).
+pub const TC_VERDICT4: &str = "rf_tc_verdict4";
+pub const TC_VERDICT6: &str = "rf_tc_verdict6";
 /// Program array for that tail call (pinned, so the slot outlives the agent like the links).
 pub const TAILS_MAP: &str = "RF_TAILS";
 

@@ -130,13 +130,13 @@ pub fn to_wireguard_peer(p: &Packet) -> bool {
         && RF_WGPEERS.get_ptr(&Endpoint { addr: p.dst, port: p.dport as u32, family: p.family }).is_some()
 }
 
-/// The policy's verdict for a packet's destination.
+/// The policy's verdict for a packet's destination (`V6`: the program's address family).
 #[inline(always)]
-pub fn verdict_for(p: &Packet) -> Verdict {
-    if p.family == 4 {
-        decide_v4([p.dst[0], p.dst[1], p.dst[2], p.dst[3]], p.dport, p.proto)
+pub fn verdict_for<const V6: bool>(p: &Packet) -> Verdict {
+    if !V6 {
+        decide_v4([p.dst[0], p.dst[1], p.dst[2], p.dst[3]], p.vport, p.proto)
     } else {
-        decide_wire_v6(p.dst, p.dport, p.proto)
+        decide_wire_v6(p.dst, p.vport, p.proto)
     }
 }
 
@@ -153,7 +153,11 @@ pub struct Sender {
 /// The decision for an egress packet, cached per flow (per CPU), policy generation and kind of
 /// sender, with the verdict when one was computed (`None` for a cached decision).
 #[inline(always)]
-pub fn egress(p: &Packet, st: Option<*mut FlowStats>, who: Sender) -> (Egress, Option<Verdict>) {
+pub fn egress<const V6: bool>(
+    p: &Packet,
+    st: Option<*mut FlowStats>,
+    who: Sender,
+) -> (Egress, Option<Verdict>) {
     let (slot, cfg) = active();
     let policed = who.policed;
     if let Some(s) = st.filter(|_| !who.crafted) {
@@ -168,7 +172,7 @@ pub fn egress(p: &Packet, st: Option<*mut FlowStats>, who: Sender) -> (Egress, O
             return (cached, None);
         }
     }
-    let v = verdict_for(p);
+    let v = verdict_for::<V6>(p);
     let decision = if must_encrypt(p, slot, cfg.flags & CONFIG_CROSS_BORDER != 0, v.encrypt) {
         Egress::Plaintext
     } else if policed && v.verdict == VERDICT_DENY {

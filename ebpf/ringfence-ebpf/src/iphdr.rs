@@ -227,6 +227,7 @@ pub fn is_v6_ext(next: u32) -> bool {
 
 /// Ports (TCP/UDP), or the echo identifier in both (ICMP echo), and the ICMP type, of the
 /// transport header at `off`. Returns (sport, dport, icmp_type, tcp_flags, tcp_seq, header length).
+/// A verdict takes [`verdict_port`], not an echo identifier.
 #[inline(always)]
 pub fn transport<B: Bytes>(b: &B, proto: u32, off: usize) -> Option<(u16, u16, u32, u32, u32, usize)> {
     match proto {
@@ -253,6 +254,17 @@ pub fn transport<B: Bytes>(b: &B, proto: u32, off: usize) -> Option<(u16, u16, u
             Some((id, id, kind, 0, 0, 8))
         }
         _ => Some((0, 0, 0, 0, 0, 0)),
+    }
+}
+
+/// The port a verdict is computed for: none for ICMP (an echo identifier is not a port, and port
+/// entries never match ICMP), the destination port otherwise.
+#[inline(always)]
+pub fn verdict_port(proto: u32, dport: u16) -> u16 {
+    if proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6 {
+        0
+    } else {
+        dport
     }
 }
 

@@ -96,7 +96,7 @@ pub struct Handoff {
 pub static RF_HANDOFF: PerCpuArray<Handoff> = PerCpuArray::with_max_entries(1, 0);
 /// Slot 0: the packet-path verdict program (set by the agent before attaching the egress one).
 #[map]
-pub static RF_TAILS: ProgramArray = ProgramArray::pinned(1, 0);
+pub static RF_TAILS: ProgramArray = ProgramArray::pinned(2, 0);
 
 #[map]
 pub static RF_FLOWS: LruPerCpuHashMap<FlowKey, FlowStats> = LruPerCpuHashMap::pinned(MAX_FLOWS, 0);
@@ -119,7 +119,7 @@ pub static RF_TCPSEQ: LruHashMap<FlowKey, TcpSeq> = LruHashMap::pinned(MAX_FLOWS
 pub static RF_DROPLOG: LruHashMap<FlowKey, u64> = LruHashMap::pinned(MAX_FLOWS, 0);
 /// The backstop's tail calls (verdict, header parse).
 #[map]
-pub static RF_SKB_TAILS: ProgramArray = ProgramArray::pinned(2, 0);
+pub static RF_SKB_TAILS: ProgramArray = ProgramArray::pinned(3, 0);
 /// Per-socket verdict cache and passive-open mark. A BTF map (socket storage needs BTF); the
 /// agent pins it by path so a restarted agent's programs share it with the adopted ones.
 #[btf_map]

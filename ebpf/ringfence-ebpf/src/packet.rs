@@ -27,6 +27,9 @@ pub struct Packet {
     pub proto: u32,
     pub sport: u16,
     pub dport: u16,
+    /// The port the policy decides on: `dport`, or 0 for ICMP (whose `dport` is the echo id).
+    pub vport: u16,
+    pub _pad: u16,
     /// L4 payload bytes (for GSO packets: of all segments).
     pub payload: u32,
     pub tcp_flags: u32,
@@ -117,6 +120,7 @@ fn fill_transport(ctx: &TcContext, l4: usize, p: &mut Packet) -> Option<()> {
     let (sport, dport, icmp_type, flags, seq, hdr) = transport(ctx, p.proto, l4)?;
     p.sport = sport;
     p.dport = dport;
+    p.vport = crate::iphdr::verdict_port(p.proto, dport);
     p.icmp_type = icmp_type;
     p.tcp_flags = flags;
     p.tcp_seq = seq;
@@ -180,6 +184,8 @@ fn empty(family: u32) -> Packet {
         proto: 0,
         sport: 0,
         dport: 0,
+        vport: 0,
+        _pad: 0,
         payload: 0,
         tcp_flags: 0,
         tcp_seq: 0,

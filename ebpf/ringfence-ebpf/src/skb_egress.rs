@@ -14,13 +14,11 @@ use aya_ebpf::{
     macros::cgroup_skb,
     programs::SkBuffContext,
 };
-use ringfence_common::{
-    SkVerdict, SKB_TAIL_PARSE, SKB_TAIL_VERDICT, SK_ALLOWED, SK_PASSIVE, STAT_EXFIL_BLOCKED,
-};
+use ringfence_common::{SkVerdict, SKB_TAIL_PARSE, SK_ALLOWED, SK_PASSIVE, STAT_EXFIL_BLOCKED};
 
 use crate::{
     block::blocked,
-    iphdr::{is_v6_ext, transport},
+    iphdr::{is_v6_ext, transport, verdict_port},
     maps::{bump, SkbScratch, MAX_ROUTE, RF_SKB_SCRATCH, RF_SKB_TAILS, RF_SKCACHE},
     verdict::active,
 };
@@ -100,7 +98,7 @@ fn header(ctx: &SkBuffContext, s: &mut SkbScratch) -> Option<()> {
             s.simple = (ihl == 20) as u32;
             if u16::from_be_bytes([h[6], h[7]]) & 0x1fff == 0 {
                 let (sport, dport, ..) = transport(ctx, s.proto, ihl)?;
-                (s.sport, s.dport) = (sport, dport);
+                (s.sport, s.dport) = (sport, verdict_port(s.proto, dport));
             }
         }
         6 => {
@@ -115,7 +113,7 @@ fn header(ctx: &SkBuffContext, s: &mut SkbScratch) -> Option<()> {
             } else {
                 s.proto = s.next_hdr;
                 let (sport, dport, ..) = transport(ctx, s.proto, 40)?;
-                (s.sport, s.dport) = (sport, dport);
+                (s.sport, s.dport) = (sport, verdict_port(s.proto, dport));
             }
         }
         _ => return None,
@@ -162,7 +160,7 @@ fn try_skb_egress(ctx: &SkBuffContext) -> Option<i32> {
     let slot = RF_SKB_SCRATCH.get_ptr_mut(0)?;
     // SAFETY: this CPU's scratch slot; the tail-called programs run on this CPU right after.
     unsafe { *slot = s };
-    let tail = if s.simple == 1 { SKB_TAIL_VERDICT } else { SKB_TAIL_PARSE };
+    let tail = if s.simple == 1 { crate::skb_tail::verdict_slot(s.family) } else { SKB_TAIL_PARSE };
     // SAFETY: the slot holds one of our cgroup_skb programs.
     let _ = unsafe { RF_SKB_TAILS.tail_call(ctx, tail) };
     Some(DROP)

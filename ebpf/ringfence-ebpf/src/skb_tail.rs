@@ -4,13 +4,13 @@
 //! it will travel to is allowed.
 use aya_ebpf::{helpers::bpf_get_current_cgroup_id, macros::cgroup_skb, programs::SkBuffContext};
 use ringfence_common::{
-    FlowKey, HOOK_SKB_EGRESS, RULE_SOURCE_ROUTE, SKB_TAIL_VERDICT, SK_ALLOWED, STAT_BACKSTOP_DECIDED,
-    STAT_BACKSTOP_DROPPED, VERDICT_ALLOW, VERDICT_DENY,
+    FlowKey, HOOK_SKB_EGRESS, RULE_SOURCE_ROUTE, SKB_TAIL_VERDICT4, SKB_TAIL_VERDICT6, SK_ALLOWED,
+    STAT_BACKSTOP_DECIDED, STAT_BACKSTOP_DROPPED, VERDICT_ALLOW, VERDICT_DENY,
 };
 
 use crate::{
     event::{emit_packet, Dest},
-    iphdr::{transport, v4_options, v6_ext, Hops},
+    iphdr::{transport, v4_options, v6_ext, verdict_port, Hops},
     maps::{bump, SkbScratch, MAX_ROUTE, RF_SKB_SCRATCH, RF_SKB_TAILS},
     skb_egress::{full_socket, sk_cache, DROP, PASS},
     verdict::{decide_v4, decide_wire_v6, refusal, Verdict},
@@ -46,9 +46,19 @@ pub fn rf_skb_parse(ctx: SkBuffContext) -> i32 {
         // Malformed, unknown routing header type or more hops than can be decided.
         return deny(s, 0, &refusal(RULE_SOURCE_ROUTE));
     }
-    // SAFETY: the slot holds rf_skb_verdict.
-    let _ = unsafe { RF_SKB_TAILS.tail_call(&ctx, SKB_TAIL_VERDICT) };
+    // SAFETY: the slot holds the family's verdict program.
+    let _ = unsafe { RF_SKB_TAILS.tail_call(&ctx, verdict_slot(s.family)) };
     DROP
+}
+
+/// The tail-call slot of the verdict program for `family`.
+#[inline(always)]
+pub fn verdict_slot(family: u32) -> u32 {
+    if family == 4 {
+        SKB_TAIL_VERDICT4
+    } else {
+        SKB_TAIL_VERDICT6
+    }
 }
 
 #[inline(always)]
@@ -62,14 +72,26 @@ fn walk(ctx: &SkBuffContext, s: &mut SkbScratch) -> Option<()> {
         s.proto = l4.proto;
         if !l4.fragment {
             let (sport, dport, ..) = transport(ctx, l4.proto, l4.off)?;
-            (s.sport, s.dport) = (sport, dport);
+            (s.sport, s.dport) = (sport, verdict_port(l4.proto, dport));
         }
         Some(())
     }
 }
 
 #[cgroup_skb(egress)]
-pub fn rf_skb_verdict(ctx: SkBuffContext) -> i32 {
+pub fn rf_skb_verdict4(ctx: SkBuffContext) -> i32 {
+    skb_verdict::<false>(&ctx)
+}
+
+#[cgroup_skb(egress)]
+pub fn rf_skb_verdict6(ctx: SkBuffContext) -> i32 {
+    skb_verdict::<true>(&ctx)
+}
+
+/// Decides the packet's next address (one address family per program, which halves the
+/// verifier's work), then calls itself for the one after.
+#[inline(always)]
+fn skb_verdict<const V6: bool>(ctx: &SkBuffContext) -> i32 {
     let Some(s) = scratch() else { return DROP };
     let i = s.next as usize;
     if i == 0 {
@@ -77,7 +99,7 @@ pub fn rf_skb_verdict(ctx: SkBuffContext) -> i32 {
     }
     if i < MAX_ROUTE && i < s.count as usize {
         let addr = s.addrs[i];
-        let v = if s.family == 4 {
+        let v = if !V6 {
             decide_v4([addr[0], addr[1], addr[2], addr[3]], s.dport, s.proto)
         } else {
             decide_wire_v6(addr, s.dport, s.proto)
@@ -91,13 +113,14 @@ pub fn rf_skb_verdict(ctx: SkBuffContext) -> i32 {
         }
         s.next += 1;
         if (s.next as usize) < s.count as usize {
+            let slot = if V6 { SKB_TAIL_VERDICT6 } else { SKB_TAIL_VERDICT4 };
             // SAFETY: the slot holds this program.
-            let _ = unsafe { RF_SKB_TAILS.tail_call(&ctx, SKB_TAIL_VERDICT) };
+            let _ = unsafe { RF_SKB_TAILS.tail_call(ctx, slot) };
             return DROP;
         }
     }
     if s.simple == 1 && s.audit == 0 {
-        remember(&ctx, s);
+        remember(ctx, s);
     }
     PASS
 }

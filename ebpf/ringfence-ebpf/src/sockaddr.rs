@@ -59,8 +59,11 @@ fn cache(ctx: &SockAddrContext, dest: &Dest, generation: u32) {
 pub fn handle_v4(ctx: &SockAddrContext, hook: u32) -> i32 {
     let sa = unsafe { &*ctx.sock_addr };
     let ip = sa.user_ip4.to_ne_bytes();
-    let port = u16::from_be(sa.user_port as u16);
     let protocol = sa.protocol;
+    // The port as given, ICMP included (no verdict_port here: one more branch doubles these
+    // programs' verification). A ping socket's connect() is then decided with whatever the
+    // caller put in sin_port; its packets are decided by the backstop with no port.
+    let port = u16::from_be(sa.user_port as u16);
     let mut daddr = [0u8; 16];
     daddr[..4].copy_from_slice(&ip);
     let dest = Dest { daddr, family: 4, port, protocol, hook };
@@ -79,8 +82,8 @@ pub fn handle_v6(ctx: &SockAddrContext, hook: u32) -> i32 {
     ip[4..8].copy_from_slice(&sa.user_ip6[1].to_ne_bytes());
     ip[8..12].copy_from_slice(&sa.user_ip6[2].to_ne_bytes());
     ip[12..16].copy_from_slice(&sa.user_ip6[3].to_ne_bytes());
-    let port = u16::from_be(sa.user_port as u16);
     let protocol = sa.protocol;
+    let port = u16::from_be(sa.user_port as u16);
     let (daddr, family) = match ipv4_mapped(&ip) {
         Some(v4) => {
             let mut d = [0u8; 16];

@@ -116,9 +116,10 @@ fn try_tc_egress(ctx: &TcContext) -> Option<i32> {
         *slot =
             Handoff { packet: p, key: k, cgroup_id, policed: who.policed as u32, crafted: who.crafted as u32 }
     };
-    // The verdict runs as its own program: the verifier checks it with fresh state instead of
-    // once per path through the parser above. A failed tail call (slot empty) lets the packet go.
-    unsafe { RF_TAILS.tail_call(ctx, 0) };
+    // The verdict runs as its own program, one per family: the verifier checks it with fresh
+    // state instead of once per path through the parser above. A failed tail call (slot empty)
+    // lets the packet go.
+    unsafe { RF_TAILS.tail_call(ctx, if p.family == 4 { 0 } else { 1 }) };
     Some(TCX_NEXT)
 }
 
@@ -153,19 +154,25 @@ fn passed_before(stats: Option<*mut ringfence_common::FlowStats>, verdict: u32) 
     st.verdict == verdict && st.verdict_generation == cfg.generation
 }
 
-/// The egress verdict, tail-called by [`rf_tc_egress`] with the packet in `RF_HANDOFF`.
+/// The IPv4 egress verdict, tail-called by [`rf_tc_egress`] with the packet in `RF_HANDOFF`.
 #[classifier]
-pub fn rf_tc_verdict(_ctx: TcContext) -> i32 {
-    try_tc_verdict().unwrap_or(TCX_NEXT)
+pub fn rf_tc_verdict4(_ctx: TcContext) -> i32 {
+    try_tc_verdict::<false>().unwrap_or(TCX_NEXT)
+}
+
+/// The IPv6 egress verdict.
+#[classifier]
+pub fn rf_tc_verdict6(_ctx: TcContext) -> i32 {
+    try_tc_verdict::<true>().unwrap_or(TCX_NEXT)
 }
 
 #[inline(always)]
-fn try_tc_verdict() -> Option<i32> {
+fn try_tc_verdict<const V6: bool>() -> Option<i32> {
     // SAFETY: this CPU's scratch slot, written by rf_tc_egress just before the tail call.
     let h = unsafe { &*RF_HANDOFF.get_ptr(0)? };
     let stats = RF_FLOWS.get_ptr_mut(&h.key);
     let (decision, verdict) =
-        egress(&h.packet, stats, Sender { policed: h.policed != 0, crafted: h.crafted != 0 });
+        egress::<V6>(&h.packet, stats, Sender { policed: h.policed != 0, crafted: h.crafted != 0 });
     if decision == Egress::Pass {
         return Some(TCX_NEXT);
     }

@@ -258,18 +258,11 @@ pub fn refusal(rule_id: u32) -> Verdict {
     Verdict { verdict, rule_id, generation: cfg.generation, country: 0, encrypt: false }
 }
 
-/// The protocol and port a verdict is computed for: ICMPv6 as ICMP, and ICMP without a port
-/// (an echo identifier is not a port: port entries never match ICMP).
-#[inline(always)]
-fn normalize(port: u16, proto: u32) -> (u16, u32) {
-    let proto = verdict_proto(proto);
-    (if proto == ringfence_common::PROTO_ICMP { 0 } else { port }, proto)
-}
-
-/// Verdict for an IPv4 destination (address bytes in network order). ICMPv6 is decided as ICMP.
+/// Verdict for an IPv4 destination (address bytes in network order). ICMPv6 is decided as ICMP;
+/// callers pass port 0 for ICMP (an echo identifier is no port: port entries never match ICMP).
 #[inline(always)]
 pub fn decide_v4(addr: [u8; 4], port: u16, proto: u32) -> Verdict {
-    let (port, proto) = normalize(port, proto);
+    let proto = verdict_proto(proto);
     let (slot, cfg) = active();
     let t = if slot == 0 { Tables { slot, geo: &RF_GEO4_0 } } else { Tables { slot, geo: &RF_GEO4_1 } };
     decide(&t, &cfg, addr, port, proto)
@@ -289,7 +282,7 @@ pub fn decide_v6(addr: [u8; 16], port: u16, proto: u32) -> (Verdict, bool) {
 /// for the verifier than [`decide_v6`]).
 #[inline(always)]
 pub fn decide_wire_v6(addr: [u8; 16], port: u16, proto: u32) -> Verdict {
-    let (port, proto) = normalize(port, proto);
+    let proto = verdict_proto(proto);
     let (slot, cfg) = active();
     let t = if slot == 0 { Tables { slot, geo: &RF_GEO6_0 } } else { Tables { slot, geo: &RF_GEO6_1 } };
     decide(&t, &cfg, addr, port, proto)
