@@ -102,7 +102,7 @@ async fn enrollment_is_one_time_and_saved() {
     let mode = std::fs::metadata(state.path().join("control/node.key")).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
     let node = server.node(id.node_id()).await;
-    assert_eq!(node.wireguard.unwrap().public_key, "wg-a");
+    assert_eq!(node.wireguard.unwrap().public_key, harness::wg_key("wg-a"));
     // The same token again, for another node: refused by the control plane.
     let other = tempfile::tempdir().unwrap();
     let err = enroll(&server.base, &token, &server.ca_path, other.path(), "host-b", None).await.unwrap_err();

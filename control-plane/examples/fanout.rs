@@ -134,6 +134,7 @@ async fn main() {
             selector: Selector::default(),
             author: Some("bench".into()),
             comment: None,
+            strict: false,
         };
         admin.post(format!("{base}/v1/policies")).bearer_auth(&admin_token).json(&req).send()
     };

@@ -8,9 +8,12 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod conn;
 pub mod db;
 pub mod forward;
 pub mod hub;
+pub mod limits;
+pub mod mesh;
 pub mod metrics;
 pub mod pki;
 pub mod render;

@@ -95,6 +95,15 @@ pub enum ControlError {
     /// A bundle that must not be applied (signature, node, rollback).
     #[error("bundle refused: {0}; keeping the last good bundle")]
     BundleRefused(#[from] ringfence_proto::BundleError),
+    /// A signed bundle whose WireGuard peers are not a valid mesh (repeated keys, overlapping
+    /// addresses): applying it would break the mesh or hand traffic to the wrong peer.
+    #[error("bundle {version} refused: its WireGuard peers are not a valid mesh ({problems}); keeping the last good bundle")]
+    BadPeers {
+        /// The version.
+        version: u64,
+        /// Every problem.
+        problems: String,
+    },
     /// The same bundle version with other contents than the applied one.
     #[error("bundle refused: version {version} differs from the applied bundle of the same version; keeping the last good bundle")]
     BundleConflict {

@@ -21,12 +21,19 @@ pub fn policy_yaml(name: &str, cidr: &str) -> String {
     )
 }
 
-pub fn wg(key: &str) -> WireGuardInfo {
-    WireGuardInfo {
-        public_key: key.into(),
-        endpoint: Some("192.0.2.7:51820".into()),
-        allowed_ips: vec!["10.77.0.7/32".into()],
+/// A WireGuard public key named `name` (32 bytes derived from it, base64).
+pub fn wg_key(name: &str) -> String {
+    let mut bytes = [0u8; 32];
+    for (i, b) in name.bytes().enumerate() {
+        bytes[i % 32] ^= b.wrapping_add(i as u8);
     }
+    wireguard_control::Key(bytes).to_base64()
+}
+
+/// What a node reports: its key and an endpoint in the server's endpoint network (its tunnel
+/// address comes from the pool).
+pub fn wg(name: &str) -> WireGuardInfo {
+    WireGuardInfo { public_key: wg_key(name), endpoint: Some("192.0.2.7:51820".into()), allowed_ips: vec![] }
 }
 
 /// Polls `check` every 100 ms until it returns `Some`, or panics after `limit`.
@@ -117,6 +124,7 @@ impl Server {
             selector: Selector::parse(selector).unwrap(),
             author: Some("tester".into()),
             comment: None,
+            strict: false,
         };
         self.api().post("/v1/policies", &req).await.unwrap_or_else(|e| panic!("policy apply: {e}"))
     }
@@ -139,6 +147,7 @@ impl Server {
 async fn serve(state_dir: &Path, listen: &str, cert_ttl: Option<&str>) -> Running {
     let db = format!("sqlite://{}", state_dir.with_extension("db").display());
     let mut argv = vec!["--listen", listen, "--db", &db, "--shutdown-grace", "2s"];
+    argv.extend(["--wg-pool", "*=10.77.0.0/16", "--wg-endpoint-cidr", "*=192.0.2.0/24"]);
     let state = state_dir.display().to_string();
     argv.extend(["--state-dir", &state]);
     if let Some(ttl) = cert_ttl {

@@ -143,6 +143,9 @@ pub enum PolicyOperatorCommand {
         /// Why.
         #[arg(long)]
         comment: Option<String>,
+        /// Refuse (store nothing) when the selector matches no enrolled node.
+        #[arg(long)]
+        strict: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -167,6 +170,9 @@ pub enum PolicyOperatorCommand {
         /// Who (default: $USER).
         #[arg(long)]
         author: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -9,5 +9,6 @@ mod bundles;
 mod cli_ops;
 mod enrollment;
 mod events;
+mod hijack;
 mod openapi;
 mod replicas;

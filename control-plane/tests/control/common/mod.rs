@@ -64,6 +64,8 @@ pub struct Options {
     pub db_url: Option<String>,
     /// Share a state directory (replicas).
     pub state_dir: Option<PathBuf>,
+    /// More `serve` flags.
+    pub extra: Vec<String>,
 }
 
 /// A running control plane.
@@ -120,7 +122,12 @@ impl TestServer {
             db_url.clone(),
             "--shutdown-grace".into(),
             "2s".into(),
+            "--wg-pool".into(),
+            "*=10.77.0.0/16".into(),
+            "--wg-endpoint-cidr".into(),
+            "*=192.0.2.0/24".into(),
         ];
+        argv.extend(options.extra.iter().cloned());
         let pairs = [
             ("--cert-ttl", options.cert_ttl.map(str::to_owned)),
             ("--alertmanager-url", options.alertmanager),
@@ -185,6 +192,7 @@ impl TestServer {
             selector: Selector::parse(selector).unwrap(),
             author: Some("tester".into()),
             comment: None,
+            strict: false,
         };
         let resp = self.admin_post("/v1/policies", &req).await;
         assert_eq!(resp.status(), StatusCode::OK, "policy apply: {}", resp.text().await.unwrap());
@@ -204,11 +212,20 @@ impl TestServer {
     }
 }
 
-pub fn wg(key: &str) -> WireGuardInfo {
+/// A WireGuard public key named `name` (base64 of 32 bytes derived from it).
+pub fn wg_key(name: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(name.as_bytes()))
+}
+
+/// The WireGuard identity a well-behaved node named `name` reports: its key and an endpoint in
+/// the test servers' endpoint network (its tunnel address comes from the pool).
+pub fn wg(name: &str) -> WireGuardInfo {
     WireGuardInfo {
-        public_key: key.into(),
-        endpoint: Some(format!("192.0.2.{}:51820", key.len())),
-        allowed_ips: vec![format!("10.77.0.{}/32", key.len())],
+        public_key: wg_key(name),
+        endpoint: Some(format!("192.0.2.{}:51820", name.len())),
+        allowed_ips: vec![],
     }
 }
 

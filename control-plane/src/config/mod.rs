@@ -8,6 +8,9 @@ use clap::Args;
 
 use crate::db::Backend;
 
+mod fleet;
+pub use fleet::{FleetArgs, FleetConfig};
+
 /// The longest client certificate lifetime the control plane issues.
 pub const MAX_CERT_TTL: Duration = Duration::from_secs(4 * 3600);
 
@@ -54,6 +57,9 @@ pub struct ServeArgs {
     /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
     #[arg(long, default_value = "10s", value_name = "DURATION")]
     pub shutdown_grace: String,
+    /// Mesh identity rules and resource limits.
+    #[command(flatten)]
+    pub fleet: FleetArgs,
 }
 
 impl ServeArgs {
@@ -98,9 +104,11 @@ pub struct Config {
     pub syslog: Option<SocketAddr>,
     /// Drain time at shutdown.
     pub shutdown_grace: Duration,
+    /// Mesh identity rules and resource limits.
+    pub fleet: FleetConfig,
 }
 
-fn duration(errors: &mut Vec<String>, flag: &str, text: &str) -> Duration {
+pub(crate) fn duration(errors: &mut Vec<String>, flag: &str, text: &str) -> Duration {
     humantime::parse_duration(text).unwrap_or_else(|e| {
         errors.push(format!("--{flag} {text:?}: {e} (expected e.g. 4h, 30m, 10s)"));
         Duration::ZERO
@@ -140,6 +148,7 @@ impl ServeArgs {
         }
         let long_poll_max = duration(&mut errors, "long-poll-max", &self.long_poll_max);
         let shutdown_grace = duration(&mut errors, "shutdown-grace", &self.shutdown_grace);
+        let fleet = self.fleet.validate(&mut errors);
         let alertmanager_url = http_url(&mut errors, "alertmanager-url", &self.alertmanager_url);
         let webhook_url = http_url(&mut errors, "webhook-url", &self.webhook_url);
         let syslog = self.syslog.as_ref().and_then(|s| {
@@ -197,6 +206,7 @@ impl ServeArgs {
             webhook_url,
             syslog,
             shutdown_grace,
+            fleet,
         })
     }
 }
