@@ -85,6 +85,9 @@ impl ControlPlane {
         let child = self
             .command(sibling_bin("ringfence-control"))
             .args(["serve", "--listen", &self.addr.to_string(), "--db", &db, "--long-poll-max", "20s"])
+            // Lab nodes' tunnel addresses (198.51.100.1, .2, ... in enrollment order); their
+            // endpoints are the addresses they connect from.
+            .args(["--wg-pool", "*=198.51.100.0/24"])
             .arg("--state-dir")
             .arg(&self.state)
             .stdin(Stdio::null())

@@ -9,6 +9,7 @@ mod bundles;
 mod cli_ops;
 mod enrollment;
 mod events;
+mod flood;
 mod hijack;
 mod openapi;
 mod replicas;

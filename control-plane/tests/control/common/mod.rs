@@ -82,7 +82,13 @@ pub struct TestServer {
 
 /// A client that trusts only the control plane's CA and speaks only TLS 1.3.
 pub fn client(ca_pem: &str, identity: Option<Identity>) -> Client {
+    client_at(ca_pem, identity, None)
+}
+
+/// [`client`], connecting from `local` (a loopback address: another source than a flood's).
+pub fn client_at(ca_pem: &str, identity: Option<Identity>, local: Option<std::net::IpAddr>) -> Client {
     let mut builder = Client::builder()
+        .local_address(local)
         .use_rustls_tls()
         .tls_built_in_root_certs(false)
         .add_root_certificate(Certificate::from_pem(ca_pem.as_bytes()).unwrap())
@@ -246,6 +252,17 @@ impl Agent {
         token: &str,
         wireguard: Option<WireGuardInfo>,
     ) -> Result<Agent, (StatusCode, String)> {
+        Agent::enroll_at(&server.base, &server.ca_pem, None, token, wireguard).await
+    }
+
+    /// Enrolls at `base` from the local address `local`.
+    pub async fn enroll_at(
+        base: &str,
+        ca_pem: &str,
+        local: Option<std::net::IpAddr>,
+        token: &str,
+        wireguard: Option<WireGuardInfo>,
+    ) -> Result<Agent, (StatusCode, String)> {
         let key = ringfence_proto::csr::generate("test-host").unwrap();
         let req = EnrollRequest {
             token: token.into(),
@@ -254,7 +271,8 @@ impl Agent {
             hostname: Some("test-host".into()),
             wireguard,
         };
-        let resp = server.anonymous().post(server.url("/v1/enroll")).json(&req).send().await.unwrap();
+        let resp =
+            client_at(ca_pem, None, local).post(format!("{base}/v1/enroll")).json(&req).send().await.unwrap();
         if resp.status() != StatusCode::OK {
             return Err((resp.status(), resp.text().await.unwrap()));
         }
@@ -266,10 +284,10 @@ impl Agent {
             node_id: enrolled.node_id.clone(),
             key_pem: key.key_pem,
             cert_pem: enrolled.certificate_pem.clone(),
-            client: client(&enrolled.ca_pem, Some(identity)),
+            client: client_at(&enrolled.ca_pem, Some(identity), local),
             pinned,
             enrolled,
-            base: server.base.clone(),
+            base: base.to_owned(),
         })
     }
 
