@@ -34,6 +34,12 @@ pub struct Metrics {
     pub connections_refused: AtomicU64,
     /// Connections closed for idleness or a slow handshake.
     pub connections_timed_out: AtomicU64,
+    /// Audit checkpoints delivered to a sink.
+    pub checkpoints_sent: AtomicU64,
+    /// Audit checkpoint deliveries (or signings) that failed.
+    pub checkpoints_failed: AtomicU64,
+    /// Starts at which the database did not match the last checkpoint.
+    pub checkpoint_mismatch: AtomicU64,
     /// Open connections now.
     pub connections: AtomicI64,
     /// Long-polls waiting now.
@@ -98,6 +104,21 @@ impl Metrics {
                 "ringfence_connections_refused_total",
                 "Connections refused or closed by the connection limits.",
                 get(&self.connections_refused),
+            ),
+            (
+                "ringfence_audit_checkpoints_total",
+                "Audit checkpoints delivered to a sink.",
+                get(&self.checkpoints_sent),
+            ),
+            (
+                "ringfence_audit_checkpoints_failed_total",
+                "Audit checkpoint deliveries that failed.",
+                get(&self.checkpoints_failed),
+            ),
+            (
+                "ringfence_audit_checkpoint_mismatch_total",
+                "Starts at which the audit log did not contain the last checkpoint.",
+                get(&self.checkpoint_mismatch),
             ),
             (
                 "ringfence_connections_timed_out_total",

@@ -18,6 +18,7 @@ use tower::ServiceExt;
 
 use crate::api::auth::{PeerAddr, PeerIdentity};
 use crate::api::{self, AppState};
+use crate::checkpoint::{CheckpointTrigger, Checkpointer};
 use crate::config::Config;
 use crate::conn::{ConnLimits, InFlight, Permit};
 use crate::db::{Db, DbError};
@@ -43,6 +44,9 @@ pub enum ServeError {
         #[source]
         source: DbError,
     },
+    /// A checkpoint sink.
+    #[error("audit checkpoints: {0}")]
+    Checkpoint(String),
     /// TLS setup.
     #[error("TLS setup: {0}")]
     Tls(Box<dyn std::error::Error + Send + Sync>),
@@ -116,6 +120,15 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         syslog: config.syslog,
     };
     let fleet = &config.fleet;
+    let trigger = CheckpointTrigger::default();
+    let checkpointer = Checkpointer::new(
+        state.checkpoint_key.clone(),
+        config.checkpoints.clone(),
+        db.clone(),
+        metrics.clone(),
+        &config.state_dir,
+    )
+    .map_err(ServeError::Checkpoint)?;
     let app = Arc::new(AppState {
         db: db.clone(),
         hub: hub.clone(),
@@ -132,7 +145,9 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         events: RateLimiter::new(f64::from(fleet.event_rate), fleet.event_burst),
         long_polls: LongPolls::new(fleet.max_long_polls_per_node),
         refused_claims: Default::default(),
+        checkpoints: trigger.clone(),
     });
+    tokio::spawn(checkpointer.run(trigger, shutdown_rx.clone()));
     tokio::spawn(hub.follow(Duration::from_secs(5), shutdown_rx.clone()));
     let router = api::router(app);
     let acceptor = TlsAcceptor::from(Arc::new(tls));

@@ -56,6 +56,8 @@ pub struct AppState {
     pub events: RateLimiter,
     /// Long-polls per node.
     pub long_polls: LongPolls,
+    /// Asks for an audit checkpoint now (policy changes).
+    pub checkpoints: crate::checkpoint::CheckpointTrigger,
     /// The last refused WireGuard claim of each node (a repeat is not audited again).
     pub refused_claims: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }

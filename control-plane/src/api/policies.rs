@@ -103,6 +103,7 @@ async fn store(
     db::audit::append(&mut tx, &format!("admin:{author}"), action, details).await?;
     tx.commit().await.map_err(db::DbError::from)?;
     inc(&state.metrics.policies_applied);
+    state.checkpoints.now();
     state.hub.reload().await?;
     let snapshot = state.hub.current();
     let nodes = snapshot

@@ -3,10 +3,9 @@
 use std::io::Write;
 
 use ringfence_proto::api::{AlertList, Labels, NodeInfo, NodeList, Selector, TokenRequest, TokenResponse};
-use ringfence_proto::AuditRecord;
 
 use super::client::{ApiClient, CliError};
-use super::{print_table, time_text, AuditCommand, NodesCommand, OperatorCommand, ServerArgs, TokenCommand};
+use super::{print_table, time_text, NodesCommand, OperatorCommand, ServerArgs, TokenCommand};
 
 /// Parses `--labels k=v,k2=v2` (repeatable).
 fn parse_labels(items: &[String]) -> Result<Labels, CliError> {
@@ -85,40 +84,9 @@ pub async fn run(args: &ServerArgs, command: OperatorCommand) -> Result<(), CliE
                 print_table(&mut out, &["TIME", "NODE", "SEVERITY", "KIND", "SUMMARY"], &rows)?;
             }
         }
-        OperatorCommand::Audit { command: AuditCommand::Export { output } } => {
-            let client = ApiClient::new(args)?;
-            let text = client.get_text("/v1/audit").await?;
-            match output {
-                Some(path) => std::fs::write(&path, text).map_err(|e| CliError::Input {
-                    path: path.clone(),
-                    reason: format!("cannot write: {e}"),
-                })?,
-                None => out.write_all(text.as_bytes())?,
-            }
-        }
-        OperatorCommand::Audit { command: AuditCommand::Verify { file } } => {
-            let text = match &file {
-                Some(path) => std::fs::read_to_string(path)
-                    .map_err(|e| CliError::Input { path: path.clone(), reason: e.to_string() })?,
-                None => ApiClient::new(args)?.get_text("/v1/audit").await?,
-            };
-            let n = verify_lines(&text)?;
-            writeln!(out, "audit log ok: {n} records, hash chain intact")?;
-        }
+        OperatorCommand::Audit { command } => super::audit_ops::run(args, command, &mut out).await?,
     }
     Ok(())
-}
-
-/// Parses JSON lines and checks the chain here (the server's own verdict is not trusted).
-fn verify_lines(text: &str) -> Result<u64, CliError> {
-    let mut records = Vec::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let record: AuditRecord = serde_json::from_str(line)
-            .map_err(|e| CliError::Protocol(format!("audit line {}: {e}", i + 1)))?;
-        records.push(record);
-    }
-    ringfence_proto::verify_chain(&records)
-        .map_err(|e| CliError::AuditBroken { seq: e.seq(), reason: e.to_string() })
 }
 
 fn print_nodes(out: &mut impl Write, nodes: &[NodeInfo]) -> std::io::Result<()> {
@@ -157,16 +125,5 @@ mod tests {
         assert_eq!(labels.len(), 3);
         assert!(parse_labels(&["region=eu".into()]).is_err());
         assert!(parse_labels(&["novalue".into()]).is_err());
-    }
-
-    #[test]
-    fn verify_lines_reports_the_first_bad_record() {
-        let a = AuditRecord::next(None, 1, "admin", "x", serde_json::json!({}));
-        let b = AuditRecord::next(Some((a.seq, &a.hash)), 2, "admin", "y", serde_json::json!({"k": 1}));
-        let text =
-            format!("{}\n{}\n", serde_json::to_string(&a).unwrap(), serde_json::to_string(&b).unwrap());
-        assert_eq!(verify_lines(&text).unwrap(), 2);
-        let edited = text.replace("\"k\":1", "\"k\":2");
-        assert!(matches!(verify_lines(&edited), Err(CliError::AuditBroken { seq: 2, .. })));
     }
 }

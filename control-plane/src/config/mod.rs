@@ -8,7 +8,9 @@ use clap::Args;
 
 use crate::db::Backend;
 
+mod checkpoint;
 mod fleet;
+pub use checkpoint::{CheckpointArgs, CheckpointConfig, S3Sink};
 pub use fleet::{FleetArgs, FleetConfig};
 
 /// The longest client certificate lifetime the control plane issues.
@@ -60,6 +62,9 @@ pub struct ServeArgs {
     /// Mesh identity rules and resource limits.
     #[command(flatten)]
     pub fleet: FleetArgs,
+    /// Signed audit checkpoints.
+    #[command(flatten)]
+    pub checkpoints: CheckpointArgs,
 }
 
 impl ServeArgs {
@@ -106,6 +111,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Mesh identity rules and resource limits.
     pub fleet: FleetConfig,
+    /// Signed audit checkpoints.
+    pub checkpoints: CheckpointConfig,
 }
 
 pub(crate) fn duration(errors: &mut Vec<String>, flag: &str, text: &str) -> Duration {
@@ -115,7 +122,7 @@ pub(crate) fn duration(errors: &mut Vec<String>, flag: &str, text: &str) -> Dura
     })
 }
 
-fn http_url(errors: &mut Vec<String>, flag: &str, text: &Option<String>) -> Option<url::Url> {
+pub(crate) fn http_url(errors: &mut Vec<String>, flag: &str, text: &Option<String>) -> Option<url::Url> {
     let text = text.as_ref()?;
     match url::Url::parse(text) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
@@ -149,6 +156,7 @@ impl ServeArgs {
         let long_poll_max = duration(&mut errors, "long-poll-max", &self.long_poll_max);
         let shutdown_grace = duration(&mut errors, "shutdown-grace", &self.shutdown_grace);
         let fleet = self.fleet.validate(&mut errors);
+        let checkpoints = self.checkpoints.validate(&mut errors);
         let alertmanager_url = http_url(&mut errors, "alertmanager-url", &self.alertmanager_url);
         let webhook_url = http_url(&mut errors, "webhook-url", &self.webhook_url);
         let syslog = self.syslog.as_ref().and_then(|s| {
@@ -207,6 +215,7 @@ impl ServeArgs {
             syslog,
             shutdown_grace,
             fleet,
+            checkpoints,
         })
     }
 }

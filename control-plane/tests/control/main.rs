@@ -6,6 +6,7 @@ mod common;
 mod audit;
 mod binary;
 mod bundles;
+mod checkpoints;
 mod cli_ops;
 mod enrollment;
 mod events;
