@@ -160,8 +160,8 @@ pub fn verdict_severity(verdict: &str) -> &'static str {
 }
 
 /// The spool record of a summary: the verdict record's fields with `id`, `type` (the event
-/// kind: the verdict, e.g. `deny`), `severity`, `count`, `first_unix_ms`, `last_unix_ms` and an
-/// explanation.
+/// kind: the verdict, e.g. `deny`), `severity`, `count`, `first_unix_ms`, `last_unix_ms`,
+/// `emitted_unix_ms` (when it was spooled) and an explanation.
 pub fn summary_json(s: &Summary, id: &str) -> Value {
     let r = &s.sample;
     let mut v = verdict_record_json(r, id);
@@ -185,6 +185,7 @@ pub fn summary_json(s: &Summary, id: &str) -> Value {
         ("last_unix_ms", json!(s.last_ms)),
         ("unix_ms", json!(s.first_ms)),
         ("overflow", json!(s.overflow)),
+        ("emitted_unix_ms", json!(unix_ms())),
         ("explanation", json!(explanation)),
     ] {
         obj.insert(k.to_owned(), x);
