@@ -321,3 +321,27 @@ async fn corrupt_spool_line_and_cursor_do_not_stop_delivery_sqlite() {
 async fn corrupt_spool_line_and_cursor_do_not_stop_delivery_postgres() {
     corrupt_spool_line_and_cursor_do_not_stop_delivery(Storage::Postgres).await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrolling_with_the_wrong_ca_says_so_and_enrolls_nothing() {
+    let server = Server::start(None).await;
+    let token = server.token("eu").await;
+    let state = tempfile::tempdir().unwrap();
+    // Another control plane's CA.
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let other = params.self_signed(&rcgen::KeyPair::generate().unwrap()).unwrap();
+    let wrong = state.path().join("other-ca.pem");
+    std::fs::write(&wrong, other.pem()).unwrap();
+    let err = enroll(&server.base, &token, &wrong, state.path(), "host-a", None).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("--ca") && text.contains("did not sign") && text.contains("Nothing was enrolled"),
+        "{text}"
+    );
+    assert!(!text.contains("enforcing"), "claims to enforce: {text}");
+    assert_eq!(err.exit_code(), ringfence_agent::error::EXIT_CONFIG);
+    assert!(Identity::load(state.path()).is_err(), "nothing saved");
+    // The token was not used: the right CA enrolls with it.
+    enroll(&server.base, &token, &server.ca_path, state.path(), "host-a", None).await.expect("right CA");
+}

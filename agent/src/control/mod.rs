@@ -75,6 +75,14 @@ pub enum ControlError {
         /// Why.
         message: String,
     },
+    /// Enrollment got no answer (nothing enrolled, nothing enforced from a control plane).
+    #[error("cannot reach the control plane at {url}: {message}; nothing was enrolled (check --server and the network)")]
+    NoEnrollment {
+        /// The server.
+        url: String,
+        /// Why.
+        message: String,
+    },
     /// Over a per-node rate limit (429): retry after the delay the control plane gave.
     #[error("control plane rate-limited {what}: {message}; retrying in {}s", retry_after.as_secs())]
     RateLimited {

@@ -109,6 +109,22 @@ pub enum NodesCommand {
         /// The node id.
         id: String,
     },
+    /// Pin a node's WireGuard tunnel addresses (instead of its pool address; audited).
+    PinAddress {
+        /// The node id.
+        id: String,
+        /// CIDRs, not overlapping another node's.
+        #[arg(required = true)]
+        addresses: Vec<String>,
+    },
+    /// Rotate a node's WireGuard key (the only way to change a bound key; audited).
+    RotateKey {
+        /// The node id.
+        id: String,
+        /// The new public key (`ringfence-agent wg pubkey` on the node).
+        #[arg(long)]
+        public_key: String,
+    },
 }
 
 /// `ringfence audit ...`.

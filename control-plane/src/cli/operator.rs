@@ -2,7 +2,9 @@
 
 use std::io::Write;
 
-use ringfence_proto::api::{AlertList, Labels, NodeInfo, NodeList, Selector, TokenRequest, TokenResponse};
+use ringfence_proto::api::{
+    AddressPin, AlertList, KeyRotation, Labels, NodeInfo, NodeList, Selector, TokenRequest, TokenResponse,
+};
 
 use super::client::{ApiClient, CliError};
 use super::{print_table, time_text, NodesCommand, OperatorCommand, ServerArgs, TokenCommand};
@@ -62,6 +64,19 @@ pub async fn run(args: &ServerArgs, command: OperatorCommand) -> Result<(), CliE
                 client.post(&format!("/v1/nodes/{id}/revoke"), &serde_json::json!({})).await?;
             writeln!(out, "revoked {} (region {})", node.node_id, node.region)?;
         }
+        OperatorCommand::Nodes { command: Some(NodesCommand::PinAddress { id, addresses }), .. } => {
+            let client = ApiClient::new(args)?;
+            let node: NodeInfo =
+                client.post(&format!("/v1/nodes/{id}/addresses"), &AddressPin { addresses }).await?;
+            writeln!(out, "{}: tunnel addresses {}", node.node_id, node.tunnel_addresses.join(", "))?;
+        }
+        OperatorCommand::Nodes { command: Some(NodesCommand::RotateKey { id, public_key }), .. } => {
+            let client = ApiClient::new(args)?;
+            let node: NodeInfo =
+                client.post(&format!("/v1/nodes/{id}/wireguard-key"), &KeyRotation { public_key }).await?;
+            let key = node.wireguard.map(|w| w.public_key).unwrap_or_default();
+            writeln!(out, "{}: WireGuard key {key} (peers get it with their next bundle)", node.node_id)?;
+        }
         OperatorCommand::Alerts { limit, json } => {
             let client = ApiClient::new(args)?;
             let list: AlertList = client.get(&format!("/v1/alerts?limit={limit}")).await?;
@@ -95,22 +110,41 @@ fn print_nodes(out: &mut impl Write, nodes: &[NodeInfo]) -> std::io::Result<()> 
         .map(|n| {
             let labels = Selector { region: None, labels: n.labels.clone() }.to_string();
             let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+            let state = match n.revoked_ms {
+                Some(_) => "revoked".to_owned(),
+                None if n.cert_not_after_ms <= ringfence_proto::now_ms() => "cert expired".to_owned(),
+                None => "active".to_owned(),
+            };
             vec![
                 n.node_id.clone(),
+                n.hostname.clone().unwrap_or_else(|| "-".into()),
                 n.region.clone(),
                 if labels == "*" { "-".into() } else { labels },
-                if n.revoked_ms.is_some() { "revoked".into() } else { "active".into() },
-                n.wireguard.as_ref().and_then(|w| w.endpoint.clone()).unwrap_or_else(|| "-".into()),
-                n.agent_version.clone().unwrap_or_else(|| "-".into()),
+                state,
+                time_text(n.cert_not_after_ms),
+                opt(n.applied_bundle_version),
                 opt(n.applied_policy_version),
-                n.geo_db_version.clone().unwrap_or_else(|| "-".into()),
+                n.wireguard.as_ref().and_then(|w| w.endpoint.clone()).unwrap_or_else(|| "-".into()),
+                if n.tunnel_addresses.is_empty() { "-".into() } else { n.tunnel_addresses.join(",") },
                 n.last_seen_ms.map(time_text).unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
     print_table(
         out,
-        &["NODE", "REGION", "LABELS", "STATE", "WG ENDPOINT", "AGENT", "POLICY", "GEO DB", "LAST SEEN"],
+        &[
+            "NODE",
+            "HOSTNAME",
+            "REGION",
+            "LABELS",
+            "STATE",
+            "CERT EXPIRES",
+            "BUNDLE",
+            "POLICY",
+            "WG ENDPOINT",
+            "TUNNEL",
+            "LAST SEEN",
+        ],
         &rows,
     )
 }

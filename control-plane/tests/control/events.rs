@@ -109,7 +109,6 @@ async fn alerts_forwarded_to_every_sink(backend: Backend) {
     server.stop().await;
 }
 
-
 /// Problem 4 of the fleet-hardening issue: one node floods events. It gets 429 with Retry-After
 /// beyond its rate, what is stored stays within the limit, every stored event is one small audit
 /// record, and another node's events are taken meanwhile.
@@ -152,14 +151,22 @@ async fn one_nodes_event_flood_is_bounded(backend: Backend) {
     let alerts: Vec<&str> = text.lines().filter(|l| l.contains("\"action\":\"alert\"")).collect();
     assert_eq!(alerts.len(), stored);
     assert!(alerts.iter().all(|l| l.len() < 1024), "{}", alerts.iter().map(|l| l.len()).max().unwrap_or(0));
-    let v: ringfence_proto::api::AuditVerification = server.admin_get("/v1/audit/verify").await.json().await.unwrap();
+    let v: ringfence_proto::api::AuditVerification =
+        server.admin_get("/v1/audit/verify").await.json().await.unwrap();
     assert!(v.ok, "{v:?}");
     // Events the API does not list are refused.
-    for bad in [json!({"id": "x", "kind": "Deny!", "time_ms": 1, "summary": "s"}), json!({"id": "x", "kind": "deny", "time_ms": 1, "summary": "s", "severity": "high"})] {
+    for bad in [
+        json!({"id": "x", "kind": "Deny!", "time_ms": 1, "summary": "s"}),
+        json!({"id": "x", "kind": "deny", "time_ms": 1, "summary": "s", "severity": "high"}),
+    ] {
         let resp = honest.post("/v1/events", &json!({"events": [bad]})).await.unwrap();
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     }
     server.stop().await;
 }
 
-crate::on_both_backends!(events_stored_exactly_once, alerts_forwarded_to_every_sink, one_nodes_event_flood_is_bounded);
+crate::on_both_backends!(
+    events_stored_exactly_once,
+    alerts_forwarded_to_every_sink,
+    one_nodes_event_flood_is_bounded
+);
