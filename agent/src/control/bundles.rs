@@ -67,6 +67,7 @@ impl BundleStore {
         let bundle = signed
             .verify_for_node(&self.pinned, self.applied_version, &self.node_id)
             .map_err(|e| refused(e.to_string()))?;
+        check_peers(&bundle).map_err(|e| refused(e.to_string()))?;
         self.applied_version = bundle.version;
         self.last = Some(bundle.clone());
         Ok(Some(bundle))
@@ -93,9 +94,7 @@ impl BundleStore {
     /// at the floor's version only the same contents.
     pub fn verify(&self, signed: &SignedBundle) -> Result<Bundle, ControlError> {
         let bundle = signed.verify_for_node(&self.pinned, self.applied_version, &self.node_id)?;
-        if let Err(problems) = crate::wg::peers::parse(&String::from_utf8_lossy(&peers_document(&bundle))) {
-            return Err(ControlError::BadPeers { version: bundle.version, problems: problems.join("; ") });
-        }
+        check_peers(&bundle)?;
         if let Some(last) = &self.last {
             if bundle.version <= last.version && !same_content(last, &bundle) {
                 return Err(ControlError::BundleConflict { version: bundle.version });
@@ -121,6 +120,13 @@ impl BundleStore {
         self.commit(signed, bundle.clone())?;
         Ok(bundle)
     }
+}
+
+/// Refuses a bundle whose peers are not a valid mesh (the mesh would refuse to start with them).
+fn check_peers(bundle: &Bundle) -> Result<(), ControlError> {
+    crate::wg::peers::parse(&String::from_utf8_lossy(&peers_document(bundle)))
+        .map(|_| ())
+        .map_err(|problems| ControlError::BadPeers { version: bundle.version, problems: problems.join("; ") })
 }
 
 /// A bundle's peers in the mesh's peers-file format (`{"peers": [...]}`, pretty JSON).

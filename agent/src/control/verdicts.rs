@@ -148,6 +148,30 @@ impl Aggregator {
     pub fn keys(&self) -> usize {
         self.windows.len()
     }
+
+    /// Every window's counted verdicts, ended or not (at shutdown: nothing counted is lost).
+    pub fn drain(&mut self) -> Vec<Summary> {
+        let mut out: Vec<Summary> = self
+            .windows
+            .drain()
+            .filter(|(_, w)| w.count > 0)
+            .map(|(_, w)| Summary {
+                sample: w.sample,
+                count: w.count,
+                first_ms: w.first_ms,
+                last_ms: w.last_ms,
+                overflow: false,
+            })
+            .collect();
+        out.extend(self.overflow.take().map(|w| Summary {
+            sample: w.sample,
+            count: w.count,
+            first_ms: w.first_ms,
+            last_ms: w.last_ms,
+            overflow: true,
+        }));
+        out
+    }
 }
 
 /// The severity stored for a verdict (`info`, `warning` or `critical`, as the API lists).
@@ -223,6 +247,10 @@ impl VerdictLane {
     pub fn flush(&mut self, now: Instant) {
         let ended = self.agg.flush(now);
         self.ready.extend(ended);
+        self.spool_ready();
+    }
+
+    fn spool_ready(&mut self) {
         if self.ready.is_empty() {
             return;
         }
@@ -248,6 +276,15 @@ impl VerdictLane {
                 }
             }
         }
+    }
+}
+
+/// At shutdown the open windows' counts are spooled too.
+impl Drop for VerdictLane {
+    fn drop(&mut self) {
+        let pending = self.agg.drain();
+        self.ready.extend(pending);
+        self.spool_ready();
     }
 }
 
@@ -292,6 +329,11 @@ mod tests {
         // The next window: nothing more, then the key is forgotten too.
         assert!(agg.flush(t0 + Duration::from_secs(20)).is_empty());
         assert_eq!(agg.keys(), 0);
+        // Counts of open windows are handed over at shutdown.
+        agg.observe(&record("203.0.113.5", 443), t0, 1);
+        agg.observe(&record("203.0.113.5", 443), t0, 2);
+        let rest = agg.drain();
+        assert_eq!((rest.len(), rest[0].count), (1, 1));
     }
 
     #[test]
