@@ -24,17 +24,7 @@ async fn main() {
                 "alert",
                 details,
             );
-            sqlx::query("INSERT INTO audit_log (seq, time_ms, actor, action, details, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-                .bind(record.seq as i64)
-                .bind(record.time_ms)
-                .bind(&record.actor)
-                .bind(&record.action)
-                .bind(ringfence_proto::audit::canonical_json(&record.details))
-                .bind(&record.prev_hash)
-                .bind(&record.hash)
-                .execute(&mut *tx)
-                .await
-                .expect("insert");
+            ringfence_control::db::audit::insert(&mut *tx, &record).await.expect("insert");
             prev = Some((record.seq, record.hash));
         }
         tx.commit().await.expect("commit");

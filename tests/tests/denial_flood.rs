@@ -8,7 +8,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ringfence_tests::{agent_bin, policy_head_with, postgres::PgCluster, AgentProc, ControlPlane, Enforced};
+use ringfence_tests::{
+    agent_bin, policy_head_with, postgres::PgCluster, procfs::status_kb, AgentProc, ControlPlane, Enforced,
+};
 use serde_json::Value;
 
 /// Flood targets (denied) and the exfiltration destination (allowed, not an approved sink).
@@ -25,16 +27,6 @@ fn policy() -> String {
             "    - name: no-flood\n      action: deny\n      to: {{ cidrs: [{}/32, {}/32] }}\n",
             FLOOD[0], FLOOD[1]
         )
-}
-
-/// The agent's resident memory (kB), from /proc.
-fn rss_kb(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
 }
 
 fn stored(cp: &ControlPlane, node: &str) -> Vec<Value> {
@@ -64,7 +56,7 @@ fn flood_case(name: &str, db: Option<String>) {
     command.env("RUST_LOG", "info,ringfence::event=warn");
     let agent = AgentProc::spawn_command(command, &args, false);
     agent.wait_for_message("enforcing", Duration::from_secs(60));
-    let pid = agent.pid();
+    let pid = agent.pid() as u32;
     e.agent = Some(agent);
 
     let duration = FLOOD_FOR.as_millis().to_string();
@@ -78,7 +70,7 @@ fn flood_case(name: &str, db: Option<String>) {
     let started = Instant::now();
     let (mut peak, mut exfil) = (0u64, None);
     while started.elapsed() < FLOOD_FOR {
-        peak = peak.max(rss_kb(pid));
+        peak = peak.max(status_kb(pid, "VmRSS"));
         if exfil.is_none() && started.elapsed() >= Duration::from_secs(20) {
             // The upload an exfiltration alert must report, in the middle of the flood.
             let (bytes, rate) = ((150 * MB).to_string(), (300 * MB).to_string());
@@ -100,7 +92,7 @@ fn flood_case(name: &str, db: Option<String>) {
     }
     let upload = exfil.expect("upload started").wait_with_output().expect("upload");
     assert!(upload.status.success(), "upload: {}", String::from_utf8_lossy(&upload.stderr));
-    peak = peak.max(rss_kb(pid));
+    peak = peak.max(status_kb(pid, "VmRSS"));
     println!("{name}: {denied} denied sendto() in {FLOOD_FOR:?}; agent peak RSS {} MiB", peak / 1024);
     assert!(denied > 10_000, "the flood was a flood: {denied}");
     assert!(peak < RSS_LIMIT_KB, "agent RSS {peak} kB");

@@ -42,6 +42,13 @@ struct Window {
     sample: VerdictRecord,
 }
 
+impl Window {
+    fn summary(&self, overflow: bool) -> Summary {
+        let (count, first_ms, last_ms) = (self.count, self.first_ms, self.last_ms);
+        Summary { sample: self.sample.clone(), count, first_ms, last_ms, overflow }
+    }
+}
+
 /// One record to spool: `count` verdicts like `sample` between `first_ms` and `last_ms`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Summary {

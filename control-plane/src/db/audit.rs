@@ -29,14 +29,18 @@ pub async fn append_many(
     for details in details {
         let prev = last.as_ref().map(|(seq, hash)| (*seq, hash.as_str()));
         let record = AuditRecord::next(prev, ringfence_proto::now_ms(), actor, action, details);
-        insert(tx, &record).await?;
+        insert(&mut **tx, &record).await?;
         last = Some((record.seq, record.hash.clone()));
         out.push(record);
     }
     Ok(out)
 }
 
-async fn insert(tx: &mut Tx, record: &AuditRecord) -> Result<(), DbError> {
+/// Stores a record as it is (appends compute it; restoring a backup and tests write it as is).
+pub async fn insert<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+    executor: E,
+    record: &AuditRecord,
+) -> Result<(), DbError> {
     sqlx::query(
         "INSERT INTO audit_log (seq, time_ms, actor, action, details, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
@@ -47,7 +51,7 @@ async fn insert(tx: &mut Tx, record: &AuditRecord) -> Result<(), DbError> {
     .bind(ringfence_proto::audit::canonical_json(&record.details))
     .bind(&record.prev_hash)
     .bind(&record.hash)
-    .execute(&mut **tx)
+    .execute(executor)
     .await?;
     Ok(())
 }

@@ -59,17 +59,7 @@ async fn rows(server: &TestServer) -> Vec<AuditRecord> {
 
 async fn insert(server: &TestServer, records: &[AuditRecord]) {
     for r in records {
-        sqlx::query("INSERT INTO audit_log (seq, time_ms, actor, action, details, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-            .bind(r.seq as i64)
-            .bind(r.time_ms)
-            .bind(&r.actor)
-            .bind(&r.action)
-            .bind(ringfence_proto::audit::canonical_json(&r.details))
-            .bind(&r.prev_hash)
-            .bind(&r.hash)
-            .execute(server.db().pool())
-            .await
-            .unwrap();
+        ringfence_control::db::audit::insert(server.db().pool(), r).await.unwrap();
     }
 }
 

@@ -46,14 +46,9 @@ fn fanout(args: &ControlBenchArgs, db: Option<&str>) -> Result<Vec<String>> {
     example("fanout", &argv)
 }
 
-/// Peak resident memory (kB) of a process so far (`VmHWM`), 0 once it is gone.
+/// Peak resident memory (kB) of a process so far, 0 once it is gone.
 fn peak_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
+    ringfence_tests::procfs::status_kb(pid, "VmHWM")
 }
 
 /// The control plane binary on a database of `n` audit records, and `ringfence audit verify`
