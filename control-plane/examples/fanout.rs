@@ -25,8 +25,12 @@ async fn post_json<B: serde::Serialize, T: serde::de::DeserializeOwned>(
     req.json(body).send().await.unwrap().error_for_status().unwrap().json().await.unwrap()
 }
 
-fn client(ca: &str, identity: Option<Identity>) -> Client {
+/// A client; simulated agent `i` connects from its own loopback address (as 1000 nodes would
+/// from theirs: the control plane's per-source connection limit is about nodes, not the test).
+fn client(ca: &str, identity: Option<Identity>, agent: Option<usize>) -> Client {
+    let local = agent.map(|i| std::net::IpAddr::from([127, 1, (i / 250) as u8, (i % 250 + 1) as u8]));
     let mut b = Client::builder()
+        .local_address(local)
         .use_rustls_tls()
         .tls_built_in_root_certs(false)
         .add_root_certificate(Certificate::from_pem(ca.as_bytes()).unwrap())
@@ -63,7 +67,7 @@ async fn main() {
     let base = format!("https://127.0.0.1:{}", running.addr.port());
     let ca = std::fs::read_to_string(&running.ca_path).unwrap();
     let admin_token = std::fs::read_to_string(&running.admin_token_path).unwrap().trim().to_owned();
-    let admin = client(&ca, None);
+    let admin = client(&ca, None, None);
 
     // Enroll.
     let started = Instant::now();
@@ -90,7 +94,7 @@ async fn main() {
                 Identity::from_pem(format!("{}{}", enrolled.certificate_pem, key.key_pem).as_bytes())
                     .unwrap();
             (
-                client(&ca, Some(identity)),
+                client(&ca, Some(identity), Some(i)),
                 ringfence_proto::parse_public_key(&enrolled.bundle_signing_key).unwrap(),
             )
         }));

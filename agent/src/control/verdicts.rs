@@ -128,25 +128,12 @@ impl Aggregator {
             if w.count == 0 {
                 return false;
             }
-            out.push(Summary {
-                sample: w.sample.clone(),
-                count: w.count,
-                first_ms: w.first_ms,
-                last_ms: w.last_ms,
-                overflow: false,
-            });
+            out.push(w.summary(false));
             (w.opened, w.count) = (now, 0);
             true
         });
         if self.overflow.as_ref().is_some_and(|w| now.duration_since(w.opened) >= interval) {
-            let w = self.overflow.take().expect("checked");
-            out.push(Summary {
-                sample: w.sample,
-                count: w.count,
-                first_ms: w.first_ms,
-                last_ms: w.last_ms,
-                overflow: true,
-            });
+            out.extend(self.overflow.take().map(|w| w.summary(true)));
         }
         out
     }
@@ -158,25 +145,9 @@ impl Aggregator {
 
     /// Every window's counted verdicts, ended or not (at shutdown: nothing counted is lost).
     pub fn drain(&mut self) -> Vec<Summary> {
-        let mut out: Vec<Summary> = self
-            .windows
-            .drain()
-            .filter(|(_, w)| w.count > 0)
-            .map(|(_, w)| Summary {
-                sample: w.sample,
-                count: w.count,
-                first_ms: w.first_ms,
-                last_ms: w.last_ms,
-                overflow: false,
-            })
-            .collect();
-        out.extend(self.overflow.take().map(|w| Summary {
-            sample: w.sample,
-            count: w.count,
-            first_ms: w.first_ms,
-            last_ms: w.last_ms,
-            overflow: true,
-        }));
+        let mut out: Vec<Summary> =
+            self.windows.drain().filter(|(_, w)| w.count > 0).map(|(_, w)| w.summary(false)).collect();
+        out.extend(self.overflow.take().map(|w| w.summary(true)));
         out
     }
 }

@@ -73,9 +73,11 @@ pub async fn ingest(
     let mut duplicates = Vec::new();
     let mut stored = Vec::new();
     let mut tx = state.db.begin().await?;
+    let mut new_ids = db::events::insert_many(&mut tx, id, &batch.events, now).await?;
     let mut summaries = Vec::new();
     for event in batch.events {
-        if db::events::insert(&mut tx, id, &event, now).await? {
+        // The first occurrence of a new id in the batch is the stored one.
+        if new_ids.remove(&event.id) {
             summaries.push(json!({"node_id": id, "id": event.id, "kind": event.kind, "severity": event.severity, "summary": event.summary}));
             accepted.push(event.id.clone());
             stored.push(StoredEvent { node_id: id.clone(), event, received_ms: now });

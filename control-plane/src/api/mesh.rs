@@ -91,7 +91,7 @@ async fn record_refusal(
     };
     let mut tx = state.db.begin().await?;
     db::audit::append(&mut tx, "control-plane", "node.claim_refused", details).await?;
-    db::events::insert(&mut tx, node_id, &event, now).await?;
+    db::events::insert_many(&mut tx, node_id, std::slice::from_ref(&event), now).await?;
     tx.commit().await?;
     state.forwarder.send(StoredEvent { node_id: node_id.to_owned(), event, received_ms: now });
     Ok(())

@@ -29,11 +29,41 @@ pub async fn append_many(
     for details in details {
         let prev = last.as_ref().map(|(seq, hash)| (*seq, hash.as_str()));
         let record = AuditRecord::next(prev, ringfence_proto::now_ms(), actor, action, details);
-        insert(&mut **tx, &record).await?;
         last = Some((record.seq, record.hash.clone()));
         out.push(record);
     }
+    // One statement per few hundred records (7 parameters each).
+    for chunk in out.chunks(400) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let p: Vec<String> = (1..=7).map(|j| format!("${}", i * 7 + j)).collect();
+                format!("({})", p.join(", "))
+            })
+            .collect();
+        let sql = format!("{INSERT} {}", values.join(", "));
+        let mut query = sqlx::query(&sql);
+        for r in chunk {
+            query = bind_record(query, r);
+        }
+        query.execute(&mut **tx).await?;
+    }
     Ok(out)
+}
+
+const INSERT: &str = "INSERT INTO audit_log (seq, time_ms, actor, action, details, prev_hash, hash) VALUES";
+
+fn bind_record<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    r: &AuditRecord,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    query
+        .bind(r.seq as i64)
+        .bind(r.time_ms)
+        .bind(r.actor.clone())
+        .bind(r.action.clone())
+        .bind(ringfence_proto::audit::canonical_json(&r.details))
+        .bind(r.prev_hash.clone())
+        .bind(r.hash.clone())
 }
 
 /// Stores a record as it is (appends compute it; restoring a backup and tests write it as is).
@@ -41,18 +71,8 @@ pub async fn insert<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
     executor: E,
     record: &AuditRecord,
 ) -> Result<(), DbError> {
-    sqlx::query(
-        "INSERT INTO audit_log (seq, time_ms, actor, action, details, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(record.seq as i64)
-    .bind(record.time_ms)
-    .bind(&record.actor)
-    .bind(&record.action)
-    .bind(ringfence_proto::audit::canonical_json(&record.details))
-    .bind(&record.prev_hash)
-    .bind(&record.hash)
-    .execute(executor)
-    .await?;
+    let sql = format!("{INSERT} ($1, $2, $3, $4, $5, $6, $7)");
+    bind_record(sqlx::query(&sql), record).execute(executor).await?;
     Ok(())
 }
 
