@@ -61,8 +61,11 @@ pub fn retry_after_secs(wait: Duration) -> u64 {
 #[derive(Debug)]
 pub struct LongPolls {
     max: usize,
-    next: Mutex<(u64, HashMap<String, Vec<(u64, watch::Sender<bool>)>>)>,
+    next: Mutex<(u64, HashMap<String, Waiting>)>,
 }
+
+/// A node's long-polls, oldest first: (id, superseding signal).
+type Waiting = Vec<(u64, watch::Sender<bool>)>;
 
 /// A registered long-poll: `superseded` fires when a newer poll of the same node pushed it out;
 /// dropping it unregisters.
