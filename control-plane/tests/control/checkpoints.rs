@@ -212,4 +212,35 @@ async fn checkpoints_catch_tail_deletion_rehash_and_rollback(backend: Backend) {
     drop(moto);
 }
 
-crate::on_both_backends!(checkpoints_catch_tail_deletion_rehash_and_rollback);
+/// The other sinks: each checkpoint is POSTed to the webhook and sent to syslog, signed.
+async fn checkpoints_reach_webhook_and_syslog(backend: Backend) {
+    use crate::common::receiver::{self, next};
+    let (hook_url, mut hook) = receiver::http(0).await;
+    let (syslog_addr, mut syslog) = receiver::udp().await;
+    let extra = vec![
+        "--checkpoint-webhook".into(),
+        format!("{hook_url}/audit"),
+        "--checkpoint-syslog".into(),
+        syslog_addr,
+    ];
+    let server = TestServer::start_with(backend, Options { extra, ..Default::default() }).await;
+    let key_text = std::fs::read_to_string(server.state_dir.join("audit-checkpoint.pub")).unwrap();
+    let key = ringfence_proto::parse_public_key(&key_text).unwrap();
+    let start = next(&mut hook, "webhook").await;
+    assert_eq!(start.path, "/audit");
+    let first = Checkpoint::parse_verified(&start.body.to_string(), &key).unwrap();
+    assert_eq!((first.seq, first.reason.as_str()), (0, "start"));
+    let line = next(&mut syslog, "syslog").await;
+    assert!(line.contains(" ringfence-control - audit-checkpoint - {"), "{line}");
+    server.apply(&policy_yaml("p1", "198.51.100.0/24"), "").await;
+    let head = rows(&server).await.last().unwrap().seq;
+    let changed = next(&mut hook, "webhook").await;
+    let c = Checkpoint::parse_verified(&changed.body.to_string(), &key).unwrap();
+    assert_eq!((c.seq, c.reason.as_str()), (head, "policy-change"));
+    server.stop().await;
+}
+
+crate::on_both_backends!(
+    checkpoints_catch_tail_deletion_rehash_and_rollback,
+    checkpoints_reach_webhook_and_syslog
+);
