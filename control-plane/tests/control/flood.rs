@@ -191,4 +191,30 @@ async fn idle_flood_does_not_lock_out_real_clients(backend: Backend) {
     drop(flood);
 }
 
-crate::on_both_backends!(idle_flood_does_not_lock_out_real_clients);
+/// A node holds at most --max-long-polls-per-node (2) long-polls: a third ends the oldest at once
+/// (204), so a node cannot pile up waiting requests and one that lost track of its own recovers.
+async fn long_polls_are_capped_per_node(backend: Backend) {
+    let server = crate::common::TestServer::start(backend).await;
+    let agent = std::sync::Arc::new(server.agent("eu", &[], "poller").await);
+    let poll = |agent: std::sync::Arc<Agent>| {
+        tokio::spawn(async move {
+            let t = Instant::now();
+            (agent.poll(0, 20).await.is_none(), t.elapsed())
+        })
+    };
+    let first = poll(agent.clone());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = poll(agent.clone());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let third = poll(agent.clone());
+    let (empty, waited) = first.await.unwrap();
+    assert!(empty && waited < Duration::from_secs(5), "the oldest poll ends when a third comes: {waited:?}");
+    server.apply(&policy_yaml("p", "198.51.100.0/24"), "region=eu").await;
+    for p in [second, third] {
+        let (empty, waited) = p.await.unwrap();
+        assert!(!empty && waited < Duration::from_secs(10), "the newer polls get the bundle");
+    }
+    server.stop().await;
+}
+
+crate::on_both_backends!(idle_flood_does_not_lock_out_real_clients, long_polls_are_capped_per_node);
