@@ -8,8 +8,8 @@ use tracing::{error, info};
 
 use crate::{
     config::RunConfig,
-    control::EventQueue,
-    events::{log_record, verdict_record_json, RuleNames},
+    control::VerdictLane,
+    events::{log_record, RuleNames},
     exfil::ExfilShell,
     geo,
     maps::PinnedMaps,
@@ -29,10 +29,8 @@ pub struct Enforcer {
     pub geo: Option<GeoDb>,
     pub generation: u32,
     pub exfil: ExfilShell,
-    /// Under a control plane: denials and plaintext drops are spooled for delivery too.
-    pub verdict_spool: Option<EventQueue>,
-    /// Ids of spooled verdict events: the agent's start time and a sequence number.
-    pub event_ids: (String, u64),
+    /// Under a control plane: denials and plaintext drops, aggregated, are spooled for delivery.
+    pub verdicts: Option<VerdictLane>,
 }
 
 pub fn log_geo(db: &GeoDb, compiled: &Compiled, what: &str) {
@@ -57,26 +55,18 @@ impl Enforcer {
         }
     }
 
-    /// Logs and empties a batch of events (and tells the exfiltration monitor who connected).
+    /// Logs and empties a batch of events (under a control plane also aggregating them for delivery).
     pub fn report(&mut self, batch: &mut Vec<Event>) {
-        let mut spooled = Vec::new();
+        let now = std::time::Instant::now();
         for ev in batch.drain(..) {
             let record = self.names.record(&ev);
             log_record(&record);
-            if self.verdict_spool.is_some() && record.verdict != "allow" {
-                self.event_ids.1 += 1;
-                spooled.push(verdict_record_json(
-                    &record,
-                    &format!("{}-v{}", self.event_ids.0, self.event_ids.1),
-                ));
+            if let Some(v) = self.verdicts.as_mut() {
+                v.observe(&record, now);
             }
         }
-        if let (Some(q), false) = (&self.verdict_spool, spooled.is_empty()) {
-            let appended = q.spool.lock().expect("spool lock").append_all(&spooled);
-            match appended {
-                Ok(()) => q.notify.notify_one(),
-                Err(e) => error!(error = %e, events = spooled.len(), "verdict events could not be spooled"),
-            }
+        if let Some(v) = self.verdicts.as_mut() {
+            v.flush(now);
         }
     }
 

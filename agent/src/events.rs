@@ -173,9 +173,13 @@ fn socket_description(ev: &Event) -> String {
     format!("{socket} option {option}")
 }
 
-/// What a record's destination reads as in text (`-` for none).
-pub fn dst_text(r: &VerdictRecord) -> String {
-    r.dst.map_or_else(|| "-".to_string(), |d| d.to_string())
+/// What a record was about, in text: `198.51.100.7:443/tcp`, or `packet/raw socket (768)`.
+pub fn target_text(r: &VerdictRecord) -> String {
+    match (&r.socket, r.dst) {
+        (Some(s), _) => format!("{s} socket ({})", r.protocol),
+        (None, Some(dst)) => format!("{dst}:{}/{}", r.port, r.protocol),
+        (None, None) => format!("-:{}/{}", r.port, r.protocol),
+    }
 }
 
 /// A verdict record as a spooled event for the control plane (denials, audit denials and
@@ -183,10 +187,7 @@ pub fn dst_text(r: &VerdictRecord) -> String {
 pub fn verdict_record_json(r: &VerdictRecord, id: &str) -> serde_json::Value {
     let mut v = serde_json::to_value(r).expect("record serializes");
     let severity = if r.verdict == "audit-deny" { "low" } else { "high" };
-    let target = match &r.socket {
-        Some(s) => format!("{s} socket ({})", r.protocol),
-        None => format!("{}:{}/{}", dst_text(r), r.port, r.protocol),
-    };
+    let target = target_text(r);
     let explanation = format!(
         "{} by {}: pid {} ({}) in cgroup {} -> {target}",
         r.verdict, r.rule, r.pid, r.comm, r.cgroup_id

@@ -269,7 +269,8 @@ fn enroll(
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.log_format);
+    let log_format = cli.log_format;
+    logging::init(log_format);
     let result = match cli.cmd {
         Cmd::Run {
             policy,
@@ -347,8 +348,11 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e}");
-            eprintln!("ringfence-agent: {e}");
+            // Once: a JSON log line for log collectors, else a plain line for people.
+            match log_format {
+                logging::LogFormat::Json => tracing::error!("{e}"),
+                logging::LogFormat::Text => eprintln!("ringfence-agent: {e}"),
+            }
             ExitCode::from(e.exit_code() as u8)
         }
     }

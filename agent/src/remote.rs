@@ -11,7 +11,6 @@ use std::{
 
 use ipnet::IpNet;
 use ringfence_proto::{api::NodeReport, bundle::Bundle};
-use serde_json::json;
 use tokio::{sync::watch, task::JoinHandle};
 use tracing::{info, warn};
 
@@ -103,12 +102,7 @@ impl Remote {
 
     /// Writes a bundle's policy and peers where the agent reads them (atomically).
     pub fn write(&self, b: &Bundle) -> Result<(), ControlError> {
-        let peers: Vec<_> = b
-            .peers
-            .iter()
-            .map(|p| json!({ "publicKey": p.public_key, "endpoint": p.endpoint, "allowedIps": p.allowed_ips, "region": p.region }))
-            .collect();
-        let peers = serde_json::to_vec_pretty(&json!({ "peers": peers })).expect("peers serialize");
+        let peers = crate::control::bundles::peers_document(b);
         crate::control::write_atomic(&peers_path(&self.state_dir), &peers, 0o600)?;
         crate::control::write_atomic(&policy_path(&self.state_dir), b.policy_yaml.as_bytes(), 0o600)
     }

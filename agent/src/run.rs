@@ -1,10 +1,6 @@
 //! `ringfence-agent run`: validate, load, apply, attach, then serve events and reloads until
 //! SIGINT or SIGTERM. Stopping leaves the pinned enforcement in place.
-use std::{
-    path::Path,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use ipnet::IpNet;
 use ringfence_proto::bundle::Bundle;
@@ -19,7 +15,7 @@ use crate::{
     enforcer::{log_geo, Enforcer},
     error::AgentError,
     events::{EventReader, RuleNames},
-    exfil::{shell::SPOOL_DIR, ExfilShell, Spool, SpoolLimits},
+    exfil::ExfilShell,
     flows::FlowTable,
     geo,
     maps::PinnedMaps,
@@ -66,9 +62,7 @@ fn check_all(
 /// The durable event spool in the state directory, shared by the exfiltration shell (and the
 /// enforcer, under a control plane) with the control-plane uploader.
 fn open_queue(state_dir: &Path) -> Result<EventQueue, AgentError> {
-    let spool = Spool::open(&state_dir.join(SPOOL_DIR), SpoolLimits::default())
-        .map_err(|e| AgentError::Config(vec![format!("event spool: {e}")]))?;
-    Ok(EventQueue { spool: Arc::new(Mutex::new(spool)), notify: Arc::new(tokio::sync::Notify::new()) })
+    EventQueue::open(state_dir).map_err(|e| AgentError::Config(vec![format!("event spool: {e}")]))
 }
 
 /// The next bundle from the control plane (never, without one).
@@ -191,8 +185,7 @@ pub async fn run_with_wg(cfg: RunConfig, wg_cfg: Option<WgConfig>) -> Result<(),
         names,
         generation,
         exfil,
-        verdict_spool: early_queue,
-        event_ids: (format!("{:x}", crate::exfil::monitor::unix_ms()), 0),
+        verdicts: early_queue.map(crate::control::VerdictLane::new),
     };
     if let Some(mesh) = mesh.as_mut() {
         enforcer.sync_endpoints(mesh);

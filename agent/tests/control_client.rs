@@ -6,10 +6,10 @@
 mod harness;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use harness::{eventually, policy_yaml, wg, Server};
+use harness::{eventually, policy_yaml, wg, Server, Storage};
 use ringfence_agent::control::{
     self, enroll, link, run_sync, AgentEnd, ApplyResult, BundleStore, ControlClient, ControlError,
     EventQueue, Identity, SyncOptions,
@@ -18,7 +18,7 @@ use ringfence_agent::exfil::{Spool, SpoolLimits};
 use ringfence_proto::api::NodeReport;
 use ringfence_proto::{Bundle, BundleError};
 use serde_json::json;
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 const LONG: Duration = Duration::from_secs(20);
@@ -81,10 +81,9 @@ fn spool_record(id: &str) -> serde_json::Value {
            "explanation": format!("alert {id}: 9000 bytes to 203.0.113.9")})
 }
 
-fn spool_with(dir: &Path, ids: &[&str]) -> Arc<Mutex<Spool>> {
+fn spool_with(dir: &Path, ids: &[&str]) {
     let mut spool = Spool::open(dir, SpoolLimits::default()).unwrap();
     ids.iter().for_each(|id| spool.append(&spool_record(id)).unwrap());
-    Arc::new(Mutex::new(spool))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -102,7 +101,7 @@ async fn enrollment_is_one_time_and_saved() {
     let mode = std::fs::metadata(state.path().join("control/node.key")).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
     let node = server.node(id.node_id()).await;
-    assert_eq!(node.wireguard.unwrap().public_key, "wg-a");
+    assert_eq!(node.wireguard.unwrap().public_key, harness::wg_key("wg-a"));
     // The same token again, for another node: refused by the control plane.
     let other = tempfile::tempdir().unwrap();
     let err = enroll(&server.base, &token, &server.ca_path, other.path(), "host-b", None).await.unwrap_err();
@@ -192,7 +191,7 @@ async fn spooled_events_are_uploaded_once_and_deduplicated_after_a_crash() {
     let server = Server::start(None).await;
     let node = enrolled(&server).await;
     let dir = node.state.path().join("spool");
-    let spool = spool_with(&dir, &["e1", "e2", "e3"]);
+    spool_with(&dir, &["e1", "e2", "e3"]);
     // What the disk held before the upload: a crash before the acknowledgement leaves this.
     let before = node.state.path().join("spool-before");
     std::fs::create_dir(&before).unwrap();
@@ -200,8 +199,8 @@ async fn spooled_events_are_uploaded_once_and_deduplicated_after_a_crash() {
         let f = f.unwrap();
         std::fs::copy(f.path(), before.join(f.file_name())).unwrap();
     }
-    let notify = Arc::new(Notify::new());
-    let queue = EventQueue { spool: spool.clone(), notify: notify.clone() };
+    let queue = EventQueue::open(node.state.path()).unwrap();
+    let (spool, notify) = (queue.spool.clone(), queue.notify.clone());
     let sync = start_sync(&node, fast(), Some(queue));
     eventually("the spool drained", LONG, || async {
         (spool.lock().unwrap().pending_count() == 0).then_some(())
@@ -215,10 +214,12 @@ async fn spooled_events_are_uploaded_once_and_deduplicated_after_a_crash() {
     let client = sync.client.clone();
     sync.stop().await;
     // The crashed copy sends e1-e3 again: the control plane has them already.
-    let crashed = Arc::new(Mutex::new(Spool::open(&before, SpoolLimits::default()).unwrap()));
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::rename(&before, &dir).unwrap();
+    let crashed = EventQueue::open(node.state.path()).unwrap();
     let done = control::upload_events(&client, &crashed, 500).await.unwrap();
-    assert_eq!((done.read, done.accepted, done.duplicates, done.acknowledged), (3, 0, 3, 3));
-    assert_eq!(crashed.lock().unwrap().pending_count(), 0);
+    assert_eq!((done.read, done.accepted, done.duplicates), (3, 0, 3));
+    assert_eq!(crashed.spool.lock().unwrap().pending_count(), 0);
     assert_eq!(server.alert_ids().await, ["e1", "e2", "e3", "e4"]);
 }
 
@@ -250,10 +251,9 @@ async fn renewal_keeps_the_client_working_past_the_first_certificate() {
 async fn sync_retries_through_an_outage_and_delivers_afterwards() {
     let mut server = Server::start(None).await;
     let node = enrolled(&server).await;
-    let spool = spool_with(&node.state.path().join("spool"), &[]);
-    let notify = Arc::new(Notify::new());
-    let mut sync =
-        start_sync(&node, fast(), Some(EventQueue { spool: spool.clone(), notify: notify.clone() }));
+    let queue = EventQueue::open(node.state.path()).unwrap();
+    let (spool, notify) = (queue.spool.clone(), queue.notify.clone());
+    let mut sync = start_sync(&node, fast(), Some(queue));
     tokio::time::sleep(Duration::from_millis(300)).await;
     server.stop().await;
     let err = sync.client.report(&NodeReport::default()).await.unwrap_err();
@@ -274,4 +274,74 @@ async fn sync_retries_through_an_outage_and_delivers_afterwards() {
     .await;
     assert_eq!(spool.lock().unwrap().pending_count(), 0);
     sync.stop().await;
+}
+
+/// Problem 5 of the fleet-hardening issue: a corrupt line in the alert spool and a corrupt
+/// cursor in the denial spool stop neither the start nor the delivery: the line is quarantined
+/// (moved aside, counted), the cursor rebuilt, and every other event is delivered, also later
+/// ones.
+async fn corrupt_spool_line_and_cursor_do_not_stop_delivery(storage: Storage) {
+    use std::io::Write;
+    let server = Server::start_on(storage, None).await;
+    let node = enrolled(&server).await;
+    let alerts = node.state.path().join("spool");
+    spool_with(&alerts, &["e1"]);
+    let file = alerts.join("spool-00000001.jsonl");
+    let mut f = std::fs::OpenOptions::new().append(true).open(&file).unwrap();
+    f.write_all(b"{\"id\": \"e-torn\", \"type\": \"exfil\x00tration\"\n").unwrap();
+    drop(f);
+    spool_with(&alerts, &["e2"]);
+    let denials = node.state.path().join(control::sync::DENIAL_SPOOL_DIR);
+    spool_with(&denials, &["d1"]);
+    std::fs::write(denials.join("cursor"), b"{\"seq\": 1, \"line\": \"garbage").unwrap();
+    let queue = EventQueue::open(node.state.path()).expect("a corrupt cursor is not fatal");
+    let (spool, notify) = (queue.spool.clone(), queue.notify.clone());
+    let sync = start_sync(&node, fast(), Some(queue));
+    eventually("the good events", LONG, || async {
+        (server.alert_ids().await == ["d1", "e1", "e2"]).then_some(())
+    })
+    .await;
+    assert_eq!(spool.lock().unwrap().quarantined(), 1);
+    let quarantine = std::fs::read_to_string(alerts.join(ringfence_agent::exfil::spool::QUARANTINE)).unwrap();
+    assert!(quarantine.contains("e-torn"), "{quarantine}");
+    // Delivery goes on.
+    spool.lock().unwrap().append(&spool_record("e3")).unwrap();
+    notify.notify_one();
+    eventually("a later event", LONG, || async { (server.alert_ids().await.len() == 4).then_some(()) }).await;
+    assert_eq!(server.alert_ids().await, ["d1", "e1", "e2", "e3"]);
+    sync.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_spool_line_and_cursor_do_not_stop_delivery_sqlite() {
+    corrupt_spool_line_and_cursor_do_not_stop_delivery(Storage::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_spool_line_and_cursor_do_not_stop_delivery_postgres() {
+    corrupt_spool_line_and_cursor_do_not_stop_delivery(Storage::Postgres).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrolling_with_the_wrong_ca_says_so_and_enrolls_nothing() {
+    let server = Server::start(None).await;
+    let token = server.token("eu").await;
+    let state = tempfile::tempdir().unwrap();
+    // Another control plane's CA.
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let other = params.self_signed(&rcgen::KeyPair::generate().unwrap()).unwrap();
+    let wrong = state.path().join("other-ca.pem");
+    std::fs::write(&wrong, other.pem()).unwrap();
+    let err = enroll(&server.base, &token, &wrong, state.path(), "host-a", None).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("--ca") && text.contains("did not sign") && text.contains("Nothing was enrolled"),
+        "{text}"
+    );
+    assert!(!text.contains("enforcing"), "claims to enforce: {text}");
+    assert_eq!(err.exit_code(), ringfence_agent::error::EXIT_CONFIG);
+    assert!(Identity::load(state.path()).is_err(), "nothing saved");
+    // The token was not used: the right CA enrolls with it.
+    enroll(&server.base, &token, &server.ca_path, state.path(), "host-a", None).await.expect("right CA");
 }

@@ -6,14 +6,19 @@
 //! [`cli`] is the `ringfence` operator command line (with the offline policy and geo commands).
 
 pub mod api;
+pub mod checkpoint;
 pub mod cli;
 pub mod config;
+pub mod conn;
 pub mod db;
 pub mod forward;
 pub mod hub;
+pub mod limits;
+pub mod mesh;
 pub mod metrics;
 pub mod pki;
 pub mod render;
+pub mod s3;
 pub mod server;
 pub mod state_dir;
 pub mod tls;

@@ -26,6 +26,22 @@ pub struct Metrics {
     pub enrollments: AtomicU64,
     /// Enrollments refused (bad, used or expired token).
     pub enrollments_refused: AtomicU64,
+    /// WireGuard claims refused.
+    pub claims_refused: AtomicU64,
+    /// Requests refused by a per-node rate limit.
+    pub rate_limited: AtomicU64,
+    /// Connections refused or closed by the connection limits.
+    pub connections_refused: AtomicU64,
+    /// Connections closed for idleness or a slow handshake.
+    pub connections_timed_out: AtomicU64,
+    /// Audit checkpoints delivered to a sink.
+    pub checkpoints_sent: AtomicU64,
+    /// Audit checkpoint deliveries (or signings) that failed.
+    pub checkpoints_failed: AtomicU64,
+    /// Starts at which the database did not match the last checkpoint.
+    pub checkpoint_mismatch: AtomicU64,
+    /// Open connections now.
+    pub connections: AtomicI64,
     /// Long-polls waiting now.
     pub watchers: AtomicI64,
 }
@@ -74,6 +90,41 @@ impl Metrics {
             ),
             ("ringfence_enrollments_total", "Nodes enrolled.", get(&self.enrollments)),
             ("ringfence_enrollments_refused_total", "Enrollments refused.", get(&self.enrollments_refused)),
+            (
+                "ringfence_wireguard_claims_refused_total",
+                "WireGuard claims refused.",
+                get(&self.claims_refused),
+            ),
+            (
+                "ringfence_rate_limited_total",
+                "Requests refused by a per-node rate limit (429).",
+                get(&self.rate_limited),
+            ),
+            (
+                "ringfence_connections_refused_total",
+                "Connections refused or closed by the connection limits.",
+                get(&self.connections_refused),
+            ),
+            (
+                "ringfence_audit_checkpoints_total",
+                "Audit checkpoints delivered to a sink.",
+                get(&self.checkpoints_sent),
+            ),
+            (
+                "ringfence_audit_checkpoints_failed_total",
+                "Audit checkpoint deliveries that failed.",
+                get(&self.checkpoints_failed),
+            ),
+            (
+                "ringfence_audit_checkpoint_mismatch_total",
+                "Starts at which the audit log did not contain the last checkpoint.",
+                get(&self.checkpoint_mismatch),
+            ),
+            (
+                "ringfence_connections_timed_out_total",
+                "Connections closed for idleness or a slow TLS handshake.",
+                get(&self.connections_timed_out),
+            ),
         ];
         for (name, help, value) in c {
             metric(&mut out, name, "counter", help, value);
@@ -84,6 +135,13 @@ impl Metrics {
             "gauge",
             "Bundle long-polls waiting now.",
             self.watchers.load(Ordering::Relaxed),
+        );
+        metric(
+            &mut out,
+            "ringfence_connections",
+            "gauge",
+            "Open connections.",
+            self.connections.load(Ordering::Relaxed),
         );
         out
     }

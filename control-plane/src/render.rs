@@ -40,7 +40,8 @@ pub fn render(snapshot: &Snapshot, node_id: &str) -> Option<Bundle> {
                 name: n.info.node_id.clone(),
                 public_key: wg.public_key.clone(),
                 endpoint: wg.endpoint.clone(),
-                allowed_ips: wg.allowed_ips.clone(),
+                // The control plane's allocation, never what the node claimed.
+                allowed_ips: n.info.tunnel_addresses.clone(),
                 region: n.info.region.clone(),
             })
         })
@@ -91,6 +92,7 @@ mod tests {
                 enrolled_ms: 0,
                 cert_not_after_ms: 0,
                 revoked_ms: revoked.then_some(1),
+                tunnel_addresses: vec![],
             },
             generation,
         }

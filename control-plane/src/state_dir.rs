@@ -20,6 +20,10 @@ pub const CA_KEY: &str = "ca.key";
 pub const SIGNING_KEY: &str = "bundle-signing.key";
 /// The admin bearer credential.
 pub const ADMIN_TOKEN: &str = "admin.token";
+/// The Ed25519 key that signs audit checkpoints (base64 seed), used for nothing else.
+pub const CHECKPOINT_KEY: &str = "audit-checkpoint.key";
+/// Its public key (base64), for `ringfence audit verify --checkpoint-key`.
+pub const CHECKPOINT_PUB: &str = "audit-checkpoint.pub";
 
 /// Why the state directory could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +62,8 @@ pub struct State {
     pub admin_token_path: PathBuf,
     /// Where the CA certificate is.
     pub ca_path: PathBuf,
+    /// The audit checkpoint key.
+    pub checkpoint_key: SigningKey,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
@@ -103,20 +109,13 @@ pub fn load_or_create(dir: &Path) -> Result<State, StateError> {
         }
         (None, Some(_)) => return Err(corrupt(&ca_path, "the CA key exists but its certificate is missing")),
     };
-    let signing_path = dir.join(SIGNING_KEY);
-    let signing_key = match read(&signing_path)? {
-        Some(text) => {
-            let seed = STANDARD.decode(text.trim()).map_err(|e| corrupt(&signing_path, e.to_string()))?;
-            let seed: [u8; 32] = seed.try_into().map_err(|_| corrupt(&signing_path, "expected 32 bytes"))?;
-            SigningKey::from_bytes(&seed)
-        }
-        None => {
-            let key = SigningKey::generate(&mut rand::rngs::OsRng);
-            write_new(&signing_path, &format!("{}\n", STANDARD.encode(key.to_bytes())), 0o600)?;
-            tracing::info!(path = %signing_path.display(), "created the bundle-signing key");
-            key
-        }
-    };
+    let signing_key = ed25519_key(&dir.join(SIGNING_KEY), "bundle-signing")?;
+    let checkpoint_key = ed25519_key(&dir.join(CHECKPOINT_KEY), "audit checkpoint")?;
+    let pub_path = dir.join(CHECKPOINT_PUB);
+    if read(&pub_path)?.is_none() {
+        let public = ringfence_proto::public_key_b64(&checkpoint_key.verifying_key());
+        write_new(&pub_path, &format!("{public}\n"), 0o644)?;
+    }
     let admin_token_path = dir.join(ADMIN_TOKEN);
     let admin_token = match read(&admin_token_path)? {
         Some(text) if text.trim().len() >= 32 => text.trim().to_owned(),
@@ -130,7 +129,24 @@ pub fn load_or_create(dir: &Path) -> Result<State, StateError> {
             token
         }
     };
-    Ok(State { ca, signing_key, admin_token, admin_token_path, ca_path })
+    Ok(State { ca, signing_key, admin_token, admin_token_path, ca_path, checkpoint_key })
+}
+
+/// Loads an Ed25519 key (base64 of its 32-byte seed), creating it (0600) if missing.
+fn ed25519_key(path: &Path, what: &str) -> Result<SigningKey, StateError> {
+    match read(path)? {
+        Some(text) => {
+            let seed = STANDARD.decode(text.trim()).map_err(|e| corrupt(path, e.to_string()))?;
+            let seed: [u8; 32] = seed.try_into().map_err(|_| corrupt(path, "expected 32 bytes"))?;
+            Ok(SigningKey::from_bytes(&seed))
+        }
+        None => {
+            let key = SigningKey::generate(&mut rand::rngs::OsRng);
+            write_new(path, &format!("{}\n", STANDARD.encode(key.to_bytes())), 0o600)?;
+            tracing::info!(path = %path.display(), "created the {what} key");
+            Ok(key)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -141,7 +157,7 @@ mod tests {
     fn creates_once_then_reloads_with_private_modes() {
         let dir = tempfile::tempdir().unwrap();
         let first = load_or_create(dir.path()).unwrap();
-        for name in [CA_KEY, SIGNING_KEY, ADMIN_TOKEN] {
+        for name in [CA_KEY, SIGNING_KEY, ADMIN_TOKEN, CHECKPOINT_KEY] {
             let mode = fs::metadata(dir.path().join(name)).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600, "{name}");
         }
@@ -149,6 +165,8 @@ mod tests {
         assert_eq!(first.admin_token, second.admin_token);
         assert_eq!(first.ca.pem, second.ca.pem);
         assert_eq!(first.signing_key.to_bytes(), second.signing_key.to_bytes());
+        assert_eq!(first.checkpoint_key.to_bytes(), second.checkpoint_key.to_bytes());
+        assert_ne!(first.checkpoint_key.to_bytes(), first.signing_key.to_bytes(), "a dedicated key");
         fs::remove_file(dir.path().join(CA_KEY)).unwrap();
         let err = load_or_create(dir.path()).err().expect("missing CA key refused");
         assert!(err.to_string().contains("its key is missing"), "{err}");

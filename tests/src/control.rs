@@ -28,6 +28,8 @@ pub struct ControlPlane {
     pub addr: SocketAddr,
     /// The network namespace it (and the CLI, and enrollments) run in; `None`: the test's own.
     netns: Option<PathBuf>,
+    /// `--db` (default: SQLite in the state directory).
+    db: Option<String>,
 }
 
 impl ControlPlane {
@@ -35,19 +37,24 @@ impl ControlPlane {
     /// until it accepts.
     pub fn start(name: &str) -> ControlPlane {
         let port = TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
-        Self::start_at(name, SocketAddr::from(([127, 0, 0, 1], port)), None)
+        Self::start_at(name, SocketAddr::from(([127, 0, 0, 1], port)), None, None)
     }
 
     /// Starts it inside a lab namespace, listening on `addr` (an address of that namespace).
     pub fn start_in(name: &str, ns: &NetNs, addr: SocketAddr) -> ControlPlane {
-        Self::start_at(name, addr, Some(ns.path().to_path_buf()))
+        Self::start_at(name, addr, Some(ns.path().to_path_buf()), None)
     }
 
-    fn start_at(name: &str, addr: SocketAddr, netns: Option<PathBuf>) -> ControlPlane {
+    /// [`ControlPlane::start_in`] with the database `db` (e.g. a PostgreSQL URL).
+    pub fn start_in_with_db(name: &str, ns: &NetNs, addr: SocketAddr, db: Option<String>) -> ControlPlane {
+        Self::start_at(name, addr, Some(ns.path().to_path_buf()), db)
+    }
+
+    fn start_at(name: &str, addr: SocketAddr, netns: Option<PathBuf>, db: Option<String>) -> ControlPlane {
         let state = std::env::temp_dir().join(format!("ringfence-cp-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&state);
         std::fs::create_dir_all(&state).expect("control-plane state dir");
-        let mut cp = ControlPlane { child: None, state, addr, netns };
+        let mut cp = ControlPlane { child: None, state, addr, netns, db };
         cp.restart();
         cp
     }
@@ -81,10 +88,16 @@ impl ControlPlane {
     /// (Re)starts the server on the same state directory and port.
     pub fn restart(&mut self) {
         self.kill();
-        let db = format!("sqlite://{}", self.state.join("control.db").display());
+        let db = self
+            .db
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.state.join("control.db").display()));
         let child = self
             .command(sibling_bin("ringfence-control"))
             .args(["serve", "--listen", &self.addr.to_string(), "--db", &db, "--long-poll-max", "20s"])
+            // Lab nodes' tunnel addresses (198.51.100.1, .2, ... in enrollment order); their
+            // endpoints are the addresses they connect from.
+            .args(["--wg-pool", "*=198.51.100.0/24"])
             .arg("--state-dir")
             .arg(&self.state)
             .stdin(Stdio::null())

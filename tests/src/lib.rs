@@ -44,6 +44,7 @@ pub mod lab;
 pub mod netns;
 pub mod postgres;
 pub mod probe;
+pub mod procfs;
 pub mod scenario;
 pub mod scrape;
 pub mod skip;

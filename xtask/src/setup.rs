@@ -161,6 +161,40 @@ fn ensure_boringtun(check: bool, did: &mut Vec<String>) -> Result<()> {
     Ok(())
 }
 
+/// The S3 API server the audit checkpoint tests start (moto implements Object Lock).
+const PIP_MOTO: &str = "moto[server]";
+
+fn moto_ok() -> bool {
+    Command::new("python3").args(["-c", "import moto.server"]).output().is_ok_and(|o| o.status.success())
+}
+
+fn ensure_moto(check: bool, did: &mut Vec<String>) -> Result<()> {
+    if moto_ok() {
+        return Ok(());
+    }
+    if check {
+        bail!("python3 module moto.server missing (run `cargo xtask setup`: pip install '{PIP_MOTO}')");
+    }
+    println!("setup: pip install '{PIP_MOTO}' (S3 Object Lock server for the audit checkpoint tests)");
+    let pip = |extra: &[&str]| {
+        Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+            .args(extra)
+            .arg(PIP_MOTO)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    // Debian's own python3 refuses pip without --break-system-packages (PEP 668).
+    if !pip(&[]) && !pip(&["--break-system-packages"]) {
+        bail!("pip install '{PIP_MOTO}' failed (is python3 with pip installed?)");
+    }
+    if !moto_ok() {
+        bail!("'{PIP_MOTO}' was installed but `python3 -c 'import moto.server'` still fails");
+    }
+    did.push(format!("installed {PIP_MOTO}"));
+    Ok(())
+}
+
 fn check_kernel() -> Result<()> {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
     if !mounts.lines().any(|l| l.contains(" - cgroup2 ")) {
@@ -179,9 +213,10 @@ pub fn setup(check: bool) -> Result<()> {
     ensure_nightly(check, &mut did)?;
     ensure_bpf_linker(check, &mut did)?;
     ensure_boringtun(check, &mut did)?;
+    ensure_moto(check, &mut did)?;
     check_kernel()?;
     if did.is_empty() {
-        println!("setup: everything present (apt packages, nightly LLVM {LLVM_MAJOR} + rust-src, bpf-linker {BPF_LINKER_VERSION}, boringtun-cli {BORINGTUN_VERSION}, cgroup v2)");
+        println!("setup: everything present (apt packages, nightly LLVM {LLVM_MAJOR} + rust-src, bpf-linker {BPF_LINKER_VERSION}, boringtun-cli {BORINGTUN_VERSION}, {PIP_MOTO}, cgroup v2)");
     } else {
         println!("setup: done: {}", did.join("; "));
     }

@@ -67,6 +67,7 @@ impl BundleStore {
         let bundle = signed
             .verify_for_node(&self.pinned, self.applied_version, &self.node_id)
             .map_err(|e| refused(e.to_string()))?;
+        check_peers(&bundle).map_err(|e| refused(e.to_string()))?;
         self.applied_version = bundle.version;
         self.last = Some(bundle.clone());
         Ok(Some(bundle))
@@ -88,10 +89,12 @@ impl BundleStore {
         self.last.as_ref().map_or(0, |b| b.version)
     }
 
-    /// Checks a bundle without keeping it: pinned key, this node, not older than the floor, and
+    /// Checks a bundle without keeping it: its peers must be a valid mesh (no repeated or
+    /// malformed key, no overlapping addresses), then pinned key, this node, not older than the floor, and
     /// at the floor's version only the same contents.
     pub fn verify(&self, signed: &SignedBundle) -> Result<Bundle, ControlError> {
         let bundle = signed.verify_for_node(&self.pinned, self.applied_version, &self.node_id)?;
+        check_peers(&bundle)?;
         if let Some(last) = &self.last {
             if bundle.version <= last.version && !same_content(last, &bundle) {
                 return Err(ControlError::BundleConflict { version: bundle.version });
@@ -117,6 +120,23 @@ impl BundleStore {
         self.commit(signed, bundle.clone())?;
         Ok(bundle)
     }
+}
+
+/// Refuses a bundle whose peers are not a valid mesh (the mesh would refuse to start with them).
+fn check_peers(bundle: &Bundle) -> Result<(), ControlError> {
+    crate::wg::peers::parse(&String::from_utf8_lossy(&peers_document(bundle)))
+        .map(|_| ())
+        .map_err(|problems| ControlError::BadPeers { version: bundle.version, problems: problems.join("; ") })
+}
+
+/// A bundle's peers in the mesh's peers-file format (`{"peers": [...]}`, pretty JSON).
+pub fn peers_document(b: &Bundle) -> Vec<u8> {
+    let peers: Vec<_> = b
+        .peers
+        .iter()
+        .map(|p| serde_json::json!({ "publicKey": p.public_key, "endpoint": p.endpoint, "allowedIps": p.allowed_ips, "region": p.region }))
+        .collect();
+    serde_json::to_vec_pretty(&serde_json::json!({ "peers": peers })).expect("peers serialize")
 }
 
 #[cfg(test)]
@@ -175,5 +195,38 @@ mod tests {
         assert_eq!((tampered.last(), tampered.poll_after(), tampered.applied_version()), (None, 0, 5));
         assert!(tampered.accept(&SignedBundle::sign(&bundle(4, "10.0.0.0/8"), &key)).is_err());
         assert!(tampered.accept(&v5).is_ok(), "the current bundle is accepted again");
+    }
+
+    #[test]
+    fn peers_that_overlap_or_repeat_keys_are_refused_keeping_the_last_good() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let mut store = BundleStore::open(dir.path(), "n-1", key.verifying_key()).unwrap();
+        let peer = |k: u8, ip: &str| ringfence_proto::Peer {
+            name: format!("n-{k}"),
+            public_key: base64_key(k),
+            endpoint: Some(format!("192.0.2.{k}:51820")),
+            allowed_ips: vec![ip.into()],
+            region: "eu".into(),
+        };
+        let mut good = bundle(5, "10.0.0.0/8");
+        good.peers = vec![peer(2, "10.77.0.2/32"), peer(3, "10.77.0.3/32")];
+        store.accept(&SignedBundle::sign(&good, &key)).unwrap();
+        let mut hijacked = bundle(6, "10.0.0.0/8");
+        hijacked.peers = vec![peer(2, "10.77.0.2/32"), peer(2, "0.0.0.0/1"), peer(4, "10.77.0.0/24")];
+        let err = store.accept(&SignedBundle::sign(&hijacked, &key)).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, ControlError::BadPeers { version: 6, .. }), "{text}");
+        for needle in
+            ["same key as peers[0]", "10.77.0.0/24 overlaps 10.77.0.2/32", "keeping the last good bundle"]
+        {
+            assert!(text.contains(needle), "{needle:?} in {text}");
+        }
+        assert_eq!(store.last().map(|b| b.version), Some(5));
+        assert_eq!(store.applied_version(), 5);
+    }
+
+    fn base64_key(n: u8) -> String {
+        wireguard_control::Key([n; 32]).to_base64()
     }
 }

@@ -69,6 +69,11 @@ pub(crate) async fn send(
     if status.is_success() {
         return Ok(response);
     }
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+        .map(|s| Duration::from_secs(s.clamp(1, 300)));
     let body = response.text().await.unwrap_or_default();
     let message = match serde_json::from_str::<ErrorBody>(&body) {
         Ok(e) => e.error,
@@ -76,7 +81,10 @@ pub(crate) async fn send(
         Err(_) => body.chars().take(300).collect(),
     };
     let status = status.as_u16();
-    if (400..500).contains(&status) {
+    if status == 429 {
+        let retry_after = retry_after.unwrap_or(Duration::from_secs(5));
+        Err(ControlError::RateLimited { what, retry_after, message })
+    } else if (400..500).contains(&status) {
         Err(ControlError::Refused { what, status, message })
     } else {
         Err(ControlError::Server { what, status, message })

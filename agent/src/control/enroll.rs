@@ -71,7 +71,7 @@ pub async fn enroll(
     };
     let http = http_client(&ca_pem, None)?;
     let post = http.post(format!("{base}/v1/enroll")).json(&request).timeout(CALL_TIMEOUT);
-    let response = send(&base, "the enrollment", post).await?;
+    let response = send(&base, "the enrollment", post).await.map_err(|e| not_enrolled(e, ca_pem_path))?;
     let enrolled: EnrollResponse = json(&base, "the enrollment", response).await?;
     let identity = identity_from(&base, hostname, &dir, key.key_pem, enrolled)?;
     identity.save().map_err(|e| {
@@ -82,6 +82,23 @@ pub async fn enroll(
     })?;
     tracing::info!(node = identity.meta.node_id, region = identity.meta.region, server = base, "enrolled");
     Ok(identity)
+}
+
+/// An enrollment that got no answer, said as what it is: nothing was enrolled and nothing is
+/// enforced from a control plane (a wrong `--ca` named as such).
+fn not_enrolled(e: ControlError, ca: &Path) -> ControlError {
+    match e {
+        ControlError::Unreachable { url, message }
+            if message.contains("UnknownIssuer") || message.contains("invalid peer certificate") =>
+        {
+            ControlError::Config(format!(
+                "--ca {}: the control plane at {url} presented a certificate this CA did not sign ({message}); copy ca.pem from the control plane's state directory. Nothing was enrolled",
+                ca.display()
+            ))
+        }
+        ControlError::Unreachable { url, message } => ControlError::NoEnrollment { url, message },
+        other => other,
+    }
 }
 
 /// The identity described by an enrollment answer.

@@ -18,6 +18,8 @@ pub mod enroll;
 pub mod identity;
 pub mod periodic;
 pub mod sync;
+pub mod upload;
+pub mod verdicts;
 
 use std::fs;
 use std::io::Write;
@@ -28,8 +30,9 @@ pub use bundles::BundleStore;
 pub use client::ControlClient;
 pub use enroll::enroll;
 pub use identity::Identity;
-pub use periodic::{event_from_record, upload_events, Uploaded};
 pub use sync::{link, run_sync, AgentEnd, AgentLink, ApplyResult, EventQueue, ReportFn, SyncOptions};
+pub use upload::{event_from_record, upload_events, Uploaded};
+pub use verdicts::VerdictLane;
 
 use crate::error::{EXIT_CONFIG, EXIT_UNAVAILABLE};
 
@@ -72,6 +75,24 @@ pub enum ControlError {
         /// Why.
         message: String,
     },
+    /// Enrollment got no answer (nothing enrolled, nothing enforced from a control plane).
+    #[error("cannot reach the control plane at {url}: {message}; nothing was enrolled (check --server and the network)")]
+    NoEnrollment {
+        /// The server.
+        url: String,
+        /// Why.
+        message: String,
+    },
+    /// Over a per-node rate limit (429): retry after the delay the control plane gave.
+    #[error("control plane rate-limited {what}: {message}; retrying in {}s", retry_after.as_secs())]
+    RateLimited {
+        /// The request.
+        what: &'static str,
+        /// The server's `Retry-After`.
+        retry_after: std::time::Duration,
+        /// The server's explanation.
+        message: String,
+    },
     /// The control plane refused the request (4xx): retrying the same request will not help.
     #[error("control plane refused {what} ({status}): {message}")]
     Refused {
@@ -95,6 +116,15 @@ pub enum ControlError {
     /// A bundle that must not be applied (signature, node, rollback).
     #[error("bundle refused: {0}; keeping the last good bundle")]
     BundleRefused(#[from] ringfence_proto::BundleError),
+    /// A signed bundle whose WireGuard peers are not a valid mesh (repeated keys, overlapping
+    /// addresses): applying it would break the mesh or hand traffic to the wrong peer.
+    #[error("bundle {version} refused: its WireGuard peers are not a valid mesh ({problems}); keeping the last good bundle")]
+    BadPeers {
+        /// The version.
+        version: u64,
+        /// Every problem.
+        problems: String,
+    },
     /// The same bundle version with other contents than the applied one.
     #[error("bundle refused: version {version} differs from the applied bundle of the same version; keeping the last good bundle")]
     BundleConflict {
@@ -127,14 +157,27 @@ impl ControlError {
             | ControlError::Config(_)
             | ControlError::Refused { .. }
             | ControlError::StoredBundle { .. } => EXIT_CONFIG,
-            ControlError::Unreachable { .. } | ControlError::Server { .. } => EXIT_UNAVAILABLE,
+            ControlError::Unreachable { .. }
+            | ControlError::Server { .. }
+            | ControlError::RateLimited { .. } => EXIT_UNAVAILABLE,
             _ => 1,
         }
     }
 
     /// Whether the same request may succeed later without anyone changing anything.
     pub fn is_transient(&self) -> bool {
-        matches!(self, ControlError::Unreachable { .. } | ControlError::Server { .. })
+        matches!(
+            self,
+            ControlError::Unreachable { .. } | ControlError::Server { .. } | ControlError::RateLimited { .. }
+        )
+    }
+
+    /// How long to wait before retrying, when the control plane said (429).
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            ControlError::RateLimited { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
     }
 
     pub(crate) fn io<'a>(

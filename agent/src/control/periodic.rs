@@ -1,43 +1,13 @@
-//! The periodic parts of [`super::run_sync`]: event upload from the alert spool, reports and
-//! certificate renewal.
+//! The periodic parts of [`super::run_sync`]: reports and certificate renewal (event upload is
+//! in [`super::upload`]); retry delays, and warnings that are not repeated while they stay the same.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng;
-use ringfence_proto::api::{Event, EventBatch};
-use serde_json::Value;
 use tokio::sync::watch;
 
-use super::sync::{sleep, unless_stopped, Applied, EventQueue, ReportFn, SyncOptions};
+use super::sync::{sleep, unless_stopped, Applied, ReportFn, SyncOptions};
 use super::{ControlClient, ControlError};
-use crate::exfil::{Spool, SpoolError};
-
-/// The longest event id the control plane stores.
-const MAX_EVENT_ID: usize = 128;
-
-/// A spool record as a control-plane event: `id`; `kind` from `"type"` (else `"kind"`, else
-/// `alert`); `time_ms` from `"unix_ms"`; severity `critical` stays, `info`/`low` become `info`,
-/// anything else (`high`...) `warning`; `summary` from `"explanation"`; `details` the whole
-/// record. `None` for a record without a usable id (1 to 128 characters).
-pub fn event_from_record(record: &Value) -> Option<Event> {
-    let text = |k: &str| record.get(k).and_then(Value::as_str);
-    let id = text("id").filter(|id| !id.is_empty() && id.len() <= MAX_EVENT_ID)?;
-    let kind = text("type").or_else(|| text("kind")).unwrap_or("alert");
-    let severity = match text("severity") {
-        Some("critical") => "critical",
-        Some("info" | "low") => "info",
-        _ => "warning",
-    };
-    Some(Event {
-        id: id.to_owned(),
-        kind: kind.to_owned(),
-        time_ms: record.get("unix_ms").and_then(Value::as_i64).unwrap_or_else(ringfence_proto::now_ms),
-        severity: severity.to_owned(),
-        summary: text("explanation").unwrap_or(kind).to_owned(),
-        details: record.clone(),
-    })
-}
 
 /// Retry delays: doubling from `min` to `max`, each drawn from [d/2, d] (jitter).
 pub(crate) struct Backoff {
@@ -62,89 +32,27 @@ impl Backoff {
     }
 }
 
-/// What one [`upload_events`] did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Uploaded {
-    /// Records read from the spool.
-    pub read: usize,
-    /// Newly stored by the control plane.
-    pub accepted: usize,
-    /// Already stored by an earlier delivery.
-    pub duplicates: usize,
-    /// Records acknowledged in the spool.
-    pub acknowledged: usize,
+/// Logs a failing call's error once while it stays the same (at debug level after that), and
+/// once when the call works again: an agent's log does not repeat a problem every few seconds.
+#[derive(Default)]
+pub(crate) struct Quiet {
+    last: Option<String>,
 }
 
-async fn with_spool<T: Send + 'static>(
-    spool: &Arc<Mutex<Spool>>,
-    f: impl FnOnce(&mut Spool) -> Result<T, SpoolError> + Send + 'static,
-) -> Result<T, ControlError> {
-    let spool = spool.clone();
-    let run = move || f(&mut spool.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
-    tokio::task::spawn_blocking(run).await.expect("spool task panicked").map_err(ControlError::from)
-}
-
-/// Uploads up to `limit` pending spool records and acknowledges them in the spool once the
-/// control plane has them all (accepted or duplicates). At-least-once: a crash before the
-/// acknowledgement resends them, and the control plane stores each id once.
-pub async fn upload_events(
-    client: &ControlClient,
-    spool: &Arc<Mutex<Spool>>,
-    limit: usize,
-) -> Result<Uploaded, ControlError> {
-    let records = with_spool(spool, move |s| s.pending(limit)).await?;
-    let Some(last_id) = records.last().and_then(|r| r.get("id")?.as_str().map(str::to_owned)) else {
-        return Ok(Uploaded::default());
-    };
-    let events: Vec<Event> = records.iter().filter_map(event_from_record).collect();
-    if events.len() < records.len() {
-        tracing::warn!(
-            skipped = records.len() - events.len(),
-            "alert spool records without a usable id not sent"
-        );
+impl Quiet {
+    pub(crate) fn failed(&mut self, what: &str, e: &ControlError) {
+        let text = e.to_string();
+        if self.last.as_deref() == Some(text.as_str()) {
+            tracing::debug!(error = %text, "{what} (still)");
+        } else {
+            tracing::warn!(error = %text, "{what}");
+            self.last = Some(text);
+        }
     }
-    let mut done = Uploaded { read: records.len(), ..Default::default() };
-    if !events.is_empty() {
-        let stored = client.events(&EventBatch { events }).await?;
-        (done.accepted, done.duplicates) = (stored.accepted.len(), stored.duplicates.len());
-    }
-    done.acknowledged = with_spool(spool, move |s| s.acknowledge_through(&last_id)).await?;
-    tracing::debug!(?done, "events uploaded");
-    Ok(done)
-}
 
-pub(crate) async fn events_loop(
-    client: &ControlClient,
-    opts: &SyncOptions,
-    queue: EventQueue,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut backoff = Backoff::new(opts);
-    loop {
-        let wait = match unless_stopped(&mut shutdown, upload_events(client, &queue.spool, opts.events_batch))
-            .await
-        {
-            None => return,
-            Some(Ok(done)) if done.read >= opts.events_batch => Duration::ZERO,
-            Some(Ok(_)) => {
-                backoff.reset();
-                opts.events_every
-            }
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, "event upload failed; the events stay in the spool");
-                // Retry after the backoff, whatever is appended meanwhile.
-                if !sleep(&mut shutdown, backoff.delay()).await {
-                    return;
-                }
-                continue;
-            }
-        };
-        let woken = tokio::select! {
-            _ = queue.notify.notified() => true,
-            slept = sleep(&mut shutdown, wait) => slept,
-        };
-        if !woken {
-            return;
+    pub(crate) fn ok(&mut self, what: &str) {
+        if self.last.take().is_some() {
+            tracing::info!("{what}");
         }
     }
 }
@@ -157,6 +65,7 @@ pub(crate) async fn report_loop(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut backoff = Backoff::new(opts);
+    let mut quiet = Quiet::default();
     loop {
         let mut body = report();
         let (bundle_version, policy_version) = *applied.borrow_and_update();
@@ -167,11 +76,12 @@ pub(crate) async fn report_loop(
             None => return,
             Some(Ok(())) => {
                 backoff.reset();
+                quiet.ok("node report accepted again");
                 opts.report_every
             }
             Some(Err(e)) => {
-                tracing::warn!(error = %e, "node report failed");
-                backoff.delay().min(opts.report_every)
+                quiet.failed("node report failed", &e);
+                e.retry_after().unwrap_or_else(|| backoff.delay().min(opts.report_every))
             }
         };
         // Report again after the interval, or at once when a bundle was applied.
@@ -216,32 +126,7 @@ pub(crate) async fn renew_loop(
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
-
-    #[test]
-    fn spool_records_become_events_with_the_whole_record_as_details() {
-        let record = json!({
-            "id": "19a-7", "type": "exfiltration", "unix_ms": 1_780_000_000_123u64, "kind": "bulk",
-            "severity": "high", "destination": "203.0.113.9", "bytes": 123456,
-            "explanation": "123456 bytes sent from cgroup 42 to 203.0.113.9",
-        });
-        let event = event_from_record(&record).unwrap();
-        assert_eq!((event.id.as_str(), event.kind.as_str()), ("19a-7", "exfiltration"));
-        assert_eq!((event.time_ms, event.severity.as_str()), (1_780_000_000_123, "warning"));
-        assert_eq!(event.summary, "123456 bytes sent from cgroup 42 to 203.0.113.9");
-        assert_eq!(event.details, record);
-        let critical =
-            event_from_record(&json!({"id": "x", "severity": "critical", "kind": "deny"})).unwrap();
-        assert_eq!(
-            (critical.severity.as_str(), critical.kind.as_str(), critical.summary.as_str()),
-            ("critical", "deny", "deny")
-        );
-        assert!(event_from_record(&json!({"id": ""})).is_none());
-        assert!(event_from_record(&json!({"id": "x".repeat(129)})).is_none());
-        assert!(event_from_record(&json!({"type": "deny"})).is_none());
-    }
 
     #[test]
     fn backoff_doubles_to_the_cap_with_jitter() {

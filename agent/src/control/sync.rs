@@ -20,7 +20,8 @@ use ringfence_proto::api::{BundleAck, NodeReport};
 use ringfence_proto::{Bundle, SignedBundle};
 use tokio::sync::{mpsc, watch, Notify};
 
-use super::periodic::{events_loop, renew_loop, report_loop, Backoff};
+use super::periodic::{renew_loop, report_loop, Backoff};
+use super::upload::events_loop;
 use super::{BundleStore, ControlClient};
 use crate::exfil::Spool;
 
@@ -79,14 +80,37 @@ impl ApplyResult {
 /// agent version, if left `None`) are filled in by [`run_sync`].
 pub type ReportFn = Arc<dyn Fn() -> NodeReport + Send + Sync>;
 
-/// The alert spool to upload, shared with the code that appends to it. Call
+/// The event spools to upload, shared with the code that appends to them. Call
 /// `notify.notify_one()` after appending to upload at once instead of within a second.
+///
+/// Two lanes, each its own spool with its own size cap: alerts (exfiltration alerts, plaintext
+/// drops), uploaded first, and denials, which can never evict an alert.
 #[derive(Clone)]
 pub struct EventQueue {
-    /// The spool (locked briefly, from a blocking thread).
+    /// The alert lane (locked briefly, from a blocking thread).
     pub spool: Arc<Mutex<Spool>>,
+    /// The denial lane.
+    pub denials: Arc<Mutex<Spool>>,
     /// Wakes the uploader.
     pub notify: Arc<Notify>,
+}
+
+/// The denial lane's directory inside the state directory (the alert lane is `spool/`).
+pub const DENIAL_SPOOL_DIR: &str = "spool-denials";
+
+impl EventQueue {
+    /// Opens both lanes in `state_dir`: `spool/` (alerts, 256 MiB) and `spool-denials/` (64 MiB).
+    pub fn open(state_dir: &std::path::Path) -> Result<EventQueue, crate::exfil::SpoolError> {
+        use crate::exfil::{shell::SPOOL_DIR, SpoolLimits};
+        let alerts = Spool::open(&state_dir.join(SPOOL_DIR), SpoolLimits::default())?;
+        let limits = SpoolLimits { max_total_bytes: 64 << 20, ..SpoolLimits::default() };
+        let denials = Spool::open(&state_dir.join(DENIAL_SPOOL_DIR), limits)?;
+        Ok(EventQueue {
+            spool: Arc::new(Mutex::new(alerts)),
+            denials: Arc::new(Mutex::new(denials)),
+            notify: Arc::new(Notify::new()),
+        })
+    }
 }
 
 /// [`run_sync`]'s side of the channels with the agent.

@@ -1,13 +1,18 @@
-//! Durable local alert spool: alerts survive control-plane outages and agent crashes.
+//! Durable local event spool: events survive control-plane outages and agent crashes.
 //!
 //! A directory (created 0700) of `spool-00000001.jsonl`, `spool-00000002.jsonl`, …: one JSON record
 //! per line, fsynced before `append` returns. Files rotate at `max_file_bytes`; past
 //! `max_total_bytes` the oldest whole files are deleted and their undelivered records counted as
-//! dropped. Delivery is at-least-once: an uploader reads `pending`, sends, then acknowledges; the
-//! cursor (`dir/cursor`: file sequence + line) is replaced atomically and files wholly before it
-//! are deleted. A crash between sending and acknowledging resends, so records carry a string `"id"`
-//! for the receiver to deduplicate. A missing cursor file, or one naming a deleted file, means
-//! "from the start of the next existing file".
+//! dropped. Delivery is at-least-once: an uploader reads a [`Batch`] ([`Spool::read_batch`]),
+//! sends it, then acknowledges it ([`Spool::ack_batch`]); records carry a string `"id"` for the
+//! receiver to deduplicate a resend after a crash.
+//!
+//! Reading never re-parses what was delivered: the cursor (`dir/cursor`: file, line and byte
+//! offset, replaced atomically) says where the next undelivered record starts, and a batch is read
+//! from there, at most `limit` records. A line that is not a JSON object with a string `"id"` is
+//! quarantined: copied to `dir/quarantine.jsonl`, counted, logged, and passed over, so delivery
+//! continues. A corrupt or impossible cursor is moved aside and rebuilt (delivery restarts at the
+//! oldest file still there; the receiver drops the repeats): never fatal.
 use std::{
     collections::VecDeque,
     fs::{self, File, OpenOptions},
@@ -17,6 +22,14 @@ use std::{
 };
 
 use serde_json::Value;
+
+mod cursor;
+mod reader;
+#[cfg(test)]
+mod tests;
+
+pub use cursor::Cursor;
+pub use reader::{Batch, QUARANTINE};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SpoolLimits {
@@ -34,19 +47,15 @@ impl Default for SpoolLimits {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
-    #[error("alert spool: {what} {path}: {source}")]
+    #[error("event spool: {what} {path}: {source}")]
     Io {
         what: &'static str,
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("alert spool: {path} line {line}: {message}")]
-    Corrupt { path: PathBuf, line: u64, message: String },
-    #[error("alert spool {path}: record has no string \"id\" field")]
+    #[error("event spool {path}: record has no string \"id\" field")]
     NoId { path: PathBuf },
-    #[error("alert spool {path}: cannot acknowledge {requested} records, {pending} pending")]
-    AckBeyondPending { path: PathBuf, requested: usize, pending: usize },
 }
 
 fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> SpoolError + 'a {
@@ -61,13 +70,6 @@ struct Segment {
     lines: u64,
 }
 
-/// The next undelivered record: line `line` (0-based) of file `seq`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-struct Cursor {
-    seq: u64,
-    line: u64,
-}
-
 #[derive(Debug)]
 pub struct Spool {
     dir: PathBuf,
@@ -77,10 +79,15 @@ pub struct Spool {
     file: File,
     cursor: Cursor,
     dropped: u64,
+    quarantined: u64,
+    /// Corrupt lines before this position were quarantined already (a batch read again after a
+    /// failed upload does not copy them twice).
+    quarantine_mark: Option<Cursor>,
 }
 
 impl Spool {
-    /// Opens (creating) the spool in `dir`, dropping a torn last line left by a crash.
+    /// Opens (creating) the spool in `dir`, dropping a torn last line left by a crash and
+    /// rebuilding a corrupt cursor.
     pub fn open(dir: &Path, limits: SpoolLimits) -> Result<Spool, SpoolError> {
         fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io_err("create", dir))?;
         let mut seqs = Vec::new();
@@ -94,43 +101,43 @@ impl Spool {
         seqs.sort_unstable();
         let mut segments = VecDeque::new();
         for seq in seqs {
-            let path = seg_path(dir, seq);
-            let data = fs::read(&path).map_err(io_err("read", &path))?;
-            let keep = data.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-            if keep < data.len() {
-                let bytes = data.len() - keep;
-                tracing::warn!(path = %path.display(), bytes, "alert spool: dropping a torn last line");
-                let f = OpenOptions::new().write(true).open(&path).map_err(io_err("open", &path))?;
-                f.set_len(keep as u64).and_then(|()| f.sync_all()).map_err(io_err("truncate", &path))?;
-            }
-            let lines = data[..keep].iter().filter(|b| **b == b'\n').count() as u64;
-            segments.push_back(Segment { seq, bytes: keep as u64, lines });
+            segments.push_back(scan_segment(dir, seq)?);
         }
-        let cursor_path = dir.join("cursor");
-        let cursor = match fs::read(&cursor_path) {
-            Ok(data) => serde_json::from_slice(&data).map_err(|e| SpoolError::Corrupt {
-                path: cursor_path.clone(),
-                line: 1,
-                message: e.to_string(),
-            })?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Cursor { seq: 0, line: 0 },
-            Err(e) => return Err(io_err("read", &cursor_path)(e)),
-        };
         let next = segments.back().map_or(1, |s| s.seq + 1);
         let continue_last = segments.back().is_some_and(|s| s.bytes < limits.max_file_bytes);
         let file = if continue_last { open_append(dir, next - 1)? } else { create_segment(dir, next)? };
         if !continue_last {
             segments.push_back(Segment { seq: next, bytes: 0, lines: 0 });
         }
-        let mut spool = Spool { dir: dir.to_path_buf(), limits, segments, file, cursor, dropped: 0 };
+        let mut spool = Spool {
+            dir: dir.to_path_buf(),
+            limits,
+            segments,
+            file,
+            cursor: Cursor::default(),
+            dropped: 0,
+            quarantined: 0,
+            quarantine_mark: None,
+        };
+        spool.cursor = cursor::load(&spool)?;
         spool.normalize_cursor();
         spool.remove_delivered()?;
         Ok(spool)
     }
 
+    /// The spool's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Records dropped (undelivered) by the total size cap since `open`.
     pub fn dropped(&self) -> u64 {
         self.dropped
+    }
+
+    /// Corrupt lines moved to `quarantine.jsonl` since `open`.
+    pub fn quarantined(&self) -> u64 {
+        self.quarantined
     }
 
     /// Appends one record (an object with a string `"id"`) and fsyncs it.
@@ -170,12 +177,12 @@ impl Spool {
             let path = seg_path(&self.dir, old.seq);
             fs::remove_file(&path).map_err(io_err("remove", &path))?;
             let delivered = if old.seq == self.cursor.seq { self.cursor.line } else { 0 };
-            let lost = old.lines.saturating_sub(delivered);
+            let lost = if old.seq < self.cursor.seq { 0 } else { old.lines.saturating_sub(delivered) };
             self.dropped += lost;
             total -= old.bytes;
             self.normalize_cursor();
             tracing::warn!(path = %path.display(), records = lost, total_dropped = self.dropped,
-                "alert spool over its size limit: dropped the oldest file");
+                "event spool over its size limit: dropped the oldest file");
         }
         let path = seg_path(&self.dir, self.segments.back().expect("current file").seq);
         if let Err(e) = self.file.write_all(&line) {
@@ -189,62 +196,10 @@ impl Spool {
         Ok(())
     }
 
-    /// Every record still on disk (including delivered ones not yet deleted), oldest first.
-    pub fn records(&self) -> Result<Vec<Value>, SpoolError> {
-        let start = Cursor { seq: self.segments.front().map_or(0, |s| s.seq), line: 0 };
-        self.read_from(start, usize::MAX)
-    }
-
-    /// Up to `limit` undelivered records, oldest first.
-    pub fn pending(&self, limit: usize) -> Result<Vec<Value>, SpoolError> {
-        self.read_from(self.cursor, limit)
-    }
-
-    /// Number of undelivered records.
+    /// Number of undelivered records (corrupt ones included until they are passed over).
     pub fn pending_count(&self) -> u64 {
         self.segments.iter().filter(|s| s.seq >= self.cursor.seq).map(|s| s.lines).sum::<u64>()
             - self.cursor.line
-    }
-
-    /// Marks the first `n` pending records delivered. Only valid if no `append` ran since they
-    /// were read by `pending` (one may have dropped some of them); else use `acknowledge_through`.
-    pub fn ack(&mut self, n: usize) -> Result<(), SpoolError> {
-        let pending = self.pending_count();
-        if n == 0 {
-            return Ok(());
-        }
-        if n as u64 > pending {
-            return Err(SpoolError::AckBeyondPending {
-                path: self.dir.clone(),
-                requested: n,
-                pending: pending as usize,
-            });
-        }
-        let mut left = n as u64;
-        let mut cursor = self.cursor;
-        for seg in self.segments.iter().filter(|s| s.seq >= self.cursor.seq) {
-            let start = if seg.seq == cursor.seq { cursor.line } else { 0 };
-            let take = left.min(seg.lines - start);
-            cursor = Cursor { seq: seg.seq, line: start + take };
-            left -= take;
-            if left == 0 {
-                break;
-            }
-        }
-        self.cursor = cursor;
-        self.normalize_cursor();
-        self.persist_cursor()?;
-        self.remove_delivered()
-    }
-
-    /// Marks every pending record up to and including the first one with `"id": id` delivered;
-    /// returns how many that was (0 if no pending record has that id, e.g. it was dropped).
-    pub fn acknowledge_through(&mut self, id: &str) -> Result<usize, SpoolError> {
-        let pending = self.read_from(self.cursor, usize::MAX)?;
-        match pending.iter().position(|r| r.get("id").and_then(Value::as_str) == Some(id)) {
-            Some(i) => self.ack(i + 1).map(|()| i + 1),
-            None => Ok(0),
-        }
     }
 
     /// Moves a cursor at the end of a finished file (or in a deleted one) to the next file's start.
@@ -254,8 +209,8 @@ impl Spool {
         self.cursor =
             match self.segments.iter().find(|s| s.seq > c.seq || (s.seq == c.seq && c.line < s.lines)) {
                 Some(s) if s.seq == c.seq => c,
-                Some(s) => Cursor { seq: s.seq, line: 0 },
-                None => Cursor { seq: last.seq, line: last.lines },
+                Some(s) => Cursor { seq: s.seq, line: 0, offset: 0 },
+                None => Cursor { seq: last.seq, line: last.lines, offset: last.bytes },
             };
     }
 
@@ -272,41 +227,36 @@ impl Spool {
         }
         Ok(())
     }
+}
 
-    fn persist_cursor(&self) -> Result<(), SpoolError> {
-        let (tmp, path) = (self.dir.join("cursor.tmp"), self.dir.join("cursor"));
-        let data = serde_json::to_vec(&self.cursor).expect("cursor serializes");
-        let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
-        f.write_all(&data).and_then(|()| f.sync_all()).map_err(io_err("write", &tmp))?;
-        fs::rename(&tmp, &path).map_err(io_err("rename to", &path))?;
-        sync_dir(&self.dir)
-    }
-
-    fn read_from(&self, start: Cursor, limit: usize) -> Result<Vec<Value>, SpoolError> {
-        let mut out = Vec::new();
-        for seg in self.segments.iter().filter(|s| s.seq >= start.seq && s.lines > 0) {
-            let path = seg_path(&self.dir, seg.seq);
-            let data = fs::read(&path).map_err(io_err("read", &path))?;
-            let skip = if seg.seq == start.seq { start.line } else { 0 };
-            // Only the lines known to be complete: the file may be longer than `seg` says only if
-            // something else wrote to it, which we ignore.
-            for (i, line) in data.split(|b| *b == b'\n').enumerate().take(seg.lines as usize) {
-                if (i as u64) < skip {
-                    continue;
-                }
-                if out.len() >= limit {
-                    return Ok(out);
-                }
-                let v = serde_json::from_slice(line).map_err(|e| SpoolError::Corrupt {
-                    path: path.clone(),
-                    line: i as u64 + 1,
-                    message: e.to_string(),
-                })?;
-                out.push(v);
+/// Reads one file's size and line count (streaming), truncating a torn last line.
+fn scan_segment(dir: &Path, seq: u64) -> Result<Segment, SpoolError> {
+    use io::BufRead;
+    let path = seg_path(dir, seq);
+    let file = File::open(&path).map_err(io_err("read", &path))?;
+    let mut reader = io::BufReader::with_capacity(64 << 10, file);
+    let (mut complete, mut lines, mut total) = (0u64, 0u64, 0u64);
+    loop {
+        let buf = reader.fill_buf().map_err(io_err("read", &path))?;
+        if buf.is_empty() {
+            break;
+        }
+        let n = buf.len();
+        for (i, b) in buf.iter().enumerate() {
+            if *b == b'\n' {
+                lines += 1;
+                complete = total + i as u64 + 1;
             }
         }
-        Ok(out)
+        total += n as u64;
+        reader.consume(n);
     }
+    if complete < total {
+        tracing::warn!(path = %path.display(), bytes = total - complete, "event spool: dropping a torn last line");
+        let f = OpenOptions::new().write(true).open(&path).map_err(io_err("open", &path))?;
+        f.set_len(complete).and_then(|()| f.sync_all()).map_err(io_err("truncate", &path))?;
+    }
+    Ok(Segment { seq, bytes: complete, lines })
 }
 
 fn seg_path(dir: &Path, seq: u64) -> PathBuf {
@@ -334,159 +284,4 @@ fn create_segment(dir: &Path, seq: u64) -> Result<File, SpoolError> {
 
 fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io_err("sync directory", dir))
-}
-
-#[cfg(test)]
-mod tests {
-    use std::os::unix::fs::PermissionsExt;
-
-    use serde_json::json;
-
-    use super::*;
-
-    /// A scratch directory removed on drop; the spool goes in its `spool` subdirectory.
-    struct Scratch(PathBuf);
-
-    impl Scratch {
-        fn new(name: &str) -> Scratch {
-            let p = std::env::temp_dir().join(format!("ringfence-spool-{}-{name}", std::process::id()));
-            let _ = fs::remove_dir_all(&p);
-            Scratch(p)
-        }
-        fn dir(&self) -> PathBuf {
-            self.0.join("spool")
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn rec(i: u32) -> Value {
-        json!({ "id": format!("a-{i:04}"), "kind": "bulk" })
-    }
-
-    /// Bytes one `rec` line takes.
-    fn line_len() -> u64 {
-        serde_json::to_vec(&rec(1)).unwrap().len() as u64 + 1
-    }
-
-    fn ids(v: &[Value]) -> Vec<String> {
-        v.iter().map(|r| r["id"].as_str().unwrap().to_string()).collect()
-    }
-
-    fn want(range: std::ops::RangeInclusive<u32>) -> Vec<String> {
-        range.map(|i| format!("a-{i:04}")).collect()
-    }
-
-    fn limits(files: u64, total: u64) -> SpoolLimits {
-        SpoolLimits { max_file_bytes: files * line_len(), max_total_bytes: total * line_len() }
-    }
-
-    #[test]
-    fn append_and_reopen_keep_records() {
-        let t = Scratch::new("reopen");
-        let mut s = Spool::open(&t.dir(), SpoolLimits::default()).unwrap();
-        (1..=3).for_each(|i| s.append(&rec(i)).unwrap());
-        assert!(matches!(s.append(&json!({ "id": 7 })), Err(SpoolError::NoId { .. })));
-        drop(s);
-        assert_eq!(fs::metadata(t.dir()).unwrap().permissions().mode() & 0o777, 0o700);
-        let mut s = Spool::open(&t.dir(), SpoolLimits::default()).unwrap();
-        s.append(&rec(4)).unwrap();
-        assert_eq!(ids(&s.records().unwrap()), want(1..=4));
-        assert_eq!(fs::read_dir(t.dir()).unwrap().count(), 1, "one file, continued");
-        assert_eq!(fs::read_to_string(seg_path(&t.dir(), 1)).unwrap().lines().count(), 4);
-    }
-
-    #[test]
-    fn a_batch_is_all_or_nothing_on_ids_and_rotates_inside() {
-        let t = Scratch::new("batch");
-        let mut s = Spool::open(&t.dir(), limits(2, 100)).unwrap();
-        let bad = [rec(1), json!({ "kind": "no id" })];
-        assert!(matches!(s.append_all(&bad), Err(SpoolError::NoId { .. })));
-        assert!(s.records().unwrap().is_empty(), "nothing of a rejected batch is written");
-        let batch: Vec<Value> = (1..=5).map(rec).collect();
-        s.append_all(&batch).unwrap();
-        drop(s);
-        let s = Spool::open(&t.dir(), limits(2, 100)).unwrap();
-        assert_eq!(ids(&s.records().unwrap()), want(1..=5));
-        assert_eq!(fs::read_dir(t.dir()).unwrap().count(), 3, "2 + 2 + 1 lines");
-    }
-
-    #[test]
-    fn rotates_at_the_file_limit() {
-        let t = Scratch::new("rotate");
-        let mut s = Spool::open(&t.dir(), limits(2, 100)).unwrap();
-        (1..=5).for_each(|i| s.append(&rec(i)).unwrap());
-        for (seq, lines) in [(1, 2), (2, 2), (3, 1)] {
-            let text = fs::read_to_string(seg_path(&t.dir(), seq)).unwrap();
-            assert_eq!(text.lines().count(), lines, "file {seq}");
-        }
-        assert_eq!(ids(&s.records().unwrap()), want(1..=5));
-        drop(s);
-        let mut s = Spool::open(&t.dir(), limits(2, 100)).unwrap();
-        s.append(&rec(6)).unwrap();
-        assert!(!seg_path(&t.dir(), 4).exists(), "file 3 had room");
-        s.append(&rec(7)).unwrap();
-        assert!(seg_path(&t.dir(), 4).exists());
-    }
-
-    #[test]
-    fn total_cap_drops_the_oldest_files_and_counts_them() {
-        let t = Scratch::new("cap");
-        let mut s = Spool::open(&t.dir(), limits(2, 5)).unwrap();
-        (1..=5).for_each(|i| s.append(&rec(i)).unwrap());
-        assert_eq!(s.dropped(), 0);
-        s.append(&rec(6)).unwrap();
-        assert_eq!(s.dropped(), 2);
-        assert!(!seg_path(&t.dir(), 1).exists());
-        (7..=8).for_each(|i| s.append(&rec(i)).unwrap());
-        assert_eq!(s.dropped(), 4);
-        assert_eq!(ids(&s.records().unwrap()), want(5..=8));
-        assert_eq!(ids(&s.pending(10).unwrap()), want(5..=8));
-    }
-
-    #[test]
-    fn torn_last_line_is_recovered() {
-        let t = Scratch::new("torn");
-        let mut s = Spool::open(&t.dir(), SpoolLimits::default()).unwrap();
-        (1..=2).for_each(|i| s.append(&rec(i)).unwrap());
-        drop(s);
-        let path = seg_path(&t.dir(), 1);
-        let full = fs::metadata(&path).unwrap().len();
-        OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"id\":\"a-00").unwrap();
-        let mut s = Spool::open(&t.dir(), SpoolLimits::default()).unwrap();
-        assert_eq!(fs::metadata(&path).unwrap().len(), full);
-        s.append(&rec(3)).unwrap();
-        assert_eq!(ids(&s.records().unwrap()), want(1..=3));
-    }
-
-    #[test]
-    fn pending_and_ack_survive_reopen_and_delete_delivered_files() {
-        let t = Scratch::new("ack");
-        let mut s = Spool::open(&t.dir(), limits(2, 100)).unwrap();
-        (1..=5).for_each(|i| s.append(&rec(i)).unwrap());
-        assert_eq!(ids(&s.pending(3).unwrap()), want(1..=3));
-        s.ack(3).unwrap();
-        assert!(!seg_path(&t.dir(), 1).exists(), "file 1 fully delivered");
-        drop(s);
-        let mut s = Spool::open(&t.dir(), limits(2, 100)).unwrap();
-        assert_eq!(s.pending_count(), 2);
-        assert_eq!(ids(&s.pending(10).unwrap()), want(4..=5));
-        assert!(matches!(s.ack(3), Err(SpoolError::AckBeyondPending { requested: 3, pending: 2, .. })));
-        assert_eq!(s.acknowledge_through("a-0009").unwrap(), 0);
-        assert_eq!(s.acknowledge_through("a-0005").unwrap(), 2);
-        assert!(!seg_path(&t.dir(), 2).exists(), "file 2 fully delivered");
-        assert!(s.pending(10).unwrap().is_empty());
-        drop(s);
-        let mut s = Spool::open(&t.dir(), limits(2, 100)).unwrap();
-        assert!(s.pending(10).unwrap().is_empty());
-        (6..=7).for_each(|i| s.append(&rec(i)).unwrap());
-        assert_eq!(ids(&s.pending(10).unwrap()), want(6..=7));
-        s.ack(1).unwrap();
-        assert!(!seg_path(&t.dir(), 3).exists(), "file 3 (5, 6) fully delivered");
-        assert_eq!(ids(&s.pending(10).unwrap()), want(7..=7));
-    }
 }

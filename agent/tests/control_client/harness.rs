@@ -21,12 +21,19 @@ pub fn policy_yaml(name: &str, cidr: &str) -> String {
     )
 }
 
-pub fn wg(key: &str) -> WireGuardInfo {
-    WireGuardInfo {
-        public_key: key.into(),
-        endpoint: Some("192.0.2.7:51820".into()),
-        allowed_ips: vec!["10.77.0.7/32".into()],
+/// A WireGuard public key named `name` (32 bytes derived from it, base64).
+pub fn wg_key(name: &str) -> String {
+    let mut bytes = [0u8; 32];
+    for (i, b) in name.bytes().enumerate() {
+        bytes[i % 32] ^= b.wrapping_add(i as u8);
     }
+    wireguard_control::Key(bytes).to_base64()
+}
+
+/// What a node reports: its key and an endpoint in the server's endpoint network (its tunnel
+/// address comes from the pool).
+pub fn wg(name: &str) -> WireGuardInfo {
+    WireGuardInfo { public_key: wg_key(name), endpoint: Some("192.0.2.7:51820".into()), allowed_ips: vec![] }
 }
 
 /// Polls `check` every 100 ms until it returns `Some`, or panics after `limit`.
@@ -45,6 +52,27 @@ pub async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
     }
 }
 
+/// Which storage the control plane runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Storage {
+    Sqlite,
+    Postgres,
+}
+
+/// A new database in this process's throwaway PostgreSQL cluster (started on first use).
+fn postgres_database() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::OnceLock;
+    static CLUSTER: OnceLock<Result<ringfence_tests::postgres::PgCluster, String>> = OnceLock::new();
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let cluster = match CLUSTER.get_or_init(ringfence_tests::postgres::PgCluster::start) {
+        Ok(c) => c,
+        Err(e) => panic!("cannot start the test PostgreSQL cluster: {e}"),
+    };
+    let name = format!("agent{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+    cluster.create_database(&name).unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// A running control plane.
 pub struct Server {
     running: Option<Running>,
@@ -55,15 +83,25 @@ pub struct Server {
     state_dir: PathBuf,
     listen: String,
     cert_ttl: Option<&'static str>,
+    db: String,
     _temp: tempfile::TempDir,
 }
 
 impl Server {
     /// A fresh control plane; `cert_ttl` as `--cert-ttl` (e.g. "6s").
     pub async fn start(cert_ttl: Option<&'static str>) -> Server {
+        Server::start_on(Storage::Sqlite, cert_ttl).await
+    }
+
+    /// A fresh control plane on `storage`.
+    pub async fn start_on(storage: Storage, cert_ttl: Option<&'static str>) -> Server {
         let temp = tempfile::tempdir().unwrap();
         let state_dir = temp.path().join("state");
-        let running = serve(&state_dir, "127.0.0.1:0", cert_ttl).await;
+        let db = match storage {
+            Storage::Sqlite => format!("sqlite://{}", state_dir.with_extension("db").display()),
+            Storage::Postgres => postgres_database(),
+        };
+        let running = serve(&state_dir, "127.0.0.1:0", cert_ttl, &db).await;
         Server {
             base: format!("https://127.0.0.1:{}", running.addr.port()),
             listen: running.addr.to_string(),
@@ -71,6 +109,7 @@ impl Server {
             running: Some(running),
             state_dir,
             cert_ttl,
+            db,
             _temp: temp,
         }
     }
@@ -85,7 +124,7 @@ impl Server {
     /// Starts again on the same state directory, database and port.
     pub async fn restart(&mut self) {
         self.stop().await;
-        self.running = Some(serve(&self.state_dir, &self.listen, self.cert_ttl).await);
+        self.running = Some(serve(&self.state_dir, &self.listen, self.cert_ttl, &self.db).await);
     }
 
     /// The operator's API client (the one `ringfence` uses), with the admin credential.
@@ -117,6 +156,7 @@ impl Server {
             selector: Selector::parse(selector).unwrap(),
             author: Some("tester".into()),
             comment: None,
+            strict: false,
         };
         self.api().post("/v1/policies", &req).await.unwrap_or_else(|e| panic!("policy apply: {e}"))
     }
@@ -136,9 +176,9 @@ impl Server {
     }
 }
 
-async fn serve(state_dir: &Path, listen: &str, cert_ttl: Option<&str>) -> Running {
-    let db = format!("sqlite://{}", state_dir.with_extension("db").display());
-    let mut argv = vec!["--listen", listen, "--db", &db, "--shutdown-grace", "2s"];
+async fn serve(state_dir: &Path, listen: &str, cert_ttl: Option<&str>, db: &str) -> Running {
+    let mut argv = vec!["--listen", listen, "--db", db, "--shutdown-grace", "2s"];
+    argv.extend(["--wg-pool", "*=10.77.0.0/16", "--wg-endpoint-cidr", "*=192.0.2.0/24"]);
     let state = state_dir.display().to_string();
     argv.extend(["--state-dir", &state]);
     if let Some(ttl) = cert_ttl {

@@ -90,6 +90,10 @@ pub struct EnrollResponse {
     pub bundle_signing_key: String,
     /// Its key id.
     pub bundle_signing_key_id: String,
+    /// The WireGuard tunnel addresses the control plane allocated to this node (CIDRs; empty
+    /// without a pool for its region): the only addresses its peers route to it.
+    #[serde(default)]
+    pub tunnel_addresses: Vec<String>,
 }
 
 /// `POST /v1/renew` (client certificate): a fresh certificate.
@@ -161,6 +165,27 @@ pub struct NodeInfo {
     pub cert_not_after_ms: i64,
     /// Revocation time, if revoked.
     pub revoked_ms: Option<i64>,
+    /// Tunnel addresses allocated from the region's pool or pinned by an operator (CIDRs): the
+    /// only `allowed_ips` the control plane signs for this node.
+    #[serde(default)]
+    pub tunnel_addresses: Vec<String>,
+}
+
+/// `POST /v1/nodes/{id}/addresses` (admin): pin a node's tunnel addresses (replacing any
+/// allocated ones).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddressPin {
+    /// CIDRs; they must not overlap another node's.
+    pub addresses: Vec<String>,
+}
+
+/// `POST /v1/nodes/{id}/wireguard-key` (admin): the node's new WireGuard public key (rotation).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRotation {
+    /// The new public key (base64 of 32 bytes), unique in the fleet.
+    pub public_key: String,
 }
 
 /// `GET /v1/nodes`.
@@ -326,6 +351,9 @@ pub struct PolicyApplyRequest {
     /// Why.
     #[serde(default)]
     pub comment: Option<String>,
+    /// Refuse (409) instead of storing when the selector matches no enrolled node.
+    #[serde(default)]
+    pub strict: bool,
 }
 
 /// `POST /v1/policies/rollback` (admin): re-apply an old version as a new version.

@@ -144,24 +144,54 @@ impl AuditRecord {
     }
 }
 
-/// Checks records given in seq order; returns how many were checked, or the first break.
-pub fn verify_chain<'a>(records: impl IntoIterator<Item = &'a AuditRecord>) -> Result<u64, ChainError> {
-    let mut expected_seq = 1;
-    let mut prev_hash = GENESIS_HASH.to_owned();
-    for record in records {
-        if record.seq != expected_seq {
-            return Err(ChainError::Gap { expected: expected_seq, found: record.seq });
+/// Checks a chain one record at a time, in constant memory (records in seq order).
+#[derive(Clone, Debug)]
+pub struct ChainVerifier {
+    next_seq: u64,
+    prev_hash: String,
+}
+
+impl Default for ChainVerifier {
+    fn default() -> Self {
+        ChainVerifier { next_seq: 1, prev_hash: GENESIS_HASH.to_owned() }
+    }
+}
+
+impl ChainVerifier {
+    /// Checks the next record.
+    pub fn push(&mut self, record: &AuditRecord) -> Result<(), ChainError> {
+        if record.seq != self.next_seq {
+            return Err(ChainError::Gap { expected: self.next_seq, found: record.seq });
         }
-        if record.prev_hash != prev_hash {
+        if record.prev_hash != self.prev_hash {
             return Err(ChainError::BrokenLink { seq: record.seq });
         }
         if record.recompute() != record.hash {
             return Err(ChainError::Edited { seq: record.seq });
         }
-        prev_hash = record.hash.clone();
-        expected_seq += 1;
+        self.prev_hash.clone_from(&record.hash);
+        self.next_seq += 1;
+        Ok(())
     }
-    Ok(expected_seq - 1)
+
+    /// Records checked.
+    pub fn count(&self) -> u64 {
+        self.next_seq - 1
+    }
+
+    /// The hash of the last record checked ([`GENESIS_HASH`] before any).
+    pub fn head_hash(&self) -> &str {
+        &self.prev_hash
+    }
+}
+
+/// Checks records given in seq order; returns how many were checked, or the first break.
+pub fn verify_chain<'a>(records: impl IntoIterator<Item = &'a AuditRecord>) -> Result<u64, ChainError> {
+    let mut verifier = ChainVerifier::default();
+    for record in records {
+        verifier.push(record)?;
+    }
+    Ok(verifier.count())
 }
 
 #[cfg(test)]

@@ -9,12 +9,14 @@
 pub mod api;
 pub mod audit;
 pub mod bundle;
+pub mod checkpoint;
 #[cfg(feature = "csr")]
 pub mod csr;
 mod keys;
 
-pub use audit::{audit_hash, verify_chain, AuditRecord, ChainError, GENESIS_HASH};
+pub use audit::{audit_hash, verify_chain, AuditRecord, ChainError, ChainVerifier, GENESIS_HASH};
 pub use bundle::{Bundle, BundleError, Peer, SignedBundle, BUNDLE_FORMAT};
+pub use checkpoint::{Checkpoint, CheckpointError, CHECKPOINT_FORMAT};
 pub use keys::{key_id, parse_public_key, public_key_b64, KeyError};
 
 /// Milliseconds since the Unix epoch, now.

@@ -12,34 +12,50 @@ use super::error::ApiResult;
 use super::AppState;
 use crate::db;
 
-/// `GET /v1/audit`: every record, one JSON object per line, in seq order.
+/// `GET /v1/audit`: every record, one JSON object per line, in seq order, streamed a page at a
+/// time (constant memory however long the log is).
 pub async fn export(State(state): State<Arc<AppState>>, _: Admin) -> ApiResult<impl IntoResponse> {
-    let records = db::audit::all(state.db.pool()).await?;
-    let mut out = String::new();
-    for r in &records {
-        out.push_str(&serde_json::to_string(r).expect("audit records serialize"));
-        out.push('\n');
-    }
-    Ok(([("content-type", "application/x-ndjson")], out))
+    let pool = state.db.pool().clone();
+    let pages = futures_util::stream::try_unfold(Some(0u64), move |after| {
+        let pool = pool.clone();
+        async move {
+            let Some(after) = after else { return Ok::<_, db::DbError>(None) };
+            let records = db::audit::page(&pool, after, db::audit::PAGE).await?;
+            let Some(last) = records.last().map(|r| r.seq) else { return Ok(None) };
+            let mut out = Vec::with_capacity(records.len() * 256);
+            for r in &records {
+                serde_json::to_writer(&mut out, r).expect("audit records serialize");
+                out.push(b'\n');
+            }
+            let next = (records.len() as i64 == db::audit::PAGE).then_some(last);
+            Ok(Some((axum::body::Bytes::from(out), next)))
+        }
+    });
+    Ok(([("content-type", "application/x-ndjson")], axum::body::Body::from_stream(pages)))
 }
 
-/// `GET /v1/audit/verify`: recomputes the chain.
+/// `GET /v1/audit/verify`: recomputes the chain, a page at a time.
 pub async fn verify(State(state): State<Arc<AppState>>, _: Admin) -> ApiResult<Json<AuditVerification>> {
-    let records = db::audit::all(state.db.pool()).await?;
-    Ok(Json(verification(&records)))
-}
-
-/// The verdict on a list of records.
-pub fn verification(records: &[ringfence_proto::AuditRecord]) -> AuditVerification {
-    match ringfence_proto::verify_chain(records) {
-        Ok(n) => AuditVerification { ok: true, records: n, first_bad_seq: None, error: None },
-        Err(e) => AuditVerification {
-            ok: false,
-            records: e.seq().saturating_sub(1),
-            first_bad_seq: Some(e.seq()),
-            error: Some(e.to_string()),
-        },
+    let mut verifier = ringfence_proto::ChainVerifier::default();
+    let mut after = 0;
+    loop {
+        let records = db::audit::page(state.db.pool(), after, db::audit::PAGE).await?;
+        for r in &records {
+            if let Err(e) = verifier.push(r) {
+                return Ok(Json(AuditVerification {
+                    ok: false,
+                    records: verifier.count(),
+                    first_bad_seq: Some(e.seq()),
+                    error: Some(e.to_string()),
+                }));
+            }
+        }
+        match records.last() {
+            Some(last) if records.len() as i64 == db::audit::PAGE => after = last.seq,
+            _ => break,
+        }
     }
+    Ok(Json(AuditVerification { ok: true, records: verifier.count(), first_bad_seq: None, error: None }))
 }
 
 /// `GET /metrics`.

@@ -17,6 +17,20 @@ use std::sync::Arc;
 #[derive(Clone, Debug, Default)]
 pub struct PeerIdentity(pub Option<PeerCert>);
 
+/// The address the connection comes from (set by the connection handler).
+#[derive(Clone, Copy, Debug)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parts.extensions.get::<PeerAddr>().copied().ok_or_else(|| {
+            ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "connection address unknown")
+        })
+    }
+}
+
 /// An operator request with the admin credential.
 pub struct Admin;
 

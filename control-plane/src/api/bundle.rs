@@ -43,6 +43,7 @@ pub async fn long_poll(
     let mut updates = state.hub.subscribe();
     let mut shutdown = state.shutdown.clone();
     let _watching = WatcherGuard::new(&state.metrics.watchers);
+    let mut slot = state.long_polls.register(&id);
     loop {
         let snapshot = updates.borrow_and_update().clone();
         if snapshot.node(&id).is_some_and(|n| n.info.revoked_ms.is_some()) {
@@ -62,6 +63,8 @@ pub async fn long_poll(
             changed = updates.changed() => if changed.is_err() { return Ok(StatusCode::NO_CONTENT.into_response()) },
             _ = tokio::time::sleep_until(deadline) => return Ok(StatusCode::NO_CONTENT.into_response()),
             closed = shutdown.changed() => if closed.is_err() { return Ok(StatusCode::NO_CONTENT.into_response()) },
+            // A newer long-poll of the same node took this one's place (--max-long-polls-per-node).
+            _ = slot.superseded.changed() => return Ok(StatusCode::NO_CONTENT.into_response()),
         }
     }
 }

@@ -11,10 +11,11 @@ use ringfence_proto::api::{
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::auth::{Admin, JsonBody, Node};
+use super::auth::{Admin, JsonBody, Node, PeerAddr};
 use super::error::{ApiError, ApiResult};
 use super::AppState;
 use crate::db::{self, TokenState};
+use crate::mesh::Binding;
 use crate::metrics::inc;
 
 /// Default join token lifetime.
@@ -69,6 +70,7 @@ pub async fn create_token(
 /// `POST /v1/enroll`.
 pub async fn enroll(
     State(state): State<Arc<AppState>>,
+    PeerAddr(source): PeerAddr,
     JsonBody(req): JsonBody<EnrollRequest>,
 ) -> ApiResult<Json<EnrollResponse>> {
     let hash = token_hash(&req.token);
@@ -96,25 +98,45 @@ pub async fn enroll(
     if !db::tokens::consume(&mut tx, &hash, &node_id, now).await? {
         return Err(refused("join token already used (tokens are one-time)"));
     }
+    let tunnel_addresses = super::mesh::allocate(&state, &mut tx, &token.region).await?;
+    let wireguard = match &req.wireguard {
+        None => None,
+        Some(claim) => {
+            let binding = Binding {
+                region: &token.region,
+                key: None,
+                addresses: &tunnel_addresses,
+                source: source.ip(),
+            };
+            match super::mesh::check(&state, &mut tx, &node_id, binding, claim).await? {
+                Ok(accepted) => Some(accepted),
+                Err(problems) => {
+                    drop(tx);
+                    inc(&state.metrics.enrollments_refused);
+                    let actor = format!("token:{}", &hash[..12]);
+                    return Err(super::mesh::refuse(&state, &actor, source.ip(), claim, problems).await);
+                }
+            }
+        }
+    };
     let generation = state.db.bump_generation(&mut tx).await?;
-    db::nodes::insert(
-        &mut tx,
-        &node_id,
-        &token.region,
-        &token.labels,
-        req.hostname.as_deref(),
-        req.agent_version.as_deref(),
-        &req.wireguard,
-        not_after_ms,
-        generation,
-    )
-    .await?;
+    let new = db::nodes::NewNode {
+        id: &node_id,
+        region: &token.region,
+        labels: &token.labels,
+        hostname: req.hostname.as_deref(),
+        agent_version: req.agent_version.as_deref(),
+        wireguard: &wireguard,
+        tunnel_addresses: &tunnel_addresses,
+        cert_not_after_ms: not_after_ms,
+    };
+    db::nodes::insert(&mut tx, &new, generation).await?;
     let actor = format!("token:{}", &hash[..12]);
     db::audit::append(&mut tx, &actor, "token.use", json!({"token": &hash[..12], "node_id": node_id}))
         .await?;
     let details = json!({
         "node_id": node_id, "region": token.region, "labels": token.labels, "hostname": req.hostname,
-        "cert_not_after_ms": not_after_ms,
+        "cert_not_after_ms": not_after_ms, "tunnel_addresses": tunnel_addresses, "wireguard": wireguard,
     });
     db::audit::append(&mut tx, &actor, "node.enroll", details).await?;
     tx.commit().await.map_err(db::DbError::from)?;
@@ -131,6 +153,7 @@ pub async fn enroll(
         ca_pem: state.ca.pem.clone(),
         bundle_signing_key: ringfence_proto::public_key_b64(&key),
         bundle_signing_key_id: ringfence_proto::key_id(&key),
+        tunnel_addresses,
     }))
 }
 

@@ -16,43 +16,77 @@ use crate::metrics::inc;
 
 /// Most events in one request.
 const MAX_BATCH: usize = 1000;
+/// Longest summary (characters).
+const MAX_SUMMARY: usize = 1024;
+/// Largest `details` (bytes of JSON).
+const MAX_DETAILS: usize = 16 << 10;
+/// Stored severities.
+pub const SEVERITIES: &[&str] = &["info", "warning", "critical"];
 
-/// `POST /v1/events`.
+/// What is wrong with an event, if anything.
+fn event_problem(e: &ringfence_proto::api::Event) -> Option<String> {
+    let kind_ok = e.kind.len() <= 48
+        && e.kind.starts_with(|c: char| c.is_ascii_lowercase())
+        && e.kind.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if e.id.is_empty() || e.id.len() > 128 {
+        Some(format!("event id {:?}: expected 1 to 128 characters", e.id))
+    } else if !kind_ok {
+        Some(format!(
+            "event {} kind {:?}: expected lowercase letters, digits and '-' (e.g. deny, plaintext-drop)",
+            e.id, e.kind
+        ))
+    } else if !SEVERITIES.contains(&e.severity.as_str()) {
+        Some(format!("event {} severity {:?}: expected info, warning or critical", e.id, e.severity))
+    } else if e.summary.chars().count() > MAX_SUMMARY {
+        Some(format!("event {} summary: at most {MAX_SUMMARY} characters", e.id))
+    } else if e.details.to_string().len() > MAX_DETAILS {
+        Some(format!("event {} details: at most {MAX_DETAILS} bytes of JSON", e.id))
+    } else {
+        None
+    }
+}
+
+/// `POST /v1/events`: rate limited per node (`--event-rate`, `--event-burst`: 429 with
+/// Retry-After, nothing stored); each stored event gets its own audit record.
 pub async fn ingest(
     State(state): State<Arc<AppState>>,
     Node(node): Node,
     JsonBody(batch): JsonBody<EventBatch>,
 ) -> ApiResult<Json<EventsAccepted>> {
-    if batch.events.len() > MAX_BATCH {
+    let n = batch.events.len();
+    if n > MAX_BATCH.min(state.events.burst() as usize) {
         return Err(ApiError::bad_request(format!(
-            "at most {MAX_BATCH} events per request; send the rest in another"
+            "at most {} events per request; send the rest in another",
+            MAX_BATCH.min(state.events.burst() as usize)
         )));
     }
-    if let Some(e) = batch.events.iter().find(|e| e.id.is_empty() || e.id.len() > 128) {
-        return Err(ApiError::bad_request(format!("event id {:?}: expected 1 to 128 characters", e.id)));
+    if let Some(problem) = batch.events.iter().find_map(event_problem) {
+        return Err(ApiError::bad_request(problem));
     }
     let id = &node.info.node_id;
+    if let Err(wait) = state.events.take(id, n as u32) {
+        inc(&state.metrics.rate_limited);
+        return Err(ApiError::too_many(format!("node {id} is over its event rate limit; retry later"), wait));
+    }
     let now = ringfence_proto::now_ms();
     let mut accepted = Vec::new();
     let mut duplicates = Vec::new();
     let mut stored = Vec::new();
     let mut tx = state.db.begin().await?;
+    let mut new_ids = db::events::insert_many(&mut tx, id, &batch.events, now).await?;
+    let mut summaries = Vec::new();
     for event in batch.events {
-        if db::events::insert(&mut tx, id, &event, now).await? {
+        // The first occurrence of a new id in the batch is the stored one.
+        if new_ids.remove(&event.id) {
+            summaries.push(json!({"node_id": id, "id": event.id, "kind": event.kind, "severity": event.severity, "summary": event.summary}));
             accepted.push(event.id.clone());
             stored.push(StoredEvent { node_id: id.clone(), event, received_ms: now });
         } else {
             duplicates.push(event.id);
         }
     }
-    if !stored.is_empty() {
-        let alerts: Vec<_> = stored
-            .iter()
-            .map(|s| json!({"id": s.event.id, "kind": s.event.kind, "severity": s.event.severity, "summary": s.event.summary}))
-            .collect();
-        db::audit::append(&mut tx, &format!("node:{id}"), "alerts", json!({"node_id": id, "alerts": alerts}))
-            .await?;
-    }
+    // Each summary its own audit record (bounded in size, like the event).
+    db::audit::append_many(&mut tx, &format!("node:{id}"), "alert", summaries).await?;
     tx.commit().await.map_err(db::DbError::from)?;
     for event in stored {
         inc(&state.metrics.events_ingested);

@@ -6,6 +6,7 @@ mod bundle;
 mod enroll;
 pub mod error;
 mod events;
+mod mesh;
 mod nodes;
 mod policies;
 
@@ -20,6 +21,8 @@ use tokio::sync::watch;
 use crate::db::Db;
 use crate::forward::Forwarder;
 use crate::hub::Hub;
+use crate::limits::{LongPolls, RateLimiter};
+use crate::mesh::MeshRules;
 use crate::metrics::Metrics;
 use crate::pki::Ca;
 
@@ -45,6 +48,18 @@ pub struct AppState {
     pub long_poll_max: Duration,
     /// Becomes true at shutdown (long-polls answer at once).
     pub shutdown: watch::Receiver<bool>,
+    /// Tunnel address pools and endpoint rules.
+    pub mesh: MeshRules,
+    /// Reports per node.
+    pub reports: RateLimiter,
+    /// Events per node.
+    pub events: RateLimiter,
+    /// Long-polls per node.
+    pub long_polls: LongPolls,
+    /// Asks for an audit checkpoint now (policy changes).
+    pub checkpoints: crate::checkpoint::CheckpointTrigger,
+    /// The last refused WireGuard claim of each node (a repeat is not audited again).
+    pub refused_claims: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 /// The OpenAPI document.
@@ -58,6 +73,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/report"),
     ("get", "/v1/nodes"),
     ("post", "/v1/nodes/{id}/revoke"),
+    ("post", "/v1/nodes/{id}/addresses"),
+    ("post", "/v1/nodes/{id}/wireguard-key"),
     ("post", "/v1/policies"),
     ("get", "/v1/policies/history"),
     ("get", "/v1/policies/diff"),
@@ -83,6 +100,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/report", post(nodes::report))
         .route("/v1/nodes", get(nodes::list))
         .route("/v1/nodes/{id}/revoke", post(nodes::revoke))
+        .route("/v1/nodes/{id}/addresses", post(mesh::pin_addresses))
+        .route("/v1/nodes/{id}/wireguard-key", post(mesh::rotate_key))
         .route("/v1/policies", post(policies::apply))
         .route("/v1/policies/history", get(policies::history))
         .route("/v1/policies/diff", get(policies::diff))

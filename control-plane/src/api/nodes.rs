@@ -8,10 +8,12 @@ use axum::Json;
 use ringfence_proto::api::{NodeInfo, NodeList, NodeReport};
 use serde_json::json;
 
-use super::auth::{Admin, JsonBody, Node, PathArg};
+use super::auth::{Admin, JsonBody, Node, PathArg, PeerAddr};
 use super::error::{ApiError, ApiResult};
-use super::AppState;
+use super::{mesh, AppState};
 use crate::db;
+use crate::mesh::Binding;
+use crate::metrics::inc;
 
 /// The largest version the database stores (BIGINT): a larger one is refused, not wrapped to a
 /// negative number that reads back as 0.
@@ -32,26 +34,55 @@ pub(super) fn check_versions(fields: &[(&str, Option<u64>)]) -> ApiResult<()> {
     }
 }
 
-/// `POST /v1/report`.
+/// `POST /v1/report`: rate limited per node; a WireGuard claim is checked (refused: 409,
+/// audited, alerted); only a change of the accepted identity makes new bundles.
 pub async fn report(
     State(state): State<Arc<AppState>>,
     Node(node): Node,
+    PeerAddr(source): PeerAddr,
     JsonBody(report): JsonBody<NodeReport>,
 ) -> ApiResult<StatusCode> {
+    let id = node.info.node_id.clone();
+    if let Err(wait) = state.reports.take(&id, 1) {
+        inc(&state.metrics.rate_limited);
+        return Err(ApiError::too_many(
+            format!("more than {} reports a minute from node {id}; retry later", state.reports.burst()),
+            wait,
+        ));
+    }
     check_versions(&[
         ("applied_policy_version", report.applied_policy_version),
         ("applied_bundle_version", report.applied_bundle_version),
     ])?;
     let mut tx = state.db.begin().await?;
-    let changed = node.wireguard_changes(&report);
-    let generation = if changed { state.db.bump_generation(&mut tx).await? } else { node.generation };
-    db::nodes::apply_report(&mut tx, &node, &report, generation).await?;
-    if changed {
-        let details = json!({"node_id": node.info.node_id, "wireguard": report.wireguard});
-        db::audit::append(&mut tx, &format!("node:{}", node.info.node_id), "node.wireguard", details).await?;
+    let mut changed = None;
+    if let Some(claim) = &report.wireguard {
+        let binding = Binding {
+            region: &node.info.region,
+            key: node.bound_key(),
+            addresses: &node.info.tunnel_addresses,
+            source: source.ip(),
+        };
+        match mesh::check(&state, &mut tx, &id, binding, claim).await? {
+            Ok(accepted) => {
+                mesh::accepted(&state, &id);
+                changed = Some(accepted).filter(|a| node.info.wireguard.as_ref() != Some(a));
+            }
+            Err(problems) => {
+                drop(tx);
+                return Err(mesh::refuse(&state, &id, source.ip(), claim, problems).await);
+            }
+        }
     }
+    if let Some(accepted) = &changed {
+        let generation = state.db.bump_generation(&mut tx).await?;
+        db::nodes::set_wireguard(&mut tx, &id, accepted, generation).await?;
+        let details = json!({"node_id": id, "wireguard": accepted});
+        db::audit::append(&mut tx, &format!("node:{id}"), "node.wireguard", details).await?;
+    }
+    db::nodes::apply_report(&mut tx, &node, &report).await?;
     tx.commit().await.map_err(db::DbError::from)?;
-    if changed {
+    if changed.is_some() {
         state.hub.reload().await?;
     }
     Ok(StatusCode::NO_CONTENT)

@@ -64,8 +64,18 @@ async fn store(
     author: &str,
     comment: Option<&str>,
     rollback_of: Option<u64>,
+    strict: bool,
 ) -> ApiResult<PolicyApplied> {
     let name = check_policy(yaml)?;
+    if strict {
+        let snapshot = state.hub.current();
+        if !snapshot.active_nodes().any(|n| selector.matches(&n.info.region, &n.info.labels)) {
+            return Err(ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                format!("selector {selector} matches no enrolled node; nothing stored (check the selector, or apply without strict)"),
+            ));
+        }
+    }
     let sha256 = hex::encode(Sha256::digest(yaml.as_bytes()));
     let mut tx = state.db.begin().await?;
     let generation = state.db.bump_generation(&mut tx).await?;
@@ -93,6 +103,7 @@ async fn store(
     db::audit::append(&mut tx, &format!("admin:{author}"), action, details).await?;
     tx.commit().await.map_err(db::DbError::from)?;
     inc(&state.metrics.policies_applied);
+    state.checkpoints.now();
     state.hub.reload().await?;
     let snapshot = state.hub.current();
     let nodes = snapshot
@@ -116,7 +127,8 @@ pub async fn apply(
     JsonBody(req): JsonBody<PolicyApplyRequest>,
 ) -> ApiResult<Json<PolicyApplied>> {
     let author = req.author.as_deref().unwrap_or("admin");
-    Ok(Json(store(&state, &req.policy_yaml, &req.selector, author, req.comment.as_deref(), None).await?))
+    let comment = req.comment.as_deref();
+    Ok(Json(store(&state, &req.policy_yaml, &req.selector, author, comment, None, req.strict).await?))
 }
 
 /// `POST /v1/policies/rollback`.
@@ -131,7 +143,8 @@ pub async fn rollback(
     let yaml = old.record.policy_yaml.clone().unwrap_or_default();
     let author = req.author.as_deref().unwrap_or("admin");
     let comment = format!("rollback to version {}", req.version);
-    Ok(Json(store(&state, &yaml, &old.record.selector, author, Some(&comment), Some(req.version)).await?))
+    let selector = &old.record.selector;
+    Ok(Json(store(&state, &yaml, selector, author, Some(&comment), Some(req.version), false).await?))
 }
 
 /// `GET /v1/policies/history`.

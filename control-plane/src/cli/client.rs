@@ -167,6 +167,11 @@ impl ApiClient {
         response.json().await.map_err(|e| CliError::Protocol(e.to_string()))
     }
 
+    /// GET returning the response, for streaming its body.
+    pub async fn get_stream(&self, path: &str) -> Result<reqwest::Response, CliError> {
+        self.send(self.http.get(format!("{}{path}", self.base))).await
+    }
+
     /// GET returning text.
     pub async fn get_text(&self, path: &str) -> Result<String, CliError> {
         let response = self.send(self.http.get(format!("{}{path}", self.base))).await?;

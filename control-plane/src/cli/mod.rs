@@ -2,6 +2,7 @@
 //! the control plane, alerts, the audit log. The `ringfence` binary adds them beside its offline
 //! commands (`policy check|explain`, `geo lookup`) and `completions`.
 
+mod audit_ops;
 mod client;
 mod operator;
 mod policy_ops;
@@ -108,16 +109,53 @@ pub enum NodesCommand {
         /// The node id.
         id: String,
     },
+    /// Pin a node's WireGuard tunnel addresses (instead of its pool address; audited).
+    PinAddress {
+        /// The node id.
+        id: String,
+        /// CIDRs, not overlapping another node's.
+        #[arg(required = true)]
+        addresses: Vec<String>,
+    },
+    /// Rotate a node's WireGuard key (the only way to change a bound key; audited).
+    RotateKey {
+        /// The node id.
+        id: String,
+        /// The new public key (`ringfence-agent wg pubkey` on the node).
+        #[arg(long)]
+        public_key: String,
+    },
 }
 
 /// `ringfence audit ...`.
 #[derive(Subcommand, Debug)]
 pub enum AuditCommand {
-    /// Recompute the hash chain here and report the first edited or deleted record (exit 1).
+    /// Recompute the hash chain here and report the first edited or deleted record (exit 1);
+    /// with --checkpoint, also prove the tail: deleted newest records, a rehashed chain or a
+    /// rolled-back database no longer match the newest signed checkpoint.
     Verify {
         /// Check an exported file instead of the server's log.
         #[arg(long, value_name = "FILE")]
         file: Option<PathBuf>,
+        /// Where checkpoints are: a file of checkpoint lines (--checkpoint-file), an http(s)://
+        /// URL, or s3://BUCKET/PREFIX (repeatable; the newest valid checkpoint is used).
+        #[arg(long, value_name = "FILE|URL")]
+        checkpoint: Vec<String>,
+        /// The checkpoint public key (audit-checkpoint.pub in the control plane's state
+        /// directory; copy it somewhere the database's writers cannot change).
+        #[arg(
+            long,
+            env = "RINGFENCE_CHECKPOINT_KEY",
+            default_value = "/var/lib/ringfence-control/audit-checkpoint.pub",
+            value_name = "FILE"
+        )]
+        checkpoint_key: PathBuf,
+        /// S3 endpoint for s3:// checkpoints (credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY).
+        #[arg(long, env = "AWS_ENDPOINT_URL", value_name = "URL")]
+        s3_endpoint: Option<String>,
+        /// S3 region for s3:// checkpoints.
+        #[arg(long, env = "AWS_REGION", default_value = "us-east-1", value_name = "REGION")]
+        s3_region: String,
     },
     /// Write the log as JSON lines.
     Export {
@@ -143,6 +181,9 @@ pub enum PolicyOperatorCommand {
         /// Why.
         #[arg(long)]
         comment: Option<String>,
+        /// Refuse (store nothing) when the selector matches no enrolled node.
+        #[arg(long)]
+        strict: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -167,6 +208,9 @@ pub enum PolicyOperatorCommand {
         /// Who (default: $USER).
         #[arg(long)]
         author: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -2,11 +2,12 @@
 
 use std::io::Write;
 
-use ringfence_proto::api::{AlertList, Labels, NodeInfo, NodeList, Selector, TokenRequest, TokenResponse};
-use ringfence_proto::AuditRecord;
+use ringfence_proto::api::{
+    AddressPin, AlertList, KeyRotation, Labels, NodeInfo, NodeList, Selector, TokenRequest, TokenResponse,
+};
 
 use super::client::{ApiClient, CliError};
-use super::{print_table, time_text, AuditCommand, NodesCommand, OperatorCommand, ServerArgs, TokenCommand};
+use super::{print_table, time_text, NodesCommand, OperatorCommand, ServerArgs, TokenCommand};
 
 /// Parses `--labels k=v,k2=v2` (repeatable).
 fn parse_labels(items: &[String]) -> Result<Labels, CliError> {
@@ -63,6 +64,19 @@ pub async fn run(args: &ServerArgs, command: OperatorCommand) -> Result<(), CliE
                 client.post(&format!("/v1/nodes/{id}/revoke"), &serde_json::json!({})).await?;
             writeln!(out, "revoked {} (region {})", node.node_id, node.region)?;
         }
+        OperatorCommand::Nodes { command: Some(NodesCommand::PinAddress { id, addresses }), .. } => {
+            let client = ApiClient::new(args)?;
+            let node: NodeInfo =
+                client.post(&format!("/v1/nodes/{id}/addresses"), &AddressPin { addresses }).await?;
+            writeln!(out, "{}: tunnel addresses {}", node.node_id, node.tunnel_addresses.join(", "))?;
+        }
+        OperatorCommand::Nodes { command: Some(NodesCommand::RotateKey { id, public_key }), .. } => {
+            let client = ApiClient::new(args)?;
+            let node: NodeInfo =
+                client.post(&format!("/v1/nodes/{id}/wireguard-key"), &KeyRotation { public_key }).await?;
+            let key = node.wireguard.map(|w| w.public_key).unwrap_or_default();
+            writeln!(out, "{}: WireGuard key {key} (peers get it with their next bundle)", node.node_id)?;
+        }
         OperatorCommand::Alerts { limit, json } => {
             let client = ApiClient::new(args)?;
             let list: AlertList = client.get(&format!("/v1/alerts?limit={limit}")).await?;
@@ -85,40 +99,9 @@ pub async fn run(args: &ServerArgs, command: OperatorCommand) -> Result<(), CliE
                 print_table(&mut out, &["TIME", "NODE", "SEVERITY", "KIND", "SUMMARY"], &rows)?;
             }
         }
-        OperatorCommand::Audit { command: AuditCommand::Export { output } } => {
-            let client = ApiClient::new(args)?;
-            let text = client.get_text("/v1/audit").await?;
-            match output {
-                Some(path) => std::fs::write(&path, text).map_err(|e| CliError::Input {
-                    path: path.clone(),
-                    reason: format!("cannot write: {e}"),
-                })?,
-                None => out.write_all(text.as_bytes())?,
-            }
-        }
-        OperatorCommand::Audit { command: AuditCommand::Verify { file } } => {
-            let text = match &file {
-                Some(path) => std::fs::read_to_string(path)
-                    .map_err(|e| CliError::Input { path: path.clone(), reason: e.to_string() })?,
-                None => ApiClient::new(args)?.get_text("/v1/audit").await?,
-            };
-            let n = verify_lines(&text)?;
-            writeln!(out, "audit log ok: {n} records, hash chain intact")?;
-        }
+        OperatorCommand::Audit { command } => super::audit_ops::run(args, command, &mut out).await?,
     }
     Ok(())
-}
-
-/// Parses JSON lines and checks the chain here (the server's own verdict is not trusted).
-fn verify_lines(text: &str) -> Result<u64, CliError> {
-    let mut records = Vec::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let record: AuditRecord = serde_json::from_str(line)
-            .map_err(|e| CliError::Protocol(format!("audit line {}: {e}", i + 1)))?;
-        records.push(record);
-    }
-    ringfence_proto::verify_chain(&records)
-        .map_err(|e| CliError::AuditBroken { seq: e.seq(), reason: e.to_string() })
 }
 
 fn print_nodes(out: &mut impl Write, nodes: &[NodeInfo]) -> std::io::Result<()> {
@@ -127,22 +110,41 @@ fn print_nodes(out: &mut impl Write, nodes: &[NodeInfo]) -> std::io::Result<()> 
         .map(|n| {
             let labels = Selector { region: None, labels: n.labels.clone() }.to_string();
             let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+            let state = match n.revoked_ms {
+                Some(_) => "revoked".to_owned(),
+                None if n.cert_not_after_ms <= ringfence_proto::now_ms() => "cert expired".to_owned(),
+                None => "active".to_owned(),
+            };
             vec![
                 n.node_id.clone(),
+                n.hostname.clone().unwrap_or_else(|| "-".into()),
                 n.region.clone(),
                 if labels == "*" { "-".into() } else { labels },
-                if n.revoked_ms.is_some() { "revoked".into() } else { "active".into() },
-                n.wireguard.as_ref().and_then(|w| w.endpoint.clone()).unwrap_or_else(|| "-".into()),
-                n.agent_version.clone().unwrap_or_else(|| "-".into()),
+                state,
+                time_text(n.cert_not_after_ms),
+                opt(n.applied_bundle_version),
                 opt(n.applied_policy_version),
-                n.geo_db_version.clone().unwrap_or_else(|| "-".into()),
+                n.wireguard.as_ref().and_then(|w| w.endpoint.clone()).unwrap_or_else(|| "-".into()),
+                if n.tunnel_addresses.is_empty() { "-".into() } else { n.tunnel_addresses.join(",") },
                 n.last_seen_ms.map(time_text).unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
     print_table(
         out,
-        &["NODE", "REGION", "LABELS", "STATE", "WG ENDPOINT", "AGENT", "POLICY", "GEO DB", "LAST SEEN"],
+        &[
+            "NODE",
+            "HOSTNAME",
+            "REGION",
+            "LABELS",
+            "STATE",
+            "CERT EXPIRES",
+            "BUNDLE",
+            "POLICY",
+            "WG ENDPOINT",
+            "TUNNEL",
+            "LAST SEEN",
+        ],
         &rows,
     )
 }
@@ -157,16 +159,5 @@ mod tests {
         assert_eq!(labels.len(), 3);
         assert!(parse_labels(&["region=eu".into()]).is_err());
         assert!(parse_labels(&["novalue".into()]).is_err());
-    }
-
-    #[test]
-    fn verify_lines_reports_the_first_bad_record() {
-        let a = AuditRecord::next(None, 1, "admin", "x", serde_json::json!({}));
-        let b = AuditRecord::next(Some((a.seq, &a.hash)), 2, "admin", "y", serde_json::json!({"k": 1}));
-        let text =
-            format!("{}\n{}\n", serde_json::to_string(&a).unwrap(), serde_json::to_string(&b).unwrap());
-        assert_eq!(verify_lines(&text).unwrap(), 2);
-        let edited = text.replace("\"k\":1", "\"k\":2");
-        assert!(matches!(verify_lines(&edited), Err(CliError::AuditBroken { seq: 2, .. })));
     }
 }

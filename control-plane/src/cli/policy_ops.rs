@@ -14,14 +14,24 @@ fn print_applied(out: &mut impl Write, applied: &PolicyApplied, json: bool) -> s
         return writeln!(out, "{}", serde_json::to_string_pretty(applied).expect("serializes"));
     }
     let p = &applied.policy;
-    writeln!(
-        out,
-        "applied policy {} as version {} for {} (sha256 {})",
-        p.name,
-        p.version,
-        p.selector,
-        &p.sha256[..12]
-    )?;
+    match p.rollback_of {
+        Some(old) => writeln!(
+            out,
+            "rolled back to version {old}: policy {} stored again as version {} for {} (sha256 {})",
+            p.name,
+            p.version,
+            p.selector,
+            &p.sha256[..12]
+        )?,
+        None => writeln!(
+            out,
+            "applied policy {} as version {} for {} (sha256 {})",
+            p.name,
+            p.version,
+            p.selector,
+            &p.sha256[..12]
+        )?,
+    }
     writeln!(
         out,
         "selected nodes: {}",
@@ -33,7 +43,7 @@ fn print_applied(out: &mut impl Write, applied: &PolicyApplied, json: bool) -> s
 pub async fn run(args: &ServerArgs, command: PolicyOperatorCommand) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     match command {
-        PolicyOperatorCommand::Apply { file, selector, author, comment, json } => {
+        PolicyOperatorCommand::Apply { file, selector, author, comment, strict, json } => {
             let selector =
                 Selector::parse(&selector).map_err(|e| CliError::Usage(format!("--selector: {e}")))?;
             let policy_yaml = std::fs::read_to_string(&file).map_err(|e| CliError::Input {
@@ -46,9 +56,18 @@ pub async fn run(args: &ServerArgs, command: PolicyOperatorCommand) -> Result<()
                 selector,
                 author: Some(author.unwrap_or_else(default_author)),
                 comment,
+                strict,
             };
             match client.post::<_, PolicyApplied>("/v1/policies", &req).await {
-                Ok(applied) => print_applied(&mut out, &applied, json)?,
+                Ok(applied) => {
+                    if applied.nodes.is_empty() {
+                        eprintln!(
+                            "warning: selector {} matches no enrolled node: version {} is stored but enforced nowhere yet (check the selector; --strict refuses instead)",
+                            applied.policy.selector, applied.policy.version
+                        );
+                    }
+                    print_applied(&mut out, &applied, json)?
+                }
                 Err(CliError::Refused { status, body }) if !body.diagnostics.is_empty() => {
                     // Same format as `ringfence policy check`.
                     for d in &body.diagnostics {
@@ -100,11 +119,11 @@ pub async fn run(args: &ServerArgs, command: PolicyOperatorCommand) -> Result<()
                 )?;
             }
         }
-        PolicyOperatorCommand::Rollback { version, author } => {
+        PolicyOperatorCommand::Rollback { version, author, json } => {
             let client = ApiClient::new(args)?;
             let req = RollbackRequest { version, author: Some(author.unwrap_or_else(default_author)) };
             let applied: PolicyApplied = client.post("/v1/policies/rollback", &req).await?;
-            print_applied(&mut out, &applied, false)?;
+            print_applied(&mut out, &applied, json)?;
         }
     }
     Ok(())

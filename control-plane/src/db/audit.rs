@@ -9,39 +9,85 @@ use super::{DbError, Tx};
 /// Appends a record after the newest one, in `tx` (writers are serialized, so the chain cannot
 /// fork).
 pub async fn append(tx: &mut Tx, actor: &str, action: &str, details: Value) -> Result<AuditRecord, DbError> {
+    let mut records = append_many(tx, actor, action, vec![details]).await?;
+    Ok(records.pop().expect("one record"))
+}
+
+/// Appends one record per `details`, in order, in `tx`.
+pub async fn append_many(
+    tx: &mut Tx,
+    actor: &str,
+    action: &str,
+    details: Vec<Value>,
+) -> Result<Vec<AuditRecord>, DbError> {
     let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
         .fetch_optional(&mut **tx)
         .await?;
-    let last: Option<(i64, String)> =
-        last.map(|r| Ok::<_, DbError>((r.try_get(0)?, r.try_get(1)?))).transpose()?;
-    let record = AuditRecord::next(
-        last.as_ref().map(|(seq, hash)| (*seq as u64, hash.as_str())),
-        ringfence_proto::now_ms(),
-        actor,
-        action,
-        details,
-    );
-    sqlx::query(
-        "INSERT INTO audit_log (seq, time_ms, actor, action, details, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(record.seq as i64)
-    .bind(record.time_ms)
-    .bind(&record.actor)
-    .bind(&record.action)
-    .bind(ringfence_proto::audit::canonical_json(&record.details))
-    .bind(&record.prev_hash)
-    .bind(&record.hash)
-    .execute(&mut **tx)
-    .await?;
-    Ok(record)
+    let mut last: Option<(u64, String)> =
+        last.map(|r| Ok::<_, DbError>((r.try_get::<i64, _>(0)? as u64, r.try_get(1)?))).transpose()?;
+    let mut out = Vec::with_capacity(details.len());
+    for details in details {
+        let prev = last.as_ref().map(|(seq, hash)| (*seq, hash.as_str()));
+        let record = AuditRecord::next(prev, ringfence_proto::now_ms(), actor, action, details);
+        last = Some((record.seq, record.hash.clone()));
+        out.push(record);
+    }
+    // One statement per few hundred records (7 parameters each).
+    for chunk in out.chunks(400) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let p: Vec<String> = (1..=7).map(|j| format!("${}", i * 7 + j)).collect();
+                format!("({})", p.join(", "))
+            })
+            .collect();
+        let sql = format!("{INSERT} {}", values.join(", "));
+        let mut query = sqlx::query(&sql);
+        for r in chunk {
+            query = bind_record(query, r);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(out)
 }
 
-/// Every record, in seq order. A record whose details are not JSON is returned with the raw
-/// text as a JSON string (so the chain check reports it as edited instead of failing).
-pub async fn all(pool: &AnyPool) -> Result<Vec<AuditRecord>, DbError> {
+const INSERT: &str = "INSERT INTO audit_log (seq, time_ms, actor, action, details, prev_hash, hash) VALUES";
+
+fn bind_record<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    r: &AuditRecord,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    query
+        .bind(r.seq as i64)
+        .bind(r.time_ms)
+        .bind(r.actor.clone())
+        .bind(r.action.clone())
+        .bind(ringfence_proto::audit::canonical_json(&r.details))
+        .bind(r.prev_hash.clone())
+        .bind(r.hash.clone())
+}
+
+/// Stores a record as it is (appends compute it; restoring a backup and tests write it as is).
+pub async fn insert<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+    executor: E,
+    record: &AuditRecord,
+) -> Result<(), DbError> {
+    let sql = format!("{INSERT} ($1, $2, $3, $4, $5, $6, $7)");
+    bind_record(sqlx::query(&sql), record).execute(executor).await?;
+    Ok(())
+}
+
+/// Records per page of [`page`].
+pub const PAGE: i64 = 1000;
+
+/// Up to `limit` records after `after_seq`, in seq order (to page through the log in constant
+/// memory). A record whose details are not JSON is returned with the raw text as a JSON string
+/// (so the chain check reports it as edited instead of failing).
+pub async fn page(pool: &AnyPool, after_seq: u64, limit: i64) -> Result<Vec<AuditRecord>, DbError> {
     let rows = sqlx::query(
-        "SELECT seq, time_ms, actor, action, details, prev_hash, hash FROM audit_log ORDER BY seq",
+        "SELECT seq, time_ms, actor, action, details, prev_hash, hash FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2",
     )
+    .bind(after_seq.min(i64::MAX as u64) as i64)
+    .bind(limit)
     .fetch_all(pool)
     .await?;
     rows.iter()
@@ -59,4 +105,11 @@ pub async fn all(pool: &AnyPool) -> Result<Vec<AuditRecord>, DbError> {
             })
         })
         .collect()
+}
+
+/// The newest record's seq and hash (`None` for an empty log).
+pub async fn head(pool: &AnyPool) -> Result<Option<(u64, String)>, DbError> {
+    let row =
+        sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetch_optional(pool).await?;
+    row.map(|r| Ok((r.try_get::<i64, _>(0)? as u64, r.try_get(1)?))).transpose()
 }

@@ -5,23 +5,47 @@ use sqlx::{AnyPool, Row};
 
 use super::{DbError, Tx};
 
-/// Stores `event` unless (node, id) is stored already; true if it was new.
-pub async fn insert(tx: &mut Tx, node_id: &str, event: &Event, received_ms: i64) -> Result<bool, DbError> {
-    let done = sqlx::query(
-        "INSERT INTO events (node_id, id, kind, severity, summary, details, time_ms, received_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (node_id, id) DO NOTHING",
-    )
-    .bind(node_id)
-    .bind(&event.id)
-    .bind(&event.kind)
-    .bind(&event.severity)
-    .bind(&event.summary)
-    .bind(event.details.to_string())
-    .bind(event.time_ms)
-    .bind(received_ms)
-    .execute(&mut **tx)
-    .await?;
-    Ok(done.rows_affected() == 1)
+/// Rows per multi-row statement (8 parameters each, well below every backend's limit).
+const ROWS: usize = 400;
+
+/// Stores the events of `node_id` that are not stored yet, a few statements for the whole
+/// batch; the ids stored now.
+pub async fn insert_many(
+    tx: &mut Tx,
+    node_id: &str,
+    events: &[Event],
+    received_ms: i64,
+) -> Result<std::collections::HashSet<String>, DbError> {
+    let mut stored = std::collections::HashSet::new();
+    for chunk in events.chunks(ROWS) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let p: Vec<String> = (1..=8).map(|j| format!("${}", i * 8 + j)).collect();
+                format!("({})", p.join(", "))
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO events (node_id, id, kind, severity, summary, details, time_ms, received_ms) VALUES {} \
+             ON CONFLICT (node_id, id) DO NOTHING RETURNING id",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for e in chunk {
+            query = query
+                .bind(node_id)
+                .bind(&e.id)
+                .bind(&e.kind)
+                .bind(&e.severity)
+                .bind(&e.summary)
+                .bind(e.details.to_string())
+                .bind(e.time_ms)
+                .bind(received_ms);
+        }
+        for row in query.fetch_all(&mut **tx).await? {
+            stored.insert(row.try_get::<String, _>(0)?);
+        }
+    }
+    Ok(stored)
 }
 
 /// The newest `limit` events.

@@ -7,11 +7,13 @@ use sqlx::Row;
 
 use super::{Backend, Db, DbError};
 
-/// (version, name, statements).
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial schema",
-    r#"
+/// (version, name, statements). Version 2 forgets what nodes claimed about their WireGuard
+/// identity under version 1 (unchecked): they report it again and it is checked then.
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial schema",
+        r#"
 CREATE TABLE counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
 INSERT INTO counters (name, value) VALUES ('generation', 0);
 CREATE TABLE tokens (
@@ -73,7 +75,18 @@ CREATE TABLE audit_log (
     hash TEXT NOT NULL
 )
 "#,
-)];
+    ),
+    (
+        2,
+        "mesh identity owned by the control plane",
+        r#"
+ALTER TABLE nodes ADD COLUMN wg_key TEXT;
+ALTER TABLE nodes ADD COLUMN tunnel_addresses TEXT NOT NULL DEFAULT '[]';
+UPDATE nodes SET wireguard = NULL;
+CREATE UNIQUE INDEX nodes_wg_key ON nodes (wg_key)
+"#,
+    ),
+];
 
 /// Applies the migrations not yet recorded, each in its own transaction (under the writer lock,
 /// so replicas starting together apply each once).

@@ -16,7 +16,8 @@ pub struct NodeRow {
 }
 
 const COLUMNS: &str = "id, region, labels, hostname, wireguard, agent_version, applied_policy_version, \
-    applied_bundle_version, geo_db_version, last_seen_ms, enrolled_ms, cert_not_after_ms, revoked_ms, generation";
+    applied_bundle_version, geo_db_version, last_seen_ms, enrolled_ms, cert_not_after_ms, revoked_ms, generation, \
+    tunnel_addresses";
 
 fn from_row(row: &AnyRow) -> Result<NodeRow, DbError> {
     let wireguard: Option<String> = row.try_get("wireguard")?;
@@ -39,6 +40,7 @@ fn from_row(row: &AnyRow) -> Result<NodeRow, DbError> {
             enrolled_ms: row.try_get("enrolled_ms")?,
             cert_not_after_ms: row.try_get("cert_not_after_ms")?,
             revoked_ms: row.try_get("revoked_ms")?,
+            tunnel_addresses: json_col(row, "tunnel_addresses")?,
         },
         generation: row.try_get("generation")?,
     })
@@ -64,36 +66,104 @@ pub async fn get(pool: &AnyPool, id: &str) -> Result<Option<NodeRow>, DbError> {
     row.as_ref().map(from_row).transpose()
 }
 
+/// A node to enroll.
+pub struct NewNode<'a> {
+    /// Node id.
+    pub id: &'a str,
+    /// From the token.
+    pub region: &'a str,
+    /// From the token.
+    pub labels: &'a Labels,
+    /// As the agent says.
+    pub hostname: Option<&'a str>,
+    /// As the agent says.
+    pub agent_version: Option<&'a str>,
+    /// The accepted WireGuard identity (its key becomes the bound key).
+    pub wireguard: &'a Option<WireGuardInfo>,
+    /// Allocated tunnel addresses.
+    pub tunnel_addresses: &'a [String],
+    /// Certificate expiry.
+    pub cert_not_after_ms: i64,
+}
+
 /// A newly enrolled node.
-#[allow(clippy::too_many_arguments)]
-pub async fn insert(
-    tx: &mut Tx,
-    id: &str,
-    region: &str,
-    labels: &Labels,
-    hostname: Option<&str>,
-    agent_version: Option<&str>,
-    wireguard: &Option<WireGuardInfo>,
-    cert_not_after_ms: i64,
-    generation: i64,
-) -> Result<(), DbError> {
+pub async fn insert(tx: &mut Tx, new: &NewNode<'_>, generation: i64) -> Result<(), DbError> {
     let now = ringfence_proto::now_ms();
     sqlx::query(
         "INSERT INTO nodes (id, region, labels, hostname, wireguard, agent_version, last_seen_ms, enrolled_ms, \
-         cert_not_after_ms, generation) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         cert_not_after_ms, generation, wg_key, tunnel_addresses) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
-    .bind(id)
-    .bind(region)
-    .bind(serde_json::to_string(labels).expect("labels serialize"))
-    .bind(hostname)
-    .bind(wireguard_json(wireguard))
-    .bind(agent_version)
+    .bind(new.id)
+    .bind(new.region)
+    .bind(serde_json::to_string(new.labels).expect("labels serialize"))
+    .bind(new.hostname)
+    .bind(wireguard_json(new.wireguard))
+    .bind(new.agent_version)
     .bind(now)
     .bind(now)
-    .bind(cert_not_after_ms)
+    .bind(new.cert_not_after_ms)
     .bind(generation)
+    .bind(new.wireguard.as_ref().map(|w| w.public_key.clone()))
+    .bind(serde_json::to_string(new.tunnel_addresses).expect("addresses serialize"))
     .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+/// The node that holds WireGuard key `key` (revoked nodes keep theirs), if any.
+pub async fn key_owner(tx: &mut Tx, key: &str) -> Result<Option<String>, DbError> {
+    let row =
+        sqlx::query("SELECT id FROM nodes WHERE wg_key = $1").bind(key).fetch_optional(&mut **tx).await?;
+    Ok(row.map(|r| r.try_get(0)).transpose()?)
+}
+
+/// Every unrevoked node's tunnel addresses, but `except`'s.
+pub async fn taken_addresses(tx: &mut Tx, except: &str) -> Result<Vec<ipnet::IpNet>, DbError> {
+    let rows = sqlx::query("SELECT tunnel_addresses FROM nodes WHERE revoked_ms IS NULL AND id <> $1")
+        .bind(except)
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut out = Vec::new();
+    for row in &rows {
+        let list: Vec<String> = json_col(row, "tunnel_addresses")?;
+        out.extend(list.iter().filter_map(|a| a.parse::<ipnet::IpNet>().ok()));
+    }
+    Ok(out)
+}
+
+/// Stores the node's accepted WireGuard identity (binding its key) at `generation`.
+pub async fn set_wireguard(
+    tx: &mut Tx,
+    id: &str,
+    wireguard: &WireGuardInfo,
+    generation: i64,
+) -> Result<(), DbError> {
+    sqlx::query("UPDATE nodes SET wireguard = $1, wg_key = $2, generation = $3 WHERE id = $4")
+        .bind(wireguard_json(&Some(wireguard.clone())))
+        .bind(&wireguard.public_key)
+        .bind(generation)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Pins the node's tunnel addresses at `generation` (and in its WireGuard identity).
+pub async fn set_addresses(
+    tx: &mut Tx,
+    node: &NodeRow,
+    addresses: &[String],
+    generation: i64,
+) -> Result<(), DbError> {
+    let wireguard =
+        node.info.wireguard.clone().map(|w| WireGuardInfo { allowed_ips: addresses.to_vec(), ..w });
+    sqlx::query("UPDATE nodes SET tunnel_addresses = $1, wireguard = $2, generation = $3 WHERE id = $4")
+        .bind(serde_json::to_string(addresses).expect("addresses serialize"))
+        .bind(wireguard_json(&wireguard))
+        .bind(generation)
+        .bind(&node.info.node_id)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
@@ -130,27 +200,19 @@ pub async fn touch(pool: &AnyPool, id: &str) -> Result<(), DbError> {
     Ok(())
 }
 
-/// Applies a report; the caller bumps the generation first when the WireGuard identity changed
-/// (`generation` is then the new one, else the node's current one).
-pub async fn apply_report(
-    tx: &mut Tx,
-    current: &NodeRow,
-    report: &NodeReport,
-    generation: i64,
-) -> Result<(), DbError> {
+/// Applies a report's state (its WireGuard claim is checked and stored by [`set_wireguard`]).
+pub async fn apply_report(tx: &mut Tx, current: &NodeRow, report: &NodeReport) -> Result<(), DbError> {
     let info = &current.info;
     let pick_u64 = |new: Option<u64>, old: Option<u64>| new.or(old).map(|v| v as i64);
     sqlx::query(
-        "UPDATE nodes SET wireguard = $1, agent_version = $2, applied_policy_version = $3, \
-         applied_bundle_version = $4, geo_db_version = $5, last_seen_ms = $6, generation = $7 WHERE id = $8",
+        "UPDATE nodes SET agent_version = $1, applied_policy_version = $2, \
+         applied_bundle_version = $3, geo_db_version = $4, last_seen_ms = $5 WHERE id = $6",
     )
-    .bind(wireguard_json(&report.wireguard.clone().or_else(|| info.wireguard.clone())))
     .bind(report.agent_version.clone().or_else(|| info.agent_version.clone()))
     .bind(pick_u64(report.applied_policy_version, info.applied_policy_version))
     .bind(pick_u64(report.applied_bundle_version, info.applied_bundle_version))
     .bind(report.geo_db_version.clone().or_else(|| info.geo_db_version.clone()))
     .bind(ringfence_proto::now_ms())
-    .bind(generation)
     .bind(&info.node_id)
     .execute(&mut **tx)
     .await?;
@@ -177,8 +239,8 @@ pub async fn set_applied(
 }
 
 impl NodeRow {
-    /// Whether a report would change what peers see of this node.
-    pub fn wireguard_changes(&self, report: &NodeReport) -> bool {
-        report.wireguard.as_ref().is_some_and(|w| self.info.wireguard.as_ref() != Some(w))
+    /// The bound WireGuard key.
+    pub fn bound_key(&self) -> Option<&str> {
+        self.info.wireguard.as_ref().map(|w| w.public_key.as_str())
     }
 }

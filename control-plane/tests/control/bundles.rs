@@ -5,11 +5,11 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use ringfence_proto::api::{
-    BundleAck, ErrorBody, NodeList, NodeReport, PolicyDiff, PolicyHistory, RollbackRequest,
+    BundleAck, ErrorBody, KeyRotation, NodeList, NodeReport, PolicyDiff, PolicyHistory, RollbackRequest,
 };
 use ringfence_proto::{BundleError, SignedBundle};
 
-use crate::common::{policy_yaml, wg, Backend, TestServer};
+use crate::common::{policy_yaml, wg, wg_key, Backend, TestServer};
 
 async fn applied_policy_reaches_selected_nodes_signed(backend: Backend) {
     let server = TestServer::start(backend).await;
@@ -31,7 +31,8 @@ async fn applied_policy_reaches_selected_nodes_signed(backend: Backend) {
     assert_eq!(bundle.policy_version, 1);
     assert_eq!(bundle.region, "eu");
     let peers: Vec<&str> = bundle.peers.iter().map(|p| p.public_key.as_str()).collect();
-    assert_eq!(peers, ["key-eu"], "peers: the other node of the region, not the us node");
+    assert_eq!(peers, [wg_key("key-eu")], "peers: the other node of the region, not the us node");
+    assert_eq!(bundle.peers[0].allowed_ips, ["10.77.0.2/32"], "its address from the pool");
     assert_eq!(bundle.peers[0].endpoint, wg("key-eu").endpoint);
     // Unselected nodes get nothing.
     assert!(eu.poll(0, 0).await.is_none(), "eu node without the gpu label has no bundle");
@@ -90,11 +91,14 @@ async fn change_propagates_to_waiting_agents(backend: Backend) {
         a.poll(second.version, 5).await.expect("peer change").verify(&a.pinned, second.version).unwrap();
     assert_eq!(third.policy_version, 2);
     assert_eq!(third.peers.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), [b.node_id.as_str()]);
-    // A WireGuard change reported by the peer propagates.
+    // A key rotated by an operator propagates, and the peer then reports it.
+    let rotation = KeyRotation { public_key: wg_key("rotated-key") };
+    let resp = server.admin_post(&format!("/v1/nodes/{}/wireguard-key", b.node_id), &rotation).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let fourth = a.poll(third.version, 5).await.expect("wg change").verify(&a.pinned, third.version).unwrap();
+    assert_eq!(fourth.peers[0].public_key, wg_key("rotated-key"));
     let report = NodeReport { wireguard: Some(wg("rotated-key")), ..Default::default() };
     assert_eq!(b.post("/v1/report", &report).await.unwrap().status(), StatusCode::NO_CONTENT);
-    let fourth = a.poll(third.version, 5).await.expect("wg change").verify(&a.pinned, third.version).unwrap();
-    assert_eq!(fourth.peers[0].public_key, "rotated-key");
     // Revoking the peer removes it.
     server.admin_post(&format!("/v1/nodes/{}/revoke", b.node_id), &serde_json::json!({})).await;
     let fifth =

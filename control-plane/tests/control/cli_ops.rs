@@ -65,6 +65,10 @@ async fn operator_workflow_through_the_cli() {
         nodes.contains(&agent.node_id) && nodes.contains("gpu=h100") && nodes.contains("active"),
         "{nodes}"
     );
+    for column in ["HOSTNAME", "REGION", "LABELS", "CERT EXPIRES", "BUNDLE", "LAST SEEN"] {
+        assert!(nodes.lines().next().unwrap().contains(column), "{column} in {nodes}");
+    }
+    assert!(nodes.contains("test-host") && nodes.contains("10.77.0.1/32"), "{nodes}");
     // policy apply (from a file) → the agent gets it.
     let dir = tempfile::tempdir().unwrap();
     let v1 = dir.path().join("v1.yaml");
@@ -86,7 +90,7 @@ async fn operator_workflow_through_the_cli() {
     assert!(diff.contains("-    - {name: web, action: allow, to: {cidrs: [198.51.100.0/24]}}"), "{diff}");
     assert!(diff.contains("+    - {name: web, action: allow, to: {cidrs: [203.0.113.0/24]}}"), "{diff}");
     let rolled = ok(&ringfence(&server, &["policy", "rollback", "1", "--author", "bob"]).await);
-    assert!(rolled.contains("as version 3"), "{rolled}");
+    assert!(rolled.contains("rolled back to version 1") && rolled.contains("as version 3"), "{rolled}");
     let history = ok(&ringfence(&server, &["policy", "history"]).await);
     let lines: Vec<&str> = history.lines().collect();
     assert!(lines[0].starts_with("VERSION"), "{history}");
@@ -97,6 +101,22 @@ async fn operator_workflow_through_the_cli() {
     assert!(lines[3].starts_with("1 ") && lines[3].contains("alice"), "{history}");
     let latest = agent.poll(bundle.version, 5).await.unwrap().verify(&agent.pinned, bundle.version).unwrap();
     assert_eq!(latest.policy_version, 3);
+    // A selector that matches no enrolled node: a warning, or with --strict a refusal.
+    let out =
+        ringfence(&server, &["policy", "apply", v1.to_str().unwrap(), "--selector", "region=nowhere"]).await;
+    ok(&out);
+    assert!(
+        text(&out.stderr).contains("warning: selector region=nowhere matches no enrolled node"),
+        "{}",
+        text(&out.stderr)
+    );
+    let strict = ["policy", "apply", v1.to_str().unwrap(), "--selector", "region=nowhere", "--strict"];
+    let out = ringfence(&server, &strict).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("matches no enrolled node; nothing stored"), "{}", text(&out.stderr));
+    let json = ok(&ringfence(&server, &["policy", "rollback", "2", "--json"]).await);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!((v["policy"]["rollback_of"].as_u64(), v["policy"]["version"].as_u64()), (Some(2), Some(5)));
     // An invalid policy: every diagnostic as FILE:LINE:COL, exit 64.
     let bad = dir.path().join("bad.yaml");
     std::fs::write(&bad, "apiVersion: ringfence.dev/v1\nkind: EgressPolicy\nmetadata: {name: x}\nspec:\n  defaultAction: maybe\n  egress: []\n  extra: 1\n").unwrap();

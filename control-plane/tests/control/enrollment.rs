@@ -5,7 +5,7 @@ use std::time::Duration;
 use reqwest::{Identity, StatusCode};
 use ringfence_proto::api::{EventBatch, NodeList, NodeReport, RenewRequest, RenewResponse};
 
-use crate::common::{client, policy_yaml, wg, Agent, Backend, Options, TestServer};
+use crate::common::{client, policy_yaml, wg, wg_key, Agent, Backend, Options, TestServer};
 
 async fn token_is_one_time(backend: Backend) {
     let server = TestServer::start(backend).await;
@@ -31,7 +31,9 @@ async fn token_is_one_time(backend: Backend) {
     assert_eq!(nodes.nodes.len(), 1);
     let node = &nodes.nodes[0];
     assert_eq!((node.node_id.as_str(), node.region.as_str()), (agent.node_id.as_str(), "eu"));
-    assert_eq!(node.wireguard.as_ref().unwrap().public_key, "key-a");
+    assert_eq!(node.wireguard.as_ref().unwrap().public_key, wg_key("key-a"));
+    assert_eq!(node.tunnel_addresses, ["10.77.0.1/32"], "allocated from the pool");
+    assert_eq!(agent.enrolled.tunnel_addresses, node.tunnel_addresses);
     assert_eq!(node.agent_version.as_deref(), Some("0.1.0-test"));
     server.stop().await;
 }

@@ -109,4 +109,64 @@ async fn alerts_forwarded_to_every_sink(backend: Backend) {
     server.stop().await;
 }
 
-crate::on_both_backends!(events_stored_exactly_once, alerts_forwarded_to_every_sink);
+/// Problem 4 of the fleet-hardening issue: one node floods events. It gets 429 with Retry-After
+/// beyond its rate, what is stored stays within the limit, every stored event is one small audit
+/// record, and another node's events are taken meanwhile.
+async fn one_nodes_event_flood_is_bounded(backend: Backend) {
+    let options = Options {
+        extra: vec!["--event-rate".into(), "100".into(), "--event-burst".into(), "1000".into()],
+        ..Default::default()
+    };
+    let server = TestServer::start_with(backend, options).await;
+    let flooder = server.agent("eu", &[], "flooder").await;
+    let honest = server.agent("eu", &[], "honest").await;
+    let started = std::time::Instant::now();
+    let (mut limited, mut sent) = (0, 0);
+    let mut batch_no = 0;
+    while started.elapsed() < std::time::Duration::from_secs(3) {
+        batch_no += 1;
+        let events = (0..500).map(|i| event(&format!("f{batch_no}-{i}"), "deny")).collect();
+        let resp = flooder.post("/v1/events", &EventBatch { events }).await.unwrap();
+        match resp.status() {
+            StatusCode::OK => sent += 500,
+            StatusCode::TOO_MANY_REQUESTS => {
+                let retry: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+                assert!((1..=10).contains(&retry), "Retry-After {retry}");
+                limited += 1;
+            }
+            other => panic!("{other}: {}", resp.text().await.unwrap()),
+        }
+        // The honest node is not held back by the flood.
+        let one = EventBatch { events: vec![event(&format!("h{batch_no}"), "exfiltration")] };
+        assert_eq!(honest.post("/v1/events", &one).await.unwrap().status(), StatusCode::OK);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let stored = ringfence_control::db::events::count(server.db().pool()).await.unwrap() as usize;
+    let bound = 1000.0 + 100.0 * elapsed + batch_no as f64;
+    println!("flood: {batch_no} batches of 500 in {elapsed:.1} s, {limited} refused (429), {stored} events stored (bound {bound:.0})");
+    assert!(limited > 0 && stored as f64 <= bound, "{stored} stored, bound {bound}");
+    assert_eq!(stored, sent + batch_no, "accepted batches are stored whole");
+    // Each stored event is its own audit record, small whatever the batch size.
+    let text = server.admin_get("/v1/audit").await.text().await.unwrap();
+    let alerts: Vec<&str> = text.lines().filter(|l| l.contains("\"action\":\"alert\"")).collect();
+    assert_eq!(alerts.len(), stored);
+    assert!(alerts.iter().all(|l| l.len() < 1024), "{}", alerts.iter().map(|l| l.len()).max().unwrap_or(0));
+    let v: ringfence_proto::api::AuditVerification =
+        server.admin_get("/v1/audit/verify").await.json().await.unwrap();
+    assert!(v.ok, "{v:?}");
+    // Events the API does not list are refused.
+    for bad in [
+        json!({"id": "x", "kind": "Deny!", "time_ms": 1, "summary": "s"}),
+        json!({"id": "x", "kind": "deny", "time_ms": 1, "summary": "s", "severity": "high"}),
+    ] {
+        let resp = honest.post("/v1/events", &json!({"events": [bad]})).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    }
+    server.stop().await;
+}
+
+crate::on_both_backends!(
+    events_stored_exactly_once,
+    alerts_forwarded_to_every_sink,
+    one_nodes_event_flood_is_bounded
+);

@@ -64,6 +64,8 @@ pub struct Options {
     pub db_url: Option<String>,
     /// Share a state directory (replicas).
     pub state_dir: Option<PathBuf>,
+    /// More `serve` flags.
+    pub extra: Vec<String>,
 }
 
 /// A running control plane.
@@ -80,7 +82,13 @@ pub struct TestServer {
 
 /// A client that trusts only the control plane's CA and speaks only TLS 1.3.
 pub fn client(ca_pem: &str, identity: Option<Identity>) -> Client {
+    client_at(ca_pem, identity, None)
+}
+
+/// [`client`], connecting from `local` (a loopback address: another source than a flood's).
+pub fn client_at(ca_pem: &str, identity: Option<Identity>, local: Option<std::net::IpAddr>) -> Client {
     let mut builder = Client::builder()
+        .local_address(local)
         .use_rustls_tls()
         .tls_built_in_root_certs(false)
         .add_root_certificate(Certificate::from_pem(ca_pem.as_bytes()).unwrap())
@@ -120,7 +128,12 @@ impl TestServer {
             db_url.clone(),
             "--shutdown-grace".into(),
             "2s".into(),
+            "--wg-pool".into(),
+            "*=10.77.0.0/16".into(),
+            "--wg-endpoint-cidr".into(),
+            "*=192.0.2.0/24".into(),
         ];
+        argv.extend(options.extra.iter().cloned());
         let pairs = [
             ("--cert-ttl", options.cert_ttl.map(str::to_owned)),
             ("--alertmanager-url", options.alertmanager),
@@ -185,6 +198,7 @@ impl TestServer {
             selector: Selector::parse(selector).unwrap(),
             author: Some("tester".into()),
             comment: None,
+            strict: false,
         };
         let resp = self.admin_post("/v1/policies", &req).await;
         assert_eq!(resp.status(), StatusCode::OK, "policy apply: {}", resp.text().await.unwrap());
@@ -204,11 +218,20 @@ impl TestServer {
     }
 }
 
-pub fn wg(key: &str) -> WireGuardInfo {
+/// A WireGuard public key named `name` (base64 of 32 bytes derived from it).
+pub fn wg_key(name: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(name.as_bytes()))
+}
+
+/// The WireGuard identity a well-behaved node named `name` reports: its key and an endpoint in
+/// the test servers' endpoint network (its tunnel address comes from the pool).
+pub fn wg(name: &str) -> WireGuardInfo {
     WireGuardInfo {
-        public_key: key.into(),
-        endpoint: Some(format!("192.0.2.{}:51820", key.len())),
-        allowed_ips: vec![format!("10.77.0.{}/32", key.len())],
+        public_key: wg_key(name),
+        endpoint: Some(format!("192.0.2.{}:51820", name.len())),
+        allowed_ips: vec![],
     }
 }
 
@@ -229,6 +252,17 @@ impl Agent {
         token: &str,
         wireguard: Option<WireGuardInfo>,
     ) -> Result<Agent, (StatusCode, String)> {
+        Agent::enroll_at(&server.base, &server.ca_pem, None, token, wireguard).await
+    }
+
+    /// Enrolls at `base` from the local address `local`.
+    pub async fn enroll_at(
+        base: &str,
+        ca_pem: &str,
+        local: Option<std::net::IpAddr>,
+        token: &str,
+        wireguard: Option<WireGuardInfo>,
+    ) -> Result<Agent, (StatusCode, String)> {
         let key = ringfence_proto::csr::generate("test-host").unwrap();
         let req = EnrollRequest {
             token: token.into(),
@@ -237,7 +271,8 @@ impl Agent {
             hostname: Some("test-host".into()),
             wireguard,
         };
-        let resp = server.anonymous().post(server.url("/v1/enroll")).json(&req).send().await.unwrap();
+        let resp =
+            client_at(ca_pem, None, local).post(format!("{base}/v1/enroll")).json(&req).send().await.unwrap();
         if resp.status() != StatusCode::OK {
             return Err((resp.status(), resp.text().await.unwrap()));
         }
@@ -249,10 +284,10 @@ impl Agent {
             node_id: enrolled.node_id.clone(),
             key_pem: key.key_pem,
             cert_pem: enrolled.certificate_pem.clone(),
-            client: client(&enrolled.ca_pem, Some(identity)),
+            client: client_at(&enrolled.ca_pem, Some(identity), local),
             pinned,
             enrolled,
-            base: server.base.clone(),
+            base: base.to_owned(),
         })
     }
 

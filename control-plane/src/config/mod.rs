@@ -8,6 +8,11 @@ use clap::Args;
 
 use crate::db::Backend;
 
+mod checkpoint;
+mod fleet;
+pub use checkpoint::{CheckpointArgs, CheckpointConfig, S3Sink};
+pub use fleet::{FleetArgs, FleetConfig};
+
 /// The longest client certificate lifetime the control plane issues.
 pub const MAX_CERT_TTL: Duration = Duration::from_secs(4 * 3600);
 
@@ -54,6 +59,12 @@ pub struct ServeArgs {
     /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
     #[arg(long, default_value = "10s", value_name = "DURATION")]
     pub shutdown_grace: String,
+    /// Mesh identity rules and resource limits.
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+    /// Signed audit checkpoints.
+    #[command(flatten)]
+    pub checkpoints: CheckpointArgs,
 }
 
 impl ServeArgs {
@@ -98,16 +109,20 @@ pub struct Config {
     pub syslog: Option<SocketAddr>,
     /// Drain time at shutdown.
     pub shutdown_grace: Duration,
+    /// Mesh identity rules and resource limits.
+    pub fleet: FleetConfig,
+    /// Signed audit checkpoints.
+    pub checkpoints: CheckpointConfig,
 }
 
-fn duration(errors: &mut Vec<String>, flag: &str, text: &str) -> Duration {
+pub(crate) fn duration(errors: &mut Vec<String>, flag: &str, text: &str) -> Duration {
     humantime::parse_duration(text).unwrap_or_else(|e| {
         errors.push(format!("--{flag} {text:?}: {e} (expected e.g. 4h, 30m, 10s)"));
         Duration::ZERO
     })
 }
 
-fn http_url(errors: &mut Vec<String>, flag: &str, text: &Option<String>) -> Option<url::Url> {
+pub(crate) fn http_url(errors: &mut Vec<String>, flag: &str, text: &Option<String>) -> Option<url::Url> {
     let text = text.as_ref()?;
     match url::Url::parse(text) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
@@ -140,6 +155,8 @@ impl ServeArgs {
         }
         let long_poll_max = duration(&mut errors, "long-poll-max", &self.long_poll_max);
         let shutdown_grace = duration(&mut errors, "shutdown-grace", &self.shutdown_grace);
+        let fleet = self.fleet.validate(&mut errors);
+        let checkpoints = self.checkpoints.validate(&mut errors);
         let alertmanager_url = http_url(&mut errors, "alertmanager-url", &self.alertmanager_url);
         let webhook_url = http_url(&mut errors, "webhook-url", &self.webhook_url);
         let syslog = self.syslog.as_ref().and_then(|s| {
@@ -197,6 +214,8 @@ impl ServeArgs {
             webhook_url,
             syslog,
             shutdown_grace,
+            fleet,
+            checkpoints,
         })
     }
 }
