@@ -6,18 +6,18 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use ringfence_common::{MAX_PREFIXES_V4, MAX_PREFIXES_V6};
 
-use crate::compile::CompileError;
-use crate::compile_geo::aggregate;
-use crate::compile_lookup::{key_of, mask};
+use super::error::CompileError;
+use super::geo::aggregate;
 use crate::geo::GeoDb;
-use crate::model::{normalize_net, Policy};
+use crate::model::Policy;
+use crate::prefix::{inside_v4_mapped, key_of, mask, net_key, normalize_net, to_bytes};
 
 /// Prefixes of one family: (masked address bytes, prefix length), sorted.
-pub(crate) type PrefixSet<const N: usize> = Vec<([u8; N], u32)>;
+pub(super) type PrefixSet<const N: usize> = Vec<([u8; N], u32)>;
 
 /// Which encryption trie (for [`CompileError::TooManyEncryptionPrefixes`]).
-pub(crate) const PEERS: &str = "peer";
-pub(crate) const HOME: &str = "home region";
+const PEERS: &str = "peer";
+const HOME: &str = "home region";
 
 /// (masked address as an integer, prefix length) pairs.
 type Keys = Vec<(u128, u32)>;
@@ -69,12 +69,11 @@ fn finish<const N: usize>(
             max: max as usize,
         });
     }
-    let bytes = |addr: u128| -> [u8; N] { addr.to_be_bytes()[16 - N..].try_into().expect("N <= 16") };
-    Ok(keys.into_iter().map(|(a, l)| (bytes(a), l)).collect())
+    Ok(keys.into_iter().map(|(a, l)| (to_bytes(a), l)).collect())
 }
 
 /// The peer prefixes (masked, deduplicated, IPv4-mapped IPv6 as IPv4).
-pub(crate) fn build_peers(policy: &Policy) -> Result<(PrefixSet<4>, PrefixSet<16>), CompileError> {
+pub(super) fn build_peers(policy: &Policy) -> Result<(PrefixSet<4>, PrefixSet<16>), CompileError> {
     let (v4, v6) = keys(policy.peers.iter().copied());
     Ok((finish(v4, PEERS, false)?, finish(v6, PEERS, false)?))
 }
@@ -82,7 +81,7 @@ pub(crate) fn build_peers(policy: &Policy) -> Result<(PrefixSet<4>, PrefixSet<16
 /// The home region's prefixes: its CIDRs plus every database network of its countries, nested
 /// prefixes dropped and sibling prefixes merged. Empty without crossBorder. `geo` is required
 /// when the home region names countries (the caller checks).
-pub(crate) fn build_home(
+pub(super) fn build_home(
     policy: &Policy,
     geo: Option<&GeoDb>,
 ) -> Result<(PrefixSet<4>, PrefixSet<16>), CompileError> {
@@ -92,18 +91,13 @@ pub(crate) fn build_home(
     let (mut v4, mut v6) = keys(region.cidrs.iter().copied());
     if let (Some(db), false) = (geo, region.countries.is_empty()) {
         let home = |code: &[u8; 2]| region.countries.binary_search(code).is_ok();
-        v4.extend(
-            db.networks_v4()
-                .iter()
-                .filter(|(_, c)| home(c))
-                .map(|(n, _)| (key_of(&n.network().octets()), u32::from(n.prefix_len()))),
-        );
+        v4.extend(db.networks_v4().iter().filter(|(_, c)| home(c)).map(|(n, _)| net_key(*n)));
         v6.extend(
             db.networks_v6()
                 .iter()
                 // IPv4-mapped addresses are looked up as IPv4; such networks are never used.
-                .filter(|(n, c)| home(c) && (n.network().to_ipv4_mapped().is_none() || n.prefix_len() < 96))
-                .map(|(n, _)| (key_of(&n.network().octets()), u32::from(n.prefix_len()))),
+                .filter(|(n, c)| home(c) && !inside_v4_mapped(n))
+                .map(|(n, _)| net_key(*n)),
         );
     }
     Ok((finish(v4, HOME, true)?, finish(v6, HOME, true)?))
