@@ -56,7 +56,7 @@ fn country_list(
 
 /// Merges sibling prefixes with identical entries into their parent, repeatedly. `sorted` must
 /// be sorted by address and disjoint; `width` is 32 or 128.
-pub(super) fn aggregate<V: Copy + PartialEq>(sorted: Vec<(u128, u32, V)>, width: u32) -> Vec<(u128, u32, V)> {
+fn aggregate<V: Copy + PartialEq>(sorted: Vec<(u128, u32, V)>, width: u32) -> Vec<(u128, u32, V)> {
     let mut out: Vec<(u128, u32, V)> = Vec::with_capacity(sorted.len());
     for item in sorted {
         out.push(item);
