@@ -4,7 +4,8 @@
 //! public domain). Codes that are reserved or user-assigned (`EU`, `UK`, `XK`, `ZZ`, ...) are not
 //! country codes here.
 
-pub use crate::geo::CountryCode;
+/// An ISO 3166-1 alpha-2 country code: two uppercase ASCII letters, e.g. `*b"US"`.
+pub type CountryCode = [u8; 2];
 
 /// Every officially assigned code with its name, sorted by code.
 pub const COUNTRIES: [(&str, &str); 249] = [

@@ -129,6 +129,24 @@ pub(crate) fn sequence<'a>(node: &'a Node, what: &str, diags: &mut Vec<Diagnosti
     }
 }
 
+/// The elements of a non-empty sequence `"WHAT" CONTEXT` (e.g. `"to.countries" in rule "x"`);
+/// otherwise reports that it is not a sequence, or that it `must not be empty` followed by
+/// `empty_hint`.
+pub(crate) fn non_empty_sequence<'a>(
+    node: &'a Node,
+    what: &str,
+    context: &str,
+    empty_hint: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<&'a [Node]> {
+    let items = sequence(node, &format!("\"{what}\" {context}"), diags)?;
+    if items.is_empty() {
+        diags.push(node.error(format!("\"{what}\" {context} must not be empty{empty_hint}")));
+        return None;
+    }
+    Some(items)
+}
+
 /// The string value of `key` in `node` if `node` is a mapping with such a scalar; no diagnostics.
 pub(crate) fn peek_string<'a>(node: &'a Node, key: &str) -> Option<&'a str> {
     let NodeKind::Mapping(entries) = &node.kind else { return None };

@@ -11,27 +11,26 @@
 //! assert_eq!(decision.action, ringfence_policy::Action::Allow);
 //! assert_eq!(decision.rule, Some(1));
 //! ```
+//!
+//! Modules import one another in one direction only (`cargo xtask cycles policies/src` checks
+//! it): `load` uses `validate`, which uses `model`; `evaluate` and `compile` use `model` and
+//! `geo`; and at the bottom the leaves: `yaml_tree`, `diagnostic` and `fields` (parsing),
+//! `countries`, `prefix` (address and prefix arithmetic), `quantities`, `destination`.
+
+#![forbid(unsafe_code)]
 
 pub mod compile;
-mod compile_encrypt;
-mod compile_geo;
-mod compile_lookup;
 pub mod countries;
 mod destination;
 mod diagnostic;
 mod evaluate;
-mod evaluate_geo;
 mod fields;
 pub mod geo;
-pub mod groups;
+mod load;
 mod model;
-mod model_exfil;
+mod prefix;
 mod quantities;
 mod validate;
-mod validate_encryption;
-mod validate_exfil;
-mod validate_geo;
-mod values;
 mod yaml_tree;
 
 #[cfg(test)]
@@ -40,22 +39,13 @@ mod tests;
 pub use compile::{compile, CompileError, Compiled, CompiledFamily};
 pub use countries::CountryCode;
 pub use destination::{Destination, DestinationError};
-pub use diagnostic::{format_diagnostics, load_policy_file, Diagnostic, PolicyFileError};
+pub use diagnostic::{format_diagnostics, Diagnostic};
 pub use evaluate::{DecidedBy, Decision};
-pub use groups::{shipped_groups, CountryGroup};
+pub use load::{load_policy_file, parse_policy, PolicyFileError};
 pub use model::{
-    normalize_addr, normalize_net, Action, ApprovedSinks, Bulk, Checkpoints, ExfilAction, Exfiltration, Mode,
-    Policy, PortMatch, Protocol, RawSockets, Region, Rule,
+    Action, ApprovedSinks, Bulk, Checkpoints, ExfilAction, Exfiltration, Mode, Policy, PortMatch, Protocol,
+    RawSockets, Region, Rule,
 };
-pub use validate::{API_VERSION, KIND};
-pub use values::MAX_PORT_ENTRIES;
-
-/// Parses and validates a policy document. On failure returns every problem found (YAML syntax
-/// errors stop parsing, so a syntax error is reported alone), ordered by line and column.
-pub fn parse_policy(src: &str) -> Result<Policy, Vec<Diagnostic>> {
-    // A byte order mark may start a YAML stream (editors on Windows write one); the YAML reader
-    // would take it for content. Line 1's columns then count from after it, as editors show them.
-    let src = src.strip_prefix('\u{feff}').unwrap_or(src);
-    let (root, diagnostics) = yaml_tree::parse_yaml(src)?;
-    validate::validate(root.as_ref(), diagnostics)
-}
+pub use prefix::{normalize_addr, normalize_net};
+pub use validate::groups::{self, shipped_groups, CountryGroup};
+pub use validate::{API_VERSION, KIND, MAX_PORT_ENTRIES};

@@ -1,5 +1,6 @@
-//! Project tasks: `cargo xtask setup | test | demo | bench`.
+//! Project tasks: `cargo xtask setup | test | demo | bench | cycles`.
 mod bench;
+mod cycles;
 mod demo;
 mod fuzz;
 mod setup;
@@ -47,6 +48,19 @@ enum Cmd {
     /// Control plane: 1,000 simulated agents, policy apply to all acknowledged (p50/p99), event
     /// ingest; SQLite and PostgreSQL.
     BenchControl(bench::ControlBenchArgs),
+    /// Fail, listing every cycle, if the modules of a crate import each other in a circle
+    /// (e.g. `cargo xtask cycles policies/src`).
+    Cycles {
+        /// List every elementary cycle, not only the shortest cycle through each import.
+        #[arg(long)]
+        all: bool,
+        /// Also print the imports between the modules of each directory.
+        #[arg(long)]
+        graph: bool,
+        /// A crate's `src` directory (or the crate's directory); several may be given.
+        #[arg(required = true)]
+        dirs: Vec<std::path::PathBuf>,
+    },
     /// (internal) connect() loop used by the benchmark inside the lab.
     #[command(hide = true)]
     BenchClient { addr: String, port: u16, count: usize },
@@ -66,6 +80,7 @@ fn main() -> Result<()> {
         Cmd::BenchExfil(args) => bench::bench_exfil(args),
         Cmd::BenchControl(args) => bench::bench_control(args),
         Cmd::Fuzz(args) => fuzz::fuzz(args),
+        Cmd::Cycles { all, graph, dirs } => cycles::cycles(&dirs, cycles::Show { all, graph }),
         Cmd::BenchClient { addr, port, count } => bench::client(&addr, port, count),
         Cmd::BenchServer { port } => bench::server(port),
     }

@@ -8,7 +8,12 @@
 //!
 //! Corrupt input is rejected with a [`GeoError`] naming the file; the third-party decoder runs
 //! behind `catch_unwind` and the tree walk is bounded by the node count in the metadata.
+//!
+//! The parts: `reader` reads one file (using `table` and `error`), `table` keeps sorted,
+//! disjoint network tables, `fixture` writes test databases; this module merges the files
+//! into a [`GeoDb`] and answers lookups. The parts never use this module.
 
+mod error;
 mod reader;
 mod table;
 
@@ -18,13 +23,16 @@ pub mod fixture;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-/// An ISO 3166-1 alpha-2 country code: two uppercase ASCII letters, e.g. `*b"US"`.
-pub type CountryCode = [u8; 2];
+pub use crate::countries::CountryCode;
+use crate::prefix::normalize_addr;
+pub use error::GeoError;
+use reader::Loaded;
 
 /// Describes the database(s) a [`GeoDb`] was built from.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -74,32 +82,6 @@ fn civil_from_days(days: i128) -> (i128, u32, u32) {
     (y, m, d)
 }
 
-/// Why a geo-IP database could not be loaded. Every variant names the file.
-#[derive(Debug, thiserror::Error)]
-pub enum GeoError {
-    /// The file could not be read (missing, unreadable, a directory, ...).
-    #[error("cannot read geo-IP database {}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    /// The file is not a valid MaxMind DB (`.mmdb`) file, or is corrupt.
-    #[error("geo-IP database {} is not a valid MaxMind DB (.mmdb) file: {reason}", path.display())]
-    Invalid { path: PathBuf, reason: String },
-    /// No record in the database has any of the country-code fields tried.
-    #[error(
-        "geo-IP database {} has no country code field: none of the records has {} \
-         (name the field holding the two-letter country code explicitly, as a dotted path)",
-        path.display(),
-        tried.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(" or ")
-    )]
-    NoCountryField { path: PathBuf, tried: Vec<String> },
-    /// The file is empty, or the database holds no network with a valid country code.
-    #[error("geo-IP database {} is empty: it holds no network with a country code", path.display())]
-    Empty { path: PathBuf },
-}
-
 /// A country geo-IP table: sorted, disjoint networks per family, each with a country code.
 #[derive(Debug, Clone)]
 pub struct GeoDb {
@@ -125,7 +107,7 @@ impl GeoDb {
         for path in paths {
             loaded.push(reader::load_file(path, field)?);
         }
-        Ok(table::merge(paths, loaded))
+        Ok(merge(paths, loaded))
     }
 
     /// Builds a database from networks (for tests). Host bits are cleared, the tables are
@@ -155,11 +137,7 @@ impl GeoDb {
     /// The network containing `addr` and its country, if any. An IPv4-mapped IPv6 address
     /// (`::ffff:a.b.c.d`) is looked up as IPv4 and answered with an IPv4 network.
     pub fn lookup(&self, addr: IpAddr) -> Option<(IpNet, CountryCode)> {
-        let addr = match addr {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
-            v4 => v4,
-        };
-        match addr {
+        match normalize_addr(addr) {
             IpAddr::V4(a) => table::find(&self.v4, |n| n.network() <= a, |n| n.contains(&a))
                 .map(|(n, c)| (IpNet::V4(n), c)),
             IpAddr::V6(a) => table::find(&self.v6, |n| n.network() <= a, |n| n.contains(&a))
@@ -178,4 +156,43 @@ impl GeoDb {
     pub fn networks_v6(&self) -> &[(Ipv6Net, CountryCode)] {
         &self.v6
     }
+}
+
+/// Merges the loaded files (in the order given: the first file wins where they overlap).
+fn merge(paths: &[PathBuf], loaded: Vec<Loaded>) -> GeoDb {
+    let mut types = Vec::new();
+    let mut fields = Vec::new();
+    let mut seen_types = BTreeSet::new();
+    let mut seen_fields = BTreeSet::new();
+    let mut build_epoch: Option<u64> = None;
+    let mut ip_versions = Vec::new();
+    let mut skipped = 0;
+    let mut layers_v4 = Vec::new();
+    let mut layers_v6 = Vec::new();
+    for l in loaded {
+        if seen_types.insert(l.database_type.clone()) {
+            types.push(l.database_type);
+        }
+        if seen_fields.insert(l.field.clone()) {
+            fields.push(l.field);
+        }
+        build_epoch = Some(build_epoch.map_or(l.build_epoch, |e| e.min(l.build_epoch)));
+        ip_versions.push(l.ip_version);
+        skipped += l.skipped;
+        layers_v4.push(l.v4);
+        layers_v6.push(l.v6);
+    }
+    let v4 = table::overlay(layers_v4);
+    let v6 = table::overlay(layers_v6);
+    let info = GeoDbInfo {
+        paths: paths.to_vec(),
+        database_type: types.join(", "),
+        build_epoch: build_epoch.unwrap_or(0),
+        ip_versions,
+        networks_v4: v4.len(),
+        networks_v6: v6.len(),
+        field: fields.join(", "),
+        skipped_networks: skipped,
+    };
+    GeoDb { info, v4, v6 }
 }

@@ -8,8 +8,9 @@ use std::path::Path;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use maxminddb::{LookupResult, MaxMindDbError, PathElement, Reader, WithinOptions};
 
+use super::error::GeoError;
 use super::table::carve_excluded_v6;
-use super::{CountryCode, GeoError};
+use crate::countries::CountryCode;
 
 /// The field GeoIP2/GeoLite2/DB-IP databases keep the country in; falls back to
 /// [`REGISTERED_COUNTRY`] for networks without `country`.

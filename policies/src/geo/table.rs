@@ -1,13 +1,9 @@
 //! Sorted, disjoint network tables: carving excluded ranges, overlaying several sources
-//! (earlier wins), merging the files of one [`GeoDb`], and binary-search lookup.
-
-use std::collections::BTreeSet;
-use std::path::PathBuf;
+//! (earlier wins), and binary-search lookup.
 
 use ipnet::{Ipv4Net, Ipv6Net};
 
-use super::reader::Loaded;
-use super::{CountryCode, GeoDb, GeoDbInfo};
+use crate::countries::CountryCode;
 
 /// The parts of the IPv6 space that repeat IPv4 data in an IPv6 database: the IPv4 subtree
 /// `::/96` and MaxMind's aliases of it, `::ffff:0:0/96` (IPv4-mapped) and `2002::/16` (6to4).
@@ -130,43 +126,4 @@ pub(super) fn find<N: Copy>(
     let i = table.partition_point(|(n, _)| starts_at_or_before(n));
     let &(net, code) = table.get(i.checked_sub(1)?)?;
     contains(&net).then_some((net, code))
-}
-
-/// Merges the loaded files (in the order given: the first file wins where they overlap).
-pub(super) fn merge(paths: &[PathBuf], loaded: Vec<Loaded>) -> GeoDb {
-    let mut types = Vec::new();
-    let mut fields = Vec::new();
-    let mut seen_types = BTreeSet::new();
-    let mut seen_fields = BTreeSet::new();
-    let mut build_epoch: Option<u64> = None;
-    let mut ip_versions = Vec::new();
-    let mut skipped = 0;
-    let mut layers_v4 = Vec::new();
-    let mut layers_v6 = Vec::new();
-    for l in loaded {
-        if seen_types.insert(l.database_type.clone()) {
-            types.push(l.database_type);
-        }
-        if seen_fields.insert(l.field.clone()) {
-            fields.push(l.field);
-        }
-        build_epoch = Some(build_epoch.map_or(l.build_epoch, |e| e.min(l.build_epoch)));
-        ip_versions.push(l.ip_version);
-        skipped += l.skipped;
-        layers_v4.push(l.v4);
-        layers_v6.push(l.v6);
-    }
-    let v4 = overlay(layers_v4);
-    let v6 = overlay(layers_v6);
-    let info = GeoDbInfo {
-        paths: paths.to_vec(),
-        database_type: types.join(", "),
-        build_epoch: build_epoch.unwrap_or(0),
-        ip_versions,
-        networks_v4: v4.len(),
-        networks_v6: v6.len(),
-        field: fields.join(", "),
-        skipped_networks: skipped,
-    };
-    GeoDb { info, v4, v6 }
 }

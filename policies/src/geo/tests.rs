@@ -1,3 +1,6 @@
+//! Unit tests of the geo-IP reader: fixture databases written and read back, layouts, the
+//! country field, merging several files, and clear errors for bad files.
+
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 

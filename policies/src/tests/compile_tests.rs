@@ -1,3 +1,6 @@
+//! Compilation of CIDR rules: tries, shared match lists, the kernel's limits, default routes and
+//! a policy of 400,000 prefixes.
+
 use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;

@@ -250,6 +250,20 @@ fn home_prefixes_are_merged_and_nested_ones_dropped() {
 }
 
 #[test]
+fn home_prefixes_that_only_touch_stay_apart() {
+    let p = parse_ok(&doc("  defaultAction: allow
+  regions:
+    home:
+      cidrs: [192.0.2.64/26, 192.0.2.128/26, 192.0.2.192/26, 10.1.0.0/16, 10.0.0.0/8, 10.0.0.0/8]
+  crossBorder: { require: wireguard, homeRegion: home }
+"));
+    let c = compile(&p, None).unwrap();
+    // .64/26 touches .128/25 (the two upper /26) but no /25 holds both; 10.1/16 is inside 10/8.
+    assert_eq!(c.home4, vec![([10, 0, 0, 0], 8), ([192, 0, 2, 64], 26), ([192, 0, 2, 128], 25)]);
+    assert!(c.home6.is_empty());
+}
+
+#[test]
 fn peer_prefixes_are_limited_like_other_tries() {
     use std::net::Ipv6Addr;
     let max = ringfence_common::MAX_PREFIXES_V6 as usize;

@@ -1,3 +1,5 @@
+//! The example policies in `policies/examples/` parse, compile and behave as their README says.
+
 use std::path::Path;
 
 use ipnet::{Ipv4Net, Ipv6Net};

@@ -1,3 +1,5 @@
+//! Parsing invalid policies: every problem reported at once, each at its line and column.
+
 use super::{assert_diag, doc, parse_err};
 
 #[test]

@@ -1,3 +1,6 @@
+//! Parsing valid policies: the documented example, defaults, IPv4-mapped CIDRs, YAML anchors,
+//! a byte order mark, ICMP entries and `rawSockets`.
+
 use ipnet::IpNet;
 
 use super::{doc, parse_ok};

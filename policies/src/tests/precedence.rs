@@ -1,3 +1,6 @@
+//! The reference precedence of CIDR rules: longest prefix, deny before allow, lowest rule id,
+//! ports, the default action, IPv4-mapped destinations and audit mode.
+
 use super::{doc, parse_ok};
 use crate::{compile, Action, Destination, Policy};
 

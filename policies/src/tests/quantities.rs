@@ -1,6 +1,6 @@
 //! Byte-size, duration and percentage parsers and formatters, and the glob matcher.
 
-use crate::model_exfil::glob_match;
+use crate::model::glob_match;
 use crate::quantities::{
     format_bytes, format_duration, format_percent, parse_bytes, parse_duration, parse_percent,
 };

@@ -6,30 +6,18 @@
 use std::collections::HashMap;
 
 use ringfence_common::{
-    country_code, GeoEntry, MatchItem, MatchList, ACTION_ALLOW, ACTION_DENY, MAX_GEO_V4, MAX_GEO_V6,
-    MAX_ITEMS, NO_LIST, RULE_DEFAULT, RULE_UNKNOWN_COUNTRY, UNKNOWN_ALLOW, UNKNOWN_DENY,
+    country_code, GeoEntry, MatchItem, MatchList, MAX_GEO_V4, MAX_GEO_V6, MAX_ITEMS, NO_LIST,
 };
 
-use crate::compile::{items_of, CompileError};
-use crate::compile_lookup::key_of;
+use super::error::CompileError;
+use super::trie::{intern, items_of};
 use crate::countries::{country_str, CountryCode};
 use crate::geo::GeoDb;
 use crate::model::{Action, Policy};
+use crate::prefix::{inside_v4_mapped, net_key, to_bytes};
 
 /// Geo trie entries of one family: (network address bytes, prefix length, entry), sorted.
-pub(crate) type GeoTable<const N: usize> = Vec<([u8; N], u32, GeoEntry)>;
-
-/// The id of `list` in `lists`, adding it if it is new.
-pub(crate) fn intern(
-    list: MatchList,
-    dedup: &mut HashMap<MatchList, u32>,
-    lists: &mut Vec<MatchList>,
-) -> u32 {
-    *dedup.entry(list).or_insert_with(|| {
-        lists.push(list);
-        (lists.len() - 1) as u32
-    })
-}
+pub(super) type GeoTable<const N: usize> = Vec<([u8; N], u32, GeoEntry)>;
 
 /// Index of an uppercase two-letter code in a 26 x 26 table.
 fn slot(code: CountryCode) -> Option<usize> {
@@ -68,7 +56,7 @@ fn country_list(
 
 /// Merges sibling prefixes with identical entries into their parent, repeatedly. `sorted` must
 /// be sorted by address and disjoint; `width` is 32 or 128.
-pub(crate) fn aggregate<V: Copy + PartialEq>(sorted: Vec<(u128, u32, V)>, width: u32) -> Vec<(u128, u32, V)> {
+fn aggregate<V: Copy + PartialEq>(sorted: Vec<(u128, u32, V)>, width: u32) -> Vec<(u128, u32, V)> {
     let mut out: Vec<(u128, u32, V)> = Vec::with_capacity(sorted.len());
     for item in sorted {
         out.push(item);
@@ -104,12 +92,11 @@ fn table<const N: usize>(
         let family = if N == 4 { 4 } else { 6 };
         return Err(CompileError::TooManyGeoEntries { family, count: merged.len(), max: max as usize });
     }
-    let bytes = |addr: u128| -> [u8; N] { addr.to_be_bytes()[16 - N..].try_into().expect("N <= 16") };
-    Ok(merged.into_iter().map(|(addr, len, entry)| (bytes(addr), len, entry)).collect())
+    Ok(merged.into_iter().map(|(addr, len, entry)| (to_bytes(addr), len, entry)).collect())
 }
 
 /// Builds both geo tables for `policy` from `geo`, adding the country match lists to `lists`.
-pub(crate) fn build_geo(
+pub(super) fn build_geo(
     policy: &Policy,
     geo: &GeoDb,
     dedup: &mut HashMap<MatchList, u32>,
@@ -131,48 +118,13 @@ pub(crate) fn build_geo(
         country: 0,
         _reserved: 0,
     });
-    let v4 =
-        geo.networks_v4().iter().map(|(n, c)| (key_of(&n.network().octets()), u32::from(n.prefix_len()), *c));
+    let with_key = |(key, len): (u128, u32), code: CountryCode| (key, len, code);
+    let v4 = geo.networks_v4().iter().map(|(n, c)| with_key(net_key(*n), *c));
     let v6 = geo
         .networks_v6()
         .iter()
         // The kernel decides IPv4-mapped addresses as IPv4; such networks are never looked up.
-        .filter(|(n, _)| n.network().to_ipv4_mapped().is_none() || n.prefix_len() < 96)
-        .map(|(n, c)| (key_of(&n.network().octets()), u32::from(n.prefix_len()), *c));
+        .filter(|(n, _)| !inside_v4_mapped(n))
+        .map(|(n, c)| with_key(net_key(*n), *c));
     Ok((table::<4>(v4, &entries, other, MAX_GEO_V4)?, table::<16>(v6, &entries, other, MAX_GEO_V6)?))
-}
-
-/// The kernel's geo step for the longest geo entry containing the address (`None`: no entry):
-/// (`ACTION_*`, rule id, the deciding match item if a country rule decided).
-pub(crate) fn geo_verdict(
-    entry: Option<GeoEntry>,
-    lists: &[MatchList],
-    port: u16,
-    proto: u32,
-    default_action: u32,
-    unknown_action: u32,
-) -> (u32, u32, Option<MatchItem>) {
-    let find = |id: u32| {
-        if id == NO_LIST {
-            None
-        } else {
-            lists.get(id as usize).and_then(|l| l.find_item(port, proto)).copied()
-        }
-    };
-    match entry {
-        Some(entry) => {
-            if let Some(item) = find(entry.deny_list) {
-                (ACTION_DENY, item.rule_id, Some(item))
-            } else if let Some(item) = find(entry.allow_list) {
-                (ACTION_ALLOW, item.rule_id, Some(item))
-            } else {
-                (default_action, RULE_DEFAULT, None)
-            }
-        }
-        None => match unknown_action {
-            UNKNOWN_DENY => (ACTION_DENY, RULE_UNKNOWN_COUNTRY, None),
-            UNKNOWN_ALLOW => (ACTION_ALLOW, RULE_UNKNOWN_COUNTRY, None),
-            _ => (default_action, RULE_DEFAULT, None),
-        },
-    }
 }

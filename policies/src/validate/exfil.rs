@@ -1,12 +1,13 @@
 //! Validation of `spec.exfiltration`: approved sinks, the bulk and checkpoint rules, the action
 //! and how long a block lasts.
 
+use super::codes::country_list;
+use super::country_groups::{rule_groups, PolicyGroups};
+use super::values::named_cidr_list;
 use crate::diagnostic::Diagnostic;
-use crate::fields::{boolean, choice, fields, sequence, string};
+use crate::fields::{boolean, choice, fields, non_empty_sequence, string};
 use crate::model::{ApprovedSinks, Bulk, Checkpoints, ExfilAction, Exfiltration};
 use crate::quantities::{format_duration, format_percent, parse_bytes, parse_duration, parse_percent};
-use crate::validate::named_cidr_list;
-use crate::validate_geo::{country_list, rule_groups, PolicyGroups};
 use crate::yaml_tree::Node;
 
 /// Validates `spec.exfiltration` (`groups`: the policy's `spec.countryGroups`). `None` after
@@ -128,11 +129,7 @@ fn string_list(
     check: fn(&str, &str) -> Result<String, String>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Vec<String>> {
-    let items = sequence(node, &format!("\"{what}\" {ctx}"), diags)?;
-    if items.is_empty() {
-        diags.push(node.error(format!("\"{what}\" {ctx} must not be empty{empty_hint}")));
-        return None;
-    }
+    let items = non_empty_sequence(node, what, ctx, empty_hint, diags)?;
     let mut out: Vec<String> = Vec::new();
     let mut ok = true;
     for item in items {

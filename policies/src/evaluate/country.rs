@@ -5,14 +5,14 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use super::decision::{explain_ports, rule_label, DecidedBy};
 use crate::countries::{country_name, country_str, CountryCode};
 use crate::destination::Destination;
-use crate::evaluate::{rule_label, DecidedBy};
 use crate::geo::GeoDb;
 use crate::model::{Action, Policy, Rule};
 
 /// The outcome of steps 2-4.
-pub(crate) struct GeoStep<'a> {
+pub(super) struct GeoStep<'a> {
     /// The address's country per the database.
     pub country: Option<CountryCode>,
     /// The database network holding the address.
@@ -32,7 +32,7 @@ fn describe(code: CountryCode) -> String {
 }
 
 /// Steps 2-4 for `addr` (already normalized), appending explanation lines to `steps`.
-pub(crate) fn country_step<'a>(
+pub(super) fn country_step<'a>(
     policy: &'a Policy,
     addr: IpAddr,
     dest: &Destination,
@@ -139,25 +139,10 @@ fn country_rule_matches(
     port_text: &str,
     steps: &mut Vec<String>,
 ) -> bool {
-    let label = rule_label(rule);
     let via = if rule.country_groups.is_empty() {
         String::new()
     } else {
         format!(" (its groups: {})", rule.country_groups.join(", "))
     };
-    let code = country_str(&code);
-    if rule.ports.is_empty() {
-        steps.push(format!("{label}: names {code}{via}; the rule applies to all ports"));
-        true
-    } else if let Some(entry) = rule.ports.iter().find(|p| p.matches(dest.port, dest.protocol)) {
-        steps.push(format!("{label}: names {code}{via}; port entry {entry} matches {port_text}"));
-        true
-    } else {
-        let entries: Vec<String> = rule.ports.iter().map(ToString::to_string).collect();
-        steps.push(format!(
-            "{label}: names {code}{via}, but {port_text} matches none of its ports ({}); rule skipped",
-            entries.join(", ")
-        ));
-        false
-    }
+    explain_ports(rule, &format!("names {}{via}", country_str(&code)), dest, port_text, steps)
 }

@@ -8,11 +8,11 @@ use std::sync::OnceLock;
 
 use serde::Serialize;
 
+use super::codes::country_list;
+use super::header::{check_name, header, validate_document};
 use crate::countries::{serialize_codes, CountryCode};
 use crate::diagnostic::Diagnostic;
 use crate::fields::{fields, string};
-use crate::validate::API_VERSION;
-use crate::validate_geo::{check_group_name, country_list};
 use crate::yaml_tree::{parse_yaml, Node};
 
 /// The `kind` of a country group document.
@@ -20,9 +20,9 @@ pub const GROUP_KIND: &str = "CountryGroup";
 
 /// The shipped group files: (file name, contents). Every file in `policies/groups/` is listed.
 pub const SHIPPED_GROUP_FILES: [(&str, &str); 3] = [
-    ("eea.yaml", include_str!("../groups/eea.yaml")),
-    ("eu.yaml", include_str!("../groups/eu.yaml")),
-    ("export-control-example.yaml", include_str!("../groups/export-control-example.yaml")),
+    ("eea.yaml", include_str!("../../groups/eea.yaml")),
+    ("eu.yaml", include_str!("../../groups/eu.yaml")),
+    ("export-control-example.yaml", include_str!("../../groups/export-control-example.yaml")),
 ];
 
 /// A named list of countries.
@@ -62,35 +62,14 @@ pub fn shipped_group(name: &str) -> Option<&'static CountryGroup> {
 
 /// Parses and validates a `kind: CountryGroup` document; unknown fields are errors.
 pub fn parse_country_group(src: &str) -> Result<CountryGroup, Vec<Diagnostic>> {
-    let (root, mut diags) = parse_yaml(src)?;
-    let group = match root.as_ref() {
-        None => {
-            diags.push(Diagnostic::new(1, 1, format!("empty document; expected a {GROUP_KIND}")));
-            None
-        }
-        Some(root) => document(root, &mut diags),
-    };
-    match group {
-        Some(group) if diags.is_empty() => Ok(group),
-        _ => {
-            diags.sort_by_key(|d| (d.line, d.column));
-            Err(diags)
-        }
-    }
+    let (root, diags) = parse_yaml(src)?;
+    validate_document(root.as_ref(), diags, &format!("a {GROUP_KIND}"), document)
 }
 
 fn document(root: &Node, diags: &mut Vec<Diagnostic>) -> Option<CountryGroup> {
     let ctx = "at top level";
     let f = fields(root, &["apiVersion", "kind", "metadata", "countries"], "the group document", ctx, diags)?;
-    for (key, expected) in [("apiVersion", API_VERSION), ("kind", GROUP_KIND)] {
-        if let Some(v) = f.require(key, ctx, diags) {
-            if let Some(text) = string(v, &format!("\"{key}\""), diags) {
-                if text != expected {
-                    diags.push(v.error(format!("unsupported {key} \"{text}\" (expected \"{expected}\")")));
-                }
-            }
-        }
-    }
+    header(&f, GROUP_KIND, ctx, diags);
     let meta = f.require("metadata", ctx, diags).and_then(|m| metadata(m, diags));
     let countries = f.require("countries", ctx, diags).and_then(|c| country_list(c, "countries", ctx, diags));
     let (name, source, date) = meta?;
@@ -105,7 +84,7 @@ fn metadata(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<(String, String,
         string(v, &format!("\"{key}\" {ctx}"), diags).map(|s| (v, s.to_owned()))
     };
     let (name, source, date) = (text("name"), text("source"), text("date"));
-    let name = name.filter(|(v, name)| check_group_name(v, name, diags));
+    let name = name.filter(|(v, name)| check_name(v, "country group", name, diags));
     if let Some((v, d)) = &date {
         let b = d.as_bytes();
         let ok = b.len() == 10

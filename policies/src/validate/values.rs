@@ -1,12 +1,13 @@
-//! Validation of the leaf values of a rule: CIDRs and port entries.
+//! Validation of the leaf values of a policy: CIDRs (one, or a list) and port entries.
 
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 
 use crate::diagnostic::Diagnostic;
-use crate::fields::{choice, fields, string};
-use crate::model::{normalize_net, PortMatch, Protocol};
+use crate::fields::{choice, fields, non_empty_sequence, string};
+use crate::model::{PortMatch, Protocol};
+use crate::prefix::normalize_net;
 use crate::yaml_tree::{Node, NodeKind};
 
 /// Port entries allowed per rule.
@@ -40,6 +41,19 @@ pub(crate) fn cidr(node: &Node, context: &str, diags: &mut Vec<Diagnostic>) -> O
         };
         Some(normalize_net(IpNet::from(addr)))
     }
+}
+
+/// A non-empty sequence of CIDRs; `what` names the field in messages (e.g. `"peers.cidrs"`).
+pub(crate) fn named_cidr_list(
+    list: &Node,
+    what: &str,
+    ctx: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Vec<IpNet>> {
+    let items = non_empty_sequence(list, what, ctx, "", diags)?;
+    let before = diags.len();
+    let cidrs: Vec<_> = items.iter().filter_map(|c| cidr(c, ctx, diags)).collect();
+    (diags.len() == before).then_some(cidrs)
 }
 
 fn port_number(text: &str) -> Option<u16> {

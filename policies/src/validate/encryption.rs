@@ -5,11 +5,13 @@ use std::collections::BTreeMap;
 
 use ipnet::IpNet;
 
+use super::codes::country_list;
+use super::country_groups::{rule_groups, PolicyGroups};
+use super::header::named_entries;
+use super::values::named_cidr_list;
 use crate::diagnostic::Diagnostic;
 use crate::fields::{choice, fields, string};
 use crate::model::Region;
-use crate::validate::named_cidr_list;
-use crate::validate_geo::{country_list, named_entries, rule_groups, PolicyGroups};
 use crate::yaml_tree::Node;
 
 /// The validated encryption settings of a spec.

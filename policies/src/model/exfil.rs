@@ -8,7 +8,7 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 use crate::countries::{country_str, serialize_codes, CountryCode};
-use crate::model::{normalize_addr, normalize_net};
+use crate::prefix::{normalize_addr, normalize_net};
 use crate::quantities::{format_bytes, format_duration, format_percent};
 
 /// `spec.exfiltration`. At least one of `bulk` and `checkpoints` is set.

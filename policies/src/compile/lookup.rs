@@ -5,20 +5,7 @@ use std::collections::HashMap;
 
 use ringfence_common::{GeoEntry, MatchItem, MatchList, PrefixEntry, MAX_DEPTH};
 
-/// `addr` (the low `width` bits are the address) with all but the first `len` bits cleared.
-pub(crate) fn mask(addr: u128, len: u32, width: u32) -> u128 {
-    if len == 0 {
-        0
-    } else {
-        let keep = (!0u128 << (128 - len)) >> (128 - width);
-        addr & keep
-    }
-}
-
-/// Big-endian bytes to an integer.
-pub(crate) fn key_of(bytes: &[u8]) -> u128 {
-    bytes.iter().fold(0u128, |acc, b| (acc << 8) | u128::from(*b))
-}
+use crate::prefix::{key_of, mask};
 
 /// One LPM trie: per prefix length (longest first) the entries keyed by masked address.
 #[derive(Clone, Debug, Default)]
@@ -98,46 +85,4 @@ pub(crate) struct LookupIndex {
     pub encrypt6: TrieIndex<()>,
     pub home4: TrieIndex<()>,
     pub home6: TrieIndex<()>,
-}
-
-/// The deepest chain of nested prefixes among `(masked address, prefix length)` pairs, which must
-/// be sorted by address then length. Returns the depth and the chain (outermost first).
-pub(crate) fn deepest_chain(sorted: &[(u128, u32)], width: u32) -> Vec<(u128, u32)> {
-    let mut stack: Vec<(u128, u32)> = Vec::new();
-    let mut deepest: Vec<(u128, u32)> = Vec::new();
-    for &(addr, len) in sorted {
-        while let Some(&(top, top_len)) = stack.last() {
-            if top_len <= len && mask(addr, top_len, width) == top {
-                break;
-            }
-            stack.pop();
-        }
-        stack.push((addr, len));
-        if stack.len() > deepest.len() {
-            deepest = stack.clone();
-        }
-    }
-    deepest
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mask_clears_host_bits() {
-        assert_eq!(mask(0x0A01_0203, 8, 32), 0x0A00_0000);
-        assert_eq!(mask(0x0A01_0203, 0, 32), 0);
-        assert_eq!(mask(0x0A01_0203, 32, 32), 0x0A01_0203);
-        assert_eq!(mask(u128::MAX, 128, 128), u128::MAX);
-        assert_eq!(mask(u128::MAX, 1, 128), 1u128 << 127);
-    }
-
-    #[test]
-    fn chain_depth() {
-        let sorted =
-            [(0x0A00_0000, 8), (0x0A00_0000, 16), (0x0A00_0000, 24), (0x0A01_0000, 16), (0x0B00_0000, 8)];
-        let chain = deepest_chain(&sorted, 32);
-        assert_eq!(chain, vec![(0x0A00_0000, 8), (0x0A00_0000, 16), (0x0A00_0000, 24)]);
-    }
 }

@@ -1,0 +1,103 @@
+//! The validated policy: its rules, regions, peers and settings, and the questions the
+//! compiler, the evaluator and the agent ask of it.
+
+use std::collections::BTreeMap;
+
+use ipnet::IpNet;
+use serde::Serialize;
+
+use super::exfil::Exfiltration;
+use super::rule::{Action, Mode, RawSockets, Rule};
+use crate::countries::{serialize_codes, CountryCode};
+
+/// One `spec.regions` entry: where a region's addresses are.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Region {
+    /// `countries` plus the members of `countryGroups`, deduplicated and sorted. Serialized as
+    /// `["DE", ...]`.
+    #[serde(serialize_with = "serialize_codes")]
+    pub countries: Vec<CountryCode>,
+    /// Network-form CIDRs (IPv4-mapped IPv6 already converted to IPv4).
+    pub cidrs: Vec<IpNet>,
+}
+
+/// A validated `EgressPolicy`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Policy {
+    /// `metadata.name`.
+    pub name: String,
+    pub mode: Mode,
+    pub default_action: Action,
+    /// In `spec.egress` order; `rules[i].id == i + 1`.
+    pub rules: Vec<Rule>,
+    /// `spec.unknownCountry`: what happens to addresses the geo-IP database has no country for
+    /// (after CIDR rules). `None` = the default action decides them.
+    pub unknown_country: Option<Action>,
+    /// `spec.peers.cidrs`: peer node addresses; traffic to them must always be encrypted.
+    pub peers: Vec<IpNet>,
+    /// `spec.regions`, by name.
+    pub regions: BTreeMap<String, Region>,
+    /// `spec.crossBorder.homeRegion` (a key of `regions`): with it set, traffic to every address
+    /// outside the home region must be encrypted.
+    pub cross_border: Option<String>,
+    /// `spec.exfiltration`: weight-exfiltration detection rules (not compiled into the kernel
+    /// tries; the agent applies them to flow counters in user space).
+    pub exfiltration: Option<Exfiltration>,
+    /// `spec.rawSockets`.
+    pub raw_sockets: RawSockets,
+}
+
+impl Policy {
+    /// The rule with the given 1-based id.
+    pub fn rule(&self, id: u32) -> Option<&Rule> {
+        let index = usize::try_from(id).ok()?.checked_sub(1)?;
+        self.rules.get(index).filter(|r| r.id == id)
+    }
+
+    /// True if the policy needs a geo-IP database: a rule names countries (directly or through
+    /// a group), `unknownCountry` is set, or `crossBorder` is set and its home region names
+    /// countries.
+    pub fn references_countries(&self) -> bool {
+        self.unknown_country.is_some()
+            || self.rules.iter().any(|r| !r.countries.is_empty())
+            || self.home_region().is_some_and(|r| !r.countries.is_empty())
+    }
+
+    /// Every country the geo-IP database is needed for: those some rule names plus, with
+    /// crossBorder, those of the home region; sorted, without duplicates.
+    pub fn geo_countries(&self) -> Vec<CountryCode> {
+        let mut all = self.countries();
+        all.extend(self.home_region().map(|r| r.countries.iter().copied()).into_iter().flatten());
+        all.sort_unstable();
+        all.dedup();
+        all
+    }
+
+    /// The home region (`crossBorder.homeRegion`), if `crossBorder` is set.
+    pub fn home_region(&self) -> Option<&Region> {
+        self.cross_border.as_ref().and_then(|name| self.regions.get(name))
+    }
+
+    /// True if any encryption requirement is configured (peers, crossBorder, or a rule with
+    /// `encryption: required`).
+    pub fn uses_encryption(&self) -> bool {
+        !self.peers.is_empty()
+            || self.cross_border.is_some()
+            || self.rules.iter().any(|r| r.encryption_required)
+    }
+
+    /// True if `spec.exfiltration` approves countries, so telling approved destinations apart
+    /// needs a geo-IP database in the agent (independent of [`Policy::references_countries`],
+    /// which is about the kernel's tries).
+    pub fn exfiltration_needs_geo(&self) -> bool {
+        self.exfiltration.as_ref().is_some_and(|e| !e.approved.countries.is_empty())
+    }
+
+    /// Every country some rule names, sorted, without duplicates.
+    pub fn countries(&self) -> Vec<CountryCode> {
+        let mut all: Vec<CountryCode> = self.rules.iter().flat_map(|r| r.countries.iter().copied()).collect();
+        all.sort_unstable();
+        all.dedup();
+        all
+    }
+}

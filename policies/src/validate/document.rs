@@ -1,0 +1,115 @@
+//! Validation of a policy document: the header, `metadata` and `spec`, collecting every
+//! diagnostic. The rules, the encryption settings, `spec.exfiltration` and the country groups
+//! are validated by the sibling modules.
+
+use super::country_groups::policy_groups;
+use super::encryption::{encryption, Encryption};
+use super::exfil::exfiltration;
+use super::header::{check_name, header, validate_document, API_VERSION, KIND};
+use super::rules::{action, egress};
+use crate::diagnostic::Diagnostic;
+use crate::fields::{choice, fields, string};
+use crate::model::{Action, Exfiltration, Mode, Policy, RawSockets, Rule};
+use crate::yaml_tree::Node;
+
+/// Validates the document root (`None` = empty document); `diags` holds problems found earlier.
+pub(crate) fn validate(root: Option<&Node>, diags: Vec<Diagnostic>) -> Result<Policy, Vec<Diagnostic>> {
+    validate_document(root, diags, &format!("an {KIND} (apiVersion: {API_VERSION})"), document)
+}
+
+fn document(root: &Node, diags: &mut Vec<Diagnostic>) -> Option<Policy> {
+    let ctx = "at top level";
+    let f = fields(root, &["apiVersion", "kind", "metadata", "spec"], "the policy document", ctx, diags)?;
+    header(&f, KIND, ctx, diags);
+    let name = f.require("metadata", ctx, diags).and_then(|m| metadata(m, diags));
+    let spec = f.require("spec", ctx, diags).and_then(|s| spec(s, diags));
+    let Spec { mode, default_action, rules, unknown_country, encryption, exfiltration, raw_sockets } = spec?;
+    let Encryption { peers, regions, cross_border } = encryption;
+    Some(Policy {
+        name: name?,
+        mode,
+        default_action,
+        rules,
+        unknown_country,
+        peers,
+        regions,
+        cross_border,
+        exfiltration,
+        raw_sockets,
+    })
+}
+
+fn metadata(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<String> {
+    let ctx = "in metadata";
+    let f = fields(node, &["name"], "metadata", ctx, diags)?;
+    let value = f.require("name", ctx, diags)?;
+    let name = string(value, "\"name\" in metadata", diags)?;
+    check_name(value, "policy", name, diags).then(|| name.to_owned())
+}
+
+/// The validated `spec`.
+struct Spec {
+    mode: Mode,
+    default_action: Action,
+    rules: Vec<Rule>,
+    unknown_country: Option<Action>,
+    encryption: Encryption,
+    exfiltration: Option<Exfiltration>,
+    raw_sockets: RawSockets,
+}
+
+fn spec(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Spec> {
+    let ctx = "in spec";
+    let allowed = [
+        "mode",
+        "defaultAction",
+        "unknownCountry",
+        "countryGroups",
+        "peers",
+        "regions",
+        "crossBorder",
+        "exfiltration",
+        "rawSockets",
+        "egress",
+    ];
+    let f = fields(node, &allowed, "spec", ctx, diags)?;
+    let mode = match f.get("mode") {
+        None => Some(Mode::Enforce),
+        Some(m) => choice(m, "mode", ctx, &["enforce", "audit"], diags).map(|c| match c {
+            "audit" => Mode::Audit,
+            _ => Mode::Enforce,
+        }),
+    };
+    let default_action =
+        f.require("defaultAction", ctx, diags).and_then(|a| action(a, "defaultAction", ctx, diags));
+    let unknown_country = match f.get("unknownCountry") {
+        None => Some(None),
+        Some(u) => action(u, "unknownCountry", ctx, diags).map(Some),
+    };
+    let raw_sockets = match f.get("rawSockets") {
+        None => Some(RawSockets::Deny),
+        Some(r) => choice(r, "rawSockets", ctx, &["deny", "policy"], diags).map(|c| match c {
+            "policy" => RawSockets::Policy,
+            _ => RawSockets::Deny,
+        }),
+    };
+    let groups = f.get("countryGroups").map(|g| policy_groups(g, diags)).unwrap_or_default();
+    let rules = match f.get("egress") {
+        None => Some(Vec::new()),
+        Some(e) => egress(e, &groups, diags),
+    };
+    let encryption = encryption(f.get("peers"), f.get("regions"), f.get("crossBorder"), &groups, diags);
+    let exfiltration = match f.get("exfiltration") {
+        None => Some(None),
+        Some(x) => exfiltration(x, &groups, diags).map(Some),
+    };
+    Some(Spec {
+        mode: mode?,
+        default_action: default_action?,
+        rules: rules?,
+        unknown_country: unknown_country?,
+        encryption: encryption?,
+        exfiltration: exfiltration?,
+        raw_sockets: raw_sockets?,
+    })
+}

@@ -1,0 +1,21 @@
+//! Validation of a spanned YAML tree into a [`Policy`](crate::Policy), collecting every
+//! diagnostic; and the `kind: CountryGroup` documents, including the shipped groups.
+//!
+//! `document` validates the header, `metadata` and `spec` and hands the parts of `spec` to
+//! `rules`, `encryption`, `exfil` and `country_groups`. Below them: `values` (CIDRs, ports),
+//! `codes` (country codes), `groups` (country group documents and the shipped groups) and
+//! `header` (apiVersion/kind and names), which use none of the modules above them.
+
+mod codes;
+mod country_groups;
+mod document;
+mod encryption;
+mod exfil;
+pub mod groups;
+mod header;
+mod rules;
+mod values;
+
+pub(crate) use document::validate;
+pub use header::{API_VERSION, KIND};
+pub use values::MAX_PORT_ENTRIES;
