@@ -10,14 +10,19 @@ use std::time::{Duration, Instant};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use ringfence_policy::geo::{GeoDb, GeoError};
 
-fn geo_dir() -> Option<PathBuf> {
+/// The shared geo data, or `None` after recording `test` as skipped (counted as such by
+/// `cargo xtask test`, not as passed).
+fn geo_dir(test: &str) -> Option<PathBuf> {
     let dir = std::env::var_os("RINGFENCE_GEO_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/geo"));
     if dir.is_dir() {
         Some(dir)
     } else {
-        eprintln!("skipping: ../shared/geo not found ({}; set RINGFENCE_GEO_DIR)", dir.display());
+        ringfence_tests::skip(
+            test,
+            &format!("../shared/geo not found ({}; set RINGFENCE_GEO_DIR)", dir.display()),
+        );
         None
     }
 }
@@ -90,14 +95,14 @@ fn check_against_json(dir: &Path, name: &str) {
 
 #[test]
 fn geo_maxmind_country_test_matches_json() {
-    let Some(dir) = geo_dir() else { return };
+    let Some(dir) = geo_dir("geo_shared::geo_maxmind_country_test_matches_json") else { return };
     check_against_json(&dir, "GeoIP2-Country-Test");
     check_against_json(&dir, "GeoLite2-Country-Test");
 }
 
 #[test]
 fn geo_maxmind_sample_truths() {
-    let Some(dir) = geo_dir() else { return };
+    let Some(dir) = geo_dir("geo_shared::geo_maxmind_sample_truths") else { return };
     let db = open(dir.join("maxmind-test/GeoIP2-Country-Test.mmdb"));
     for (addr, want) in [
         ("81.2.69.142", Some("GB")),
@@ -122,7 +127,7 @@ fn geo_maxmind_sample_truths() {
 
 #[test]
 fn geo_iptoasn_flat_layout() {
-    let Some(dir) = geo_dir() else { return };
+    let Some(dir) = geo_dir("geo_shared::geo_iptoasn_flat_layout") else { return };
     let v4_path = dir.join("iptoasn-country/iptoasn-country-ipv4.mmdb");
     let v6_path = dir.join("iptoasn-country/iptoasn-country-ipv6.mmdb");
     let started = Instant::now();
@@ -154,7 +159,7 @@ fn geo_iptoasn_flat_layout() {
 /// never a panic, never a hang.
 #[test]
 fn geo_bad_data_is_rejected_cleanly() {
-    let Some(dir) = geo_dir() else { return };
+    let Some(dir) = geo_dir("geo_shared::geo_bad_data_is_rejected_cleanly") else { return };
     let mut files = vec![dir.join("maxmind-test/GeoIP2-City-Test-Invalid-Node-Count.mmdb")];
     let mut pending = vec![dir.join("maxmind-test/bad-data")];
     while let Some(d) = pending.pop() {
@@ -202,7 +207,7 @@ fn geo_bad_data_is_rejected_cleanly() {
 /// Databases without a country field are rejected as such.
 #[test]
 fn geo_maxmind_format_tests_have_no_country() {
-    let Some(dir) = geo_dir() else { return };
+    let Some(dir) = geo_dir("geo_shared::geo_maxmind_format_tests_have_no_country") else { return };
     for name in ["MaxMind-DB-test-ipv4-24.mmdb", "MaxMind-DB-test-mixed-24.mmdb"] {
         let path = dir.join("maxmind-test").join(name);
         match GeoDb::open(std::slice::from_ref(&path), None) {

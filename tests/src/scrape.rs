@@ -17,6 +17,22 @@ pub fn prometheus_value(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
+/// The value of `series` scraped from `http://addr/metrics` inside `ns` (0 when absent).
+pub fn metric(ns: &NetNs, addr: &str, series: &str) -> f64 {
+    prometheus_value(&http_get(ns, addr, "/metrics"), series).unwrap_or(0.0)
+}
+
+/// Waits until `series` grew by `n` from now: e.g. `ringfence_exfil_polls_total`, so that a
+/// "nothing happened" check follows polls that would have seen it. Panics after `timeout`.
+pub fn wait_for_increase(ns: &NetNs, addr: &str, series: &str, n: f64, timeout: std::time::Duration) {
+    let target = metric(ns, addr, series) + n;
+    let deadline = std::time::Instant::now() + timeout;
+    while metric(ns, addr, series) < target {
+        assert!(std::time::Instant::now() < deadline, "{series} did not grow by {n} within {timeout:?}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::prometheus_value;

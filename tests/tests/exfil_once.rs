@@ -5,11 +5,7 @@
 //! Run as root, serially.
 use std::time::Duration;
 
-use ringfence_tests::{
-    policy_head_with,
-    scrape::{http_get, prometheus_value},
-    Enforced,
-};
+use ringfence_tests::{policy_head_with, scrape::wait_for_increase, Enforced};
 use serde_json::Value;
 
 const ELSEWHERE: &str = "203.0.113.5";
@@ -47,19 +43,9 @@ fn alerts(e: &Enforced) -> Vec<Value> {
     e.agent().lines().into_iter().filter(|v| v["message"] == ALERT).collect()
 }
 
-fn polls(e: &Enforced) -> f64 {
-    let text = http_get(e.lab.node_ns(), METRICS_ADDR, "/metrics");
-    prometheus_value(&text, "ringfence_exfil_polls_total").unwrap_or(0.0)
-}
-
 /// Waits until the detector polled `n` more times (a flow settles after 2 s of 0.5 s polls).
 fn wait_polls(e: &Enforced, n: f64) {
-    let target = polls(e) + n;
-    let deadline = std::time::Instant::now() + WAIT;
-    while polls(e) < target {
-        assert!(std::time::Instant::now() < deadline, "the detector did not poll {n} times");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_increase(e.lab.node_ns(), METRICS_ADDR, "ringfence_exfil_polls_total", n, WAIT);
 }
 
 fn upload(e: &Enforced, bytes: u64) {

@@ -9,7 +9,7 @@ use std::{
 
 use ringfence_tests::{
     policy_head_with,
-    scrape::{http_get, prometheus_value},
+    scrape::{http_get, prometheus_value, wait_for_increase},
     AgentProc, Enforced,
 };
 use serde_json::Value;
@@ -87,6 +87,17 @@ fn spooled(state: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// Waits until the detector polled `n` more times.
+fn wait_polls(e: &Enforced, n: f64) {
+    wait_for_increase(
+        e.lab.node_ns(),
+        METRICS_ADDR,
+        "ringfence_exfil_polls_total",
+        n,
+        Duration::from_secs(20),
+    );
+}
+
 /// The agent's metrics, read inside the node namespace.
 fn scrape(e: &Enforced) -> String {
     http_get(e.lab.node_ns(), METRICS_ADDR, "/metrics")
@@ -114,8 +125,8 @@ fn bulk_transfer_to_an_unapproved_host_alerts_within_a_second_and_approved_or_sm
             .probe(&["tcp", SMALL, "443", "--bytes", &(2 * MB).to_string()])
             .assert_ok(&format!("small flow {i}"));
     }
-    // Two polls (0.5 s each) see the final counters.
-    std::thread::sleep(Duration::from_millis(1500));
+    // Polls that saw the final counters.
+    wait_polls(&e, 3.0);
     assert!(alerts(agent).is_empty(), "no alert for the approved sink or small flows: {:?}", alerts(agent));
 
     // 200 MB at 100 MB/s to an unapproved host: crosses 150 MB after ~1.5 s.
@@ -136,7 +147,7 @@ fn bulk_transfer_to_an_unapproved_host_alerts_within_a_second_and_approved_or_sm
     assert!(alert["cgroup_id"].as_u64().unwrap_or(0) > 0, "{alert}");
     assert!(alert["bytes"].as_u64().unwrap_or(0) >= 150 * MB, "{alert}");
 
-    std::thread::sleep(Duration::from_millis(1000));
+    wait_polls(&e, 2.0);
     assert_eq!(alerts(agent).len(), 1, "one alert per destination: {:?}", alerts(agent));
     let spool = spooled(&e.dir().join("state"));
     assert_eq!(spool.len(), 1, "the alert is in the spool: {spool:?}");
@@ -156,7 +167,12 @@ fn sending_the_size_of_a_fresh_checkpoint_names_the_file() {
     );
     std::fs::write(&e.policy, policy("exfil-ckpt", &exfil)).expect("write policy");
     e.packet_path = true;
-    e.agent_args.extend(["--state-dir".into(), e.dir().join("state").into()]);
+    e.agent_args.extend([
+        "--state-dir".into(),
+        e.dir().join("state").into(),
+        "--metrics-listen".into(),
+        METRICS_ADDR.into(),
+    ]);
     e.start_agent();
     let agent = e.agent();
 
@@ -168,7 +184,8 @@ fn sending_the_size_of_a_fresh_checkpoint_names_the_file() {
     });
     // Another size (to another host): no match.
     e.lab.probe(&["tcp", SINK, "443", "--bytes", &(size * 3 / 4).to_string()]).assert_ok("three quarters");
-    std::thread::sleep(Duration::from_millis(1200));
+    // Polls past the 2 s a finished flow needs to settle, which would have matched it.
+    wait_polls(&e, 6.0);
     assert!(alerts(agent).is_empty(), "{:?}", alerts(agent));
     e.lab
         .probe(&["tcp", ELSEWHERE, "443", "--bytes", &size.to_string(), "--timeout-ms", "10000"])

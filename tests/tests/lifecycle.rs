@@ -104,9 +104,9 @@ fn sigkill_leaves_enforcement_and_a_restart_adopts_it_without_a_gap() {
     let stop = std::env::temp_dir().join(format!("ringfence-restart-stop-{}", std::process::id()));
     let args = loop_args(stop.to_str().expect("utf-8"));
     let child = e.lab.spawn_probe(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    std::thread::sleep(Duration::from_millis(300));
+    // The loop is running under the first agent before it dies.
+    e.agent().wait_for_count("verdict", 50, WAIT);
     e.agent.as_mut().expect("agent").kill9();
-    std::thread::sleep(Duration::from_millis(500));
     e.lab.tcp("203.0.113.5", 443).assert_eperm("enforcement outlives the agent");
     e.lab.tcp("198.51.100.10", 443).assert_ok("allowed traffic still flows");
     let before = e.status()["policy"]["generation"].as_u64().expect("generation");
@@ -114,7 +114,8 @@ fn sigkill_leaves_enforcement_and_a_restart_adopts_it_without_a_gap() {
     let started = e.start_agent().wait_for_message("enforcing", WAIT);
     assert_eq!(started["adopted"], true, "{started}");
     assert_eq!(started["generation"].as_u64(), Some(before + 1), "{started}");
-    std::thread::sleep(Duration::from_millis(300));
+    // ... and keeps running under the new one.
+    e.agent().wait_for_count("verdict", 50, WAIT);
     let report = finish_loop(child, &stop);
     assert_eq!(report.total_wrong(), 0, "a verdict was wrong across kill -9 and restart: {report:#?}");
     // Exactly one set of programs stays attached after the restart: one pin per hook in force,

@@ -176,7 +176,13 @@ pub fn summary_json(s: &Summary, id: &str) -> Value {
     } else {
         format!(
             "{}x {} by {}: pid {} ({}) in cgroup {} -> {}",
-            s.count, r.verdict, r.rule, r.pid, r.comm, r.cgroup_id, target_text(r)
+            s.count,
+            r.verdict,
+            r.rule,
+            r.pid,
+            r.comm,
+            r.cgroup_id,
+            target_text(r)
         )
     };
     let obj = v.as_object_mut().expect("a record is an object");
