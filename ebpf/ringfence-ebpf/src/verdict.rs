@@ -5,7 +5,7 @@ use aya_ebpf::helpers::generated::bpf_loop;
 use aya_ebpf::maps::lpm_trie::Key;
 use aya_ebpf::maps::LpmTrie;
 use ringfence_common::{
-    verdict_proto, GeoEntry, MatchItem, PolicyConfig, PrefixEntry, ACTION_ALLOW, MAX_DEPTH, MODE_AUDIT,
+    verdict_proto, GeoEntry, PolicyConfig, PrefixEntry, ACTION_ALLOW, MAX_DEPTH, MAX_ITEMS, MODE_AUDIT,
     NO_LIST, RULE_DEFAULT, RULE_UNKNOWN_COUNTRY, STAT_ALLOWED, STAT_AUDITED, STAT_DENIED, UNKNOWN_ALLOW,
     UNKNOWN_DENY, VERDICT_ALLOW, VERDICT_AUDIT, VERDICT_DENY,
 };
@@ -53,14 +53,6 @@ pub struct Tables<'a, const N: usize> {
     pub geo: &'a LpmTrie<[u8; N], GeoEntry>,
 }
 
-#[inline(always)]
-fn find(lists: &Lists, list_id: u32, port: u16, proto: u32) -> Option<&MatchItem> {
-    if list_id == NO_LIST {
-        return None;
-    }
-    lists.get(list_id)?.find_item(port, proto)
-}
-
 /// State of one trie walk, shared with the `bpf_loop` callback. The walk runs in a callback so
 /// the verifier checks one step once, instead of every combination of depth and list length
 /// (nested bounded loops exceed its one-million-instruction budget).
@@ -84,12 +76,12 @@ struct Walk<const N: usize> {
 /// One step: the longest entry of at most `plen` bits containing the address; stop (1) on no
 /// entry, on a match, or at the root; else continue (0) with shorter prefixes.
 #[inline(always)]
-fn step<const N: usize>(w: &mut Walk<N>, trie: &LpmTrie<[u8; N], PrefixEntry>, lists: &Lists) -> i64 {
+fn step<const N: usize>(w: &mut Walk<N>, trie: &LpmTrie<[u8; N], PrefixEntry>) -> i64 {
     let Some(entry) = trie.get(Key::new(w.plen, w.addr)) else { return 1 };
     let (entry_len, list_id) = (entry.prefix_len, entry.list_id);
-    if let Some(item) = find(lists, list_id, w.port as u16, w.proto) {
-        w.rule = item.rule_id;
-        w.encrypt = item.encrypt() as u32;
+    if let Some((rule, encrypt)) = find_in(w.slot, list_id, w.port as u16, w.proto) {
+        w.rule = rule;
+        w.encrypt = encrypt as u32;
         w.found = 1;
         return 1;
     }
@@ -104,10 +96,10 @@ extern "C" fn walk4_step(_index: u64, ctx: *mut c_void) -> i64 {
     // SAFETY: bpf_loop passes back the pointer to the caller's `Walk<4>`.
     let w = unsafe { &mut *(ctx as *mut Walk<4>) };
     match (w.slot, w.deny) {
-        (0, 1) => step(w, &RF_DENY4_0, &RF_LISTS_0),
-        (0, _) => step(w, &RF_ALLOW4_0, &RF_LISTS_0),
-        (_, 1) => step(w, &RF_DENY4_1, &RF_LISTS_1),
-        _ => step(w, &RF_ALLOW4_1, &RF_LISTS_1),
+        (0, 1) => step(w, &RF_DENY4_0),
+        (0, _) => step(w, &RF_ALLOW4_0),
+        (_, 1) => step(w, &RF_DENY4_1),
+        _ => step(w, &RF_ALLOW4_1),
     }
 }
 
@@ -115,15 +107,16 @@ extern "C" fn walk6_step(_index: u64, ctx: *mut c_void) -> i64 {
     // SAFETY: bpf_loop passes back the pointer to the caller's `Walk<16>`.
     let w = unsafe { &mut *(ctx as *mut Walk<16>) };
     match (w.slot, w.deny) {
-        (0, 1) => step(w, &RF_DENY6_0, &RF_LISTS_0),
-        (0, _) => step(w, &RF_ALLOW6_0, &RF_LISTS_0),
-        (_, 1) => step(w, &RF_DENY6_1, &RF_LISTS_1),
-        _ => step(w, &RF_ALLOW6_1, &RF_LISTS_1),
+        (0, 1) => step(w, &RF_DENY6_0),
+        (0, _) => step(w, &RF_ALLOW6_0),
+        (_, 1) => step(w, &RF_DENY6_1),
+        _ => step(w, &RF_ALLOW6_1),
     }
 }
 
-/// State of a match-list search run as a one-iteration `bpf_loop` callback, so the verifier
-/// checks the item loop once instead of once per path through the caller.
+/// State of a match-list search: one `bpf_loop` iteration per item, so the verifier checks one
+/// item once per call site instead of unrolling all [`MAX_ITEMS`] (verification time and the
+/// one-million-instruction budget are what this saves).
 #[repr(C)]
 struct Find {
     slot: u32,
@@ -136,16 +129,23 @@ struct Find {
     _pad: u32,
 }
 
-extern "C" fn find_step(_index: u64, ctx: *mut c_void) -> i64 {
+extern "C" fn item_step(index: u64, ctx: *mut c_void) -> i64 {
     // SAFETY: bpf_loop passes back the pointer to the caller's `Find`.
     let f = unsafe { &mut *(ctx as *mut Find) };
     let lists = if f.slot == 0 { &RF_LISTS_0 } else { &RF_LISTS_1 };
-    if let Some(item) = find(lists, f.list_id, f.port as u16, f.proto) {
+    let Some(list) = lists.get(f.list_id) else { return 1 };
+    let i = index as usize;
+    if i >= MAX_ITEMS || i >= list.len as usize {
+        return 1;
+    }
+    let item = &list.items[i];
+    if item.matches(f.port as u16, f.proto) {
         f.rule = item.rule_id;
         f.encrypt = item.encrypt() as u32;
         f.found = 1;
+        return 1;
     }
-    1
+    0
 }
 
 /// (rule id, encryption required) of the first item of a slot's list matching (port, proto).
@@ -156,7 +156,9 @@ fn find_in(slot: u32, list_id: u32, port: u16, proto: u32) -> Option<(u32, bool)
     }
     let mut f = Find { slot, list_id, port: port as u32, proto, rule: 0, encrypt: 0, found: 0, _pad: 0 };
     // SAFETY: the callback matches bpf_loop's contract and only touches `f` through ctx.
-    unsafe { bpf_loop(1, find_step as *const () as *mut c_void, &mut f as *mut Find as *mut c_void, 0) };
+    unsafe {
+        bpf_loop(MAX_ITEMS as u32, item_step as *const () as *mut c_void, &mut f as *mut Find as *mut c_void, 0)
+    };
     (f.found == 1).then_some((f.rule, f.encrypt == 1))
 }
 
