@@ -62,6 +62,8 @@ impl Enforced {
             lab.start_world_servers(ports);
         }
         let dir = std::env::temp_dir().join(format!("ringfence-{}", lab.name()));
+        // A run that was killed leaves its directory (and enrolled state) behind: start clean.
+        let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create policy temp dir");
         let path = dir.join("policy.yaml");
         std::fs::write(&path, policy).expect("write policy");
