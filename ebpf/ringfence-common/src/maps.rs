@@ -1,5 +1,9 @@
 //! Map names (as pinned under the agent's bpffs directory) and their sizes.
 //!
+//! The eBPF crate declares each map under the same name (`#[map]` takes the static's name, not a
+//! constant); `agent/tests/object_names.rs` parses the embedded object and fails when a name here
+//! and a map or program there differ, either way.
+//!
 //! The verdict tables exist twice ("slots" 0 and 1): the agent fills the inactive slot and then
 //! flips [`ACTIVE_MAP`], so a policy reload is one atomic 4-byte write and there is never an
 //! instant where neither the old nor the new policy is in force.
@@ -176,3 +180,48 @@ pub const DROPLOG_MAP: &str = "RF_DROPLOG";
 pub const DROP_EVENT_INTERVAL_NS: u64 = 1_000_000_000;
 /// Socket local storage of [`crate::SkVerdict`] (a BTF map, pinned by the agent by path).
 pub const SKCACHE_MAP: &str = "RF_SKCACHE";
+
+/// Every map the programs pin by name (under `<bpffs>/maps/`), plus [`SKCACHE_MAP`] which the
+/// agent pins by path. Per-CPU scratch maps private to one program are not listed: they are not
+/// pinned and no one outside the object opens them.
+pub const PINNED_MAPS: [&str; 39] = [
+    DENY_V4_MAPS[0],
+    DENY_V4_MAPS[1],
+    ALLOW_V4_MAPS[0],
+    ALLOW_V4_MAPS[1],
+    DENY_V6_MAPS[0],
+    DENY_V6_MAPS[1],
+    ALLOW_V6_MAPS[0],
+    ALLOW_V6_MAPS[1],
+    GEO_V4_MAPS[0],
+    GEO_V4_MAPS[1],
+    GEO_V6_MAPS[0],
+    GEO_V6_MAPS[1],
+    ENCRYPT_V4_MAPS[0],
+    ENCRYPT_V4_MAPS[1],
+    ENCRYPT_V6_MAPS[0],
+    ENCRYPT_V6_MAPS[1],
+    HOME_V4_MAPS[0],
+    HOME_V4_MAPS[1],
+    HOME_V6_MAPS[0],
+    HOME_V6_MAPS[1],
+    LIST_MAPS[0],
+    LIST_MAPS[1],
+    WG_ENDPOINTS_MAP,
+    GEO_INFO_MAP,
+    CONFIG_MAP,
+    ACTIVE_MAP,
+    EVENTS_MAP,
+    STATS_MAP,
+    FLOWS_MAP,
+    INBOUND_MAP,
+    CGROUP_MAP,
+    BLOCKS_MAP,
+    BLOCKING_MAP,
+    SKB_TAILS_MAP,
+    TAILS_MAP,
+    OWNERS_MAP,
+    TCPSEQ_MAP,
+    DROPLOG_MAP,
+    SKCACHE_MAP,
+];

@@ -1,4 +1,5 @@
-//! Map definitions. Names match `ringfence_common::maps`; every map is pinned by name so that a
+//! Map definitions. Names match `ringfence_common::maps` (agent/tests/object_names.rs checks both
+//! ways); every map is pinned by name so that a
 //! restarted agent (or a new program version) reuses the same maps and enforcement has no gap.
 use aya_ebpf::{
     btf_maps::SkStorage,

@@ -157,7 +157,12 @@ fn find_in(slot: u32, list_id: u32, port: u16, proto: u32) -> Option<(u32, bool)
     let mut f = Find { slot, list_id, port: port as u32, proto, rule: 0, encrypt: 0, found: 0, _pad: 0 };
     // SAFETY: the callback matches bpf_loop's contract and only touches `f` through ctx.
     unsafe {
-        bpf_loop(MAX_ITEMS as u32, item_step as *const () as *mut c_void, &mut f as *mut Find as *mut c_void, 0)
+        bpf_loop(
+            MAX_ITEMS as u32,
+            item_step as *const () as *mut c_void,
+            &mut f as *mut Find as *mut c_void,
+            0,
+        )
     };
     (f.found == 1).then_some((f.rule, f.encrypt == 1))
 }
