@@ -8,8 +8,8 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ringfence_control::cli::{self, AuditCommand, CliError, OperatorCommand, ServerArgs};
-use ringfence_control::s3::S3;
+use ringfence_cli::{AuditCommand, CliError, OperatorCommand, ServerArgs};
+use ringfence_proto::s3::S3;
 use ringfence_proto::{AuditRecord, Checkpoint};
 use sqlx::Row;
 
@@ -81,7 +81,7 @@ async fn verify(server: &TestServer, s3_url: &str, sources: &[String]) -> Result
         s3_endpoint: Some(s3_url.to_owned()),
         s3_region: "us-east-1".into(),
     };
-    cli::run_operator(&args, OperatorCommand::Audit { command }).await
+    ringfence_cli::run_operator(&args, OperatorCommand::Audit { command }).await
 }
 
 fn broken(result: Result<(), CliError>, needle: &str) {

@@ -4,6 +4,7 @@ use std::process::Output;
 
 use ringfence_proto::api::TokenResponse;
 
+use crate::common::cli_bin::ringfence_bin;
 use crate::common::{policy_yaml, wg, Agent, Backend, TestServer};
 
 /// Runs `ringfence ARGS` against `server` (flags for server, CA and admin credential).
@@ -23,7 +24,7 @@ async fn ringfence(server: &TestServer, args: &[&str]) -> Output {
 async fn run(args: Vec<String>, env: &[(&str, String)]) -> Output {
     let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
     tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_ringfence"))
+        std::process::Command::new(ringfence_bin())
             .args(&args)
             .envs(env)
             .env_remove("RINGFENCE_SERVER")

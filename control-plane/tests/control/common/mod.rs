@@ -1,6 +1,7 @@
 //! Test harness: a real control plane on 127.0.0.1 (ephemeral port, temp state directory) on
 //! SQLite or PostgreSQL, driven over HTTPS (TLS 1.3, rustls) by admin and agent clients.
 
+pub mod cli_bin;
 pub mod pg;
 pub mod receiver;
 
