@@ -9,7 +9,7 @@ use ringfence_proto::api::AuditVerification;
 
 use super::auth::Admin;
 use super::error::ApiResult;
-use super::AppState;
+use super::state::AppState;
 use crate::db;
 
 /// `GET /v1/audit`: every record, one JSON object per line, in seq order, streamed a page at a

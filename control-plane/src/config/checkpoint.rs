@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{duration, http_url};
+use super::values::{duration, http_url};
 use ringfence_proto::s3::Location;
 
 /// Checkpoint flags.
