@@ -61,5 +61,5 @@ pub async fn verify(State(state): State<Arc<AppState>>, _: Admin) -> ApiResult<J
 /// `GET /metrics`.
 pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let text = state.metrics.render(&state.hub.current());
-    ([("content-type", "text/plain; version=0.0.4")], text)
+    ([("content-type", crate::metrics::CONTENT_TYPE)], text)
 }
