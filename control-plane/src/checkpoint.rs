@@ -18,7 +18,7 @@ use tokio::sync::{watch, Notify};
 use crate::config::{CheckpointConfig, S3Sink};
 use crate::db::{self, Db, DbError};
 use crate::metrics::{inc, Metrics};
-use crate::s3::S3;
+use ringfence_proto::s3::S3;
 
 /// The newest checkpoint, in the state directory.
 pub const LAST_CHECKPOINT: &str = "audit-checkpoint.last";

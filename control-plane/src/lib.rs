@@ -3,11 +3,10 @@
 //! and pushes it by long-poll, stores agents' events once each and forwards them, and keeps a
 //! hash-chained audit log. SQLite or PostgreSQL ([`db`]); HTTPS with TLS 1.3 only ([`tls`]).
 //!
-//! [`cli`] is the `ringfence` operator command line (with the offline policy and geo commands).
+//! The `ringfence` operator command line is the `ringfence-cli` crate (`cli/`).
 
 pub mod api;
 pub mod checkpoint;
-pub mod cli;
 pub mod config;
 pub mod conn;
 pub mod db;
@@ -18,7 +17,6 @@ pub mod mesh;
 pub mod metrics;
 pub mod pki;
 pub mod render;
-pub mod s3;
 pub mod server;
 pub mod state_dir;
 pub mod tls;

@@ -1,166 +1,195 @@
-//! Prometheus metrics (text exposition format), served at `/metrics`.
+//! Prometheus metrics, served at `/metrics` in the OpenMetrics text format (prometheus-client).
+//!
+//! Counters are registered without their `_total` suffix, which the encoder appends to the sample
+//! (`ringfence_bundles_served_total 2`); the `# HELP`/`# TYPE` lines name the family without it,
+//! as OpenMetrics requires. Node counts and the generation are gauges set from the hub's snapshot
+//! at each scrape.
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 
 use crate::hub::Snapshot;
 
+/// The `Content-Type` of [`Metrics::render`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 /// Counters and gauges kept by the server.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
     /// Signed bundles sent to agents.
-    pub bundles_served: AtomicU64,
+    pub bundles_served: Counter,
     /// Bundle acknowledgements (applied or not).
-    pub bundle_acks: AtomicU64,
+    pub bundle_acks: Counter,
     /// Policy versions stored (applies and rollbacks).
-    pub policies_applied: AtomicU64,
+    pub policies_applied: Counter,
     /// Events stored.
-    pub events_ingested: AtomicU64,
+    pub events_ingested: Counter,
     /// Events received again (already stored).
-    pub events_duplicate: AtomicU64,
+    pub events_duplicate: Counter,
     /// Events forwarded to a sink.
-    pub alerts_forwarded: AtomicU64,
+    pub alerts_forwarded: Counter,
     /// Events a sink did not take after every retry.
-    pub alerts_failed: AtomicU64,
+    pub alerts_failed: Counter,
     /// Nodes enrolled.
-    pub enrollments: AtomicU64,
+    pub enrollments: Counter,
     /// Enrollments refused (bad, used or expired token).
-    pub enrollments_refused: AtomicU64,
+    pub enrollments_refused: Counter,
     /// WireGuard claims refused.
-    pub claims_refused: AtomicU64,
+    pub claims_refused: Counter,
     /// Requests refused by a per-node rate limit.
-    pub rate_limited: AtomicU64,
+    pub rate_limited: Counter,
     /// Connections refused or closed by the connection limits.
-    pub connections_refused: AtomicU64,
+    pub connections_refused: Counter,
     /// Connections closed for idleness or a slow handshake.
-    pub connections_timed_out: AtomicU64,
+    pub connections_timed_out: Counter,
     /// Audit checkpoints delivered to a sink.
-    pub checkpoints_sent: AtomicU64,
+    pub checkpoints_sent: Counter,
     /// Audit checkpoint deliveries (or signings) that failed.
-    pub checkpoints_failed: AtomicU64,
+    pub checkpoints_failed: Counter,
     /// Starts at which the database did not match the last checkpoint.
-    pub checkpoint_mismatch: AtomicU64,
+    pub checkpoint_mismatch: Counter,
     /// Open connections now.
-    pub connections: AtomicI64,
+    pub connections: Gauge,
     /// Long-polls waiting now.
-    pub watchers: AtomicI64,
+    pub watchers: Gauge,
+    /// Enrolled, unrevoked nodes (set at each scrape).
+    nodes: Gauge,
+    /// Revoked nodes (set at each scrape).
+    nodes_revoked: Gauge,
+    /// The current change generation (set at each scrape).
+    generation: Gauge,
+    registry: Registry,
 }
 
 /// Adds one to a counter.
-pub fn inc(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
+pub fn inc(counter: &Counter) {
+    counter.inc();
 }
 
-fn metric(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+/// The help text as the registry wants it: it appends the final period itself.
+fn help(text: &str) -> &str {
+    text.strip_suffix('.').unwrap_or(text)
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut m = Metrics {
+            bundles_served: Counter::default(),
+            bundle_acks: Counter::default(),
+            policies_applied: Counter::default(),
+            events_ingested: Counter::default(),
+            events_duplicate: Counter::default(),
+            alerts_forwarded: Counter::default(),
+            alerts_failed: Counter::default(),
+            enrollments: Counter::default(),
+            enrollments_refused: Counter::default(),
+            claims_refused: Counter::default(),
+            rate_limited: Counter::default(),
+            connections_refused: Counter::default(),
+            connections_timed_out: Counter::default(),
+            checkpoints_sent: Counter::default(),
+            checkpoints_failed: Counter::default(),
+            checkpoint_mismatch: Counter::default(),
+            connections: Gauge::default(),
+            watchers: Gauge::default(),
+            nodes: Gauge::default(),
+            nodes_revoked: Gauge::default(),
+            generation: Gauge::default(),
+            registry: Registry::default(),
+        };
+        m.register();
+        m
+    }
 }
 
 impl Metrics {
-    /// The exposition text.
-    pub fn render(&self, snapshot: &Snapshot) -> String {
-        let mut out = String::new();
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let active = snapshot.active_nodes().count();
-        metric(&mut out, "ringfence_nodes", "gauge", "Enrolled, unrevoked nodes.", active);
-        metric(&mut out, "ringfence_nodes_revoked", "gauge", "Revoked nodes.", snapshot.nodes.len() - active);
-        metric(&mut out, "ringfence_generation", "gauge", "Current change generation.", snapshot.generation);
-        let c = [
+    /// Registers every metric, in the order of the exposition.
+    fn register(&mut self) {
+        let r = &mut self.registry;
+        r.register("ringfence_nodes", help("Enrolled, unrevoked nodes."), self.nodes.clone());
+        r.register("ringfence_nodes_revoked", help("Revoked nodes."), self.nodes_revoked.clone());
+        r.register("ringfence_generation", help("Current change generation."), self.generation.clone());
+        let counters = [
+            ("ringfence_policies_applied", "Policy versions stored by this replica.", &self.policies_applied),
+            ("ringfence_bundles_served", "Signed bundles sent to agents.", &self.bundles_served),
+            ("ringfence_bundle_acks", "Bundle acknowledgements received.", &self.bundle_acks),
+            ("ringfence_events_ingested", "Events stored.", &self.events_ingested),
             (
-                "ringfence_policies_applied_total",
-                "Policy versions stored by this replica.",
-                get(&self.policies_applied),
-            ),
-            ("ringfence_bundles_served_total", "Signed bundles sent to agents.", get(&self.bundles_served)),
-            ("ringfence_bundle_acks_total", "Bundle acknowledgements received.", get(&self.bundle_acks)),
-            ("ringfence_events_ingested_total", "Events stored.", get(&self.events_ingested)),
-            (
-                "ringfence_events_duplicate_total",
+                "ringfence_events_duplicate",
                 "Events delivered again and not stored twice.",
-                get(&self.events_duplicate),
+                &self.events_duplicate,
             ),
+            ("ringfence_alerts_forwarded", "Events delivered to a forwarding sink.", &self.alerts_forwarded),
+            ("ringfence_alerts_failed", "Events a sink did not take after every retry.", &self.alerts_failed),
+            ("ringfence_enrollments", "Nodes enrolled.", &self.enrollments),
+            ("ringfence_enrollments_refused", "Enrollments refused.", &self.enrollments_refused),
+            ("ringfence_wireguard_claims_refused", "WireGuard claims refused.", &self.claims_refused),
             (
-                "ringfence_alerts_forwarded_total",
-                "Events delivered to a forwarding sink.",
-                get(&self.alerts_forwarded),
-            ),
-            (
-                "ringfence_alerts_failed_total",
-                "Events a sink did not take after every retry.",
-                get(&self.alerts_failed),
-            ),
-            ("ringfence_enrollments_total", "Nodes enrolled.", get(&self.enrollments)),
-            ("ringfence_enrollments_refused_total", "Enrollments refused.", get(&self.enrollments_refused)),
-            (
-                "ringfence_wireguard_claims_refused_total",
-                "WireGuard claims refused.",
-                get(&self.claims_refused),
-            ),
-            (
-                "ringfence_rate_limited_total",
+                "ringfence_rate_limited",
                 "Requests refused by a per-node rate limit (429).",
-                get(&self.rate_limited),
+                &self.rate_limited,
             ),
             (
-                "ringfence_connections_refused_total",
+                "ringfence_connections_refused",
                 "Connections refused or closed by the connection limits.",
-                get(&self.connections_refused),
+                &self.connections_refused,
             ),
+            ("ringfence_audit_checkpoints", "Audit checkpoints delivered to a sink.", &self.checkpoints_sent),
             (
-                "ringfence_audit_checkpoints_total",
-                "Audit checkpoints delivered to a sink.",
-                get(&self.checkpoints_sent),
-            ),
-            (
-                "ringfence_audit_checkpoints_failed_total",
+                "ringfence_audit_checkpoints_failed",
                 "Audit checkpoint deliveries that failed.",
-                get(&self.checkpoints_failed),
+                &self.checkpoints_failed,
             ),
             (
-                "ringfence_audit_checkpoint_mismatch_total",
+                "ringfence_audit_checkpoint_mismatch",
                 "Starts at which the audit log did not contain the last checkpoint.",
-                get(&self.checkpoint_mismatch),
+                &self.checkpoint_mismatch,
             ),
             (
-                "ringfence_connections_timed_out_total",
+                "ringfence_connections_timed_out",
                 "Connections closed for idleness or a slow TLS handshake.",
-                get(&self.connections_timed_out),
+                &self.connections_timed_out,
             ),
         ];
-        for (name, help, value) in c {
-            metric(&mut out, name, "counter", help, value);
+        for (name, text, counter) in counters {
+            r.register(name, help(text), counter.clone());
         }
-        metric(
-            &mut out,
+        r.register(
             "ringfence_longpoll_watchers",
-            "gauge",
-            "Bundle long-polls waiting now.",
-            self.watchers.load(Ordering::Relaxed),
+            help("Bundle long-polls waiting now."),
+            self.watchers.clone(),
         );
-        metric(
-            &mut out,
-            "ringfence_connections",
-            "gauge",
-            "Open connections.",
-            self.connections.load(Ordering::Relaxed),
-        );
+        r.register("ringfence_connections", help("Open connections."), self.connections.clone());
+    }
+
+    /// The exposition text, with the node and generation gauges taken from `snapshot`.
+    pub fn render(&self, snapshot: &Snapshot) -> String {
+        let active = snapshot.active_nodes().count();
+        self.nodes.set(active as i64);
+        self.nodes_revoked.set((snapshot.nodes.len() - active) as i64);
+        self.generation.set(snapshot.generation);
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
     }
 }
 
 /// Counts a waiting long-poll while alive.
-pub struct WatcherGuard<'a>(&'a AtomicI64);
+pub struct WatcherGuard<'a>(&'a Gauge);
 
 impl<'a> WatcherGuard<'a> {
     /// Counts one more watcher.
-    pub fn new(gauge: &'a AtomicI64) -> Self {
-        gauge.fetch_add(1, Ordering::Relaxed);
+    pub fn new(gauge: &'a Gauge) -> Self {
+        gauge.inc();
         WatcherGuard(gauge)
     }
 }
 
 impl Drop for WatcherGuard<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.dec();
     }
 }
 

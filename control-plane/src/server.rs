@@ -227,9 +227,9 @@ async fn accept_loop(
         let (acceptor, router, limits) = (acceptor.clone(), router.clone(), limits.clone());
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            limits.metrics.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            limits.metrics.connections.inc();
             serve_connection(stream, peer_addr, acceptor, router, &limits, permit, watcher).await;
-            limits.metrics.connections.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            limits.metrics.connections.dec();
         });
     }
     drop(listener);

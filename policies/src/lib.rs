@@ -17,8 +17,6 @@
 //! `geo`; and at the bottom the leaves: `yaml_tree`, `diagnostic` and `fields` (parsing),
 //! `countries`, `prefix` (address and prefix arithmetic), `quantities`, `destination`.
 
-#![forbid(unsafe_code)]
-
 pub mod compile;
 pub mod countries;
 mod destination;

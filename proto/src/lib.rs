@@ -1,7 +1,8 @@
 //! Ringfence control-plane protocol: the JSON documents agents and the control plane exchange
 //! ([`api`]), signed policy bundles ([`bundle`]: Ed25519, pinned key, rollback refusal), the
 //! audit log's hash chain ([`audit`]) and, with the `csr` feature, an agent's key pair and
-//! certificate signing request ([`csr`]).
+//! certificate signing request ([`csr`]); with the `s3` feature, the S3 client that stores and
+//! fetches audit checkpoints ([`s3`]).
 //!
 //! Every request body rejects unknown fields; every document carries what it needs to be
 //! checked on its own.
@@ -13,6 +14,8 @@ pub mod checkpoint;
 #[cfg(feature = "csr")]
 pub mod csr;
 mod keys;
+#[cfg(feature = "s3")]
+pub mod s3;
 
 pub use audit::{audit_hash, verify_chain, AuditRecord, ChainError, ChainVerifier, GENESIS_HASH};
 pub use bundle::{Bundle, BundleError, Peer, SignedBundle, BUNDLE_FORMAT};

@@ -10,7 +10,8 @@ use std::{
 
 use crate::{agent::agent_bin, NetNs};
 
-/// A binary built beside the test executable (`cargo build --bins`).
+/// A binary built beside the test executable (`cargo build --bins`: `ringfence-control` comes from
+/// the control-plane package, `ringfence` from `ringfence-cli`).
 fn sibling_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe()");
     exe.ancestors()

@@ -95,6 +95,20 @@ fn ensure_nightly(check: bool, did: &mut Vec<String>) -> Result<()> {
     Ok(())
 }
 
+/// `cargo xtask test` runs clippy first; a minimal rustup profile lacks it.
+fn ensure_clippy(check: bool, did: &mut Vec<String>) -> Result<()> {
+    if output(Command::new("cargo").args(["clippy", "--version"])).is_some() {
+        return Ok(());
+    }
+    if check {
+        bail!("clippy missing (run `cargo xtask setup`)");
+    }
+    println!("setup: adding clippy");
+    run(Command::new("rustup").args(["component", "add", "clippy"]))?;
+    did.push("added clippy".into());
+    Ok(())
+}
+
 fn bpf_linker_ok() -> bool {
     let Some(v) = output(Command::new("bpf-linker").arg("--version")) else { return false };
     let Some(path) = output(Command::new("sh").args(["-c", "command -v bpf-linker"])) else { return false };
@@ -211,6 +225,7 @@ pub fn setup(check: bool) -> Result<()> {
     let mut did = Vec::new();
     ensure_apt(check, &mut did)?;
     ensure_nightly(check, &mut did)?;
+    ensure_clippy(check, &mut did)?;
     ensure_bpf_linker(check, &mut did)?;
     ensure_boringtun(check, &mut did)?;
     ensure_moto(check, &mut did)?;

@@ -1,5 +1,6 @@
-//! `cargo xtask test`: setup, then every test in the workspace (unit tests and the privileged
-//! network-namespace tests, serially), ending with one summary line of counts.
+//! `cargo xtask test`: setup, clippy with warnings as errors, then every test in the workspace
+//! (unit tests and the privileged network-namespace tests, serially), ending with one summary
+//! line of counts.
 use std::{
     io::{BufRead, BufReader},
     process::Stdio,
@@ -54,6 +55,9 @@ pub fn test(extra: &[String]) -> Result<()> {
         bail!("the integration tests create network namespaces, cgroups and BPF programs: run as root (sudo -E cargo xtask test)");
     }
     // No --workspace: the default members exclude the eBPF crate, which only builds for BPF.
+    // Lints first: a warning anywhere fails the run before any test starts.
+    run(cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"]))
+        .context("cargo clippy found problems")?;
     run(cargo().args(["build", "--bins"]))?;
     // Tests that cannot run here record why (ringfence_tests::skip): counted as skipped.
     let skip_log = std::env::temp_dir().join(format!("ringfence-skipped-{}", std::process::id()));

@@ -5,10 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ringfence_control::{
-    cli::{ApiClient, ServerArgs},
-    Running, ServeArgs,
-};
+use ringfence_cli::{ApiClient, ServerArgs};
+use ringfence_control::{Running, ServeArgs};
 use ringfence_proto::api::{
     AlertList, NodeInfo, NodeList, PolicyApplied, PolicyApplyRequest, Selector, TokenRequest, TokenResponse,
     WireGuardInfo,

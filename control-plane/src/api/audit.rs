@@ -9,7 +9,7 @@ use ringfence_proto::api::AuditVerification;
 
 use super::auth::Admin;
 use super::error::ApiResult;
-use super::AppState;
+use super::state::AppState;
 use crate::db;
 
 /// `GET /v1/audit`: every record, one JSON object per line, in seq order, streamed a page at a
@@ -61,5 +61,5 @@ pub async fn verify(State(state): State<Arc<AppState>>, _: Admin) -> ApiResult<J
 /// `GET /metrics`.
 pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let text = state.metrics.render(&state.hub.current());
-    ([("content-type", "text/plain; version=0.0.4")], text)
+    ([("content-type", crate::metrics::CONTENT_TYPE)], text)
 }

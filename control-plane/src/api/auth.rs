@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
-use super::AppState;
+use super::state::AppState;
 use crate::db::{self, NodeRow};
 use crate::pki::PeerCert;
 use std::sync::Arc;

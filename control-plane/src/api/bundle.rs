@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::auth::{JsonBody, Node, QueryArgs};
 use super::error::ApiResult;
-use super::AppState;
+use super::state::AppState;
 use crate::db;
 use crate::metrics::{inc, WatcherGuard};
 use crate::render;

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::auth::{Admin, JsonBody, Node, PeerAddr};
 use super::error::{ApiError, ApiResult};
-use super::AppState;
+use super::state::AppState;
 use crate::db::{self, TokenState};
 use crate::mesh::Binding;
 use crate::metrics::inc;

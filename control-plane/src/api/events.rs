@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::auth::{Admin, JsonBody, Node, QueryArgs};
 use super::error::{ApiError, ApiResult};
-use super::AppState;
+use super::state::AppState;
 use crate::db;
 use crate::metrics::inc;
 

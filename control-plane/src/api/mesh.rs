@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::auth::{Admin, JsonBody, PathArg};
 use super::error::{ApiError, ApiResult};
-use super::AppState;
+use super::state::AppState;
 use crate::db::{self, NodeRow, Tx};
 use crate::mesh::{self, Binding};
 use crate::metrics::inc;

@@ -10,7 +10,8 @@ use serde_json::json;
 
 use super::auth::{Admin, JsonBody, Node, PathArg, PeerAddr};
 use super::error::{ApiError, ApiResult};
-use super::{mesh, AppState};
+use super::mesh;
+use super::state::AppState;
 use crate::db;
 use crate::mesh::Binding;
 use crate::metrics::inc;

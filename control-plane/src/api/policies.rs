@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::auth::{Admin, JsonBody, PathArg, QueryArgs};
 use super::error::{ApiError, ApiResult};
-use super::AppState;
+use super::state::AppState;
 use crate::db::{self, NewPolicy};
 use crate::metrics::inc;
 use crate::render;

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{duration, http_url};
-use crate::s3::Location;
+use super::values::{duration, http_url};
+use ringfence_proto::s3::Location;
 
 /// Checkpoint flags.
 #[derive(Args, Clone, Debug)]

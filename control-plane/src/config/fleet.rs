@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::duration;
+use super::values::duration;
 use crate::mesh::MeshRules;
 
 /// Mesh identity and resource-limit flags.

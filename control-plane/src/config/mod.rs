@@ -10,8 +10,10 @@ use crate::db::Backend;
 
 mod checkpoint;
 mod fleet;
+mod values;
 pub use checkpoint::{CheckpointArgs, CheckpointConfig, S3Sink};
 pub use fleet::{FleetArgs, FleetConfig};
+use values::{duration, http_url};
 
 /// The longest client certificate lifetime the control plane issues.
 pub const MAX_CERT_TTL: Duration = Duration::from_secs(4 * 3600);
@@ -113,28 +115,6 @@ pub struct Config {
     pub fleet: FleetConfig,
     /// Signed audit checkpoints.
     pub checkpoints: CheckpointConfig,
-}
-
-pub(crate) fn duration(errors: &mut Vec<String>, flag: &str, text: &str) -> Duration {
-    humantime::parse_duration(text).unwrap_or_else(|e| {
-        errors.push(format!("--{flag} {text:?}: {e} (expected e.g. 4h, 30m, 10s)"));
-        Duration::ZERO
-    })
-}
-
-pub(crate) fn http_url(errors: &mut Vec<String>, flag: &str, text: &Option<String>) -> Option<url::Url> {
-    let text = text.as_ref()?;
-    match url::Url::parse(text) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
-        Ok(_) => {
-            errors.push(format!("--{flag} {text:?}: expected an http:// or https:// URL with a host"));
-            None
-        }
-        Err(e) => {
-            errors.push(format!("--{flag} {text:?}: {e}"));
-            None
-        }
-    }
 }
 
 impl ServeArgs {

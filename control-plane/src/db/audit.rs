@@ -4,7 +4,7 @@ use ringfence_proto::AuditRecord;
 use serde_json::Value;
 use sqlx::{AnyPool, Row};
 
-use super::{DbError, Tx};
+use super::pool::{DbError, Tx};
 
 /// Appends a record after the newest one, in `tx` (writers are serialized, so the chain cannot
 /// fork).

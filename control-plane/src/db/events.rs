@@ -3,7 +3,7 @@
 use ringfence_proto::api::{Event, StoredEvent};
 use sqlx::{AnyPool, Row};
 
-use super::{DbError, Tx};
+use super::pool::{DbError, Tx};
 
 /// Rows per multi-row statement (8 parameters each, well below every backend's limit).
 const ROWS: usize = 400;

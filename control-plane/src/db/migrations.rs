@@ -5,7 +5,7 @@
 
 use sqlx::Row;
 
-use super::{Backend, Db, DbError};
+use super::pool::{Backend, Db, DbError};
 
 /// (version, name, statements). Version 2 forgets what nodes claimed about their WireGuard
 /// identity under version 1 (unchecked): they report it again and it is checked then.

@@ -4,7 +4,7 @@ use ringfence_proto::api::{Labels, NodeInfo, NodeReport, WireGuardInfo};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
-use super::{json_col, u64_col, DbError, Tx};
+use super::pool::{json_col, u64_col, DbError, Tx};
 
 /// One enrolled node.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -4,7 +4,7 @@ use ringfence_proto::api::{PolicyRecord, Selector};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
-use super::{json_col, DbError, Tx};
+use super::pool::{json_col, DbError, Tx};
 
 /// One stored version, with what bundles need.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 use ringfence_proto::api::Labels;
 use sqlx::Row;
 
-use super::{json_col, DbError, Tx};
+use super::pool::{json_col, DbError, Tx};
 
 /// A stored token.
 #[derive(Clone, Debug)]

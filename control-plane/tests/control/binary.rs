@@ -2,12 +2,12 @@
 //! error listed), first start creating its state, serving, and a clean stop on SIGTERM.
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use crate::common::client;
-
-const BIN: &str = env!("CARGO_BIN_EXE_ringfence-control");
+use crate::common::metrics::scrape;
+use crate::common::process::{ServerProcess, BIN};
 
 #[test]
 fn bad_configuration_exits_64_listing_every_error() {
@@ -44,43 +44,15 @@ fn bad_configuration_exits_64_listing_every_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_then_stops_on_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--shutdown-grace", "2s"])
-        .arg("--state-dir")
-        .arg(&state)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     // First start: state created (secrets 0600), default SQLite file in the state directory.
-    let started = Instant::now();
-    let ca = loop {
-        if let Ok(pem) = std::fs::read_to_string(state.join("ca.pem")) {
-            let c = client(&pem, None);
-            if let Ok(resp) = c.get(format!("https://127.0.0.1:{port}/healthz")).send().await {
-                assert_eq!(resp.text().await.unwrap(), "ok\n");
-                break pem;
-            }
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "server did not come up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let mut server = ServerProcess::start(&["--shutdown-grace", "2s"], None).await;
+    let (state, ca, base) = (server.state.clone(), server.ca_pem.clone(), server.base.clone());
     for secret in ["admin.token", "ca.key", "bundle-signing.key"] {
         let mode = std::fs::metadata(state.join(secret)).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{secret}");
     }
     assert!(state.join("control.db").exists(), "default database under the state directory");
-    let metrics = client(&ca, None)
-        .get(format!("https://127.0.0.1:{port}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape(&client(&ca, None), &base).await;
     assert!(metrics.contains("ringfence_longpoll_watchers 0"), "{metrics}");
     // TLS 1.2 is refused.
     let tls12 = reqwest::Client::builder()
@@ -90,19 +62,9 @@ async fn serves_then_stops_on_sigterm() {
         .max_tls_version(reqwest::tls::Version::TLS_1_2)
         .build()
         .unwrap();
-    assert!(tls12.get(format!("https://127.0.0.1:{port}/healthz")).send().await.is_err(), "TLS 1.2 accepted");
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(status.success());
-    let stopping = Instant::now();
-    let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(stopping.elapsed() < Duration::from_secs(10), "no exit after SIGTERM");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let mut log = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut log).unwrap();
+    assert!(tls12.get(format!("{base}/healthz")).send().await.is_err(), "TLS 1.2 accepted");
+    let exit = server.terminate(Duration::from_secs(10)).await;
+    let log = server.log();
     assert_eq!(exit.code(), Some(0), "{log}");
     assert!(
         log.contains("admin credential") && log.contains("admin.token"),

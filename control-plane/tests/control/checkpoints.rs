@@ -4,53 +4,17 @@
 //! catches deleted tail records, a rehashed chain and a rolled-back database, and a locked
 //! checkpoint can be neither deleted nor overwritten.
 
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ringfence_control::cli::{self, AuditCommand, CliError, OperatorCommand, ServerArgs};
-use ringfence_control::s3::S3;
+use ringfence_cli::{AuditCommand, CliError, OperatorCommand, ServerArgs};
+use ringfence_proto::s3::S3;
 use ringfence_proto::{AuditRecord, Checkpoint};
 use sqlx::Row;
 
+use crate::common::s3::Moto;
 use crate::common::{policy_yaml, Backend, Options, TestServer};
 
 const BUCKET: &str = "ringfence-audit";
-
-/// `python3 -m moto.server` on a free loopback port; killed on drop.
-struct Moto {
-    child: Child,
-    url: String,
-}
-
-impl Moto {
-    fn start() -> Moto {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new("python3")
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 (run `cargo xtask setup`, which installs moto[server])");
-        let mut moto = Moto { child, url: format!("http://127.0.0.1:{port}") };
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = moto.child.try_wait() {
-                panic!("the moto S3 server exited ({status}): run `cargo xtask setup` (pip install 'moto[server]')");
-            }
-            assert!(started.elapsed() < Duration::from_secs(30), "moto did not listen");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        moto
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn rows(server: &TestServer) -> Vec<AuditRecord> {
     let text = server.admin_get("/v1/audit").await.text().await.unwrap();
@@ -81,7 +45,7 @@ async fn verify(server: &TestServer, s3_url: &str, sources: &[String]) -> Result
         s3_endpoint: Some(s3_url.to_owned()),
         s3_region: "us-east-1".into(),
     };
-    cli::run_operator(&args, OperatorCommand::Audit { command }).await
+    ringfence_cli::run_operator(&args, OperatorCommand::Audit { command }).await
 }
 
 fn broken(result: Result<(), CliError>, needle: &str) {

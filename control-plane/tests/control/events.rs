@@ -56,7 +56,7 @@ async fn events_stored_exactly_once(backend: Backend) {
     assert_eq!(stored, expected);
     let e2 = alerts.alerts.iter().find(|s| s.event.id == "e2").unwrap();
     assert_eq!(e2.event, event("e2", "plaintext-drop"));
-    let metrics = server.anonymous().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = server.metrics().await;
     assert!(metrics.contains("\nringfence_events_ingested_total 4\n"), "{metrics}");
     assert!(metrics.contains("\nringfence_events_duplicate_total 2\n"), "{metrics}");
     assert!(metrics.contains("\nringfence_nodes 2\n"), "{metrics}");

@@ -4,7 +4,7 @@
 //! within a second, and the flood's connections are capped and time out.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,9 +12,10 @@ use reqwest::StatusCode;
 use ringfence_proto::api::{PolicyApplyRequest, Selector, TokenRequest, TokenResponse, WireGuardInfo};
 use tokio::net::{TcpSocket, TcpStream};
 
+use crate::common::metrics::{metric, scrape};
+use crate::common::process::ServerProcess;
 use crate::common::{client_at, pg, policy_yaml, wg, Agent, Backend};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ringfence-control");
 const FLOOD: usize = 2000;
 /// Of which finish the TLS handshake.
 const TLS_IDLE: usize = 100;
@@ -23,49 +24,17 @@ const HONEST: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 200));
 
 /// The binary, as a service manager would start it with the default soft limit of 1024 open
 /// files; killed on drop.
-struct Served {
-    child: Child,
-    base: String,
-    addr: SocketAddr,
-    ca_pem: String,
-    admin_token: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn serve(backend: Backend) -> Served {
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
+async fn serve(backend: Backend) -> ServerProcess {
     let db = match backend {
-        Backend::Sqlite => format!("sqlite://{}", dir.path().join("control.db").display()),
-        Backend::Postgres => pg::fresh_database().await,
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(pg::fresh_database().await),
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let script = format!(
-        "ulimit -n 1024 && exec {BIN} serve --listen {addr} --db '{db}' --state-dir {} --idle-timeout 3s --tls-handshake-timeout 2s --max-connections-per-source 64",
-        state.display()
-    );
-    let child =
-        Command::new("sh").args(["-c", &script]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let started = Instant::now();
-    let ca_pem = loop {
-        if let Ok(pem) = std::fs::read_to_string(state.join("ca.pem")) {
-            if client_at(&pem, None, None).get(format!("https://{addr}/healthz")).send().await.is_ok() {
-                break pem;
-            }
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "ringfence-control did not come up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let admin_token = std::fs::read_to_string(state.join("admin.token")).unwrap().trim().to_owned();
-    Served { child, base: format!("https://{addr}"), addr, ca_pem, admin_token, _dir: dir }
+    let mut args =
+        vec!["--idle-timeout", "3s", "--tls-handshake-timeout", "2s", "--max-connections-per-source", "64"];
+    if let Some(db) = &db {
+        args.extend(["--db", db.as_str()]);
+    }
+    ServerProcess::start(&args, Some(1024)).await
 }
 
 /// A TCP connection from `source` that sends nothing.
@@ -85,13 +54,6 @@ async fn idle_tls(
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
     let connecting = tokio_rustls::TlsConnector::from(config).connect(name, tcp);
     tokio::time::timeout(Duration::from_secs(5), connecting).await.ok()?.ok()
-}
-
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} in {text}"))
 }
 
 /// Room for the flood's client sockets in this process (CI may start it with 1024).
@@ -171,10 +133,7 @@ async fn idle_flood_does_not_lock_out_real_clients(backend: Backend) {
     assert!(delivered < Duration::from_secs(1), "long-poll answered {delivered:?} after the apply");
 
     // Within the limits, and the idle flood is closed by the timeouts.
-    let metrics = || async {
-        let c = client_at(&server.ca_pem, None, Some(HONEST));
-        c.get(format!("{}/metrics", server.base)).send().await.unwrap().text().await.unwrap()
-    };
+    let metrics = || async { scrape(&client_at(&server.ca_pem, None, Some(HONEST)), &server.base).await };
     let text = metrics().await;
     assert!(metric(&text, "ringfence_connections") <= 768.0, "{text}");
     assert!(metric(&text, "ringfence_connections_refused_total") > 0.0, "{text}");

@@ -13,9 +13,7 @@ use std::time::{Duration, SystemTime};
 use ipnet::IpNet;
 use mmdb_writer::{IpVersion, Value, Writer};
 
-// Through the parent: control-plane/tests/cli.rs compiles this file too, next to its own
-// `GeoError` import.
-use super::GeoError;
+use super::error::GeoError;
 
 /// `database_type` written by [`write_mmdb`].
 pub const DATABASE_TYPE: &str = "Ringfence-Test-Country";

@@ -56,7 +56,16 @@ fn peak_kb(pid: u32) -> u64 {
 fn audit_verify(n: u64, dir: &Path) -> Result<(f64, u64, u64)> {
     let db = format!("sqlite://{}", dir.join("audit.db").display());
     example("audit_fill", &[&db, &n.to_string()])?;
-    crate::util::run(cargo().args(["build", "--quiet", "--release", "-p", "ringfence-control", "--bins"]))?;
+    crate::util::run(cargo().args([
+        "build",
+        "--quiet",
+        "--release",
+        "-p",
+        "ringfence-control",
+        "-p",
+        "ringfence-cli",
+        "--bins",
+    ]))?;
     let bin = workspace_root().join("target/release");
     let state = dir.join("state");
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();

@@ -2,18 +2,9 @@
 //! the control plane, alerts, the audit log. The `ringfence` binary adds them beside its offline
 //! commands (`policy check|explain`, `geo lookup`) and `completions`.
 
-mod audit_ops;
-mod client;
-mod operator;
-mod policy_ops;
-
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-
-pub use client::{ApiClient, CliError, EXIT_NO_INPUT, EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_USAGE};
-pub use operator::run as run_operator;
-pub use policy_ops::run as run_policy;
 
 /// Where the control plane is and how to authenticate.
 #[derive(Args, Clone, Debug)]
@@ -212,34 +203,4 @@ pub enum PolicyOperatorCommand {
         #[arg(long)]
         json: bool,
     },
-}
-
-/// `$USER`, or `admin`.
-fn default_author() -> String {
-    std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "admin".into())
-}
-
-/// Prints rows as aligned columns.
-fn print_table(out: &mut impl std::io::Write, header: &[&str], rows: &[Vec<String>]) -> std::io::Result<()> {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        padded.join("  ").trim_end().to_owned()
-    };
-    writeln!(out, "{}", line(header.to_vec()))?;
-    for row in rows {
-        writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
-    }
-    Ok(())
-}
-
-/// A Unix-ms time as RFC 3339 (seconds).
-fn time_text(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_seconds(t).to_string()
 }

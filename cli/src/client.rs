@@ -9,7 +9,7 @@ use ringfence_proto::api::ErrorBody;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::ServerArgs;
+use crate::commands::ServerArgs;
 
 /// Exit status: the control plane refused the request.
 pub const EXIT_REFUSED: u8 = 1;

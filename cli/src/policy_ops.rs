@@ -6,8 +6,9 @@ use ringfence_proto::api::{
     PolicyApplied, PolicyApplyRequest, PolicyDiff, PolicyHistory, RollbackRequest, Selector,
 };
 
-use super::client::{ApiClient, CliError};
-use super::{default_author, print_table, time_text, PolicyOperatorCommand, ServerArgs};
+use crate::client::{ApiClient, CliError};
+use crate::commands::{PolicyOperatorCommand, ServerArgs};
+use crate::output::{default_author, print_table, time_text};
 
 fn print_applied(out: &mut impl Write, applied: &PolicyApplied, json: bool) -> std::io::Result<()> {
     if json {

@@ -1,126 +1,16 @@
-//! `ringfence` command-line tool.
-//!
-//! * `ringfence policy check FILE [--geoip-db FILE]...`: validate and compile a policy. Exit 0
-//!   if valid, 64 if not (every diagnostic on stderr as `FILE:LINE:COL: error: MSG`), 66 if a
-//!   file is unreadable. Without a database, country rules are validated but not resolved.
-//! * `ringfence policy explain FILE --to ADDR[:PORT][/tcp|udp] [--geoip-db FILE]... [--json]`:
-//!   show the verdict for a destination and why. Exit 0 whatever the verdict, 64 for an invalid
-//!   policy or `--to`, or a policy naming countries without `--geoip-db`.
-//! * `ringfence geo lookup ADDR --db FILE... [--json]`: the country of an address. Exit 0 whether
-//!   or not the database has a record, 64 for an invalid address, 66 for an unreadable database.
-//!
-//! Operator commands, against a control plane (`--server URL --ca FILE --admin-token-file FILE`,
-//! or RINGFENCE_SERVER, RINGFENCE_CA, RINGFENCE_ADMIN_TOKEN_FILE; see `ringfence_control::cli`):
-//! `token create`, `nodes [list|revoke ID]`, `policy apply|diff|history|rollback`, `alerts`,
-//! `audit verify|export`. Exit 0 on success, 1 refused, 64 bad argument or invalid policy,
-//! 66 unreadable file, 69 control plane unreachable. `completions SHELL` prints shell completions.
+//! `ringfence policy check|explain`: validate and compile a policy file, explain its verdict
+//! for one destination. Offline: no control plane involved.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::Context;
-use clap::{Args, CommandFactory, Parser, Subcommand};
-use ringfence_control::cli::{self, OperatorCommand, PolicyOperatorCommand, ServerArgs};
 use ringfence_policy::countries::{country_name, country_str};
 use ringfence_policy::geo::GeoDb;
 use ringfence_policy::{compile, parse_policy, Action, Compiled, DecidedBy, Decision, Destination, Policy};
 
-#[path = "ringfence/geo_cmd.rs"]
-mod geo_cmd;
-
-/// Exit status for an invalid policy or argument value.
-const EXIT_INVALID: u8 = 64;
-/// Exit status for an unreadable input file.
-const EXIT_NO_INPUT: u8 = 66;
-
-#[derive(Parser)]
-#[command(name = "ringfence", version, about = "Ringfence eBPF egress firewall")]
-struct Cli {
-    #[command(flatten)]
-    server: ServerArgs,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Work with policy files.
-    Policy {
-        #[command(subcommand)]
-        command: PolicyCommand,
-    },
-    /// Work with geo-IP databases.
-    Geo {
-        #[command(subcommand)]
-        command: GeoCommand,
-    },
-    #[command(flatten)]
-    Operator(OperatorCommand),
-    /// Print shell completions.
-    Completions {
-        /// The shell.
-        shell: clap_complete::Shell,
-    },
-}
-
-#[derive(Subcommand)]
-enum GeoCommand {
-    /// Look up the country of an address.
-    Lookup {
-        /// The IPv4 or IPv6 address.
-        addr: String,
-        /// A MaxMind DB (.mmdb) country database; repeat for separate IPv4 and IPv6 files.
-        #[arg(long, value_name = "FILE", required = true)]
-        db: Vec<PathBuf>,
-        /// The record field holding the country code, as a dotted path (default: detected).
-        #[arg(long, value_name = "FIELD")]
-        field: Option<String>,
-        /// Print one JSON object instead of text.
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-/// `--geoip-db` and `--geoip-field`.
-#[derive(Args)]
-struct GeoArgs {
-    /// A MaxMind DB (.mmdb) country database; repeat for separate IPv4 and IPv6 files.
-    #[arg(long = "geoip-db", value_name = "FILE")]
-    geoip_db: Vec<PathBuf>,
-    /// The record field holding the country code, as a dotted path (default: detected).
-    #[arg(long = "geoip-field", value_name = "FIELD")]
-    geoip_field: Option<String>,
-}
-
-#[derive(Subcommand)]
-enum PolicyCommand {
-    /// Validate a policy file and check that it compiles for the kernel.
-    Check {
-        /// The policy YAML file.
-        file: PathBuf,
-        #[command(flatten)]
-        geo: GeoArgs,
-    },
-    /// Explain the verdict of a policy for one destination.
-    Explain {
-        /// The policy YAML file.
-        file: PathBuf,
-        #[arg(
-            long,
-            value_name = "DESTINATION",
-            help = "Destination: ADDR[:PORT][/tcp|udp], e.g. 198.51.100.7:443/tcp or [2001:db8::1]:53/udp"
-        )]
-        to: String,
-        #[command(flatten)]
-        geo: GeoArgs,
-        /// Print one JSON object instead of text.
-        #[arg(long)]
-        json: bool,
-    },
-    #[command(flatten)]
-    Operator(PolicyOperatorCommand),
-}
+use super::geo::{self as geo_cmd, GeoArgs};
+use crate::client::{EXIT_NO_INPUT, EXIT_USAGE as EXIT_INVALID};
 
 fn plural(n: usize, word: &str) -> String {
     if n == 1 {
@@ -157,7 +47,8 @@ fn compile_or_report(file: &Path, policy: &Policy, geo: Option<&GeoDb>) -> Resul
     })
 }
 
-fn check(file: &Path, geo: &GeoArgs) -> Result<(), ExitCode> {
+/// `ringfence policy check`: prints the summary; `Err` carries the exit status.
+pub fn check(file: &Path, geo: &GeoArgs) -> Result<(), ExitCode> {
     let policy = load(file)?;
     let db = geo_cmd::open_db(&geo.geoip_db, geo.geoip_field.as_deref())?;
     // Without a database, compile against an empty one: that checks every limit except the
@@ -214,7 +105,7 @@ fn decided_by_text(decision: &Decision) -> &'static str {
     }
 }
 
-fn explain(policy: &Policy, dest: &Destination, geo: Option<&GeoDb>, json: bool) -> anyhow::Result<()> {
+fn explain(policy: &Policy, dest: &Destination, geo: Option<&GeoDb>, json: bool) -> std::io::Result<()> {
     let decision = policy.evaluate_with_geo(dest, geo);
     let country = decision.country.map(|c| country_str(&c).to_owned());
     let rule = decision.rule.and_then(|id| policy.rule(id));
@@ -273,7 +164,8 @@ fn explain(policy: &Policy, dest: &Destination, geo: Option<&GeoDb>, json: bool)
     Ok(())
 }
 
-fn explain_command(file: &Path, to: &str, geo: &GeoArgs, json: bool) -> anyhow::Result<ExitCode> {
+/// `ringfence policy explain`: the exit status, or the error writing the explanation.
+pub fn explain_command(file: &Path, to: &str, geo: &GeoArgs, json: bool) -> std::io::Result<ExitCode> {
     let policy = match load(file) {
         Ok(policy) => policy,
         Err(code) => return Ok(code),
@@ -296,59 +188,6 @@ fn explain_command(file: &Path, to: &str, geo: &GeoArgs, json: bool) -> anyhow::
     if let Err(code) = compile_or_report(file, &policy, db.as_ref()) {
         return Ok(code);
     }
-    explain(&policy, &dest, db.as_ref(), json).context("writing the explanation")?;
+    explain(&policy, &dest, db.as_ref(), json)?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
-        Command::Policy { command: PolicyCommand::Check { file, geo } } => {
-            if let Err(code) = check(&file, &geo) {
-                return Ok(code);
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Policy { command: PolicyCommand::Explain { file, to, geo, json } } => {
-            explain_command(&file, &to, &geo, json)
-        }
-        Command::Geo { command: GeoCommand::Lookup { addr, db, field, json } } => {
-            geo_cmd::lookup(&addr, &db, field.as_deref(), json)
-        }
-        Command::Policy { command: PolicyCommand::Operator(command) } => {
-            operator(|runtime| runtime.block_on(cli::run_policy(&cli.server, command)))
-        }
-        Command::Operator(command) => {
-            operator(|runtime| runtime.block_on(cli::run_operator(&cli.server, command)))
-        }
-        Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "ringfence", &mut std::io::stdout());
-            Ok(ExitCode::SUCCESS)
-        }
-    }
-}
-
-/// Runs an operator command on a runtime; a failure prints `error: ...` (what to do) and exits
-/// with its status.
-fn operator(
-    f: impl FnOnce(&tokio::runtime::Runtime) -> Result<(), cli::CliError>,
-) -> anyhow::Result<ExitCode> {
-    let runtime =
-        tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
-    match f(&runtime) {
-        Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(e) => {
-            eprintln!("error: {e}");
-            Ok(ExitCode::from(e.exit_code()))
-        }
-    }
-}
-
-fn main() -> ExitCode {
-    match run(Cli::parse()) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
 }

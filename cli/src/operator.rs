@@ -6,8 +6,9 @@ use ringfence_proto::api::{
     AddressPin, AlertList, KeyRotation, Labels, NodeInfo, NodeList, Selector, TokenRequest, TokenResponse,
 };
 
-use super::client::{ApiClient, CliError};
-use super::{print_table, time_text, NodesCommand, OperatorCommand, ServerArgs, TokenCommand};
+use crate::client::{ApiClient, CliError};
+use crate::commands::{NodesCommand, OperatorCommand, ServerArgs, TokenCommand};
+use crate::output::{print_table, time_text};
 
 /// Parses `--labels k=v,k2=v2` (repeatable).
 fn parse_labels(items: &[String]) -> Result<Labels, CliError> {
@@ -99,7 +100,7 @@ pub async fn run(args: &ServerArgs, command: OperatorCommand) -> Result<(), CliE
                 print_table(&mut out, &["TIME", "NODE", "SEVERITY", "KIND", "SUMMARY"], &rows)?;
             }
         }
-        OperatorCommand::Audit { command } => super::audit_ops::run(args, command, &mut out).await?,
+        OperatorCommand::Audit { command } => crate::audit_ops::run(args, command, &mut out).await?,
     }
     Ok(())
 }

@@ -1,7 +1,9 @@
-//! Tests of the `ringfence` binary.
+//! Tests of the `ringfence` binary's offline commands: policy check/explain, geo lookup.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use ringfence_policy::geo::fixture;
 
 fn ringfence(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ringfence")).args(args).output().expect("run ringfence")
@@ -129,13 +131,6 @@ fn explain_rejects_bad_destination_and_invalid_policy() {
     assert!(text(&out.stderr).contains("unsupported apiVersion \"v0\""));
 }
 
-// The geo-IP fixture writer of the library (compiled here too: it is only exported from the
-// library with the `fixtures` feature). It refers to `super::GeoError`.
-use ringfence_policy::geo::GeoError;
-#[path = "../../policies/src/geo/fixture.rs"]
-#[allow(dead_code)]
-mod fixture;
-
 /// A GeoIP2-layout database: 81.2.69.0/24 GB, 5.9.0.0/16 DE, 203.0.113.0/24 IR, 2a01:4f8::/32 DE.
 fn geo_db(name: &str) -> String {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-tests");
@@ -144,8 +139,7 @@ fn geo_db(name: &str) -> String {
     let nets =
         [("81.2.69.0/24", "GB"), ("5.9.0.0/16", "DE"), ("203.0.113.0/24", "IR"), ("2a01:4f8::/32", "DE")];
     let nets: Vec<(ipnet::IpNet, &str)> = nets.iter().map(|(n, c)| (n.parse().unwrap(), *c)).collect();
-    let written: Result<(), GeoError> = fixture::write_mmdb(&path, &nets, fixture::Layout::GeoIp2Country, 6);
-    written.unwrap();
+    fixture::write_mmdb(&path, &nets, fixture::Layout::GeoIp2Country, 6).unwrap();
     path.display().to_string()
 }
 

@@ -5,11 +5,23 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::Args;
 use ringfence_policy::countries::{country_name, country_str};
 use ringfence_policy::geo::GeoDb;
 use ringfence_policy::Policy;
 
-use crate::{EXIT_INVALID, EXIT_NO_INPUT};
+use crate::client::{EXIT_NO_INPUT, EXIT_USAGE as EXIT_INVALID};
+
+/// `--geoip-db` and `--geoip-field`.
+#[derive(Args)]
+pub struct GeoArgs {
+    /// A MaxMind DB (.mmdb) country database; repeat for separate IPv4 and IPv6 files.
+    #[arg(long = "geoip-db", value_name = "FILE")]
+    pub geoip_db: Vec<PathBuf>,
+    /// The record field holding the country code, as a dotted path (default: detected).
+    #[arg(long = "geoip-field", value_name = "FIELD")]
+    pub geoip_field: Option<String>,
+}
 
 /// Opens the databases given with `--geoip-db`/`--db`; `Ok(None)` if none was given. Prints the
 /// error (which names the file) and returns exit status 66 on failure.
@@ -48,7 +60,7 @@ pub fn describe_db(db: &GeoDb) -> String {
 }
 
 /// `ringfence geo lookup ADDR --db FILE... [--field F] [--json]`.
-pub fn lookup(addr: &str, dbs: &[PathBuf], field: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+pub fn lookup(addr: &str, dbs: &[PathBuf], field: Option<&str>, json: bool) -> std::io::Result<ExitCode> {
     let parsed: IpAddr = match addr.trim().parse() {
         Ok(a) => a,
         Err(_) => {

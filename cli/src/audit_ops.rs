@@ -8,9 +8,11 @@ use std::path::Path;
 use futures_util::StreamExt;
 use ringfence_proto::{AuditRecord, ChainVerifier, Checkpoint};
 
-use super::client::{ApiClient, CliError};
-use super::{time_text, AuditCommand, ServerArgs};
-use crate::s3::{Location, S3};
+use ringfence_proto::s3::{Location, S3};
+
+use crate::client::{ApiClient, CliError};
+use crate::commands::{AuditCommand, ServerArgs};
+use crate::output::time_text;
 
 /// Runs an audit command.
 pub async fn run(args: &ServerArgs, command: AuditCommand, out: &mut impl Write) -> Result<(), CliError> {
