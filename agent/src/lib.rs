@@ -18,6 +18,7 @@ pub mod preflight;
 pub mod remote;
 pub mod report;
 pub mod run;
+pub mod sys;
 pub mod watch;
 pub mod wg;
 

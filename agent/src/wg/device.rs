@@ -15,6 +15,7 @@ use super::{
     peers::Peer,
     plan::{DevicePeer, Plan},
 };
+use crate::sys::{self, Signal};
 
 /// UAPI socket directory shared by every userspace implementation (and every namespace).
 pub const SOCKET_DIR: &str = "/var/run/wireguard";
@@ -292,7 +293,7 @@ pub fn userspace_pids(iface: &str) -> Vec<i32> {
 pub fn stop_userspace(iface: &str) -> Vec<i32> {
     let pids = userspace_pids(iface);
     for &pid in &pids {
-        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let _ = sys::signal(pid, Signal::SIGTERM);
     }
     let deadline = Instant::now() + Duration::from_secs(3);
     while pids.iter().any(|&p| Path::new(&format!("/proc/{p}")).exists()) && Instant::now() < deadline {
@@ -300,7 +301,7 @@ pub fn stop_userspace(iface: &str) -> Vec<i32> {
     }
     for &pid in &pids {
         if Path::new(&format!("/proc/{pid}")).exists() {
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let _ = sys::signal(pid, Signal::SIGKILL);
         }
     }
     let _ = std::fs::remove_file(socket_path(iface));
