@@ -161,8 +161,8 @@ mod tests {
 
     #[test]
     fn every_problem_is_reported_at_once() {
-        let dir = std::env::temp_dir().join(format!("ringfence-preflight-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
         let policy = dir.join("p.yaml");
         std::fs::write(&policy, "apiVersion: ringfence.dev/v1\nkind: EgressPolicy\nmetadata: { name: x }\nspec: { defaultAction: deny, mode: loud }\n").unwrap();
         let cfg = RunConfig {
@@ -191,7 +191,6 @@ mod tests {
             assert!(text.contains(needle), "missing {needle:?} in {text}");
         }
         assert!(check_cgroup(&dir.join("missing")).unwrap_err().contains("No such file"));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

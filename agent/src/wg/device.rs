@@ -237,15 +237,8 @@ fn uapi_get(iface: &str) -> std::io::Result<(Option<u16>, Vec<DevicePeer>)> {
         match k {
             "listen_port" => port = v.parse().ok(),
             "public_key" => {
-                let mut key = [0u8; 32];
-                if v.len() != 64 {
-                    return Err(bad());
-                }
-                for (i, b) in key.iter_mut().enumerate() {
-                    *b = u8::from_str_radix(&v[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
-                }
                 peers.push(DevicePeer {
-                    public_key: Key(key),
+                    public_key: Key::from_hex(v).map_err(|_| bad())?,
                     endpoint: None,
                     allowed_ips: Vec::new(),
                     persistent_keepalive: None,
