@@ -55,13 +55,7 @@ fn addr(bytes: &[u8; 16], family: u32) -> IpAddr {
     }
 }
 
-/// `CLOCK_MONOTONIC` in nanoseconds: the clock of `bpf_ktime_get_ns`.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
+pub use crate::sys::monotonic_ns;
 
 /// Sums the per-CPU values of one flow; `seq` is its TCP sequence accounting, if any.
 pub fn sum(

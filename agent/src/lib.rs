@@ -8,6 +8,7 @@ pub mod error;
 pub mod events;
 pub mod exfil;
 pub mod flows;
+pub mod fsutil;
 pub mod geo;
 pub mod logging;
 pub mod map_batch;
@@ -18,6 +19,7 @@ pub mod preflight;
 pub mod remote;
 pub mod report;
 pub mod run;
+pub mod sys;
 pub mod watch;
 pub mod wg;
 

@@ -10,6 +10,8 @@ use std::{
 
 use aya::Pod;
 
+use crate::sys::bpf;
+
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 /// Entries asked for per call.
 const CHUNK: usize = 4096;
@@ -55,15 +57,7 @@ pub fn for_each_per_cpu<K: Pod, V: Pod>(
         };
         // SAFETY: the attr points at buffers sized for `count` keys and `count * cpus` values, and
         // at two 8-byte cursors, all alive for the call.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_LOOKUP_BATCH,
-                &mut attr as *mut BatchAttr,
-                size_of::<BatchAttr>(),
-            )
-        };
-        let err = (rc < 0).then(io::Error::last_os_error);
+        let err = unsafe { bpf(BPF_MAP_LOOKUP_BATCH, &mut attr) }.err();
         let done = match &err {
             None => false,
             Some(e) if e.raw_os_error() == Some(libc::ENOENT) => true,
@@ -73,6 +67,7 @@ pub fn for_each_per_cpu<K: Pod, V: Pod>(
         for i in 0..n {
             // SAFETY: the kernel filled the first `n` keys and `n * cpus` values; K and V are Pod.
             let key = unsafe { keys.as_ptr().add(i).cast::<K>().read() };
+            // SAFETY: as above: values `i * cpus ..` up to `(i + 1) * cpus` were filled.
             let vals = unsafe { std::slice::from_raw_parts(values.as_ptr().add(i * cpus).cast::<V>(), cpus) };
             f(&key, vals);
         }

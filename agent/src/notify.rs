@@ -38,9 +38,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("notify");
         let listener = UnixDatagram::bind(&path).expect("bind");
-        // SAFETY of the environment: this test is the only one reading NOTIFY_SOCKET.
+        // SAFETY: this test is the only one reading or writing NOTIFY_SOCKET.
         unsafe { std::env::set_var("NOTIFY_SOCKET", &path) };
         notify("READY=1\nSTATUS=enforcing");
+        // SAFETY: as above.
         unsafe { std::env::remove_var("NOTIFY_SOCKET") };
         let mut buf = [0u8; 64];
         let n = listener.recv(&mut buf).expect("recv");

@@ -1,14 +1,14 @@
 //! Validation of everything the agent needs, before it touches the kernel. All problems are
 //! collected and reported together.
-use std::{
-    ffi::CString,
-    os::unix::ffi::OsStrExt,
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
 use ringfence_policy::{compile, geo::GeoDb, load_policy_file, Compiled, Policy};
 
-use crate::{config::RunConfig, error::AgentError};
+use crate::{
+    config::RunConfig,
+    error::AgentError,
+    sys::{self, fs_magic},
+};
 
 const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
@@ -21,16 +21,6 @@ pub struct Checked {
     pub geo: Option<GeoDb>,
     pub cgroup: PathBuf,
     pub bpffs: PathBuf,
-}
-
-fn fs_magic(path: &Path) -> std::io::Result<i64> {
-    let c = CString::new(path.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    #[allow(clippy::unnecessary_cast)]
-    Ok(st.f_type as i64)
 }
 
 /// Checks that `dir` is a cgroup v2 directory.
@@ -146,14 +136,11 @@ pub fn check(cfg: &RunConfig) -> Result<Checked, AgentError> {
         errors.push(e);
     }
     for iface in &cfg.interfaces {
-        // if_nametoindex asks the process's own network namespace (sysfs may show another one).
-        let known =
-            CString::new(iface.as_str()).is_ok_and(|c| unsafe { libc::if_nametoindex(c.as_ptr()) } != 0);
-        if !known {
+        if !sys::interface_exists(iface) {
             errors.push(format!("--interface {iface}: no such network interface in this network namespace"));
         }
     }
-    let euid = unsafe { libc::geteuid() };
+    let euid = sys::euid();
     if !errors.is_empty() {
         if euid != 0 {
             errors.push(AgentError::NotRoot(euid).to_string());
@@ -174,8 +161,8 @@ mod tests {
 
     #[test]
     fn every_problem_is_reported_at_once() {
-        let dir = std::env::temp_dir().join(format!("ringfence-preflight-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
         let policy = dir.join("p.yaml");
         std::fs::write(&policy, "apiVersion: ringfence.dev/v1\nkind: EgressPolicy\nmetadata: { name: x }\nspec: { defaultAction: deny, mode: loud }\n").unwrap();
         let cfg = RunConfig {
@@ -204,7 +191,6 @@ mod tests {
             assert!(text.contains(needle), "missing {needle:?} in {text}");
         }
         assert!(check_cgroup(&dir.join("missing")).unwrap_err().contains("No such file"));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -69,9 +69,8 @@ mod tests {
 
     #[test]
     fn reports_each_content_change_once() {
-        let dir = std::env::temp_dir().join(format!("ringfence-watch-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let f = dir.join("p.yaml");
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p.yaml");
         std::fs::write(&f, "a").unwrap();
         let mut w = FileWatch::new(&f);
         assert!(!w.changed(), "initial content counts as seen");
@@ -85,6 +84,5 @@ mod tests {
         std::fs::write(&f, "c").unwrap();
         w.mark_seen();
         assert!(!w.changed(), "mark_seen records the content");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use harness::{eventually, policy_yaml, wg, Server, Storage};
+use harness::{eventually, policy_yaml, wg, Logs, Server, Storage};
 use ringfence_agent::control::{
     self, enroll, link, run_sync, AgentEnd, ApplyResult, BundleStore, ControlClient, ControlError,
     EventQueue, Identity, SyncOptions,
@@ -20,6 +20,7 @@ use ringfence_proto::{Bundle, BundleError};
 use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tracing::instrument::WithSubscriber;
 
 const LONG: Duration = Duration::from_secs(20);
 
@@ -51,6 +52,8 @@ struct Sync {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
     client: ControlClient,
+    /// What `run_sync` logged.
+    logs: Logs,
 }
 
 fn start_sync(node: &Node, opts: SyncOptions, events: Option<EventQueue>) -> Sync {
@@ -60,8 +63,10 @@ fn start_sync(node: &Node, opts: SyncOptions, events: Option<EventQueue>) -> Syn
     let report = Arc::new(|| NodeReport { geo_db_version: Some("geo-test-1".into()), ..Default::default() });
     let (link, end) = link(events, report);
     let (stop, shutdown) = watch::channel(false);
-    let task = tokio::spawn(run_sync(client.clone(), store, opts, link, shutdown));
-    Sync { end, stop, task, client }
+    let logs = Logs::default();
+    let task =
+        tokio::spawn(run_sync(client.clone(), store, opts, link, shutdown).with_subscriber(logs.dispatch()));
+    Sync { end, stop, task, client, logs }
 }
 
 impl Sync {
@@ -143,7 +148,11 @@ async fn bundles_flow_through_run_sync_and_acks_reach_the_inventory() {
     let second = sync.next_bundle().await;
     assert!(second.version > bundle.version && second.policy_version == 2);
     sync.end.results.send(ApplyResult::failed(&second, "kernel said no")).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ack = eventually("the failure acknowledged", LONG, || async {
+        server.acks(&id).await.into_iter().find(|a| a["bundle_version"] == second.version)
+    })
+    .await;
+    assert_eq!((&ack["applied"], &ack["error"]), (&json!(false), &json!("kernel said no")));
     assert_eq!(server.node(&id).await.applied_bundle_version, Some(bundle.version));
     sync.stop().await;
     let mut store = BundleStore::for_identity(&node.identity).unwrap();
@@ -230,9 +239,16 @@ async fn renewal_keeps_the_client_working_past_the_first_certificate() {
     let first_expiry = node.identity.cert_not_after_ms;
     assert!(first_expiry - ringfence_proto::now_ms() <= 6_000);
     let mut sync = start_sync(&node, fast(), None);
-    let past = first_expiry + 2_000 - ringfence_proto::now_ms();
-    tokio::time::sleep(Duration::from_millis(past.max(0) as u64)).await;
-    assert!(sync.client.identity().cert_not_after_ms > first_expiry, "renewed in time");
+    let renewed_at = eventually("the renewal", LONG, || async {
+        (sync.client.identity().cert_not_after_ms > first_expiry).then(ringfence_proto::now_ms)
+    })
+    .await;
+    assert!(renewed_at <= first_expiry + 2_000, "renewed in time: {renewed_at} vs expiry {first_expiry}");
+    // What follows runs on the renewed certificate only.
+    eventually("the first certificate's expiry", LONG, || async {
+        (ringfence_proto::now_ms() > first_expiry).then_some(())
+    })
+    .await;
     assert!(Identity::load(node.state.path()).unwrap().cert_not_after_ms > first_expiry, "saved");
     // Past the first certificate's expiry, bundles and acks still flow.
     server.apply(&policy_yaml("late", "198.51.100.0/24"), "region=eu").await;
@@ -254,19 +270,25 @@ async fn sync_retries_through_an_outage_and_delivers_afterwards() {
     let queue = EventQueue::open(node.state.path()).unwrap();
     let (spool, notify) = (queue.spool.clone(), queue.notify.clone());
     let mut sync = start_sync(&node, fast(), Some(queue));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let id = node.identity.node_id().to_owned();
+    // The sync runs (its first report arrived) when the outage starts.
+    eventually("the first report", LONG, || async { server.node(&id).await.geo_db_version.map(drop) }).await;
     server.stop().await;
     let err = sync.client.report(&NodeReport::default()).await.unwrap_err();
     assert!(err.is_transient() && err.to_string().contains("unreachable"), "{err}");
+    const UPLOAD_FAILED: &str = "event upload failed; the events stay in the spool";
+    let failed_before = sync.logs.count(UPLOAD_FAILED);
     spool.lock().unwrap().append(&spool_record("during-outage")).unwrap();
     notify.notify_one();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    eventually("an upload attempt during the outage", LONG, || async {
+        (sync.logs.count(UPLOAD_FAILED) > failed_before).then_some(())
+    })
+    .await;
     assert_eq!(spool.lock().unwrap().pending_count(), 1, "kept while the control plane is down");
     server.restart().await;
     server.apply(&policy_yaml("after", "198.51.100.0/24"), "region=eu").await;
     let bundle = sync.next_bundle().await;
     sync.end.results.send(ApplyResult::applied(&bundle)).await.unwrap();
-    let id = node.identity.node_id().to_owned();
     eventually("ack and events after the outage", LONG, || async {
         let acked = server.node(&id).await.applied_bundle_version == Some(bundle.version);
         (acked && server.alert_ids().await == ["during-outage"]).then_some(())

@@ -9,6 +9,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+use nix::{
+    sys::signal::{kill, Signal},
+    unistd::Pid,
+};
 use serde_json::Value;
 
 /// Environment variable overriding where the agent binary is.
@@ -246,14 +250,13 @@ impl AgentProc {
         self.wait_for(what, timeout, |v| v["message"] == "verdict" && pred(v))
     }
 
-    fn signal(&self, sig: i32) {
-        // SAFETY: plain kill(2) on our own child's pid.
-        unsafe { libc::kill(self.pid(), sig) };
+    fn signal(&self, sig: Signal) {
+        let _ = kill(Pid::from_raw(self.pid()), sig);
     }
 
     /// Sends SIGHUP (policy reload).
     pub fn hup(&self) {
-        self.signal(libc::SIGHUP);
+        self.signal(Signal::SIGHUP);
     }
 
     /// Sends SIGHUP and waits until the agent applied the policy once more.
@@ -290,7 +293,7 @@ impl AgentProc {
 
     /// SIGTERM, then waits for a clean exit.
     pub fn terminate(&mut self) -> ExitStatus {
-        self.signal(libc::SIGTERM);
+        self.signal(Signal::SIGTERM);
         self.wait_exit(Duration::from_secs(10))
     }
 }

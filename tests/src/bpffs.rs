@@ -1,10 +1,11 @@
 //! Private bpf filesystem mount guard.
 
-use std::ffi::CString;
 use std::fs;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use crate::util::next_id;
 
@@ -51,41 +52,22 @@ impl Drop for Bpffs {
     }
 }
 
-fn cpath(p: &Path) -> CString {
-    CString::new(p.as_os_str().as_bytes()).expect("path without NUL")
-}
-
 fn mount_bpffs(path: &Path) -> io::Result<()> {
-    let target = cpath(path);
-    let src = c"bpf";
-    // SAFETY: all pointers are valid NUL-terminated strings for the call.
-    let rc = unsafe {
-        libc::mount(
-            src.as_ptr(),
-            target.as_ptr(),
-            src.as_ptr(),
-            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            c"mode=0700".as_ptr().cast(),
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(Some("bpf"), path, Some("bpf"), flags, Some("mode=0700"))?;
     Ok(())
 }
 
 /// Unmounts `path` (lazily when busy) and removes the directory, then the
 /// base directory if it became empty.
 pub(crate) fn unmount_and_remove(path: &Path) {
-    let target = cpath(path);
-    // SAFETY: valid NUL-terminated path.
-    if unsafe { libc::umount2(target.as_ptr(), 0) } != 0 {
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() == Some(libc::EBUSY) {
-            unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
-        } else if err.raw_os_error() != Some(libc::EINVAL) {
-            eprintln!("warning: umount {}: {err}", path.display());
+    match umount2(path, MntFlags::empty()) {
+        Ok(()) => {}
+        Err(Errno::EBUSY) => {
+            let _ = umount2(path, MntFlags::MNT_DETACH);
         }
+        Err(Errno::EINVAL) => {}
+        Err(err) => eprintln!("warning: umount {}: {err}", path.display()),
     }
     if let Err(e) = fs::remove_dir(path) {
         if e.kind() != io::ErrorKind::NotFound {

@@ -5,6 +5,9 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
 use crate::util::next_id;
 
 /// Name prefix of every cgroup created by [`TestCgroup::new`].
@@ -107,7 +110,7 @@ pub(crate) fn kill_cgroup(path: &Path, timeout: Duration) -> bool {
         let _ = fs::write(path.join("cgroup.kill"), "1");
         for pid in pids {
             if pid > 0 {
-                unsafe { libc::kill(pid, libc::SIGKILL) };
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
             }
         }
         if Instant::now() >= deadline {

@@ -26,6 +26,8 @@ fn sibling_bin(name: &str) -> PathBuf {
 pub struct ControlPlane {
     child: Option<Child>,
     pub state: PathBuf,
+    /// Owns `state`: removed on drop.
+    _dir: tempfile::TempDir,
     pub addr: SocketAddr,
     /// The network namespace it (and the CLI, and enrollments) run in; `None`: the test's own.
     netns: Option<PathBuf>,
@@ -52,10 +54,12 @@ impl ControlPlane {
     }
 
     fn start_at(name: &str, addr: SocketAddr, netns: Option<PathBuf>, db: Option<String>) -> ControlPlane {
-        let state = std::env::temp_dir().join(format!("ringfence-cp-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&state);
-        std::fs::create_dir_all(&state).expect("control-plane state dir");
-        let mut cp = ControlPlane { child: None, state, addr, netns, db };
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("ringfence-cp-{name}-"))
+            .tempdir()
+            .expect("control-plane state dir");
+        let state = dir.path().to_path_buf();
+        let mut cp = ControlPlane { child: None, state, _dir: dir, addr, netns, db };
         cp.restart();
         cp
     }
@@ -201,7 +205,7 @@ impl ControlPlane {
 
 impl Drop for ControlPlane {
     fn drop(&mut self) {
+        // The state directory goes with `_dir`, after this.
         self.kill();
-        let _ = std::fs::remove_dir_all(&self.state);
     }
 }

@@ -3,10 +3,12 @@
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use nix::sched::{setns, CloneFlags};
+use nix::unistd::{getpid, setgid, setgroups, setuid, write, Gid, Uid};
 
 use crate::util::{next_id, render, run_checked, run_unchecked};
 
@@ -125,29 +127,21 @@ pub(crate) fn place_command_as(
     let hook = move || -> io::Result<()> {
         if let Some(procs) = &cgroup_procs {
             let mut buf = [0u8; 20];
-            let digits = format_pid(unsafe { libc::getpid() }, &mut buf);
-            let n = unsafe { libc::write(procs.as_raw_fd(), digits.as_ptr().cast(), digits.len()) };
-            if n < 0 {
-                return Err(io::Error::last_os_error());
-            }
+            let digits = format_pid(getpid().as_raw(), &mut buf);
+            write(procs, digits)?;
         }
         if let Some(ns) = &netns {
-            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(io::Error::last_os_error());
-            }
+            setns(ns, CloneFlags::CLONE_NEWNET)?;
         }
         if let Some(uid) = uid {
-            let failed = unsafe {
-                libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(uid) != 0 || libc::setuid(uid) != 0
-            };
-            if failed {
-                return Err(io::Error::last_os_error());
-            }
+            setgroups(&[])?;
+            setgid(Gid::from_raw(uid))?;
+            setuid(Uid::from_raw(uid))?;
         }
         Ok(())
     };
     // SAFETY: the hook allocates nothing and only makes async-signal-safe
-    // system calls on file descriptors opened before fork.
+    // system calls (nix's thin wrappers) on file descriptors opened before fork.
     unsafe {
         cmd.pre_exec(hook);
     }

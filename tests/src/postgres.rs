@@ -56,11 +56,12 @@ impl PgCluster {
             "PostgreSQL binaries not found (/usr/lib/postgresql/*/bin/initdb): run `cargo xtask setup`, \
              which installs Debian's `postgresql` package",
         )?;
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let dir = std::env::temp_dir().join(format!("ringfence-pg-{}-{nanos:08x}", std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        // Kept past this process: the watchdog below removes it.
+        let dir = tempfile::Builder::new()
+            .prefix("ringfence-pg-")
+            .tempdir()
+            .map_err(|e| format!("cluster directory: {e}"))?
+            .keep();
         run("chown", Command::new("chown").arg("postgres:postgres").arg(&dir))?;
         // The watchdog first: whatever happens next, the cluster and directory go away with us.
         let data = dir.join("data");

@@ -13,6 +13,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+use nix::{
+    sys::signal::{kill, Signal},
+    unistd::Pid,
+};
+
 use crate::{
     agent_bin, cleanup_stale, policy_head, probe_bin, AgentProc, Bpffs, NetNs, ProbeResult, TestCgroup,
 };
@@ -200,7 +205,7 @@ impl Drop for Node {
             agent.kill9();
         }
         for pid in boringtun_pids(&self.iface) {
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
         let deadline = Instant::now() + Duration::from_secs(3);
         while !boringtun_pids(&self.iface).is_empty() && Instant::now() < deadline {

@@ -54,7 +54,8 @@ fn finish_loop(child: std::process::Child, stop_file: &std::path::Path) -> LoopR
 #[test]
 fn fifty_reloads_without_a_wrong_verdict() {
     let e = Enforced::start("reload", &[443, 53, 8080], &reload_policy(0));
-    let stop = std::env::temp_dir().join(format!("ringfence-reload-stop-{}", std::process::id()));
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let stop = tmp.path().join("stop");
     let args = loop_args(stop.to_str().expect("utf-8"));
     let child = e.lab.spawn_probe(&args.iter().map(String::as_str).collect::<Vec<_>>());
     for generation in 1..=50 {
@@ -101,7 +102,8 @@ fn sighup_reloads_and_a_bad_policy_keeps_the_old_one() {
 #[test]
 fn sigkill_leaves_enforcement_and_a_restart_adopts_it_without_a_gap() {
     let mut e = Enforced::start("restart", &[443, 53], &reload_policy(0));
-    let stop = std::env::temp_dir().join(format!("ringfence-restart-stop-{}", std::process::id()));
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let stop = tmp.path().join("stop");
     let args = loop_args(stop.to_str().expect("utf-8"));
     let child = e.lab.spawn_probe(&args.iter().map(String::as_str).collect::<Vec<_>>());
     // The loop is running under the first agent before it dies.
@@ -175,8 +177,8 @@ fn full_ring_buffer_never_changes_a_verdict() {
 
 #[test]
 fn bad_configuration_is_reported_all_at_once_with_exit_64() {
-    let dir = std::env::temp_dir().join(format!("ringfence-badcfg-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path();
     let bad = dir.join("bad.yaml");
     std::fs::write(&bad, "apiVersion: ringfence.dev/v2\nkind: EgressPolicy\nmetadata: { name: x }\nspec: { defaultAction: deny, colour: red }\n").expect("write");
     let mut agent = AgentProc::spawn_args(
@@ -198,7 +200,6 @@ fn bad_configuration_is_reported_all_at_once_with_exit_64() {
     for needle in ["apiVersion", "colour", "not a cgroup v2 directory", "not on a bpf filesystem"] {
         assert!(log.contains(needle), "missing {needle:?} in {log}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

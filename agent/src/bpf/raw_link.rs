@@ -4,7 +4,6 @@
 use std::{
     ffi::CString,
     io,
-    mem::size_of,
     os::{
         fd::{AsFd, AsRawFd, FromRawFd, OwnedFd},
         unix::ffi::OsStrExt,
@@ -13,6 +12,8 @@ use std::{
 };
 
 use aya::programs::links::{FdLink, PinnedLink};
+
+use crate::sys::bpf;
 
 const BPF_OBJ_PIN: libc::c_long = 6;
 const BPF_LINK_CREATE: libc::c_long = 28;
@@ -41,16 +42,6 @@ struct ObjPinAttr {
     _pad: u32,
 }
 
-fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
-    // SAFETY: `attr` is a live, fully initialised `union bpf_attr` member of the size passed.
-    let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *mut T, size_of::<T>()) };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc)
-    }
-}
-
 /// Attaches `prog` to `cgroup` with a link of `attach_type`, returned as an aya [`FdLink`]
 /// (via a transient pin at `staging`, removed again).
 pub fn cgroup_link(
@@ -65,7 +56,8 @@ pub fn cgroup_link(
         attach_type,
         ..LinkCreateAttr::default()
     };
-    let fd = bpf(BPF_LINK_CREATE, &mut create)?;
+    // SAFETY: `create` is the fully initialised `link_create` member, without pointers.
+    let fd = unsafe { bpf(BPF_LINK_CREATE, &mut create) }?;
     // SAFETY: the kernel returned a new link descriptor that nothing else owns.
     let link = unsafe { OwnedFd::from_raw_fd(fd as i32) };
     let path = CString::new(staging.as_os_str().as_bytes()).map_err(io::Error::other)?;
@@ -74,7 +66,9 @@ pub fn cgroup_link(
         bpf_fd: link.as_raw_fd() as u32,
         ..ObjPinAttr::default()
     };
-    bpf(BPF_OBJ_PIN, &mut pin)?;
+    // SAFETY: `pin` is the fully initialised `obj_pin` member; `pathname` points at the
+    // NUL-terminated `path`, alive for the call.
+    unsafe { bpf(BPF_OBJ_PIN, &mut pin) }?;
     let pinned = PinnedLink::from_pin(staging).map_err(io::Error::other)?;
     pinned.unpin()
 }

@@ -22,8 +22,6 @@ pub mod upload;
 pub mod verdicts;
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 pub use bundles::BundleStore;
@@ -188,22 +186,13 @@ impl ControlError {
     }
 }
 
-/// Writes `data` to `path` atomically: a temporary file (mode `mode`), fsync, rename over
-/// `path`, fsync of the directory. A crash leaves the old or the new contents, never a mix.
+/// [`crate::fsutil::write_atomic`] with the control module's error.
 pub(crate) fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), ControlError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let _ = fs::remove_file(&tmp);
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(ControlError::io("create", &tmp))?;
-    file.write_all(data).and_then(|()| file.sync_all()).map_err(ControlError::io("write", &tmp))?;
-    fs::rename(&tmp, path).map_err(ControlError::io("rename to", path))?;
-    fs::File::open(dir).and_then(|d| d.sync_all()).map_err(ControlError::io("sync directory", dir))
+    crate::fsutil::write_atomic(path, data, mode).map_err(|e| ControlError::Io {
+        what: e.what,
+        path: e.path,
+        source: e.source,
+    })
 }
 
 /// Reads a file; `None` if it does not exist.

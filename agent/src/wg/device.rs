@@ -15,6 +15,7 @@ use super::{
     peers::Peer,
     plan::{DevicePeer, Plan},
 };
+use crate::sys::{self, Signal};
 
 /// UAPI socket directory shared by every userspace implementation (and every namespace).
 pub const SOCKET_DIR: &str = "/var/run/wireguard";
@@ -236,15 +237,8 @@ fn uapi_get(iface: &str) -> std::io::Result<(Option<u16>, Vec<DevicePeer>)> {
         match k {
             "listen_port" => port = v.parse().ok(),
             "public_key" => {
-                let mut key = [0u8; 32];
-                if v.len() != 64 {
-                    return Err(bad());
-                }
-                for (i, b) in key.iter_mut().enumerate() {
-                    *b = u8::from_str_radix(&v[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
-                }
                 peers.push(DevicePeer {
-                    public_key: Key(key),
+                    public_key: Key::from_hex(v).map_err(|_| bad())?,
                     endpoint: None,
                     allowed_ips: Vec::new(),
                     persistent_keepalive: None,
@@ -292,7 +286,7 @@ pub fn userspace_pids(iface: &str) -> Vec<i32> {
 pub fn stop_userspace(iface: &str) -> Vec<i32> {
     let pids = userspace_pids(iface);
     for &pid in &pids {
-        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let _ = sys::signal(pid, Signal::SIGTERM);
     }
     let deadline = Instant::now() + Duration::from_secs(3);
     while pids.iter().any(|&p| Path::new(&format!("/proc/{p}")).exists()) && Instant::now() < deadline {
@@ -300,7 +294,7 @@ pub fn stop_userspace(iface: &str) -> Vec<i32> {
     }
     for &pid in &pids {
         if Path::new(&format!("/proc/{pid}")).exists() {
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let _ = sys::signal(pid, Signal::SIGKILL);
         }
     }
     let _ = std::fs::remove_file(socket_path(iface));

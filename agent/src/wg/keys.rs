@@ -2,12 +2,13 @@
 //! writes it) with mode 0600 in the state directory, and never logged.
 use std::{
     fs,
-    io::Write,
-    os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
+    os::unix::fs::{DirBuilderExt, PermissionsExt},
     path::{Path, PathBuf},
 };
 
 use wireguard_control::Key;
+
+use crate::fsutil::write_atomic;
 
 /// File name of the private key inside the state directory.
 pub const KEY_FILE: &str = "wireguard.key";
@@ -58,20 +59,10 @@ pub fn load_or_create(state_dir: &Path) -> Result<(Key, bool), KeyError> {
     }
     fs::DirBuilder::new().recursive(true).mode(0o700).create(state_dir).map_err(io(state_dir))?;
     let path = key_path(state_dir);
-    let tmp = state_dir.join(format!(".{KEY_FILE}.{}", std::process::id()));
     let key = Key::generate_private();
-    let write = || -> std::io::Result<()> {
-        let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-        // The mode given to open() is filtered by the umask; make sure it is exactly 0600.
-        f.set_permissions(fs::Permissions::from_mode(0o600))?;
-        writeln!(f, "{}", key.to_base64())?;
-        f.sync_all()?;
-        fs::rename(&tmp, &path)
-    };
-    if let Err(e) = write() {
-        let _ = fs::remove_file(&tmp);
-        return Err(io(&path)(e));
-    }
+    let text = format!("{}\n", key.to_base64());
+    write_atomic(&path, text.as_bytes(), 0o600)
+        .map_err(|e| KeyError::Io { path: e.path, source: e.source })?;
     Ok((key, true))
 }
 
@@ -95,16 +86,10 @@ pub fn check(state_dir: &Path) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn temp(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("ringfence-wgkeys-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        d
-    }
-
     #[test]
     fn generated_once_with_mode_0600_then_reused() {
-        let dir = temp("gen");
-        let state = dir.join("state");
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
         assert!(check(&state).is_ok());
         let (k1, created) = load_or_create(&state).unwrap();
         assert!(created);
@@ -114,12 +99,12 @@ mod tests {
         assert!(!created);
         assert_eq!(k1, k2);
         assert_eq!(k1.get_public(), k2.get_public());
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn readable_by_others_or_garbage_is_rejected() {
-        let dir = temp("bad");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("state");
         load_or_create(&dir).unwrap();
         let path = key_path(&dir);
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
@@ -128,6 +113,5 @@ mod tests {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
         fs::write(&path, "not a key\n").unwrap();
         assert!(matches!(read(&dir), Err(KeyError::Invalid { .. })));
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -275,8 +275,8 @@ mod tests {
 
     #[test]
     fn every_wireguard_problem_is_reported_at_once() {
-        let dir = std::env::temp_dir().join(format!("ringfence-wgcheck-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let peers = dir.join("peers.json");
         std::fs::write(&peers, r#"{"peers":[{"publicKey":"x"}]}"#).unwrap();
         let cfg = WgConfig {
@@ -302,6 +302,5 @@ mod tests {
             assert!(text.contains(needle), "missing {needle:?} in {text}");
         }
         assert!(!cfg.state_dir.exists(), "check must not create the state directory");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -3,6 +3,7 @@
 //! own tests run it; plus the operator's side (admin credential from the state directory).
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ringfence_cli::{ApiClient, ServerArgs};
@@ -47,6 +48,40 @@ pub async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
         }
         assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The log of the code under test: a subscriber for its task (`.with_subscriber(logs.dispatch())`)
+/// writing into memory, so a test can wait until a line shows that something ran.
+#[derive(Clone, Default)]
+pub struct Logs(Arc<Mutex<String>>);
+
+impl Logs {
+    pub fn dispatch(&self) -> tracing::Dispatch {
+        let logs = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .without_time()
+            .with_writer(move || logs.clone())
+            .finish();
+        tracing::Dispatch::new(subscriber)
+    }
+
+    /// Lines containing `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.0.lock().unwrap().lines().filter(|l| l.contains(needle)).count()
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().push_str(&String::from_utf8_lossy(buf));
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -163,6 +198,17 @@ impl Server {
     pub async fn node(&self, node_id: &str) -> NodeInfo {
         let nodes: NodeList = self.admin_get("/v1/nodes").await;
         nodes.nodes.into_iter().find(|n| n.node_id == node_id).expect("node in the inventory")
+    }
+
+    /// The details of the bundle acknowledgements `node_id` sent, from the audit log.
+    pub async fn acks(&self, node_id: &str) -> Vec<serde_json::Value> {
+        let text = self.api().get_text("/v1/audit").await.unwrap_or_else(|e| panic!("GET /v1/audit: {e}"));
+        let actor = format!("node:{node_id}");
+        text.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("audit record"))
+            .filter(|r| r["action"] == "bundle.ack" && r["actor"] == actor.as_str())
+            .map(|r| r["details"].clone())
+            .collect()
     }
 
     /// Stored event ids, sorted.

@@ -3,11 +3,11 @@
 //! does not parse or does not point at the start of a line is moved aside and rebuilt.
 
 use std::fs::{self, File};
-use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, Read, Seek, SeekFrom};
 
 use serde::{Deserialize, Serialize};
 
-use super::{io_err, seg_path, sync_dir, Spool, SpoolError};
+use super::{io_err, seg_path, Spool, SpoolError};
 
 /// A position in the spool: line `line` (0-based) of file `seq`, `offset` bytes into it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,12 +83,12 @@ fn resolve(spool: &Spool, c: Cursor) -> Result<Cursor, String> {
     Ok(c)
 }
 
-/// Writes the cursor (temporary file, fsync, rename, directory fsync).
+/// Writes the cursor atomically (private, like the spool files).
 pub(super) fn persist(spool: &Spool) -> Result<(), SpoolError> {
-    let (tmp, path) = (spool.dir.join("cursor.tmp"), spool.dir.join(FILE));
     let data = serde_json::to_vec(&spool.cursor).expect("cursor serializes");
-    let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
-    f.write_all(&data).and_then(|()| f.sync_all()).map_err(io_err("write", &tmp))?;
-    fs::rename(&tmp, &path).map_err(io_err("rename to", &path))?;
-    sync_dir(&spool.dir)
+    crate::fsutil::write_atomic(&spool.dir.join(FILE), &data, 0o600).map_err(|e| SpoolError::Io {
+        what: e.what,
+        path: e.path,
+        source: e.source,
+    })
 }

@@ -8,22 +8,16 @@ use serde_json::{json, Value};
 use super::*;
 
 /// A scratch directory removed on drop; the spool goes in its `spool` subdirectory.
-struct Scratch(PathBuf);
+struct Scratch(tempfile::TempDir);
 
 impl Scratch {
     fn new(name: &str) -> Scratch {
-        let p = std::env::temp_dir().join(format!("ringfence-spool-{}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&p);
-        Scratch(p)
+        Scratch(
+            tempfile::Builder::new().prefix(&format!("ringfence-spool-{name}-")).tempdir().expect("temp dir"),
+        )
     }
     fn dir(&self) -> PathBuf {
-        self.0.join("spool")
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
+        self.0.path().join("spool")
     }
 }
 

@@ -14,9 +14,13 @@
 //! sends returned. It always exits 0: whether anything left is for a capture to tell.
 use std::{
     collections::BTreeMap,
-    ffi::CString,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    io,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    os::fd::AsRawFd,
 };
+
+use nix::time::{clock_gettime, ClockId};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use crate::{client::errno_name, parse_addr, parse_num, usage, Args};
 
@@ -41,51 +45,34 @@ impl Outcome {
         );
     }
 
-    pub fn record(&mut self, rc: isize) {
-        if rc >= 0 {
-            self.sent += 1;
-        } else {
-            *self.failed.entry(errno_name(last_errno())).or_default() += 1;
+    /// Counts one send: sent, or failed with its errno.
+    pub fn record<T>(&mut self, r: io::Result<T>) {
+        match r {
+            Ok(_) => self.sent += 1,
+            Err(e) => *self.failed.entry(errno_name(errno(&e))).or_default() += 1,
         }
     }
 }
 
-pub fn last_errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+pub fn errno(e: &io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(0)
 }
 
-/// `"ok"` or the errno's name for a libc return value.
-pub fn status(rc: libc::c_int) -> String {
-    if rc >= 0 {
-        "ok".into()
+/// `"ok"` or the errno's name.
+pub fn status<T>(r: io::Result<T>) -> String {
+    match r {
+        Ok(_) => "ok".into(),
+        Err(e) => errno_name(errno(&e)),
+    }
+}
+
+/// A libc return value as a result (the error from errno).
+pub fn check<T: Default + PartialOrd>(rc: T) -> io::Result<T> {
+    if rc < T::default() {
+        Err(io::Error::last_os_error())
     } else {
-        errno_name(last_errno())
+        Ok(rc)
     }
-}
-
-/// A socket address for `addr:port` (IPv4 or IPv6) as bytes and length.
-pub fn sockaddr(addr: IpAddr, port: u16) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: all-zero is a valid sockaddr_storage.
-    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let len = match addr {
-        IpAddr::V4(a) => {
-            // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in.
-            let sin = unsafe { &mut *(&mut ss as *mut _ as *mut libc::sockaddr_in) };
-            sin.sin_family = libc::AF_INET as u16;
-            sin.sin_port = port.to_be();
-            sin.sin_addr.s_addr = u32::from_ne_bytes(a.octets());
-            size_of::<libc::sockaddr_in>()
-        }
-        IpAddr::V6(a) => {
-            // SAFETY: as above, for sockaddr_in6.
-            let sin6 = unsafe { &mut *(&mut ss as *mut _ as *mut libc::sockaddr_in6) };
-            sin6.sin6_family = libc::AF_INET6 as u16;
-            sin6.sin6_port = port.to_be();
-            sin6.sin6_addr.s6_addr = a.octets();
-            size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (ss, len as libc::socklen_t)
 }
 
 /// The internet checksum.
@@ -158,29 +145,23 @@ fn lsrr(via: &[Ipv4Addr]) -> Vec<u8> {
     o
 }
 
-fn setopt(fd: libc::c_int, level: libc::c_int, name: libc::c_int, val: &[u8]) -> libc::c_int {
-    // SAFETY: the option value is a live byte buffer of the given length.
-    unsafe { libc::setsockopt(fd, level, name, val.as_ptr().cast(), val.len() as libc::socklen_t) }
+/// A socket option neither socket2 nor nix offers (routing headers, IP options), raw.
+fn setopt(sock: &Socket, level: libc::c_int, name: libc::c_int, val: &[u8]) -> io::Result<()> {
+    // SAFETY: the option value is a live byte buffer of the given length, on our descriptor.
+    check(unsafe {
+        libc::setsockopt(sock.as_raw_fd(), level, name, val.as_ptr().cast(), val.len() as libc::socklen_t)
+    })
+    .map(drop)
 }
 
-fn send(fd: libc::c_int, data: &[u8], flags: libc::c_int, to: IpAddr, port: u16) -> isize {
-    let (ss, len) = sockaddr(to, port);
-    // SAFETY: plain sendto on our descriptor with a correctly sized address.
-    unsafe {
-        libc::sendto(
-            fd,
-            data.as_ptr().cast(),
-            data.len(),
-            flags,
-            (&ss as *const libc::sockaddr_storage).cast(),
-            len,
-        )
-    }
+fn send(sock: &Socket, data: &[u8], flags: libc::c_int, to: IpAddr, port: u16) -> io::Result<usize> {
+    sock.send_to_with_flags(data, &SocketAddr::new(to, port).into(), flags)
 }
 
-/// sendmsg with one IP_RETOPTS control message holding `opts`.
-fn send_with_options(fd: libc::c_int, data: &[u8], to: IpAddr, port: u16, opts: &[u8]) -> isize {
-    let (mut ss, len) = sockaddr(to, port);
+/// sendmsg with one IP_RETOPTS control message holding `opts` (neither socket2 nor nix builds
+/// that control message).
+fn send_with_options(sock: &Socket, data: &[u8], to: IpAddr, port: u16, opts: &[u8]) -> io::Result<isize> {
+    let addr = SockAddr::from(SocketAddr::new(to, port));
     let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut _, iov_len: data.len() };
     // SAFETY: CMSG_SPACE is a pure size computation.
     let space = unsafe { libc::CMSG_SPACE(opts.len() as u32) } as usize;
@@ -188,8 +169,8 @@ fn send_with_options(fd: libc::c_int, data: &[u8], to: IpAddr, port: u16, opts: 
     // SAFETY: a zeroed msghdr pointing at live buffers; the cmsg macros stay inside `control`.
     unsafe {
         let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_name = (&mut ss as *mut libc::sockaddr_storage).cast();
-        msg.msg_namelen = len;
+        msg.msg_name = addr.as_ptr() as *mut libc::c_void;
+        msg.msg_namelen = addr.len();
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
         msg.msg_control = control.as_mut_ptr().cast();
@@ -199,27 +180,23 @@ fn send_with_options(fd: libc::c_int, data: &[u8], to: IpAddr, port: u16, opts: 
         (*cmsg).cmsg_type = IP_RETOPTS;
         (*cmsg).cmsg_len = libc::CMSG_LEN(opts.len() as u32) as usize;
         std::ptr::copy_nonoverlapping(opts.as_ptr(), libc::CMSG_DATA(cmsg), opts.len());
-        libc::sendmsg(fd, &msg, 0)
+        check(libc::sendmsg(sock.as_raw_fd(), &msg, 0))
     }
 }
 
-fn socket(
-    family: libc::c_int,
-    ty: libc::c_int,
-    proto: libc::c_int,
-    out: &mut Outcome,
-) -> Option<libc::c_int> {
-    // SAFETY: plain socket(2).
-    let fd = unsafe { libc::socket(family, ty, proto) };
-    out.socket = status(fd);
-    (fd >= 0).then_some(fd)
-}
-
-fn family(addr: IpAddr) -> libc::c_int {
-    if addr.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
+/// A socket of `ty` (with its flags, e.g. `SOCK_NONBLOCK`) and `proto` for `addr`'s family;
+/// records the outcome.
+fn socket(addr: IpAddr, ty: libc::c_int, proto: libc::c_int, out: &mut Outcome) -> Option<Socket> {
+    let domain = Domain::for_address(SocketAddr::new(addr, 0));
+    match Socket::new_raw(domain, Type::from(ty), Some(Protocol::from(proto))) {
+        Ok(sock) => {
+            out.socket = "ok".into();
+            Some(sock)
+        }
+        Err(e) => {
+            out.socket = errno_name(errno(&e));
+            None
+        }
     }
 }
 
@@ -250,31 +227,26 @@ fn attempt(a: &Attempt) -> Outcome {
         "raw-hdrincl" => (libc::SOCK_RAW, libc::IPPROTO_RAW),
         other => usage(&format!("unknown escape kind {other:?}")),
     };
-    let Some(fd) = socket(family(addr), ty, proto, &mut out) else { return out };
+    let Some(sock) = socket(addr, ty, proto, &mut out) else { return out };
     if let Some(src) = from {
-        let (ss, len) = sockaddr(src, 0);
-        // SAFETY: bind our descriptor to a correctly sized address.
-        let rc = unsafe { libc::bind(fd, (&ss as *const libc::sockaddr_storage).cast(), len) };
-        out.setup = status(rc);
+        out.setup = status(sock.bind(&SocketAddr::new(src, 0).into()));
     }
     if let Some(dev) = iface {
-        let one = 1i32.to_ne_bytes();
-        let name = CString::new(dev).unwrap_or_else(|_| usage("bad --iface"));
-        let rc = setopt(fd, libc::SOL_SOCKET, libc::SO_BINDTODEVICE, name.as_bytes_with_nul());
-        let rc2 = setopt(fd, libc::SOL_SOCKET, libc::SO_BROADCAST, &one);
-        out.setup = status(rc.min(rc2));
+        let bound = sock.bind_device(Some(dev.as_bytes()));
+        let broadcast = sock.set_broadcast(true);
+        out.setup = status(broadcast.and(bound));
     }
     let v6_hops: Vec<Ipv6Addr> =
         via.iter().filter_map(|h| if let IpAddr::V6(a) = h { Some(*a) } else { None }).collect();
     let v4_hops: Vec<Ipv4Addr> =
         via.iter().filter_map(|h| if let IpAddr::V4(a) = h { Some(*a) } else { None }).collect();
-    let rc = match kind {
-        "rthdr-udp" | "rthdr-tfo" => setopt(fd, libc::IPPROTO_IPV6, IPV6_RTHDR, &srh(&v6_hops)),
-        "srr-opt" => setopt(fd, libc::IPPROTO_IP, IP_OPTIONS, &lsrr(&v4_hops)),
-        _ => 0,
+    let r = match kind {
+        "rthdr-udp" | "rthdr-tfo" => setopt(&sock, libc::IPPROTO_IPV6, IPV6_RTHDR, &srh(&v6_hops)),
+        "srr-opt" => setopt(&sock, libc::IPPROTO_IP, IP_OPTIONS, &lsrr(&v4_hops)),
+        _ => Ok(()),
     };
-    if rc < 0 {
-        out.setup = status(rc);
+    if r.is_err() {
+        out.setup = status(r);
     }
     let payload = match kind {
         "ping" | "raw-icmp" => echo_request(v6, marker),
@@ -286,23 +258,24 @@ fn attempt(a: &Attempt) -> Outcome {
         _ => marker.to_vec(),
     };
     for _ in 0..count {
-        let rc = match kind {
-            "rthdr-tfo" => send(fd, &payload, libc::MSG_FASTOPEN, addr, port),
-            "srr-cmsg" => send_with_options(fd, &payload, addr, port, &lsrr(&v4_hops)),
+        let r = match kind {
+            "rthdr-tfo" => send(&sock, &payload, libc::MSG_FASTOPEN, addr, port),
+            "srr-cmsg" => send_with_options(&sock, &payload, addr, port, &lsrr(&v4_hops)).map(|n| n as usize),
             // Raw sockets take no port in the address.
-            k if k.starts_with("raw") => send(fd, &payload, 0, addr, 0),
-            _ => send(fd, &payload, 0, addr, port),
+            k if k.starts_with("raw") => send(&sock, &payload, 0, addr, 0),
+            _ => send(&sock, &payload, 0, addr, port),
         };
         // TCP Fast Open queues the data with the SYN: EINPROGRESS is a send.
-        let rc = if kind == "rthdr-tfo" && rc < 0 && last_errno() == libc::EINPROGRESS { 0 } else { rc };
-        out.record(rc);
+        let r = match r {
+            Err(e) if kind == "rthdr-tfo" && e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(0),
+            r => r,
+        };
+        out.record(r);
     }
     // Let a TCP Fast Open SYN leave before the socket closes.
     if kind == "rthdr-tfo" {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    // SAFETY: closing our own descriptor.
-    unsafe { libc::close(fd) };
     out
 }
 
@@ -359,16 +332,13 @@ pub fn race_main(args: &mut Args) -> i32 {
     while !stop.exists() {
         let payload = |what: &str| format!("{marker}{what} {} ", monotonic_ns()).into_bytes();
         let mut out = Outcome::default();
-        if let Some(fd) = socket(family(addr), libc::SOCK_DGRAM, 0, &mut out) {
-            send(fd, &payload("u"), 0, addr, udp);
-            // SAFETY: closing our own descriptor.
-            unsafe { libc::close(fd) };
+        if let Some(sock) = socket(addr, libc::SOCK_DGRAM, 0, &mut out) {
+            let _ = send(&sock, &payload("u"), 0, addr, udp);
             sent_udp += 1;
         }
-        if let Some(fd) = socket(family(addr), libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0, &mut out) {
-            send(fd, &payload("t"), libc::MSG_FASTOPEN, addr, tcp);
-            // SAFETY: closing our own descriptor (the SYN is already queued).
-            unsafe { libc::close(fd) };
+        // Closing right after is fine: the SYN is already queued.
+        if let Some(sock) = socket(addr, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0, &mut out) {
+            let _ = send(&sock, &payload("t"), libc::MSG_FASTOPEN, addr, tcp);
             sent_tcp += 1;
         }
         std::thread::sleep(std::time::Duration::from_micros(500));
@@ -379,8 +349,6 @@ pub fn race_main(args: &mut Args) -> i32 {
 
 /// CLOCK_MONOTONIC in nanoseconds (the clock the agent reports attach times in).
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    let ts = clock_gettime(ClockId::CLOCK_MONOTONIC).expect("CLOCK_MONOTONIC is always available");
+    ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64
 }

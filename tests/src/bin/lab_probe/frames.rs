@@ -9,13 +9,16 @@
 //!   for every frame on IFACE (either direction) carrying a marker (with up to 40 printable bytes
 //!   that follow it), until killed.
 use std::{
-    ffi::CString,
-    io::{BufRead, Write},
+    io::{self, BufRead, Read, Write},
     net::{IpAddr, Ipv4Addr},
+    os::fd::AsRawFd,
 };
 
+use nix::net::if_::if_nametoindex;
+use socket2::{Domain, Protocol, Socket, Type};
+
 use crate::{
-    escape::{ipv4_udp, last_errno, status, Outcome},
+    escape::{check, errno, ipv4_udp, status, Outcome},
     parse_addr, parse_num, usage, Args,
 };
 
@@ -24,35 +27,33 @@ const PACKET_QDISC_BYPASS: libc::c_int = 20;
 /// IEEE "local experimental" ethertype.
 const ETH_P_EXPERIMENTAL: u16 = 0x88b5;
 
+/// The index of interface `name` in this process's network namespace.
 fn ifindex(name: &str) -> i32 {
-    let c = CString::new(name).unwrap_or_else(|_| usage("bad interface name"));
-    // SAFETY: a NUL-terminated name; asks this process's network namespace.
-    let i = unsafe { libc::if_nametoindex(c.as_ptr()) } as i32;
-    if i == 0 {
-        usage(&format!("no interface {name} in this network namespace"));
+    match if_nametoindex(name) {
+        Ok(i) => i as i32,
+        Err(_) => usage(&format!("no interface {name} in this network namespace")),
     }
-    i
 }
 
 /// A packet socket bound to `ifindex`, receiving every protocol.
-fn packet_socket(ifindex: i32) -> Result<libc::c_int, i32> {
-    // SAFETY: plain socket/bind calls with a zeroed, filled sockaddr_ll.
-    unsafe {
-        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, (ETH_P_ALL.to_be()) as i32);
-        if fd < 0 {
-            return Err(last_errno());
-        }
-        let mut sll: libc::sockaddr_ll = std::mem::zeroed();
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = ETH_P_ALL.to_be();
-        sll.sll_ifindex = ifindex;
-        if libc::bind(fd, (&sll as *const libc::sockaddr_ll).cast(), size_of::<libc::sockaddr_ll>() as u32)
-            < 0
-        {
-            return Err(last_errno());
-        }
-        Ok(fd)
-    }
+fn packet_socket(ifindex: i32) -> io::Result<Socket> {
+    let sock =
+        Socket::new_raw(Domain::PACKET, Type::RAW, Some(Protocol::from(i32::from(ETH_P_ALL.to_be()))))?;
+    let sll = libc::sockaddr_ll {
+        sll_family: libc::AF_PACKET as u16,
+        sll_protocol: ETH_P_ALL.to_be(),
+        sll_ifindex: ifindex,
+        sll_hatype: 0,
+        sll_pkttype: 0,
+        sll_halen: 0,
+        sll_addr: [0; 8],
+    };
+    // SAFETY: binding our descriptor to a complete sockaddr_ll of the size passed (socket2 and nix
+    // build no link-layer address from safe code).
+    check(unsafe {
+        libc::bind(sock.as_raw_fd(), (&sll as *const libc::sockaddr_ll).cast(), size_of_val(&sll) as u32)
+    })?;
+    Ok(sock)
 }
 
 /// A broadcast Ethernet frame of `kind` carrying the marker.
@@ -100,13 +101,13 @@ pub fn send_main(args: &mut Args) -> i32 {
     let marker = marker.unwrap_or_else(|| usage("frames needs --marker"));
     let data = frame(&kind, addr, port, marker.as_bytes());
     let mut out = Outcome { setup: "ok".into(), ..Outcome::default() };
-    let fd = match packet_socket(ifindex(&iface)) {
-        Ok(fd) => {
+    let sock = match packet_socket(ifindex(&iface)) {
+        Ok(sock) => {
             out.socket = "ok".into();
-            fd
+            sock
         }
         Err(e) => {
-            out.socket = crate::client::errno_name(e);
+            out.socket = crate::client::errno_name(errno(&e));
             out.print(&kind);
             return 0;
         }
@@ -119,18 +120,16 @@ pub fn send_main(args: &mut Args) -> i32 {
     }
     if bypass {
         let one = 1i32.to_ne_bytes();
-        // SAFETY: an int option on our descriptor.
-        let rc =
-            unsafe { libc::setsockopt(fd, libc::SOL_PACKET, PACKET_QDISC_BYPASS, one.as_ptr().cast(), 4) };
-        out.setup = status(rc);
+        // SAFETY: an int option on our descriptor (socket2 and nix have no PACKET_QDISC_BYPASS).
+        let rc = unsafe {
+            libc::setsockopt(sock.as_raw_fd(), libc::SOL_PACKET, PACKET_QDISC_BYPASS, one.as_ptr().cast(), 4)
+        };
+        out.setup = status(check(rc));
     }
     for _ in 0..count {
-        // SAFETY: send on our bound packet socket.
-        let rc = unsafe { libc::send(fd, data.as_ptr().cast(), data.len(), 0) };
-        out.record(rc);
+        out.record(sock.send(&data));
     }
-    // SAFETY: closing our own descriptor.
-    unsafe { libc::close(fd) };
+    drop(sock);
     out.print(&kind);
     0
 }
@@ -144,20 +143,19 @@ pub fn capture_main(args: &mut Args) -> ! {
             other => usage(&format!("unknown flag {other}")),
         }
     }
-    let fd = packet_socket(ifindex(&iface)).unwrap_or_else(|e| {
-        eprintln!("capture socket: errno {e}");
+    let mut sock = packet_socket(ifindex(&iface)).unwrap_or_else(|e| {
+        eprintln!("capture socket: {e}");
         std::process::exit(2)
     });
     println!("ready");
     let _ = std::io::stdout().flush();
     let mut buf = vec![0u8; 65_536];
     loop {
-        // SAFETY: receive into our buffer.
-        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n <= 0 {
-            continue;
-        }
-        let frame = &buf[..n as usize];
+        let n = match sock.read(&mut buf) {
+            Ok(n) if n > 0 => n,
+            _ => continue,
+        };
+        let frame = &buf[..n];
         for m in &markers {
             if let Some(at) = frame.windows(m.len()).position(|w| w == m.as_bytes()) {
                 let rest = &frame[at + m.len()..];

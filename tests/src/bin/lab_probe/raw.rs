@@ -2,7 +2,12 @@
 //! (`SOCK_RAW`, `IPPROTO_UDP`; the kernel adds the IP header, we write the UDP header). Raw
 //! sockets bypass the cgroup connect/sendmsg hooks: only the packet path can stop them. Always
 //! exits 0 and reports `{"ok":true,"reply":"sent N, failed [M ENOBUFS]"}`.
-use std::net::IpAddr;
+use std::{
+    io,
+    net::{IpAddr, SocketAddr},
+};
+
+use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::{client::errno_name, parse_addr, parse_num, usage, Args};
 
@@ -18,52 +23,11 @@ fn datagram(port: u16) -> [u8; 12] {
 }
 
 fn send(addr: IpAddr, port: u16) -> Result<(), i32> {
-    let d = datagram(port);
-    // SAFETY: plain socket calls on a descriptor we own, with correctly sized sockaddrs.
-    unsafe {
-        let (family, fd) = match addr {
-            IpAddr::V4(_) => (libc::AF_INET, libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_UDP)),
-            IpAddr::V6(_) => {
-                (libc::AF_INET6, libc::socket(libc::AF_INET6, libc::SOCK_RAW, libc::IPPROTO_UDP))
-            }
-        };
-        if fd < 0 {
-            return Err(*libc::__errno_location());
-        }
-        let rc = match addr {
-            IpAddr::V4(a) => {
-                let mut sa: libc::sockaddr_in = std::mem::zeroed();
-                sa.sin_family = family as u16;
-                sa.sin_addr.s_addr = u32::from_ne_bytes(a.octets());
-                libc::sendto(
-                    fd,
-                    d.as_ptr().cast(),
-                    d.len(),
-                    0,
-                    (&sa as *const libc::sockaddr_in).cast(),
-                    size_of::<libc::sockaddr_in>() as u32,
-                )
-            }
-            IpAddr::V6(a) => {
-                let mut sa: libc::sockaddr_in6 = std::mem::zeroed();
-                sa.sin6_family = family as u16;
-                sa.sin6_addr.s6_addr = a.octets();
-                libc::sendto(
-                    fd,
-                    d.as_ptr().cast(),
-                    d.len(),
-                    0,
-                    (&sa as *const libc::sockaddr_in6).cast(),
-                    size_of::<libc::sockaddr_in6>() as u32,
-                )
-            }
-        };
-        let err = *libc::__errno_location();
-        libc::close(fd);
-        if rc < 0 {
-            return Err(err);
-        }
-    }
+    let errno = |e: io::Error| e.raw_os_error().unwrap_or(0);
+    // Raw sockets take no port in the address.
+    let to = SocketAddr::new(addr, 0);
+    let sock = Socket::new_raw(Domain::for_address(to), Type::RAW, Some(Protocol::UDP)).map_err(errno)?;
+    sock.send_to(&datagram(port), &to.into()).map_err(errno)?;
     Ok(())
 }
 

@@ -1,9 +1,11 @@
 //! `lab-probe serve`: dual-stack TCP "pong <n>" and UDP "pong" servers.
 
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::thread;
+
+use nix::ifaddrs::getifaddrs;
+use socket2::{Domain, Socket, Type};
 
 use crate::{parse_num, usage, Args};
 
@@ -25,12 +27,12 @@ pub fn main(args: &mut Args) {
     }
     let wildcard: SocketAddr = (Ipv6Addr::UNSPECIFIED, 0).into();
     for port in tcp {
-        let fd = bind(libc::SOCK_STREAM, with_port(wildcard, port), Some(false))
+        let sock = bind(Type::STREAM, with_port(wildcard, port), Some(false))
             .unwrap_or_else(|e| fatal(&format!("tcp bind [::]:{port}: {e}")));
-        if unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&fd), 128) } != 0 {
-            fatal(&format!("listen {port}: {}", io::Error::last_os_error()));
+        if let Err(e) = sock.listen(128) {
+            fatal(&format!("listen {port}: {e}"));
         }
-        let l = TcpListener::from(fd);
+        let l = TcpListener::from(sock);
         thread::spawn(move || {
             for conn in l.incoming().flatten() {
                 thread::spawn(move || handle_tcp(conn));
@@ -44,13 +46,13 @@ pub fn main(args: &mut Args) {
     for port in udp {
         for ip in &addrs {
             let v6only = ip.is_ipv6().then_some(true);
-            let fd = bind(libc::SOCK_DGRAM, SocketAddr::new(*ip, port), v6only)
+            let sock = bind(Type::DGRAM, SocketAddr::new(*ip, port), v6only)
                 .unwrap_or_else(|e| fatal(&format!("udp bind {ip} port {port}: {e}")));
-            spawn_udp(UdpSocket::from(fd));
+            spawn_udp(UdpSocket::from(sock));
         }
-        let fd = bind(libc::SOCK_DGRAM, with_port(wildcard, port), Some(false))
+        let sock = bind(Type::DGRAM, with_port(wildcard, port), Some(false))
             .unwrap_or_else(|e| fatal(&format!("udp bind [::]:{port}: {e}")));
-        spawn_udp(UdpSocket::from(fd));
+        spawn_udp(UdpSocket::from(sock));
     }
     println!("ready");
     io::stdout().flush().ok();
@@ -102,80 +104,30 @@ fn spawn_udp(sock: UdpSocket) {
 }
 
 /// Creates a socket with SO_REUSEADDR (and IPV6_V6ONLY when given) bound to `sa`.
-fn bind(kind: libc::c_int, sa: SocketAddr, v6only: Option<bool>) -> io::Result<OwnedFd> {
-    let family = if sa.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
-    let raw = unsafe { libc::socket(family, kind | libc::SOCK_CLOEXEC, 0) };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let setopt = |level, name, val: libc::c_int| -> io::Result<()> {
-        let rc = unsafe { libc::setsockopt(raw, level, name, (&val as *const libc::c_int).cast(), 4) };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    };
-    setopt(libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+fn bind(kind: Type, sa: SocketAddr, v6only: Option<bool>) -> io::Result<Socket> {
+    let sock = Socket::new(Domain::for_address(sa), kind, None)?;
+    sock.set_reuse_address(true)?;
     if let Some(v) = v6only {
-        setopt(libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, v as libc::c_int)?;
+        sock.set_only_v6(v)?;
     }
-    let rc = match sa {
-        SocketAddr::V4(v4) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: v4.port().to_be(),
-                sin_addr: libc::in_addr { s_addr: u32::from(*v4.ip()).to_be() },
-                sin_zero: [0; 8],
-            };
-            let len = std::mem::size_of_val(&sin) as libc::socklen_t;
-            unsafe { libc::bind(raw, (&sin as *const libc::sockaddr_in).cast(), len) }
-        }
-        SocketAddr::V6(v6) => {
-            let mut sin6: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
-            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-            sin6.sin6_port = v6.port().to_be();
-            sin6.sin6_addr.s6_addr = v6.ip().octets();
-            let len = std::mem::size_of_val(&sin6) as libc::socklen_t;
-            unsafe { libc::bind(raw, (&sin6 as *const libc::sockaddr_in6).cast(), len) }
-        }
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(fd)
+    sock.bind(&sa.into())?;
+    Ok(sock)
 }
 
 /// Local unicast addresses (IPv6 link-local excluded) from getifaddrs(3).
 fn local_addrs() -> Vec<IpAddr> {
-    let mut out = Vec::new();
-    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
-    if unsafe { libc::getifaddrs(&mut head) } != 0 {
-        fatal(&format!("getifaddrs: {}", io::Error::last_os_error()));
-    }
-    let mut cur = head;
-    while !cur.is_null() {
-        // SAFETY: getifaddrs returned a valid list; ifa_addr may be null.
-        let ifa = unsafe { &*cur };
-        if !ifa.ifa_addr.is_null() {
-            match i32::from(unsafe { (*ifa.ifa_addr).sa_family }) {
-                libc::AF_INET => {
-                    let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
-                    out.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))));
-                }
-                libc::AF_INET6 => {
-                    let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
-                    let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
-                    if ip.segments()[0] & 0xffc0 != 0xfe80 {
-                        out.push(IpAddr::V6(ip));
-                    }
-                }
-                _ => {}
+    let addrs = getifaddrs().unwrap_or_else(|e| fatal(&format!("getifaddrs: {e}")));
+    let mut out: Vec<IpAddr> = addrs
+        .filter_map(|ifa| {
+            let a = ifa.address?;
+            if let Some(sin) = a.as_sockaddr_in() {
+                Some(IpAddr::V4(sin.ip()))
+            } else {
+                let ip = a.as_sockaddr_in6()?.ip();
+                (ip.segments()[0] & 0xffc0 != 0xfe80).then_some(IpAddr::V6(ip))
             }
-        }
-        cur = ifa.ifa_next;
-    }
-    unsafe { libc::freeifaddrs(head) };
+        })
+        .collect();
     out.sort();
     out.dedup();
     out

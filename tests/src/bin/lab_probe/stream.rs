@@ -19,10 +19,12 @@
 //! `--timeout-ms T` (default 2000) bounds connecting and waiting for the reply.
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use serde_json::{json, Value};
 
 use crate::client::{errno_name, Failure};
@@ -101,16 +103,12 @@ fn parse(args: &mut Args) -> Options {
 /// Waits up to `limit`, and at most 10 ms, for `s` to become writable. POLLOUT needs a third of
 /// the buffer free, so the caller retries the write after each slice to see smaller progress.
 fn wait_writable(s: &TcpStream, limit: Duration) -> io::Result<()> {
-    let mut pfd = libc::pollfd { fd: s.as_raw_fd(), events: libc::POLLOUT, revents: 0 };
-    let ms = limit.as_millis().clamp(1, 10) as i32;
-    // SAFETY: one valid pollfd for a descriptor we own.
-    if unsafe { libc::poll(&mut pfd, 1, ms) } < 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
+    let mut fds = [PollFd::new(s.as_fd(), PollFlags::POLLOUT)];
+    let ms = limit.as_millis().clamp(1, 10) as u8;
+    match poll(&mut fds, PollTimeout::from(ms)) {
+        Ok(_) | Err(Errno::EINTR) => Ok(()),
+        Err(e) => Err(e.into()),
     }
-    Ok(())
 }
 
 /// Runs the upload and returns the exit code.
