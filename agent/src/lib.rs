@@ -1,12 +1,14 @@
 //! The Ringfence node agent: validates configuration, loads the eBPF programs, keeps the policy
 //! in the kernel maps (with atomic reloads) and reports verdict events.
 pub mod bpf;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod enforcer;
 pub mod error;
 pub mod events;
 pub mod exfil;
+pub mod files;
 pub mod flows;
 pub mod geo;
 pub mod logging;
@@ -18,6 +20,7 @@ pub mod preflight;
 pub mod remote;
 pub mod report;
 pub mod run;
+pub mod spool;
 pub mod watch;
 pub mod wg;
 

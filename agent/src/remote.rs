@@ -17,9 +17,11 @@ use tracing::{info, warn};
 use crate::{
     control::{
         identity::control_dir, link, run_sync, AgentEnd, ApplyResult, BundleStore, ControlClient,
-        ControlError, EventQueue, Identity, SyncOptions,
+        ControlError, Identity, SyncOptions,
     },
     error::AgentError,
+    files::write_atomic,
+    spool::EventQueue,
 };
 
 /// Where a bundle's policy is written (inside `<state-dir>/control`).
@@ -103,8 +105,8 @@ impl Remote {
     /// Writes a bundle's policy and peers where the agent reads them (atomically).
     pub fn write(&self, b: &Bundle) -> Result<(), ControlError> {
         let peers = crate::control::bundles::peers_document(b);
-        crate::control::write_atomic(&peers_path(&self.state_dir), &peers, 0o600)?;
-        crate::control::write_atomic(&policy_path(&self.state_dir), b.policy_yaml.as_bytes(), 0o600)
+        write_atomic(&peers_path(&self.state_dir), &peers, 0o600)?;
+        Ok(write_atomic(&policy_path(&self.state_dir), b.policy_yaml.as_bytes(), 0o600)?)
     }
 
     /// The addresses of a bundle's peers: their WireGuard endpoints' hosts and the addresses

@@ -11,7 +11,6 @@ use tracing::{info, warn};
 pub use crate::config::{RunConfig, WgConfig};
 use crate::{
     bpf,
-    control::EventQueue,
     enforcer::{log_geo, Enforcer},
     error::AgentError,
     events::{EventReader, RuleNames},
@@ -22,6 +21,7 @@ use crate::{
     metrics::{self, Metrics},
     preflight,
     remote::{self, Remote},
+    spool::EventQueue,
     watch::{Detect, FileWatch},
     wg,
 };

@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use ed25519_dalek::VerifyingKey;
 use ringfence_proto::{Bundle, SignedBundle};
 
+use super::error::ControlError;
 use super::identity::Identity;
-use super::{read_optional, write_atomic, ControlError};
+use crate::files::{read_optional, write_atomic};
 
 /// The last good bundle, as received.
 pub const LAST_BUNDLE: &str = "last-bundle.json";

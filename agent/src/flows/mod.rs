@@ -11,9 +11,13 @@ use ringfence_common::{FlowKey, FlowStats, TcpSeq, FLOWS_MAP, INBOUND_MAP, TCPSE
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
+pub mod sample;
+
+pub use sample::{FlowId, FlowSample};
+
 use crate::{
+    clock::monotonic_ns,
     error::AgentError,
-    exfil::{FlowId, FlowSample},
     maps::{maps_dir, open},
 };
 
@@ -53,14 +57,6 @@ fn addr(bytes: &[u8; 16], family: u32) -> IpAddr {
     } else {
         IpAddr::V6(Ipv6Addr::from(*bytes))
     }
-}
-
-/// `CLOCK_MONOTONIC` in nanoseconds: the clock of `bpf_ktime_get_ns`.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Sums the per-CPU values of one flow; `seq` is its TCP sequence accounting, if any.
