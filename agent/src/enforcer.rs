@@ -14,7 +14,7 @@ use crate::{
     geo,
     maps::PinnedMaps,
     metrics::Metrics,
-    preflight,
+    policy_load::{LoadedPolicy, PolicyLoader},
     watch::FileWatch,
     wg,
 };
@@ -22,6 +22,8 @@ use crate::{
 /// Everything the loop needs to apply a new policy or database.
 pub struct Enforcer {
     pub cfg: RunConfig,
+    /// Loads the policy for every reload: SIGHUP, file change, bundle, geo database change.
+    pub loader: PolicyLoader,
     pub maps: PinnedMaps,
     pub names: RuleNames,
     pub policy_watch: FileWatch,
@@ -129,24 +131,15 @@ impl Enforcer {
     /// Re-reads the policy file; applies it if valid, otherwise keeps the one in force.
     pub fn reload(&mut self, trigger: &str) -> Result<(), String> {
         self.policy_watch.mark_seen();
-        let checked = preflight::check_policy(&self.cfg.policy, self.geo.as_ref(), &self.cfg.extra_peers)
-            .and_then(|(policy, compiled)| {
-                let errors = preflight::exfil_errors(&policy, &self.cfg, self.geo.as_ref());
-                if errors.is_empty() {
-                    Ok((policy, compiled))
-                } else {
-                    Err(errors)
-                }
-            });
-        match checked {
-            Ok((policy, compiled)) => match self.apply(policy, &compiled, trigger) {
+        match self.loader.load(self.geo.as_ref()) {
+            Ok(LoadedPolicy { policy, compiled }) => match self.apply(policy, &compiled, trigger) {
                 true => Ok(()),
                 false => Err("the policy could not be written to the kernel".into()),
             },
             Err(errors) => {
-                error!(trigger, generation = self.generation, errors = %errors.join("; "),
+                error!(trigger, generation = self.generation, %errors,
                     "policy rejected; the policy in force stays");
-                Err(errors.join("; "))
+                Err(errors.to_string())
             }
         }
     }
@@ -159,8 +152,8 @@ impl Enforcer {
             Ok(db) => db,
             Err(e) => return error!(error = %e, "geo database rejected; the database in force stays"),
         };
-        match preflight::check_policy(&self.cfg.policy, db.as_ref(), &self.cfg.extra_peers) {
-            Ok((policy, compiled)) => {
+        match self.loader.load(db.as_ref()) {
+            Ok(LoadedPolicy { policy, compiled }) => {
                 let old = std::mem::replace(&mut self.geo, db);
                 if self.apply(policy, &compiled, "geo database change") {
                     if let Some(db) = &self.geo {
@@ -170,7 +163,7 @@ impl Enforcer {
                     self.geo = old;
                 }
             }
-            Err(errors) => error!(errors = %errors.join("; "),
+            Err(errors) => error!(%errors,
                 "policy does not compile with the new geo database; the database in force stays"),
         }
     }

@@ -16,6 +16,7 @@ pub mod map_batch;
 pub mod maps;
 pub mod metrics;
 pub mod notify;
+pub mod policy_load;
 pub mod preflight;
 pub mod remote;
 pub mod report;

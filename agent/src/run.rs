@@ -19,6 +19,7 @@ use crate::{
     geo,
     maps::PinnedMaps,
     metrics::{self, Metrics},
+    policy_load::PolicyLoader,
     preflight,
     remote::{self, Remote},
     spool::EventQueue,
@@ -40,10 +41,11 @@ async fn shutdown_signal() -> &'static str {
 /// configuration problem into one report.
 fn check_all(
     cfg: &RunConfig,
+    loader: &PolicyLoader,
     wg_cfg: Option<&WgConfig>,
 ) -> Result<(preflight::Checked, Option<wg::Validated>), AgentError> {
     let wg = wg_cfg.map(wg::check).transpose();
-    let checked = preflight::check(cfg);
+    let checked = preflight::check(cfg, loader);
     match (checked, wg) {
         (Ok(checked), Ok(wg)) => Ok((checked, wg)),
         (Err(AgentError::Config(mut errors)), Err(wg_errors)) => {
@@ -102,7 +104,8 @@ pub async fn run_with_wg(cfg: RunConfig, wg_cfg: Option<WgConfig>) -> Result<(),
         // Peer nodes join the policy's must-encrypt peers while this node runs the mesh.
         cfg.extra_peers = Remote::peer_addresses(&r.initial);
     }
-    let (checked, wg_checked) = match check_all(&cfg, wg_cfg.as_ref()) {
+    let loader = PolicyLoader::from_config(&cfg);
+    let (checked, wg_checked) = match check_all(&cfg, &loader, wg_cfg.as_ref()) {
         Ok(c) => c,
         Err(e) => {
             if let Some(r) = remote.as_mut() {
@@ -181,6 +184,7 @@ pub async fn run_with_wg(cfg: RunConfig, wg_cfg: Option<WgConfig>) -> Result<(),
         geo_watch: cfg.geoip_db.iter().map(|p| FileWatch::with(p, Detect::Metadata)).collect(),
         geo: checked.geo,
         cfg,
+        loader,
         maps,
         names,
         generation,
@@ -234,7 +238,7 @@ pub async fn run_with_wg(cfg: RunConfig, wg_cfg: Option<WgConfig>) -> Result<(),
                 let r = remote.as_mut().expect("a bundle comes from the remote");
                 let trigger = format!("control plane bundle {}", b.version);
                 if mesh.is_some() {
-                    enforcer.cfg.extra_peers = Remote::peer_addresses(&b);
+                    enforcer.loader.extra_peers = Remote::peer_addresses(&b);
                 }
                 let result = match r.write(&b) {
                     Ok(()) => enforcer.reload(&trigger),
