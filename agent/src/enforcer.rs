@@ -14,7 +14,7 @@ use crate::{
     geo,
     maps::PinnedMaps,
     metrics::Metrics,
-    policy_load::{LoadedPolicy, PolicyLoader},
+    policy_load::{LoadedPolicy, PolicyErrors, PolicyLoader},
     watch::FileWatch,
     wg,
 };
@@ -26,7 +26,8 @@ pub struct Enforcer {
     pub loader: PolicyLoader,
     pub maps: PinnedMaps,
     pub names: RuleNames,
-    pub policy_watch: FileWatch,
+    /// The policy file, when the policy comes from one.
+    pub policy_watch: Option<FileWatch>,
     pub geo_watch: Vec<FileWatch>,
     pub geo: Option<GeoDb>,
     pub generation: u32,
@@ -128,10 +129,31 @@ impl Enforcer {
         );
     }
 
-    /// Re-reads the policy file; applies it if valid, otherwise keeps the one in force.
+    /// Loads the policy again (the file is re-read); applies it if valid, otherwise keeps the
+    /// one in force.
     pub fn reload(&mut self, trigger: &str) -> Result<(), String> {
-        self.policy_watch.mark_seen();
-        match self.loader.load(self.geo.as_ref()) {
+        if let Some(w) = self.policy_watch.as_mut() {
+            w.mark_seen();
+        }
+        let loaded = self.loader.load(self.geo.as_ref());
+        self.put_in_force(loaded, trigger)
+    }
+
+    /// Loads a policy from another source (a control-plane bundle); if it is applied, `loader`
+    /// is the one reloads use from now on.
+    pub fn switch(&mut self, loader: PolicyLoader, trigger: &str) -> Result<(), String> {
+        let loaded = loader.load(self.geo.as_ref());
+        self.put_in_force(loaded, trigger)?;
+        self.loader = loader;
+        Ok(())
+    }
+
+    fn put_in_force(
+        &mut self,
+        loaded: Result<LoadedPolicy, PolicyErrors>,
+        trigger: &str,
+    ) -> Result<(), String> {
+        match loaded {
             Ok(LoadedPolicy { policy, compiled }) => match self.apply(policy, &compiled, trigger) {
                 true => Ok(()),
                 false => Err("the policy could not be written to the kernel".into()),
@@ -147,7 +169,9 @@ impl Enforcer {
     /// Re-reads the database; recompiles the policy with it; keeps the old one on any error.
     pub fn reload_geo(&mut self) {
         self.geo_watch.iter_mut().for_each(FileWatch::mark_seen);
-        self.policy_watch.mark_seen();
+        if let Some(w) = self.policy_watch.as_mut() {
+            w.mark_seen();
+        }
         let db = match geo::load(&self.cfg) {
             Ok(db) => db,
             Err(e) => return error!(error = %e, "geo database rejected; the database in force stays"),

@@ -5,7 +5,10 @@
 use std::path::PathBuf;
 
 use ipnet::IpNet;
-use ringfence_policy::{compile, geo::GeoDb, load_policy_file, Compiled, Policy};
+use ringfence_policy::{
+    compile, geo::GeoDb, load_policy_file, parse_policy, Compiled, Policy, PolicyFileError,
+};
+use ringfence_proto::bundle::Bundle;
 
 use crate::config::RunConfig;
 
@@ -19,13 +22,26 @@ pub struct PolicyErrors(pub Vec<String>);
 pub enum PolicySource {
     /// A policy file (`--policy`), read again at each load.
     File(PathBuf),
+    /// A verified control-plane bundle's policy document, held in memory.
+    Bundle {
+        /// The bundle's version.
+        version: u64,
+        /// The policy (YAML).
+        yaml: String,
+    },
 }
 
 impl PolicySource {
+    /// The policy of `bundle`.
+    pub fn bundle(bundle: &Bundle) -> PolicySource {
+        PolicySource::Bundle { version: bundle.version, yaml: bundle.policy_yaml.clone() }
+    }
+
     /// How messages name the source.
     pub fn label(&self) -> String {
         match self {
             PolicySource::File(path) => path.display().to_string(),
+            PolicySource::Bundle { version, .. } => format!("bundle {version} policy"),
         }
     }
 }
@@ -43,18 +59,14 @@ pub struct PolicyLoader {
     pub source: PolicySource,
     /// The uplinks get the packet path (its flow counters feed `spec.exfiltration`).
     pub packet_path: bool,
-    /// Peer node addresses added to the policy's `spec.peers` (see [`merge_peers`]).
+    /// Peer node addresses added to the policy's `spec.peers` (see [`merged_peers`]).
     pub extra_peers: Vec<IpNet>,
 }
 
 impl PolicyLoader {
-    /// The policy file, interfaces and peers `run` was given.
-    pub fn from_config(cfg: &RunConfig) -> PolicyLoader {
-        PolicyLoader {
-            source: PolicySource::File(cfg.policy.clone()),
-            packet_path: !cfg.interfaces.is_empty(),
-            extra_peers: cfg.extra_peers.clone(),
-        }
+    /// Loads `source` for the agent `cfg` describes; `extra_peers` join `spec.peers`.
+    pub fn new(source: PolicySource, cfg: &RunConfig, extra_peers: Vec<IpNet>) -> PolicyLoader {
+        PolicyLoader { source, packet_path: !cfg.interfaces.is_empty(), extra_peers }
     }
 
     /// Parses the source and adds the extra peers; no compiling (for when the geo database the
@@ -62,8 +74,11 @@ impl PolicyLoader {
     pub fn parse(&self) -> Result<Policy, PolicyErrors> {
         let mut policy = match &self.source {
             PolicySource::File(path) => load_policy_file(path).map_err(|e| lines(&e))?,
+            PolicySource::Bundle { yaml, .. } => parse_policy(yaml).map_err(|diagnostics| {
+                lines(&PolicyFileError::Invalid { path: self.source.label().into(), diagnostics })
+            })?,
         };
-        merge_peers(&mut policy, &self.extra_peers);
+        policy.peers = merged_peers(&policy, &self.extra_peers);
         Ok(policy)
     }
 
@@ -105,16 +120,18 @@ fn lines(e: &impl std::fmt::Display) -> PolicyErrors {
     PolicyErrors(e.to_string().lines().map(str::to_string).collect())
 }
 
-/// Adds peer node addresses the control plane resolved (the WireGuard peers of this node's
-/// region) to the policy's `spec.peers`: traffic to them must be encrypted, and they are
-/// approved sinks for exfiltration rules with `peers: true`.
-pub fn merge_peers(policy: &mut Policy, extra: &[IpNet]) {
+/// The policy's `spec.peers` with the addresses of peer nodes the control plane resolved (the
+/// WireGuard peers of this node's region, [`crate::wg::peers::addresses`]): traffic to them must
+/// be encrypted, and they are approved sinks for exfiltration rules with `peers: true`.
+pub fn merged_peers(policy: &Policy, extra: &[IpNet]) -> Vec<IpNet> {
+    let mut peers = policy.peers.clone();
     if extra.is_empty() {
-        return;
+        return peers;
     }
-    policy.peers.extend(extra.iter().map(|n| ringfence_policy::normalize_net(n.trunc())));
-    policy.peers.sort_unstable();
-    policy.peers.dedup();
+    peers.extend(extra.iter().map(|n| ringfence_policy::normalize_net(n.trunc())));
+    peers.sort_unstable();
+    peers.dedup();
+    peers
 }
 
 #[cfg(test)]

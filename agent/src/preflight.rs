@@ -106,6 +106,7 @@ pub fn check(cfg: &RunConfig, loader: &PolicyLoader) -> Result<Checked, AgentErr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy_load::PolicySource;
 
     #[test]
     fn every_problem_is_reported_at_once() {
@@ -114,7 +115,7 @@ mod tests {
         let policy = dir.join("p.yaml");
         std::fs::write(&policy, "apiVersion: ringfence.dev/v1\nkind: EgressPolicy\nmetadata: { name: x }\nspec: { defaultAction: deny, mode: loud }\n").unwrap();
         let cfg = RunConfig {
-            policy,
+            policy: Some(policy.clone()),
             cgroup: dir.clone(),
             bpffs: dir.join("pins"),
             geoip_db: vec![dir.join("missing.mmdb")],
@@ -127,10 +128,10 @@ mod tests {
             exfil_poll: std::time::Duration::from_millis(500),
             metrics_listen: None,
             control: false,
-            extra_peers: Vec::new(),
             allow_weaker_isolation: false,
         };
-        let Err(err) = check(&cfg, &PolicyLoader::from_config(&cfg)) else { panic!("must fail") };
+        let loader = PolicyLoader::new(PolicySource::File(policy), &cfg, Vec::new());
+        let Err(err) = check(&cfg, &loader) else { panic!("must fail") };
         assert_eq!(err.exit_code(), crate::error::EXIT_CONFIG);
         let text = err.to_string();
         for needle in

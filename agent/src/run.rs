@@ -19,12 +19,12 @@ use crate::{
     geo,
     maps::PinnedMaps,
     metrics::{self, Metrics},
-    policy_load::PolicyLoader,
+    policy_load::{PolicyLoader, PolicySource},
     preflight,
-    remote::{self, Remote},
+    remote::{BundleUpdate, Remote},
     spool::EventQueue,
     watch::{Detect, FileWatch},
-    wg,
+    wg::{self, peers::Peer},
 };
 
 /// Resolves when SIGINT or SIGTERM arrives.
@@ -80,6 +80,47 @@ fn geo_version(db: Option<&ringfence_policy::geo::GeoDb>) -> Option<String> {
     db.map(|db| format!("{} {}", db.info().database_type, db.info().build_date()))
 }
 
+/// The policy's loader: the `--policy` file, or under a control plane the bundle in force, and
+/// that bundle's WireGuard peers. While this node runs the mesh, the peers' addresses join the
+/// policy's `spec.peers`.
+fn initial_policy(
+    cfg: &RunConfig,
+    remote: Option<&Remote>,
+    mesh: bool,
+) -> Result<(PolicyLoader, Option<Vec<Peer>>), AgentError> {
+    let Some(r) = remote else {
+        let path = cfg
+            .policy
+            .clone()
+            .ok_or_else(|| AgentError::Config(vec!["give --policy FILE or --control".into()]))?;
+        return Ok((PolicyLoader::new(PolicySource::File(path), cfg, Vec::new()), None));
+    };
+    let update = BundleUpdate::of(&r.initial).map_err(|e| AgentError::Config(vec![e]))?;
+    let loader = update.loader(&PolicyLoader::new(update.source.clone(), cfg, Vec::new()), mesh);
+    Ok((loader, Some(update.peers)))
+}
+
+/// Puts a control-plane bundle in force: its policy through the one load path, then its peers
+/// on the mesh (unless the mesh follows a `--wg-peers` file, which is re-read instead).
+async fn apply_bundle(
+    enforcer: &mut Enforcer,
+    mesh: Option<&mut wg::Mesh>,
+    b: &Bundle,
+) -> Result<(), String> {
+    let trigger = format!("control plane bundle {}", b.version);
+    let update = BundleUpdate::of(b)?;
+    enforcer.switch(update.loader(&enforcer.loader, mesh.is_some()), &trigger)?;
+    if let Some(mesh) = mesh {
+        if mesh.follows_file() {
+            mesh.reload(&trigger).await;
+        } else {
+            mesh.set_peers(&update.peers, &trigger).await;
+        }
+        enforcer.sync_endpoints(mesh);
+    }
+    Ok(())
+}
+
 pub async fn run(cfg: RunConfig) -> Result<(), AgentError> {
     run_with_wg(cfg, None).await
 }
@@ -92,20 +133,22 @@ pub async fn run_with_wg(cfg: RunConfig, wg_cfg: Option<WgConfig>) -> Result<(),
     tokio::pin!(shutdown);
 
     // Under a control plane the policy comes from the last good bundle (or the first one).
-    let mut wg_cfg = wg_cfg;
     let early_queue = if cfg.control { Some(open_queue(&cfg.state_dir)?) } else { None };
     let mut remote = match &early_queue {
         Some(q) => Some(Remote::start(&cfg.state_dir, Some(q.clone())).await?),
         None => None,
     };
-    let mut cfg = cfg;
-    if let (Some(r), Some(w)) = (&remote, wg_cfg.as_mut()) {
-        w.peers_file.get_or_insert_with(|| remote::peers_path(&cfg.state_dir));
-        // Peer nodes join the policy's must-encrypt peers while this node runs the mesh.
-        cfg.extra_peers = Remote::peer_addresses(&r.initial);
-    }
-    let loader = PolicyLoader::from_config(&cfg);
-    let (checked, wg_checked) = match check_all(&cfg, &loader, wg_cfg.as_ref()) {
+    let checked = initial_policy(&cfg, remote.as_ref(), wg_cfg.is_some()).and_then(|(loader, peers)| {
+        let (checked, mut wg_checked) = check_all(&cfg, &loader, wg_cfg.as_ref())?;
+        if let (Some(v), Some(peers)) = (wg_checked.as_mut(), peers) {
+            // Without a peers file the mesh's peers are the bundle's.
+            if v.cfg.peers_file.is_none() {
+                v.peers = peers;
+            }
+        }
+        Ok((loader, checked, wg_checked))
+    });
+    let (loader, checked, wg_checked) = match checked {
         Ok(c) => c,
         Err(e) => {
             if let Some(r) = remote.as_mut() {
@@ -169,6 +212,7 @@ pub async fn run_with_wg(cfg: RunConfig, wg_cfg: Option<WgConfig>) -> Result<(),
         ExfilShell::open(&checked.policy, &cfg.bpffs, &cfg.state_dir, queue.clone(), metrics.clone())?;
     if let Some(r) = remote.as_mut() {
         r.report.lock().expect("report lock").geo_db_version = geo_version(checked.geo.as_ref());
+        r.record_peers(&r.initial);
         r.started(Ok(())).await;
     }
     if exfil.active() {
@@ -180,7 +224,10 @@ pub async fn run_with_wg(cfg: RunConfig, wg_cfg: Option<WgConfig>) -> Result<(),
 
     let mut events = EventReader::open(&cfg.bpffs)?;
     let mut enforcer = Enforcer {
-        policy_watch: FileWatch::new(&cfg.policy),
+        policy_watch: match &loader.source {
+            PolicySource::File(path) => Some(FileWatch::new(path)),
+            PolicySource::Bundle { .. } => None,
+        },
         geo_watch: cfg.geoip_db.iter().map(|p| FileWatch::with(p, Detect::Metadata)).collect(),
         geo: checked.geo,
         cfg,
@@ -213,7 +260,7 @@ pub async fn run_with_wg(cfg: RunConfig, wg_cfg: Option<WgConfig>) -> Result<(),
                 let geo_changed = enforcer.geo_watch.iter_mut().fold(false, |c, w| w.changed() | c);
                 if geo_changed {
                     enforcer.reload_geo();
-                } else if enforcer.policy_watch.changed() {
+                } else if enforcer.policy_watch.as_mut().is_some_and(FileWatch::changed) {
                     let _ = enforcer.reload("file change");
                 }
                 if let Some(mesh) = mesh.as_mut() {
@@ -236,19 +283,9 @@ pub async fn run_with_wg(cfg: RunConfig, wg_cfg: Option<WgConfig>) -> Result<(),
             }
             Some(b) = next_bundle(&mut remote) => {
                 let r = remote.as_mut().expect("a bundle comes from the remote");
-                let trigger = format!("control plane bundle {}", b.version);
-                if mesh.is_some() {
-                    enforcer.loader.extra_peers = Remote::peer_addresses(&b);
-                }
-                let result = match r.write(&b) {
-                    Ok(()) => enforcer.reload(&trigger),
-                    Err(e) => Err(e.to_string()),
-                };
+                let result = apply_bundle(&mut enforcer, mesh.as_mut(), &b).await;
                 if result.is_ok() {
-                    if let Some(mesh) = mesh.as_mut() {
-                        mesh.reload(&trigger).await;
-                        enforcer.sync_endpoints(mesh);
-                    }
+                    r.record_peers(&b);
                     r.report.lock().expect("report lock").geo_db_version = geo_version(enforcer.geo.as_ref());
                 }
                 r.answer(&b, result).await;

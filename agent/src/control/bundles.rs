@@ -125,7 +125,7 @@ impl BundleStore {
 
 /// Refuses a bundle whose peers are not a valid mesh (the mesh would refuse to start with them).
 fn check_peers(bundle: &Bundle) -> Result<(), ControlError> {
-    crate::wg::peers::parse(&String::from_utf8_lossy(&peers_document(bundle)))
+    crate::wg::peers::from_bundle(&bundle.peers)
         .map(|_| ())
         .map_err(|problems| ControlError::BadPeers { version: bundle.version, problems: problems.join("; ") })
 }

@@ -54,7 +54,7 @@ fn control_plane_peers_join_the_policy_peers() {
             .iter()
             .map(|s| s.parse().unwrap())
             .collect();
-    merge_peers(&mut p, &extra);
+    p.peers = merged_peers(&p, &extra);
     let got: Vec<String> = p.peers.iter().map(ToString::to_string).collect();
     assert_eq!(got, ["192.0.2.2/32", "192.0.2.7/32", "192.0.2.9/32", "198.51.100.2/32"]);
     let compiled = compile(&p, None).expect("compiles");
