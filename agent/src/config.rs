@@ -4,7 +4,8 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 /// Arguments of `run`.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
-    pub policy: PathBuf,
+    /// The policy file; `None` under a control plane (the policy comes from bundles).
+    pub policy: Option<PathBuf>,
     pub cgroup: PathBuf,
     pub bpffs: PathBuf,
     /// Geo-IP databases (MaxMind DB format): none, one with both families, or one per family.
@@ -25,12 +26,8 @@ pub struct RunConfig {
     pub exfil_poll: Duration,
     /// Prometheus endpoint (`GET /metrics`), if any.
     pub metrics_listen: Option<SocketAddr>,
-    /// Take the policy (and WireGuard peers) from the control plane this node enrolled with;
-    /// `policy` is then the file bundles are written to.
+    /// Take the policy (and WireGuard peers) from the control plane this node enrolled with.
     pub control: bool,
-    /// Peer node addresses from the control plane's bundle, added to the policy's `spec.peers`
-    /// (only while this node runs the WireGuard mesh).
-    pub extra_peers: Vec<ipnet::IpNet>,
     /// Enforce even where the kernel cannot run the socket guard (BPF LSM): raw, packet and XDP
     /// sockets are then not refused.
     pub allow_weaker_isolation: bool,

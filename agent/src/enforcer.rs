@@ -14,7 +14,7 @@ use crate::{
     geo,
     maps::PinnedMaps,
     metrics::Metrics,
-    preflight,
+    policy_load::{LoadedPolicy, PolicyErrors, PolicyLoader},
     watch::FileWatch,
     wg,
 };
@@ -22,9 +22,12 @@ use crate::{
 /// Everything the loop needs to apply a new policy or database.
 pub struct Enforcer {
     pub cfg: RunConfig,
+    /// Loads the policy for every reload: SIGHUP, file change, bundle, geo database change.
+    pub loader: PolicyLoader,
     pub maps: PinnedMaps,
     pub names: RuleNames,
-    pub policy_watch: FileWatch,
+    /// The policy file, when the policy comes from one.
+    pub policy_watch: Option<FileWatch>,
     pub geo_watch: Vec<FileWatch>,
     pub geo: Option<GeoDb>,
     pub generation: u32,
@@ -126,27 +129,39 @@ impl Enforcer {
         );
     }
 
-    /// Re-reads the policy file; applies it if valid, otherwise keeps the one in force.
+    /// Loads the policy again (the file is re-read); applies it if valid, otherwise keeps the
+    /// one in force.
     pub fn reload(&mut self, trigger: &str) -> Result<(), String> {
-        self.policy_watch.mark_seen();
-        let checked = preflight::check_policy(&self.cfg.policy, self.geo.as_ref(), &self.cfg.extra_peers)
-            .and_then(|(policy, compiled)| {
-                let errors = preflight::exfil_errors(&policy, &self.cfg, self.geo.as_ref());
-                if errors.is_empty() {
-                    Ok((policy, compiled))
-                } else {
-                    Err(errors)
-                }
-            });
-        match checked {
-            Ok((policy, compiled)) => match self.apply(policy, &compiled, trigger) {
+        if let Some(w) = self.policy_watch.as_mut() {
+            w.mark_seen();
+        }
+        let loaded = self.loader.load(self.geo.as_ref());
+        self.put_in_force(loaded, trigger)
+    }
+
+    /// Loads a policy from another source (a control-plane bundle); if it is applied, `loader`
+    /// is the one reloads use from now on.
+    pub fn switch(&mut self, loader: PolicyLoader, trigger: &str) -> Result<(), String> {
+        let loaded = loader.load(self.geo.as_ref());
+        self.put_in_force(loaded, trigger)?;
+        self.loader = loader;
+        Ok(())
+    }
+
+    fn put_in_force(
+        &mut self,
+        loaded: Result<LoadedPolicy, PolicyErrors>,
+        trigger: &str,
+    ) -> Result<(), String> {
+        match loaded {
+            Ok(LoadedPolicy { policy, compiled }) => match self.apply(policy, &compiled, trigger) {
                 true => Ok(()),
                 false => Err("the policy could not be written to the kernel".into()),
             },
             Err(errors) => {
-                error!(trigger, generation = self.generation, errors = %errors.join("; "),
+                error!(trigger, generation = self.generation, %errors,
                     "policy rejected; the policy in force stays");
-                Err(errors.join("; "))
+                Err(errors.to_string())
             }
         }
     }
@@ -154,13 +169,15 @@ impl Enforcer {
     /// Re-reads the database; recompiles the policy with it; keeps the old one on any error.
     pub fn reload_geo(&mut self) {
         self.geo_watch.iter_mut().for_each(FileWatch::mark_seen);
-        self.policy_watch.mark_seen();
+        if let Some(w) = self.policy_watch.as_mut() {
+            w.mark_seen();
+        }
         let db = match geo::load(&self.cfg) {
             Ok(db) => db,
             Err(e) => return error!(error = %e, "geo database rejected; the database in force stays"),
         };
-        match preflight::check_policy(&self.cfg.policy, db.as_ref(), &self.cfg.extra_peers) {
-            Ok((policy, compiled)) => {
+        match self.loader.load(db.as_ref()) {
+            Ok(LoadedPolicy { policy, compiled }) => {
                 let old = std::mem::replace(&mut self.geo, db);
                 if self.apply(policy, &compiled, "geo database change") {
                     if let Some(db) = &self.geo {
@@ -170,7 +187,7 @@ impl Enforcer {
                     self.geo = old;
                 }
             }
-            Err(errors) => error!(errors = %errors.join("; "),
+            Err(errors) => error!(%errors,
                 "policy does not compile with the new geo database; the database in force stays"),
         }
     }

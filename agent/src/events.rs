@@ -195,7 +195,7 @@ pub fn verdict_record_json(r: &VerdictRecord, id: &str) -> serde_json::Value {
     let extra = [
         ("id", serde_json::json!(id)),
         ("type", serde_json::json!("verdict")),
-        ("unix_ms", serde_json::json!(crate::exfil::monitor::unix_ms())),
+        ("unix_ms", serde_json::json!(crate::clock::unix_ms())),
         ("severity", serde_json::json!(severity)),
         ("explanation", serde_json::json!(explanation)),
     ];

@@ -305,7 +305,7 @@ fn main() -> ExitCode {
                 Err(AgentError::Config(errors))
             } else {
                 let cfg = RunConfig {
-                    policy: policy.unwrap_or_else(|| ringfence_agent::remote::policy_path(&state_dir)),
+                    policy,
                     cgroup,
                     bpffs,
                     geoip_db,
@@ -318,7 +318,6 @@ fn main() -> ExitCode {
                     exfil_poll: Duration::from_secs_f64(exfil_poll),
                     metrics_listen,
                     control,
-                    extra_peers: Vec::new(),
                     allow_weaker_isolation,
                 };
                 runtime().block_on(run_with_wg(cfg, wg.expect("checked above")))

@@ -1,15 +1,13 @@
 //! The agent under a control plane (`run --control`): the policy and WireGuard peers come from
 //! signed bundles. The last good bundle (kept by the control client) is enforced at start, so a
 //! node enforces across restarts and control-plane outages; a node with none yet waits for its
-//! first. Each bundle is written to the files the agent already enforces from (the policy, the
-//! peers) and answered with whether it applied.
+//! first. Each bundle is applied from memory ([`BundleUpdate`]: its policy through the one load
+//! path, its peers to the mesh) and answered with whether it applied.
 use std::{
-    net::SocketAddr,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
 };
 
-use ipnet::IpNet;
 use ringfence_proto::{api::NodeReport, bundle::Bundle};
 use tokio::{sync::watch, task::JoinHandle};
 use tracing::{info, warn};
@@ -17,24 +15,47 @@ use tracing::{info, warn};
 use crate::{
     control::{
         identity::control_dir, link, run_sync, AgentEnd, ApplyResult, BundleStore, ControlClient,
-        ControlError, EventQueue, Identity, SyncOptions,
+        ControlError, Identity, SyncOptions,
     },
     error::AgentError,
+    files::write_atomic,
+    policy_load::{PolicyLoader, PolicySource},
+    spool::EventQueue,
+    wg::peers::{self, Peer},
 };
 
-/// Where a bundle's policy is written (inside `<state-dir>/control`).
-pub const POLICY_FILE: &str = "policy.yaml";
-/// Where a bundle's WireGuard peers are written (the mesh's `--wg-peers` format).
+/// Where the WireGuard peers of the bundle in force are recorded (inside `<state-dir>/control`,
+/// in the mesh's `--wg-peers` format) for operators; the agent never reads it.
 pub const PEERS_FILE: &str = "peers.json";
 
-/// The policy file `run --control` enforces from.
-pub fn policy_path(state_dir: &Path) -> PathBuf {
-    control_dir(state_dir).join(POLICY_FILE)
-}
-
-/// The peers file `run --control` gives the WireGuard mesh.
+/// The record of the bundle's peers in force.
 pub fn peers_path(state_dir: &Path) -> PathBuf {
     control_dir(state_dir).join(PEERS_FILE)
+}
+
+/// What a bundle puts in force, typed: its policy and its WireGuard peers.
+#[derive(Debug, Clone)]
+pub struct BundleUpdate {
+    /// The bundle's policy, in memory.
+    pub source: PolicySource,
+    /// The mesh peers (the other nodes of this node's region).
+    pub peers: Vec<Peer>,
+}
+
+impl BundleUpdate {
+    /// The policy and peers of a verified bundle.
+    pub fn of(bundle: &Bundle) -> Result<BundleUpdate, String> {
+        let peers = peers::from_bundle(&bundle.peers)
+            .map_err(|e| format!("bundle {} peers: {}", bundle.version, e.join("; ")))?;
+        Ok(BundleUpdate { source: PolicySource::bundle(bundle), peers })
+    }
+
+    /// The loader for this bundle's policy, with `current`'s checks. While this node runs the
+    /// mesh, the peers' addresses join the policy's must-encrypt `spec.peers`.
+    pub fn loader(&self, current: &PolicyLoader, mesh: bool) -> PolicyLoader {
+        let extra_peers = if mesh { peers::addresses(&self.peers) } else { Vec::new() };
+        PolicyLoader { source: self.source.clone(), extra_peers, ..current.clone() }
+    }
 }
 
 /// A control-plane error as the agent reports it (exit 64 for configuration, 69 unreachable).
@@ -55,13 +76,13 @@ pub struct Remote {
     pub report: Arc<Mutex<NodeReport>>,
     /// A bundle that arrived before enforcement started: answered once it is in force.
     first: Option<Bundle>,
-    /// The bundle written at start (its peers' addresses join the policy).
+    /// The bundle enforced at start.
     pub initial: Bundle,
 }
 
 impl Remote {
-    /// Loads the enrollment, writes the last good bundle's policy and peers into place (or waits
-    /// for the control plane's first bundle), and starts syncing.
+    /// Loads the enrollment and the last good bundle (or waits for the control plane's first
+    /// bundle), and starts syncing.
     pub async fn start(state_dir: &Path, events: Option<EventQueue>) -> Result<Remote, AgentError> {
         let identity = Identity::load(state_dir).map_err(control_err)?;
         let mut store = BundleStore::for_identity(&identity).map_err(control_err)?;
@@ -94,30 +115,15 @@ impl Remote {
                 (Some(b.clone()), b)
             }
         };
-        let remote =
-            Remote { end, stop, task, state_dir: state_dir.to_path_buf(), report, first, initial: bundle };
-        remote.write(&remote.initial).map_err(control_err)?;
-        Ok(remote)
+        Ok(Remote { end, stop, task, state_dir: state_dir.to_path_buf(), report, first, initial: bundle })
     }
 
-    /// Writes a bundle's policy and peers where the agent reads them (atomically).
-    pub fn write(&self, b: &Bundle) -> Result<(), ControlError> {
-        let peers = crate::control::bundles::peers_document(b);
-        crate::control::write_atomic(&peers_path(&self.state_dir), &peers, 0o600)?;
-        crate::control::write_atomic(&policy_path(&self.state_dir), b.policy_yaml.as_bytes(), 0o600)
-    }
-
-    /// The addresses of a bundle's peers: their WireGuard endpoints' hosts and the addresses
-    /// routed to them through the tunnel.
-    pub fn peer_addresses(b: &Bundle) -> Vec<IpNet> {
-        let mut out = Vec::new();
-        for p in &b.peers {
-            if let Some(ep) = p.endpoint.as_deref().and_then(|e| e.parse::<SocketAddr>().ok()) {
-                out.push(IpNet::from(ep.ip()));
-            }
-            out.extend(p.allowed_ips.iter().filter_map(|a| a.parse::<IpNet>().ok()));
+    /// Records the peers of the bundle now in force ([`PEERS_FILE`]); a failure is logged only.
+    pub fn record_peers(&self, b: &Bundle) {
+        let path = peers_path(&self.state_dir);
+        if let Err(e) = write_atomic(&path, &crate::control::bundles::peers_document(b), 0o600) {
+            warn!(error = %e, version = b.version, "the record of the bundle's WireGuard peers was not written");
         }
-        out
     }
 
     /// The first bundle is in force (or not): tells the control plane.
@@ -147,5 +153,64 @@ impl Remote {
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ringfence_proto::bundle::{Peer as BundlePeer, BUNDLE_FORMAT};
+    use wireguard_control::Key;
+
+    use super::*;
+
+    fn bundle(version: u64, policy_yaml: &str) -> Bundle {
+        Bundle {
+            format: BUNDLE_FORMAT.into(),
+            version,
+            node_id: "n-1".into(),
+            region: "eu".into(),
+            issued_at_ms: 0,
+            policy_version: 1,
+            policy_sha256: "00".repeat(32),
+            policy_yaml: policy_yaml.into(),
+            peers: vec![BundlePeer {
+                name: "n-2".into(),
+                public_key: Key([7; 32]).to_base64(),
+                endpoint: Some("192.0.2.2:51820".into()),
+                allowed_ips: vec!["198.51.100.2/32".into()],
+                region: "eu".into(),
+            }],
+        }
+    }
+
+    const POLICY: &str = "apiVersion: ringfence.dev/v1\nkind: EgressPolicy\nmetadata: { name: from-bundle }\nspec:\n  defaultAction: allow\n  peers: { cidrs: [192.0.2.9/32] }\n";
+
+    fn current() -> PolicyLoader {
+        PolicyLoader {
+            source: PolicySource::File("/unused".into()),
+            packet_path: false,
+            extra_peers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_bundle_is_loaded_from_memory_with_its_peers_merged_while_the_mesh_runs() {
+        let update = BundleUpdate::of(&bundle(7, POLICY)).unwrap();
+        assert_eq!(update.peers.len(), 1);
+        assert_eq!(update.peers[0].endpoint, Some("192.0.2.2:51820".parse().unwrap()));
+        let with_mesh = update.loader(&current(), true).load(None).unwrap();
+        assert_eq!(with_mesh.policy.name, "from-bundle");
+        let peers: Vec<String> = with_mesh.policy.peers.iter().map(ToString::to_string).collect();
+        assert_eq!(peers, ["192.0.2.2/32", "192.0.2.9/32", "198.51.100.2/32"]);
+        let without_mesh = update.loader(&current(), false).load(None).unwrap();
+        let peers: Vec<String> = without_mesh.policy.peers.iter().map(ToString::to_string).collect();
+        assert_eq!(peers, ["192.0.2.9/32"], "peers join the policy only while this node runs the mesh");
+    }
+
+    #[test]
+    fn an_invalid_bundle_policy_names_the_bundle() {
+        let update = BundleUpdate::of(&bundle(8, "apiVersion: ringfence.dev/v1\nkind: Nope\n")).unwrap();
+        let errors = update.loader(&current(), false).load(None).unwrap_err();
+        assert!(errors.0.iter().all(|e| e.starts_with("bundle 8 policy:")), "{errors:?}");
     }
 }

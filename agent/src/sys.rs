@@ -7,7 +7,6 @@ pub use nix::sys::signal::Signal;
 use nix::{
     net::if_::if_nametoindex,
     sys::{signal::kill, statfs::statfs},
-    time::{clock_gettime, ClockId},
     unistd::{geteuid, Pid},
 };
 
@@ -32,12 +31,6 @@ pub fn euid() -> u32 {
 /// Sends `signal` to process `pid`.
 pub fn signal(pid: i32, signal: Signal) -> io::Result<()> {
     kill(Pid::from_raw(pid), signal).map_err(io::Error::from)
-}
-
-/// `CLOCK_MONOTONIC` in nanoseconds: the clock of `bpf_ktime_get_ns`.
-pub fn monotonic_ns() -> u64 {
-    let ts = clock_gettime(ClockId::CLOCK_MONOTONIC).expect("CLOCK_MONOTONIC is always available");
-    ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64
 }
 
 /// `bpf(cmd, attr, sizeof(attr))`: the command's result (e.g. a new descriptor) or the error.
@@ -74,13 +67,6 @@ mod tests {
         assert!(interface_exists("lo"));
         assert!(!interface_exists("rf-no-such0"));
         assert!(!interface_exists("bad\0name"));
-    }
-
-    #[test]
-    fn monotonic_clock_advances() {
-        let a = monotonic_ns();
-        let b = monotonic_ns();
-        assert!(a > 0 && b >= a);
     }
 
     #[test]

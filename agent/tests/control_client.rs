@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use harness::{eventually, policy_yaml, wg, Logs, Server, Storage};
 use ringfence_agent::control::{
-    self, enroll, link, run_sync, AgentEnd, ApplyResult, BundleStore, ControlClient, ControlError,
-    EventQueue, Identity, SyncOptions,
+    self, enroll, link, run_sync, AgentEnd, ApplyResult, BundleStore, ControlClient, ControlError, Identity,
+    SyncOptions,
 };
-use ringfence_agent::exfil::{Spool, SpoolLimits};
+use ringfence_agent::spool::{EventQueue, Spool, SpoolLimits};
 use ringfence_proto::api::NodeReport;
 use ringfence_proto::{Bundle, BundleError};
 use serde_json::json;
@@ -313,7 +313,7 @@ async fn corrupt_spool_line_and_cursor_do_not_stop_delivery(storage: Storage) {
     f.write_all(b"{\"id\": \"e-torn\", \"type\": \"exfil\x00tration\"\n").unwrap();
     drop(f);
     spool_with(&alerts, &["e2"]);
-    let denials = node.state.path().join(control::sync::DENIAL_SPOOL_DIR);
+    let denials = node.state.path().join(ringfence_agent::spool::DENIAL_SPOOL_DIR);
     spool_with(&denials, &["d1"]);
     std::fs::write(denials.join("cursor"), b"{\"seq\": 1, \"line\": \"garbage").unwrap();
     let queue = EventQueue::open(node.state.path()).expect("a corrupt cursor is not fatal");
@@ -324,7 +324,7 @@ async fn corrupt_spool_line_and_cursor_do_not_stop_delivery(storage: Storage) {
     })
     .await;
     assert_eq!(spool.lock().unwrap().quarantined(), 1);
-    let quarantine = std::fs::read_to_string(alerts.join(ringfence_agent::exfil::spool::QUARANTINE)).unwrap();
+    let quarantine = std::fs::read_to_string(alerts.join(ringfence_agent::spool::QUARANTINE)).unwrap();
     assert!(quarantine.contains("e-torn"), "{quarantine}");
     // Delivery goes on.
     spool.lock().unwrap().append(&spool_record("e3")).unwrap();

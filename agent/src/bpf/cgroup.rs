@@ -23,7 +23,8 @@ use ringfence_common::{
 use tracing::{debug, info, warn};
 
 use super::{
-    bpf_error, links_dir, load_error, pin_replacing, program,
+    object::{bpf_error, load_error, program},
+    pins::{links_dir, pin_replacing},
     selfcheck::{self, SocketGuard},
 };
 use crate::error::AgentError;
@@ -216,7 +217,7 @@ pub fn attach_all(ebpf: &mut Ebpf, cgroup: &Path, bpffs: &Path, iso: Isolation) 
         }
         attach_one(ebpf, name, &cg, &links)?;
         if name == SKB_EGRESS {
-            backstop_attached_ns = crate::flows::monotonic_ns();
+            backstop_attached_ns = crate::clock::monotonic_ns();
         }
     }
     Ok(Hooks { packet_sockets, backstop_attached_ns })

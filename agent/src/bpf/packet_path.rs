@@ -9,7 +9,10 @@ use aya::{
 use ringfence_common::{TAILS_MAP, TC_EGRESS, TC_INGRESS, TC_VERDICT4, TC_VERDICT6};
 use tracing::info;
 
-use super::{bpf_error, links_dir, load_error, pin_replacing, program, read_dir_sorted, unpin};
+use super::{
+    object::{bpf_error, load_error, program},
+    pins::{links_dir, pin_replacing, read_dir_sorted, unpin},
+};
 use crate::error::AgentError;
 
 /// The pin name of a packet-path link.

@@ -17,7 +17,7 @@ use aya::{programs::LsmCgroup, Ebpf};
 use ringfence_common::SOCKET_CREATE;
 use tracing::{debug, info};
 
-use super::program;
+use super::object::{bpf_error, program};
 use crate::{error::AgentError, maps::PinnedMaps};
 
 /// The hidden subcommand the self-check runs inside the throwaway cgroup.
@@ -102,12 +102,12 @@ pub fn verify(ebpf: &mut Ebpf, cgroup: &Path, bpffs: &Path) -> Result<SocketGuar
     let prog = program::<LsmCgroup>(ebpf, SOCKET_CREATE)?;
     let link = match prog.attach(cg.as_fd()) {
         Ok(link) => link,
-        Err(e) => return Ok(SocketGuard::Unavailable(super::bpf_error(e).to_string())),
+        Err(e) => return Ok(SocketGuard::Unavailable(bpf_error(e).to_string())),
     };
     let before = maps.stats()?.socket_guard_seen;
     let probe = run_probe(&dir);
     let after = maps.stats()?.socket_guard_seen;
-    prog.detach(link).map_err(super::bpf_error)?;
+    prog.detach(link).map_err(bpf_error)?;
     drop(throwaway);
     match probe {
         Err(e) => Ok(SocketGuard::Unavailable(e)),

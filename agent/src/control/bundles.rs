@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use ed25519_dalek::VerifyingKey;
 use ringfence_proto::{Bundle, SignedBundle};
 
+use super::error::ControlError;
 use super::identity::Identity;
-use super::{read_optional, write_atomic, ControlError};
+use crate::files::{read_optional, write_atomic};
 
 /// The last good bundle, as received.
 pub const LAST_BUNDLE: &str = "last-bundle.json";
@@ -124,7 +125,7 @@ impl BundleStore {
 
 /// Refuses a bundle whose peers are not a valid mesh (the mesh would refuse to start with them).
 fn check_peers(bundle: &Bundle) -> Result<(), ControlError> {
-    crate::wg::peers::parse(&String::from_utf8_lossy(&peers_document(bundle)))
+    crate::wg::peers::from_bundle(&bundle.peers)
         .map(|_| ())
         .map_err(|problems| ControlError::BadPeers { version: bundle.version, problems: problems.join("; ") })
 }

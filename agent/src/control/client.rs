@@ -12,8 +12,8 @@ use ringfence_proto::api::{
 use ringfence_proto::SignedBundle;
 use serde::de::DeserializeOwned;
 
+use super::error::ControlError;
 use super::identity::Identity;
-use super::ControlError;
 
 /// Timeout of a call other than the long-poll.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);

@@ -6,8 +6,9 @@ use std::path::Path;
 use ringfence_proto::api::{EnrollRequest, EnrollResponse, WireGuardInfo};
 
 use super::client::{http_client, json, send, CALL_TIMEOUT};
+use super::error::ControlError;
 use super::identity::{cert_not_after_ms, control_dir, Identity, NodeMeta};
-use super::{read_optional, ControlError};
+use crate::files::read_optional;
 
 /// Checks and normalizes the server URL: `https://host[:port]`, without a trailing slash.
 pub fn server_url(text: &str) -> Result<String, ControlError> {

@@ -18,7 +18,8 @@ use ed25519_dalek::VerifyingKey;
 use ringfence_proto::api::Labels;
 use serde::{Deserialize, Serialize};
 
-use super::{read_optional, write_atomic, ControlError};
+use super::error::ControlError;
+use crate::files::{read_optional, write_atomic};
 
 /// The node's identity as enrolled (`node.json`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,7 +132,7 @@ impl Identity {
 
     fn save_meta(&self) -> Result<(), ControlError> {
         let json = serde_json::to_string_pretty(&self.meta).expect("node metadata serializes") + "\n";
-        write_atomic(&self.dir.join("node.json"), json.as_bytes(), 0o644)
+        Ok(write_atomic(&self.dir.join("node.json"), json.as_bytes(), 0o644)?)
     }
 
     /// The node id.

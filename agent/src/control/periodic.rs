@@ -6,8 +6,10 @@ use std::time::Duration;
 use rand::Rng;
 use tokio::sync::watch;
 
-use super::sync::{sleep, unless_stopped, Applied, ReportFn, SyncOptions};
-use super::{ControlClient, ControlError};
+use super::agent_link::{Applied, ReportFn, SyncOptions};
+use super::client::ControlClient;
+use super::error::ControlError;
+use super::wait::{sleep, unless_stopped};
 
 /// Retry delays: doubling from `min` to `max`, each drawn from [d/2, d] (jitter).
 pub(crate) struct Backoff {

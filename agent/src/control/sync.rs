@@ -12,137 +12,16 @@
 //! logs what is wrong. The future returns once `shutdown` turns true (or its sender is dropped),
 //! or when the agent drops its end of the channels.
 
-use std::future::Future;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-use ringfence_proto::api::{BundleAck, NodeReport};
+use ringfence_proto::api::BundleAck;
 use ringfence_proto::{Bundle, SignedBundle};
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, watch};
 
+use super::agent_link::{AgentLink, Applied, ApplyResult, SyncOptions};
+use super::bundles::BundleStore;
+use super::client::ControlClient;
 use super::periodic::{renew_loop, report_loop, Backoff};
 use super::upload::events_loop;
-use super::{BundleStore, ControlClient};
-use crate::exfil::Spool;
-
-/// Timings of [`run_sync`].
-#[derive(Clone, Debug)]
-pub struct SyncOptions {
-    /// Long-poll wait (the control plane caps it, default 60 s).
-    pub poll_wait: Duration,
-    /// Interval of reports.
-    pub report_every: Duration,
-    /// Interval of event uploads (besides notifications).
-    pub events_every: Duration,
-    /// Most events per upload (the control plane takes up to 1000).
-    pub events_batch: usize,
-    /// First retry delay after an error.
-    pub backoff_min: Duration,
-    /// Longest retry delay.
-    pub backoff_max: Duration,
-}
-
-impl Default for SyncOptions {
-    fn default() -> Self {
-        SyncOptions {
-            poll_wait: Duration::from_secs(30),
-            report_every: Duration::from_secs(30),
-            events_every: Duration::from_secs(1),
-            events_batch: 500,
-            backoff_min: Duration::from_secs(1),
-            backoff_max: Duration::from_secs(30),
-        }
-    }
-}
-
-/// The agent's answer to a bundle it received.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ApplyResult {
-    /// The bundle's version.
-    pub bundle_version: u64,
-    /// `None`: now in force. `Some(why)`: not applied; the previous bundle stays in force.
-    pub error: Option<String>,
-}
-
-impl ApplyResult {
-    /// The bundle is in force.
-    pub fn applied(bundle: &Bundle) -> ApplyResult {
-        ApplyResult { bundle_version: bundle.version, error: None }
-    }
-
-    /// The bundle could not be applied.
-    pub fn failed(bundle: &Bundle, error: impl Into<String>) -> ApplyResult {
-        ApplyResult { bundle_version: bundle.version, error: Some(error.into()) }
-    }
-}
-
-/// The node's state for reports: called before each report; the applied versions (and the
-/// agent version, if left `None`) are filled in by [`run_sync`].
-pub type ReportFn = Arc<dyn Fn() -> NodeReport + Send + Sync>;
-
-/// The event spools to upload, shared with the code that appends to them. Call
-/// `notify.notify_one()` after appending to upload at once instead of within a second.
-///
-/// Two lanes, each its own spool with its own size cap: alerts (exfiltration alerts, plaintext
-/// drops), uploaded first, and denials, which can never evict an alert.
-#[derive(Clone)]
-pub struct EventQueue {
-    /// The alert lane (locked briefly, from a blocking thread).
-    pub spool: Arc<Mutex<Spool>>,
-    /// The denial lane.
-    pub denials: Arc<Mutex<Spool>>,
-    /// Wakes the uploader.
-    pub notify: Arc<Notify>,
-}
-
-/// The denial lane's directory inside the state directory (the alert lane is `spool/`).
-pub const DENIAL_SPOOL_DIR: &str = "spool-denials";
-
-impl EventQueue {
-    /// Opens both lanes in `state_dir`: `spool/` (alerts, 256 MiB) and `spool-denials/` (64 MiB).
-    pub fn open(state_dir: &std::path::Path) -> Result<EventQueue, crate::exfil::SpoolError> {
-        use crate::exfil::{shell::SPOOL_DIR, SpoolLimits};
-        let alerts = Spool::open(&state_dir.join(SPOOL_DIR), SpoolLimits::default())?;
-        let limits = SpoolLimits { max_total_bytes: 64 << 20, ..SpoolLimits::default() };
-        let denials = Spool::open(&state_dir.join(DENIAL_SPOOL_DIR), limits)?;
-        Ok(EventQueue {
-            spool: Arc::new(Mutex::new(alerts)),
-            denials: Arc::new(Mutex::new(denials)),
-            notify: Arc::new(Notify::new()),
-        })
-    }
-}
-
-/// [`run_sync`]'s side of the channels with the agent.
-pub struct AgentLink {
-    /// Verified bundles, in order; the agent answers each on `results`.
-    pub bundles: mpsc::Sender<Bundle>,
-    /// The agent's answers.
-    pub results: mpsc::Receiver<ApplyResult>,
-    /// The alert spool, if the agent keeps one.
-    pub events: Option<EventQueue>,
-    /// The node's state for reports.
-    pub report: ReportFn,
-}
-
-/// The agent's side: receive a [`Bundle`], apply it, answer with an [`ApplyResult`].
-pub struct AgentEnd {
-    /// Bundles to apply.
-    pub bundles: mpsc::Receiver<Bundle>,
-    /// Answers.
-    pub results: mpsc::Sender<ApplyResult>,
-}
-
-/// Both ends of the channels between [`run_sync`] and the agent.
-pub fn link(events: Option<EventQueue>, report: ReportFn) -> (AgentLink, AgentEnd) {
-    let (bundle_tx, bundle_rx) = mpsc::channel(1);
-    let (result_tx, result_rx) = mpsc::channel(1);
-    let link = AgentLink { bundles: bundle_tx, results: result_rx, events, report };
-    (link, AgentEnd { bundles: bundle_rx, results: result_tx })
-}
-
-/// The bundle and policy versions in force (for reports).
-pub(crate) type Applied = (Option<u64>, Option<u64>);
+use super::wait::{sleep, unless_stopped};
 
 /// Runs until shutdown; see the module documentation. `store` should have been loaded
 /// ([`BundleStore::load_last`]) and its bundle applied by the agent before.
@@ -169,28 +48,6 @@ pub async fn run_sync(
         _ = poll => {}
         _ = async { tokio::join!(renew, reports, uploads) } => {}
     }
-}
-
-/// Waits for shutdown (true, or the sender gone).
-pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
-}
-
-/// `fut`'s output, or `None` if shutdown comes first.
-pub(crate) async fn unless_stopped<T>(
-    shutdown: &mut watch::Receiver<bool>,
-    fut: impl Future<Output = T>,
-) -> Option<T> {
-    tokio::select! {
-        biased;
-        _ = stopped(shutdown) => None,
-        value = fut => Some(value),
-    }
-}
-
-/// Sleeps `d`; false if shutdown came first.
-pub(crate) async fn sleep(shutdown: &mut watch::Receiver<bool>, d: Duration) -> bool {
-    unless_stopped(shutdown, tokio::time::sleep(d)).await.is_some()
 }
 
 /// An acknowledgement refusing a bundle that did not verify (its numbers read unverified, for

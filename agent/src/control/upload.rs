@@ -8,11 +8,12 @@ use ringfence_proto::api::{Event, EventBatch};
 use serde_json::Value;
 use tokio::sync::watch;
 
+use super::agent_link::SyncOptions;
+use super::client::ControlClient;
+use super::error::ControlError;
 use super::periodic::{Backoff, Quiet};
-use super::sync::{sleep, unless_stopped, EventQueue, SyncOptions};
-use super::{ControlClient, ControlError};
-use crate::exfil::spool::Batch;
-use crate::exfil::{Spool, SpoolError};
+use super::wait::{sleep, unless_stopped};
+use crate::spool::{Batch, EventQueue, Spool, SpoolError};
 
 /// The longest event id the control plane stores.
 const MAX_EVENT_ID: usize = 128;

@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::sync::EventQueue;
+use crate::clock::unix_ms;
 use crate::events::{target_text, verdict_record_json, VerdictRecord};
-use crate::exfil::monitor::unix_ms;
+use crate::spool::EventQueue;
 
 /// Window of one key.
 pub const AGGREGATION_INTERVAL: Duration = Duration::from_secs(10);

@@ -13,8 +13,8 @@ use serde::Serialize;
 
 use super::attribution::dest_key;
 use crate::{
+    clock::monotonic_ns,
     error::AgentError,
-    flows::monotonic_ns,
     maps::{maps_dir, open},
 };
 

@@ -13,9 +13,10 @@ use std::{
 };
 
 use rustc_hash::FxHashMap as HashMap;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::checkpoints::{Candidate, CheckpointIndex};
+pub use crate::flows::sample::{FlowId, FlowSample};
 
 /// Checkpoint candidates smaller than this are not matched (too many coincidences).
 const MIN_CHECKPOINT_BYTES: u64 = 1 << 20;
@@ -33,30 +34,6 @@ pub struct ExfilRules {
 
 /// A flow whose bytes have not changed for this long is settled (as is one that sent FIN/RST).
 pub const SETTLE: Duration = Duration::from_secs(2);
-
-/// One flow's cumulative counters at a poll.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct FlowSample {
-    pub id: FlowId,
-    /// Cumulative bytes sent (for TCP: payload that advanced the sequence, retransmissions not
-    /// counted again).
-    pub tx_bytes: u64,
-    /// This side sent FIN or RST: the transfer is over.
-    pub finished: bool,
-}
-
-/// A flow's identity for its whole life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct FlowId {
-    pub cgroup_id: u64,
-    pub local: IpAddr,
-    pub local_port: u16,
-    pub remote: IpAddr,
-    pub remote_port: u16,
-    pub protocol: u8,
-    /// When the kernel first saw the flow (monotonic ns): tells a reused 5-tuple apart.
-    pub first_seen_ns: u64,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]

@@ -1,7 +1,7 @@
 //! Weight-exfiltration detection: a sans-IO core (`detector`) fed with flow-counter snapshots and
 //! checkpoint-file observations, producing alerts; and the agent's shell around it: the monitor
 //! (policy rules, approved sinks, process attribution), the checkpoint watcher, the kernel's
-//! block table and the durable alert spool.
+//! block table; alerts go to the durable spool ([`crate::spool`]).
 pub mod attribution;
 pub mod blocks;
 pub mod checkpoints;
@@ -10,7 +10,6 @@ pub mod detector;
 mod detector_tests;
 pub mod monitor;
 pub mod shell;
-pub mod spool;
 pub mod watcher;
 
 pub use attribution::{Owners, Process};
@@ -19,4 +18,3 @@ pub use checkpoints::{shard_group, CheckpointIndex};
 pub use detector::{Alert, AlertKind, Detector, ExfilRules, FlowId, FlowSample, Severity};
 pub use monitor::{AlertRecord, ExfilMonitor};
 pub use shell::ExfilShell;
-pub use spool::{Spool, SpoolError, SpoolLimits};

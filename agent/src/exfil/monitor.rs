@@ -4,7 +4,7 @@
 use std::{
     net::IpAddr,
     path::PathBuf,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use ipnet::IpNet;
@@ -18,6 +18,7 @@ use super::{
     detector::{Alert, AlertKind, Detector, ExfilRules, FlowId, FlowSample, Severity},
     watcher::CheckpointWatcher,
 };
+use crate::clock::unix_ms;
 
 /// Checkpoint files are compared against transfers for this long after they were last written.
 pub const CHECKPOINT_RETENTION: Duration = Duration::from_secs(24 * 3600);
@@ -47,10 +48,6 @@ pub struct AlertRecord {
     /// With `block`: how long the destination stays blocked for the cgroup.
     pub block_secs: Option<u64>,
     pub explanation: String,
-}
-
-pub fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The monitor for one policy's rules.

@@ -14,11 +14,13 @@ use std::{
 use ringfence_policy::{geo::GeoDb, Policy};
 use tracing::{error, info, warn};
 
-use super::{blocks::BlockTable, monitor::ExfilMonitor, AlertRecord, FlowId, Owners};
-use crate::{control::EventQueue, error::AgentError, flows::FlowTable, metrics::Metrics};
-
-/// Where alerts are spooled inside the state directory.
-pub const SPOOL_DIR: &str = "spool";
+use super::{
+    attribution::Owners,
+    blocks::BlockTable,
+    detector::FlowId,
+    monitor::{AlertRecord, ExfilMonitor},
+};
+use crate::{error::AgentError, files::write_atomic, flows::FlowTable, metrics::Metrics, spool::EventQueue};
 /// The flows that raised a checkpoint alert (JSON array), inside the state directory.
 pub const FIRED_FILE: &str = "exfil-fired.json";
 
@@ -154,7 +156,7 @@ impl ExfilShell {
     /// Persists the alerted flows (atomically; a failure is logged, the set stays in memory).
     fn save_fired(&mut self, fired: Vec<FlowId>) {
         let json = serde_json::to_vec(&fired).expect("flow ids serialize");
-        if let Err(e) = crate::control::write_atomic(&self.fired_path, &json, 0o600) {
+        if let Err(e) = write_atomic(&self.fired_path, &json, 0o600) {
             error!(error = %e, "exfiltration: the alerted flows could not be saved; after a restart they may alert again");
         }
         self.fired = fired;

@@ -8,7 +8,7 @@ use std::{
 
 use wireguard_control::Key;
 
-use crate::fsutil::write_atomic;
+use crate::files::write_atomic;
 
 /// File name of the private key inside the state directory.
 pub const KEY_FILE: &str = "wireguard.key";

@@ -213,6 +213,18 @@ impl Mesh {
         Ok(())
     }
 
+    /// Whether the peers come from a peers file (`--wg-peers`) rather than from the caller.
+    pub fn follows_file(&self) -> bool {
+        self.cfg.peers_file.is_some()
+    }
+
+    /// Puts `peers` in force; a failure is logged.
+    pub async fn set_peers(&mut self, peers: &[Peer], trigger: &str) {
+        if let Err(e) = self.reconcile(peers, trigger).await {
+            error!(trigger, interface = %self.cfg.interface, error = %format!("{e:#}"), "wireguard reconcile failed");
+        }
+    }
+
     /// Re-reads the peers file; a bad file is logged and the peers in force stay.
     pub async fn reload(&mut self, trigger: &str) {
         let Some(path) = self.cfg.peers_file.clone() else { return };
@@ -220,11 +232,7 @@ impl Mesh {
             w.mark_seen();
         }
         match peers::load(&path) {
-            Ok(peers) => {
-                if let Err(e) = self.reconcile(&peers, trigger).await {
-                    error!(trigger, interface = %self.cfg.interface, error = %format!("{e:#}"), "wireguard reconcile failed");
-                }
-            }
+            Ok(peers) => self.set_peers(&peers, trigger).await,
             Err(errors) => {
                 error!(trigger, errors = %errors.join("; "), "peers file rejected; the peers in force stay")
             }

@@ -1,5 +1,6 @@
-//! Mesh peers: the model the agent reconciles the device against, and the peers file (JSON) it
-//! comes from today. The model knows nothing about the file, so the control plane can feed it.
+//! Mesh peers: the model the agent reconciles the device against, read from the peers file
+//! (JSON, `--wg-peers`) or from a control-plane bundle ([`from_bundle`]); both are validated
+//! alike.
 //!
 //! ```json
 //! {"peers":[{"publicKey":"…","endpoint":"192.0.2.2:51820","allowedIps":["198.51.100.64/26"],
@@ -47,11 +48,42 @@ struct RawPeer {
 /// Parses a peers document; every problem is reported, each naming the peer.
 pub fn parse(text: &str) -> Result<Vec<Peer>, Vec<String>> {
     let raw: RawFile = serde_json::from_str(text).map_err(|e| vec![e.to_string()])?;
+    validate(raw.peers)
+}
+
+/// A bundle's peers, validated like a peers file (messages name `peers[i]`).
+pub fn from_bundle(peers: &[ringfence_proto::bundle::Peer]) -> Result<Vec<Peer>, Vec<String>> {
+    validate(
+        peers
+            .iter()
+            .map(|p| RawPeer {
+                public_key: p.public_key.clone(),
+                endpoint: p.endpoint.clone(),
+                allowed_ips: p.allowed_ips.clone(),
+                region: Some(p.region.clone()),
+                persistent_keepalive: None,
+            })
+            .collect(),
+    )
+}
+
+/// The addresses of `peers`: their endpoints' hosts and the networks routed to them through the
+/// tunnel.
+pub fn addresses(peers: &[Peer]) -> Vec<IpNet> {
+    let mut out = Vec::new();
+    for p in peers {
+        out.extend(p.endpoint.map(|e| IpNet::from(e.ip())));
+        out.extend(p.allowed_ips.iter().copied());
+    }
+    out
+}
+
+fn validate(raw: Vec<RawPeer>) -> Result<Vec<Peer>, Vec<String>> {
     let mut errors = Vec::new();
     let mut peers = Vec::new();
     let mut seen_keys: HashMap<[u8; 32], usize> = HashMap::new();
     let mut seen_nets: Vec<(IpNet, usize)> = Vec::new();
-    for (i, p) in raw.peers.into_iter().enumerate() {
+    for (i, p) in raw.into_iter().enumerate() {
         let at = format!("peers[{i}]");
         let key = Key::from_base64(p.public_key.trim());
         let key = match key {

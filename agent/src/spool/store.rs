@@ -1,88 +1,33 @@
-//! Durable local event spool: events survive control-plane outages and agent crashes.
-//!
-//! A directory (created 0700) of `spool-00000001.jsonl`, `spool-00000002.jsonl`, …: one JSON record
-//! per line, fsynced before `append` returns. Files rotate at `max_file_bytes`; past
-//! `max_total_bytes` the oldest whole files are deleted and their undelivered records counted as
-//! dropped. Delivery is at-least-once: an uploader reads a [`Batch`] ([`Spool::read_batch`]),
-//! sends it, then acknowledges it ([`Spool::ack_batch`]); records carry a string `"id"` for the
-//! receiver to deduplicate a resend after a crash.
-//!
-//! Reading never re-parses what was delivered: the cursor (`dir/cursor`: file, line and byte
-//! offset, replaced atomically) says where the next undelivered record starts, and a batch is read
-//! from there, at most `limit` records. A line that is not a JSON object with a string `"id"` is
-//! quarantined: copied to `dir/quarantine.jsonl`, counted, logged, and passed over, so delivery
-//! continues. A corrupt or impossible cursor is moved aside and rebuilt (delivery restarts at the
-//! oldest file still there; the receiver drops the repeats): never fatal.
+//! [`Spool`]: opening the spool directory, appending records (rotation, the total size cap),
+//! and keeping the delivery cursor on an existing record.
 use std::{
     collections::VecDeque,
-    fs::{self, File, OpenOptions},
-    io::{self, Write},
+    fs::{self, File},
+    io::Write,
     os::unix::fs::DirBuilderExt,
     path::{Path, PathBuf},
 };
 
 use serde_json::Value;
 
-mod cursor;
-mod reader;
-#[cfg(test)]
-mod tests;
-
-pub use cursor::Cursor;
-pub use reader::{Batch, QUARANTINE};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SpoolLimits {
-    /// A file is rotated before a record would take it past this size (default 8 MiB).
-    pub max_file_bytes: u64,
-    /// Oldest files are deleted before a record would take the spool past this (default 256 MiB).
-    pub max_total_bytes: u64,
-}
-
-impl Default for SpoolLimits {
-    fn default() -> Self {
-        SpoolLimits { max_file_bytes: 8 << 20, max_total_bytes: 256 << 20 }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum SpoolError {
-    #[error("event spool: {what} {path}: {source}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("event spool {path}: record has no string \"id\" field")]
-    NoId { path: PathBuf },
-}
-
-fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> SpoolError + 'a {
-    move |source| SpoolError::Io { what, path: path.to_path_buf(), source }
-}
-
-/// One spool file; its records are its '\n'-terminated lines.
-#[derive(Debug, Clone, Copy)]
-struct Segment {
-    seq: u64,
-    bytes: u64,
-    lines: u64,
-}
+use super::cursor::{self, Cursor};
+use super::segments::{
+    create_segment, io_err, open_append, scan_segment, seg_path, sync_dir, Segment, SpoolError, SpoolLimits,
+};
 
 #[derive(Debug)]
 pub struct Spool {
-    dir: PathBuf,
+    pub(super) dir: PathBuf,
     limits: SpoolLimits,
     /// Oldest first; never empty, the last one is open for appending.
-    segments: VecDeque<Segment>,
+    pub(super) segments: VecDeque<Segment>,
     file: File,
-    cursor: Cursor,
+    pub(super) cursor: Cursor,
     dropped: u64,
-    quarantined: u64,
+    pub(super) quarantined: u64,
     /// Corrupt lines before this position were quarantined already (a batch read again after a
     /// failed upload does not copy them twice).
-    quarantine_mark: Option<Cursor>,
+    pub(super) quarantine_mark: Option<Cursor>,
 }
 
 impl Spool {
@@ -119,7 +64,7 @@ impl Spool {
             quarantined: 0,
             quarantine_mark: None,
         };
-        spool.cursor = cursor::load(&spool)?;
+        spool.cursor = cursor::load(&spool.dir, &spool.segments)?;
         spool.normalize_cursor();
         spool.remove_delivered()?;
         Ok(spool)
@@ -203,7 +148,7 @@ impl Spool {
     }
 
     /// Moves a cursor at the end of a finished file (or in a deleted one) to the next file's start.
-    fn normalize_cursor(&mut self) {
+    pub(super) fn normalize_cursor(&mut self) {
         let c = self.cursor;
         let last = *self.segments.back().expect("spool has a current file");
         self.cursor =
@@ -215,7 +160,7 @@ impl Spool {
     }
 
     /// Deletes files wholly before the cursor.
-    fn remove_delivered(&mut self) -> Result<(), SpoolError> {
+    pub(super) fn remove_delivered(&mut self) -> Result<(), SpoolError> {
         let mut removed = false;
         while self.segments.front().is_some_and(|s| s.seq < self.cursor.seq) {
             let path = seg_path(&self.dir, self.segments.pop_front().expect("checked").seq);
@@ -227,61 +172,4 @@ impl Spool {
         }
         Ok(())
     }
-}
-
-/// Reads one file's size and line count (streaming), truncating a torn last line.
-fn scan_segment(dir: &Path, seq: u64) -> Result<Segment, SpoolError> {
-    use io::BufRead;
-    let path = seg_path(dir, seq);
-    let file = File::open(&path).map_err(io_err("read", &path))?;
-    let mut reader = io::BufReader::with_capacity(64 << 10, file);
-    let (mut complete, mut lines, mut total) = (0u64, 0u64, 0u64);
-    loop {
-        let buf = reader.fill_buf().map_err(io_err("read", &path))?;
-        if buf.is_empty() {
-            break;
-        }
-        let n = buf.len();
-        for (i, b) in buf.iter().enumerate() {
-            if *b == b'\n' {
-                lines += 1;
-                complete = total + i as u64 + 1;
-            }
-        }
-        total += n as u64;
-        reader.consume(n);
-    }
-    if complete < total {
-        tracing::warn!(path = %path.display(), bytes = total - complete, "event spool: dropping a torn last line");
-        let f = OpenOptions::new().write(true).open(&path).map_err(io_err("open", &path))?;
-        f.set_len(complete).and_then(|()| f.sync_all()).map_err(io_err("truncate", &path))?;
-    }
-    Ok(Segment { seq, bytes: complete, lines })
-}
-
-fn seg_path(dir: &Path, seq: u64) -> PathBuf {
-    dir.join(format!("spool-{seq:08}.jsonl"))
-}
-
-fn open_append(dir: &Path, seq: u64) -> Result<File, SpoolError> {
-    let path = seg_path(dir, seq);
-    OpenOptions::new().append(true).open(&path).map_err(io_err("open", &path))
-}
-
-/// Creates file `seq` (0600) and makes its directory entry durable.
-fn create_segment(dir: &Path, seq: u64) -> Result<File, SpoolError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let path = seg_path(dir, seq);
-    let f = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(io_err("create", &path))?;
-    sync_dir(dir)?;
-    Ok(f)
-}
-
-fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err("sync directory", dir))
 }

@@ -2,12 +2,15 @@
 //! kept in `dir/cursor`, replaced atomically. Loading never fails on its contents: a cursor that
 //! does not parse or does not point at the start of a line is moved aside and rebuilt.
 
+use std::collections::VecDeque;
 use std::fs::{self, File};
 use std::io::{self, BufRead, Read, Seek, SeekFrom};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{io_err, seg_path, Spool, SpoolError};
+use super::segments::{io_err, seg_path, Segment, SpoolError};
+use crate::clock::unix_ms;
 
 /// A position in the spool: line `line` (0-based) of file `seq`, `offset` bytes into it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,21 +28,21 @@ fn unknown_offset() -> u64 {
 
 const FILE: &str = "cursor";
 
-/// Reads the cursor of `spool` (missing: from the start).
-pub(super) fn load(spool: &Spool) -> Result<Cursor, SpoolError> {
-    let path = spool.dir.join(FILE);
+/// Reads the cursor of the spool in `dir`, whose files are `segments` (missing: from the start).
+pub(super) fn load(dir: &Path, segments: &VecDeque<Segment>) -> Result<Cursor, SpoolError> {
+    let path = dir.join(FILE);
     let data = match fs::read(&path) {
         Ok(data) => data,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Cursor::default()),
         Err(e) => return Err(io_err("read", &path)(e)),
     };
     let parsed = serde_json::from_slice::<Cursor>(&data).map_err(|e| e.to_string());
-    match parsed.and_then(|c| resolve(spool, c)) {
+    match parsed.and_then(|c| resolve(dir, segments, c)) {
         Ok(c) => Ok(c),
         Err(why) => {
-            let aside = spool.dir.join(format!("cursor.corrupt-{}", crate::exfil::monitor::unix_ms()));
+            let aside = dir.join(format!("cursor.corrupt-{}", unix_ms()));
             fs::rename(&path, &aside).map_err(io_err("move aside", &path))?;
-            let start = spool.segments.front().map_or(0, |s| s.seq);
+            let start = segments.front().map_or(0, |s| s.seq);
             tracing::warn!(cursor = %path.display(), moved_to = %aside.display(), why,
                 "event spool: corrupt cursor rebuilt; delivery restarts at the oldest spooled record (the control plane drops repeats)");
             Ok(Cursor { seq: start, line: 0, offset: 0 })
@@ -48,15 +51,15 @@ pub(super) fn load(spool: &Spool) -> Result<Cursor, SpoolError> {
 }
 
 /// Checks a cursor against the files (computing a missing offset); `Err` says why it is wrong.
-fn resolve(spool: &Spool, c: Cursor) -> Result<Cursor, String> {
-    let Some(seg) = spool.segments.iter().find(|s| s.seq == c.seq) else {
+fn resolve(dir: &Path, segments: &VecDeque<Segment>, c: Cursor) -> Result<Cursor, String> {
+    let Some(seg) = segments.iter().find(|s| s.seq == c.seq) else {
         // In a deleted file (or before any): the next existing file's start.
         return Ok(Cursor { offset: 0, ..c });
     };
     if c.line > seg.lines {
         return Err(format!("line {} of a file of {} lines", c.line, seg.lines));
     }
-    let path = seg_path(&spool.dir, c.seq);
+    let path = seg_path(dir, c.seq);
     if c.offset == u64::MAX {
         let mut reader = io::BufReader::new(File::open(&path).map_err(|e| e.to_string())?);
         let mut offset = 0u64;
@@ -83,10 +86,10 @@ fn resolve(spool: &Spool, c: Cursor) -> Result<Cursor, String> {
     Ok(c)
 }
 
-/// Writes the cursor atomically (private, like the spool files).
-pub(super) fn persist(spool: &Spool) -> Result<(), SpoolError> {
-    let data = serde_json::to_vec(&spool.cursor).expect("cursor serializes");
-    crate::fsutil::write_atomic(&spool.dir.join(FILE), &data, 0o600).map_err(|e| SpoolError::Io {
+/// Writes `cursor` into `dir` atomically (private, like the spool files).
+pub(super) fn persist(dir: &Path, cursor: &Cursor) -> Result<(), SpoolError> {
+    let data = serde_json::to_vec(cursor).expect("cursor serializes");
+    crate::files::write_atomic(&dir.join(FILE), &data, 0o600).map_err(|e| SpoolError::Io {
         what: e.what,
         path: e.path,
         source: e.source,

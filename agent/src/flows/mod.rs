@@ -11,9 +11,13 @@ use ringfence_common::{FlowKey, FlowStats, TcpSeq, FLOWS_MAP, INBOUND_MAP, TCPSE
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
+pub mod sample;
+
+pub use sample::{FlowId, FlowSample};
+
 use crate::{
+    clock::monotonic_ns,
     error::AgentError,
-    exfil::{FlowId, FlowSample},
     maps::{maps_dir, open},
 };
 
@@ -54,8 +58,6 @@ fn addr(bytes: &[u8; 16], family: u32) -> IpAddr {
         IpAddr::V6(Ipv6Addr::from(*bytes))
     }
 }
-
-pub use crate::sys::monotonic_ns;
 
 /// Sums the per-CPU values of one flow; `seq` is its TCP sequence accounting, if any.
 pub fn sum(

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
+use super::segments::seg_path;
 use super::*;
 
 /// A scratch directory removed on drop; the spool goes in its `spool` subdirectory.

@@ -6,7 +6,9 @@ use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
 
 use serde_json::Value;
 
-use super::{cursor, io_err, seg_path, Cursor, Spool, SpoolError};
+use super::cursor::{self, Cursor};
+use super::segments::{io_err, seg_path, SpoolError};
+use super::store::Spool;
 
 /// Up to `limit` undelivered records and where the next batch starts.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -100,7 +102,7 @@ impl Spool {
         }
         self.cursor = batch.end;
         self.normalize_cursor();
-        cursor::persist(self)?;
+        cursor::persist(&self.dir, &self.cursor)?;
         self.remove_delivered()
     }
 

@@ -1,0 +1,138 @@
+//! The one way a policy is loaded: parse its source, add the peer nodes' addresses, compile it
+//! against the geo database, check what it needs from the agent (`spec.exfiltration`). Every
+//! path that puts a policy in force goes through [`PolicyLoader::load`]: the startup checks,
+//! a reload (SIGHUP, file change), a control-plane bundle and a geo database change.
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use ringfence_policy::{
+    compile, geo::GeoDb, load_policy_file, parse_policy, Compiled, Policy, PolicyFileError,
+};
+use ringfence_proto::bundle::Bundle;
+
+use crate::config::RunConfig;
+
+/// Everything wrong with a policy, one message per problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.join("; "))]
+pub struct PolicyErrors(pub Vec<String>);
+
+/// Where the policy comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicySource {
+    /// A policy file (`--policy`), read again at each load.
+    File(PathBuf),
+    /// A verified control-plane bundle's policy document, held in memory.
+    Bundle {
+        /// The bundle's version.
+        version: u64,
+        /// The policy (YAML).
+        yaml: String,
+    },
+}
+
+impl PolicySource {
+    /// The policy of `bundle`.
+    pub fn bundle(bundle: &Bundle) -> PolicySource {
+        PolicySource::Bundle { version: bundle.version, yaml: bundle.policy_yaml.clone() }
+    }
+
+    /// How messages name the source.
+    pub fn label(&self) -> String {
+        match self {
+            PolicySource::File(path) => path.display().to_string(),
+            PolicySource::Bundle { version, .. } => format!("bundle {version} policy"),
+        }
+    }
+}
+
+/// A policy that passed every check, with its compiled form.
+#[derive(Debug, Clone)]
+pub struct LoadedPolicy {
+    pub policy: Policy,
+    pub compiled: Compiled,
+}
+
+/// The policy's source and what the checks need to know about the agent.
+#[derive(Debug, Clone)]
+pub struct PolicyLoader {
+    pub source: PolicySource,
+    /// The uplinks get the packet path (its flow counters feed `spec.exfiltration`).
+    pub packet_path: bool,
+    /// Peer node addresses added to the policy's `spec.peers` (see [`merged_peers`]).
+    pub extra_peers: Vec<IpNet>,
+}
+
+impl PolicyLoader {
+    /// Loads `source` for the agent `cfg` describes; `extra_peers` join `spec.peers`.
+    pub fn new(source: PolicySource, cfg: &RunConfig, extra_peers: Vec<IpNet>) -> PolicyLoader {
+        PolicyLoader { source, packet_path: !cfg.interfaces.is_empty(), extra_peers }
+    }
+
+    /// Parses the source and adds the extra peers; no compiling (for when the geo database the
+    /// policy must be compiled against did not load).
+    pub fn parse(&self) -> Result<Policy, PolicyErrors> {
+        let mut policy = match &self.source {
+            PolicySource::File(path) => load_policy_file(path).map_err(|e| lines(&e))?,
+            PolicySource::Bundle { yaml, .. } => parse_policy(yaml).map_err(|diagnostics| {
+                lines(&PolicyFileError::Invalid { path: self.source.label().into(), diagnostics })
+            })?,
+        };
+        policy.peers = merged_peers(&policy, &self.extra_peers);
+        Ok(policy)
+    }
+
+    /// Parses, compiles against `geo` and runs every check.
+    pub fn load(&self, geo: Option<&GeoDb>) -> Result<LoadedPolicy, PolicyErrors> {
+        let policy = self.parse()?;
+        let compiled =
+            compile(&policy, geo).map_err(|e| PolicyErrors(vec![format!("{}: {e}", self.source.label())]))?;
+        let errors = self.exfil_errors(&policy, geo);
+        if !errors.is_empty() {
+            return Err(PolicyErrors(errors));
+        }
+        Ok(LoadedPolicy { policy, compiled })
+    }
+
+    /// What `spec.exfiltration` needs from the agent's configuration: the packet path's flow
+    /// counters, and the geo database when approved sinks name countries.
+    fn exfil_errors(&self, policy: &Policy, geo: Option<&GeoDb>) -> Vec<String> {
+        let mut errors = Vec::new();
+        if policy.exfiltration.is_none() {
+            return errors;
+        }
+        let label = self.source.label();
+        if !self.packet_path {
+            errors.push(format!(
+                "{label}: spec.exfiltration needs the packet path's flow counters: run with --interface <uplink>"
+            ));
+        }
+        if policy.exfiltration_needs_geo() && geo.is_none() {
+            errors.push(format!(
+                "{label}: spec.exfiltration.approvedSinks names countries: give a geo-IP database with --geoip-db"
+            ));
+        }
+        errors
+    }
+}
+
+fn lines(e: &impl std::fmt::Display) -> PolicyErrors {
+    PolicyErrors(e.to_string().lines().map(str::to_string).collect())
+}
+
+/// The policy's `spec.peers` with the addresses of peer nodes the control plane resolved (the
+/// WireGuard peers of this node's region, [`crate::wg::peers::addresses`]): traffic to them must
+/// be encrypted, and they are approved sinks for exfiltration rules with `peers: true`.
+pub fn merged_peers(policy: &Policy, extra: &[IpNet]) -> Vec<IpNet> {
+    let mut peers = policy.peers.clone();
+    if extra.is_empty() {
+        return peers;
+    }
+    peers.extend(extra.iter().map(|n| ringfence_policy::normalize_net(n.trunc())));
+    peers.sort_unstable();
+    peers.dedup();
+    peers
+}
+
+#[cfg(test)]
+mod tests;

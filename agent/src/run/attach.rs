@@ -1,0 +1,42 @@
+//! `run`, step 2: the checked policy into the kernel maps, then the programs attached (pinned,
+//! so enforcement outlives the agent). From here on the cgroup is enforced.
+use tracing::info;
+
+use super::prepare::Prepared;
+use crate::{bpf, enforcer::log_geo, error::AgentError, geo, maps::PinnedMaps};
+
+/// The kernel side, enforcing.
+pub(super) struct Attached {
+    pub maps: PinnedMaps,
+    /// The generation of the policy in force.
+    pub generation: u32,
+}
+
+/// Loads the programs, writes the policy, attaches (adopting what a previous agent pinned).
+pub(super) fn attach(p: &Prepared) -> Result<Attached, AgentError> {
+    let (cfg, checked) = (&p.cfg, &p.checked);
+    let adopted = bpf::has_pinned_links(&cfg.bpffs);
+    let mut ebpf = bpf::load(&cfg.bpffs)?;
+    let mut maps = PinnedMaps::open(&cfg.bpffs)?;
+    // The policy is in the maps before the first hook is attached.
+    let generation = maps.apply(&checked.compiled, &geo::info(checked.geo.as_ref(), &checked.compiled))?;
+    let isolation =
+        bpf::Isolation { packet_path: !cfg.interfaces.is_empty(), allow_weaker: cfg.allow_weaker_isolation };
+    let hooks = bpf::attach_all(&mut ebpf, &checked.cgroup, &cfg.bpffs, isolation)?;
+    bpf::attach_packet_path(&mut ebpf, &cfg.interfaces, &cfg.bpffs)?;
+    drop(ebpf); // the pinned links and maps keep everything alive
+
+    if let Some(db) = &checked.geo {
+        log_geo(db, &checked.compiled, "geo database loaded");
+    }
+    info!(
+        generation, adopted, policy = %checked.policy.name, mode = ?checked.policy.mode,
+        default_action = ?checked.policy.default_action, rules = checked.policy.rules.len(),
+        cgroup = %cfg.cgroup.display(), bpffs = %cfg.bpffs.display(),
+        interfaces = %cfg.interfaces.join(","), packet_sockets = hooks.packet_sockets.as_str(),
+        backstop_attached_ns = hooks.backstop_attached_ns,
+        raw_sockets = checked.policy.raw_sockets.as_str(), "enforcing"
+    );
+    crate::notify::notify(&format!("READY=1\nSTATUS=enforcing generation {generation}"));
+    Ok(Attached { maps, generation })
+}

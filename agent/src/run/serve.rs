@@ -1,0 +1,120 @@
+//! `run`, step 4: the event loop. Events are logged (and spooled under a control plane), the
+//! policy and geo database are reloaded on SIGHUP or when their files change, bundles are applied
+//! as they come, the exfiltration detector polls the flow counters; until SIGINT or SIGTERM.
+use std::{future::Future, pin::Pin, time::Duration};
+
+use ringfence_proto::bundle::Bundle;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tracing::warn;
+
+use super::start::{geo_version, Running};
+use crate::{enforcer::Enforcer, remote::BundleUpdate, remote::Remote, watch::FileWatch, wg};
+
+/// Resolves when SIGINT or SIGTERM arrives.
+pub(super) async fn shutdown_signal() -> &'static str {
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
+/// Serves until `shutdown` resolves; returns its signal's name.
+pub(super) async fn serve(
+    r: &mut Running,
+    hup: &mut Signal,
+    mut shutdown: Pin<&mut impl Future<Output = &'static str>>,
+) -> &'static str {
+    let Running { enforcer, mesh, remote, events, flow_table, metrics, .. } = r;
+    let mut exfil_tick = tokio::time::interval(enforcer.cfg.exfil_poll);
+    let mut expire =
+        tokio::time::interval((enforcer.cfg.flow_idle_timeout / 4).max(Duration::from_millis(100)));
+    let mut tick = tokio::time::interval(enforcer.cfg.watch_interval);
+    // Programs wake us only for a large backlog; drain small batches on this timer.
+    let mut drain = tokio::time::interval(Duration::from_millis(ringfence_common::EVENTS_POLL_MS));
+    let mut batch = Vec::new();
+    loop {
+        tokio::select! {
+            why = &mut shutdown => return why,
+            _ = hup.recv() => {
+                let _ = enforcer.reload("SIGHUP");
+                if let Some(mesh) = mesh.as_mut() {
+                    mesh.reload("SIGHUP").await;
+                    enforcer.sync_endpoints(mesh);
+                }
+            }
+            _ = tick.tick() => {
+                // Evaluate every watch (no short-circuit), so each records what it saw.
+                let geo_changed = enforcer.geo_watch.iter_mut().fold(false, |c, w| w.changed() | c);
+                if geo_changed {
+                    enforcer.reload_geo();
+                } else if enforcer.policy_watch.as_mut().is_some_and(FileWatch::changed) {
+                    let _ = enforcer.reload("file change");
+                }
+                if let Some(mesh) = mesh.as_mut() {
+                    mesh.poll().await;
+                    enforcer.sync_endpoints(mesh);
+                }
+            }
+            r = events.read(&mut batch) => {
+                if let Err(e) = r { warn!(error = %e, "reading events"); }
+                enforcer.report(&mut batch);
+            }
+            _ = expire.tick() => match flow_table.expire(enforcer.cfg.flow_idle_timeout) {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(flows = n, "expired idle flows"),
+                Err(e) => warn!(error = %e, "expiring idle flows"),
+            },
+            _ = drain.tick() => {
+                events.drain(&mut batch);
+                enforcer.report(&mut batch);
+            }
+            Some(b) = next_bundle(remote) => {
+                let r = remote.as_mut().expect("a bundle comes from the remote");
+                let result = apply_bundle(enforcer, mesh.as_mut(), &b).await;
+                if result.is_ok() {
+                    r.record_peers(&b);
+                    r.report.lock().expect("report lock").geo_db_version = geo_version(enforcer.geo.as_ref());
+                }
+                r.answer(&b, result).await;
+            }
+            _ = exfil_tick.tick() => {
+                // Attribute the newest connections before looking at their bytes.
+                events.drain(&mut batch);
+                enforcer.report(&mut batch);
+                enforcer.exfil.poll(flow_table, enforcer.geo.as_ref());
+                enforcer.export_counters(metrics);
+            }
+        }
+    }
+}
+
+/// The next bundle from the control plane (never, without one).
+async fn next_bundle(remote: &mut Option<Remote>) -> Option<Bundle> {
+    match remote {
+        Some(r) => r.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Puts a control-plane bundle in force: its policy through the one load path, then its peers
+/// on the mesh (unless the mesh follows a `--wg-peers` file, which is re-read instead).
+async fn apply_bundle(
+    enforcer: &mut Enforcer,
+    mesh: Option<&mut wg::Mesh>,
+    b: &Bundle,
+) -> Result<(), String> {
+    let trigger = format!("control plane bundle {}", b.version);
+    let update = BundleUpdate::of(b)?;
+    enforcer.switch(update.loader(&enforcer.loader, mesh.is_some()), &trigger)?;
+    if let Some(mesh) = mesh {
+        if mesh.follows_file() {
+            mesh.reload(&trigger).await;
+        } else {
+            mesh.set_peers(&update.peers, &trigger).await;
+        }
+        enforcer.sync_endpoints(mesh);
+    }
+    Ok(())
+}
