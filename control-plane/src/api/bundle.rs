@@ -42,8 +42,9 @@ pub async fn long_poll(
     let deadline = tokio::time::Instant::now() + wait;
     let mut updates = state.hub.subscribe();
     let mut shutdown = state.shutdown.clone();
-    let _watching = WatcherGuard::new(&state.metrics.watchers);
     let mut slot = state.long_polls.register(&id);
+    // Counted once subscribed and registered: a test that sees the gauge knows the poll waits.
+    let _watching = WatcherGuard::new(&state.metrics.watchers);
     loop {
         let snapshot = updates.borrow_and_update().clone();
         if snapshot.node(&id).is_some_and(|n| n.info.revoked_ms.is_some()) {

@@ -52,7 +52,7 @@ async fn applied_policy_reaches_selected_nodes_signed(backend: Backend) {
     assert_eq!((node.applied_bundle_version, node.applied_policy_version), (Some(bundle.version), Some(1)));
     // Shutdown answers waiting long-polls at once (204) instead of holding the drain.
     let waiting = tokio::spawn(async move { eu_gpu.poll(bundle.version, 30).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.wait_for_metric("ringfence_longpoll_watchers", 1.0).await;
     let stopping = Instant::now();
     server.stop().await;
     assert!(waiting.await.unwrap().is_none());
@@ -74,7 +74,11 @@ async fn change_propagates_to_waiting_agents(backend: Backend) {
             (signed, started.elapsed())
         }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Apply once the poll is parked on the server and has been for 300 ms (so `waited`
+    // measures a real wait).
+    let parked = Instant::now();
+    server.wait_for_metric("ringfence_longpoll_watchers", 1.0).await;
+    tokio::time::sleep_until((parked + Duration::from_millis(300)).into()).await;
     let applied = Instant::now();
     server.apply(&policy_yaml("v2", "203.0.113.0/24"), "region=eu").await;
     let (signed, waited) = waiting.await.unwrap();

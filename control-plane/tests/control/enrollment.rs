@@ -41,7 +41,11 @@ async fn token_is_one_time(backend: Backend) {
 async fn expired_token_refused(backend: Backend) {
     let server = TestServer::start(backend).await;
     let token = server.token("eu", &[], Some(1)).await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Expired without waiting for the wall clock: its stored expiry moves 2 s into the past.
+    sqlx::query("UPDATE tokens SET expires_ms = expires_ms - 2000")
+        .execute(server.db().pool())
+        .await
+        .unwrap();
     let (status, body) = Agent::enroll(&server, &token, None).await.err().expect("expired token refused");
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(body.contains("expired"), "{body}");
@@ -104,19 +108,26 @@ async fn expired_certificate_refused_and_renewal_works(backend: Backend) {
     assert_eq!(resp.status(), StatusCode::OK);
     let renewed1: RenewResponse = resp.json().await.unwrap();
     assert!(renewed1.not_after_ms >= agent.enrolled.not_after_ms);
-    // Certificate times have one-second resolution: wait a second past the lifetime.
-    let expired_at = std::time::UNIX_EPOCH + Duration::from_millis(agent.enrolled.not_after_ms as u64 + 1100);
-    tokio::time::sleep(expired_at.duration_since(std::time::SystemTime::now()).unwrap_or_default()).await;
-    // The first certificate has expired: a new connection fails the handshake, and a pooled
-    // connection opened while it was valid gets 403.
-    let fresh = client(
-        &server.ca_pem,
-        Some(Identity::from_pem(format!("{}{}", agent.cert_pem, agent.key_pem).as_bytes()).unwrap()),
-    );
-    let result = fresh.post(server.url("/v1/report")).json(&report).send().await;
-    if let Ok(r) = result {
-        panic!("expired certificate accepted: {} {}", r.status(), r.text().await.unwrap());
-    }
+    // The first certificate expires (TLS checks the wall clock): new connections with it are
+    // tried until one fails the handshake, at most 5 s past its lifetime (times in certificates
+    // have one-second resolution).
+    let identity = || Identity::from_pem(format!("{}{}", agent.cert_pem, agent.key_pem).as_bytes()).unwrap();
+    let deadline = std::time::UNIX_EPOCH + Duration::from_millis(agent.enrolled.not_after_ms as u64 + 5000);
+    let fresh = loop {
+        let fresh = client(&server.ca_pem, Some(identity()));
+        let result = fresh.post(server.url("/v1/report")).json(&report).send().await;
+        match result {
+            // Certificate times are whole seconds: the handshake may fail up to 1 s early.
+            Err(_) if ringfence_proto::now_ms() >= agent.enrolled.not_after_ms - 1000 => break fresh,
+            Err(e) => panic!("a valid certificate refused: {e}"),
+            Ok(r) if std::time::SystemTime::now() > deadline => {
+                panic!("expired certificate accepted: {} {}", r.status(), r.text().await.unwrap())
+            }
+            Ok(_) => {} // still valid
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // A pooled connection opened while it was valid gets 403.
     if let Ok(resp) = agent.post("/v1/report", &report).await {
         assert_eq!(resp.status(), StatusCode::FORBIDDEN, "pooled connection with an expired certificate");
     }

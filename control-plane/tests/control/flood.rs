@@ -12,7 +12,7 @@ use reqwest::StatusCode;
 use ringfence_proto::api::{PolicyApplyRequest, Selector, TokenRequest, TokenResponse, WireGuardInfo};
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::common::metrics::{metric, scrape};
+use crate::common::metrics::{metric, scrape, wait_for_metric, METRIC_WAIT};
 use crate::common::process::ServerProcess;
 use crate::common::{client_at, pg, policy_yaml, wg, Agent, Backend};
 
@@ -113,7 +113,8 @@ async fn idle_flood_does_not_lock_out_real_clients(backend: Backend) {
         let bundle = agent.poll(0, 20).await;
         (bundle, poll_started.elapsed())
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let honest = client_at(&server.ca_pem, None, Some(HONEST));
+    wait_for_metric(&honest, &server.base, "ringfence_longpoll_watchers", 1.0, METRIC_WAIT).await;
     let apply = PolicyApplyRequest {
         policy_yaml: policy_yaml("p", "198.51.100.0/24"),
         selector: Selector::parse("region=eu").unwrap(),
@@ -162,9 +163,9 @@ async fn long_polls_are_capped_per_node(backend: Backend) {
         })
     };
     let first = poll(agent.clone());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.wait_for_metric("ringfence_longpoll_watchers", 1.0).await;
     let second = poll(agent.clone());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.wait_for_metric("ringfence_longpoll_watchers", 2.0).await;
     let third = poll(agent.clone());
     let (empty, waited) = first.await.unwrap();
     assert!(empty && waited < Duration::from_secs(5), "the oldest poll ends when a third comes: {waited:?}");

@@ -23,7 +23,7 @@ async fn policy_applied_on_one_replica_reaches_agents_of_the_other() {
         let signed = agent.poll(0, 20).await;
         (signed, agent)
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    b.wait_for_metric("ringfence_longpoll_watchers", 1.0).await;
     let applied = Instant::now();
     a.apply(&policy_yaml("shared", "198.51.100.0/24"), "region=eu").await;
     let (signed, agent) = waiting.await.unwrap();
