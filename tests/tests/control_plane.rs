@@ -132,7 +132,8 @@ fn enrolled_nodes_enforce_their_selected_policy_and_survive_an_outage() {
     c.start_agent();
     c.agent().wait_for_message("control plane: enforcing the last good bundle", Duration::from_secs(1));
     assert!(!c.denies(DENIED) && a.denies(STORE), "last good bundles in force");
-    std::thread::sleep(Duration::from_millis(1500));
+    // Node a tried to deliver its denials during the outage and kept them.
+    a.agent().wait_for_message("event upload failed; the events stay in the spool", Duration::from_secs(20));
     cp.restart();
 
     // Every denial of node a reaches the control plane exactly once: aggregated per
