@@ -11,6 +11,8 @@ use ringfence_tests::{agent_bin, AgentProc, ControlPlane, Enforced};
 
 const DENIED: &str = "203.0.113.5";
 const STORE: &str = "198.51.100.10";
+/// A port node a connects to only once, after its other denials: a new aggregation key.
+const MARKER_PORT: u16 = 9;
 
 fn allow_all() -> &'static str {
     "apiVersion: ringfence.dev/v1\nkind: EgressPolicy\nmetadata: { name: base }\nspec:\n  defaultAction: allow\n"
@@ -131,8 +133,13 @@ fn enrolled_nodes_enforce_their_selected_policy_and_survive_an_outage() {
     c.lab.agent.take();
     c.start_agent();
     c.agent().wait_for_message("control plane: enforcing the last good bundle", Duration::from_secs(1));
+    let store_denials =
+        || a.agent().events().iter().filter(|e| e["dst"] == STORE && e["verdict"] == "deny").count();
+    let store_denials_before = store_denials();
     assert!(!c.denies(DENIED) && a.denies(STORE), "last good bundles in force");
-    // Node a tried to deliver its denials during the outage and kept them.
+    // Node a logged that denial (its count below is read from the log), and tried to deliver its
+    // denials during the outage and kept them.
+    time_until(Duration::from_secs(5), "node a's verdict event", || store_denials() > store_denials_before);
     a.agent().wait_for_message("event upload failed; the events stay in the spool", Duration::from_secs(20));
     cp.restart();
 
@@ -140,7 +147,8 @@ fn enrolled_nodes_enforce_their_selected_policy_and_survive_an_outage() {
     // (cgroup, destination, port, rule) and window, the counts add up to the denials.
     let denials = a.agent().events().iter().filter(|e| e["verdict"] == "deny").count() as u64;
     assert!(denials >= 5, "node a denied {denials} connections");
-    let stored = || {
+    // Node a's denial records: (id, count, port).
+    let all_stored = || {
         let list = cp.cli_json(&["alerts", "--limit", "1000"]);
         list["alerts"]
             .as_array()
@@ -148,13 +156,31 @@ fn enrolled_nodes_enforce_their_selected_policy_and_survive_an_outage() {
             .iter()
             .filter(|e| e["node_id"] == a.id.as_str() && e["kind"] == "deny")
             .map(|e| {
-                (e["id"].as_str().expect("id").to_string(), e["details"]["count"].as_u64().expect("count"))
+                let d = &e["details"];
+                (
+                    e["id"].as_str().expect("id").to_string(),
+                    d["count"].as_u64().expect("count"),
+                    d["port"].clone(),
+                )
             })
             .collect::<Vec<_>>()
     };
+    let stored = || -> Vec<(String, u64)> {
+        all_stored()
+            .into_iter()
+            .filter(|(_, _, port)| *port != MARKER_PORT)
+            .map(|(id, n, _)| (id, n))
+            .collect()
+    };
     let counted = || stored().iter().map(|(_, n)| n).sum::<u64>();
     time_until(Duration::from_secs(25), "the spooled denials", || counted() >= denials);
-    std::thread::sleep(Duration::from_millis(1500));
+    // Nothing more arrives: a denial of a new key is spooled at once, after everything node a
+    // spooled before, and its lane is delivered in order; once it is stored, so is all that came
+    // before it.
+    assert!(a.lab.lab.tcp(DENIED, MARKER_PORT).is_eperm(), "the marker connect is denied");
+    time_until(Duration::from_secs(25), "the marker denial", || {
+        all_stored().iter().any(|(_, _, port)| *port == MARKER_PORT)
+    });
     let records = stored();
     assert_eq!(counted(), denials, "each denial counted once: {records:?}");
     assert!(records.len() as u64 <= denials, "{records:?}");
