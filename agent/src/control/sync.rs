@@ -43,12 +43,24 @@ pub async fn run_sync(
             events_loop(&client, &opts, queue, shutdown.clone()).await;
         }
     };
-    // The bundle loop also ends when the agent goes away: then stop everything.
+    let others = async {
+        tokio::join!(renew, reports, uploads);
+    };
+    tokio::pin!(others);
     tokio::select! {
-        _ = poll => {}
-        _ = async { tokio::join!(renew, reports, uploads) } => {}
+        _ = poll => {
+            // Shutdown (or the agent went away, which ends the bundle loop alone): the other
+            // loops stop at once, except an event upload under way, which finishes its
+            // acknowledgement first. Bounded: without shutdown they are dropped after the wait.
+            let _ = tokio::time::timeout(STOP_GRACE, others).await;
+        }
+        _ = &mut others => {}
     }
 }
+
+/// How long [`run_sync`] waits for its loops to wind down once the bundle loop ended (a little
+/// more than an event upload's drain).
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// An acknowledgement refusing a bundle that did not verify (its numbers read unverified, for
 /// the operator's inventory only).

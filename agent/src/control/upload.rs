@@ -12,7 +12,7 @@ use super::agent_link::SyncOptions;
 use super::client::ControlClient;
 use super::error::ControlError;
 use super::periodic::{Backoff, Quiet};
-use super::wait::{sleep, unless_stopped};
+use super::wait::{sleep, stopped};
 use crate::spool::{Batch, EventQueue, Spool, SpoolError};
 
 /// The longest event id the control plane stores.
@@ -123,6 +123,9 @@ pub async fn upload_events(
     Ok(done)
 }
 
+/// How long shutdown waits for an event upload under way.
+const UPLOAD_GRACE: Duration = Duration::from_secs(2);
+
 pub(crate) async fn events_loop(
     client: &ControlClient,
     opts: &SyncOptions,
@@ -132,9 +135,22 @@ pub(crate) async fn events_loop(
     let mut backoff = Backoff::new(opts);
     let mut quiet = Quiet::default();
     loop {
-        let wait = match unless_stopped(&mut shutdown, upload_events(client, &queue, opts.events_batch)).await
-        {
-            None => return,
+        let upload = upload_events(client, &queue, opts.events_batch);
+        tokio::pin!(upload);
+        let done = tokio::select! {
+            biased;
+            _ = stopped(&mut shutdown) => None,
+            done = &mut upload => Some(done),
+        };
+        let wait = match done {
+            None => {
+                // Drain: an upload under way finishes its acknowledgement (the spool cursor
+                // moves past what the control plane stored), within a grace period.
+                if tokio::time::timeout(UPLOAD_GRACE, upload).await.is_err() {
+                    tracing::info!("shutdown: an event upload did not finish within the grace period; it will be repeated (the control plane deduplicates)");
+                }
+                return;
+            }
             Some(Ok(done)) if done.more => Duration::ZERO,
             Some(Ok(_)) => {
                 backoff.reset();
