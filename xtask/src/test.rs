@@ -49,6 +49,17 @@ impl Counts {
 /// not depend on the test crate).
 const SKIP_LOG_ENV: &str = "RINGFENCE_SKIP_LOG";
 
+/// The crates whose module imports must have no cycles (`cargo xtask cycles`).
+const SHIPPED_CRATES: [&str; 7] = [
+    "agent/src",
+    "control-plane/src",
+    "policies/src",
+    "proto/src",
+    "cli/src",
+    "ebpf/ringfence-common/src",
+    "ebpf/ringfence-ebpf/src",
+];
+
 pub fn test(extra: &[String]) -> Result<()> {
     crate::setup::setup(false)?;
     if !is_root() {
@@ -58,6 +69,10 @@ pub fn test(extra: &[String]) -> Result<()> {
     // Lints first: a warning anywhere fails the run before any test starts.
     run(cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"]))
         .context("cargo clippy found problems")?;
+    // Imports between modules run one way in the shipped crates.
+    let crates: Vec<std::path::PathBuf> = SHIPPED_CRATES.iter().map(Into::into).collect();
+    crate::cycles::cycles(&crates, crate::cycles::Show { all: false, graph: false })
+        .context("cargo xtask cycles found import cycles")?;
     run(cargo().args(["build", "--bins"]))?;
     // Tests that cannot run here record why (ringfence_tests::skip): counted as skipped.
     let skip_log = std::env::temp_dir().join(format!("ringfence-skipped-{}", std::process::id()));

@@ -3,7 +3,7 @@
 //! running flows until the entry expires or is released (`ringfence-agent release`).
 
 /// Key of [`crate::BLOCKS_MAP`]: the blocked cgroup and destination address.
-pub type BlockKey = crate::DestKey;
+pub type BlockKey = crate::socket::DestKey;
 
 /// Value of [`crate::BLOCKS_MAP`].
 #[repr(C)]

@@ -63,6 +63,8 @@ pub struct Event {
 }
 
 const _: () = assert!(core::mem::size_of::<Event>() == 104);
-const _: () = assert!(core::mem::size_of::<crate::MatchList>() == 4 + 12 * crate::MAX_ITEMS);
-const _: () = assert!(core::mem::size_of::<crate::GeoInfo>() == 72);
-const _: () = assert!(core::mem::size_of::<crate::GeoEntry>() == 16);
+
+#[cfg(feature = "user")]
+mod pod {
+    unsafe impl aya::Pod for super::Event {}
+}

@@ -211,6 +211,10 @@ pub struct PolicyConfig {
     pub _reserved: u32,
 }
 
+const _: () = assert!(core::mem::size_of::<MatchList>() == 4 + 12 * MAX_ITEMS);
+const _: () = assert!(core::mem::size_of::<GeoInfo>() == 72);
+const _: () = assert!(core::mem::size_of::<GeoEntry>() == 16);
+
 #[cfg(feature = "user")]
 mod pod {
     unsafe impl aya::Pod for super::PrefixEntry {}
@@ -219,8 +223,4 @@ mod pod {
     unsafe impl aya::Pod for super::PolicyConfig {}
     unsafe impl aya::Pod for super::GeoEntry {}
     unsafe impl aya::Pod for super::GeoInfo {}
-    unsafe impl aya::Pod for super::super::Event {}
-    unsafe impl aya::Pod for super::super::DestKey {}
-    unsafe impl aya::Pod for super::super::Owner {}
-    unsafe impl aya::Pod for super::super::SkVerdict {}
 }

@@ -51,3 +51,10 @@ pub struct SkVerdict {
 const _: () = assert!(core::mem::size_of::<DestKey>() == 32);
 const _: () = assert!(core::mem::size_of::<Owner>() == 32);
 const _: () = assert!(core::mem::size_of::<SkVerdict>() == 32);
+
+#[cfg(feature = "user")]
+mod pod {
+    unsafe impl aya::Pod for super::DestKey {}
+    unsafe impl aya::Pod for super::Owner {}
+    unsafe impl aya::Pod for super::SkVerdict {}
+}

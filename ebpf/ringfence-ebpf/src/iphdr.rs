@@ -8,6 +8,9 @@ use aya_ebpf::{
     programs::{SkBuffContext, TcContext},
 };
 
+/// Addresses a backstop packet is decided on: its destination and every hop of a source route.
+pub const MAX_ROUTE: usize = 8;
+
 pub const IPPROTO_HOPOPTS: u32 = 0;
 pub const IPPROTO_ICMP: u32 = 1;
 pub const IPPROTO_TCP: u32 = 6;
@@ -182,7 +185,7 @@ pub fn v6_ext<B: Bytes, H: Hops>(b: &B, mut next: u32, mut off: usize, hops: &mu
                     if n * 2 > hdr_len {
                         return None;
                     }
-                    for i in 0..crate::maps::MAX_ROUTE {
+                    for i in 0..MAX_ROUTE {
                         if i >= n {
                             break;
                         }
@@ -191,7 +194,7 @@ pub fn v6_ext<B: Bytes, H: Hops>(b: &B, mut next: u32, mut off: usize, hops: &mu
                             return None;
                         }
                     }
-                    if n > crate::maps::MAX_ROUTE {
+                    if n > MAX_ROUTE {
                         return None;
                     }
                 }

@@ -126,8 +126,7 @@ pub static RF_SKB_TAILS: ProgramArray = ProgramArray::pinned(3, 0);
 #[btf_map]
 pub static RF_SKCACHE: SkStorage<SkVerdict> = SkStorage::new();
 
-/// Addresses a backstop packet is decided on: its destination and every hop of a source route.
-pub const MAX_ROUTE: usize = 8;
+pub use crate::iphdr::MAX_ROUTE;
 
 /// What the backstop's entry program hands to its tail calls (per CPU).
 #[repr(C)]

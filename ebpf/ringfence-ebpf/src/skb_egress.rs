@@ -14,7 +14,10 @@ use aya_ebpf::{
     macros::cgroup_skb,
     programs::SkBuffContext,
 };
-use ringfence_common::{SkVerdict, SKB_TAIL_PARSE, SK_ALLOWED, SK_PASSIVE, STAT_EXFIL_BLOCKED};
+use ringfence_common::{
+    SkVerdict, SKB_TAIL_PARSE, SKB_TAIL_VERDICT4, SKB_TAIL_VERDICT6, SK_ALLOWED, SK_PASSIVE,
+    STAT_EXFIL_BLOCKED,
+};
 
 use crate::{
     block::blocked,
@@ -160,8 +163,18 @@ fn try_skb_egress(ctx: &SkBuffContext) -> Option<i32> {
     let slot = RF_SKB_SCRATCH.get_ptr_mut(0)?;
     // SAFETY: this CPU's scratch slot; the tail-called programs run on this CPU right after.
     unsafe { *slot = s };
-    let tail = if s.simple == 1 { crate::skb_tail::verdict_slot(s.family) } else { SKB_TAIL_PARSE };
+    let tail = if s.simple == 1 { verdict_slot(s.family) } else { SKB_TAIL_PARSE };
     // SAFETY: the slot holds one of our cgroup_skb programs.
     let _ = unsafe { RF_SKB_TAILS.tail_call(ctx, tail) };
     Some(DROP)
+}
+
+/// The tail-call slot of the verdict program for `family`.
+#[inline(always)]
+pub fn verdict_slot(family: u32) -> u32 {
+    if family == 4 {
+        SKB_TAIL_VERDICT4
+    } else {
+        SKB_TAIL_VERDICT6
+    }
 }

@@ -12,7 +12,7 @@ use crate::{
     event::{emit_packet, Dest},
     iphdr::{transport, v4_options, v6_ext, verdict_port, Hops},
     maps::{bump, SkbScratch, MAX_ROUTE, RF_SKB_SCRATCH, RF_SKB_TAILS},
-    skb_egress::{full_socket, sk_cache, DROP, PASS},
+    skb_egress::{full_socket, sk_cache, verdict_slot, DROP, PASS},
     verdict::{decide_v4, decide_wire_v6, refusal, Verdict},
 };
 
@@ -49,16 +49,6 @@ pub fn rf_skb_parse(ctx: SkBuffContext) -> i32 {
     // SAFETY: the slot holds the family's verdict program.
     let _ = unsafe { RF_SKB_TAILS.tail_call(&ctx, verdict_slot(s.family)) };
     DROP
-}
-
-/// The tail-call slot of the verdict program for `family`.
-#[inline(always)]
-pub fn verdict_slot(family: u32) -> u32 {
-    if family == 4 {
-        SKB_TAIL_VERDICT4
-    } else {
-        SKB_TAIL_VERDICT6
-    }
 }
 
 #[inline(always)]
