@@ -5,6 +5,7 @@
 //!
 //! The `ringfence` operator command line is the `ringfence-cli` crate (`cli/`).
 
+mod accept;
 pub mod api;
 pub mod checkpoint;
 pub mod config;
