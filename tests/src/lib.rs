@@ -63,3 +63,4 @@ pub use netns::NetNs;
 pub use probe::{probe_bin, LoopReport, ProbeResult, TargetStats};
 pub use scenario::{policy_head, policy_head_with, Enforced};
 pub use skip::skip;
+pub use util::monotonic_ns;

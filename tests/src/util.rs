@@ -49,3 +49,11 @@ pub(crate) fn render<S: AsRef<OsStr>>(program: &str, args: &[S]) -> String {
 pub(crate) fn pid_alive(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
+
+/// CLOCK_MONOTONIC in nanoseconds (the clock the agent reports attach times in, and
+/// `bpf_ktime_get_ns`).
+pub fn monotonic_ns() -> u64 {
+    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .expect("CLOCK_MONOTONIC is always available");
+    ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64
+}

@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use ringfence_tests::{agent_bin, policy_head, probe_bin, AgentProc, Capture, Enforced};
+use ringfence_tests::{agent_bin, monotonic_ns, policy_head, probe_bin, AgentProc, Capture, Enforced};
 
 const DENIED: &str = "203.0.113.5";
 const STARTS: usize = 20;
@@ -15,13 +15,6 @@ const STARTS: usize = 20;
 fn policy() -> String {
     policy_head("startup", "enforce", "deny")
         + "    - name: store\n      action: allow\n      to: { cidrs: [198.51.100.0/24] }\n"
-}
-
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 #[test]

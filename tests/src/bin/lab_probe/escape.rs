@@ -19,7 +19,7 @@ use std::{
     os::fd::AsRawFd,
 };
 
-use nix::time::{clock_gettime, ClockId};
+use ringfence_tests::monotonic_ns;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use crate::{client::errno_name, parse_addr, parse_num, usage, Args};
@@ -345,10 +345,4 @@ pub fn race_main(args: &mut Args) -> i32 {
     }
     println!("{}", serde_json::json!({ "udp": sent_udp, "tcp": sent_tcp }));
     0
-}
-
-/// CLOCK_MONOTONIC in nanoseconds (the clock the agent reports attach times in).
-pub fn monotonic_ns() -> u64 {
-    let ts = clock_gettime(ClockId::CLOCK_MONOTONIC).expect("CLOCK_MONOTONIC is always available");
-    ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64
 }
