@@ -166,7 +166,7 @@ impl ControlPlane {
 
     /// Applies a policy (YAML text) to the nodes `selector` picks; returns its version.
     pub fn apply(&self, policy: &str, selector: &str) -> u64 {
-        let file = self.state.join(format!("apply-{}.yaml", std::process::id()));
+        let file = self.state.join("apply.yaml");
         std::fs::write(&file, policy).expect("write policy");
         let v = self.cli_json(&["policy", "apply", file.to_str().expect("utf-8"), "--selector", selector]);
         v["policy"]["version"].as_u64().unwrap_or_else(|| panic!("policy version in {v}"))
