@@ -88,8 +88,10 @@ fn systemd_hears_ready_only_when_every_hook_is_attached() {
     let n = listener.recv(&mut buf).expect("READY=1 from the agent");
     let message = String::from_utf8_lossy(&buf[..n]).into_owned();
     assert!(message.starts_with("READY=1\n"), "{message}");
-    // At that moment every hook is pinned and the agent already said it enforces.
-    assert!(agent.count("enforcing") == 1, "READY before the agent logged that it enforces");
+    // At that moment every hook is pinned and the agent has written that it enforces (the line
+    // is written before READY=1 is sent; our reader of its stderr may see it a moment later).
+    agent.wait_for_message("enforcing", Duration::from_secs(5));
+    assert_eq!(agent.count("enforcing"), 1, "one start, one 'enforcing'");
     let status = e.status();
     let hooks = status["hooks"].as_array().expect("hooks").len();
     assert!(hooks >= 8, "{status}");
