@@ -58,9 +58,10 @@ pub async fn run_sync(
     }
 }
 
-/// How long [`run_sync`] waits for its loops to wind down once the bundle loop ended (a little
-/// more than an event upload's drain).
-const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+/// How long [`run_sync`] waits for its loops to wind down once the bundle loop ended: an event
+/// upload's drain, and a second for the rest.
+const STOP_GRACE: std::time::Duration =
+    super::upload::UPLOAD_GRACE.saturating_add(std::time::Duration::from_secs(1));
 
 /// An acknowledgement refusing a bundle that did not verify (its numbers read unverified, for
 /// the operator's inventory only).

@@ -124,7 +124,7 @@ pub async fn upload_events(
 }
 
 /// How long shutdown waits for an event upload under way.
-const UPLOAD_GRACE: Duration = Duration::from_secs(2);
+pub(crate) const UPLOAD_GRACE: Duration = Duration::from_secs(2);
 
 pub(crate) async fn events_loop(
     client: &ControlClient,
