@@ -2,7 +2,7 @@
 //! maps, rule names for events, and what to do on a reload, an event batch or a peer change.
 use std::sync::Arc;
 
-use ringfence_common::Event;
+use ringfence_common::{Event, DEFAULT_POLICY};
 use ringfence_policy::{geo::GeoDb, Compiled, Policy};
 use tracing::{error, info};
 
@@ -75,7 +75,7 @@ impl Enforcer {
 
     /// Writes a compiled policy into the kernel; the previous one stays if that fails.
     pub fn apply(&mut self, policy: Policy, compiled: &Compiled, trigger: &str) -> bool {
-        match self.maps.apply(compiled, &geo::info(self.geo.as_ref(), compiled)) {
+        match self.maps.apply(DEFAULT_POLICY, compiled, None, &geo::info(self.geo.as_ref(), compiled)) {
             Ok(generation) => {
                 self.generation = generation;
                 info!(trigger, generation, policy = %policy.name, rules = policy.rules.len(), "policy applied");

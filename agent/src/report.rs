@@ -19,9 +19,9 @@ pub fn status(bpffs: &Path, json: bool) -> Result<(), AgentError> {
         return Ok(());
     }
     let maps = PinnedMaps::open(bpffs)?;
-    let active = maps.active_policy()?;
+    let active = maps.active_policy(ringfence_common::DEFAULT_POLICY)?;
     let stats = maps.stats()?;
-    let geo = GeoStatus::from(&maps.geo_info()?);
+    let geo = GeoStatus::from(&maps.geo_info(ringfence_common::DEFAULT_POLICY)?);
     let hooks = bpf::pinned_links(bpffs);
     let packet_path = std::fs::read_dir(bpf::links_dir(bpffs))
         .map(|d| {

@@ -19,7 +19,12 @@ pub(super) fn attach(p: &Prepared) -> Result<Attached, AgentError> {
     let mut ebpf = bpf::load(&cfg.bpffs)?;
     let mut maps = PinnedMaps::open(&cfg.bpffs)?;
     // The policy is in the maps before the first hook is attached.
-    let generation = maps.apply(&checked.compiled, &geo::info(checked.geo.as_ref(), &checked.compiled))?;
+    let generation = maps.apply(
+        ringfence_common::DEFAULT_POLICY,
+        &checked.compiled,
+        None,
+        &geo::info(checked.geo.as_ref(), &checked.compiled),
+    )?;
     let isolation =
         bpf::Isolation { packet_path: !cfg.interfaces.is_empty(), allow_weaker: cfg.allow_weaker_isolation };
     let hooks = bpf::attach_all(&mut ebpf, &checked.cgroup, &cfg.bpffs, isolation)?;

@@ -10,6 +10,7 @@ pub mod flow;
 pub mod maps;
 pub mod rules;
 pub mod socket;
+pub mod tables;
 
 pub use block::*;
 pub use event::*;
@@ -17,3 +18,4 @@ pub use flow::*;
 pub use maps::*;
 pub use rules::*;
 pub use socket::*;
+pub use tables::*;

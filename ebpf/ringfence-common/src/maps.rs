@@ -4,45 +4,52 @@
 //! constant); `agent/tests/object_names.rs` parses the embedded object and fails when a name here
 //! and a map or program there differ, either way.
 //!
-//! The verdict tables exist twice ("slots" 0 and 1): the agent fills the inactive slot and then
-//! flips [`ACTIVE_MAP`], so a policy reload is one atomic 4-byte write and there is never an
-//! instant where neither the old nor the new policy is in force.
+//! The verdict tables hold every policy of the node, keyed by table id (see [`crate::tables`]):
+//! the agent fills a policy's inactive slot and then flips that policy's entry of
+//! [`ACTIVE_MAP`], so a policy reload is one atomic 4-byte write and there is never an instant
+//! where neither the old nor the new policy is in force.
 
-/// Number of policy slots (double buffering).
-pub const SLOTS: u32 = 2;
-
-/// LPM tries of IPv4 deny prefixes, per slot. Key data: the address bytes in network order.
-pub const DENY_V4_MAPS: [&str; 2] = ["RF_DENY4_0", "RF_DENY4_1"];
-/// LPM tries of IPv4 allow prefixes, per slot.
-pub const ALLOW_V4_MAPS: [&str; 2] = ["RF_ALLOW4_0", "RF_ALLOW4_1"];
-/// LPM tries of IPv6 deny prefixes, per slot.
-pub const DENY_V6_MAPS: [&str; 2] = ["RF_DENY6_0", "RF_DENY6_1"];
-/// LPM tries of IPv6 allow prefixes, per slot.
-pub const ALLOW_V6_MAPS: [&str; 2] = ["RF_ALLOW6_0", "RF_ALLOW6_1"];
-/// LPM tries of IPv4 geo-IP networks, per slot, value [`crate::GeoEntry`].
-pub const GEO_V4_MAPS: [&str; 2] = ["RF_GEO4_0", "RF_GEO4_1"];
-/// LPM tries of IPv6 geo-IP networks, per slot.
-pub const GEO_V6_MAPS: [&str; 2] = ["RF_GEO6_0", "RF_GEO6_1"];
-/// LPM tries (value `u32`, unused) of destinations that must be encrypted: peer nodes, per slot.
-pub const ENCRYPT_V4_MAPS: [&str; 2] = ["RF_ENC4_0", "RF_ENC4_1"];
-pub const ENCRYPT_V6_MAPS: [&str; 2] = ["RF_ENC6_0", "RF_ENC6_1"];
-/// LPM tries (value `u32`, unused) of the home region (its CIDRs and its countries' networks),
-/// per slot: with crossBorder, everything outside must be encrypted.
-pub const HOME_V4_MAPS: [&str; 2] = ["RF_HOME4_0", "RF_HOME4_1"];
-pub const HOME_V6_MAPS: [&str; 2] = ["RF_HOME6_0", "RF_HOME6_1"];
+/// LPM tries of IPv4 deny / allow prefixes. Key data: table id (big-endian), address bytes.
+pub const DENY_V4_MAP: &str = "RF_DENY4";
+pub const ALLOW_V4_MAP: &str = "RF_ALLOW4";
+/// LPM tries of IPv6 deny / allow prefixes.
+pub const DENY_V6_MAP: &str = "RF_DENY6";
+pub const ALLOW_V6_MAP: &str = "RF_ALLOW6";
+/// LPM tries of geo-IP networks, value [`crate::GeoEntry`].
+pub const GEO_V4_MAP: &str = "RF_GEO4";
+pub const GEO_V6_MAP: &str = "RF_GEO6";
+/// LPM tries (value `u32`, unused) of destinations that must be encrypted: peer nodes.
+pub const ENCRYPT_V4_MAP: &str = "RF_ENC4";
+pub const ENCRYPT_V6_MAP: &str = "RF_ENC6";
+/// LPM tries (value `u32`, unused) of the home region (its CIDRs and its countries' networks):
+/// with crossBorder, everything outside must be encrypted.
+pub const HOME_V4_MAP: &str = "RF_HOME4";
+pub const HOME_V6_MAP: &str = "RF_HOME6";
 /// Hash of WireGuard peer endpoints ([`crate::Endpoint`] -> `u32`, unused): UDP to these is the
 /// tunnel itself and is what must-encrypt traffic may leave as.
 pub const WG_ENDPOINTS_MAP: &str = "RF_WGPEERS";
 pub const MAX_ENDPOINTS: u32 = 4096;
-/// Array of [`crate::GeoInfo`], one per slot: which database the slot's geo tries came from
+/// Array of [`crate::GeoInfo`], one per table: which database the table's geo entries came from
 /// (read by `ringfence-agent status`; the programs do not use it).
-pub const GEO_INFO_MAP: &str = "RF_GEOINFO";
-/// Arrays of [`crate::MatchList`], per slot, indexed by [`crate::PrefixEntry::list_id`].
-pub const LIST_MAPS: [&str; 2] = ["RF_LISTS_0", "RF_LISTS_1"];
-/// Array of [`crate::PolicyConfig`], one per slot.
-pub const CONFIG_MAP: &str = "RF_CONFIG";
-/// Array with one `u32`: the slot the programs read.
-pub const ACTIVE_MAP: &str = "RF_ACTIVE";
+pub const GEO_INFO_MAP: &str = "RF_TABLEGEO";
+/// Hash of [`crate::ListKey`] (table, [`crate::PrefixEntry::list_id`]) -> [`crate::MatchList`].
+pub const LIST_MAP: &str = "RF_LISTS";
+/// Match lists of all tables together.
+pub const MAX_LIST_ENTRIES: u32 = 65_536;
+/// Array of [`crate::PolicyConfig`], one per table id.
+pub const CONFIG_MAP: &str = "RF_TABLECFG";
+/// Array of `u32`, one per policy: the slot the programs read.
+pub const ACTIVE_MAP: &str = "RF_SLOTS";
+/// Hash of cgroup id (`u64`) -> policy index (`u32`): the workload cgroups and their policies.
+pub const WORKLOADS_MAP: &str = "RF_WORKLOADS";
+pub const MAX_WORKLOADS: u32 = 16_384;
+/// Array with one [`crate::WorkloadState`].
+pub const WORKLOAD_STATE_MAP: &str = "RF_WLSTATE";
+/// LRU hash of cgroup id -> [`crate::CgPolicy`]: the programs' cache of the cgroup walk.
+pub const CGCACHE_MAP: &str = "RF_CGCACHE";
+pub const MAX_CGCACHE: u32 = 65_536;
+/// Cgroup levels below the hierarchy's root the walk looks at.
+pub const MAX_CGROUP_LEVELS: i32 = 24;
 /// Ring buffer of [`crate::Event`].
 pub const EVENTS_MAP: &str = "RF_EVENTS";
 /// Per-CPU array of `u64` counters, indexed by the `STAT_*` constants.
@@ -63,13 +70,17 @@ pub const BLOCKING_MAP: &str = "RF_BLOCKING";
 pub const MAX_BLOCKS: u32 = 4096;
 /// Capacity of the flow maps.
 pub const MAX_FLOWS: u32 = 65_536;
-/// Capacity of each IPv4 / IPv6 LPM trie (entries).
+/// Capacity of one policy's IPv4 / IPv6 LPM trie (entries).
 pub const MAX_PREFIXES_V4: u32 = 524_288;
 pub const MAX_PREFIXES_V6: u32 = 262_144;
-/// Capacity of each IPv4 / IPv6 geo trie (entries, after aggregation).
+/// Capacity of one policy's IPv4 / IPv6 geo trie (entries, after aggregation).
 pub const MAX_GEO_V4: u32 = 524_288;
 pub const MAX_GEO_V6: u32 = 262_144;
-/// Capacity of each list array.
+/// Capacity of the shared tries (all tables together; LPM tries allocate per entry, so the
+/// capacity costs no memory until used): two full-size policies during a switch, and more.
+pub const MAX_TRIE_V4: u32 = 4 * 1_048_576;
+pub const MAX_TRIE_V6: u32 = 2 * 1_048_576;
+/// Match lists of one policy (one table).
 pub const MAX_LISTS: u32 = 4096;
 /// Ring buffer size in bytes (power of two, multiple of the page size).
 pub const EVENTS_BYTES: u32 = 1 << 20;
@@ -184,33 +195,25 @@ pub const SKCACHE_MAP: &str = "RF_SKCACHE";
 /// Every map the programs pin by name (under `<bpffs>/maps/`), plus [`SKCACHE_MAP`] which the
 /// agent pins by path. Per-CPU scratch maps private to one program are not listed: they are not
 /// pinned and no one outside the object opens them.
-pub const PINNED_MAPS: [&str; 39] = [
-    DENY_V4_MAPS[0],
-    DENY_V4_MAPS[1],
-    ALLOW_V4_MAPS[0],
-    ALLOW_V4_MAPS[1],
-    DENY_V6_MAPS[0],
-    DENY_V6_MAPS[1],
-    ALLOW_V6_MAPS[0],
-    ALLOW_V6_MAPS[1],
-    GEO_V4_MAPS[0],
-    GEO_V4_MAPS[1],
-    GEO_V6_MAPS[0],
-    GEO_V6_MAPS[1],
-    ENCRYPT_V4_MAPS[0],
-    ENCRYPT_V4_MAPS[1],
-    ENCRYPT_V6_MAPS[0],
-    ENCRYPT_V6_MAPS[1],
-    HOME_V4_MAPS[0],
-    HOME_V4_MAPS[1],
-    HOME_V6_MAPS[0],
-    HOME_V6_MAPS[1],
-    LIST_MAPS[0],
-    LIST_MAPS[1],
+pub const PINNED_MAPS: [&str; 31] = [
+    DENY_V4_MAP,
+    ALLOW_V4_MAP,
+    DENY_V6_MAP,
+    ALLOW_V6_MAP,
+    GEO_V4_MAP,
+    GEO_V6_MAP,
+    ENCRYPT_V4_MAP,
+    ENCRYPT_V6_MAP,
+    HOME_V4_MAP,
+    HOME_V6_MAP,
+    LIST_MAP,
     WG_ENDPOINTS_MAP,
     GEO_INFO_MAP,
     CONFIG_MAP,
     ACTIVE_MAP,
+    WORKLOADS_MAP,
+    WORKLOAD_STATE_MAP,
+    CGCACHE_MAP,
     EVENTS_MAP,
     STATS_MAP,
     FLOWS_MAP,

@@ -5,7 +5,7 @@ use ringfence_common::{RULE_EXFIL_BLOCK, STAT_EXFIL_BLOCKED, VERDICT_DENY};
 
 use crate::{
     maps::{bump, RF_BLOCKING, RF_BLOCKS},
-    verdict::{active, Verdict},
+    verdict::{Active, Verdict},
 };
 
 /// True if an unexpired block covers `cgroup_id` sending to `addr`. Costs one array read while
@@ -25,9 +25,9 @@ pub fn blocked(cgroup_id: u64, addr: [u8; 16], family: u32) -> bool {
 
 /// The verdict for a connection refused by a block (counted as a denial and as a block).
 #[inline(always)]
-pub fn block_verdict() -> Verdict {
+pub fn block_verdict(a: &Active) -> Verdict {
     bump(STAT_EXFIL_BLOCKED);
-    let (_, cfg) = active();
+    let cfg = a.cfg;
     Verdict {
         verdict: VERDICT_DENY,
         rule_id: RULE_EXFIL_BLOCK,

@@ -5,7 +5,7 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use ringfence_common::{
-    cached_applies, Endpoint, FlowKey, FlowStats, TcpSeq, CONFIG_CROSS_BORDER, FLOW_VERDICT_DROP,
+    cached_applies, key4, key6, Endpoint, FlowKey, FlowStats, TcpSeq, CONFIG_CROSS_BORDER, FLOW_VERDICT_DROP,
     FLOW_VERDICT_PASS, FLOW_VERDICT_PASS_UNPOLICED, FLOW_VERDICT_PLAINTEXT, TCPSEQ_FINISHED, TCPSEQ_STARTED,
     VERDICT_DENY,
 };
@@ -13,7 +13,7 @@ use ringfence_common::{
 use crate::{
     maps::*,
     packet::{Packet, TCP_FIN, TCP_RST, TCP_SYN},
-    verdict::{active, decide_v4, decide_wire_v6, Verdict},
+    verdict::{decide_v4, decide_wire_v6, Active, Verdict},
 };
 
 /// The flow key from the node's side: egress packets go local -> remote, ingress the reverse.
@@ -97,28 +97,23 @@ pub enum Egress {
 }
 
 #[inline(always)]
-fn in_set<const N: usize>(set: &LpmTrie<[u8; N], u32>, addr: [u8; N]) -> bool {
-    set.get(Key::new((N * 8) as u32, addr)).is_some()
+fn in_set<const K: usize>(set: &LpmTrie<[u8; K], u32>, key: [u8; K]) -> bool {
+    set.get(Key::new((K * 8) as u32, key)).is_some()
 }
 
 /// Whether the destination must only be reached through WireGuard: a peer node, a rule that
 /// requires it, or (with crossBorder) any address outside the home region.
 #[inline(always)]
-fn must_encrypt(p: &Packet, slot: u32, cross_border: bool, rule_requires: bool) -> bool {
+fn must_encrypt(p: &Packet, table: u32, cross_border: bool, rule_requires: bool) -> bool {
     if rule_requires {
         return true;
     }
     let (peer, home) = if p.family == 4 {
-        let a = [p.dst[0], p.dst[1], p.dst[2], p.dst[3]];
-        if slot == 0 {
-            (in_set(&RF_ENC4_0, a), in_set(&RF_HOME4_0, a))
-        } else {
-            (in_set(&RF_ENC4_1, a), in_set(&RF_HOME4_1, a))
-        }
-    } else if slot == 0 {
-        (in_set(&RF_ENC6_0, p.dst), in_set(&RF_HOME6_0, p.dst))
+        let k = key4(table, [p.dst[0], p.dst[1], p.dst[2], p.dst[3]]);
+        (in_set(&RF_ENC4, k), in_set(&RF_HOME4, k))
     } else {
-        (in_set(&RF_ENC6_1, p.dst), in_set(&RF_HOME6_1, p.dst))
+        let k = key6(table, p.dst);
+        (in_set(&RF_ENC6, k), in_set(&RF_HOME6, k))
     };
     peer || (cross_border && !home)
 }
@@ -132,11 +127,11 @@ pub fn to_wireguard_peer(p: &Packet) -> bool {
 
 /// The policy's verdict for a packet's destination (`V6`: the program's address family).
 #[inline(always)]
-pub fn verdict_for<const V6: bool>(p: &Packet) -> Verdict {
+pub fn verdict_for<const V6: bool>(a: &Active, p: &Packet) -> Verdict {
     if !V6 {
-        decide_v4([p.dst[0], p.dst[1], p.dst[2], p.dst[3]], p.vport, p.proto)
+        decide_v4(a, [p.dst[0], p.dst[1], p.dst[2], p.dst[3]], p.vport, p.proto)
     } else {
-        decide_wire_v6(p.dst, p.vport, p.proto)
+        decide_wire_v6(a, p.dst, p.vport, p.proto)
     }
 }
 
@@ -154,11 +149,12 @@ pub struct Sender {
 /// sender, with the verdict when one was computed (`None` for a cached decision).
 #[inline(always)]
 pub fn egress<const V6: bool>(
+    a: &Active,
     p: &Packet,
     st: Option<*mut FlowStats>,
     who: Sender,
 ) -> (Egress, Option<Verdict>) {
-    let (slot, cfg) = active();
+    let cfg = a.cfg;
     let policed = who.policed;
     if let Some(s) = st.filter(|_| !who.crafted) {
         // SAFETY: as in `account`.
@@ -172,8 +168,8 @@ pub fn egress<const V6: bool>(
             return (cached, None);
         }
     }
-    let v = verdict_for::<V6>(p);
-    let decision = if must_encrypt(p, slot, cfg.flags & CONFIG_CROSS_BORDER != 0, v.encrypt) {
+    let v = verdict_for::<V6>(a, p);
+    let decision = if must_encrypt(p, a.table, cfg.flags & CONFIG_CROSS_BORDER != 0, v.encrypt) {
         Egress::Plaintext
     } else if policed && v.verdict == VERDICT_DENY {
         Egress::Drop

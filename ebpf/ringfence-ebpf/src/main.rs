@@ -25,6 +25,7 @@ mod sockops;
 mod tc_egress;
 mod tc_ingress;
 mod verdict;
+mod workload;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -10,73 +10,61 @@ use aya_ebpf::{
     },
 };
 use ringfence_common::{
-    BlockEntry, BlockKey, DestKey, Endpoint, FlowKey, FlowStats, GeoEntry, GeoInfo, MatchList, Owner,
-    PolicyConfig, PrefixEntry, SkVerdict, TcpSeq, EVENTS_BYTES, MAX_BLOCKS, MAX_ENDPOINTS, MAX_FLOWS,
-    MAX_GEO_V4, MAX_GEO_V6, MAX_LISTS, MAX_OWNERS, MAX_PREFIXES_V4, MAX_PREFIXES_V6, SLOTS, STAT_COUNT,
+    BlockEntry, BlockKey, CgPolicy, DestKey, Endpoint, FlowKey, FlowStats, GeoEntry, GeoInfo, ListKey,
+    MatchList, Owner, PolicyConfig, PrefixEntry, SkVerdict, TcpSeq, WorkloadState, EVENTS_BYTES, MAX_BLOCKS,
+    MAX_CGCACHE, MAX_ENDPOINTS, MAX_FLOWS, MAX_LIST_ENTRIES, MAX_OWNERS, MAX_POLICIES, MAX_TABLES,
+    MAX_TRIE_V4, MAX_TRIE_V6, MAX_WORKLOADS, STAT_COUNT,
 };
 
-pub type TrieV4 = LpmTrie<[u8; 4], PrefixEntry>;
-pub type TrieV6 = LpmTrie<[u8; 16], PrefixEntry>;
-pub type Lists = Array<MatchList>;
-pub type GeoV4 = LpmTrie<[u8; 4], GeoEntry>;
-pub type GeoV6 = LpmTrie<[u8; 16], GeoEntry>;
+/// Trie keys: table id (big-endian) then the address (see `ringfence_common::tables`).
+pub type TrieV4 = LpmTrie<[u8; 8], PrefixEntry>;
+pub type TrieV6 = LpmTrie<[u8; 20], PrefixEntry>;
+pub type GeoV4 = LpmTrie<[u8; 8], GeoEntry>;
+pub type GeoV6 = LpmTrie<[u8; 20], GeoEntry>;
+
+/// Hash maps allocate their entries on insert (sizes are upper bounds, not reservations).
+const NO_PREALLOC: u32 = aya_ebpf::bindings::BPF_F_NO_PREALLOC;
 
 #[map]
-pub static RF_DENY4_0: TrieV4 = TrieV4::pinned(MAX_PREFIXES_V4, 0);
+pub static RF_DENY4: TrieV4 = TrieV4::pinned(MAX_TRIE_V4, 0);
 #[map]
-pub static RF_DENY4_1: TrieV4 = TrieV4::pinned(MAX_PREFIXES_V4, 0);
+pub static RF_ALLOW4: TrieV4 = TrieV4::pinned(MAX_TRIE_V4, 0);
 #[map]
-pub static RF_ALLOW4_0: TrieV4 = TrieV4::pinned(MAX_PREFIXES_V4, 0);
+pub static RF_DENY6: TrieV6 = TrieV6::pinned(MAX_TRIE_V6, 0);
 #[map]
-pub static RF_ALLOW4_1: TrieV4 = TrieV4::pinned(MAX_PREFIXES_V4, 0);
+pub static RF_ALLOW6: TrieV6 = TrieV6::pinned(MAX_TRIE_V6, 0);
 #[map]
-pub static RF_DENY6_0: TrieV6 = TrieV6::pinned(MAX_PREFIXES_V6, 0);
+pub static RF_GEO4: GeoV4 = GeoV4::pinned(MAX_TRIE_V4, 0);
 #[map]
-pub static RF_DENY6_1: TrieV6 = TrieV6::pinned(MAX_PREFIXES_V6, 0);
+pub static RF_GEO6: GeoV6 = GeoV6::pinned(MAX_TRIE_V6, 0);
 #[map]
-pub static RF_ALLOW6_0: TrieV6 = TrieV6::pinned(MAX_PREFIXES_V6, 0);
+pub static RF_TABLEGEO: Array<GeoInfo> = Array::pinned(MAX_TABLES, 0);
 #[map]
-pub static RF_ALLOW6_1: TrieV6 = TrieV6::pinned(MAX_PREFIXES_V6, 0);
-#[map]
-pub static RF_GEO4_0: GeoV4 = GeoV4::pinned(MAX_GEO_V4, 0);
-#[map]
-pub static RF_GEO4_1: GeoV4 = GeoV4::pinned(MAX_GEO_V4, 0);
-#[map]
-pub static RF_GEO6_0: GeoV6 = GeoV6::pinned(MAX_GEO_V6, 0);
-#[map]
-pub static RF_GEO6_1: GeoV6 = GeoV6::pinned(MAX_GEO_V6, 0);
-#[map]
-pub static RF_GEOINFO: Array<GeoInfo> = Array::pinned(SLOTS, 0);
-#[map]
-pub static RF_LISTS_0: Lists = Lists::pinned(MAX_LISTS, 0);
-#[map]
-pub static RF_LISTS_1: Lists = Lists::pinned(MAX_LISTS, 0);
+pub static RF_LISTS: HashMap<ListKey, MatchList> = HashMap::pinned(MAX_LIST_ENTRIES, NO_PREALLOC);
 
 #[map]
-pub static RF_CONFIG: Array<PolicyConfig> = Array::pinned(SLOTS, 0);
+pub static RF_TABLECFG: Array<PolicyConfig> = Array::pinned(MAX_TABLES, 0);
 #[map]
-pub static RF_ACTIVE: Array<u32> = Array::pinned(1, 0);
+pub static RF_SLOTS: Array<u32> = Array::pinned(MAX_POLICIES, 0);
+#[map]
+pub static RF_WORKLOADS: HashMap<u64, u32> = HashMap::pinned(MAX_WORKLOADS, NO_PREALLOC);
+#[map]
+pub static RF_WLSTATE: Array<WorkloadState> = Array::pinned(1, 0);
+#[map]
+pub static RF_CGCACHE: LruHashMap<u64, CgPolicy> = LruHashMap::pinned(MAX_CGCACHE, 0);
 #[map]
 pub static RF_EVENTS: RingBuf = RingBuf::pinned(EVENTS_BYTES, 0);
-pub type PrefixSetV4 = LpmTrie<[u8; 4], u32>;
-pub type PrefixSetV6 = LpmTrie<[u8; 16], u32>;
+pub type PrefixSetV4 = LpmTrie<[u8; 8], u32>;
+pub type PrefixSetV6 = LpmTrie<[u8; 20], u32>;
 
 #[map]
-pub static RF_ENC4_0: PrefixSetV4 = PrefixSetV4::pinned(MAX_PREFIXES_V4, 0);
+pub static RF_ENC4: PrefixSetV4 = PrefixSetV4::pinned(MAX_TRIE_V4, 0);
 #[map]
-pub static RF_ENC4_1: PrefixSetV4 = PrefixSetV4::pinned(MAX_PREFIXES_V4, 0);
+pub static RF_ENC6: PrefixSetV6 = PrefixSetV6::pinned(MAX_TRIE_V6, 0);
 #[map]
-pub static RF_ENC6_0: PrefixSetV6 = PrefixSetV6::pinned(MAX_PREFIXES_V6, 0);
+pub static RF_HOME4: PrefixSetV4 = PrefixSetV4::pinned(MAX_TRIE_V4, 0);
 #[map]
-pub static RF_ENC6_1: PrefixSetV6 = PrefixSetV6::pinned(MAX_PREFIXES_V6, 0);
-#[map]
-pub static RF_HOME4_0: PrefixSetV4 = PrefixSetV4::pinned(MAX_PREFIXES_V4, 0);
-#[map]
-pub static RF_HOME4_1: PrefixSetV4 = PrefixSetV4::pinned(MAX_PREFIXES_V4, 0);
-#[map]
-pub static RF_HOME6_0: PrefixSetV6 = PrefixSetV6::pinned(MAX_PREFIXES_V6, 0);
-#[map]
-pub static RF_HOME6_1: PrefixSetV6 = PrefixSetV6::pinned(MAX_PREFIXES_V6, 0);
+pub static RF_HOME6: PrefixSetV6 = PrefixSetV6::pinned(MAX_TRIE_V6, 0);
 #[map]
 pub static RF_WGPEERS: HashMap<Endpoint, u32> = HashMap::pinned(MAX_ENDPOINTS, 0);
 
@@ -91,6 +79,9 @@ pub struct Handoff {
     pub cgroup_id: u64,
     pub policed: u32,
     pub crafted: u32,
+    /// The policy governing that cgroup (the node default without a socket).
+    pub policy: u32,
+    pub _pad: u32,
 }
 
 #[map]
@@ -149,10 +140,13 @@ pub struct SkbScratch {
     /// The first extension header (IPv6) or 0.
     pub next_hdr: u32,
     pub cgroup_id: u64,
+    /// The policy governing the sending socket's cgroup.
+    pub policy: u32,
     /// 1: no options and no extension headers (a verdict may be cached on the socket).
     pub simple: u32,
     /// 1: an address was only allowed because the policy is in audit mode (not cached).
     pub audit: u32,
+    pub _pad: u32,
 }
 
 #[map]

@@ -5,7 +5,12 @@
 use aya_ebpf::{macros::cgroup_sockopt, programs::SockoptContext};
 use ringfence_common::{HOOK_SETSOCKOPT, RULE_RAW_SOCKETS};
 
-use crate::{event::SocketEvent, socket_create::refuse, verdict::refusal};
+use crate::{
+    event::SocketEvent,
+    socket_create::refuse,
+    verdict::{active, refusal},
+    workload::policy_of_current,
+};
 
 const SOL_PACKET: i32 = 263;
 const PACKET_QDISC_BYPASS: i32 = 20;
@@ -30,5 +35,5 @@ pub fn rf_setsockopt(ctx: SockoptContext) -> i32 {
     };
     let ev =
         SocketEvent { family, ty, protocol, level: level as u32, opt: optname as u32, hook: HOOK_SETSOCKOPT };
-    refuse(&ev, &refusal(RULE_RAW_SOCKETS))
+    refuse(&ev, &refusal(&active(policy_of_current()), RULE_RAW_SOCKETS))
 }

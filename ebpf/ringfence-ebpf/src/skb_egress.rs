@@ -24,6 +24,7 @@ use crate::{
     iphdr::{is_v6_ext, transport, verdict_port},
     maps::{bump, SkbScratch, MAX_ROUTE, RF_SKB_SCRATCH, RF_SKB_TAILS, RF_SKCACHE},
     verdict::active,
+    workload::policy_of_skb,
 };
 
 /// cgroup_skb return values.
@@ -80,8 +81,10 @@ fn blank(cgroup_id: u64) -> SkbScratch {
         l4_off: 0,
         next_hdr: 0,
         cgroup_id,
+        policy: 0,
         simple: 1,
         audit: 0,
+        _pad: 0,
     }
 }
 
@@ -127,7 +130,7 @@ fn header(ctx: &SkBuffContext, s: &mut SkbScratch) -> Option<()> {
 /// Whether the socket's cached verdict covers this (simple) packet under the policy in force.
 #[inline(always)]
 fn cached(c: &SkVerdict, s: &SkbScratch) -> bool {
-    let (_, cfg) = active();
+    let cfg = active(s.policy).cfg;
     c.flags & SK_ALLOWED != 0
         && c.generation == cfg.generation
         && c.family == s.family
@@ -141,6 +144,7 @@ fn try_skb_egress(ctx: &SkBuffContext) -> Option<i32> {
     // SAFETY: the helper reads the context's socket.
     let cgroup_id = unsafe { bpf_skb_cgroup_id(ctx.skb.skb.cast()) };
     let mut s = blank(cgroup_id);
+    s.policy = policy_of_skb(ctx.skb.skb.cast(), cgroup_id);
     header(ctx, &mut s)?;
     if blocked(cgroup_id, s.addrs[0], s.family) {
         bump(STAT_EXFIL_BLOCKED);

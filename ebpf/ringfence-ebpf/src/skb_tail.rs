@@ -13,7 +13,7 @@ use crate::{
     iphdr::{transport, v4_options, v6_ext, verdict_port, Hops},
     maps::{bump, SkbScratch, MAX_ROUTE, RF_SKB_SCRATCH, RF_SKB_TAILS},
     skb_egress::{full_socket, sk_cache, verdict_slot, DROP, PASS},
-    verdict::{decide_v4, decide_wire_v6, refusal, Verdict},
+    verdict::{active, decide_v4, decide_wire_v6, refusal, Verdict},
 };
 
 /// Source-route hops go after the destination in the scratch list.
@@ -44,7 +44,7 @@ pub fn rf_skb_parse(ctx: SkBuffContext) -> i32 {
     let Some(s) = scratch() else { return DROP };
     if walk(&ctx, s).is_none() {
         // Malformed, unknown routing header type or more hops than can be decided.
-        return deny(s, 0, &refusal(RULE_SOURCE_ROUTE));
+        return deny(s, 0, &refusal(&active(s.policy), RULE_SOURCE_ROUTE));
     }
     // SAFETY: the slot holds the family's verdict program.
     let _ = unsafe { RF_SKB_TAILS.tail_call(&ctx, verdict_slot(s.family)) };
@@ -89,10 +89,11 @@ fn skb_verdict<const V6: bool>(ctx: &SkBuffContext) -> i32 {
     }
     if i < MAX_ROUTE && i < s.count as usize {
         let addr = s.addrs[i];
+        let a = active(s.policy);
         let v = if !V6 {
-            decide_v4([addr[0], addr[1], addr[2], addr[3]], s.dport, s.proto)
+            decide_v4(&a, [addr[0], addr[1], addr[2], addr[3]], s.dport, s.proto)
         } else {
-            decide_wire_v6(addr, s.dport, s.proto)
+            decide_wire_v6(&a, addr, s.dport, s.proto)
         };
         if v.verdict != VERDICT_ALLOW {
             if v.verdict == VERDICT_DENY {
@@ -121,7 +122,7 @@ fn skb_verdict<const V6: bool>(ctx: &SkBuffContext) -> i32 {
 fn remember(ctx: &SkBuffContext, s: &SkbScratch) {
     let Some(sk) = full_socket(ctx) else { return };
     let Some(c) = sk_cache(sk, true) else { return };
-    let (_, cfg) = crate::verdict::active();
+    let cfg = active(s.policy).cfg;
     // SAFETY: this socket's storage.
     let c = unsafe { &mut *c };
     c.flags |= SK_ALLOWED;
@@ -132,8 +133,9 @@ fn remember(ctx: &SkBuffContext, s: &SkbScratch) {
     c.proto = s.proto as u16;
 }
 
-/// Reports a refused (or, in audit mode, would-be refused) address `i` of the packet.
-#[inline(always)]
+/// Reports a refused (or, in audit mode, would-be refused) address `i` of the packet. Not
+/// inlined: its frame is not on the stack while the verdict runs.
+#[inline(never)]
 fn report(s: &SkbScratch, i: usize, v: &Verdict) {
     let daddr = if i < MAX_ROUTE { s.addrs[i] } else { s.addrs[0] };
     let dest = Dest { daddr, family: s.family, port: s.dport, protocol: s.proto, hook: HOOK_SKB_EGRESS };

@@ -9,6 +9,7 @@ use crate::{
     event::SocketEvent,
     socket_create::refuse,
     verdict::{active, refusal},
+    workload::policy_of_current,
 };
 
 const SOCK_RAW: u32 = 3;
@@ -20,10 +21,10 @@ pub fn rf_sock_create(ctx: SockContext) -> i32 {
     if ty != SOCK_RAW {
         return 1;
     }
-    let (_, cfg) = active();
-    if cfg.flags & CONFIG_RAW_POLICY != 0 {
+    let a = active(policy_of_current());
+    if a.cfg.flags & CONFIG_RAW_POLICY != 0 {
         return 1;
     }
     let ev = SocketEvent { family, ty, protocol, level: 0, opt: 0, hook: HOOK_SOCK_CREATE };
-    refuse(&ev, &refusal(RULE_RAW_SOCKETS))
+    refuse(&ev, &refusal(&a, RULE_RAW_SOCKETS))
 }

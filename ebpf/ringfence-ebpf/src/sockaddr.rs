@@ -6,25 +6,27 @@ use crate::{
     block::{block_verdict, blocked},
     event::{emit, remember_owner, Dest},
     maps::RF_SKCACHE,
-    verdict::{decide_v4, decide_v6, ipv4_mapped, Verdict},
+    verdict::{active, decide_v4, decide_wire_v6, Active, Verdict},
+    workload::policy_of_current,
 };
 
 /// An exfiltration block on (this cgroup, destination) refuses the call before the policy is
-/// consulted; returns the program's return value then.
-#[inline(always)]
-fn refuse_blocked(dest: &Dest) -> Option<i32> {
+/// consulted; returns the program's return value then. Not inlined, like [`finish`].
+#[inline(never)]
+fn refuse_blocked(a: &Active, dest: &Dest) -> Option<i32> {
     if !blocked(unsafe { bpf_get_current_cgroup_id() }, dest.daddr, dest.family) {
         return None;
     }
-    let v = block_verdict();
+    let v = block_verdict(a);
     v.count();
     emit(dest, &v);
     Some(v.retval())
 }
 
 /// Reports the verdict; an allowed destination is remembered with its process (attribution)
-/// and on the socket, so the backstop passes its packets without deciding again.
-#[inline(always)]
+/// and on the socket, so the backstop passes its packets without deciding again. Not inlined:
+/// its frame (event, owner, socket cache) is not on the stack while the verdict runs.
+#[inline(never)]
 fn finish(ctx: &SockAddrContext, dest: &Dest, v: &Verdict) -> i32 {
     v.count();
     emit(dest, v);
@@ -67,34 +69,39 @@ pub fn handle_v4(ctx: &SockAddrContext, hook: u32) -> i32 {
     let mut daddr = [0u8; 16];
     daddr[..4].copy_from_slice(&ip);
     let dest = Dest { daddr, family: 4, port, protocol, hook };
-    if let Some(ret) = refuse_blocked(&dest) {
+    let a = active(policy_of_current());
+    if let Some(ret) = refuse_blocked(&a, &dest) {
         return ret;
     }
-    finish(ctx, &dest, &decide_v4(ip, port, protocol))
+    finish(ctx, &dest, &decide_v4(&a, ip, port, protocol))
 }
 
 /// Decides an IPv6 `connect()`/`sendmsg()` (IPv4-mapped destinations are decided as IPv4).
+/// The address stays in 32-bit words until it is needed as bytes: split into bytes early, it
+/// costs the program a spill slot per byte, and the stack is what limits these programs.
 #[inline(always)]
 pub fn handle_v6(ctx: &SockAddrContext, hook: u32) -> i32 {
     let sa = unsafe { &*ctx.sock_addr };
-    let mut ip = [0u8; 16];
-    ip[0..4].copy_from_slice(&sa.user_ip6[0].to_ne_bytes());
-    ip[4..8].copy_from_slice(&sa.user_ip6[1].to_ne_bytes());
-    ip[8..12].copy_from_slice(&sa.user_ip6[2].to_ne_bytes());
-    ip[12..16].copy_from_slice(&sa.user_ip6[3].to_ne_bytes());
+    let w = [sa.user_ip6[0], sa.user_ip6[1], sa.user_ip6[2], sa.user_ip6[3]];
+    let mapped = w[0] == 0 && w[1] == 0 && w[2] == u32::from_ne_bytes([0, 0, 0xff, 0xff]);
     let protocol = sa.protocol;
     let port = u16::from_be(sa.user_port as u16);
-    let (daddr, family) = match ipv4_mapped(&ip) {
-        Some(v4) => {
-            let mut d = [0u8; 16];
-            d[..4].copy_from_slice(&v4);
-            (d, 4)
+    let a = active(policy_of_current());
+    if mapped {
+        let v4 = w[3].to_ne_bytes();
+        let mut daddr = [0u8; 16];
+        daddr[..4].copy_from_slice(&v4);
+        let dest = Dest { daddr, family: 4, port, protocol, hook };
+        if let Some(ret) = refuse_blocked(&a, &dest) {
+            return ret;
         }
-        None => (ip, 6),
-    };
-    let dest = Dest { daddr, family, port, protocol, hook };
-    if let Some(ret) = refuse_blocked(&dest) {
+        return finish(ctx, &dest, &decide_v4(&a, v4, port, protocol));
+    }
+    // SAFETY: four u32 words are sixteen bytes in memory order.
+    let daddr: [u8; 16] = unsafe { core::mem::transmute(w) };
+    let dest = Dest { daddr, family: 6, port, protocol, hook };
+    if let Some(ret) = refuse_blocked(&a, &dest) {
         return ret;
     }
-    finish(ctx, &dest, &decide_v6(ip, port, protocol).0)
+    finish(ctx, &dest, &decide_wire_v6(&a, daddr, port, protocol))
 }

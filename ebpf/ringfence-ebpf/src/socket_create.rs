@@ -9,7 +9,8 @@ use ringfence_common::{HOOK_SOCKET_CREATE, RULE_RAW_SOCKETS, STAT_SOCKETS_REFUSE
 use crate::{
     event::{emit_socket, SocketEvent},
     maps::bump,
-    verdict::{refusal, Verdict},
+    verdict::{active, refusal, Verdict},
+    workload::policy_of_current,
 };
 
 const AF_PACKET: i32 = 17;
@@ -35,7 +36,7 @@ pub fn rf_socket_create(ctx: LsmContext) -> i32 {
     if family != AF_PACKET && family != AF_XDP {
         return ALLOW;
     }
-    let v = refusal(RULE_RAW_SOCKETS);
+    let v = refusal(&active(policy_of_current()), RULE_RAW_SOCKETS);
     let ev = SocketEvent {
         family: family as u32,
         ty: (ty & SOCK_TYPE_MASK) as u32,

@@ -26,7 +26,8 @@ use crate::{
     flows::{account, egress, key, to_wireguard_peer, track_seq, Egress, Sender},
     maps::{bump, Handoff, RF_CGROUP, RF_FLOWS, RF_HANDOFF, RF_INBOUND, RF_TAILS},
     packet::{parse, Frame, Packet},
-    verdict::{active, refusal, Verdict},
+    verdict::{active, refusal, Active, Verdict},
+    workload::policy_of_skb,
 };
 
 /// tcx return values.
@@ -38,12 +39,17 @@ pub fn rf_tc_egress(ctx: TcContext) -> i32 {
     try_tc_egress(&ctx).unwrap_or(TCX_NEXT)
 }
 
-/// The sending socket's cgroup (0: none) and whether it is (under) the enforced cgroup.
+/// The sending socket's cgroup (0: none).
 #[inline(always)]
-fn sender(ctx: &TcContext) -> (u64, bool) {
-    let cgroup_id = unsafe { aya_ebpf::helpers::bpf_skb_cgroup_id(ctx.skb.skb) };
-    let enforced = cgroup_id != 0 && ctx.skb_under_cgroup(&RF_CGROUP, 0).unwrap_or(false);
-    (cgroup_id, enforced)
+fn sender_cgroup(ctx: &TcContext) -> u64 {
+    // SAFETY: the program's own skb.
+    unsafe { aya_ebpf::helpers::bpf_skb_cgroup_id(ctx.skb.skb) }
+}
+
+/// Whether the sender's cgroup `cgroup_id` is (under) the enforced cgroup root.
+#[inline(always)]
+fn enforced(ctx: &TcContext, cgroup_id: u64) -> bool {
+    cgroup_id != 0 && ctx.skb_under_cgroup(&RF_CGROUP, 0).unwrap_or(false)
 }
 
 const AF_PACKET: u32 = 17;
@@ -69,7 +75,7 @@ fn try_tc_egress(ctx: &TcContext) -> Option<i32> {
         Frame::Ip(p) => p,
         Frame::Arp => return Some(TCX_NEXT),
         Frame::Other => {
-            if sender(ctx).1 {
+            if enforced(ctx, sender_cgroup(ctx)) {
                 bump(STAT_NONIP_DROPPED);
                 return Some(TCX_DROP);
             }
@@ -92,19 +98,22 @@ fn try_tc_egress(ctx: &TcContext) -> Option<i32> {
     }
     // A pass cached for a policed sender holds for anyone sending to the same destination, port
     // and protocol (no sender lookup on the hot path) — unless the packet may be source-routed.
-    if p.routed == 0 && passed_before(stats, FLOW_VERDICT_PASS) {
+    let cgroup_id = sender_cgroup(ctx);
+    let policy = policy_of_skb(ctx.skb.skb, cgroup_id);
+    let a = active(policy);
+    if p.routed == 0 && passed_before(stats, FLOW_VERDICT_PASS, &a) {
         return Some(TCX_NEXT);
     }
-    let (cgroup_id, enforced) = sender(ctx);
+    let enforced = enforced(ctx, cgroup_id);
     let who = Sender { policed: cgroup_id == 0 || enforced, crafted: enforced && crafted_socket(ctx) };
     // The kernel's own link-scope control (IGMP carries a Router Alert option) passes first.
     if !enforced && p.is_link_control() {
         return Some(TCX_NEXT);
     }
     if who.policed && p.routed != 0 {
-        return Some(drop_routed(&p, &k, cgroup_id));
+        return Some(drop_routed(&a, &p, &k, cgroup_id));
     }
-    let exempt = (!who.policed && passed_before(stats, FLOW_VERDICT_PASS_UNPOLICED))
+    let exempt = (!who.policed && passed_before(stats, FLOW_VERDICT_PASS_UNPOLICED, &a))
         || to_wireguard_peer(&p)
         || (p.may_reply() && RF_INBOUND.get_ptr(&k).is_some());
     if exempt && !who.crafted {
@@ -114,7 +123,15 @@ fn try_tc_egress(ctx: &TcContext) -> Option<i32> {
     // SAFETY: this CPU's scratch slot; the tail-called program runs on the same CPU right after.
     unsafe {
         *slot =
-            Handoff { packet: p, key: k, cgroup_id, policed: who.policed as u32, crafted: who.crafted as u32 }
+            Handoff {
+                packet: p,
+                key: k,
+                cgroup_id,
+                policed: who.policed as u32,
+                crafted: who.crafted as u32,
+                policy,
+                _pad: 0,
+            }
     };
     // The verdict runs as its own program, one per family: the verifier checks it with fresh
     // state instead of once per path through the parser above. A failed tail call (slot empty)
@@ -124,8 +141,8 @@ fn try_tc_egress(ctx: &TcContext) -> Option<i32> {
 }
 
 #[inline(always)]
-fn drop_routed(p: &Packet, k: &FlowKey, cgroup_id: u64) -> i32 {
-    let v = refusal(RULE_SOURCE_ROUTE);
+fn drop_routed(a: &Active, p: &Packet, k: &FlowKey, cgroup_id: u64) -> i32 {
+    let v = refusal(a, RULE_SOURCE_ROUTE);
     report(p, k, cgroup_id, &v);
     if v.verdict == ringfence_common::VERDICT_DENY {
         bump(STAT_PACKETS_DROPPED);
@@ -146,9 +163,9 @@ fn report(p: &Packet, k: &FlowKey, cgroup_id: u64, v: &Verdict) {
 /// Fast path: this flow already passed (as `verdict`) under the policy generation in force
 /// (the common case for every packet after a flow's first), so no verdict program is needed.
 #[inline(always)]
-fn passed_before(stats: Option<*mut ringfence_common::FlowStats>, verdict: u32) -> bool {
+fn passed_before(stats: Option<*mut ringfence_common::FlowStats>, verdict: u32, a: &Active) -> bool {
     let Some(s) = stats else { return false };
-    let (_, cfg) = active();
+    let cfg = a.cfg;
     // SAFETY: per-CPU value pointer from the flow map.
     let st = unsafe { &*s };
     st.verdict == verdict && st.verdict_generation == cfg.generation
@@ -171,8 +188,9 @@ fn try_tc_verdict<const V6: bool>() -> Option<i32> {
     // SAFETY: this CPU's scratch slot, written by rf_tc_egress just before the tail call.
     let h = unsafe { &*RF_HANDOFF.get_ptr(0)? };
     let stats = RF_FLOWS.get_ptr_mut(&h.key);
+    let a = active(h.policy);
     let (decision, verdict) =
-        egress::<V6>(&h.packet, stats, Sender { policed: h.policed != 0, crafted: h.crafted != 0 });
+        egress::<V6>(&a, &h.packet, stats, Sender { policed: h.policed != 0, crafted: h.crafted != 0 });
     if decision == Egress::Pass {
         return Some(TCX_NEXT);
     }
@@ -180,7 +198,7 @@ fn try_tc_verdict<const V6: bool>() -> Option<i32> {
         // SAFETY: per-CPU value pointer from the flow map.
         unsafe { (*s).dropped_packets += 1 };
     }
-    let (_, cfg) = active();
+    let cfg = a.cfg;
     let mut v = verdict.unwrap_or(Verdict {
         verdict: ringfence_common::VERDICT_DENY,
         rule_id: ringfence_common::RULE_DEFAULT,

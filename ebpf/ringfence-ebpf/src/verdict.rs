@@ -5,9 +5,10 @@ use aya_ebpf::helpers::generated::bpf_loop;
 use aya_ebpf::maps::lpm_trie::Key;
 use aya_ebpf::maps::LpmTrie;
 use ringfence_common::{
-    verdict_proto, GeoEntry, PolicyConfig, PrefixEntry, ACTION_ALLOW, MAX_DEPTH, MAX_ITEMS, MODE_AUDIT,
-    NO_LIST, RULE_DEFAULT, RULE_UNKNOWN_COUNTRY, STAT_ALLOWED, STAT_AUDITED, STAT_DENIED, UNKNOWN_ALLOW,
-    UNKNOWN_DENY, VERDICT_ALLOW, VERDICT_AUDIT, VERDICT_DENY,
+    key4, key6, table_id, verdict_proto, ListKey, PolicyConfig, PrefixEntry, ACTION_ALLOW, DIR_EGRESS,
+    MAX_DEPTH, MAX_ITEMS, MODE_AUDIT, NO_LIST, RULE_DEFAULT, RULE_UNKNOWN_COUNTRY, STAT_ALLOWED,
+    STAT_AUDITED, STAT_DENIED, TABLE_BITS, UNKNOWN_ALLOW, UNKNOWN_DENY, VERDICT_ALLOW, VERDICT_AUDIT,
+    VERDICT_DENY,
 };
 
 use crate::maps::*;
@@ -46,11 +47,26 @@ impl Verdict {
     }
 }
 
-/// One slot's geo trie for one address family (the CIDR tries and match lists are chosen by
-/// slot inside the `bpf_loop` callbacks).
-pub struct Tables<'a, const N: usize> {
-    pub slot: u32,
-    pub geo: &'a LpmTrie<[u8; N], GeoEntry>,
+/// The table a policy's programs read now (one direction of its active slot) and its settings.
+/// A table the agent never wrote reads as a zeroed config: deny (fail closed).
+#[derive(Clone, Copy)]
+pub struct Active {
+    pub table: u32,
+    pub cfg: PolicyConfig,
+}
+
+/// The active egress table of `policy`.
+#[inline(always)]
+pub fn active(policy: u32) -> Active {
+    active_dir(policy, DIR_EGRESS)
+}
+
+/// The active table of `policy` for direction `dir`.
+#[inline(always)]
+pub fn active_dir(policy: u32, dir: u32) -> Active {
+    let slot = RF_SLOTS.get(policy).copied().unwrap_or(0);
+    let table = table_id(policy, slot, dir);
+    Active { table, cfg: RF_TABLECFG.get(table).copied().unwrap_or_default() }
 }
 
 /// State of one trie walk, shared with the `bpf_loop` callback. The walk runs in a callback so
@@ -63,7 +79,7 @@ struct Walk<const N: usize> {
     plen: u32,
     port: u32,
     proto: u32,
-    slot: u32,
+    table: u32,
     /// 1: the deny trie, 0: the allow trie.
     deny: u32,
     /// The deciding rule when `found` is 1, and whether it requires encryption.
@@ -74,12 +90,17 @@ struct Walk<const N: usize> {
 }
 
 /// One step: the longest entry of at most `plen` bits containing the address; stop (1) on no
-/// entry, on a match, or at the root; else continue (0) with shorter prefixes.
+/// entry, on a match, or at the root; else continue (0) with shorter prefixes. `key` is the
+/// table's key of the address.
 #[inline(always)]
-fn step<const N: usize>(w: &mut Walk<N>, trie: &LpmTrie<[u8; N], PrefixEntry>) -> i64 {
-    let Some(entry) = trie.get(Key::new(w.plen, w.addr)) else { return 1 };
+fn step<const N: usize, const K: usize>(
+    w: &mut Walk<N>,
+    trie: &LpmTrie<[u8; K], PrefixEntry>,
+    key: [u8; K],
+) -> i64 {
+    let Some(entry) = trie.get(Key::new(TABLE_BITS + w.plen, key)) else { return 1 };
     let (entry_len, list_id) = (entry.prefix_len, entry.list_id);
-    if let Some((rule, encrypt)) = find_in(w.slot, list_id, w.port as u16, w.proto) {
+    if let Some((rule, encrypt)) = find_in(w.table, list_id, w.port as u16, w.proto) {
         w.rule = rule;
         w.encrypt = encrypt as u32;
         w.found = 1;
@@ -95,23 +116,15 @@ fn step<const N: usize>(w: &mut Walk<N>, trie: &LpmTrie<[u8; N], PrefixEntry>) -
 extern "C" fn walk4_step(_index: u64, ctx: *mut c_void) -> i64 {
     // SAFETY: bpf_loop passes back the pointer to the caller's `Walk<4>`.
     let w = unsafe { &mut *(ctx as *mut Walk<4>) };
-    match (w.slot, w.deny) {
-        (0, 1) => step(w, &RF_DENY4_0),
-        (0, _) => step(w, &RF_ALLOW4_0),
-        (_, 1) => step(w, &RF_DENY4_1),
-        _ => step(w, &RF_ALLOW4_1),
-    }
+    let trie = if w.deny == 1 { &RF_DENY4 } else { &RF_ALLOW4 };
+    step(w, trie, key4(w.table, w.addr))
 }
 
 extern "C" fn walk6_step(_index: u64, ctx: *mut c_void) -> i64 {
     // SAFETY: bpf_loop passes back the pointer to the caller's `Walk<16>`.
     let w = unsafe { &mut *(ctx as *mut Walk<16>) };
-    match (w.slot, w.deny) {
-        (0, 1) => step(w, &RF_DENY6_0),
-        (0, _) => step(w, &RF_ALLOW6_0),
-        (_, 1) => step(w, &RF_DENY6_1),
-        _ => step(w, &RF_ALLOW6_1),
-    }
+    let trie = if w.deny == 1 { &RF_DENY6 } else { &RF_ALLOW6 };
+    step(w, trie, key6(w.table, w.addr))
 }
 
 /// State of a match-list search: one `bpf_loop` iteration per item, so the verifier checks one
@@ -119,7 +132,7 @@ extern "C" fn walk6_step(_index: u64, ctx: *mut c_void) -> i64 {
 /// one-million-instruction budget are what this saves).
 #[repr(C)]
 struct Find {
-    slot: u32,
+    table: u32,
     list_id: u32,
     port: u32,
     proto: u32,
@@ -132,8 +145,10 @@ struct Find {
 extern "C" fn item_step(index: u64, ctx: *mut c_void) -> i64 {
     // SAFETY: bpf_loop passes back the pointer to the caller's `Find`.
     let f = unsafe { &mut *(ctx as *mut Find) };
-    let lists = if f.slot == 0 { &RF_LISTS_0 } else { &RF_LISTS_1 };
-    let Some(list) = lists.get(f.list_id) else { return 1 };
+    // SAFETY: a value of the map, read in this callback only.
+    let Some(list) = (unsafe { RF_LISTS.get(&ListKey { table: f.table, list: f.list_id }) }) else {
+        return 1;
+    };
     let i = index as usize;
     if i >= MAX_ITEMS || i >= list.len as usize {
         return 1;
@@ -148,13 +163,13 @@ extern "C" fn item_step(index: u64, ctx: *mut c_void) -> i64 {
     0
 }
 
-/// (rule id, encryption required) of the first item of a slot's list matching (port, proto).
+/// (rule id, encryption required) of the first item of a table's list matching (port, proto).
 #[inline(always)]
-fn find_in(slot: u32, list_id: u32, port: u16, proto: u32) -> Option<(u32, bool)> {
+fn find_in(table: u32, list_id: u32, port: u16, proto: u32) -> Option<(u32, bool)> {
     if list_id == NO_LIST {
         return None;
     }
-    let mut f = Find { slot, list_id, port: port as u32, proto, rule: 0, encrypt: 0, found: 0, _pad: 0 };
+    let mut f = Find { table, list_id, port: port as u32, proto, rule: 0, encrypt: 0, found: 0, _pad: 0 };
     // SAFETY: the callback matches bpf_loop's contract and only touches `f` through ctx.
     unsafe {
         bpf_loop(
@@ -171,13 +186,13 @@ fn find_in(slot: u32, list_id: u32, port: u16, proto: u32) -> Option<(u32, bool)
 /// returns (rule id, encryption required) of the first prefix whose match list accepts
 /// (port, proto).
 #[inline(always)]
-fn walk<const N: usize>(slot: u32, deny: bool, addr: [u8; N], port: u16, proto: u32) -> Option<(u32, bool)> {
+fn walk<const N: usize>(table: u32, deny: bool, addr: [u8; N], port: u16, proto: u32) -> Option<(u32, bool)> {
     let mut w = Walk {
         addr,
         plen: (N * 8) as u32,
         port: port as u32,
         proto,
-        slot,
+        table,
         deny: deny as u32,
         rule: 0,
         found: 0,
@@ -203,21 +218,36 @@ fn outcome(deny: bool, rule: u32, country: u32, encrypt: bool) -> Outcome {
     Outcome { deny, rule, country, encrypt }
 }
 
+/// The geo entry of an address in a table (`N` = 4 or 16).
 #[inline(always)]
-fn rules<const N: usize>(t: &Tables<N>, cfg: &PolicyConfig, addr: [u8; N], port: u16, proto: u32) -> Outcome {
-    if let Some((rule, _)) = walk(t.slot, true, addr, port, proto) {
+fn geo_entry<const N: usize>(table: u32, addr: &[u8; N]) -> Option<&'static ringfence_common::GeoEntry> {
+    let len = TABLE_BITS + (N * 8) as u32;
+    if N == 4 {
+        RF_GEO4.get(Key::new(len, key4(table, [addr[0], addr[1], addr[2], addr[3]])))
+    } else {
+        let mut k = [0u8; 20];
+        k[..4].copy_from_slice(&table.to_be_bytes());
+        k[4..].copy_from_slice(&addr[..]);
+        RF_GEO6.get(Key::new(len, k))
+    }
+}
+
+#[inline(always)]
+fn rules<const N: usize>(a: &Active, addr: [u8; N], port: u16, proto: u32) -> Outcome {
+    let (table, cfg) = (a.table, &a.cfg);
+    if let Some((rule, _)) = walk(table, true, addr, port, proto) {
         return outcome(true, rule, 0, false);
     }
-    if let Some((rule, encrypt)) = walk(t.slot, false, addr, port, proto) {
+    if let Some((rule, encrypt)) = walk(table, false, addr, port, proto) {
         return outcome(false, rule, 0, encrypt);
     }
     let default_deny = cfg.default_action != ACTION_ALLOW;
-    match t.geo.get(Key::new((N * 8) as u32, addr)) {
+    match geo_entry(table, &addr) {
         Some(g) => {
             let (deny_list, allow_list, country) = (g.deny_list, g.allow_list, g.country);
-            if let Some((rule, _)) = find_in(t.slot, deny_list, port, proto) {
+            if let Some((rule, _)) = find_in(table, deny_list, port, proto) {
                 outcome(true, rule, country, false)
-            } else if let Some((rule, encrypt)) = find_in(t.slot, allow_list, port, proto) {
+            } else if let Some((rule, encrypt)) = find_in(table, allow_list, port, proto) {
                 outcome(false, rule, country, encrypt)
             } else {
                 outcome(default_deny, RULE_DEFAULT, country, false)
@@ -231,76 +261,38 @@ fn rules<const N: usize>(t: &Tables<N>, cfg: &PolicyConfig, addr: [u8; N], port:
     }
 }
 
-#[inline(always)]
-fn decide<const N: usize>(
-    t: &Tables<N>,
-    cfg: &PolicyConfig,
-    addr: [u8; N],
-    port: u16,
-    proto: u32,
-) -> Verdict {
-    let Outcome { deny, rule: rule_id, country, encrypt } = rules(t, cfg, addr, port, proto);
-    let verdict = match (deny, cfg.mode == MODE_AUDIT) {
+/// A subprogram of its own (not inlined): its locals (the walks, keys, lists) get a frame of
+/// their own instead of adding to every hook's, which must stay under the 512-byte stack.
+#[inline(never)]
+fn decide<const N: usize>(a: &Active, addr: [u8; N], port: u16, proto: u32) -> Verdict {
+    let Outcome { deny, rule: rule_id, country, encrypt } = rules(a, addr, port, proto);
+    let verdict = match (deny, a.cfg.mode == MODE_AUDIT) {
         (false, _) => VERDICT_ALLOW,
         (true, false) => VERDICT_DENY,
         (true, true) => VERDICT_AUDIT,
     };
-    Verdict { verdict, rule_id, generation: cfg.generation, country, encrypt }
-}
-
-/// The active slot and its config. A missing config reads as zeroed: deny (fail closed).
-#[inline(always)]
-pub fn active() -> (u32, PolicyConfig) {
-    let slot = RF_ACTIVE.get(0).copied().unwrap_or(0) & 1;
-    let cfg = RF_CONFIG.get(slot).copied().unwrap_or_default();
-    (slot, cfg)
+    Verdict { verdict, rule_id, generation: a.cfg.generation, country, encrypt }
 }
 
 /// A verdict that is not the rules' (a refused socket, an undecidable source route): deny,
 /// or audit-deny under an audit-mode policy.
 #[inline(always)]
-pub fn refusal(rule_id: u32) -> Verdict {
-    let (_, cfg) = active();
-    let verdict = if cfg.mode == MODE_AUDIT { VERDICT_AUDIT } else { VERDICT_DENY };
-    Verdict { verdict, rule_id, generation: cfg.generation, country: 0, encrypt: false }
+pub fn refusal(a: &Active, rule_id: u32) -> Verdict {
+    let verdict = if a.cfg.mode == MODE_AUDIT { VERDICT_AUDIT } else { VERDICT_DENY };
+    Verdict { verdict, rule_id, generation: a.cfg.generation, country: 0, encrypt: false }
 }
 
 /// Verdict for an IPv4 destination (address bytes in network order). ICMPv6 is decided as ICMP;
 /// callers pass port 0 for ICMP (an echo identifier is no port: port entries never match ICMP).
 #[inline(always)]
-pub fn decide_v4(addr: [u8; 4], port: u16, proto: u32) -> Verdict {
-    let proto = verdict_proto(proto);
-    let (slot, cfg) = active();
-    let t = if slot == 0 { Tables { slot, geo: &RF_GEO4_0 } } else { Tables { slot, geo: &RF_GEO4_1 } };
-    decide(&t, &cfg, addr, port, proto)
-}
-
-/// Verdict for an IPv6 destination; IPv4-mapped addresses are decided as IPv4.
-#[inline(always)]
-pub fn decide_v6(addr: [u8; 16], port: u16, proto: u32) -> (Verdict, bool) {
-    if let Some(v4) = ipv4_mapped(&addr) {
-        return (decide_v4(v4, port, proto), true);
-    }
-    (decide_wire_v6(addr, port, proto), false)
+pub fn decide_v4(a: &Active, addr: [u8; 4], port: u16, proto: u32) -> Verdict {
+    decide(a, addr, port, verdict_proto(proto))
 }
 
 /// Verdict for the destination of an IPv6 packet on the wire, where an IPv4-mapped address is
 /// not routable and decided as the IPv6 address it is (one instance of the verdict code fewer
-/// for the verifier than [`decide_v6`]).
+/// for the verifier than deciding it as IPv4).
 #[inline(always)]
-pub fn decide_wire_v6(addr: [u8; 16], port: u16, proto: u32) -> Verdict {
-    let proto = verdict_proto(proto);
-    let (slot, cfg) = active();
-    let t = if slot == 0 { Tables { slot, geo: &RF_GEO6_0 } } else { Tables { slot, geo: &RF_GEO6_1 } };
-    decide(&t, &cfg, addr, port, proto)
-}
-
-#[inline(always)]
-pub fn ipv4_mapped(a: &[u8; 16]) -> Option<[u8; 4]> {
-    let zero = a[0] | a[1] | a[2] | a[3] | a[4] | a[5] | a[6] | a[7] | a[8] | a[9];
-    if zero == 0 && a[10] == 0xff && a[11] == 0xff {
-        Some([a[12], a[13], a[14], a[15]])
-    } else {
-        None
-    }
+pub fn decide_wire_v6(a: &Active, addr: [u8; 16], port: u16, proto: u32) -> Verdict {
+    decide(a, addr, port, verdict_proto(proto))
 }

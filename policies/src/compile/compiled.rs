@@ -61,6 +61,28 @@ pub struct Compiled {
 }
 
 impl Compiled {
+    /// A policy with no rules and default deny (the kernel form of "nothing allowed").
+    pub fn empty() -> Self {
+        Self {
+            default_action: ACTION_DENY,
+            mode: ringfence_common::MODE_ENFORCE,
+            v4: CompiledFamily::default(),
+            v6: CompiledFamily::default(),
+            lists: Vec::new(),
+            unknown_action: ringfence_common::UNKNOWN_DEFAULT,
+            geo4: Vec::new(),
+            geo6: Vec::new(),
+            countries: Vec::new(),
+            encrypt4: Vec::new(),
+            encrypt6: Vec::new(),
+            home4: Vec::new(),
+            home6: Vec::new(),
+            cross_border: false,
+            raw_policy: false,
+            lookup: OnceLock::new(),
+        }
+    }
+
     /// Total number of trie entries (both families, both actions).
     pub fn prefix_count(&self) -> usize {
         self.v4.deny.len() + self.v4.allow.len() + self.v6.deny.len() + self.v6.allow.len()

@@ -1,0 +1,257 @@
+//! The pinned kernel maps, opened by path: the policies' tables (`tables`: the per-policy
+//! double-buffered swap), the workload cgroups (`workloads`) and the counters.
+//!
+//! `apply` writes a compiled policy into the slot of that policy the kernel is *not* reading,
+//! then flips the policy's entry of `RF_SLOTS` with one 4-byte write: every verdict sees either
+//! the old or the new policy whole, and no other policy is touched.
+mod tables;
+mod workloads;
+
+use std::path::{Path, PathBuf};
+
+use aya::maps::{lpm_trie::LpmTrie, Array, HashMap, Map, MapData, MapError, PerCpuArray};
+use ringfence_common::{
+    table_id, CgPolicy, Endpoint, GeoEntry, GeoInfo, ListKey, MatchList, PolicyConfig, PrefixEntry,
+    WorkloadState, ACTIVE_MAP, ALLOW_V4_MAP, ALLOW_V6_MAP, CGCACHE_MAP, CONFIG_MAP, CONFIG_RAW_POLICY,
+    DENY_V4_MAP, DENY_V6_MAP, DIR_EGRESS, ENCRYPT_V4_MAP, ENCRYPT_V6_MAP, GEO_INFO_MAP, GEO_V4_MAP,
+    GEO_V6_MAP, HOME_V4_MAP, HOME_V6_MAP, LIST_MAP, MAX_TABLES, STATS_MAP, STAT_ALLOWED, STAT_AUDITED,
+    STAT_BACKSTOP_DECIDED, STAT_BACKSTOP_DROPPED, STAT_DENIED, STAT_EVENTS_DROPPED, STAT_EXFIL_BLOCKED,
+    STAT_NONIP_DROPPED, STAT_PACKETS_DROPPED, STAT_PLAINTEXT_DROPPED, STAT_SOCKETS_REFUSED,
+    STAT_SOCKET_GUARD_SEEN, WG_ENDPOINTS_MAP, WORKLOADS_MAP, WORKLOAD_STATE_MAP,
+};
+use serde::Serialize;
+
+use crate::error::AgentError;
+
+pub use workloads::WorkloadEntry;
+
+/// A trie keyed by table id and address (`K` = 8 or 20 key bytes).
+type Trie<const K: usize, V = PrefixEntry> = LpmTrie<MapData, [u8; K], V>;
+
+/// Where the maps are pinned inside the agent's bpffs directory.
+pub fn maps_dir(bpffs: &Path) -> PathBuf {
+    bpffs.join("maps")
+}
+
+/// Opens the map pinned as `name` in the maps directory `dir` ([`maps_dir`]).
+pub(crate) fn open<T>(dir: &Path, name: &str) -> Result<T, AgentError>
+where
+    T: TryFrom<Map, Error = MapError>,
+{
+    let path = dir.join(name);
+    let data = MapData::from_pin(&path).map_err(|e| {
+        AgentError::map(
+            name,
+            format!("open pin {}: {e} (is the agent's enforcement loaded?)", path.display()),
+        )
+    })?;
+    let map = Map::from_map_data(data).map_err(|e| AgentError::map(name, e))?;
+    T::try_from(map).map_err(|e| AgentError::map(name, e))
+}
+
+/// Counters kept by the kernel programs, summed over CPUs.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct Stats {
+    /// connect()/sendmsg() calls allowed, denied, and allowed only because of audit mode.
+    pub allowed: u64,
+    pub denied: u64,
+    pub audited: u64,
+    /// Events lost to a full ring buffer.
+    pub events_dropped: u64,
+    /// Packets dropped by the policy on the packet path (tcx on the uplinks).
+    pub packets_dropped: u64,
+    /// Packets of the enforced cgroup dropped by the policy in its backstop (cgroup_skb).
+    pub backstop_dropped: u64,
+    /// Packets the backstop decided in full (no cached verdict on their socket).
+    pub backstop_decided: u64,
+    /// Plaintext packets to must-encrypt destinations dropped on the packet path.
+    pub plaintext_dropped: u64,
+    /// Connections refused and packets dropped because of exfiltration blocks.
+    pub exfil_blocked: u64,
+    /// Raw, packet and XDP sockets the enforced cgroup was refused.
+    pub sockets_refused: u64,
+    /// Non-IP frames of the enforced cgroup dropped on the packet path.
+    pub nonip_dropped: u64,
+    /// Socket creations the socket guard looked at (the start-up self-check adds one).
+    pub socket_guard_seen: u64,
+}
+
+/// A policy the kernel is reading now.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ActivePolicy {
+    /// Policy index (0: the node default).
+    pub policy: u32,
+    pub slot: u32,
+    pub generation: u32,
+    pub default_action: &'static str,
+    pub mode: &'static str,
+    /// `spec.rawSockets`: `deny` or `policy`.
+    pub raw_sockets: &'static str,
+}
+
+/// Handles on every pinned map.
+pub struct PinnedMaps {
+    deny4: Trie<8>,
+    allow4: Trie<8>,
+    deny6: Trie<20>,
+    allow6: Trie<20>,
+    geo4: Trie<8, GeoEntry>,
+    geo6: Trie<20, GeoEntry>,
+    geo_info: Array<MapData, GeoInfo>,
+    enc4: Trie<8, u32>,
+    enc6: Trie<20, u32>,
+    home4: Trie<8, u32>,
+    home6: Trie<20, u32>,
+    wg_peers: HashMap<MapData, Endpoint, u32>,
+    lists: HashMap<MapData, ListKey, MatchList>,
+    config: Array<MapData, PolicyConfig>,
+    active: Array<MapData, u32>,
+    workloads: HashMap<MapData, u64, u32>,
+    wl_state: Array<MapData, WorkloadState>,
+    cg_cache: HashMap<MapData, u64, CgPolicy>,
+    stats: PerCpuArray<MapData, u64>,
+    /// The last generation handed out (unique across policies and agent restarts).
+    generation: u32,
+}
+
+impl PinnedMaps {
+    /// Opens the maps pinned under `<bpffs>/maps`.
+    pub fn open(bpffs: &Path) -> Result<Self, AgentError> {
+        let dir = maps_dir(bpffs);
+        let mut maps = Self {
+            deny4: open(&dir, DENY_V4_MAP)?,
+            allow4: open(&dir, ALLOW_V4_MAP)?,
+            deny6: open(&dir, DENY_V6_MAP)?,
+            allow6: open(&dir, ALLOW_V6_MAP)?,
+            geo4: open(&dir, GEO_V4_MAP)?,
+            geo6: open(&dir, GEO_V6_MAP)?,
+            geo_info: open(&dir, GEO_INFO_MAP)?,
+            enc4: open(&dir, ENCRYPT_V4_MAP)?,
+            enc6: open(&dir, ENCRYPT_V6_MAP)?,
+            home4: open(&dir, HOME_V4_MAP)?,
+            home6: open(&dir, HOME_V6_MAP)?,
+            wg_peers: open(&dir, WG_ENDPOINTS_MAP)?,
+            lists: open(&dir, LIST_MAP)?,
+            config: open(&dir, CONFIG_MAP)?,
+            active: open(&dir, ACTIVE_MAP)?,
+            workloads: open(&dir, WORKLOADS_MAP)?,
+            wl_state: open(&dir, WORKLOAD_STATE_MAP)?,
+            cg_cache: open(&dir, CGCACHE_MAP)?,
+            stats: open(&dir, STATS_MAP)?,
+            generation: 0,
+        };
+        maps.generation = maps.max_generation()?;
+        Ok(maps)
+    }
+
+    /// A generation no table has held yet.
+    fn next_generation(&mut self) -> u32 {
+        self.generation = self.generation.wrapping_add(1).max(1);
+        self.generation
+    }
+
+    /// The slot of `policy` the kernel reads and its egress settings.
+    pub fn active(&self, policy: u32) -> Result<(u32, PolicyConfig), AgentError> {
+        let slot = self.active.get(&policy, 0).map_err(|e| AgentError::map(ACTIVE_MAP, e))? & 1;
+        let cfg = self
+            .config
+            .get(&table_id(policy, slot, DIR_EGRESS), 0)
+            .map_err(|e| AgentError::map(CONFIG_MAP, e))?;
+        Ok((slot, cfg))
+    }
+
+    /// A printable summary of [`PinnedMaps::active`].
+    pub fn active_policy(&self, policy: u32) -> Result<ActivePolicy, AgentError> {
+        let (slot, cfg) = self.active(policy)?;
+        Ok(ActivePolicy {
+            policy,
+            slot,
+            generation: cfg.generation,
+            default_action: if cfg.default_action == ringfence_common::ACTION_ALLOW {
+                "allow"
+            } else {
+                "deny"
+            },
+            mode: if cfg.mode == ringfence_common::MODE_AUDIT { "audit" } else { "enforce" },
+            raw_sockets: if cfg.flags & CONFIG_RAW_POLICY != 0 { "policy" } else { "deny" },
+        })
+    }
+
+    /// The geo database information of `policy`'s active egress table.
+    pub fn geo_info(&self, policy: u32) -> Result<GeoInfo, AgentError> {
+        let (slot, _) = self.active(policy)?;
+        self.geo_info
+            .get(&table_id(policy, slot, DIR_EGRESS), 0)
+            .map_err(|e| AgentError::map(GEO_INFO_MAP, e))
+    }
+
+    /// The highest generation any table holds (generations are unique across policies, so an
+    /// event's generation names the policy that decided it).
+    pub fn max_generation(&self) -> Result<u32, AgentError> {
+        let mut max = 0;
+        for t in 0..MAX_TABLES {
+            max = max.max(self.config.get(&t, 0).map_err(|e| AgentError::map(CONFIG_MAP, e))?.generation);
+        }
+        Ok(max)
+    }
+
+    /// Replaces the set of WireGuard peer endpoints: UDP to these is the tunnel, the only way
+    /// must-encrypt traffic may leave.
+    pub fn set_wg_endpoints(&mut self, endpoints: &[std::net::SocketAddr]) -> Result<(), AgentError> {
+        let wanted: Vec<Endpoint> = endpoints
+            .iter()
+            .map(|sa| {
+                let mut addr = [0u8; 16];
+                let family = match sa.ip() {
+                    std::net::IpAddr::V4(a) => {
+                        addr[..4].copy_from_slice(&a.octets());
+                        4
+                    }
+                    std::net::IpAddr::V6(a) => {
+                        addr = a.octets();
+                        6
+                    }
+                };
+                Endpoint { addr, port: u32::from(sa.port()), family }
+            })
+            .collect();
+        let stale: Vec<Endpoint> = self
+            .wg_peers
+            .keys()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| AgentError::map(WG_ENDPOINTS_MAP, e))?
+            .into_iter()
+            .filter(|k| !wanted.contains(k))
+            .collect();
+        for k in stale {
+            self.wg_peers.remove(&k).map_err(|e| AgentError::map(WG_ENDPOINTS_MAP, e))?;
+        }
+        for k in &wanted {
+            self.wg_peers.insert(k, 0, 0).map_err(|e| AgentError::map(WG_ENDPOINTS_MAP, e))?;
+        }
+        Ok(())
+    }
+
+    /// Sums the per-CPU counters.
+    pub fn stats(&self) -> Result<Stats, AgentError> {
+        let sum = |i: u32| -> Result<u64, AgentError> {
+            let v = self.stats.get(&i, 0).map_err(|e| AgentError::map(STATS_MAP, e))?;
+            Ok(v.iter().sum())
+        };
+        Ok(Stats {
+            allowed: sum(STAT_ALLOWED)?,
+            denied: sum(STAT_DENIED)?,
+            audited: sum(STAT_AUDITED)?,
+            events_dropped: sum(STAT_EVENTS_DROPPED)?,
+            packets_dropped: sum(STAT_PACKETS_DROPPED)?,
+            backstop_dropped: sum(STAT_BACKSTOP_DROPPED)?,
+            backstop_decided: sum(STAT_BACKSTOP_DECIDED)?,
+            plaintext_dropped: sum(STAT_PLAINTEXT_DROPPED)?,
+            exfil_blocked: sum(STAT_EXFIL_BLOCKED)?,
+            sockets_refused: sum(STAT_SOCKETS_REFUSED)?,
+            nonip_dropped: sum(STAT_NONIP_DROPPED)?,
+            socket_guard_seen: sum(STAT_SOCKET_GUARD_SEEN)?,
+        })
+    }
+}
+

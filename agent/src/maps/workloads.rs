@@ -1,0 +1,54 @@
+//! The workload cgroups: `RF_WORKLOADS` (cgroup id -> policy index) and the state word whose
+//! epoch invalidates the programs' per-cgroup cache.
+use std::collections::BTreeMap;
+
+use ringfence_common::{WorkloadState, WORKLOADS_MAP, WORKLOAD_STATE_MAP};
+
+use super::PinnedMaps;
+use crate::error::AgentError;
+
+/// One workload entry in the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkloadEntry {
+    pub cgroup_id: u64,
+    pub policy: u32,
+}
+
+impl PinnedMaps {
+    /// The workload entries in the kernel, by cgroup id.
+    pub fn workloads(&self) -> Result<BTreeMap<u64, u32>, AgentError> {
+        self.workloads
+            .iter()
+            .collect::<Result<BTreeMap<_, _>, _>>()
+            .map_err(|e| AgentError::map(WORKLOADS_MAP, e))
+    }
+
+    /// Makes the kernel's workload entries exactly `wanted` (cgroup id -> policy): stale entries
+    /// removed, the rest upserted, then the epoch bumped so that no program keeps a cached
+    /// answer from before.
+    pub fn set_workloads(&mut self, wanted: &BTreeMap<u64, u32>) -> Result<(), AgentError> {
+        let current = self.workloads()?;
+        let mut changed = false;
+        for id in current.keys().filter(|id| !wanted.contains_key(id)) {
+            self.workloads.remove(id).map_err(|e| AgentError::map(WORKLOADS_MAP, e))?;
+            changed = true;
+        }
+        for (id, policy) in wanted {
+            if current.get(id) != Some(policy) {
+                self.workloads.insert(id, policy, 0).map_err(|e| AgentError::map(WORKLOADS_MAP, e))?;
+                changed = true;
+            }
+        }
+        let st = self.wl_state.get(&0, 0).map_err(|e| AgentError::map(WORKLOAD_STATE_MAP, e))?;
+        if changed || st.count != wanted.len() as u32 {
+            let next = WorkloadState { epoch: st.epoch.wrapping_add(1), count: wanted.len() as u32 };
+            self.wl_state.set(0, next, 0).map_err(|e| AgentError::map(WORKLOAD_STATE_MAP, e))?;
+        }
+        Ok(())
+    }
+
+    /// Entries of the programs' cgroup cache (for `workloads` and tests).
+    pub fn cached_cgroups(&self) -> usize {
+        self.cg_cache.keys().filter(Result::is_ok).count()
+    }
+}
