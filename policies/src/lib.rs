@@ -36,7 +36,7 @@ mod yaml_tree;
 #[cfg(test)]
 mod tests;
 
-pub use compile::{compile, CompileError, Compiled, CompiledFamily};
+pub use compile::{compile, compile_ingress, CompileError, Compiled, CompiledFamily};
 pub use countries::CountryCode;
 pub use destination::{Destination, DestinationError};
 pub use diagnostic::{format_diagnostics, Diagnostic};

@@ -3,9 +3,11 @@
 //!
 //! `rule` holds the vocabulary of a rule, `policy` the policy around the rules, `exfil` the
 //! `spec.exfiltration` section, `selector` the workload selectors; policy uses the others,
-//! rule uses selector, and exfil and selector use none of them.
+//! rule uses selector, and exfil and selector use none of them; `ingress` (the ingress rules as a
+//! policy of their own) adds to policy and uses the others.
 
 mod exfil;
+mod ingress;
 mod policy;
 mod rule;
 mod selector;

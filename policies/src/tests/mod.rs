@@ -9,6 +9,7 @@ mod exfiltration;
 mod geo_compile;
 mod geo_parse;
 mod geo_precedence;
+mod ingress_compile;
 mod ingress_parse;
 mod parse_errors;
 mod parse_ok;
