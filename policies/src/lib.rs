@@ -14,7 +14,8 @@
 //!
 //! Modules import one another in one direction only (`cargo xtask cycles policies/src` checks
 //! it): `load` uses `validate`, which uses `model`; `evaluate` and `compile` use `model` and
-//! `geo`; and at the bottom the leaves: `yaml_tree`, `diagnostic` and `fields` (parsing),
+//! `geo`; `workloads` (which policy enforces a workload, and overlapping selectors) uses
+//! `model`; and at the bottom the leaves: `yaml_tree`, `diagnostic` and `fields` (parsing),
 //! `countries`, `prefix` (address and prefix arithmetic), `quantities`, `destination`.
 
 pub mod compile;
@@ -29,12 +30,13 @@ mod model;
 mod prefix;
 mod quantities;
 mod validate;
+mod workloads;
 mod yaml_tree;
 
 #[cfg(test)]
 mod tests;
 
-pub use compile::{compile, CompileError, Compiled, CompiledFamily};
+pub use compile::{compile, compile_ingress, CompileError, Compiled, CompiledFamily};
 pub use countries::CountryCode;
 pub use destination::{Destination, DestinationError};
 pub use diagnostic::{format_diagnostics, Diagnostic};
@@ -42,8 +44,9 @@ pub use evaluate::{DecidedBy, Decision};
 pub use load::{load_policy_file, parse_policy, PolicyFileError};
 pub use model::{
     Action, ApprovedSinks, Bulk, Checkpoints, ExfilAction, Exfiltration, Mode, Policy, PortMatch, Protocol,
-    RawSockets, Region, Rule,
+    RawSockets, Region, Rule, Selector,
 };
 pub use prefix::{normalize_addr, normalize_net};
 pub use validate::groups::{self, shipped_groups, CountryGroup};
 pub use validate::{API_VERSION, KIND, MAX_PORT_ENTRIES};
+pub use workloads::{policy_for, selector_conflicts, AmbiguousPolicy, SelectorConflict};

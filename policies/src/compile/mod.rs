@@ -28,7 +28,7 @@ pub use error::CompileError;
 
 use crate::countries::country_str;
 use crate::geo::GeoDb;
-use crate::model::{Action, Mode, Policy, RawSockets};
+use crate::model::{Action, Mode, Policy, RawSockets, Selector};
 use crate::prefix::{net_key, normalize_net};
 use encrypt::{build_home, build_peers};
 use geo::build_geo;
@@ -108,4 +108,19 @@ pub fn compile(policy: &Policy, geo: Option<&GeoDb>) -> Result<Compiled, Compile
         raw_policy: policy.raw_sockets == RawSockets::Policy,
         lookup: OnceLock::new(),
     })
+}
+
+/// Compiles the ingress rules of `policy` into the same kernel form as [`compile`] (so the
+/// kernel reuses its tries): the trie address is a connection's source, the port the
+/// workload's own port. It compiles [`Policy::ingress_policy`]: `from.peers: true` is expanded to
+/// `spec.peers`, `from.workloads` to the addresses `workloads` returns for its selector (none:
+/// the rule matches nothing), the default is `defaultIngress`, the mode the policy's. Ingress
+/// rules naming countries need `geo`. For a policy that does not enforce ingress
+/// ([`Policy::enforces_ingress`]) the result allows everything.
+pub fn compile_ingress(
+    policy: &Policy,
+    geo: Option<&GeoDb>,
+    workloads: &dyn Fn(&Selector) -> Vec<IpNet>,
+) -> Result<Compiled, CompileError> {
+    compile(&policy.ingress_policy(workloads), geo)
 }

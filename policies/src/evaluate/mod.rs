@@ -13,11 +13,13 @@
 //! In audit mode a deny verdict is turned into an allow with `audited = true`.
 //!
 //! The parts: `cidr` (step 1) and `country` (steps 2-4) both use `decision` (the result types);
-//! this module runs them and adds the encryption requirement and audit mode.
+//! this module runs them and adds the encryption requirement and audit mode. `ingress` decides
+//! incoming connections by running the same evaluation on the ingress rules.
 
 mod cidr;
 mod country;
 mod decision;
+mod ingress;
 
 use std::net::IpAddr;
 

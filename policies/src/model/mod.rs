@@ -2,15 +2,21 @@
 //! the evaluator read.
 //!
 //! `rule` holds the vocabulary of a rule, `policy` the policy around the rules, `exfil` the
-//! `spec.exfiltration` section; policy uses the other two, which use neither each other nor it.
+//! `spec.exfiltration` section, `selector` the workload selectors; policy uses the others,
+//! rule uses selector, and exfil and selector use none of them; `ingress` (the ingress rules as a
+//! policy of their own) adds to policy and uses the others.
 
 mod exfil;
+mod ingress;
 mod policy;
 mod rule;
+mod selector;
 
 pub use exfil::{ApprovedSinks, Bulk, Checkpoints, ExfilAction, Exfiltration};
 pub use policy::{Policy, Region};
 pub use rule::{Action, Mode, PortMatch, Protocol, RawSockets, Rule};
+pub(crate) use selector::format_labels;
+pub use selector::Selector;
 
 #[cfg(test)]
 pub(crate) use exfil::glob_match;

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::exfil::Exfiltration;
 use super::rule::{Action, Mode, RawSockets, Rule};
+use super::selector::Selector;
 use crate::countries::{serialize_codes, CountryCode};
 
 /// One `spec.regions` entry: where a region's addresses are.
@@ -45,6 +46,16 @@ pub struct Policy {
     pub exfiltration: Option<Exfiltration>,
     /// `spec.rawSockets`.
     pub raw_sockets: RawSockets,
+    /// `spec.workloadSelector`: the workloads this policy enforces. `None` = a node-default
+    /// policy, for the workloads no other policy selects.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload_selector: Option<Selector>,
+    /// `spec.ingress`, in order; `ingress[i].id == i + 1` (their own numbering). Their
+    /// `cidrs`/`countries` are sources, their `ports` the workload's own ports.
+    pub ingress: Vec<Rule>,
+    /// `spec.defaultIngress`; when not given, `deny` if `spec.ingress` is given and `allow` if
+    /// not (a policy without ingress settings enforces no ingress).
+    pub default_ingress: Action,
 }
 
 impl Policy {
@@ -52,6 +63,24 @@ impl Policy {
     pub fn rule(&self, id: u32) -> Option<&Rule> {
         let index = usize::try_from(id).ok()?.checked_sub(1)?;
         self.rules.get(index).filter(|r| r.id == id)
+    }
+
+    /// The ingress rule with the given 1-based id.
+    pub fn ingress_rule(&self, id: u32) -> Option<&Rule> {
+        let index = usize::try_from(id).ok()?.checked_sub(1)?;
+        self.ingress.get(index).filter(|r| r.id == id)
+    }
+
+    /// True if incoming connections are decided: there are ingress rules or `defaultIngress`
+    /// is `deny`. False for policies without ingress settings (everything is accepted).
+    pub fn enforces_ingress(&self) -> bool {
+        !self.ingress.is_empty() || self.default_ingress == Action::Deny
+    }
+
+    /// True if the ingress rules need a geo-IP database (some name countries). Independent of
+    /// [`Policy::references_countries`], which is about the egress tries.
+    pub fn ingress_references_countries(&self) -> bool {
+        self.ingress.iter().any(|r| !r.countries.is_empty())
     }
 
     /// True if the policy needs a geo-IP database: a rule names countries (directly or through

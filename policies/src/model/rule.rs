@@ -5,6 +5,7 @@ use std::fmt;
 use ipnet::IpNet;
 use serde::Serialize;
 
+use super::selector::Selector;
 use crate::countries::{serialize_codes, CountryCode};
 
 /// What a rule (or the default) does with a connection.
@@ -59,10 +60,13 @@ pub struct PortMatch {
     pub protocol: Protocol,
 }
 
-/// One `spec.egress` entry.
+/// One `spec.egress` or `spec.ingress` entry. An egress rule's `cidrs`/`countries` are
+/// destinations (`to`), an ingress rule's are sources (`from`) and its `ports` the workload's
+/// own ports.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Rule {
-    /// 1-based index in `spec.egress` (0 is reserved for the default action).
+    /// 1-based index in `spec.egress`, or in `spec.ingress` for an ingress rule (0 is reserved
+    /// for the default action).
     pub id: u32,
     pub name: String,
     pub action: Action,
@@ -78,8 +82,17 @@ pub struct Rule {
     /// Empty = all ports, any protocol.
     pub ports: Vec<PortMatch>,
     /// `encryption: required`: traffic this (allow) rule decides must leave inside WireGuard.
-    /// Always false for deny rules (validation rejects it there).
+    /// Always false for deny rules (validation rejects it there) and for ingress rules.
     pub encryption_required: bool,
+    /// Ingress only (`from.peers: true`): connections from the peer nodes (`spec.peers`) match.
+    /// Always false for egress rules.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub peers: bool,
+    /// Ingress only (`from.workloads`): connections from the addresses of the workloads this
+    /// selector matches (resolved when the rules are compiled) match. Always `None` for egress
+    /// rules.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workloads: Option<Selector>,
 }
 
 impl Action {

@@ -21,6 +21,8 @@ pub(crate) fn rule(id: u32, action: Action, cidrs: &[&str], ports: &[(u16, u16, 
         country_groups: Vec::new(),
         ports: ports.iter().map(|&(lo, hi, protocol)| PortMatch { lo, hi, protocol }).collect(),
         encryption_required: false,
+        peers: false,
+        workloads: None,
     }
 }
 
@@ -36,6 +38,9 @@ pub(crate) fn policy(default_action: Action, rules: Vec<Rule>) -> Policy {
         cross_border: None,
         exfiltration: None,
         raw_sockets: Default::default(),
+        workload_selector: None,
+        ingress: Vec::new(),
+        default_ingress: Action::Allow,
     }
 }
 
@@ -200,6 +205,8 @@ fn four_hundred_thousand_prefixes() {
         country_groups: Vec::new(),
         ports: vec![PortMatch { lo: 443, hi: 443, protocol: Protocol::Tcp }],
         encryption_required: false,
+        peers: false,
+        workloads: None,
     };
     let deny = rule(2, Action::Deny, &["32.0.0.0/16"], &[(22, 22, Protocol::Tcp)]);
     let p = policy(Action::Deny, vec![allow, deny]);

@@ -136,6 +136,8 @@ fn random_policy(rng: &mut Rng) -> Policy {
                 })
                 .collect(),
             encryption_required: false,
+            peers: false,
+            workloads: None,
         })
         .collect::<Vec<Rule>>();
     let mut rules = rules;
@@ -172,6 +174,9 @@ fn random_policy(rng: &mut Rng) -> Policy {
         cross_border,
         exfiltration: None,
         raw_sockets: Default::default(),
+        workload_selector: None,
+        ingress: Vec::new(),
+        default_ingress: Action::Allow,
     }
 }
 

@@ -5,7 +5,10 @@ use std::path::Path;
 use ipnet::{Ipv4Net, Ipv6Net};
 
 use crate::geo::GeoDb;
-use crate::{compile, load_policy_file, Action, DecidedBy, Destination};
+use crate::{
+    compile, compile_ingress, load_policy_file, policy_for, selector_conflicts, Action, DecidedBy,
+    Destination, Policy, Selector,
+};
 
 /// A small database covering a few documentation and example networks.
 fn db() -> GeoDb {
@@ -17,7 +20,8 @@ fn db() -> GeoDb {
         ("95.173.128.0/19", *b"RU"),
     ];
     let v4: Vec<(Ipv4Net, [u8; 2])> = v4.iter().map(|(n, c)| (n.parse().unwrap(), *c)).collect();
-    let v6: Vec<(Ipv6Net, [u8; 2])> = vec![("2a01:4f8::/32".parse().unwrap(), *b"DE")];
+    let v6: Vec<(Ipv6Net, [u8; 2])> =
+        vec![("2a01:4f8::/32".parse().unwrap(), *b"DE"), ("2001:db8:20::/48".parse().unwrap(), *b"US")];
     GeoDb::from_networks(v4, v6)
 }
 
@@ -33,6 +37,8 @@ fn every_example_parses_and_compiles() {
         let policy = load_policy_file(&path).unwrap_or_else(|e| panic!("{e}"));
         let geo = db();
         let compiled = compile(&policy, Some(&geo)).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        compile_ingress(&policy, Some(&geo), &|_| Vec::new())
+            .unwrap_or_else(|e| panic!("{}: ingress: {e}", path.display()));
         assert!(!policy.rules.is_empty(), "{}", path.display());
         if policy.references_countries() {
             with_countries += 1;
@@ -144,4 +150,76 @@ fn exfiltration_guard_example_behaves_as_documented() {
     assert_eq!(v("203.0.113.9:443/tcp").1.as_deref(), Some("package-mirror"));
     assert_eq!(v("198.51.100.20:443/tcp").1.as_deref(), Some("checkpoint-store"));
     assert_eq!(v("8.8.8.8:443/tcp").0, Action::Deny);
+}
+
+fn example(file: &str) -> Policy {
+    load_policy_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(file)).unwrap()
+}
+
+#[test]
+fn per_job_examples_select_disjoint_workloads() {
+    let (eu, us, node) =
+        (example("job-eu-resident.yaml"), example("job-us-resident.yaml"), example("node-default.yaml"));
+    let named = [("job-eu-resident.yaml", &eu), ("job-us-resident.yaml", &us), ("node-default.yaml", &node)];
+    assert_eq!(selector_conflicts(&named), vec![]);
+    let policies = [eu.clone(), us.clone(), node.clone()];
+    let labels = |profile: &str| {
+        [("ringfence.dev/profile", profile), ("slurm.job", "4711")]
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    assert_eq!(
+        policy_for(&policies, &labels("eu-resident")).unwrap().map(|p| p.name.as_str()),
+        Some("job-eu-resident")
+    );
+    assert_eq!(
+        policy_for(&policies, &labels("us-resident")).unwrap().map(|p| p.name.as_str()),
+        Some("job-us-resident")
+    );
+    assert_eq!(policy_for(&policies, &labels("cn-resident")).unwrap(), None);
+    assert!(node.workload_selector.is_none() && eu.enforces_ingress() && node.enforces_ingress());
+    // The examples without ingress settings still accept every incoming connection.
+    assert!(!example("jurisdiction-eu-only.yaml").enforces_ingress());
+}
+
+#[test]
+fn per_job_examples_behave_as_documented() {
+    let v = verdicts("job-eu-resident.yaml");
+    assert_eq!(v("5.9.1.1:443/tcp"), (Action::Allow, Some("eu-https".into()), DecidedBy::CountryRule));
+    assert_eq!(v("[2001:db8:20::1]:443/tcp").0, Action::Deny);
+    assert_eq!(v("198.51.100.7:29500/tcp").1.as_deref(), Some("training-peers"));
+    let v = verdicts("job-us-resident.yaml");
+    assert_eq!(
+        v("[2001:db8:20::1]:443/tcp"),
+        (Action::Allow, Some("us-https".into()), DecidedBy::CountryRule)
+    );
+    assert_eq!(v("5.9.1.1:443/tcp").0, Action::Deny);
+    // Ingress: the rendezvous/NCCL ports from EU-resident jobs (resolved by the agent) and peers.
+    let eu = example("job-eu-resident.yaml");
+    let geo = db();
+    let jobs = |s: &Selector| match s.match_labels.get("ringfence.dev/profile").map(String::as_str) {
+        Some("eu-resident") => vec!["192.0.2.10/32".parse().unwrap()],
+        _ => vec!["192.0.2.20/32".parse().unwrap()],
+    };
+    let compiled = compile_ingress(&eu, Some(&geo), &jobs).unwrap();
+    let ingress = |conn: &str| {
+        let c: Destination = conn.parse().unwrap();
+        let d = eu.evaluate_ingress(&c, Some(&geo), &jobs);
+        let (action, _) = compiled.evaluate(c.addr, c.port.unwrap_or(0), c.protocol.to_kernel());
+        assert_eq!(action == ringfence_common::ACTION_ALLOW, d.action == Action::Allow, "{conn}");
+        (d.action, d.rule.and_then(|id| eu.ingress_rule(id)).map(|r| r.name.clone()))
+    };
+    let rule = Some("rendezvous-nccl-from-eu-jobs".to_owned());
+    assert_eq!(ingress("192.0.2.10:29500/tcp"), (Action::Allow, rule.clone()));
+    assert_eq!(ingress("192.0.2.10:50050/tcp"), (Action::Allow, rule.clone()));
+    assert_eq!(ingress("198.51.100.7:29500/tcp"), (Action::Allow, rule));
+    assert_eq!(ingress("192.0.2.10:22/tcp"), (Action::Deny, None));
+    assert_eq!(ingress("192.0.2.20:29500/tcp"), (Action::Deny, None), "a US-resident job");
+    assert_eq!(ingress("5.9.1.1:29500/tcp"), (Action::Deny, None));
+    let node = example("node-default.yaml");
+    let d = node.evaluate_ingress(&"203.0.113.5:22/tcp".parse().unwrap(), None, &jobs);
+    assert_eq!((d.action, d.rule), (Action::Allow, Some(1)));
+    let d = node.evaluate_ingress(&"203.0.113.50:22/tcp".parse().unwrap(), None, &jobs);
+    assert_eq!((d.action, d.rule), (Action::Deny, None));
 }

@@ -9,10 +9,13 @@ mod exfiltration;
 mod geo_compile;
 mod geo_parse;
 mod geo_precedence;
+mod ingress_compile;
+mod ingress_parse;
 mod parse_errors;
 mod parse_ok;
 mod precedence;
 mod quantities;
+mod workloads;
 
 use crate::{parse_policy, Diagnostic, Policy};
 

@@ -69,7 +69,7 @@ spec:
         &diags,
         7,
         3,
-        "unknown field \"priority\" in spec (expected one of: mode, defaultAction, unknownCountry, countryGroups, peers, regions, crossBorder, exfiltration, rawSockets, egress)",
+        "unknown field \"priority\" in spec (expected one of: mode, defaultAction, unknownCountry, countryGroups, peers, regions, crossBorder, exfiltration, rawSockets, workloadSelector, egress, ingress, defaultIngress)",
     );
     assert_diag(
         &diags,

@@ -1,15 +1,17 @@
 //! Validation of a policy document: the header, `metadata` and `spec`, collecting every
-//! diagnostic. The rules, the encryption settings, `spec.exfiltration` and the country groups
-//! are validated by the sibling modules.
+//! diagnostic. The rules (egress and ingress), the encryption settings, `spec.exfiltration`,
+//! the workload selector and the country groups are validated by the sibling modules.
 
 use super::country_groups::policy_groups;
 use super::encryption::{encryption, Encryption};
 use super::exfil::exfiltration;
 use super::header::{check_name, header, validate_document, API_VERSION, KIND};
-use super::rules::{action, egress};
+use super::rules::{action, rules as rule_list};
+use super::selector::selector;
+use super::targets::Direction;
 use crate::diagnostic::Diagnostic;
 use crate::fields::{choice, fields, string};
-use crate::model::{Action, Exfiltration, Mode, Policy, RawSockets, Rule};
+use crate::model::{Action, Exfiltration, Mode, Policy, RawSockets, Rule, Selector};
 use crate::yaml_tree::Node;
 
 /// Validates the document root (`None` = empty document); `diags` holds problems found earlier.
@@ -23,7 +25,18 @@ fn document(root: &Node, diags: &mut Vec<Diagnostic>) -> Option<Policy> {
     header(&f, KIND, ctx, diags);
     let name = f.require("metadata", ctx, diags).and_then(|m| metadata(m, diags));
     let spec = f.require("spec", ctx, diags).and_then(|s| spec(s, diags));
-    let Spec { mode, default_action, rules, unknown_country, encryption, exfiltration, raw_sockets } = spec?;
+    let Spec {
+        mode,
+        default_action,
+        rules,
+        unknown_country,
+        encryption,
+        exfiltration,
+        raw_sockets,
+        workload_selector,
+        ingress,
+        default_ingress,
+    } = spec?;
     let Encryption { peers, regions, cross_border } = encryption;
     Some(Policy {
         name: name?,
@@ -36,6 +49,9 @@ fn document(root: &Node, diags: &mut Vec<Diagnostic>) -> Option<Policy> {
         cross_border,
         exfiltration,
         raw_sockets,
+        workload_selector,
+        ingress,
+        default_ingress,
     })
 }
 
@@ -56,6 +72,9 @@ struct Spec {
     encryption: Encryption,
     exfiltration: Option<Exfiltration>,
     raw_sockets: RawSockets,
+    workload_selector: Option<Selector>,
+    ingress: Vec<Rule>,
+    default_ingress: Action,
 }
 
 fn spec(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Spec> {
@@ -70,7 +89,10 @@ fn spec(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Spec> {
         "crossBorder",
         "exfiltration",
         "rawSockets",
+        "workloadSelector",
         "egress",
+        "ingress",
+        "defaultIngress",
     ];
     let f = fields(node, &allowed, "spec", ctx, diags)?;
     let mode = match f.get("mode") {
@@ -94,9 +116,29 @@ fn spec(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Spec> {
         }),
     };
     let groups = f.get("countryGroups").map(|g| policy_groups(g, diags)).unwrap_or_default();
+    let peers_given = f.get("peers").is_some();
     let rules = match f.get("egress") {
         None => Some(Vec::new()),
-        Some(e) => egress(e, &groups, diags),
+        Some(e) => rule_list(e, Direction::Egress, &groups, peers_given, diags),
+    };
+    let ingress = match f.get("ingress") {
+        None => Some(Vec::new()),
+        Some(i) => rule_list(i, Direction::Ingress, &groups, peers_given, diags),
+    };
+    let default_ingress = match f.get("defaultIngress") {
+        None if f.get("ingress").is_some() => Some(Action::Deny),
+        None => Some(Action::Allow),
+        Some(a) => action(a, "defaultIngress", ctx, diags),
+    };
+    let workload_selector = match f.get("workloadSelector") {
+        None => Some(None),
+        Some(w) => selector(
+            w,
+            "spec.workloadSelector",
+            "omit workloadSelector for the node-default policy (the one for workloads no other policy selects)",
+            diags,
+        )
+        .map(Some),
     };
     let encryption = encryption(f.get("peers"), f.get("regions"), f.get("crossBorder"), &groups, diags);
     let exfiltration = match f.get("exfiltration") {
@@ -111,5 +153,8 @@ fn spec(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Spec> {
         encryption: encryption?,
         exfiltration: exfiltration?,
         raw_sockets: raw_sockets?,
+        workload_selector: workload_selector?,
+        ingress: ingress?,
+        default_ingress: default_ingress?,
     })
 }

@@ -2,9 +2,10 @@
 //! diagnostic; and the `kind: CountryGroup` documents, including the shipped groups.
 //!
 //! `document` validates the header, `metadata` and `spec` and hands the parts of `spec` to
-//! `rules`, `encryption`, `exfil` and `country_groups`. Below them: `values` (CIDRs, ports),
-//! `codes` (country codes), `groups` (country group documents and the shipped groups) and
-//! `header` (apiVersion/kind and names), which use none of the modules above them.
+//! `rules` (egress and ingress rules, whose `to`/`from` `targets` validates), `encryption`,
+//! `exfil`, `selector` (workload selectors) and `country_groups`. Below them: `values` (CIDRs,
+//! ports), `codes` (country codes), `groups` (country group documents and the shipped groups)
+//! and `header` (apiVersion/kind and names), which use none of the modules above them.
 
 mod codes;
 mod country_groups;
@@ -14,6 +15,8 @@ mod exfil;
 pub mod groups;
 mod header;
 mod rules;
+mod selector;
+mod targets;
 mod values;
 
 pub(crate) use document::validate;
