@@ -19,8 +19,9 @@
 pub mod config;
 pub(crate) mod doc;
 pub mod error;
-// pub mod kube_client;
-// pub mod kube_watch;
+pub mod kube_api;
+pub mod kube_client;
+pub mod kube_watch;
 pub mod kubernetes;
 pub mod pod_cache;
 pub mod resolver;
