@@ -213,3 +213,7 @@ impl Call<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "kube_client_tests.rs"]
+mod tests;
