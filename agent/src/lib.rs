@@ -11,6 +11,7 @@ pub mod exfil;
 pub mod files;
 pub mod flows;
 pub mod geo;
+pub mod identity;
 pub mod logging;
 pub mod map_batch;
 pub mod maps;

@@ -175,37 +175,67 @@ fn ensure_boringtun(check: bool, did: &mut Vec<String>) -> Result<()> {
     Ok(())
 }
 
-/// The S3 API server the audit checkpoint tests start (moto implements Object Lock).
-const PIP_MOTO: &str = "moto[server]";
-
-fn moto_ok() -> bool {
-    Command::new("python3").args(["-c", "import moto.server"]).output().is_ok_and(|o| o.status.success())
+/// A Python package some tests need: the pip requirement, how to tell it is there, what for.
+struct PipPackage {
+    spec: &'static str,
+    present: fn() -> bool,
+    /// How `present` checks, for the error message.
+    check: &'static str,
+    what: &'static str,
 }
 
-fn ensure_moto(check: bool, did: &mut Vec<String>) -> Result<()> {
-    if moto_ok() {
+const PIP_PACKAGES: &[PipPackage] = &[
+    // The S3 API server the audit checkpoint tests start (moto implements Object Lock).
+    PipPackage {
+        spec: "moto[server]",
+        present: || python_imports("moto.server"),
+        check: "python3 -c 'import moto.server'",
+        what: "S3 Object Lock server for the audit checkpoint tests",
+    },
+    // Schema validation of deploy/kubernetes (agent/tests/deploy_manifests.rs).
+    PipPackage {
+        spec: "kubernetes-validate",
+        present: || output(Command::new("kubernetes-validate").arg("--version")).is_some(),
+        check: "kubernetes-validate --version",
+        what: "validates the Kubernetes manifests in deploy/kubernetes",
+    },
+];
+
+fn python_imports(module: &str) -> bool {
+    Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn ensure_pip(package: &PipPackage, check: bool, did: &mut Vec<String>) -> Result<()> {
+    let spec = package.spec;
+    if (package.present)() {
         return Ok(());
     }
     if check {
-        bail!("python3 module moto.server missing (run `cargo xtask setup`: pip install '{PIP_MOTO}')");
+        bail!("python package {spec} missing (run `cargo xtask setup`: pip install '{spec}')");
     }
-    println!("setup: pip install '{PIP_MOTO}' (S3 Object Lock server for the audit checkpoint tests)");
+    println!("setup: pip install '{spec}' ({})", package.what);
     let pip = |extra: &[&str]| {
         Command::new("python3")
             .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
             .args(extra)
-            .arg(PIP_MOTO)
+            .arg(spec)
             .status()
             .is_ok_and(|s| s.success())
     };
     // Debian's own python3 refuses pip without --break-system-packages (PEP 668).
     if !pip(&[]) && !pip(&["--break-system-packages"]) {
-        bail!("pip install '{PIP_MOTO}' failed (is python3 with pip installed?)");
+        bail!("pip install '{spec}' failed (is python3 with pip installed?)");
     }
-    if !moto_ok() {
-        bail!("'{PIP_MOTO}' was installed but `python3 -c 'import moto.server'` still fails");
+    if !(package.present)() {
+        bail!(
+            "'{spec}' was installed but `{}` still fails (is pip's script directory on PATH?)",
+            package.check
+        );
     }
-    did.push(format!("installed {PIP_MOTO}"));
+    did.push(format!("installed {spec}"));
     Ok(())
 }
 
@@ -228,10 +258,12 @@ pub fn setup(check: bool) -> Result<()> {
     ensure_clippy(check, &mut did)?;
     ensure_bpf_linker(check, &mut did)?;
     ensure_boringtun(check, &mut did)?;
-    ensure_moto(check, &mut did)?;
+    for package in PIP_PACKAGES {
+        ensure_pip(package, check, &mut did)?;
+    }
     check_kernel()?;
     if did.is_empty() {
-        println!("setup: everything present (apt packages, nightly LLVM {LLVM_MAJOR} + rust-src, bpf-linker {BPF_LINKER_VERSION}, boringtun-cli {BORINGTUN_VERSION}, {PIP_MOTO}, cgroup v2)");
+        println!("setup: everything present (apt packages, nightly LLVM {LLVM_MAJOR} + rust-src, bpf-linker {BPF_LINKER_VERSION}, boringtun-cli {BORINGTUN_VERSION}, {}, cgroup v2)", PIP_PACKAGES.iter().map(|p| p.spec).collect::<Vec<_>>().join(", "));
     } else {
         println!("setup: done: {}", did.join("; "));
     }

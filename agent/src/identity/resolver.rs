@@ -1,0 +1,131 @@
+//! The resolver: the labels of a cgroup, merged from every enabled identity source.
+use std::path::{Component, Path, PathBuf};
+
+use crate::identity::config::IdentityConfig;
+use crate::identity::error::IdentityError;
+use crate::identity::kubernetes::{self, KubernetesSource};
+use crate::identity::pod_cache::PodCache;
+use crate::identity::slurm::{self, SlurmSource};
+use crate::identity::static_file::{self, StaticSource};
+use crate::identity::workload::{Labels, Workload, CGROUP_LABEL};
+
+/// Resolves cgroup paths (relative to the cgroup root) to workloads.
+///
+/// Sources are consulted in the order kubernetes, slurm, static; when two give the same label,
+/// the later wins (the operator's static file has the last word). [`CGROUP_LABEL`] is always
+/// the cgroup's own path.
+#[derive(Clone, Debug, Default)]
+pub struct Resolver {
+    kubernetes: Option<KubernetesSource>,
+    slurm: Option<SlurmSource>,
+    static_file: Option<StaticSource>,
+}
+
+impl Resolver {
+    /// A resolver over the given sources (`None`: off).
+    pub fn new(
+        kubernetes: Option<KubernetesSource>,
+        slurm: Option<SlurmSource>,
+        static_file: Option<StaticSource>,
+    ) -> Self {
+        Resolver { kubernetes, slurm, static_file }
+    }
+
+    /// The sources `config` turns on: reads the static file; the Kubernetes source reads
+    /// `pods`, which the caller fills by running the watch
+    /// ([`run_pod_watch`](crate::identity::kube_client::run_pod_watch)).
+    pub fn from_config(config: &IdentityConfig, pods: &PodCache) -> Result<Self, IdentityError> {
+        let static_file = config.static_file.as_ref().map(|s| StaticSource::load(&s.file)).transpose()?;
+        Ok(Resolver {
+            kubernetes: config.kubernetes.as_ref().map(|_| KubernetesSource::new(pods.clone())),
+            slurm: config.slurm.as_ref().map(|s| SlurmSource::new(&s.job_info_dir)),
+            static_file,
+        })
+    }
+
+    /// The workload at `path` (relative to the cgroup root; a leading `/` is ignored), or
+    /// `None` if no source recognises it.
+    pub fn resolve(&self, path: &Path) -> Option<Workload> {
+        let path = normalize(path)?;
+        let mut merged: Option<(Labels, &'static str)> = None;
+        let found = [
+            (kubernetes::SOURCE, self.kubernetes.as_ref().and_then(|s| s.labels(&path))),
+            (slurm::SOURCE, self.slurm.as_ref().and_then(|s| s.labels(&path))),
+            (static_file::SOURCE, self.static_file.as_ref().and_then(|s| s.labels(&path))),
+        ];
+        for (source, labels) in found {
+            if let Some(labels) = labels {
+                let (all, by) = merged.get_or_insert_with(Default::default);
+                all.extend(labels);
+                *by = source;
+            }
+        }
+        let (mut labels, source) = merged?;
+        labels.insert(CGROUP_LABEL.to_owned(), path.to_string_lossy().into_owned());
+        Some(Workload { path, labels, source })
+    }
+}
+
+/// `path` without a leading `/` or `.` components; `None` if it climbs (`..`) or is empty.
+fn normalize(path: &Path) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(part) => out.push(part),
+            Component::RootDir | Component::CurDir => {}
+            Component::ParentDir | Component::Prefix(_) => return None,
+        }
+    }
+    (!out.as_os_str().is_empty()).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::pod_cache::PodInfo;
+
+    const UID: &str = "c4d2e8f0-1a3b-4c5d-8e9f-0a1b2c3d4e5f";
+
+    fn resolver(dir: &Path) -> Resolver {
+        let pods = PodCache::new();
+        pods.upsert(PodInfo {
+            uid: UID.into(),
+            namespace: "inference".into(),
+            name: "vllm-0".into(),
+            service_account: Some("default".into()),
+            labels: [("app".to_owned(), "vllm".to_owned())].into(),
+            mirror_uid: None,
+        });
+        let statics = "- pattern: \"system.slice/ollama.service\"\n  labels: {app: ollama}\n\
+                       - pattern: \"kubepods.slice/**/kubepods-pod*.slice/**\"\n  labels: {app: overridden, tier: gold}\n";
+        let statics = StaticSource::parse(statics).unwrap_or_else(|e| panic!("static file refused: {e:?}"));
+        Resolver::new(Some(KubernetesSource::new(pods)), Some(SlurmSource::new(dir)), Some(statics))
+    }
+
+    #[test]
+    fn merges_sources_static_last() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let r = resolver(dir.path());
+        let path = format!("kubepods.slice/kubepods-pod{}.slice/cri-containerd-{}.scope", UID.replace('-', "_"), "ab12".repeat(16));
+        let w = r.resolve(Path::new(&path)).expect("pod cgroup resolved");
+        assert_eq!(w.source, "static");
+        assert_eq!((w.labels["app"].as_str(), w.labels["tier"].as_str()), ("overridden", "gold"));
+        assert_eq!(w.labels["k8s.pod"], "vllm-0");
+        assert_eq!(w.labels[CGROUP_LABEL], path);
+    }
+
+    #[test]
+    fn each_source_alone_and_none() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let r = resolver(dir.path());
+        let w = r.resolve(Path::new("/system.slice/ollama.service")).expect("static match");
+        assert_eq!((w.source, w.path.as_path()), ("static", Path::new("system.slice/ollama.service")));
+        assert_eq!(w.labels[CGROUP_LABEL], "system.slice/ollama.service", "leading / dropped");
+        let w = r.resolve(Path::new("system.slice/slurmstepd.scope/job_9001/step_0/user/task_0")).expect("job");
+        assert_eq!((w.source, w.labels["slurm.job"].as_str()), ("slurm", "9001"));
+        assert_eq!(r.resolve(Path::new("system.slice/sshd.service")), None);
+        assert_eq!(r.resolve(Path::new("../etc")), None);
+        assert_eq!(r.resolve(Path::new("/")), None);
+        assert_eq!(Resolver::default().resolve(Path::new("system.slice/ollama.service")), None);
+    }
+}
