@@ -6,7 +6,11 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 pub struct RunConfig {
     /// The policy file; `None` under a control plane (the policy comes from bundles).
     pub policy: Option<PathBuf>,
+    /// Where the programs are attached: the enforced cgroup (`--cgroup`) or the root of the
+    /// workload cgroups (`--cgroup-root`).
     pub cgroup: PathBuf,
+    /// Under `--cgroup-root`: the identity sources and the workload policies.
+    pub workloads: Option<crate::workloads::WorkloadsConfig>,
     pub bpffs: PathBuf,
     /// Geo-IP databases (MaxMind DB format): none, one with both families, or one per family.
     pub geoip_db: Vec<PathBuf>,

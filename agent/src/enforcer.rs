@@ -17,6 +17,7 @@ use crate::{
     policy_load::{LoadedPolicy, PolicyErrors, PolicyLoader},
     watch::FileWatch,
     wg,
+    workloads::{Tracker, WorkloadPolicies},
 };
 
 /// Everything the loop needs to apply a new policy or database.
@@ -29,11 +30,15 @@ pub struct Enforcer {
     /// The policy file, when the policy comes from one.
     pub policy_watch: Option<FileWatch>,
     pub geo_watch: Vec<FileWatch>,
+    /// The workload policy files (`--workload-policy`).
+    pub workload_policy_watch: Vec<FileWatch>,
     pub geo: Option<GeoDb>,
     pub generation: u32,
     pub exfil: ExfilShell,
     /// Under a control plane: denials and plaintext drops, aggregated, are spooled for delivery.
     pub verdicts: Option<VerdictLane>,
+    /// Under `--cgroup-root`: the workloads and their policies.
+    pub workloads: Option<Tracker>,
 }
 
 pub fn log_geo(db: &GeoDb, compiled: &Compiled, what: &str) {
@@ -62,7 +67,17 @@ impl Enforcer {
     pub fn report(&mut self, batch: &mut Vec<Event>) {
         let now = std::time::Instant::now();
         for ev in batch.drain(..) {
-            let record = self.names.record(&ev);
+            let mut record = self.names.record(&ev);
+            if let Some((path, w)) = self.workloads.as_ref().and_then(|t| t.workload(ev.cgroup_id)) {
+                record.workload = Some(path.display().to_string());
+                let labels: Vec<String> = w
+                    .labels
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != crate::identity::CGROUP_LABEL)
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                record.labels = Some(labels.join(","));
+            }
             log_record(&record);
             if let Some(v) = self.verdicts.as_mut() {
                 v.observe(&record, now);
@@ -74,8 +89,8 @@ impl Enforcer {
     }
 
     /// Writes a compiled policy into the kernel; the previous one stays if that fails.
-    pub fn apply(&mut self, policy: Policy, compiled: &Compiled, trigger: &str) -> bool {
-        match self.maps.apply(DEFAULT_POLICY, compiled, None, &geo::info(self.geo.as_ref(), compiled)) {
+    pub fn apply(&mut self, policy: Policy, compiled: &Compiled, ingress: Option<&Compiled>, trigger: &str) -> bool {
+        match self.maps.apply(DEFAULT_POLICY, compiled, ingress, &geo::info(self.geo.as_ref(), compiled)) {
             Ok(generation) => {
                 self.generation = generation;
                 info!(trigger, generation, policy = %policy.name, rules = policy.rules.len(), "policy applied");
@@ -154,7 +169,7 @@ impl Enforcer {
         trigger: &str,
     ) -> Result<(), String> {
         match loaded {
-            Ok(LoadedPolicy { policy, compiled }) => match self.apply(policy, &compiled, trigger) {
+            Ok(LoadedPolicy { policy, compiled, ingress }) => match self.apply(policy, &compiled, ingress.as_ref(), trigger) {
                 true => Ok(()),
                 false => Err("the policy could not be written to the kernel".into()),
             },
@@ -177,9 +192,9 @@ impl Enforcer {
             Err(e) => return error!(error = %e, "geo database rejected; the database in force stays"),
         };
         match self.loader.load(db.as_ref()) {
-            Ok(LoadedPolicy { policy, compiled }) => {
+            Ok(LoadedPolicy { policy, compiled, ingress }) => {
                 let old = std::mem::replace(&mut self.geo, db);
-                if self.apply(policy, &compiled, "geo database change") {
+                if self.apply(policy, &compiled, ingress.as_ref(), "geo database change") {
                     if let Some(db) = &self.geo {
                         log_geo(db, &compiled, "geo database applied");
                     }
@@ -189,6 +204,43 @@ impl Enforcer {
             }
             Err(errors) => error!(%errors,
                 "policy does not compile with the new geo database; the database in force stays"),
+        }
+    }
+
+    /// Rescans the workload cgroups and brings the kernel's entries up to date.
+    pub fn sync_workloads(&mut self) {
+        if let Some(t) = self.workloads.as_mut() {
+            if let Err(e) = t.sync(&mut self.maps) {
+                error!(error = %e, "workloads could not be written to the kernel; the entries in force stay");
+            }
+        }
+    }
+
+    /// Loads the workload policies again (files, geo database); applies them if every one is
+    /// valid, else keeps those in force. Indices no longer used are cleared after the
+    /// workloads have moved off them.
+    pub fn reload_workload_policies(&mut self, trigger: &str) {
+        let Some(t) = self.workloads.as_mut() else { return };
+        let files = self.cfg.workloads.as_ref().map(|w| w.policies.clone()).unwrap_or_default();
+        let policies = match WorkloadPolicies::load(&files, &self.cfg, self.geo.as_ref()) {
+            Ok(p) => p,
+            Err(errors) => {
+                return error!(trigger, errors = %errors.join("; "),
+                    "workload policies rejected; the workload policies in force stay")
+            }
+        };
+        if let Err(e) = policies.apply_all(&mut self.maps, self.geo.as_ref(), &mut self.names, trigger) {
+            return error!(trigger, error = %e, "workload policies could not be written to the kernel");
+        }
+        let old = std::mem::replace(&mut t.policies, policies);
+        if let Err(e) = t.sync(&mut self.maps) {
+            error!(error = %e, "workloads could not be written to the kernel");
+        }
+        let kept = t.policies.indices();
+        for index in old.indices().into_iter().filter(|i| !kept.contains(i)) {
+            if let Err(e) = self.maps.clear_policy(index) {
+                error!(index, error = %e, "clearing a removed workload policy");
+            }
         }
     }
 }

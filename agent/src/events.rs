@@ -47,6 +47,11 @@ pub struct VerdictRecord {
     pub generation: u32,
     /// The destination's country when the geo database knows it and a country rule was consulted.
     pub country: Option<String>,
+    /// The policy that decided (its metadata.name), when the agent still knows the generation.
+    pub policy: Option<String>,
+    /// Under `--cgroup-root`: the workload (cgroup path under the root) and its labels.
+    pub workload: Option<String>,
+    pub labels: Option<String>,
 }
 
 /// Remembers the policies of recent generations, so an event decided by the previous policy
@@ -59,7 +64,9 @@ pub struct RuleNames {
 impl RuleNames {
     pub fn insert(&mut self, generation: u32, policy: Arc<Policy>) {
         self.recent.push_front((generation, policy));
-        self.recent.truncate(4);
+        // Each policy's current and previous generation (events already in the ring buffer
+        // may name the one before a reload).
+        self.recent.truncate(2 * ringfence_common::MAX_POLICIES as usize);
     }
 
     fn name(&self, generation: u32, rule_id: u32) -> String {
@@ -124,7 +131,15 @@ impl RuleNames {
             hook: HOOKS.get(ev.hook as usize).copied().unwrap_or("unknown"),
             generation: ev.generation,
             country: country_letters(ev.country).map(|c| String::from_utf8_lossy(&c).into_owned()),
+            policy: self.policy(ev.generation).map(|p| p.name.clone()),
+            workload: None,
+            labels: None,
         }
+    }
+
+    /// The policy of `generation`, if it is recent enough to be remembered.
+    pub fn policy(&self, generation: u32) -> Option<&Arc<Policy>> {
+        self.recent.iter().find(|(g, _)| *g == generation).map(|(_, p)| p)
     }
 }
 
@@ -213,7 +228,8 @@ pub fn log_record(r: &VerdictRecord) {
         verdict = r.verdict, rule = %r.rule, rule_id = r.rule_id, pid = r.pid, comm = %r.comm,
         cgroup_id = r.cgroup_id, dst = r.dst.map(tracing::field::display), port = r.port,
         protocol = %r.protocol, socket = r.socket.as_deref(), hook = r.hook, generation = r.generation,
-        country = r.country.as_deref(),
+        country = r.country.as_deref(), policy = r.policy.as_deref(), workload = r.workload.as_deref(),
+        labels = r.labels.as_deref(),
         "verdict"
     );
 }

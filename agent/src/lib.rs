@@ -26,5 +26,6 @@ pub mod spool;
 pub mod sys;
 pub mod watch;
 pub mod wg;
+pub mod workloads;
 
 pub use error::AgentError;

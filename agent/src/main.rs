@@ -11,6 +11,7 @@ use ringfence_agent::{
     report,
     run::{run_with_wg, RunConfig},
     wg,
+    workloads::{print_workloads, WorkloadsConfig},
 };
 
 const DEFAULT_BPFFS: &str = "/sys/fs/bpf/ringfence";
@@ -37,9 +38,20 @@ enum Cmd {
         /// (`ringfence-agent enroll`): signed bundles, the last good one kept in --state-dir.
         #[arg(long)]
         control: bool,
-        /// cgroup v2 directory whose processes (and sub-cgroups) are enforced.
-        #[arg(long)]
-        cgroup: PathBuf,
+        /// cgroup v2 directory whose processes (and sub-cgroups) are enforced by the policy.
+        #[arg(long, required_unless_present = "cgroup_root", conflicts_with = "cgroup_root")]
+        cgroup: Option<PathBuf>,
+        /// Per-workload policies: the cgroup v2 tree (e.g. /sys/fs/cgroup, a kubepods or slurm
+        /// tree) whose cgroups are workloads. Each gets the --workload-policy its labels select
+        /// (labels from --identity), every other cgroup under it the node default (--policy).
+        #[arg(long = "cgroup-root", value_name = "DIR", requires = "identity")]
+        cgroup_root: Option<PathBuf>,
+        /// Identity sources (YAML, ringfence.dev/v1 IdentitySources): static, slurm, kubernetes.
+        #[arg(long, value_name = "FILE", requires = "cgroup_root")]
+        identity: Option<PathBuf>,
+        /// A workload policy (with spec.workloadSelector); repeat for several (at most 255).
+        #[arg(long = "workload-policy", value_name = "FILE", requires = "cgroup_root")]
+        workload_policies: Vec<PathBuf>,
         /// Directory on a bpf filesystem where links and maps are pinned (created if missing);
         /// enforcement stays in force there when the agent stops.
         #[arg(long, default_value = DEFAULT_BPFFS)]
@@ -106,6 +118,16 @@ enum Cmd {
         /// Directory on a bpf filesystem where the agent pinned its links and maps (as given to `run`).
         #[arg(long, default_value = DEFAULT_BPFFS)]
         bpffs: PathBuf,
+    },
+    /// The workloads the agent (run --cgroup-root) found: cgroup, id, labels and the policy
+    /// that governs each (from <state-dir>/workloads.json).
+    Workloads {
+        /// The agent's state directory (as given to `run`).
+        #[arg(long = "state-dir", value_name = "DIR", default_value = wg::DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        /// Print the JSON array as recorded.
+        #[arg(long)]
+        json: bool,
     },
     /// Per-flow byte counters from the packet path (a table; one JSON array with --json).
     Flows {
@@ -276,6 +298,9 @@ fn main() -> ExitCode {
             policy,
             control,
             cgroup,
+            cgroup_root,
+            identity,
+            workload_policies,
             bpffs,
             geoip_db,
             geoip_field,
@@ -304,9 +329,11 @@ fn main() -> ExitCode {
             if !errors.is_empty() {
                 Err(AgentError::Config(errors))
             } else {
+                let workloads = identity.map(|identity| WorkloadsConfig { identity, policies: workload_policies });
                 let cfg = RunConfig {
                     policy,
-                    cgroup,
+                    cgroup: cgroup.or(cgroup_root).expect("clap requires --cgroup or --cgroup-root"),
+                    workloads,
                     bpffs,
                     geoip_db,
                     geoip_field,
@@ -333,6 +360,7 @@ fn main() -> ExitCode {
         Cmd::ProbeSocket => bpf::probe_socket(),
         Cmd::Wg { cmd } => wg_cmd(cmd),
         Cmd::Flows { bpffs, json } => report::flows(&bpffs, json),
+        Cmd::Workloads { state_dir, json } => print_workloads(&state_dir, json),
         Cmd::Blocks { bpffs, json } => report::blocks(&bpffs, json),
         Cmd::Release { bpffs, all, cgroup_id, destination } => {
             if !all && cgroup_id.is_none() && destination.is_none() {

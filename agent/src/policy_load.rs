@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use ipnet::IpNet;
 use ringfence_policy::{
-    compile, geo::GeoDb, load_policy_file, parse_policy, Compiled, Policy, PolicyFileError,
+    compile, compile_ingress, geo::GeoDb, load_policy_file, parse_policy, Compiled, Policy, PolicyFileError,
 };
 use ringfence_proto::bundle::Bundle;
 
@@ -50,7 +50,11 @@ impl PolicySource {
 #[derive(Debug, Clone)]
 pub struct LoadedPolicy {
     pub policy: Policy,
+    /// The egress tables.
     pub compiled: Compiled,
+    /// The ingress tables; `None` when the policy enforces no ingress (everything inbound
+    /// passes, as before ingress rules existed).
+    pub ingress: Option<Compiled>,
 }
 
 /// The policy's source and what the checks need to know about the agent.
@@ -85,13 +89,22 @@ impl PolicyLoader {
     /// Parses, compiles against `geo` and runs every check.
     pub fn load(&self, geo: Option<&GeoDb>) -> Result<LoadedPolicy, PolicyErrors> {
         let policy = self.parse()?;
-        let compiled =
-            compile(&policy, geo).map_err(|e| PolicyErrors(vec![format!("{}: {e}", self.source.label())]))?;
+        let label = self.source.label();
+        let compiled = compile(&policy, geo).map_err(|e| PolicyErrors(vec![format!("{label}: {e}")]))?;
+        // Workloads on other nodes are resolved to addresses by the control plane (not yet
+        // delivered in bundles): until then a `from.workloads` rule matches no address.
+        let ingress = match policy.enforces_ingress() {
+            true => Some(
+                compile_ingress(&policy, geo, &|_| Vec::new())
+                    .map_err(|e| PolicyErrors(vec![format!("{label}: spec.ingress: {e}")]))?,
+            ),
+            false => None,
+        };
         let errors = self.exfil_errors(&policy, geo);
         if !errors.is_empty() {
             return Err(PolicyErrors(errors));
         }
-        Ok(LoadedPolicy { policy, compiled })
+        Ok(LoadedPolicy { policy, compiled, ingress })
     }
 
     /// What `spec.exfiltration` needs from the agent's configuration: the packet path's flow

@@ -7,6 +7,8 @@ use ringfence_policy::{geo::GeoDb, Compiled, Policy};
 use crate::{
     config::RunConfig,
     error::AgentError,
+    identity::IdentityConfig,
+    workloads::WorkloadPolicies,
     policy_load::{LoadedPolicy, PolicyErrors, PolicyLoader},
     sys::{self, fs_magic},
 };
@@ -19,6 +21,10 @@ const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 pub struct Checked {
     pub policy: Policy,
     pub compiled: Compiled,
+    /// The ingress tables (`None`: the policy enforces no ingress).
+    pub ingress: Option<Compiled>,
+    /// Under `--cgroup-root`: the identity sources and the workload policies, checked.
+    pub workloads: Option<(IdentityConfig, WorkloadPolicies)>,
     pub geo: Option<GeoDb>,
     pub cgroup: PathBuf,
     pub bpffs: PathBuf,
@@ -64,6 +70,14 @@ pub fn check(cfg: &RunConfig, loader: &PolicyLoader) -> Result<Checked, AgentErr
     if let Err(e) = check_cgroup(&cfg.cgroup) {
         errors.push(e);
     }
+    let workloads = cfg.workloads.as_ref().and_then(|w| {
+        let identity = IdentityConfig::load(&w.identity).map_err(|e| errors.push(e.to_string())).ok();
+        let policies = match &geo {
+            Ok(db) => WorkloadPolicies::load(&w.policies, cfg, db.as_ref()).map_err(|e| errors.extend(e)).ok(),
+            Err(()) => None,
+        };
+        identity.zip(policies)
+    });
     if let Err(e) = check_bpffs(&cfg.bpffs) {
         errors.push(e);
     }
@@ -82,9 +96,9 @@ pub fn check(cfg: &RunConfig, loader: &PolicyLoader) -> Result<Checked, AgentErr
     if euid != 0 {
         return Err(AgentError::NotRoot(euid));
     }
-    let LoadedPolicy { policy, compiled } = loaded.expect("no errors means the policy loaded");
+    let LoadedPolicy { policy, compiled, ingress } = loaded.expect("no errors means the policy loaded");
     let geo = geo.expect("no errors means the database loaded");
-    Ok(Checked { policy, compiled, geo, cgroup: cfg.cgroup.clone(), bpffs: cfg.bpffs.clone() })
+    Ok(Checked { policy, compiled, ingress, workloads, geo, cgroup: cfg.cgroup.clone(), bpffs: cfg.bpffs.clone() })
 }
 
 #[cfg(test)]
@@ -101,6 +115,7 @@ mod tests {
         let cfg = RunConfig {
             policy: Some(policy.clone()),
             cgroup: dir.clone(),
+            workloads: None,
             bpffs: dir.join("pins"),
             geoip_db: vec![dir.join("missing.mmdb")],
             geoip_field: None,

@@ -292,6 +292,9 @@ mod tests {
             hook: "rf_sendmsg4",
             generation: 1,
             country: None,
+            policy: None,
+            workload: None,
+            labels: None,
         }
     }
 

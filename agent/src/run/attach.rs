@@ -3,13 +3,17 @@
 use tracing::info;
 
 use super::prepare::Prepared;
-use crate::{bpf, enforcer::log_geo, error::AgentError, geo, maps::PinnedMaps};
+use crate::{bpf, enforcer::log_geo, error::AgentError, events::RuleNames, geo, maps::PinnedMaps, workloads::Tracker};
 
 /// The kernel side, enforcing.
 pub(super) struct Attached {
     pub maps: PinnedMaps,
-    /// The generation of the policy in force.
+    /// The generation of the node default policy in force.
     pub generation: u32,
+    /// The policies in force by generation (the workload policies'; start adds the default).
+    pub names: RuleNames,
+    /// Under `--cgroup-root`: the workloads, already in the kernel.
+    pub tracker: Option<Tracker>,
 }
 
 /// Loads the programs, writes the policy, attaches (adopting what a previous agent pinned).
@@ -22,9 +26,21 @@ pub(super) fn attach(p: &Prepared) -> Result<Attached, AgentError> {
     let generation = maps.apply(
         ringfence_common::DEFAULT_POLICY,
         &checked.compiled,
-        None,
+        checked.ingress.as_ref(),
         &geo::info(checked.geo.as_ref(), &checked.compiled),
     )?;
+    // Under --cgroup-root, the workload policies and the workloads that exist now are in the
+    // maps before the first hook is attached too: no workload ever sees the node default.
+    let mut names = RuleNames::default();
+    let tracker = match &checked.workloads {
+        Some((identity, policies)) => {
+            policies.apply_all(&mut maps, checked.geo.as_ref(), &mut names, "start")?;
+            let mut t = Tracker::new(&cfg.cgroup, identity, policies.clone(), &cfg.state_dir, cfg.watch_interval)?;
+            t.sync(&mut maps)?;
+            Some(t)
+        }
+        None => None,
+    };
     let isolation =
         bpf::Isolation { packet_path: !cfg.interfaces.is_empty(), allow_weaker: cfg.allow_weaker_isolation };
     let hooks = bpf::attach_all(&mut ebpf, &checked.cgroup, &cfg.bpffs, isolation)?;
@@ -43,5 +59,5 @@ pub(super) fn attach(p: &Prepared) -> Result<Attached, AgentError> {
         raw_sockets = checked.policy.raw_sockets.as_str(), "enforcing"
     );
     crate::notify::notify(&format!("READY=1\nSTATUS=enforcing generation {generation}"));
-    Ok(Attached { maps, generation })
+    Ok(Attached { maps, generation, names, tracker })
 }

@@ -39,6 +39,7 @@ pub(super) async fn serve(
             why = &mut shutdown => return why,
             _ = hup.recv() => {
                 let _ = enforcer.reload("SIGHUP");
+                enforcer.reload_workload_policies("SIGHUP");
                 if let Some(mesh) = mesh.as_mut() {
                     mesh.reload("SIGHUP").await;
                     enforcer.sync_endpoints(mesh);
@@ -49,14 +50,19 @@ pub(super) async fn serve(
                 let geo_changed = enforcer.geo_watch.iter_mut().fold(false, |c, w| w.changed() | c);
                 if geo_changed {
                     enforcer.reload_geo();
+                    enforcer.reload_workload_policies("geo database change");
                 } else if enforcer.policy_watch.as_mut().is_some_and(FileWatch::changed) {
                     let _ = enforcer.reload("file change");
+                }
+                if enforcer.workload_policy_watch.iter_mut().fold(false, |c, w| w.changed() | c) {
+                    enforcer.reload_workload_policies("file change");
                 }
                 if let Some(mesh) = mesh.as_mut() {
                     mesh.poll().await;
                     enforcer.sync_endpoints(mesh);
                 }
             }
+            _ = next_workload_change(&mut enforcer.workloads) => enforcer.sync_workloads(),
             r = events.read(&mut batch) => {
                 if let Err(e) = r { warn!(error = %e, "reading events"); }
                 enforcer.report(&mut batch);
@@ -87,6 +93,14 @@ pub(super) async fn serve(
                 enforcer.export_counters(metrics);
             }
         }
+    }
+}
+
+/// The next possible change of the workload cgroups (never, without `--cgroup-root`).
+async fn next_workload_change(tracker: &mut Option<crate::workloads::Tracker>) {
+    match tracker {
+        Some(t) => t.next().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -13,7 +13,7 @@ use crate::{
     control::VerdictLane,
     enforcer::Enforcer,
     error::AgentError,
-    events::{EventReader, RuleNames},
+    events::EventReader,
     exfil::ExfilShell,
     flows::FlowTable,
     metrics::{self, Metrics},
@@ -43,8 +43,7 @@ pub(super) fn geo_version(db: Option<&GeoDb>) -> Option<String> {
 /// Starts everything around the attached programs.
 pub(super) async fn start(p: Prepared, a: Attached) -> Result<Running, AgentError> {
     let Prepared { cfg, loader, checked, wg: wg_checked, queue: early_queue, mut remote } = p;
-    let Attached { maps, generation } = a;
-    let mut names = RuleNames::default();
+    let Attached { maps, generation, mut names, tracker } = a;
     names.insert(generation, Arc::new(checked.policy.clone()));
     if let (Some(r), Some(v)) = (&remote, &wg_checked) {
         r.report.lock().expect("report lock").wireguard = Some(ringfence_proto::api::WireGuardInfo {
@@ -90,6 +89,11 @@ pub(super) async fn start(p: Prepared, a: Attached) -> Result<Running, AgentErro
             PolicySource::Bundle { .. } => None,
         },
         geo_watch: cfg.geoip_db.iter().map(|p| FileWatch::with(p, Detect::Metadata)).collect(),
+        workload_policy_watch: cfg
+            .workloads
+            .iter()
+            .flat_map(|w| w.policies.iter().map(|p| FileWatch::new(p)))
+            .collect(),
         geo: checked.geo,
         cfg,
         loader,
@@ -98,6 +102,7 @@ pub(super) async fn start(p: Prepared, a: Attached) -> Result<Running, AgentErro
         generation,
         exfil,
         verdicts: early_queue.map(VerdictLane::new),
+        workloads: tracker,
     };
     if let Some(mesh) = mesh.as_mut() {
         enforcer.sync_endpoints(mesh);

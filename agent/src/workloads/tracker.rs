@@ -1,0 +1,194 @@
+//! The workload tracker: scans the cgroup tree, resolves labels, chooses policies, keeps the
+//! kernel's workload entries and the state file (`workloads.json`, read by
+//! `ringfence-agent workloads`) in step, and wakes on tree changes.
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::Serialize;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::{
+    policies::WorkloadPolicies,
+    scan::scan,
+    table::{Change, Tracked, WorkloadTable},
+    watch::CgroupWatch,
+};
+use crate::{
+    error::AgentError,
+    files,
+    identity::{
+        kube_client::{node_name, run_pod_watch, ApiEndpoint, WatchOptions},
+        IdentityConfig, PodCache, Resolver,
+    },
+    maps::PinnedMaps,
+};
+
+/// The state file in the agent's state directory.
+pub const STATE_FILE: &str = "workloads.json";
+
+/// One line of the state file.
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct Row {
+    path: PathBuf,
+    cgroup_id: u64,
+    labels: std::collections::BTreeMap<String, String>,
+    source: String,
+    /// The governing policy's name; `None`: the node default.
+    policy: Option<String>,
+    policy_index: u32,
+    problem: Option<String>,
+}
+
+pub struct Tracker {
+    root: PathBuf,
+    resolver: Resolver,
+    pub policies: WorkloadPolicies,
+    table: WorkloadTable,
+    watch: CgroupWatch,
+    rescan: tokio::time::Interval,
+    state_file: PathBuf,
+    /// Stops the Kubernetes pod watch (if one runs) when dropped.
+    _stop_pods: Option<watch::Sender<bool>>,
+}
+
+impl Tracker {
+    /// Starts tracking `root` (the Kubernetes pod watch too, when configured). Call
+    /// [`Tracker::sync`] before attaching the programs, so existing workloads never see the
+    /// node default.
+    pub fn new(
+        root: &Path,
+        identity: &IdentityConfig,
+        policies: WorkloadPolicies,
+        state_dir: &Path,
+        rescan: Duration,
+    ) -> Result<Self, AgentError> {
+        let pods = PodCache::new();
+        let mut stop_pods = None;
+        if let Some(k) = &identity.kubernetes {
+            let endpoint = ApiEndpoint::from_config(k).map_err(|e| AgentError::Config(vec![e.to_string()]))?;
+            let node = node_name(k).map_err(|e| AgentError::Config(vec![e.to_string()]))?;
+            let (tx, rx) = watch::channel(false);
+            let cache = pods.clone();
+            tokio::spawn(async move {
+                if let Err(e) = run_pod_watch(endpoint, node, cache, WatchOptions::default(), rx).await {
+                    tracing::error!(error = %e, "kubernetes pod watch stopped");
+                }
+            });
+            stop_pods = Some(tx);
+        }
+        let resolver = Resolver::from_config(identity, &pods).map_err(|e| AgentError::Config(vec![e.to_string()]))?;
+        let watch = CgroupWatch::new().map_err(|e| AgentError::io("inotify", root, e))?;
+        let mut rescan = tokio::time::interval(rescan);
+        rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Ok(Self {
+            root: root.to_owned(),
+            resolver,
+            policies,
+            table: WorkloadTable::default(),
+            watch,
+            rescan,
+            state_file: state_dir.join(STATE_FILE),
+            _stop_pods: stop_pods,
+        })
+    }
+
+    /// Scans the tree, updates the kernel's workload entries and the state file; logs and
+    /// returns what changed.
+    pub fn sync(&mut self, maps: &mut PinnedMaps) -> Result<Vec<Change>, AgentError> {
+        let found = scan(&self.root);
+        let (resolver, policies) = (&self.resolver, &self.policies);
+        let changes = self.table.update(&found, |p| resolver.resolve(p), |l| policies.choose(l));
+        maps.set_workloads(&self.table.kernel_entries())?;
+        let dirs: Vec<PathBuf> = found.into_iter().map(|(p, _)| p).collect();
+        self.watch.watch_tree(&self.root, &dirs);
+        for c in &changes {
+            self.log(c);
+        }
+        if !changes.is_empty() {
+            self.save();
+        }
+        Ok(changes)
+    }
+
+    fn log(&self, change: &Change) {
+        match change {
+            Change::Removed(path) => info!(workload = %path.display(), "workload ended"),
+            Change::Added(path) | Change::Updated(path) => {
+                let Some(t) = self.table.get(path) else { return };
+                let what = if matches!(change, Change::Added(_)) { "workload found" } else { "workload changed" };
+                let policy = t.policy.as_ref().map(|(_, n)| n.as_str()).unwrap_or("node default");
+                match &t.problem {
+                    Some(p) => warn!(workload = %path.display(), cgroup_id = t.cgroup_id, problem = %p,
+                        "{what}: no policy could be chosen; the node default governs it"),
+                    None => info!(workload = %path.display(), cgroup_id = t.cgroup_id, source = t.source,
+                        labels = ?t.labels, policy, "{what}"),
+                }
+            }
+        }
+    }
+
+    fn save(&self) {
+        let rows: Vec<Row> = self
+            .table
+            .iter()
+            .map(|(path, t)| Row {
+                path: path.clone(),
+                cgroup_id: t.cgroup_id,
+                labels: t.labels.clone(),
+                source: t.source.to_string(),
+                policy: t.policy.as_ref().map(|(_, n)| n.clone()),
+                policy_index: t.policy.as_ref().map(|(i, _)| *i).unwrap_or(0),
+                problem: t.problem.clone(),
+            })
+            .collect();
+        let text = serde_json::to_string_pretty(&rows).expect("serialize workloads");
+        if let Err(e) = files::write_atomic(&self.state_file, text.as_bytes(), 0o644) {
+            warn!(error = %e, "could not write the workloads state file");
+        }
+    }
+
+    /// Resolves when the tree may have changed (a cgroup made or removed) or the rescan
+    /// interval passed (labels from files and the pod watch change without a cgroup event).
+    pub async fn next(&mut self) {
+        tokio::select! {
+            r = self.watch.changed() => if let Err(e) = r { warn!(error = %e, "cgroup watch"); },
+            _ = self.rescan.tick() => {}
+        }
+    }
+
+    /// The workload a cgroup id belongs to (for naming events).
+    pub fn workload(&self, cgroup_id: u64) -> Option<(&PathBuf, &Tracked)> {
+        self.table.by_cgroup_id(cgroup_id)
+    }
+}
+
+/// `ringfence-agent workloads`: what the running (or last) agent recorded.
+pub fn print_workloads(state_dir: &Path, json: bool) -> Result<(), AgentError> {
+    let path = state_dir.join(STATE_FILE);
+    let text = files::read_optional(&path)
+        .map_err(|e| AgentError::Config(vec![e.to_string()]))?
+        .ok_or_else(|| {
+            AgentError::Config(vec![format!("{}: no workloads recorded (is the agent running with --cgroup-root?)", path.display())])
+        })?;
+    if json {
+        println!("{text}");
+        return Ok(());
+    }
+    let rows: Vec<Row> =
+        serde_json::from_str(&text).map_err(|e| AgentError::Config(vec![format!("{}: {e}", path.display())]))?;
+    println!("{:<48} {:>10}  {:<20} {:<10} LABELS", "CGROUP", "ID", "POLICY", "SOURCE");
+    for r in rows {
+        let labels: Vec<String> = r
+            .labels
+            .iter()
+            .filter(|(k, _)| k.as_str() != crate::identity::CGROUP_LABEL)
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let policy = r.problem.map(|_| "node default (!)".to_string()).or(r.policy).unwrap_or("node default".into());
+        println!("{:<48} {:>10}  {:<20} {:<10} {}", r.path.display(), r.cgroup_id, policy, r.source, labels.join(","));
+    }
+    Ok(())
+}
