@@ -106,7 +106,11 @@ mod tests {
     fn merges_sources_static_last() {
         let dir = tempfile::tempdir().expect("temp dir");
         let r = resolver(dir.path());
-        let path = format!("kubepods.slice/kubepods-pod{}.slice/cri-containerd-{}.scope", UID.replace('-', "_"), "ab12".repeat(16));
+        let path = format!(
+            "kubepods.slice/kubepods-pod{}.slice/cri-containerd-{}.scope",
+            UID.replace('-', "_"),
+            "ab12".repeat(16)
+        );
         let w = r.resolve(Path::new(&path)).expect("pod cgroup resolved");
         assert_eq!(w.source, "static");
         assert_eq!((w.labels["app"].as_str(), w.labels["tier"].as_str()), ("overridden", "gold"));
@@ -121,7 +125,8 @@ mod tests {
         let w = r.resolve(Path::new("/system.slice/ollama.service")).expect("static match");
         assert_eq!((w.source, w.path.as_path()), ("static", Path::new("system.slice/ollama.service")));
         assert_eq!(w.labels[CGROUP_LABEL], "system.slice/ollama.service", "leading / dropped");
-        let w = r.resolve(Path::new("system.slice/slurmstepd.scope/job_9001/step_0/user/task_0")).expect("job");
+        let w =
+            r.resolve(Path::new("system.slice/slurmstepd.scope/job_9001/step_0/user/task_0")).expect("job");
         assert_eq!((w.source, w.labels["slurm.job"].as_str()), ("slurm", "9001"));
         assert_eq!(r.resolve(Path::new("system.slice/sshd.service")), None);
         assert_eq!(r.resolve(Path::new("../etc")), None);
