@@ -119,6 +119,43 @@ mod tests {
     }
 
     #[test]
+    fn from_config_files() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let statics = dir.path().join("workloads.yaml");
+        std::fs::write(&statics, "- pattern: \"system.slice/ollama.service\"\n  labels: {app: ollama}\n")
+            .expect("static file");
+        let jobs = dir.path().join("slurm-jobs");
+        std::fs::create_dir(&jobs).expect("job dir");
+        std::fs::write(jobs.join("512"), "user=bob\nprofile=eval\n").expect("job file");
+        let text = format!(
+            "apiVersion: ringfence.dev/v1\nkind: IdentitySources\nsources:\n  static: {{file: {}}}\n  \
+             slurm: {{jobInfoDir: {}}}\n",
+            statics.display(),
+            jobs.display()
+        );
+        let config = IdentityConfig::parse(&text).unwrap_or_else(|e| panic!("config refused: {e:?}"));
+        let r = Resolver::from_config(&config, &PodCache::new()).unwrap_or_else(|e| panic!("resolver: {e}"));
+        let job = r.resolve(Path::new("job_512/step_extern/user/task_special")).expect("job cgroup");
+        assert_eq!(
+            (job.labels["slurm.user"].as_str(), job.labels["ringfence.dev/profile"].as_str()),
+            ("bob", "eval")
+        );
+        assert_eq!(r.resolve(Path::new("system.slice/ollama.service")).map(|w| w.source), Some("static"));
+        let pod = format!("kubepods-pod{}.slice", UID.replace('-', "_"));
+        assert_eq!(r.resolve(Path::new(&pod)), None, "kubernetes source is off");
+
+        let missing = IdentityConfig {
+            static_file: config
+                .static_file
+                .map(|_| crate::identity::config::StaticConfig { file: dir.path().join("absent.yaml") }),
+            ..IdentityConfig::default()
+        };
+        let err =
+            Resolver::from_config(&missing, &PodCache::new()).expect_err("missing static file accepted");
+        assert!(err.to_string().contains("absent.yaml: cannot read"), "{err}");
+    }
+
+    #[test]
     fn each_source_alone_and_none() {
         let dir = tempfile::tempdir().expect("temp dir");
         let r = resolver(dir.path());
