@@ -28,7 +28,10 @@ fn manifests_validate_strictly() {
     let test = "deploy_manifests::manifests_validate_strictly";
     let probe = Command::new("kubernetes-validate").arg("--version").output();
     if !probe.as_ref().is_ok_and(|o| o.status.success()) {
-        skip(test, "kubernetes-validate is not installed (pip install kubernetes-validate, or cargo xtask setup)");
+        skip(
+            test,
+            "kubernetes-validate is not installed (pip install kubernetes-validate, or cargo xtask setup)",
+        );
         return;
     }
     let files = manifests();
@@ -37,7 +40,8 @@ fn manifests_validate_strictly() {
         .args(&files)
         .output()
         .unwrap_or_else(|e| panic!("running kubernetes-validate: {e}"));
-    let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let report =
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(
         output.status.success() && !report.contains("ERROR"),
         "kubernetes-validate {KUBERNETES_VERSION} --strict refused the manifests ({}):\n{report}",
@@ -50,8 +54,10 @@ fn documents() -> Vec<(PathBuf, Yaml)> {
     manifests()
         .into_iter()
         .flat_map(|path| {
-            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-            let docs = YamlLoader::load_from_str(&text).unwrap_or_else(|e| panic!("{}: not YAML: {e}", path.display()));
+            let text =
+                std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+            let docs = YamlLoader::load_from_str(&text)
+                .unwrap_or_else(|e| panic!("{}: not YAML: {e}", path.display()));
             docs.into_iter().map(move |d| (path.clone(), d))
         })
         .collect()
@@ -70,7 +76,8 @@ fn the_shipped_identity_config_is_valid() {
     let config = find(&docs, "ConfigMap", "ringfence-identity")["data"]["identity.yaml"]
         .as_str()
         .expect("ConfigMap ringfence-identity has data.identity.yaml");
-    let config = IdentityConfig::parse(config).unwrap_or_else(|e| panic!("shipped identity config refused: {e:?}"));
+    let config =
+        IdentityConfig::parse(config).unwrap_or_else(|e| panic!("shipped identity config refused: {e:?}"));
     let kubernetes = config.kubernetes.expect("the kubernetes source is on");
     assert_eq!(kubernetes.node_name, "$NODE_NAME");
 
@@ -92,7 +99,8 @@ fn the_shipped_identity_config_is_valid() {
     let role = find(&docs, "ClusterRole", "ringfence-agent");
     let rules = role["rules"].as_vec().expect("rules");
     assert_eq!(rules.len(), 1, "pods only");
-    let verbs: Vec<&str> = rules[0]["verbs"].as_vec().expect("verbs").iter().filter_map(Yaml::as_str).collect();
+    let verbs: Vec<&str> =
+        rules[0]["verbs"].as_vec().expect("verbs").iter().filter_map(Yaml::as_str).collect();
     assert_eq!(verbs, ["get", "list", "watch"]);
     assert_eq!(rules[0]["resources"][0].as_str(), Some("pods"));
 }

@@ -47,7 +47,8 @@ fn prolog_writes_the_job_file_and_epilog_removes_it() {
     let scontrol = fake_scontrol(tmp.path(), "ringfence:profile=llm-training owner=team-a");
     run("prolog.sh", &jobs, &scontrol, "4242");
     let file = jobs.join("4242");
-    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("prolog wrote no {}: {e}", file.display()));
+    let text =
+        std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("prolog wrote no {}: {e}", file.display()));
     assert_eq!(text, "user=alice\naccount=ml-research\npartition=gpu\nprofile=llm-training\n");
     let (labels, problems) = parse_job_info(&text);
     assert!(problems.is_empty(), "{problems:?}");

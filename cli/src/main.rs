@@ -5,7 +5,9 @@
 //!   file is unreadable. Without a database, country rules are validated but not resolved.
 //! * `ringfence policy explain FILE --to ADDR[:PORT][/tcp|udp] [--geoip-db FILE]... [--json]`:
 //!   show the verdict for a destination and why. Exit 0 whatever the verdict, 64 for an invalid
-//!   policy or `--to`, or a policy naming countries without `--geoip-db`.
+//!   policy or `--to`, or a policy naming countries without `--geoip-db`. `--from
+//!   ADDR[:PORT][/tcp|udp]` instead explains an incoming connection from ADDR to the workload's
+//!   local PORT by `spec.ingress` (`from.workloads` selectors match nothing offline).
 //! * `ringfence geo lookup ADDR --db FILE... [--json]`: the country of an address. Exit 0 whether
 //!   or not the database has a record, 64 for an invalid address, 66 for an unreadable database.
 //!
@@ -81,16 +83,24 @@ enum PolicyCommand {
         #[command(flatten)]
         geo: GeoArgs,
     },
-    /// Explain the verdict of a policy for one destination.
+    /// Explain the verdict of a policy for one destination, or one incoming connection.
     Explain {
         /// The policy YAML file.
         file: PathBuf,
         #[arg(
             long,
             value_name = "DESTINATION",
+            required_unless_present = "from",
+            conflicts_with = "from",
             help = "Destination: ADDR[:PORT][/tcp|udp], e.g. 198.51.100.7:443/tcp or [2001:db8::1]:53/udp"
         )]
-        to: String,
+        to: Option<String>,
+        #[arg(
+            long,
+            value_name = "SOURCE",
+            help = "Incoming connection (spec.ingress): source ADDR, the workload's local PORT, e.g. 192.0.2.10:29500/tcp"
+        )]
+        from: Option<String>,
         #[command(flatten)]
         geo: GeoArgs,
         /// Print one JSON object instead of text.
@@ -109,9 +119,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Policy { command: PolicyCommand::Explain { file, to, geo, json } } => {
-            policy::explain_command(&file, &to, &geo, json).context("writing the explanation")
+        Command::Policy { command: PolicyCommand::Explain { file, to, from, geo, json } } => match (to, from)
+        {
+            (Some(to), _) => policy::explain_command(&file, &to, &geo, json),
+            (None, Some(from)) => policy::explain_ingress_command(&file, &from, &geo, json),
+            (None, None) => unreachable!("clap requires --to or --from"),
         }
+        .context("writing the explanation"),
         Command::Geo { command: GeoCommand::Lookup { addr, db, field, json } } => {
             Ok(geo::lookup(&addr, &db, field.as_deref(), json)?)
         }

@@ -131,6 +131,42 @@ fn explain_rejects_bad_destination_and_invalid_policy() {
     assert!(text(&out.stderr).contains("unsupported apiVersion \"v0\""));
 }
 
+#[test]
+fn explain_incoming_connections() {
+    let file = example("node-default.yaml");
+    let out = ringfence(&["policy", "explain", &file, "--from", "203.0.113.5:22/tcp"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.starts_with("verdict: allow\nrule: ssh-from-bastion (ingress id 1)\nprefix: 203.0.113.0/28\nconnection: from 203.0.113.5 to local port 22/tcp\nmode: enforce\nexplanation:\n"),
+        "{stdout}"
+    );
+    let out = ringfence(&["policy", "explain", &file, "--from", "203.0.113.50:22/tcp", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((json["direction"].as_str(), json["verdict"].as_str()), (Some("ingress"), Some("deny")));
+    assert!(json["rule"].is_null() && json["decided_by"] == "default");
+    // from.workloads cannot be resolved offline: it matches nothing, and the output says so.
+    let file = example("job-eu-resident.yaml");
+    let out = ringfence(&["policy", "explain", &file, "--from", "192.0.2.10:29500/tcp"]);
+    let stdout = text(&out.stdout);
+    assert!(stdout.starts_with("verdict: deny\nrule: defaultIngress (deny)\n"), "{stdout}");
+    assert!(stdout.contains("note: from.workloads selectors are not resolved offline"), "{stdout}");
+    let out = ringfence(&["policy", "explain", &file, "--from", "198.51.100.7:29500/tcp"]);
+    assert!(
+        text(&out.stdout).starts_with("verdict: allow\nrule: rendezvous-nccl-from-eu-jobs (ingress id 1)\n")
+    );
+    // A policy without ingress settings accepts everything; --to and --from exclude each other.
+    let out = ringfence(&["policy", "explain", &example("audit-rollout.yaml"), "--from", "192.0.2.1:22"]);
+    assert!(text(&out.stdout).starts_with("verdict: allow\nrule: defaultIngress (allow)\n"));
+    let out = ringfence(&["policy", "explain", &file, "--from", "192.0.2.1:22", "--to", "192.0.2.1:22"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = ringfence(&["policy", "explain", &file]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = ringfence(&["policy", "explain", &file, "--from", "nope:22"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(text(&out.stderr).contains("--from: invalid destination address"));
+}
+
 /// A GeoIP2-layout database: 81.2.69.0/24 GB, 5.9.0.0/16 DE, 203.0.113.0/24 IR, 2a01:4f8::/32 DE.
 fn geo_db(name: &str) -> String {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-tests");

@@ -108,7 +108,8 @@ fn parse_sources(node: &Yaml, config: &mut IdentityConfig, problems: &mut Proble
     }
     for (key, value) in map {
         let Some(name) = key.as_str() else {
-            problems.add("sources", format_args!("source names must be strings, found {}", doc::describe(key)));
+            problems
+                .add("sources", format_args!("source names must be strings, found {}", doc::describe(key)));
             continue;
         };
         let at = doc::join("sources", name);
@@ -135,7 +136,8 @@ fn parse_static(node: &Yaml, at: &str, problems: &mut Problems) -> Option<Static
 
 fn parse_slurm(node: &Yaml, at: &str, problems: &mut Problems) -> Option<SlurmConfig> {
     let f = doc::fields(node, at, &["jobInfoDir"], problems)?;
-    let dir = doc::string(&f, at, "jobInfoDir", false, problems).unwrap_or_else(|| DEFAULT_JOB_INFO_DIR.into());
+    let dir =
+        doc::string(&f, at, "jobInfoDir", false, problems).unwrap_or_else(|| DEFAULT_JOB_INFO_DIR.into());
     Some(SlurmConfig { job_info_dir: dir.into() })
 }
 
@@ -148,9 +150,15 @@ fn parse_kubernetes(node: &Yaml, at: &str, problems: &mut Problems) -> Option<Ku
             problems.add(&doc::join(at, "apiServer"), format_args!("`{url}` is not an http(s) URL"));
         }
     }
-    let token_file = doc::string(&f, at, "tokenFile", false, problems).unwrap_or_else(|| DEFAULT_TOKEN_FILE.into());
+    let token_file =
+        doc::string(&f, at, "tokenFile", false, problems).unwrap_or_else(|| DEFAULT_TOKEN_FILE.into());
     let ca_file = doc::string(&f, at, "caFile", false, problems).unwrap_or_else(|| DEFAULT_CA_FILE.into());
-    Some(KubernetesConfig { node_name: node_name?, api_server, token_file: token_file.into(), ca_file: ca_file.into() })
+    Some(KubernetesConfig {
+        node_name: node_name?,
+        api_server,
+        token_file: token_file.into(),
+        ca_file: ca_file.into(),
+    })
 }
 
 #[cfg(test)]
@@ -204,6 +212,9 @@ mod tests {
         assert_eq!(problems, ["sources: required (name at least one source)"]);
         let problems = IdentityConfig::parse("apiVersion: ringfence.dev/v1\nkind: Policy\nsources: {}\n")
             .expect_err("wrong kind accepted");
-        assert_eq!(problems, ["kind: expected `IdentitySources`, found `Policy`", "sources: name at least one source"]);
+        assert_eq!(
+            problems,
+            ["kind: expected `IdentitySources`, found `Policy`", "sources: name at least one source"]
+        );
     }
 }

@@ -67,10 +67,8 @@ pub(crate) fn fields<'a>(
     for (key, value) in map {
         match key.as_str() {
             Some(k) if allowed.contains(&k) => out.push((k, value)),
-            Some(k) => problems.add(
-                &join(at, k),
-                format_args!("unknown field (expected one of: {})", allowed.join(", ")),
-            ),
+            Some(k) => problems
+                .add(&join(at, k), format_args!("unknown field (expected one of: {})", allowed.join(", "))),
             None => problems.add(at, format_args!("keys must be strings, found {}", describe(key))),
         }
     }

@@ -46,7 +46,8 @@ mod tests {
     fn invalid_lists_every_problem() {
         let one = IdentityError::Invalid { path: "/etc/x.yaml".into(), problems: vec!["a: bad".into()] };
         assert_eq!(one.to_string(), "/etc/x.yaml: a: bad");
-        let two = IdentityError::Invalid { path: "/etc/x.yaml".into(), problems: vec!["a".into(), "b".into()] };
+        let two =
+            IdentityError::Invalid { path: "/etc/x.yaml".into(), problems: vec!["a".into(), "b".into()] };
         assert_eq!(two.to_string(), "/etc/x.yaml: 2 problems:\n  - a\n  - b");
     }
 }

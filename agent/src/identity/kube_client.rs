@@ -57,7 +57,9 @@ impl ApiEndpoint {
             None => {
                 let env = |name: &str| {
                     std::env::var(name).map_err(|_| {
-                        IdentityError::Kubernetes(format!("no apiServer configured and {name} is not set (not in a pod?)"))
+                        IdentityError::Kubernetes(format!(
+                            "no apiServer configured and {name} is not set (not in a pod?)"
+                        ))
                     })
                 };
                 let host = env("KUBERNETES_SERVICE_HOST")?;
@@ -66,7 +68,8 @@ impl ApiEndpoint {
                 format!("https://{host}:{port}")
             }
         };
-        let ca_pem = if base.starts_with("https://") { Some(read_text(&config.ca_file)?.into_bytes()) } else { None };
+        let ca_pem =
+            if base.starts_with("https://") { Some(read_text(&config.ca_file)?.into_bytes()) } else { None };
         Ok(ApiEndpoint { base, token_file: Some(config.token_file.clone()), ca_pem })
     }
 
@@ -95,7 +98,8 @@ fn client(endpoint: &ApiEndpoint, options: &WatchOptions) -> Result<Client, Iden
     if let Some(pem) = &endpoint.ca_pem {
         let ca = reqwest::Certificate::from_pem(pem)
             .map_err(|e| IdentityError::Kubernetes(format!("the cluster CA is not PEM: {e}")))?;
-        builder = builder.use_rustls_tls().tls_built_in_root_certs(false).add_root_certificate(ca).https_only(true);
+        builder =
+            builder.use_rustls_tls().tls_built_in_root_certs(false).add_root_certificate(ca).https_only(true);
     }
     builder.build().map_err(|e| IdentityError::Kubernetes(format!("cannot build the HTTP client: {e}")))
 }
@@ -164,7 +168,10 @@ impl Call<'_> {
             let status = response.status();
             let body = response.bytes().await.map_err(|e| format!("GET {url}: reading the body: {e}"))?;
             if !status.is_success() {
-                return Err(format!("GET {url}: {status}: {}", String::from_utf8_lossy(&body[..body.len().min(512)])));
+                return Err(format!(
+                    "GET {url}: {status}: {}",
+                    String::from_utf8_lossy(&body[..body.len().min(512)])
+                ));
             }
             Ok(body)
         })

@@ -78,12 +78,17 @@ fn pod(uid: &str, name: &str, rv: &str, app: &str) -> serde_json::Value {
 }
 
 fn pod_list(rv: &str, items: Vec<serde_json::Value>) -> String {
-    json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": rv}, "items": items}).to_string()
+    json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": rv}, "items": items})
+        .to_string()
 }
 
 fn event(kind: &str, object: serde_json::Value) -> Bytes {
     Bytes::from(format!("{}\n", json!({"type": kind, "object": object})))
 }
+
+/// A watch as the server opened it: its query, and the sender feeding its body (dropping it
+/// ends the watch).
+type OpenWatch = (String, mpsc::UnboundedSender<Bytes>);
 
 /// The fake API server's state, shared with its handler.
 #[derive(Default)]
@@ -95,7 +100,7 @@ struct Api {
     /// Every request's query, in order.
     queries: Mutex<Vec<String>>,
     /// Each watch: its query and the sender feeding its body (dropping it ends the watch).
-    watches: Mutex<Option<mpsc::UnboundedSender<(String, mpsc::UnboundedSender<Bytes>)>>>,
+    watches: Mutex<Option<mpsc::UnboundedSender<OpenWatch>>>,
 }
 
 async fn pods(State(api): State<Arc<Api>>, uri: Uri) -> Response {
@@ -165,7 +170,7 @@ fn app_of(cache: &PodCache, uid: &str) -> Option<String> {
 struct Running {
     api: Arc<Api>,
     cache: PodCache,
-    watches: mpsc::UnboundedReceiver<(String, mpsc::UnboundedSender<Bytes>)>,
+    watches: mpsc::UnboundedReceiver<OpenWatch>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<(), IdentityError>>,
 }
@@ -177,12 +182,13 @@ async fn start(api: Api) -> Running {
     let base = serve(api.clone()).await;
     let cache = PodCache::new();
     let (stop, stopped) = watch::channel(false);
-    let task = tokio::spawn(run_pod_watch(ApiEndpoint::plain(base), NODE.into(), cache.clone(), options(), stopped));
+    let task =
+        tokio::spawn(run_pod_watch(ApiEndpoint::plain(base), NODE.into(), cache.clone(), options(), stopped));
     Running { api, cache, watches, stop, task }
 }
 
 impl Running {
-    async fn next_watch(&mut self, what: &str) -> (String, mpsc::UnboundedSender<Bytes>) {
+    async fn next_watch(&mut self, what: &str) -> OpenWatch {
         within(what, self.watches.recv()).await.unwrap_or_else(|| panic!("server gone before {what}"))
     }
 
@@ -217,7 +223,8 @@ async fn add_modify_delete_and_410_event() {
     assert_eq!(run.cache.len(), 1);
 
     // The version expired: a fresh list replaces the cache, the next watch starts from it.
-    *run.api.list.lock().expect("lock") = pod_list("200", vec![pod(UID_C, "llama-finetune-c", "190", "mistral")]);
+    *run.api.list.lock().expect("lock") =
+        pod_list("200", vec![pod(UID_C, "llama-finetune-c", "190", "mistral")]);
     let gone = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                       "message": "too old resource version: 103 (180)", "reason": "Expired", "code": 410});
     events.send(event("ERROR", gone)).expect("watch open");
@@ -246,7 +253,8 @@ async fn http_410_relists_and_errors_back_off() {
     let (query, _events) = run.next_watch("watch after 503 and 410").await;
     assert!(query.contains("resourceVersion=500"), "watch query: {query}");
     let queries = run.api.queries.lock().expect("lock").clone();
-    let kinds: Vec<&str> = queries.iter().map(|q| if q.contains("watch=true") { "watch" } else { "list" }).collect();
+    let kinds: Vec<&str> =
+        queries.iter().map(|q| if q.contains("watch=true") { "watch" } else { "list" }).collect();
     assert_eq!(kinds, ["list", "list", "watch", "list", "watch"], "503 retried, 410 relisted");
     assert_eq!(app_of(&run.cache, UID_A).as_deref(), Some("llama"));
     run.shut_down().await;

@@ -73,7 +73,8 @@ impl PodWatch {
     /// A list response body: replaces the cache; the number of pods.
     pub fn on_list(&mut self, body: &[u8], cache: &PodCache) -> Result<usize, WatchError> {
         let list: PodList = decode("pod list", body)?;
-        let pods: Vec<PodInfo> = list.items.into_iter().filter(|p| !p.metadata.uid.is_empty()).map(PodInfo::from).collect();
+        let pods: Vec<PodInfo> =
+            list.items.into_iter().filter(|p| !p.metadata.uid.is_empty()).map(PodInfo::from).collect();
         let n = pods.len();
         cache.replace_all(pods);
         self.resource_version = list.metadata.resource_version.filter(|rv| !rv.is_empty());
@@ -89,7 +90,8 @@ impl PodWatch {
     pub fn on_line(&mut self, line: &[u8], cache: &PodCache) -> Result<Outcome, WatchError> {
         let event: WatchEvent = decode("watch event", line)?;
         let pod = |object: serde_json::Value| -> Result<Pod, WatchError> {
-            serde_json::from_value(object).map_err(|e| WatchError::Decode { what: "pod", error: e.to_string() })
+            serde_json::from_value(object)
+                .map_err(|e| WatchError::Decode { what: "pod", error: e.to_string() })
         };
         match event.kind.as_str() {
             "ADDED" | "MODIFIED" | "DELETED" => {

@@ -45,12 +45,16 @@ fn gone_forces_a_relist_other_errors_do_not() {
     assert_eq!(watch.on_line(gone.as_bytes(), &cache), Ok(Outcome::Relist));
     assert_eq!(watch.next_request(), Request::List);
     watch.on_list(list.as_bytes(), &cache).expect("list accepted");
-    let forbidden = r#"{"type":"ERROR","object":{"kind":"Status","code":403,"reason":"Forbidden","message":"no"}}"#;
+    let forbidden =
+        r#"{"type":"ERROR","object":{"kind":"Status","code":403,"reason":"Forbidden","message":"no"}}"#;
     let err = watch.on_line(forbidden.as_bytes(), &cache).expect_err("403 is an error");
     assert_eq!(err.to_string(), "watch error event: 403 Forbidden: no");
     assert_eq!(watch.next_request(), Request::Watch("7".into()), "other errors keep the version");
     assert!(matches!(watch.on_line(b"{not json", &cache), Err(WatchError::Decode { .. })));
-    assert_eq!(watch.on_line(br#"{"type":"ODD","object":{}}"#, &cache), Err(WatchError::UnknownEvent("ODD".into())));
+    assert_eq!(
+        watch.on_line(br#"{"type":"ODD","object":{}}"#, &cache),
+        Err(WatchError::UnknownEvent("ODD".into()))
+    );
 }
 
 #[test]

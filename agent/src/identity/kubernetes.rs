@@ -150,25 +150,39 @@ mod tests {
         let full = format!("kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{u}.slice/cri-containerd-{CID}.scope");
         assert_eq!(parsed(&full), container);
         // The agent's root is usually /sys/fs/cgroup/kubepods.slice.
-        let relative = format!("kubepods-burstable.slice/kubepods-burstable-pod{u}.slice/cri-containerd-{CID}.scope");
+        let relative =
+            format!("kubepods-burstable.slice/kubepods-burstable-pod{u}.slice/cri-containerd-{CID}.scope");
         assert_eq!(parsed(&relative), container);
         let guaranteed = format!("kubepods-pod{u}.slice/crio-{CID}.scope");
         assert_eq!(parsed(&guaranteed), Some((UID.to_owned(), "guaranteed", Some(CID.to_owned()))));
         let pod = format!("kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{u}.slice");
         assert_eq!(parsed(&pod), Some((UID.to_owned(), "besteffort", None)));
-        let conmon = format!("kubepods-besteffort.slice/kubepods-besteffort-pod{u}.slice/crio-conmon-{CID}.scope");
+        let conmon =
+            format!("kubepods-besteffort.slice/kubepods-besteffort-pod{u}.slice/crio-conmon-{CID}.scope");
         assert_eq!(parsed(&conmon), Some((UID.to_owned(), "besteffort", None)), "conmon is not a container");
     }
 
     #[test]
     fn cgroupfs_driver_layouts() {
         let c = Some(CID.to_owned());
-        assert_eq!(parsed(&format!("kubepods/burstable/pod{UID}/{CID}")), Some((UID.to_owned(), "burstable", c.clone())));
-        assert_eq!(parsed(&format!("kubepods/pod{UID}/{CID}")), Some((UID.to_owned(), "guaranteed", c.clone())));
-        assert_eq!(parsed(&format!("besteffort/pod{UID}/crio-{CID}")), Some((UID.to_owned(), "besteffort", c)));
+        assert_eq!(
+            parsed(&format!("kubepods/burstable/pod{UID}/{CID}")),
+            Some((UID.to_owned(), "burstable", c.clone()))
+        );
+        assert_eq!(
+            parsed(&format!("kubepods/pod{UID}/{CID}")),
+            Some((UID.to_owned(), "guaranteed", c.clone()))
+        );
+        assert_eq!(
+            parsed(&format!("besteffort/pod{UID}/crio-{CID}")),
+            Some((UID.to_owned(), "besteffort", c))
+        );
         // A static pod's uid is a 32-hex hash.
         let hash = "a3f9c1e27b4d8e6f0c5b2a1d9e8f7c6b";
-        assert_eq!(parsed(&format!("kubepods/burstable/pod{hash}")), Some((hash.to_owned(), "burstable", None)));
+        assert_eq!(
+            parsed(&format!("kubepods/burstable/pod{hash}")),
+            Some((hash.to_owned(), "burstable", None))
+        );
     }
 
     #[test]
@@ -191,18 +205,28 @@ mod tests {
         let source = KubernetesSource::new(cache.clone());
         let path = format!("kubepods-pod{}.slice/cri-containerd-{CID}.scope", UID.replace('-', "_"));
         let before = source.labels(Path::new(&path)).expect("pod cgroup");
-        assert_eq!(before.keys().map(String::as_str).collect::<Vec<_>>(), ["k8s.container-id", "k8s.pod-uid", "k8s.qos"]);
+        assert_eq!(
+            before.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["k8s.container-id", "k8s.pod-uid", "k8s.qos"]
+        );
         cache.upsert(PodInfo {
             uid: UID.into(),
             namespace: "training".into(),
             name: "llama-finetune-worker-0".into(),
             service_account: Some("trainer".into()),
-            labels: [("app".to_owned(), "llama-finetune".to_owned()), ("k8s.pod".to_owned(), "spoofed".to_owned())].into(),
+            labels: [
+                ("app".to_owned(), "llama-finetune".to_owned()),
+                ("k8s.pod".to_owned(), "spoofed".to_owned()),
+            ]
+            .into(),
             mirror_uid: None,
         });
         let after = source.labels(Path::new(&path)).expect("pod cgroup");
         assert_eq!(after["app"], "llama-finetune");
         assert_eq!(after["k8s.pod"], "llama-finetune-worker-0", "a pod label cannot override k8s.pod");
-        assert_eq!((after["k8s.namespace"].as_str(), after["k8s.serviceaccount"].as_str()), ("training", "trainer"));
+        assert_eq!(
+            (after["k8s.namespace"].as_str(), after["k8s.serviceaccount"].as_str()),
+            ("training", "trainer")
+        );
     }
 }

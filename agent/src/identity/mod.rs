@@ -6,7 +6,7 @@
 //!
 //! - [`static_file`]: cgroup path patterns to labels, from a file.
 //! - [`slurm`]: Slurm job cgroups, with the job's user, account, partition and profile from
-//!   the file the prolog writes (`deploy/slurm/`).
+//!   the file the prolog writes (`deploy/slurm/`); [`job_files`] notices those files change.
 //! - [`kubernetes`]: pod cgroups (both cgroup drivers), with the pod's labels, namespace, name
 //!   and service account from the [`PodCache`], which [`kube_client::run_pod_watch`] fills by
 //!   watching this node's pods ([`kube_watch`] is the sans-IO part of that watch).
@@ -19,6 +19,7 @@
 pub mod config;
 pub(crate) mod doc;
 pub mod error;
+pub mod job_files;
 pub mod kube_api;
 pub mod kube_client;
 pub mod kube_watch;

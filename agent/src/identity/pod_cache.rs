@@ -121,12 +121,22 @@ mod tests {
         let mut changes = cache.subscribe();
         cache.replace_all([
             pod("0b8e6f2c-5a3d-4c1e-9f7a-2d4b6c8e0a1f", "coredns-7db6d8ff4d-x2k9p", None),
-            pod("5d1e8a4b-2c7f-4e9a-b3d6-1f0a9c8e7b62", "kube-apiserver-cp-1", Some("a3f9c1e27b4d8e6f0c5b2a1d9e8f7c6b")),
+            pod(
+                "5d1e8a4b-2c7f-4e9a-b3d6-1f0a9c8e7b62",
+                "kube-apiserver-cp-1",
+                Some("a3f9c1e27b4d8e6f0c5b2a1d9e8f7c6b"),
+            ),
         ]);
         assert!(changes.has_changed().expect("sender alive"), "replace_all must signal a change");
         changes.mark_unchanged();
-        assert_eq!(cache.get("0b8e6f2c-5a3d-4c1e-9f7a-2d4b6c8e0a1f").map(|p| p.name).as_deref(), Some("coredns-7db6d8ff4d-x2k9p"));
-        assert_eq!(cache.get("a3f9c1e27b4d8e6f0c5b2a1d9e8f7c6b").map(|p| p.name).as_deref(), Some("kube-apiserver-cp-1"));
+        assert_eq!(
+            cache.get("0b8e6f2c-5a3d-4c1e-9f7a-2d4b6c8e0a1f").map(|p| p.name).as_deref(),
+            Some("coredns-7db6d8ff4d-x2k9p")
+        );
+        assert_eq!(
+            cache.get("a3f9c1e27b4d8e6f0c5b2a1d9e8f7c6b").map(|p| p.name).as_deref(),
+            Some("kube-apiserver-cp-1")
+        );
         cache.remove("0b8e6f2c-5a3d-4c1e-9f7a-2d4b6c8e0a1f");
         cache.remove("not-there");
         assert_eq!(cache.len(), 1);

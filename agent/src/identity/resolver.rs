@@ -106,12 +106,53 @@ mod tests {
     fn merges_sources_static_last() {
         let dir = tempfile::tempdir().expect("temp dir");
         let r = resolver(dir.path());
-        let path = format!("kubepods.slice/kubepods-pod{}.slice/cri-containerd-{}.scope", UID.replace('-', "_"), "ab12".repeat(16));
+        let path = format!(
+            "kubepods.slice/kubepods-pod{}.slice/cri-containerd-{}.scope",
+            UID.replace('-', "_"),
+            "ab12".repeat(16)
+        );
         let w = r.resolve(Path::new(&path)).expect("pod cgroup resolved");
         assert_eq!(w.source, "static");
         assert_eq!((w.labels["app"].as_str(), w.labels["tier"].as_str()), ("overridden", "gold"));
         assert_eq!(w.labels["k8s.pod"], "vllm-0");
         assert_eq!(w.labels[CGROUP_LABEL], path);
+    }
+
+    #[test]
+    fn from_config_files() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let statics = dir.path().join("workloads.yaml");
+        std::fs::write(&statics, "- pattern: \"system.slice/ollama.service\"\n  labels: {app: ollama}\n")
+            .expect("static file");
+        let jobs = dir.path().join("slurm-jobs");
+        std::fs::create_dir(&jobs).expect("job dir");
+        std::fs::write(jobs.join("512"), "user=bob\nprofile=eval\n").expect("job file");
+        let text = format!(
+            "apiVersion: ringfence.dev/v1\nkind: IdentitySources\nsources:\n  static: {{file: {}}}\n  \
+             slurm: {{jobInfoDir: {}}}\n",
+            statics.display(),
+            jobs.display()
+        );
+        let config = IdentityConfig::parse(&text).unwrap_or_else(|e| panic!("config refused: {e:?}"));
+        let r = Resolver::from_config(&config, &PodCache::new()).unwrap_or_else(|e| panic!("resolver: {e}"));
+        let job = r.resolve(Path::new("job_512/step_extern/user/task_special")).expect("job cgroup");
+        assert_eq!(
+            (job.labels["slurm.user"].as_str(), job.labels["ringfence.dev/profile"].as_str()),
+            ("bob", "eval")
+        );
+        assert_eq!(r.resolve(Path::new("system.slice/ollama.service")).map(|w| w.source), Some("static"));
+        let pod = format!("kubepods-pod{}.slice", UID.replace('-', "_"));
+        assert_eq!(r.resolve(Path::new(&pod)), None, "kubernetes source is off");
+
+        let missing = IdentityConfig {
+            static_file: config
+                .static_file
+                .map(|_| crate::identity::config::StaticConfig { file: dir.path().join("absent.yaml") }),
+            ..IdentityConfig::default()
+        };
+        let err =
+            Resolver::from_config(&missing, &PodCache::new()).expect_err("missing static file accepted");
+        assert!(err.to_string().contains("absent.yaml: cannot read"), "{err}");
     }
 
     #[test]
@@ -121,7 +162,8 @@ mod tests {
         let w = r.resolve(Path::new("/system.slice/ollama.service")).expect("static match");
         assert_eq!((w.source, w.path.as_path()), ("static", Path::new("system.slice/ollama.service")));
         assert_eq!(w.labels[CGROUP_LABEL], "system.slice/ollama.service", "leading / dropped");
-        let w = r.resolve(Path::new("system.slice/slurmstepd.scope/job_9001/step_0/user/task_0")).expect("job");
+        let w =
+            r.resolve(Path::new("system.slice/slurmstepd.scope/job_9001/step_0/user/task_0")).expect("job");
         assert_eq!((w.source, w.labels["slurm.job"].as_str()), ("slurm", "9001"));
         assert_eq!(r.resolve(Path::new("system.slice/sshd.service")), None);
         assert_eq!(r.resolve(Path::new("../etc")), None);

@@ -166,7 +166,10 @@ mod tests {
         assert_eq!(parsed("job_4242"), Some((4242, None)));
         // Root = /sys/fs/cgroup, one or several slurmd per node.
         assert_eq!(parsed("system.slice/slurmstepd.scope/job_77/step_batch/user/task_0"), some(77, "batch"));
-        assert_eq!(parsed("system.slice/gpu-node-07_slurmstepd.scope/job_78/step_2/user/task_1"), some(78, "2"));
+        assert_eq!(
+            parsed("system.slice/gpu-node-07_slurmstepd.scope/job_78/step_2/user/task_1"),
+            some(78, "2")
+        );
     }
 
     #[test]

@@ -52,7 +52,13 @@ impl StaticSource {
             Yaml::Array(items) => items,
             Yaml::Null => &[],
             other => {
-                problems.add("", format_args!("expected a sequence of {{pattern, labels}}, found {}", doc::describe(other)));
+                problems.add(
+                    "",
+                    format_args!(
+                        "expected a sequence of {{pattern, labels}}, found {}",
+                        doc::describe(other)
+                    ),
+                );
                 &[]
             }
         };
@@ -104,9 +110,8 @@ fn labels(node: Option<&Yaml>, at: &str, problems: &mut Problems) -> Option<Labe
             (Some(k), Some(v)) if !k.is_empty() => {
                 out.insert(k, v);
             }
-            (Some(k), _) if !k.is_empty() => {
-                problems.add(&doc::join(at, &k), format_args!("expected a string, found {}", doc::describe(v)))
-            }
+            (Some(k), _) if !k.is_empty() => problems
+                .add(&doc::join(at, &k), format_args!("expected a string, found {}", doc::describe(v))),
             _ => problems.add(at, "label names must be non-empty strings"),
         }
     }
@@ -133,9 +138,9 @@ fn matches(pattern: &[String], path: &[&str]) -> bool {
     match pattern.split_first() {
         None => path.is_empty(),
         Some((first, rest)) if first == "**" => (0..=path.len()).any(|skip| matches(rest, &path[skip..])),
-        Some((first, rest)) => {
-            path.split_first().is_some_and(|(p, path_rest)| component_matches(first, p) && matches(rest, path_rest))
-        }
+        Some((first, rest)) => path
+            .split_first()
+            .is_some_and(|(p, path_rest)| component_matches(first, p) && matches(rest, path_rest)),
     }
 }
 
@@ -143,9 +148,9 @@ fn matches(pattern: &[String], path: &[&str]) -> bool {
 fn component_matches(pattern: &str, text: &str) -> bool {
     match pattern.split_once('*') {
         None => pattern == text,
-        Some((prefix, rest)) => {
-            text.strip_prefix(prefix).is_some_and(|t| (0..=t.len()).filter(|i| t.is_char_boundary(*i)).any(|i| component_matches(rest, &t[i..])))
-        }
+        Some((prefix, rest)) => text.strip_prefix(prefix).is_some_and(|t| {
+            (0..=t.len()).filter(|i| t.is_char_boundary(*i)).any(|i| component_matches(rest, &t[i..]))
+        }),
     }
 }
 
@@ -175,7 +180,8 @@ mod tests {
     #[test]
     fn first_match_wins() {
         assert_eq!(app("system.slice/ollama.service").as_deref(), Some("ollama"));
-        let docker = "system.slice/docker-4f1c9a0e2b7d3c6f8e5a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f6.scope";
+        let docker =
+            "system.slice/docker-4f1c9a0e2b7d3c6f8e5a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f6.scope";
         assert_eq!(app(docker).as_deref(), Some("docker"));
         let jupyter = "user.slice/user-1000.slice/user@1000.service/app.slice/jupyter-lab.scope";
         assert_eq!(app(jupyter).as_deref(), Some("jupyter"));
