@@ -121,6 +121,7 @@ impl Enforcer {
             ("policy", s.packets_dropped),
             ("plaintext", s.plaintext_dropped),
             ("exfil_block", s.exfil_blocked),
+            ("ingress", s.ingress_dropped),
         ];
         for (reason, n) in drops {
             m.set_counter(

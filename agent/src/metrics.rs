@@ -1,6 +1,7 @@
 //! The agent's metrics, kept in a `prometheus-client` registry and served in the Prometheus text
 //! exposition format (0.0.4) by a small HTTP/1.1 endpoint (hyper + an axum router):
-//! `GET /metrics`, `GET /healthz`; one request per connection.
+//! `GET /metrics`, `GET /healthz`, `GET /readyz` (200 only once every hook, policy and workload
+//! is in force: a Kubernetes readiness probe); one request per connection.
 //!
 //! Families are created on first use, by name: counters are named with their `_total` suffix
 //! and help texts end with a period, as they appear in the exposition.
@@ -46,11 +47,18 @@ struct Families {
 #[derive(Default)]
 pub struct Metrics {
     families: Mutex<Families>,
+    /// Set once the agent enforces (everything attached and started).
+    ready: std::sync::atomic::AtomicBool,
 }
 
 impl Metrics {
     pub fn new() -> Metrics {
         Metrics::default()
+    }
+
+    /// Marks the agent as enforcing (`/readyz` answers 200 from now on).
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::SeqCst);
     }
 
     /// Adds `by` to a counter (created at 0).
@@ -132,12 +140,20 @@ fn label_set(labels: &[(&str, &str)]) -> Labels {
     labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
-/// `GET /metrics` and `GET /healthz`; other paths 404, other methods 405.
+/// `GET /metrics`, `GET /healthz` and `GET /readyz`; other paths 404, other methods 405.
 fn router(metrics: Arc<Metrics>) -> Router {
     Router::new()
         .route("/metrics", get(render_metrics))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
         .with_state(metrics)
+}
+
+async fn readyz(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+    match metrics.ready.load(Ordering::SeqCst) {
+        true => (axum::http::StatusCode::OK, "enforcing"),
+        false => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "starting"),
+    }
 }
 
 async fn render_metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
@@ -284,6 +300,11 @@ mod tests {
         let (head, body) = get(addr, "GET /healthz?x=1 HTTP/1.0\r\n\r\n").await;
         assert!(head.starts_with("http/1.0 200 ok\r\n"), "{head}");
         assert_eq!(body, "ok");
+        let (head, _) = get(addr, "GET /readyz HTTP/1.0\r\n\r\n").await;
+        assert!(head.starts_with("http/1.0 503 service unavailable\r\n"), "{head}");
+        metrics.set_ready();
+        let (head, body) = get(addr, "GET /readyz HTTP/1.0\r\n\r\n").await;
+        assert!(head.starts_with("http/1.0 200 ok\r\n") && body == "enforcing", "{head}");
 
         let (head, _) = get(addr, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n").await;
         assert!(head.starts_with("http/1.1 404 not found\r\n"), "{head}");

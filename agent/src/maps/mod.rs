@@ -74,6 +74,8 @@ pub struct Stats {
     pub nonip_dropped: u64,
     /// Socket creations the socket guard looked at (the start-up self-check adds one).
     pub socket_guard_seen: u64,
+    /// Inbound connections and datagrams refused by workloads' ingress rules.
+    pub ingress_dropped: u64,
 }
 
 /// A policy the kernel is reading now.
@@ -251,6 +253,7 @@ impl PinnedMaps {
             sockets_refused: sum(STAT_SOCKETS_REFUSED)?,
             nonip_dropped: sum(STAT_NONIP_DROPPED)?,
             socket_guard_seen: sum(STAT_SOCKET_GUARD_SEEN)?,
+            ingress_dropped: sum(ringfence_common::STAT_INGRESS_DROPPED)?,
         })
     }
 }

@@ -3,7 +3,7 @@
 //! policy's slot entry flips.
 use aya::maps::lpm_trie::Key;
 use ringfence_common::{
-    key4, key6, key_table, table_id, GeoInfo, ListKey, PolicyConfig, ACTION_ALLOW, ACTIVE_MAP,
+    key4, key6, key_table, table_id, GeoInfo, CONFIG_OPEN, ListKey, PolicyConfig, ACTION_ALLOW, ACTIVE_MAP,
     ALLOW_V4_MAP, ALLOW_V6_MAP, CONFIG_CROSS_BORDER, CONFIG_MAP, CONFIG_RAW_POLICY, DENY_V4_MAP,
     DENY_V6_MAP, DIR_EGRESS, DIR_INGRESS, ENCRYPT_V4_MAP, ENCRYPT_V6_MAP, GEO_INFO_MAP, GEO_V4_MAP,
     GEO_V6_MAP, HOME_V4_MAP, HOME_V6_MAP, LIST_MAP, MODE_ENFORCE, TABLE_BITS, UNKNOWN_DEFAULT,
@@ -63,7 +63,7 @@ impl PinnedMaps {
                     mode: MODE_ENFORCE,
                     generation,
                     unknown_action: UNKNOWN_DEFAULT,
-                    flags: 0,
+                    flags: CONFIG_OPEN,
                     _reserved: 0,
                 };
                 self.fill_table(inbound, &Compiled::empty(), &GeoInfo::default(), allow_all)?;

@@ -107,5 +107,6 @@ pub(super) async fn start(p: Prepared, a: Attached) -> Result<Running, AgentErro
     if let Some(mesh) = mesh.as_mut() {
         enforcer.sync_endpoints(mesh);
     }
+    metrics.set_ready();
     Ok(Running { enforcer, mesh, remote, events, flow_table, metrics, stop_metrics })
 }

@@ -24,6 +24,9 @@ pub const HOOK_SOCKET_CREATE: u32 = 6;
 pub const HOOK_SOCK_CREATE: u32 = 7;
 /// `cgroup/setsockopt`: an option that would bypass the packet path refused.
 pub const HOOK_SETSOCKOPT: u32 = 8;
+/// `cgroup_skb/ingress`: an inbound connection (TCP SYN) or datagram refused by ingress rules;
+/// the event's address is the source, its port the workload's own.
+pub const HOOK_SKB_INGRESS: u32 = 9;
 
 /// One verdict. 104 bytes, no implicit padding.
 #[repr(C)]

@@ -112,6 +112,8 @@ pub const STAT_BACKSTOP_DROPPED: u32 = 8;
 pub const STAT_NONIP_DROPPED: u32 = 9;
 /// Packets the backstop decided in full (no cached verdict): how often the slow path ran.
 pub const STAT_BACKSTOP_DECIDED: u32 = 10;
+/// Inbound connections (TCP SYNs) and datagrams refused by a workload's ingress rules.
+pub const STAT_INGRESS_DROPPED: u32 = 12;
 /// Sockets the enforced cgroup created that the socket guard looked at (proves it runs).
 pub const STAT_SOCKET_GUARD_SEEN: u32 = 11;
 /// Number of counters in [`STATS_MAP`].
@@ -124,6 +126,8 @@ pub const STAT_COUNT: u32 = 16;
 /// at the call, events with the process), never the first line of defence.
 pub const SOCKOPS: &str = "rf_sockops";
 pub const SKB_EGRESS: &str = "rf_skb_egress";
+/// Ingress rules (`cgroup_skb/ingress`): inbound connections and datagrams to the workloads.
+pub const SKB_INGRESS: &str = "rf_skb_ingress";
 /// Raw IP socket refusal (`cgroup/sock_create`, any kernel with cgroup BPF).
 pub const SOCK_CREATE: &str = "rf_sock_create";
 /// Refusal of socket options that bypass the packet path (`cgroup/setsockopt`).
@@ -133,9 +137,10 @@ pub const SETSOCKOPT: &str = "rf_setsockopt";
 pub const SOCKET_CREATE: &str = "rf_socket_create";
 pub const SOCK_ADDR_PROGRAMS: [&str; 4] = ["rf_connect4", "rf_connect6", "rf_sendmsg4", "rf_sendmsg6"];
 /// Every pinned cgroup link, in attach order.
-pub const PROGRAMS: [&str; 9] = [
+pub const PROGRAMS: [&str; 10] = [
     SOCKOPS,
     SKB_EGRESS,
+    SKB_INGRESS,
     SOCK_CREATE,
     SETSOCKOPT,
     SOCKET_CREATE,
@@ -159,7 +164,7 @@ pub const SKB_TAILS_MAP: &str = "RF_SKB_TAILS";
 /// `<bpffs>/links/<name>_<interface>`.
 pub const TC_EGRESS: &str = "rf_tc_egress";
 /// Every hook that reports events, indexed by `Event::hook`.
-pub const HOOKS: [&str; 9] = [
+pub const HOOKS: [&str; 10] = [
     "rf_connect4",
     "rf_connect6",
     "rf_sendmsg4",
@@ -169,6 +174,7 @@ pub const HOOKS: [&str; 9] = [
     "rf_socket_create",
     "rf_sock_create",
     "rf_setsockopt",
+    "rf_skb_ingress",
 ];
 pub const TC_INGRESS: &str = "rf_tc_ingress";
 /// The egress verdict per address family, tail-called by [`TC_EGRESS`] through [`TAILS_MAP`]
@@ -189,13 +195,16 @@ pub const TCPSEQ_MAP: &str = "RF_TCPSEQ";
 /// reported (one event per flow per [`DROP_EVENT_INTERVAL_NS`]).
 pub const DROPLOG_MAP: &str = "RF_DROPLOG";
 pub const DROP_EVENT_INTERVAL_NS: u64 = 1_000_000_000;
+/// LRU hash of [`crate::FlowKey`] (the workload's view: local, remote) -> `u32` (unused): UDP
+/// flows a workload sent on, whose replies pass its ingress rules.
+pub const REPLIES_MAP: &str = "RF_REPLIES";
 /// Socket local storage of [`crate::SkVerdict`] (a BTF map, pinned by the agent by path).
 pub const SKCACHE_MAP: &str = "RF_SKCACHE";
 
 /// Every map the programs pin by name (under `<bpffs>/maps/`), plus [`SKCACHE_MAP`] which the
 /// agent pins by path. Per-CPU scratch maps private to one program are not listed: they are not
 /// pinned and no one outside the object opens them.
-pub const PINNED_MAPS: [&str; 31] = [
+pub const PINNED_MAPS: [&str; 32] = [
     DENY_V4_MAP,
     ALLOW_V4_MAP,
     DENY_V6_MAP,
@@ -227,4 +236,5 @@ pub const PINNED_MAPS: [&str; 31] = [
     TCPSEQ_MAP,
     DROPLOG_MAP,
     SKCACHE_MAP,
+    REPLIES_MAP,
 ];

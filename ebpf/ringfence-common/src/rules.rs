@@ -71,6 +71,9 @@ pub const CONFIG_CROSS_BORDER: u32 = 1;
 /// [`PolicyConfig::flags`]: `spec.rawSockets: policy`: raw IP sockets may be created (their
 /// packets are decided by the backstop). Unset (the default) refuses them.
 pub const CONFIG_RAW_POLICY: u32 = 2;
+/// [`PolicyConfig::flags`] of an ingress table: the policy has no ingress rules and allows
+/// everything inbound (the program passes without a lookup).
+pub const CONFIG_OPEN: u32 = 4;
 
 /// Items per [`MatchList`].
 pub const MAX_ITEMS: usize = 16;

@@ -17,6 +17,7 @@ mod sendmsg4;
 mod sendmsg6;
 mod setsockopt;
 mod skb_egress;
+mod skb_ingress;
 mod skb_tail;
 mod sock_create;
 mod sockaddr;

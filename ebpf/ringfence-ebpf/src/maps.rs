@@ -108,6 +108,8 @@ pub static RF_OWNERS: LruHashMap<DestKey, Owner> = LruHashMap::pinned(MAX_OWNERS
 #[map]
 pub static RF_TCPSEQ: LruHashMap<FlowKey, TcpSeq> = LruHashMap::pinned(MAX_FLOWS, 0);
 #[map]
+pub static RF_REPLIES: LruHashMap<FlowKey, u32> = LruHashMap::pinned(MAX_FLOWS, 0);
+#[map]
 pub static RF_DROPLOG: LruHashMap<FlowKey, u64> = LruHashMap::pinned(MAX_FLOWS, 0);
 /// The backstop's tail calls (verdict, header parse).
 #[map]

@@ -15,14 +15,14 @@ use aya_ebpf::{
     programs::SkBuffContext,
 };
 use ringfence_common::{
-    SkVerdict, SKB_TAIL_PARSE, SKB_TAIL_VERDICT4, SKB_TAIL_VERDICT6, SK_ALLOWED, SK_PASSIVE,
+    FlowKey, SkVerdict, SKB_TAIL_PARSE, SKB_TAIL_VERDICT4, SKB_TAIL_VERDICT6, SK_ALLOWED, SK_PASSIVE,
     STAT_EXFIL_BLOCKED,
 };
 
 use crate::{
     block::blocked,
     iphdr::{is_v6_ext, transport, verdict_port},
-    maps::{bump, SkbScratch, MAX_ROUTE, RF_SKB_SCRATCH, RF_SKB_TAILS, RF_SKCACHE},
+    maps::{bump, SkbScratch, MAX_ROUTE, RF_REPLIES, RF_SKB_SCRATCH, RF_SKB_TAILS, RF_SKCACHE},
     verdict::active,
     workload::policy_of_skb,
 };
@@ -32,6 +32,7 @@ pub const PASS: i32 = 1;
 pub const DROP: i32 = 0;
 const BPF_TCP_LISTEN: u32 = 10;
 const IPPROTO_TCP: u32 = 6;
+const IPPROTO_UDP: u32 = 17;
 
 #[cgroup_skb(egress)]
 pub fn rf_skb_egress(ctx: SkBuffContext) -> i32 {
@@ -146,6 +147,9 @@ fn try_skb_egress(ctx: &SkBuffContext) -> Option<i32> {
     let mut s = blank(cgroup_id);
     s.policy = policy_of_skb(ctx.skb.skb.cast(), cgroup_id);
     header(ctx, &mut s)?;
+    if s.proto == IPPROTO_UDP {
+        remember_udp(&s);
+    }
     if blocked(cgroup_id, s.addrs[0], s.family) {
         bump(STAT_EXFIL_BLOCKED);
         return Some(DROP);
@@ -171,6 +175,23 @@ fn try_skb_egress(ctx: &SkBuffContext) -> Option<i32> {
     // SAFETY: the slot holds one of our cgroup_skb programs.
     let _ = unsafe { RF_SKB_TAILS.tail_call(ctx, tail) };
     Some(DROP)
+}
+
+/// Notes a UDP flow the cgroup sends on: its replies pass the receiving workload's ingress
+/// rules (`rf_skb_ingress`).
+#[inline(always)]
+fn remember_udp(s: &SkbScratch) {
+    let flow = FlowKey {
+        local: s.saddr,
+        remote: s.addrs[0],
+        local_port: s.sport,
+        remote_port: s.dport,
+        proto: s.proto,
+        family: s.family,
+    };
+    if RF_REPLIES.get_ptr(&flow).is_none() {
+        let _ = RF_REPLIES.insert(&flow, &0, 0);
+    }
 }
 
 /// The tail-call slot of the verdict program for `family`.

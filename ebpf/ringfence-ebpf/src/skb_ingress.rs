@@ -1,0 +1,96 @@
+//! `cgroup_skb/ingress`: what reaches a workload's sockets is decided by the ingress rules of
+//! the receiving workload's policy (its `ingress` table): the source address, the workload's
+//! own port, the protocol.
+//!
+//! - TCP: only a SYN without ACK (a new inbound connection) is decided; no TCP connection can
+//!   exist without one, and every other segment belongs to a connection already let in or
+//!   opened by the workload itself.
+//! - UDP: every datagram, except replies on a flow the workload sent on (`RF_REPLIES`, filled
+//!   by the backstop).
+//! - Other protocols pass (ICMP errors about the workload's own traffic, echo replies).
+//!
+//! A policy without ingress rules has an open table (`CONFIG_OPEN`): one array read per packet.
+//! Headers that cannot be read are dropped.
+use aya_ebpf::{helpers::generated::bpf_skb_cgroup_id, macros::cgroup_skb, programs::SkBuffContext};
+use ringfence_common::{
+    FlowKey, CONFIG_OPEN, DIR_INGRESS, HOOK_SKB_INGRESS, STAT_INGRESS_DROPPED, VERDICT_ALLOW, VERDICT_DENY,
+};
+
+use crate::{
+    event::{emit_packet, Dest},
+    iphdr::{is_v6_ext, transport, v6_ext, Flag},
+    maps::{bump, RF_REPLIES},
+    skb_egress::{DROP, PASS},
+    verdict::{active_dir, decide_v4, decide_wire_v6},
+    workload::policy_of_skb,
+};
+
+const IPPROTO_TCP: u32 = 6;
+const IPPROTO_UDP: u32 = 17;
+const TCP_SYN: u32 = 0x02;
+const TCP_ACK: u32 = 0x10;
+
+#[cgroup_skb(ingress)]
+pub fn rf_skb_ingress(ctx: SkBuffContext) -> i32 {
+    try_skb_ingress(&ctx).unwrap_or(DROP)
+}
+
+#[inline(always)]
+fn try_skb_ingress(ctx: &SkBuffContext) -> Option<i32> {
+    let first: u8 = ctx.load(0).ok()?;
+    let mut src = [0u8; 16];
+    let mut dst = [0u8; 16];
+    let (family, proto, off) = match first >> 4 {
+        4 => {
+            let h: [u8; 20] = ctx.load(0).ok()?;
+            src[..4].copy_from_slice(&h[12..16]);
+            dst[..4].copy_from_slice(&h[16..20]);
+            (4, h[9] as u32, ((h[0] & 0x0f) as usize) * 4)
+        }
+        6 => {
+            let h: [u8; 40] = ctx.load(0).ok()?;
+            src.copy_from_slice(&h[8..24]);
+            dst.copy_from_slice(&h[24..40]);
+            let next = h[6] as u32;
+            if is_v6_ext(next) {
+                let l4 = v6_ext(ctx, next, 40, &mut Flag(false))?;
+                (6, l4.proto, l4.off)
+            } else {
+                (6, next, 40)
+            }
+        }
+        _ => return Some(PASS),
+    };
+    if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
+        return Some(PASS);
+    }
+    let (sport, dport, _, flags, ..) = transport(ctx, proto, off)?;
+    if proto == IPPROTO_TCP && (flags & TCP_SYN == 0 || flags & TCP_ACK != 0) {
+        return Some(PASS);
+    }
+    // SAFETY: the program's own skb.
+    let cgroup_id = unsafe { bpf_skb_cgroup_id(ctx.skb.skb.cast()) };
+    let a = active_dir(policy_of_skb(ctx.skb.skb.cast(), cgroup_id), DIR_INGRESS);
+    if a.cfg.flags & CONFIG_OPEN != 0 {
+        return Some(PASS);
+    }
+    let flow = FlowKey { local: dst, remote: src, local_port: dport, remote_port: sport, proto, family };
+    if proto == IPPROTO_UDP && RF_REPLIES.get_ptr(&flow).is_some() {
+        return Some(PASS);
+    }
+    let v = if family == 4 {
+        decide_v4(&a, [src[0], src[1], src[2], src[3]], dport, proto)
+    } else {
+        decide_wire_v6(&a, src, dport, proto)
+    };
+    if v.verdict == VERDICT_ALLOW {
+        return Some(PASS);
+    }
+    let dest = Dest { daddr: src, family, port: dport, protocol: proto, hook: HOOK_SKB_INGRESS };
+    emit_packet(&dest, &v, cgroup_id, &flow, false);
+    if v.verdict != VERDICT_DENY {
+        return Some(PASS); // audit mode
+    }
+    bump(STAT_INGRESS_DROPPED);
+    Some(DROP)
+}
