@@ -89,7 +89,13 @@ impl Enforcer {
     }
 
     /// Writes a compiled policy into the kernel; the previous one stays if that fails.
-    pub fn apply(&mut self, policy: Policy, compiled: &Compiled, ingress: Option<&Compiled>, trigger: &str) -> bool {
+    pub fn apply(
+        &mut self,
+        policy: Policy,
+        compiled: &Compiled,
+        ingress: Option<&Compiled>,
+        trigger: &str,
+    ) -> bool {
         match self.maps.apply(DEFAULT_POLICY, compiled, ingress, &geo::info(self.geo.as_ref(), compiled)) {
             Ok(generation) => {
                 self.generation = generation;
@@ -170,10 +176,12 @@ impl Enforcer {
         trigger: &str,
     ) -> Result<(), String> {
         match loaded {
-            Ok(LoadedPolicy { policy, compiled, ingress }) => match self.apply(policy, &compiled, ingress.as_ref(), trigger) {
-                true => Ok(()),
-                false => Err("the policy could not be written to the kernel".into()),
-            },
+            Ok(LoadedPolicy { policy, compiled, ingress }) => {
+                match self.apply(policy, &compiled, ingress.as_ref(), trigger) {
+                    true => Ok(()),
+                    false => Err("the policy could not be written to the kernel".into()),
+                }
+            }
             Err(errors) => {
                 error!(trigger, generation = self.generation, %errors,
                     "policy rejected; the policy in force stays");

@@ -329,7 +329,8 @@ fn main() -> ExitCode {
             if !errors.is_empty() {
                 Err(AgentError::Config(errors))
             } else {
-                let workloads = identity.map(|identity| WorkloadsConfig { identity, policies: workload_policies });
+                let workloads =
+                    identity.map(|identity| WorkloadsConfig { identity, policies: workload_policies });
                 let cfg = RunConfig {
                     policy,
                     cgroup: cgroup.or(cgroup_root).expect("clap requires --cgroup or --cgroup-root"),

@@ -8,9 +8,9 @@ use crate::{
     config::RunConfig,
     error::AgentError,
     identity::IdentityConfig,
-    workloads::WorkloadPolicies,
     policy_load::{LoadedPolicy, PolicyErrors, PolicyLoader},
     sys::{self, fs_magic},
+    workloads::WorkloadPolicies,
 };
 
 const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
@@ -73,7 +73,9 @@ pub fn check(cfg: &RunConfig, loader: &PolicyLoader) -> Result<Checked, AgentErr
     let workloads = cfg.workloads.as_ref().and_then(|w| {
         let identity = IdentityConfig::load(&w.identity).map_err(|e| errors.push(e.to_string())).ok();
         let policies = match &geo {
-            Ok(db) => WorkloadPolicies::load(&w.policies, cfg, db.as_ref()).map_err(|e| errors.extend(e)).ok(),
+            Ok(db) => {
+                WorkloadPolicies::load(&w.policies, cfg, db.as_ref()).map_err(|e| errors.extend(e)).ok()
+            }
             Err(()) => None,
         };
         identity.zip(policies)
@@ -98,7 +100,15 @@ pub fn check(cfg: &RunConfig, loader: &PolicyLoader) -> Result<Checked, AgentErr
     }
     let LoadedPolicy { policy, compiled, ingress } = loaded.expect("no errors means the policy loaded");
     let geo = geo.expect("no errors means the database loaded");
-    Ok(Checked { policy, compiled, ingress, workloads, geo, cgroup: cfg.cgroup.clone(), bpffs: cfg.bpffs.clone() })
+    Ok(Checked {
+        policy,
+        compiled,
+        ingress,
+        workloads,
+        geo,
+        cgroup: cfg.cgroup.clone(),
+        bpffs: cfg.bpffs.clone(),
+    })
 }
 
 #[cfg(test)]

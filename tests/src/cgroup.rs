@@ -54,6 +54,13 @@ impl TestCgroup {
         TestCgroup { path }
     }
 
+    /// A child cgroup `name` of this one (e.g. a workload under a cgroup root), removed on drop.
+    pub fn child(&self, name: &str) -> TestCgroup {
+        let path = self.path.join(name);
+        fs::create_dir(&path).unwrap_or_else(|e| panic!("create cgroup {}: {e}", path.display()));
+        TestCgroup { path }
+    }
+
     /// The cgroup directory (what the agent attaches its programs to).
     pub fn path(&self) -> &Path {
         &self.path
@@ -84,11 +91,24 @@ impl Default for TestCgroup {
 
 impl Drop for TestCgroup {
     fn drop(&mut self) {
-        if !kill_cgroup(&self.path, Duration::from_secs(2)) {
-            eprintln!("warning: cgroup {} still has processes", self.path.display());
-        }
-        remove_cgroup_dir(&self.path);
+        remove_tree(&self.path);
     }
+}
+
+/// Kills everything in the cgroup at `path` and its descendants and removes them, deepest
+/// first (a test's workload cgroups, or ones a program under test made).
+fn remove_tree(path: &Path) {
+    if let Ok(entries) = fs::read_dir(path) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&e.path());
+            }
+        }
+    }
+    if !kill_cgroup(path, Duration::from_secs(2)) {
+        eprintln!("warning: cgroup {} still has processes", path.display());
+    }
+    remove_cgroup_dir(path);
 }
 
 fn read_pids(path: &Path) -> Vec<i32> {

@@ -154,16 +154,26 @@ impl Lab {
     /// "ready". TCP replies `pong <bytes read>`, UDP replies `pong`. Killed
     /// on drop. May be called more than once with different ports.
     pub fn start_world_servers(&mut self, ports: &[u16]) {
-        assert!(!ports.is_empty(), "start_world_servers needs at least one port");
+        let cmd = self.world.command(&self.probe);
+        self.start_servers(cmd, ports, "world netns");
+    }
+
+    /// Starts `lab-probe serve` on `ports` in the node netns inside `cgroup` (a workload's
+    /// listener), as [`Lab::start_world_servers`] does in the world.
+    pub fn start_node_servers_in(&mut self, cgroup: &TestCgroup, ports: &[u16]) {
+        let cmd = self.node_command_in(cgroup, &self.probe);
+        self.start_servers(cmd, ports, "node netns");
+    }
+
+    fn start_servers(&mut self, mut cmd: Command, ports: &[u16], place: &str) {
+        assert!(!ports.is_empty(), "servers need at least one port");
         let list = ports.iter().map(u16::to_string).collect::<Vec<_>>().join(",");
-        let mut cmd = self.world.command(&self.probe);
         cmd.args(["serve", "--tcp", &list, "--udp", &list])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn `{} serve` in world netns: {e}", self.probe.display()));
+        let mut child =
+            cmd.spawn().unwrap_or_else(|e| panic!("spawn `{} serve` in {place}: {e}", self.probe.display()));
         let stdout = child.stdout.take().expect("server stdout pipe");
         self.servers.push(child);
         let (tx, rx) = mpsc::channel();
@@ -174,8 +184,8 @@ impl Lab {
         });
         match rx.recv_timeout(Duration::from_secs(10)) {
             Ok(line) if line.trim() == "ready" => {}
-            Ok(line) => panic!("world servers on {list} did not start (said {line:?})"),
-            Err(_) => panic!("world servers on {list} not ready within 10 s"),
+            Ok(line) => panic!("{place} servers on {list} did not start (said {line:?})"),
+            Err(_) => panic!("{place} servers on {list} not ready within 10 s"),
         }
     }
 
@@ -224,6 +234,31 @@ impl Lab {
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|e| panic!("{what}: spawn in node netns/cgroup: {e}"));
+        ProbeResult::from_output(&what, &out)
+    }
+
+    /// Runs `lab-probe args…` in the node netns inside `cgroup`.
+    pub fn probe_in(&self, cgroup: &TestCgroup, args: &[&str]) -> ProbeResult {
+        let what = format!("lab-probe {} (in {})", args.join(" "), cgroup.path().display());
+        let out = self
+            .node_command_in(cgroup, &self.probe)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("{what}: spawn: {e}"));
+        ProbeResult::from_output(&what, &out)
+    }
+
+    /// Runs `lab-probe args…` in the world netns (another node, the internet).
+    pub fn world_probe(&self, args: &[&str]) -> ProbeResult {
+        let what = format!("lab-probe {} (in the world)", args.join(" "));
+        let out = self
+            .world
+            .command(&self.probe)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("{what}: spawn: {e}"));
         ProbeResult::from_output(&what, &out)
     }
 

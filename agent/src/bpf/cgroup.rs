@@ -131,7 +131,8 @@ fn attach_one(ebpf: &mut Ebpf, name: &str, cg: &File, links: &Path) -> Result<()
         }
         SKB_EGRESS | SKB_INGRESS => {
             let p = program::<CgroupSkb>(ebpf, name)?;
-            let dir = if name == SKB_EGRESS { CgroupSkbAttachType::Egress } else { CgroupSkbAttachType::Ingress };
+            let dir =
+                if name == SKB_EGRESS { CgroupSkbAttachType::Egress } else { CgroupSkbAttachType::Ingress };
             let id = p.attach(cg.as_fd(), dir, mode).map_err(bpf_error)?;
             p.take_link(id).map_err(bpf_error)?.try_into().map_err(bpf_error)?
         }

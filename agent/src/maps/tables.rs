@@ -3,10 +3,10 @@
 //! policy's slot entry flips.
 use aya::maps::lpm_trie::Key;
 use ringfence_common::{
-    key4, key6, key_table, table_id, GeoInfo, CONFIG_OPEN, ListKey, PolicyConfig, ACTION_ALLOW, ACTIVE_MAP,
-    ALLOW_V4_MAP, ALLOW_V6_MAP, CONFIG_CROSS_BORDER, CONFIG_MAP, CONFIG_RAW_POLICY, DENY_V4_MAP,
-    DENY_V6_MAP, DIR_EGRESS, DIR_INGRESS, ENCRYPT_V4_MAP, ENCRYPT_V6_MAP, GEO_INFO_MAP, GEO_V4_MAP,
-    GEO_V6_MAP, HOME_V4_MAP, HOME_V6_MAP, LIST_MAP, MODE_ENFORCE, TABLE_BITS, UNKNOWN_DEFAULT,
+    key4, key6, key_table, table_id, GeoInfo, ListKey, PolicyConfig, ACTION_ALLOW, ACTIVE_MAP, ALLOW_V4_MAP,
+    ALLOW_V6_MAP, CONFIG_CROSS_BORDER, CONFIG_MAP, CONFIG_OPEN, CONFIG_RAW_POLICY, DENY_V4_MAP, DENY_V6_MAP,
+    DIR_EGRESS, DIR_INGRESS, ENCRYPT_V4_MAP, ENCRYPT_V6_MAP, GEO_INFO_MAP, GEO_V4_MAP, GEO_V6_MAP,
+    HOME_V4_MAP, HOME_V6_MAP, LIST_MAP, MODE_ENFORCE, TABLE_BITS, UNKNOWN_DEFAULT,
 };
 use ringfence_policy::Compiled;
 
@@ -153,7 +153,8 @@ where
         trie.remove(&k).map_err(|e| AgentError::map(name, e))?;
     }
     for (addr, len, entry) in entries {
-        trie.insert(&Key::new(TABLE_BITS + *len, key(addr)), entry, 0).map_err(|e| AgentError::map(name, e))?;
+        trie.insert(&Key::new(TABLE_BITS + *len, key(addr)), entry, 0)
+            .map_err(|e| AgentError::map(name, e))?;
     }
     Ok(())
 }

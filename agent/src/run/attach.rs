@@ -3,7 +3,9 @@
 use tracing::info;
 
 use super::prepare::Prepared;
-use crate::{bpf, enforcer::log_geo, error::AgentError, events::RuleNames, geo, maps::PinnedMaps, workloads::Tracker};
+use crate::{
+    bpf, enforcer::log_geo, error::AgentError, events::RuleNames, geo, maps::PinnedMaps, workloads::Tracker,
+};
 
 /// The kernel side, enforcing.
 pub(super) struct Attached {
@@ -35,7 +37,8 @@ pub(super) fn attach(p: &Prepared) -> Result<Attached, AgentError> {
     let tracker = match &checked.workloads {
         Some((identity, policies)) => {
             policies.apply_all(&mut maps, checked.geo.as_ref(), &mut names, "start")?;
-            let mut t = Tracker::new(&cfg.cgroup, identity, policies.clone(), &cfg.state_dir, cfg.watch_interval)?;
+            let mut t =
+                Tracker::new(&cfg.cgroup, identity, policies.clone(), &cfg.state_dir, cfg.watch_interval)?;
             t.sync(&mut maps)?;
             Some(t)
         }

@@ -15,8 +15,7 @@ use crate::{
     config::RunConfig,
     error::AgentError,
     events::RuleNames,
-    files,
-    geo,
+    files, geo,
     identity::Labels,
     maps::PinnedMaps,
     policy_load::{LoadedPolicy, PolicyLoader, PolicySource},
@@ -60,7 +59,8 @@ impl WorkloadPolicies {
         }
         let named: Vec<(String, &ringfence_policy::Policy)> =
             loaded.iter().map(|(l, p)| (l.source.label(), &p.policy)).collect();
-        let refs: Vec<(&str, &ringfence_policy::Policy)> = named.iter().map(|(s, p)| (s.as_str(), *p)).collect();
+        let refs: Vec<(&str, &ringfence_policy::Policy)> =
+            named.iter().map(|(s, p)| (s.as_str(), *p)).collect();
         errors.extend(selector_conflicts(&refs).iter().map(ToString::to_string));
         let mut seen = BTreeMap::new();
         for (loader, l) in &loaded {
@@ -79,7 +79,8 @@ impl WorkloadPolicies {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let indices = assign(&loaded.iter().map(|(_, l)| l.policy.name.clone()).collect::<Vec<_>>(), &cfg.state_dir);
+        let indices =
+            assign(&loaded.iter().map(|(_, l)| l.policy.name.clone()).collect::<Vec<_>>(), &cfg.state_dir);
         let list = loaded
             .into_iter()
             .zip(indices)
@@ -91,9 +92,10 @@ impl WorkloadPolicies {
     /// The policy whose selector matches `labels` (index, name); an error naming both when two
     /// do (the load check makes that impossible for the policies it accepted).
     pub fn choose(&self, labels: &Labels) -> Result<Option<(u32, String)>, String> {
-        let mut matching = self.list.iter().filter(|p| {
-            p.loaded.policy.workload_selector.as_ref().is_some_and(|s| s.matches(labels))
-        });
+        let mut matching = self
+            .list
+            .iter()
+            .filter(|p| p.loaded.policy.workload_selector.as_ref().is_some_and(|s| s.matches(labels)));
         match (matching.next(), matching.next()) {
             (Some(a), Some(b)) => Err(format!(
                 "policies \"{}\" and \"{}\" both select this workload",
@@ -114,7 +116,8 @@ impl WorkloadPolicies {
     ) -> Result<(), AgentError> {
         for p in &self.list {
             let l = &p.loaded;
-            let generation = maps.apply(p.index, &l.compiled, l.ingress.as_ref(), &geo::info(geo_db, &l.compiled))?;
+            let generation =
+                maps.apply(p.index, &l.compiled, l.ingress.as_ref(), &geo::info(geo_db, &l.compiled))?;
             names.insert(generation, std::sync::Arc::new(l.policy.clone()));
             info!(trigger, policy = %l.policy.name, index = p.index, generation,
                 selector = ?l.policy.workload_selector.as_ref().map(|s| &s.match_labels),
@@ -154,7 +157,8 @@ fn assign(names: &[String], state_dir: &Path) -> Vec<u32> {
         .map(|n| match kept.get(n) {
             Some(i) if (1..MAX_POLICIES).contains(i) => *i,
             _ => {
-                let free = (1..MAX_POLICIES).find(|i| !used.contains(i)).expect("fewer policies than indices");
+                let free =
+                    (1..MAX_POLICIES).find(|i| !used.contains(i)).expect("fewer policies than indices");
                 used.push(free);
                 free
             }

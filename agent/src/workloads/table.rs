@@ -54,7 +54,10 @@ impl WorkloadTable {
                 Ok(p) => (p, None),
                 Err(e) => (None, Some(e)),
             };
-            next.insert(path.clone(), Tracked { cgroup_id: *id, labels: w.labels, source: w.source, policy, problem });
+            next.insert(
+                path.clone(),
+                Tracked { cgroup_id: *id, labels: w.labels, source: w.source, policy, problem },
+            );
         }
         let mut changes = Vec::new();
         for (path, t) in &next {
@@ -68,7 +71,9 @@ impl WorkloadTable {
                 Some(_) => {}
             }
         }
-        changes.extend(self.by_path.keys().filter(|p| !next.contains_key(*p)).map(|p| Change::Removed(p.clone())));
+        changes.extend(
+            self.by_path.keys().filter(|p| !next.contains_key(*p)).map(|p| Change::Removed(p.clone())),
+        );
         self.by_path = next;
         changes
     }

@@ -68,7 +68,8 @@ impl Tracker {
         let pods = PodCache::new();
         let mut stop_pods = None;
         if let Some(k) = &identity.kubernetes {
-            let endpoint = ApiEndpoint::from_config(k).map_err(|e| AgentError::Config(vec![e.to_string()]))?;
+            let endpoint =
+                ApiEndpoint::from_config(k).map_err(|e| AgentError::Config(vec![e.to_string()]))?;
             let node = node_name(k).map_err(|e| AgentError::Config(vec![e.to_string()]))?;
             let (tx, rx) = watch::channel(false);
             let cache = pods.clone();
@@ -79,7 +80,8 @@ impl Tracker {
             });
             stop_pods = Some(tx);
         }
-        let resolver = Resolver::from_config(identity, &pods).map_err(|e| AgentError::Config(vec![e.to_string()]))?;
+        let resolver =
+            Resolver::from_config(identity, &pods).map_err(|e| AgentError::Config(vec![e.to_string()]))?;
         let watch = CgroupWatch::new().map_err(|e| AgentError::io("inotify", root, e))?;
         let mut rescan = tokio::time::interval(rescan);
         rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -118,7 +120,8 @@ impl Tracker {
             Change::Removed(path) => info!(workload = %path.display(), "workload ended"),
             Change::Added(path) | Change::Updated(path) => {
                 let Some(t) = self.table.get(path) else { return };
-                let what = if matches!(change, Change::Added(_)) { "workload found" } else { "workload changed" };
+                let what =
+                    if matches!(change, Change::Added(_)) { "workload found" } else { "workload changed" };
                 let policy = t.policy.as_ref().map(|(_, n)| n.as_str()).unwrap_or("node default");
                 match &t.problem {
                     Some(p) => warn!(workload = %path.display(), cgroup_id = t.cgroup_id, problem = %p,
@@ -168,17 +171,20 @@ impl Tracker {
 /// `ringfence-agent workloads`: what the running (or last) agent recorded.
 pub fn print_workloads(state_dir: &Path, json: bool) -> Result<(), AgentError> {
     let path = state_dir.join(STATE_FILE);
-    let text = files::read_optional(&path)
-        .map_err(|e| AgentError::Config(vec![e.to_string()]))?
-        .ok_or_else(|| {
-            AgentError::Config(vec![format!("{}: no workloads recorded (is the agent running with --cgroup-root?)", path.display())])
-        })?;
+    let text = files::read_optional(&path).map_err(|e| AgentError::Config(vec![e.to_string()]))?.ok_or_else(
+        || {
+            AgentError::Config(vec![format!(
+                "{}: no workloads recorded (is the agent running with --cgroup-root?)",
+                path.display()
+            )])
+        },
+    )?;
     if json {
         println!("{text}");
         return Ok(());
     }
-    let rows: Vec<Row> =
-        serde_json::from_str(&text).map_err(|e| AgentError::Config(vec![format!("{}: {e}", path.display())]))?;
+    let rows: Vec<Row> = serde_json::from_str(&text)
+        .map_err(|e| AgentError::Config(vec![format!("{}: {e}", path.display())]))?;
     println!("{:<48} {:>10}  {:<20} {:<10} LABELS", "CGROUP", "ID", "POLICY", "SOURCE");
     for r in rows {
         let labels: Vec<String> = r
@@ -187,8 +193,16 @@ pub fn print_workloads(state_dir: &Path, json: bool) -> Result<(), AgentError> {
             .filter(|(k, _)| k.as_str() != crate::identity::CGROUP_LABEL)
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
-        let policy = r.problem.map(|_| "node default (!)".to_string()).or(r.policy).unwrap_or("node default".into());
-        println!("{:<48} {:>10}  {:<20} {:<10} {}", r.path.display(), r.cgroup_id, policy, r.source, labels.join(","));
+        let policy =
+            r.problem.map(|_| "node default (!)".to_string()).or(r.policy).unwrap_or("node default".into());
+        println!(
+            "{:<48} {:>10}  {:<20} {:<10} {}",
+            r.path.display(),
+            r.cgroup_id,
+            policy,
+            r.source,
+            labels.join(",")
+        );
     }
     Ok(())
 }

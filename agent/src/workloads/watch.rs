@@ -29,8 +29,9 @@ impl CgroupWatch {
     pub fn new() -> io::Result<Self> {
         let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
         // SAFETY: the InotifyFd owns the descriptor for its whole life and always returns it.
-        let fd = unsafe { AsyncFd::register_with_interest(InotifyFd(inotify), tokio::io::Interest::READABLE) }
-            .map_err(|e| e.into_parts().1)?;
+        let fd =
+            unsafe { AsyncFd::register_with_interest(InotifyFd(inotify), tokio::io::Interest::READABLE) }
+                .map_err(|e| e.into_parts().1)?;
         Ok(Self { fd, watched: HashMap::new() })
     }
 

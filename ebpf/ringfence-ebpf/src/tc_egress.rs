@@ -122,16 +122,15 @@ fn try_tc_egress(ctx: &TcContext) -> Option<i32> {
     let slot = RF_HANDOFF.get_ptr_mut(0)?;
     // SAFETY: this CPU's scratch slot; the tail-called program runs on the same CPU right after.
     unsafe {
-        *slot =
-            Handoff {
-                packet: p,
-                key: k,
-                cgroup_id,
-                policed: who.policed as u32,
-                crafted: who.crafted as u32,
-                policy,
-                _pad: 0,
-            }
+        *slot = Handoff {
+            packet: p,
+            key: k,
+            cgroup_id,
+            policed: who.policed as u32,
+            crafted: who.crafted as u32,
+            policy,
+            _pad: 0,
+        }
     };
     // The verdict runs as its own program, one per family: the verifier checks it with fresh
     // state instead of once per path through the parser above. A failed tail call (slot empty)

@@ -5,7 +5,9 @@
 //! everything is the default policy after one array read.
 use aya_ebpf::{
     bindings::__sk_buff,
-    helpers::generated::{bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_skb_ancestor_cgroup_id},
+    helpers::generated::{
+        bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_skb_ancestor_cgroup_id,
+    },
 };
 use ringfence_common::{CgPolicy, WorkloadState, DEFAULT_POLICY, MAX_CGROUP_LEVELS};
 

@@ -2,10 +2,10 @@
 //!
 //! ```text
 //! lab-probe serve --tcp P1,P2 --udp P1,P2
-//! lab-probe tcp ADDR PORT [--bytes N] [--timeout-ms T]
+//! lab-probe tcp ADDR PORT [--bytes N] [--timeout-ms T] [--bind LOCAL]
 //! lab-probe stream ADDR PORT --bytes N [--rate BYTES_PER_SEC] [--mark BYTES]... [--stall-ms S]
 //!                  [--timeout-ms T]
-//! lab-probe udp ADDR PORT [--connect] [--timeout-ms T]
+//! lab-probe udp ADDR PORT [--connect] [--timeout-ms T] [--bind LOCAL]
 //! lab-probe raw ADDR PORT [--count N]      (UDP through a raw socket)
 //! lab-probe escape KIND ADDR PORT --marker M [--via HOP]... [--iface IF] [--count N]
 //! lab-probe frames ip|vlan|nonip IFACE ADDR PORT --marker M [--bypass] [--count N] [--wait-stdin]
@@ -45,10 +45,10 @@ use std::time::Duration;
 
 const USAGE: &str = "usage:
   lab-probe serve --tcp P1,P2 --udp P1,P2
-  lab-probe tcp ADDR PORT [--bytes N] [--timeout-ms T]
+  lab-probe tcp ADDR PORT [--bytes N] [--timeout-ms T] [--bind LOCAL]
   lab-probe stream ADDR PORT --bytes N [--rate BYTES_PER_SEC] [--mark BYTES]... [--stall-ms S]
                    [--timeout-ms T]
-  lab-probe udp ADDR PORT [--connect] [--timeout-ms T]
+  lab-probe udp ADDR PORT [--connect] [--timeout-ms T] [--bind LOCAL]
   lab-probe raw ADDR PORT [--count N]
   lab-probe escape rthdr-udp|rthdr-tfo|srr-opt|srr-cmsg|ping|raw-udp|raw-icmp|raw-hdrincl ADDR PORT
                    --marker M [--via HOP]... [--iface IF] [--count N]
@@ -119,8 +119,10 @@ fn single(cmd: &str, args: &mut Args) -> i32 {
     let mut timeout = Duration::from_millis(2000);
     let mut bytes = None;
     let mut connect = false;
+    let mut bind = None;
     while let Some(flag) = args.next_arg() {
         match flag.as_str() {
+            "--bind" => bind = Some(parse_addr(&args.value(&flag))),
             "--timeout-ms" => timeout = Duration::from_millis(parse_num("timeout", &args.value(&flag))),
             "--bytes" if cmd == "tcp" => bytes = Some(parse_num("byte count", &args.value(&flag))),
             "--connect" if cmd == "udp" => connect = true,
@@ -128,9 +130,9 @@ fn single(cmd: &str, args: &mut Args) -> i32 {
         }
     }
     let res = if cmd == "tcp" {
-        client::tcp_once(addr, port, bytes, timeout)
+        client::tcp_from(bind, addr, port, bytes, timeout)
     } else {
-        client::udp_once(addr, port, connect, timeout)
+        client::udp_from(bind, addr, port, connect, timeout)
     };
     let (json, code) = match res {
         Ok(reply) => (serde_json::json!({ "ok": true, "reply": reply }), 0),

@@ -55,8 +55,28 @@ pub fn errno_name(n: i32) -> String {
 /// Connects, sends "ping\n" (or `bytes` × 'x'), shuts down writing and reads
 /// the reply (`pong <n>`).
 pub fn tcp_once(addr: IpAddr, port: u16, bytes: Option<usize>, timeout: Duration) -> Result<String, Failure> {
+    tcp_from(None, addr, port, bytes, timeout)
+}
+
+/// [`tcp_once`] from the local address `bind` (any port), when given.
+pub fn tcp_from(
+    bind: Option<IpAddr>,
+    addr: IpAddr,
+    port: u16,
+    bytes: Option<usize>,
+    timeout: Duration,
+) -> Result<String, Failure> {
     let sa = SocketAddr::new(addr, port);
-    let mut s = TcpStream::connect_timeout(&sa, timeout).map_err(|e| Failure::new("connect", e))?;
+    let mut s = match bind {
+        None => TcpStream::connect_timeout(&sa, timeout).map_err(|e| Failure::new("connect", e))?,
+        Some(local) => {
+            let sock = socket2::Socket::new(socket2::Domain::for_address(sa), socket2::Type::STREAM, None)
+                .map_err(|e| Failure::new("socket", e))?;
+            sock.bind(&SocketAddr::new(local, 0).into()).map_err(|e| Failure::new("bind", e))?;
+            sock.connect_timeout(&sa.into(), timeout).map_err(|e| Failure::new("connect", e))?;
+            sock.into()
+        }
+    };
     s.set_read_timeout(Some(timeout)).map_err(|e| Failure::new("socket", e))?;
     s.set_write_timeout(Some(timeout)).map_err(|e| Failure::new("socket", e))?;
     let payload = match bytes {
@@ -86,9 +106,21 @@ pub fn tcp_once(addr: IpAddr, port: u16, bytes: Option<usize>, timeout: Duration
 /// Sends "ping" by unconnected `sendto` (or `connect` + `send`) and waits
 /// for the "pong" datagram.
 pub fn udp_once(addr: IpAddr, port: u16, connect: bool, timeout: Duration) -> Result<String, Failure> {
-    let local: SocketAddr = match addr {
-        IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    udp_from(None, addr, port, connect, timeout)
+}
+
+/// [`udp_once`] from the local address `bind` (any port), when given.
+pub fn udp_from(
+    bind: Option<IpAddr>,
+    addr: IpAddr,
+    port: u16,
+    connect: bool,
+    timeout: Duration,
+) -> Result<String, Failure> {
+    let local: SocketAddr = match (bind, addr) {
+        (Some(b), _) => (b, 0).into(),
+        (None, IpAddr::V4(_)) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        (None, IpAddr::V6(_)) => (Ipv6Addr::UNSPECIFIED, 0).into(),
     };
     let s = UdpSocket::bind(local).map_err(|e| Failure::new("bind", e))?;
     s.set_read_timeout(Some(timeout)).map_err(|e| Failure::new("socket", e))?;

@@ -1,0 +1,325 @@
+//! Per-workload policies (`run --cgroup-root`): jobs on one node, each enforced by the policy its
+//! labels select, in both directions, from the moment its cgroup exists. The lab's cgroup is the
+//! root; the jobs are child cgroups labelled by the static identity source; the world namespace
+//! plays the internet, a peer node (198.51.100.20) and the corporate network (203.0.113.5).
+//! Run as root, serially (`cargo xtask test`).
+use std::{
+    ffi::OsString,
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use ipnet::IpNet;
+use ringfence_policy::geo::fixture::{write_mmdb, Layout};
+use ringfence_tests::{agent_bin, AgentProc, Enforced, LoopReport};
+
+const WAIT: Duration = Duration::from_secs(10);
+const START: Duration = Duration::from_secs(60);
+/// The eu job's rendezvous port.
+const RENDEZVOUS: u16 = 29500;
+/// A world host inside the EU (DE) and one inside the US.
+const EU_HOST: &str = "198.51.100.10";
+const US_HOST: &str = "203.0.113.5";
+/// The eu job's peer on another node (allowed in) and the corporate network (not).
+const PEER_NODE: &str = "198.51.100.20";
+const CORPORATE: &str = US_HOST;
+/// The node's own address (the lab's veth).
+const NODE: &str = "192.0.2.1";
+
+const NODE_DEFAULT: &str = "apiVersion: ringfence.dev/v1
+kind: EgressPolicy
+metadata: { name: node-default }
+spec:
+  defaultAction: deny
+  egress: []
+";
+
+fn job_policy(name: &str, profile: &str, egress: &str, ingress: &str) -> String {
+    format!(
+        "apiVersion: ringfence.dev/v1
+kind: EgressPolicy
+metadata: {{ name: {name} }}
+spec:
+  workloadSelector:
+    matchLabels: {{ ringfence.dev/profile: {profile} }}
+  defaultAction: deny
+  egress:
+{egress}{ingress}"
+    )
+}
+
+/// EU destinations (DE, FR) on 443/tcp and 53; ingress: the rendezvous port from the peer node.
+fn eu_policy() -> String {
+    job_policy(
+        "eu",
+        "eu-resident",
+        "    - name: eu\n      action: allow\n      to: { countries: [DE, FR] }\n      ports: [{ port: 443, protocol: tcp }, { port: 53 }]\n",
+        &format!(
+            "  defaultIngress: deny\n  ingress:\n    - name: rendezvous-from-peer\n      action: allow\n      from: {{ cidrs: [{PEER_NODE}/32] }}\n      ports: [{{ port: {RENDEZVOUS} }}]\n"
+        ),
+    )
+}
+
+/// US destinations only; no ingress rules (everything inbound passes).
+fn us_policy() -> String {
+    job_policy(
+        "us",
+        "us-resident",
+        "    - name: us\n      action: allow\n      to: { countries: [US] }\n      ports: [{ port: 443, protocol: tcp }, { port: 53 }]\n",
+        "",
+    )
+}
+
+/// A tools job that may connect anywhere (so only the eu job's ingress rules can stop it).
+fn tools_policy() -> String {
+    job_policy(
+        "tools",
+        "tools",
+        "    - name: anything\n      action: allow\n      to: { cidrs: [0.0.0.0/0, \"::/0\"] }\n",
+        "",
+    )
+}
+
+const STATIC_LABELS: &str = r#"- pattern: "job-eu*"
+  labels: { ringfence.dev/profile: eu-resident, team: vision }
+- pattern: "job-us"
+  labels: { ringfence.dev/profile: us-resident }
+- pattern: "job-tools"
+  labels: { ringfence.dev/profile: tools }
+"#;
+
+/// 198.51.100.0/25 is DE, 2001:db8:10::/48 FR, 203.0.113.0/24 and 2001:db8:20::/48 US.
+fn write_db(path: &Path) {
+    let nets: Vec<(IpNet, &str)> = [
+        ("198.51.100.0/25", "DE"),
+        ("2001:db8:10::/48", "FR"),
+        ("203.0.113.0/24", "US"),
+        ("2001:db8:20::/48", "US"),
+    ]
+    .iter()
+    .map(|(n, c)| (n.parse().expect("network"), *c))
+    .collect();
+    write_mmdb(path, &nets, Layout::GeoIp2Country, 6).expect("write test database");
+}
+
+/// A lab whose cgroup is the root of the jobs, the files the agent needs, and the run arguments.
+struct Node {
+    e: Enforced,
+    state: PathBuf,
+    args: Vec<OsString>,
+}
+
+impl Node {
+    fn new(name: &str) -> Node {
+        let e = Enforced::prepare_with_hosts(name, &[], &[443, 53], NODE_DEFAULT);
+        let dir = e.dir().to_path_buf();
+        let write = |file: &str, text: &str| {
+            let p = dir.join(file);
+            std::fs::write(&p, text).expect("write test file");
+            p
+        };
+        let db = dir.join("country.mmdb");
+        write_db(&db);
+        let labels = write("labels.yaml", STATIC_LABELS);
+        let identity = write(
+            "identity.yaml",
+            &format!(
+                "apiVersion: ringfence.dev/v1\nkind: IdentitySources\nsources:\n  static:\n    file: {}\n",
+                labels.display()
+            ),
+        );
+        let state = dir.join("state");
+        std::fs::create_dir_all(&state).expect("state dir");
+        let mut args: Vec<OsString> = vec![
+            "run".into(),
+            "--policy".into(),
+            e.policy.clone().into(),
+            "--cgroup-root".into(),
+            e.lab.cgroup_path().into(),
+            "--identity".into(),
+            identity.into(),
+            "--bpffs".into(),
+            e.bpffs().into(),
+            "--state-dir".into(),
+            state.clone().into(),
+            "--geoip-db".into(),
+            db.into(),
+            "--watch-interval".into(),
+            "0.2".into(),
+            "--allow-weaker-isolation".into(),
+        ];
+        for (file, text) in
+            [("eu.yaml", eu_policy()), ("us.yaml", us_policy()), ("tools.yaml", tools_policy())]
+        {
+            args.extend(["--workload-policy".into(), write(file, &text).into()]);
+        }
+        Node { e, state, args }
+    }
+
+    fn start(&mut self) {
+        let agent = AgentProc::spawn_args(&agent_bin(), &self.args, false);
+        agent.wait_for_message("enforcing", START);
+        self.e.agent = Some(agent);
+    }
+
+    fn agent(&self) -> &AgentProc {
+        self.e.agent()
+    }
+
+    /// `ringfence-agent workloads --json`.
+    fn workloads(&self) -> Vec<serde_json::Value> {
+        let out = Command::new(agent_bin())
+            .args(["workloads", "--json", "--state-dir"])
+            .arg(&self.state)
+            .output()
+            .expect("run ringfence-agent workloads");
+        assert!(out.status.success(), "workloads: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).expect("workloads JSON")
+    }
+
+    fn policy_of(&self, path: &str) -> Option<String> {
+        self.workloads()
+            .iter()
+            .find(|w| w["path"] == path)
+            .and_then(|w| w["policy"].as_str().map(String::from))
+    }
+}
+
+/// A TCP exchange from the world, from source address `from`, with a short timeout.
+fn tcp_from_world(node: &Node, from: &str, port: u16) -> bool {
+    node.e.lab.world_probe(&["tcp", NODE, &port.to_string(), "--bind", from, "--timeout-ms", "1000"]).ok
+}
+
+#[test]
+fn jobs_on_one_node_get_their_own_policies_in_both_directions() {
+    let mut node = Node::new("wljobs");
+    let root = node.e.lab.cgroup();
+    let (eu, us, tools) = (root.child("job-eu"), root.child("job-us"), root.child("job-tools"));
+    node.e.lab.start_node_servers_in(&eu, &[RENDEZVOUS]);
+    node.start();
+    for (path, policy) in [("job-eu", "eu"), ("job-us", "us"), ("job-tools", "tools")] {
+        assert_eq!(node.policy_of(path).as_deref(), Some(policy), "{path}: {:?}", node.workloads());
+    }
+    let lab = &node.e.lab;
+    // Egress, at the same time on one node: each job only where its residency allows.
+    lab.probe_in(&eu, &["tcp", EU_HOST, "443"]).assert_ok("eu job -> DE");
+    lab.probe_in(&eu, &["udp", "2001:db8:10::10", "53"]).assert_ok("eu job -> FR (udp, the reply passes)");
+    lab.probe_in(&eu, &["tcp", US_HOST, "443"]).assert_eperm("eu job -> US");
+    lab.probe_in(&eu, &["tcp", "2001:db8:20::10", "443"]).assert_eperm("eu job -> US (v6)");
+    lab.probe_in(&us, &["tcp", US_HOST, "443"]).assert_ok("us job -> US");
+    lab.probe_in(&us, &["udp", "2001:db8:20::10", "53", "--connect"]).assert_ok("us job -> US (udp6)");
+    lab.probe_in(&us, &["tcp", EU_HOST, "443"]).assert_eperm("us job -> DE");
+    // A cgroup under the root that is no workload: the node default (deny everything).
+    lab.tcp(EU_HOST, 443).assert_eperm("unlabelled cgroup under the root");
+
+    // Ingress: the eu job's rendezvous port takes its peer on another node, nobody else.
+    assert!(tcp_from_world(&node, PEER_NODE, RENDEZVOUS), "the eu job's peer node must get in");
+    assert!(!tcp_from_world(&node, CORPORATE, RENDEZVOUS), "the corporate network must not get in");
+    let udp =
+        lab.world_probe(&["udp", NODE, &RENDEZVOUS.to_string(), "--bind", CORPORATE, "--timeout-ms", "500"]);
+    assert!(!udp.ok, "a datagram from the corporate network must not reach the eu job: {udp:?}");
+    let tools_in = lab.probe_in(&tools, &["tcp", NODE, &RENDEZVOUS.to_string(), "--timeout-ms", "1000"]);
+    assert!(!tools_in.ok, "another job on the node must not reach the eu job's port: {tools_in:?}");
+
+    // Events say which workload, which policy and which direction.
+    let ev = node.agent().wait_for_event("ingress denial", WAIT, |v| {
+        v["hook"] == "rf_skb_ingress" && v["dst"] == CORPORATE && v["port"] == RENDEZVOUS
+    });
+    assert_eq!((ev["workload"].as_str(), ev["policy"].as_str()), (Some("job-eu"), Some("eu")), "{ev}");
+    assert!(ev["labels"].as_str().unwrap_or("").contains("team=vision"), "{ev}");
+    let ev = node
+        .agent()
+        .wait_for_event("us job denial", WAIT, |v| v["dst"] == EU_HOST && v["workload"] == "job-us");
+    assert_eq!((ev["verdict"].as_str(), ev["policy"].as_str()), (Some("deny"), Some("us")), "{ev}");
+    let status = node.e.status();
+    assert!(status["counters"]["ingress_dropped"].as_u64().unwrap_or(0) >= 2, "{status}");
+}
+
+#[test]
+fn a_job_is_governed_from_its_first_instruction_and_its_state_goes_with_it() {
+    let mut node = Node::new("wlrace");
+    node.start();
+    let root = node.e.lab.cgroup();
+    // The job's cgroup appears and a process starts in it at once, looping on a destination its
+    // policy denies and one it allows: the denied one must never get through, not even before
+    // the agent has seen the cgroup (the node default governs it until then).
+    let made = Instant::now();
+    let job = root.child("job-eu-42");
+    let stop = node.e.dir().join("stop-loop");
+    let probe = node
+        .e
+        .lab
+        .node_command_in(&job, node.e.lab.probe_path())
+        .args(["loop", "--interval-ms", "2", "--timeout-ms", "500", "--stop-file"])
+        .arg(&stop)
+        .args([
+            "--target",
+            &format!("tcp:{US_HOST}:443:deny"),
+            "--target",
+            &format!("tcp:{EU_HOST}:443:allow"),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn the probe loop in the new job");
+    let seen = node
+        .agent()
+        .wait_for("the new job", WAIT, |v| v["message"] == "workload found" && v["workload"] == "job-eu-42");
+    let in_force = made.elapsed();
+    assert_eq!(seen["policy"], "eu", "{seen}");
+    // Let the loop run under the job's own policy for a while, then stop it.
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(&stop, "").expect("stop the loop");
+    let report = LoopReport::from_output(&probe.wait_with_output().expect("loop output"));
+    let denied = report.target(&format!("tcp:{US_HOST}:443:deny"));
+    let allowed = report.target(&format!("tcp:{EU_HOST}:443:allow"));
+    eprintln!(
+        "cgroup made -> own policy seen by the test: {} ms; denied target: {} attempts, {} through; allowed target: {} attempts, {} through",
+        in_force.as_millis(),
+        denied.attempts,
+        denied.ok,
+        allowed.attempts,
+        allowed.ok
+    );
+    assert!(denied.attempts > 10 && denied.ok == 0, "a denied destination got through: {denied:?}");
+    assert!(allowed.ok > 0, "the job's own policy never came into force: {allowed:?}");
+    assert!(in_force < Duration::from_secs(2), "own policy after {in_force:?}");
+    assert_eq!(node.policy_of("job-eu-42").as_deref(), Some("eu"));
+
+    // The job ends: its cgroup goes, and with it the agent's record of it.
+    drop(job);
+    node.agent().wait_for_message("workload ended", WAIT);
+    assert!(node.policy_of("job-eu-42").is_none(), "{:?}", node.workloads());
+}
+
+#[test]
+fn bad_workload_configuration_exits_64_with_every_error() {
+    let node = Node::new("wlbad");
+    let dir = node.e.dir();
+    let bad_identity = dir.join("bad-identity.yaml");
+    std::fs::write(
+        &bad_identity,
+        "apiVersion: ringfence.dev/v1\nkind: IdentitySources\nsources:\n  ldap: {}\n",
+    )
+    .expect("write");
+    let twin = dir.join("eu-twin.yaml");
+    std::fs::write(&twin, eu_policy().replace("name: eu }", "name: eu-twin }")).expect("write");
+    let missing_root = dir.join("no-such-cgroup-root");
+    let mut args = node.args.clone();
+    let swap = |args: &mut Vec<OsString>, flag: &str, value: &Path| {
+        let i = args.iter().position(|a| a == flag).expect("flag present") + 1;
+        args[i] = value.into();
+    };
+    swap(&mut args, "--cgroup-root", &missing_root);
+    swap(&mut args, "--identity", &bad_identity);
+    args.extend(["--workload-policy".into(), twin.into()]);
+    let out = Command::new(agent_bin()).args(&args).output().expect("run the agent");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "exit code; stderr: {stderr}");
+    for needle in ["no-such-cgroup-root", "ldap", "\"eu\"", "\"eu-twin\""] {
+        assert!(stderr.contains(needle), "the error report must mention {needle}: {stderr}");
+    }
+    // Nothing was attached.
+    assert!(!node.e.bpffs().join("links").exists(), "no program may be attached on bad configuration");
+}
