@@ -10,7 +10,7 @@ pub struct RunConfig {
     /// workload cgroups (`--cgroup-root`).
     pub cgroup: PathBuf,
     /// Under `--cgroup-root`: the identity sources and the workload policies.
-    pub workloads: Option<crate::workloads::WorkloadsConfig>,
+    pub workloads: Option<WorkloadsConfig>,
     pub bpffs: PathBuf,
     /// Geo-IP databases (MaxMind DB format): none, one with both families, or one per family.
     pub geoip_db: Vec<PathBuf>,
@@ -35,6 +35,15 @@ pub struct RunConfig {
     /// Enforce even where the kernel cannot run the socket guard (BPF LSM): raw, packet and XDP
     /// sockets are then not refused.
     pub allow_weaker_isolation: bool,
+}
+
+/// What `run --cgroup-root` was given (see `crate::workloads`).
+#[derive(Debug, Clone)]
+pub struct WorkloadsConfig {
+    /// The identity sources' configuration file (`--identity`).
+    pub identity: PathBuf,
+    /// `--workload-policy` files, each with a `spec.workloadSelector`.
+    pub policies: Vec<PathBuf>,
 }
 
 /// Which WireGuard implementation drives the interface.

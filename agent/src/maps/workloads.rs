@@ -7,13 +7,6 @@ use ringfence_common::{WorkloadState, WORKLOADS_MAP, WORKLOAD_STATE_MAP};
 use super::PinnedMaps;
 use crate::error::AgentError;
 
-/// One workload entry in the kernel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WorkloadEntry {
-    pub cgroup_id: u64,
-    pub policy: u32,
-}
-
 impl PinnedMaps {
     /// The workload entries in the kernel, by cgroup id.
     pub fn workloads(&self) -> Result<BTreeMap<u64, u32>, AgentError> {

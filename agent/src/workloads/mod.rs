@@ -16,18 +16,8 @@ mod table;
 mod tracker;
 mod watch;
 
-use std::path::PathBuf;
-
 pub use policies::{WorkloadPolicies, WorkloadPolicy};
 pub use scan::scan;
 pub use table::{Change, Tracked, WorkloadTable};
 pub use tracker::{print_workloads, Tracker, STATE_FILE};
-
-/// What `run --cgroup-root` was given.
-#[derive(Debug, Clone)]
-pub struct WorkloadsConfig {
-    /// The identity sources' configuration file (`--identity`).
-    pub identity: PathBuf,
-    /// `--workload-policy` files, each with a `spec.workloadSelector`.
-    pub policies: Vec<PathBuf>,
-}
+pub use crate::config::WorkloadsConfig;
