@@ -14,7 +14,7 @@ use crate::{
     geo,
     maps::PinnedMaps,
     metrics::Metrics,
-    policy_load::{LoadedPolicy, PolicyErrors, PolicyLoader},
+    policy_load::{LoadedPolicy, PolicyErrors, PolicyLoader, PolicySource},
     watch::FileWatch,
     wg,
     workloads::{Tracker, WorkloadPolicies},
@@ -225,21 +225,32 @@ impl Enforcer {
         }
     }
 
-    /// Loads the workload policies again (files, geo database); applies them if every one is
-    /// valid, else keeps those in force. Indices no longer used are cleared after the
-    /// workloads have moved off them.
+    /// Loads the workload policies in force again from their sources (files re-read, the geo
+    /// database in force); see [`Enforcer::put_workload_policies`].
     pub fn reload_workload_policies(&mut self, trigger: &str) {
-        let Some(t) = self.workloads.as_mut() else { return };
-        let files = self.cfg.workloads.as_ref().map(|w| w.policies.clone()).unwrap_or_default();
-        let policies = match WorkloadPolicies::load(&files, &self.cfg, self.geo.as_ref()) {
+        let Some(t) = self.workloads.as_ref() else { return };
+        let sources = t.policies.list.iter().map(|p| p.loader.source.clone()).collect();
+        let _ = self.put_workload_policies(sources, trigger);
+    }
+
+    /// Loads the workload policies from `sources` (e.g. a control-plane bundle's); applies them
+    /// if every one is valid, else keeps those in force and says why. Indices no longer used
+    /// are cleared after the workloads have moved off them.
+    pub fn put_workload_policies(&mut self, sources: Vec<PolicySource>, trigger: &str) -> Result<(), String> {
+        let Some(t) = self.workloads.as_mut() else {
+            return Err("workload policies need the agent to run with --cgroup-root".into());
+        };
+        let policies = match WorkloadPolicies::load_sources(&sources, &self.cfg, self.geo.as_ref()) {
             Ok(p) => p,
             Err(errors) => {
-                return error!(trigger, errors = %errors.join("; "),
-                    "workload policies rejected; the workload policies in force stay")
+                let errors = errors.join("; ");
+                error!(trigger, %errors, "workload policies rejected; the workload policies in force stay");
+                return Err(errors);
             }
         };
         if let Err(e) = policies.apply_all(&mut self.maps, self.geo.as_ref(), &mut self.names, trigger) {
-            return error!(trigger, error = %e, "workload policies could not be written to the kernel");
+            error!(trigger, error = %e, "workload policies could not be written to the kernel");
+            return Err(e.to_string());
         }
         let old = std::mem::replace(&mut t.policies, policies);
         if let Err(e) = t.sync(&mut self.maps) {
@@ -251,5 +262,6 @@ impl Enforcer {
                 error!(index, error = %e, "clearing a removed workload policy");
             }
         }
+        Ok(())
     }
 }

@@ -57,6 +57,14 @@ pub struct LoadedPolicy {
     pub ingress: Option<Compiled>,
 }
 
+/// A workload on another node, as the control plane knows it: its labels and its node's
+/// addresses (what an ingress rule's `from.workloads` selector resolves to).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteWorkload {
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub addresses: Vec<IpNet>,
+}
+
 /// The policy's source and what the checks need to know about the agent.
 #[derive(Debug, Clone)]
 pub struct PolicyLoader {
@@ -65,12 +73,15 @@ pub struct PolicyLoader {
     pub packet_path: bool,
     /// Peer node addresses added to the policy's `spec.peers` (see [`merged_peers`]).
     pub extra_peers: Vec<IpNet>,
+    /// Workloads on other nodes (from the control plane): `from.workloads` selectors resolve to
+    /// the addresses of those they match; none known, such a rule matches no address.
+    pub remote_workloads: Vec<RemoteWorkload>,
 }
 
 impl PolicyLoader {
     /// Loads `source` for the agent `cfg` describes; `extra_peers` join `spec.peers`.
     pub fn new(source: PolicySource, cfg: &RunConfig, extra_peers: Vec<IpNet>) -> PolicyLoader {
-        PolicyLoader { source, packet_path: !cfg.interfaces.is_empty(), extra_peers }
+        PolicyLoader { source, packet_path: !cfg.interfaces.is_empty(), extra_peers, remote_workloads: Vec::new() }
     }
 
     /// Parses the source and adds the extra peers; no compiling (for when the geo database the
@@ -91,11 +102,13 @@ impl PolicyLoader {
         let policy = self.parse()?;
         let label = self.source.label();
         let compiled = compile(&policy, geo).map_err(|e| PolicyErrors(vec![format!("{label}: {e}")]))?;
-        // Workloads on other nodes are resolved to addresses by the control plane (not yet
-        // delivered in bundles): until then a `from.workloads` rule matches no address.
+        let remote = |sel: &ringfence_policy::Selector| -> Vec<IpNet> {
+            let matching = self.remote_workloads.iter().filter(|w| sel.matches(&w.labels));
+            matching.flat_map(|w| w.addresses.iter().copied()).collect()
+        };
         let ingress = match policy.enforces_ingress() {
             true => Some(
-                compile_ingress(&policy, geo, &|_| Vec::new())
+                compile_ingress(&policy, geo, &remote)
                     .map_err(|e| PolicyErrors(vec![format!("{label}: spec.ingress: {e}")]))?,
             ),
             false => None,

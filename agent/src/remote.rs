@@ -190,6 +190,7 @@ mod tests {
             source: PolicySource::File("/unused".into()),
             packet_path: false,
             extra_peers: Vec::new(),
+            remote_workloads: Vec::new(),
         }
     }
 

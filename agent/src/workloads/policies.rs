@@ -41,16 +41,27 @@ pub struct WorkloadPolicies {
 }
 
 impl WorkloadPolicies {
-    /// Loads and checks `files`; every problem at once.
+    /// Loads and checks the policy files `files`; every problem at once.
     pub fn load(files: &[PathBuf], cfg: &RunConfig, geo: Option<&GeoDb>) -> Result<Self, Vec<String>> {
+        let sources: Vec<PolicySource> = files.iter().cloned().map(PolicySource::File).collect();
+        Self::load_sources(&sources, cfg, geo)
+    }
+
+    /// Loads and checks policies from any source (files, or a control-plane bundle's workload
+    /// policies); every problem at once.
+    pub fn load_sources(
+        sources: &[PolicySource],
+        cfg: &RunConfig,
+        geo: Option<&GeoDb>,
+    ) -> Result<Self, Vec<String>> {
         let mut errors = Vec::new();
         let mut loaded = Vec::new();
-        for path in files {
-            let loader = PolicyLoader::new(PolicySource::File(path.clone()), cfg, Vec::new());
+        for source in sources {
+            let loader = PolicyLoader::new(source.clone(), cfg, Vec::new());
             match loader.load(geo) {
                 Ok(l) if l.policy.workload_selector.is_none() => errors.push(format!(
-                    "--workload-policy {}: policy \"{}\" has no spec.workloadSelector (only the node default, --policy, governs unselected workloads)",
-                    path.display(),
+                    "workload policy {}: policy \"{}\" has no spec.workloadSelector (only the node default governs unselected workloads)",
+                    source.label(),
                     l.policy.name
                 )),
                 Ok(l) => loaded.push((loader, l)),
