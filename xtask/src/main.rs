@@ -48,6 +48,9 @@ enum Cmd {
     /// Control plane: 1,000 simulated agents, policy apply to all acknowledged (p50/p99), event
     /// ingest; SQLite and PostgreSQL.
     BenchControl(bench::ControlBenchArgs),
+    /// Per-workload policies: 1,000 workload cgroups and 64 policies, connect() latency vs no
+    /// program vs nftables (socket cgroupv2), cgroup creation to own policy (p50/p99), memory.
+    BenchWorkloads(bench::WorkloadBenchArgs),
     /// Fail, listing every cycle, if the modules of a crate import each other in a circle
     /// (e.g. `cargo xtask cycles policies/src`).
     Cycles {
@@ -79,6 +82,7 @@ fn main() -> Result<()> {
         Cmd::BenchPath(args) => bench::bench_path(args),
         Cmd::BenchExfil(args) => bench::bench_exfil(args),
         Cmd::BenchControl(args) => bench::bench_control(args),
+        Cmd::BenchWorkloads(args) => bench::bench_workloads(args),
         Cmd::Fuzz(args) => fuzz::fuzz(args),
         Cmd::Cycles { all, graph, dirs } => cycles::cycles(&dirs, cycles::Show { all, graph }),
         Cmd::BenchClient { addr, port, count } => bench::client(&addr, port, count),

@@ -7,6 +7,7 @@ mod exfil;
 mod geo;
 mod path;
 mod rig;
+mod workloads;
 
 use std::{
     fmt::Write as _,
@@ -21,6 +22,7 @@ pub use exfil::{bench_exfil, ExfilBenchArgs};
 pub use geo::{bench_geo, GeoBenchArgs};
 pub use path::{bench_path, PathBenchArgs};
 pub use rig::{client, server};
+pub use workloads::{bench_workloads, WorkloadBenchArgs};
 use rig::{NftJob, Rig};
 
 use crate::util::{output, workspace_root};

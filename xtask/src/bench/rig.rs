@@ -128,6 +128,13 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Where each condition of a comparison runs its client, and nftables' table.
+pub struct Conditions<'a> {
+    pub ours: &'a TestCgroup,
+    pub theirs: &'a TestCgroup,
+    pub nft_script: &'a str,
+}
+
 /// The lab, the sibling cgroup and the server.
 pub struct Rig {
     pub lab: Lab,
@@ -264,18 +271,27 @@ impl Rig {
     /// rounds (the order rotates so drift in machine load favours none); the agent must already
     /// enforce the equivalent policy on the lab cgroup.
     pub fn compare(&self, job: &NftJob, rounds: usize, connects: usize) -> Result<Comparison> {
+        let set = Conditions { ours: self.lab.cgroup(), theirs: &self.plain, nft_script: &job.script() };
+        self.compare_in(&set, rounds, connects)
+    }
+
+    /// [`Rig::compare`] with the client's cgroups and the nftables table given: Ringfence is
+    /// measured in `ours`, nftables in `theirs`, no program in the plain sibling cgroup. The
+    /// script defines table `inet rf_bench` with an empty `out` chain (hook output) and a
+    /// `check` chain that `out` jumps to while nftables is measured.
+    pub fn compare_in(&self, c: &Conditions, rounds: usize, connects: usize) -> Result<Comparison> {
         let t = Instant::now();
-        self.nft(&["-f", "-"], Some(&job.script()))?;
+        self.nft(&["-f", "-"], Some(c.nft_script))?;
         let nft_load = t.elapsed();
         let (mut none, mut ours, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
         for round in 0..rounds {
             for k in 0..3 {
                 match (round + k) % 3 {
                     0 => none.push(self.measure(&self.plain, connects)?),
-                    1 => ours.push(self.measure(self.lab.cgroup(), connects)?),
+                    1 => ours.push(self.measure(c.ours, connects)?),
                     _ => {
                         self.nft(&["add", "rule", "inet", "rf_bench", "out", "jump", "check"], None)?;
-                        theirs.push(self.measure(&self.plain, connects)?);
+                        theirs.push(self.measure(c.theirs, connects)?);
                         self.nft(&["flush", "chain", "inet", "rf_bench", "out"], None)?;
                     }
                 }
