@@ -70,13 +70,7 @@ impl Enforcer {
             let mut record = self.names.record(&ev);
             if let Some((path, w)) = self.workloads.as_ref().and_then(|t| t.workload(ev.cgroup_id)) {
                 record.workload = Some(path.display().to_string());
-                let labels: Vec<String> = w
-                    .labels
-                    .iter()
-                    .filter(|(k, _)| k.as_str() != crate::identity::CGROUP_LABEL)
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect();
-                record.labels = Some(labels.join(","));
+                record.labels = Some(w.label_string());
             }
             log_record(&record);
             if let Some(v) = self.verdicts.as_mut() {
@@ -216,11 +210,13 @@ impl Enforcer {
         }
     }
 
-    /// Rescans the workload cgroups and brings the kernel's entries up to date.
-    pub fn sync_workloads(&mut self) {
+    /// Follows a change of the workload cgroups (or a rescan tick) into the kernel's entries.
+    pub fn on_workloads(&mut self, wake: crate::workloads::Wake) {
         if let Some(t) = self.workloads.as_mut() {
-            if let Err(e) = t.sync(&mut self.maps) {
-                error!(error = %e, "workloads could not be written to the kernel; the entries in force stay");
+            match t.on_wake(wake, &mut self.maps) {
+                Ok(changes) if !changes.is_empty() => self.exfil.set_workloads(t.named()),
+                Ok(_) => {}
+                Err(e) => error!(error = %e, "workloads could not be written to the kernel; the entries in force stay"),
             }
         }
     }

@@ -48,6 +48,12 @@ pub struct AlertRecord {
     /// With `block`: how long the destination stays blocked for the cgroup.
     pub block_secs: Option<u64>,
     pub explanation: String,
+    /// Under `--cgroup-root`: the workload (cgroup path under the root) and its labels
+    /// (`key=value,...`), when the cgroup is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<String>,
 }
 
 /// The monitor for one policy's rules.
@@ -217,6 +223,8 @@ impl ExfilMonitor {
             action,
             block_secs: (action == "block").then_some(self.rules.block_for_secs),
             explanation: a.explanation,
+            workload: None,
+            labels: None,
         }
     }
 }

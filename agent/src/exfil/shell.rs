@@ -39,6 +39,8 @@ pub struct ExfilShell {
     metrics: Arc<Metrics>,
     /// WireGuard peer addresses, kept for monitors created by later policies.
     peers: Vec<ipnet::IpNet>,
+    /// Under `--cgroup-root`: cgroup id -> (workload, labels), for naming alerts.
+    workloads: HashMap<u64, (String, String)>,
 }
 
 impl ExfilShell {
@@ -73,6 +75,7 @@ impl ExfilShell {
             spool,
             metrics,
             peers: Vec::new(),
+            workloads: HashMap::new(),
         })
     }
 
@@ -102,6 +105,11 @@ impl ExfilShell {
     }
 
     /// One poll of the flow table and the checkpoint directories.
+    /// The workloads alerts are named by (cgroup id -> workload path, `key=value,...` labels).
+    pub fn set_workloads(&mut self, workloads: HashMap<u64, (String, String)>) {
+        self.workloads = workloads;
+    }
+
     pub fn poll(&mut self, flows: &FlowTable, geo: Option<&GeoDb>) {
         let started = Instant::now();
         self.sync_blocks(started);
@@ -113,7 +121,12 @@ impl ExfilShell {
         };
         let read = started.elapsed();
         let owners = &self.owners;
-        let records = monitor.poll(started, &samples, geo, &|cgroup_id, dst| owners.find(cgroup_id, dst));
+        let mut records = monitor.poll(started, &samples, geo, &|cgroup_id, dst| owners.find(cgroup_id, dst));
+        for r in &mut records {
+            if let Some((workload, labels)) = self.workloads.get(&r.cgroup_id) {
+                (r.workload, r.labels) = (Some(workload.clone()), Some(labels.clone()));
+            }
+        }
         let block_for = monitor.block_for();
         let (flows_tracked, dests) = monitor.tracked();
         if let Some(fired) = monitor.take_fired_change() {
@@ -171,7 +184,8 @@ impl ExfilShell {
             pid = r.pid, comm = r.comm.as_deref(), cgroup_id = r.cgroup_id,
             destination = %r.destination, port = r.port, country = r.country.as_deref(), bytes = r.bytes,
             file = r.file.as_deref().map(|f| tracing::field::display(f.display())),
-            unix_ms = r.unix_ms, explanation = %r.explanation,
+            unix_ms = r.unix_ms, explanation = %r.explanation, workload = r.workload.as_deref(),
+            labels = r.labels.as_deref(),
             "exfiltration alert"
         );
         let json = serde_json::to_value(r).expect("alert serializes");

@@ -113,6 +113,8 @@ pub struct PinnedMaps {
     stats: PerCpuArray<MapData, u64>,
     /// The last generation handed out (unique across policies and agent restarts).
     generation: u32,
+    /// What `RF_WORKLOADS` holds (read once at open, then kept in step by `set_workloads`).
+    workload_entries: std::collections::BTreeMap<u64, u32>,
 }
 
 impl PinnedMaps {
@@ -140,8 +142,10 @@ impl PinnedMaps {
             cg_cache: open(&dir, CGCACHE_MAP)?,
             stats: open(&dir, STATS_MAP)?,
             generation: 0,
+            workload_entries: Default::default(),
         };
         maps.generation = maps.max_generation()?;
+        maps.workload_entries = maps.workloads()?;
         Ok(maps)
     }
 

@@ -20,15 +20,20 @@ impl PinnedMaps {
     /// removed, the rest upserted, then the epoch bumped so that no program keeps a cached
     /// answer from before.
     pub fn set_workloads(&mut self, wanted: &BTreeMap<u64, u32>) -> Result<(), AgentError> {
-        let current = self.workloads()?;
         let mut changed = false;
-        for id in current.keys().filter(|id| !wanted.contains_key(id)) {
-            self.workloads.remove(id).map_err(|e| AgentError::map(WORKLOADS_MAP, e))?;
+        let stale: Vec<u64> = self.workload_entries.keys().filter(|id| !wanted.contains_key(id)).copied().collect();
+        for id in stale {
+            match self.workloads.remove(&id) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(e) => return Err(AgentError::map(WORKLOADS_MAP, e)),
+            }
+            self.workload_entries.remove(&id);
             changed = true;
         }
         for (id, policy) in wanted {
-            if current.get(id) != Some(policy) {
+            if self.workload_entries.get(id) != Some(policy) {
                 self.workloads.insert(id, policy, 0).map_err(|e| AgentError::map(WORKLOADS_MAP, e))?;
+                self.workload_entries.insert(*id, *policy);
                 changed = true;
             }
         }

@@ -62,7 +62,7 @@ pub(super) async fn serve(
                     enforcer.sync_endpoints(mesh);
                 }
             }
-            _ = next_workload_change(&mut enforcer.workloads) => enforcer.sync_workloads(),
+            wake = next_workload_change(&mut enforcer.workloads) => enforcer.on_workloads(wake),
             r = events.read(&mut batch) => {
                 if let Err(e) = r { warn!(error = %e, "reading events"); }
                 enforcer.report(&mut batch);
@@ -97,7 +97,7 @@ pub(super) async fn serve(
 }
 
 /// The next possible change of the workload cgroups (never, without `--cgroup-root`).
-async fn next_workload_change(tracker: &mut Option<crate::workloads::Tracker>) {
+async fn next_workload_change(tracker: &mut Option<crate::workloads::Tracker>) -> crate::workloads::Wake {
     match tracker {
         Some(t) => t.next().await,
         None => std::future::pending().await,

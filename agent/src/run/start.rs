@@ -107,6 +107,9 @@ pub(super) async fn start(p: Prepared, a: Attached) -> Result<Running, AgentErro
     if let Some(mesh) = mesh.as_mut() {
         enforcer.sync_endpoints(mesh);
     }
+    if let Some(t) = &enforcer.workloads {
+        enforcer.exfil.set_workloads(t.named());
+    }
     metrics.set_ready();
     Ok(Running { enforcer, mesh, remote, events, flow_table, metrics, stop_metrics })
 }

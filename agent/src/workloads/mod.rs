@@ -19,5 +19,5 @@ mod watch;
 pub use policies::{WorkloadPolicies, WorkloadPolicy};
 pub use scan::scan;
 pub use table::{Change, Tracked, WorkloadTable};
-pub use tracker::{print_workloads, Tracker, STATE_FILE};
+pub use tracker::{print_workloads, Tracker, Wake, STATE_FILE};
 pub use crate::config::WorkloadsConfig;

@@ -9,8 +9,13 @@ use std::{
 /// Every cgroup below `root` (not `root` itself), depth first, with its id. Directories that
 /// vanish while the walk runs (a job ending) are skipped.
 pub fn scan(root: &Path) -> Vec<(PathBuf, u64)> {
+    scan_below(root, Path::new(""))
+}
+
+/// Every cgroup below `rel` (relative to `root`; not `rel` itself), with its id.
+pub fn scan_below(root: &Path, rel: &Path) -> Vec<(PathBuf, u64)> {
     let mut found = Vec::new();
-    let mut stack = vec![PathBuf::new()];
+    let mut stack = vec![rel.to_owned()];
     while let Some(rel) = stack.pop() {
         let Ok(entries) = fs::read_dir(root.join(&rel)) else { continue };
         for entry in entries.flatten() {
@@ -25,6 +30,11 @@ pub fn scan(root: &Path) -> Vec<(PathBuf, u64)> {
         }
     }
     found
+}
+
+/// The id of the cgroup `rel` under `root`, if it exists.
+pub fn cgroup_id(root: &Path, rel: &Path) -> Option<u64> {
+    fs::metadata(root.join(rel)).ok().filter(|m| m.is_dir()).map(|m| m.ino())
 }
 
 #[cfg(test)]

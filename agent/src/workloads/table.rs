@@ -23,6 +23,24 @@ pub struct Tracked {
     pub problem: Option<String>,
 }
 
+/// Labels as `key=value,...`, without the cgroup path label (events, alerts and tables name
+/// the workload by its path already).
+pub fn label_string(labels: &Labels) -> String {
+    let pairs: Vec<String> = labels
+        .iter()
+        .filter(|(k, _)| k.as_str() != crate::identity::CGROUP_LABEL)
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    pairs.join(",")
+}
+
+impl Tracked {
+    /// [`label_string`] of the workload's labels.
+    pub fn label_string(&self) -> String {
+        label_string(&self.labels)
+    }
+}
+
 /// What changed in one update.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
@@ -43,7 +61,7 @@ impl WorkloadTable {
     /// each given the policy `choose` picks for its labels. Returns what changed.
     pub fn update(
         &mut self,
-        found: &[(PathBuf, u64)],
+        found: &BTreeMap<PathBuf, u64>,
         resolve: impl Fn(&Path) -> Option<Workload>,
         choose: impl Fn(&Labels) -> Result<Option<(u32, String)>, String>,
     ) -> Vec<Change> {
@@ -127,18 +145,18 @@ mod tests {
     #[test]
     fn recognised_cgroups_become_workloads_and_only_selected_ones_get_entries() {
         let mut t = WorkloadTable::default();
-        let found = vec![
+        let found = BTreeMap::from([
             (PathBuf::from("job_1"), 11),
             (PathBuf::from("job_1/step_0"), 12),
             (PathBuf::from("job_2"), 21),
             (PathBuf::from("system.slice"), 5),
-        ];
+        ]);
         let changes = t.update(&found, workload, choose);
         assert_eq!(changes.len(), 3, "{changes:?}");
         assert_eq!(t.kernel_entries(), BTreeMap::from([(11, 3), (12, 3)]));
         assert_eq!(t.get(Path::new("job_2")).expect("job 2").policy, None);
         // Job 1 ends; job 2's cgroup is recreated with a new id.
-        let changes = t.update(&[(PathBuf::from("job_2"), 22)], workload, choose);
+        let changes = t.update(&BTreeMap::from([(PathBuf::from("job_2"), 22)]), workload, choose);
         assert!(changes.contains(&Change::Removed(PathBuf::from("job_1"))));
         assert!(changes.contains(&Change::Removed(PathBuf::from("job_1/step_0"))));
         assert!(changes.contains(&Change::Added(PathBuf::from("job_2"))));
@@ -149,7 +167,7 @@ mod tests {
     #[test]
     fn an_ambiguous_choice_leaves_the_node_default_and_says_why() {
         let mut t = WorkloadTable::default();
-        t.update(&[(PathBuf::from("job_1"), 1)], workload, |_| Err("two policies".into()));
+        t.update(&BTreeMap::from([(PathBuf::from("job_1"), 1)]), workload, |_| Err("two policies".into()));
         let w = t.get(Path::new("job_1")).expect("tracked");
         assert_eq!((w.policy.clone(), w.problem.as_deref()), (None, Some("two policies")));
         assert!(t.kernel_entries().is_empty());

@@ -12,9 +12,9 @@ use tracing::{info, warn};
 
 use super::{
     policies::WorkloadPolicies,
-    scan::scan,
-    table::{Change, Tracked, WorkloadTable},
-    watch::CgroupWatch,
+    scan::{cgroup_id, scan, scan_below},
+    table::{label_string, Change, Tracked, WorkloadTable},
+    watch::{CgroupWatch, TreeEvent},
 };
 use crate::{
     error::AgentError,
@@ -42,11 +42,20 @@ struct Row {
     problem: Option<String>,
 }
 
+/// What woke the tracker.
+#[derive(Debug)]
+pub enum Wake {
+    Tree(Vec<TreeEvent>),
+    Tick,
+}
+
 pub struct Tracker {
     root: PathBuf,
     resolver: Resolver,
     pub policies: WorkloadPolicies,
     table: WorkloadTable,
+    /// The cgroup tree (path relative to the root -> cgroup id), followed by inotify.
+    tree: std::collections::BTreeMap<PathBuf, u64>,
     watch: CgroupWatch,
     rescan: tokio::time::Interval,
     state_file: PathBuf,
@@ -82,7 +91,7 @@ impl Tracker {
         }
         let resolver =
             Resolver::from_config(identity, &pods).map_err(|e| AgentError::Config(vec![e.to_string()]))?;
-        let watch = CgroupWatch::new().map_err(|e| AgentError::io("inotify", root, e))?;
+        let watch = CgroupWatch::new(root).map_err(|e| AgentError::io("inotify", root, e))?;
         let mut rescan = tokio::time::interval(rescan);
         rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Ok(Self {
@@ -90,6 +99,7 @@ impl Tracker {
             resolver,
             policies,
             table: WorkloadTable::default(),
+            tree: Default::default(),
             watch,
             rescan,
             state_file: state_dir.join(STATE_FILE),
@@ -97,15 +107,47 @@ impl Tracker {
         })
     }
 
-    /// Scans the tree, updates the kernel's workload entries and the state file; logs and
-    /// returns what changed.
+    /// Scans the whole tree (at start, and when inotify lost events), then [`Tracker::refresh`].
     pub fn sync(&mut self, maps: &mut PinnedMaps) -> Result<Vec<Change>, AgentError> {
-        let found = scan(&self.root);
+        self.tree = scan(&self.root).into_iter().collect();
+        for rel in self.tree.keys() {
+            self.watch.watch(rel);
+        }
+        self.refresh(maps)
+    }
+
+    /// Follows what woke the tracker: tree changes are applied to the tree as inotify reported
+    /// them (a new directory is scanned, in case it had children before its watch existed);
+    /// a tick only re-resolves labels (identity files and the pod watch change on their own).
+    pub fn on_wake(&mut self, wake: Wake, maps: &mut PinnedMaps) -> Result<Vec<Change>, AgentError> {
+        let Wake::Tree(events) = wake else { return self.refresh(maps) };
+        for ev in events {
+            match ev {
+                TreeEvent::Overflow => return self.sync(maps),
+                TreeEvent::Created(rel) => {
+                    let Some(id) = cgroup_id(&self.root, &rel) else { continue };
+                    self.watch.watch(&rel);
+                    for (below, id) in scan_below(&self.root, &rel) {
+                        self.watch.watch(&below);
+                        self.tree.insert(below, id);
+                    }
+                    self.tree.insert(rel, id);
+                }
+                TreeEvent::Deleted(rel) => {
+                    self.tree.retain(|p, _| !p.starts_with(&rel));
+                    self.watch.forget(&rel);
+                }
+            }
+        }
+        self.refresh(maps)
+    }
+
+    /// Resolves every cgroup of the tree, updates the kernel's workload entries and the state
+    /// file; logs and returns what changed.
+    pub fn refresh(&mut self, maps: &mut PinnedMaps) -> Result<Vec<Change>, AgentError> {
         let (resolver, policies) = (&self.resolver, &self.policies);
-        let changes = self.table.update(&found, |p| resolver.resolve(p), |l| policies.choose(l));
+        let changes = self.table.update(&self.tree, |p| resolver.resolve(p), |l| policies.choose(l));
         maps.set_workloads(&self.table.kernel_entries())?;
-        let dirs: Vec<PathBuf> = found.into_iter().map(|(p, _)| p).collect();
-        self.watch.watch_tree(&self.root, &dirs);
         for c in &changes {
             self.log(c);
         }
@@ -153,13 +195,24 @@ impl Tracker {
         }
     }
 
-    /// Resolves when the tree may have changed (a cgroup made or removed) or the rescan
-    /// interval passed (labels from files and the pod watch change without a cgroup event).
-    pub async fn next(&mut self) {
+    /// Resolves when the tree changed (a cgroup made or removed) or the rescan interval passed
+    /// (labels from files and the pod watch change without a cgroup event).
+    pub async fn next(&mut self) -> Wake {
         tokio::select! {
-            r = self.watch.changed() => if let Err(e) = r { warn!(error = %e, "cgroup watch"); },
-            _ = self.rescan.tick() => {}
+            r = self.watch.changed() => match r {
+                Ok(events) => Wake::Tree(events),
+                Err(e) => {
+                    warn!(error = %e, "cgroup watch; scanning the tree");
+                    Wake::Tree(vec![TreeEvent::Overflow])
+                }
+            },
+            _ = self.rescan.tick() => Wake::Tick,
         }
+    }
+
+    /// Every workload by cgroup id: (path, `key=value,...` labels), for naming alerts.
+    pub fn named(&self) -> std::collections::HashMap<u64, (String, String)> {
+        self.table.iter().map(|(p, t)| (t.cgroup_id, (p.display().to_string(), t.label_string()))).collect()
     }
 
     /// The workload a cgroup id belongs to (for naming events).
@@ -187,12 +240,7 @@ pub fn print_workloads(state_dir: &Path, json: bool) -> Result<(), AgentError> {
         .map_err(|e| AgentError::Config(vec![format!("{}: {e}", path.display())]))?;
     println!("{:<48} {:>10}  {:<20} {:<10} LABELS", "CGROUP", "ID", "POLICY", "SOURCE");
     for r in rows {
-        let labels: Vec<String> = r
-            .labels
-            .iter()
-            .filter(|(k, _)| k.as_str() != crate::identity::CGROUP_LABEL)
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
+        let labels = label_string(&r.labels);
         let policy =
             r.problem.map(|_| "node default (!)".to_string()).or(r.policy).unwrap_or("node default".into());
         println!(
@@ -201,7 +249,7 @@ pub fn print_workloads(state_dir: &Path, json: bool) -> Result<(), AgentError> {
             r.cgroup_id,
             policy,
             r.source,
-            labels.join(",")
+            labels
         );
     }
     Ok(())
