@@ -122,11 +122,14 @@ impl Node {
         let db = dir.join("country.mmdb");
         write_db(&db);
         let labels = write("labels.yaml", STATIC_LABELS);
+        let jobs = dir.join("slurm-jobs");
+        std::fs::create_dir_all(&jobs).expect("job info dir");
         let identity = write(
             "identity.yaml",
             &format!(
-                "apiVersion: ringfence.dev/v1\nkind: IdentitySources\nsources:\n  static:\n    file: {}\n",
-                labels.display()
+                "apiVersion: ringfence.dev/v1\nkind: IdentitySources\nsources:\n  static:\n    file: {}\n  slurm:\n    jobInfoDir: {}\n",
+                labels.display(),
+                jobs.display()
             ),
         );
         let state = dir.join("state");
@@ -184,6 +187,21 @@ impl Node {
             .find(|w| w["path"] == path)
             .and_then(|w| w["policy"].as_str().map(String::from))
     }
+}
+
+/// Starts `lab-probe loop` in `cgroup` against a destination the eu policy denies and one it
+/// allows; `until` says when it stops (`--stop-file F` or `--duration-ms D`).
+fn spawn_loop(node: &Node, cgroup: &ringfence_tests::TestCgroup, until: &[&str]) -> std::process::Child {
+    node.e
+        .lab
+        .node_command_in(cgroup, node.e.lab.probe_path())
+        .args(["loop", "--interval-ms", "2", "--timeout-ms", "500"])
+        .args(until)
+        .args(["--target", &format!("tcp:{US_HOST}:443:deny"), "--target", &format!("tcp:{EU_HOST}:443:allow")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn the probe loop")
 }
 
 /// A TCP exchange from the world, from source address `from`, with a short timeout.
@@ -247,22 +265,7 @@ fn a_job_is_governed_from_its_first_instruction_and_its_state_goes_with_it() {
     let made = Instant::now();
     let job = root.child("job-eu-42");
     let stop = node.e.dir().join("stop-loop");
-    let probe = node
-        .e
-        .lab
-        .node_command_in(&job, node.e.lab.probe_path())
-        .args(["loop", "--interval-ms", "2", "--timeout-ms", "500", "--stop-file"])
-        .arg(&stop)
-        .args([
-            "--target",
-            &format!("tcp:{US_HOST}:443:deny"),
-            "--target",
-            &format!("tcp:{EU_HOST}:443:allow"),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn the probe loop in the new job");
+    let probe = spawn_loop(&node, &job, &["--stop-file", stop.to_str().expect("utf-8 path")]);
     let seen = node
         .agent()
         .wait_for("the new job", WAIT, |v| v["message"] == "workload found" && v["workload"] == "job-eu-42");
@@ -290,7 +293,12 @@ fn a_job_is_governed_from_its_first_instruction_and_its_state_goes_with_it() {
     // The job ends: its cgroup goes, and with it the agent's record of it.
     drop(job);
     node.agent().wait_for_message("workload ended", WAIT);
-    assert!(node.policy_of("job-eu-42").is_none(), "{:?}", node.workloads());
+    // The state file follows the kernel entries (written right after the log line).
+    let deadline = Instant::now() + WAIT;
+    while node.policy_of("job-eu-42").is_some() {
+        assert!(Instant::now() < deadline, "job still listed: {:?}", node.workloads());
+        std::thread::yield_now();
+    }
 }
 
 #[test]
@@ -323,3 +331,54 @@ fn bad_workload_configuration_exits_64_with_every_error() {
     // Nothing was attached.
     assert!(!node.e.bpffs().join("links").exists(), "no program may be attached on bad configuration");
 }
+
+#[test]
+fn a_job_whose_profile_arrives_later_is_held_by_the_node_default_until_then() {
+    let mut node = Node::new("wllate");
+    node.start();
+    let root = node.e.lab.cgroup();
+    // A Slurm job cgroup whose prolog has not written the job file yet: it is a workload
+    // (slurm.job=77) that no policy selects, so the node default (deny everything) governs it.
+    let job = root.child("job_77");
+    node.agent().wait_for("job 77 found", WAIT, |v| {
+        v["message"] == "workload found" && v["workload"] == "job_77" && v["policy"] == "node default"
+    });
+    let before = spawn_loop(&node, &job, &["--duration-ms", "300"]);
+    let before = LoopReport::from_output(&before.wait_with_output().expect("loop output"));
+    let (denied, allowed) =
+        (before.target(&format!("tcp:{US_HOST}:443:deny")), before.target(&format!("tcp:{EU_HOST}:443:allow")));
+    assert!(denied.attempts > 5 && denied.ok == 0, "denied got through under the node default: {denied:?}");
+    assert!(allowed.attempts > 5 && allowed.ok == 0 && allowed.eperm == allowed.attempts,
+        "before its profile is known the job has only the node default: {allowed:?}");
+
+    // The prolog writes the job file while the job keeps probing: the switch to the job's own
+    // policy never lets the denied destination through.
+    let stop = node.e.dir().join("stop-late");
+    let during = spawn_loop(&node, &job, &["--stop-file", stop.to_str().expect("utf-8 path")]);
+    let pid = during.id();
+    // The loop is running under the node default (its denials are events with its pid)...
+    node.agent().wait_for_event("the loop under the node default", WAIT, |v| {
+        v["pid"] == pid && v["policy"] == "node-default"
+    });
+    let jobs = node.e.dir().join("slurm-jobs");
+    std::fs::write(jobs.join("77.tmp"), "user=alice\naccount=vision\npartition=gpu\nprofile=eu-resident\n")
+        .expect("write job file");
+    std::fs::rename(jobs.join("77.tmp"), jobs.join("77")).expect("job file into place");
+    let changed = node.agent().wait_for("job 77 relabelled", WAIT, |v| {
+        v["message"] == "workload changed" && v["workload"] == "job_77"
+    });
+    assert_eq!(changed["policy"], "eu", "{changed}");
+    let deadline = Instant::now() + WAIT;
+    while !node.e.lab.probe_in(&job, &["tcp", EU_HOST, "443"]).ok {
+        assert!(Instant::now() < deadline, "the job's own policy did not come into force");
+    }
+    // ...and then under the job's own policy.
+    node.agent().wait_for_event("the loop under the eu policy", WAIT, |v| v["pid"] == pid && v["policy"] == "eu");
+    std::fs::write(&stop, "").expect("stop the loop");
+    let during = LoopReport::from_output(&during.wait_with_output().expect("loop output"));
+    let denied = during.target(&format!("tcp:{US_HOST}:443:deny"));
+    assert!(denied.attempts > 1 && denied.ok == 0, "denied got through during the switch: {denied:?}");
+    let w = node.workloads().into_iter().find(|w| w["path"] == "job_77").expect("job 77 listed");
+    assert_eq!((w["labels"]["slurm.job"].as_str(), w["labels"]["slurm.account"].as_str()), (Some("77"), Some("vision")), "{w}");
+}
+

@@ -28,6 +28,9 @@ impl PinnedMaps {
                 Err(e) => return Err(AgentError::map(WORKLOADS_MAP, e)),
             }
             self.workload_entries.remove(&id);
+            // The programs' cached answer for the cgroup itself goes with it (its descendants'
+            // entries are invalidated by the epoch and age out of the LRU map).
+            let _ = self.cg_cache.remove(&id);
             changed = true;
         }
         for (id, policy) in wanted {
