@@ -161,9 +161,7 @@ impl Node {
     }
 
     fn start(&mut self) {
-        let agent = AgentProc::spawn_args(&agent_bin(), &self.args, false);
-        agent.wait_for_message("enforcing", START);
-        self.e.agent = Some(agent);
+        self.e.agent = Some(spawn_agent(&self.args));
     }
 
     fn agent(&self) -> &AgentProc {
@@ -202,6 +200,13 @@ fn spawn_loop(node: &Node, cgroup: &ringfence_tests::TestCgroup, until: &[&str])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn the probe loop")
+}
+
+/// Starts the agent with `args` and waits until it enforces.
+fn spawn_agent(args: &[OsString]) -> AgentProc {
+    let agent = AgentProc::spawn_args(&agent_bin(), args, false);
+    agent.wait_for_message("enforcing", START);
+    agent
 }
 
 /// A TCP exchange from the world, from source address `from`, with a short timeout.
@@ -380,5 +385,38 @@ fn a_job_whose_profile_arrives_later_is_held_by_the_node_default_until_then() {
     assert!(denied.attempts > 1 && denied.ok == 0, "denied got through during the switch: {denied:?}");
     let w = node.workloads().into_iter().find(|w| w["path"] == "job_77").expect("job 77 listed");
     assert_eq!((w["labels"]["slurm.job"].as_str(), w["labels"]["slurm.account"].as_str()), (Some("77"), Some("vision")), "{w}");
+}
+
+#[test]
+fn workloads_stay_enforced_while_the_agent_is_dead_and_after_it_restarts() {
+    let mut node = Node::new("wlrestart");
+    node.start();
+    let root = node.e.lab.cgroup();
+    let eu = root.child("job-eu");
+    node.agent().wait_for("job-eu", WAIT, |v| v["message"] == "workload found" && v["workload"] == "job-eu");
+    node.e.lab.probe_in(&eu, &["tcp", EU_HOST, "443"]).assert_ok("eu job -> DE");
+    // A loop in the eu job runs through the agent's death and restart.
+    let stop = node.e.dir().join("stop-restart");
+    let probing = spawn_loop(&node, &eu, &["--stop-file", stop.to_str().expect("utf-8 path")]);
+    node.e.agent.as_mut().expect("agent").kill9();
+    // No agent: the pinned programs and maps keep every workload on its policy...
+    node.e.lab.probe_in(&eu, &["tcp", EU_HOST, "443"]).assert_ok("eu job -> DE, agent dead");
+    node.e.lab.probe_in(&eu, &["tcp", US_HOST, "443"]).assert_eperm("eu job -> US, agent dead");
+    // ...and a job that starts meanwhile is held by the node default until an agent sees it.
+    let us = root.child("job-us");
+    node.e.lab.probe_in(&us, &["tcp", US_HOST, "443"]).assert_eperm("new job, agent dead: node default");
+    node.e.agent = Some(spawn_agent(&node.args));
+    let seen = node.agent().wait_for("job-us after the restart", WAIT, |v| {
+        v["message"] == "workload found" && v["workload"] == "job-us"
+    });
+    assert_eq!(seen["policy"], "us", "{seen}");
+    node.e.lab.probe_in(&us, &["tcp", US_HOST, "443"]).assert_ok("us job -> US after the restart");
+    node.e.lab.probe_in(&eu, &["tcp", US_HOST, "443"]).assert_eperm("eu job -> US after the restart");
+    std::fs::write(&stop, "").expect("stop the loop");
+    let report = LoopReport::from_output(&probing.wait_with_output().expect("loop output"));
+    let (denied, allowed) =
+        (report.target(&format!("tcp:{US_HOST}:443:deny")), report.target(&format!("tcp:{EU_HOST}:443:allow")));
+    assert!(denied.attempts > 1 && denied.ok == 0, "denied got through around the restart: {denied:?}");
+    assert_eq!(allowed.ok, allowed.attempts, "the eu job lost its policy around the restart: {allowed:?}");
 }
 

@@ -42,7 +42,12 @@ pub(super) fn attach(p: &Prepared) -> Result<Attached, AgentError> {
             t.sync(&mut maps)?;
             Some(t)
         }
-        None => None,
+        None => {
+            // Workload entries a previous run with --cgroup-root left behind would keep
+            // governing their cgroups by policies this run does not maintain.
+            maps.set_workloads(&Default::default())?;
+            None
+        }
     };
     let isolation =
         bpf::Isolation { packet_path: !cfg.interfaces.is_empty(), allow_weaker: cfg.allow_weaker_isolation };
