@@ -216,7 +216,9 @@ impl Enforcer {
             match t.on_wake(wake, &mut self.maps) {
                 Ok(changes) if !changes.is_empty() => self.exfil.set_workloads(t.named()),
                 Ok(_) => {}
-                Err(e) => error!(error = %e, "workloads could not be written to the kernel; the entries in force stay"),
+                Err(e) => {
+                    error!(error = %e, "workloads could not be written to the kernel; the entries in force stay")
+                }
             }
         }
     }

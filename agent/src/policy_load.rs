@@ -81,7 +81,12 @@ pub struct PolicyLoader {
 impl PolicyLoader {
     /// Loads `source` for the agent `cfg` describes; `extra_peers` join `spec.peers`.
     pub fn new(source: PolicySource, cfg: &RunConfig, extra_peers: Vec<IpNet>) -> PolicyLoader {
-        PolicyLoader { source, packet_path: !cfg.interfaces.is_empty(), extra_peers, remote_workloads: Vec::new() }
+        PolicyLoader {
+            source,
+            packet_path: !cfg.interfaces.is_empty(),
+            extra_peers,
+            remote_workloads: Vec::new(),
+        }
     }
 
     /// Parses the source and adds the extra peers; no compiling (for when the geo database the

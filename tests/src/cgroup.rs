@@ -54,6 +54,12 @@ impl TestCgroup {
         TestCgroup { path }
     }
 
+    /// A cgroup at `path` (its parent must exist), removed on drop.
+    pub fn at(path: &Path) -> TestCgroup {
+        fs::create_dir(path).unwrap_or_else(|e| panic!("create cgroup {}: {e}", path.display()));
+        TestCgroup { path: path.to_owned() }
+    }
+
     /// A child cgroup `name` of this one (e.g. a workload under a cgroup root), removed on drop.
     pub fn child(&self, name: &str) -> TestCgroup {
         let path = self.path.join(name);

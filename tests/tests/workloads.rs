@@ -195,7 +195,12 @@ fn spawn_loop(node: &Node, cgroup: &ringfence_tests::TestCgroup, until: &[&str])
         .node_command_in(cgroup, node.e.lab.probe_path())
         .args(["loop", "--interval-ms", "2", "--timeout-ms", "500"])
         .args(until)
-        .args(["--target", &format!("tcp:{US_HOST}:443:deny"), "--target", &format!("tcp:{EU_HOST}:443:allow")])
+        .args([
+            "--target",
+            &format!("tcp:{US_HOST}:443:deny"),
+            "--target",
+            &format!("tcp:{EU_HOST}:443:allow"),
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -350,11 +355,15 @@ fn a_job_whose_profile_arrives_later_is_held_by_the_node_default_until_then() {
     });
     let before = spawn_loop(&node, &job, &["--duration-ms", "300"]);
     let before = LoopReport::from_output(&before.wait_with_output().expect("loop output"));
-    let (denied, allowed) =
-        (before.target(&format!("tcp:{US_HOST}:443:deny")), before.target(&format!("tcp:{EU_HOST}:443:allow")));
+    let (denied, allowed) = (
+        before.target(&format!("tcp:{US_HOST}:443:deny")),
+        before.target(&format!("tcp:{EU_HOST}:443:allow")),
+    );
     assert!(denied.attempts > 5 && denied.ok == 0, "denied got through under the node default: {denied:?}");
-    assert!(allowed.attempts > 5 && allowed.ok == 0 && allowed.eperm == allowed.attempts,
-        "before its profile is known the job has only the node default: {allowed:?}");
+    assert!(
+        allowed.attempts > 5 && allowed.ok == 0 && allowed.eperm == allowed.attempts,
+        "before its profile is known the job has only the node default: {allowed:?}"
+    );
 
     // The prolog writes the job file while the job keeps probing: the switch to the job's own
     // policy never lets the denied destination through.
@@ -378,13 +387,18 @@ fn a_job_whose_profile_arrives_later_is_held_by_the_node_default_until_then() {
         assert!(Instant::now() < deadline, "the job's own policy did not come into force");
     }
     // ...and then under the job's own policy.
-    node.agent().wait_for_event("the loop under the eu policy", WAIT, |v| v["pid"] == pid && v["policy"] == "eu");
+    node.agent()
+        .wait_for_event("the loop under the eu policy", WAIT, |v| v["pid"] == pid && v["policy"] == "eu");
     std::fs::write(&stop, "").expect("stop the loop");
     let during = LoopReport::from_output(&during.wait_with_output().expect("loop output"));
     let denied = during.target(&format!("tcp:{US_HOST}:443:deny"));
     assert!(denied.attempts > 1 && denied.ok == 0, "denied got through during the switch: {denied:?}");
     let w = node.workloads().into_iter().find(|w| w["path"] == "job_77").expect("job 77 listed");
-    assert_eq!((w["labels"]["slurm.job"].as_str(), w["labels"]["slurm.account"].as_str()), (Some("77"), Some("vision")), "{w}");
+    assert_eq!(
+        (w["labels"]["slurm.job"].as_str(), w["labels"]["slurm.account"].as_str()),
+        (Some("77"), Some("vision")),
+        "{w}"
+    );
 }
 
 #[test]
@@ -414,9 +428,10 @@ fn workloads_stay_enforced_while_the_agent_is_dead_and_after_it_restarts() {
     node.e.lab.probe_in(&eu, &["tcp", US_HOST, "443"]).assert_eperm("eu job -> US after the restart");
     std::fs::write(&stop, "").expect("stop the loop");
     let report = LoopReport::from_output(&probing.wait_with_output().expect("loop output"));
-    let (denied, allowed) =
-        (report.target(&format!("tcp:{US_HOST}:443:deny")), report.target(&format!("tcp:{EU_HOST}:443:allow")));
+    let (denied, allowed) = (
+        report.target(&format!("tcp:{US_HOST}:443:deny")),
+        report.target(&format!("tcp:{EU_HOST}:443:allow")),
+    );
     assert!(denied.attempts > 1 && denied.ok == 0, "denied got through around the restart: {denied:?}");
     assert_eq!(allowed.ok, allowed.attempts, "the eu job lost its policy around the restart: {allowed:?}");
 }
-

@@ -21,7 +21,8 @@ impl PinnedMaps {
     /// answer from before.
     pub fn set_workloads(&mut self, wanted: &BTreeMap<u64, u32>) -> Result<(), AgentError> {
         let mut changed = false;
-        let stale: Vec<u64> = self.workload_entries.keys().filter(|id| !wanted.contains_key(id)).copied().collect();
+        let stale: Vec<u64> =
+            self.workload_entries.keys().filter(|id| !wanted.contains_key(id)).copied().collect();
         for id in stale {
             match self.workloads.remove(&id) {
                 Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}

@@ -19,7 +19,7 @@ pub(super) struct Attached {
 }
 
 /// Loads the programs, writes the policy, attaches (adopting what a previous agent pinned).
-pub(super) fn attach(p: &Prepared) -> Result<Attached, AgentError> {
+pub(super) async fn attach(p: &Prepared) -> Result<Attached, AgentError> {
     let (cfg, checked) = (&p.cfg, &p.checked);
     let adopted = bpf::has_pinned_links(&cfg.bpffs);
     let mut ebpf = bpf::load(&cfg.bpffs)?;
@@ -38,7 +38,8 @@ pub(super) fn attach(p: &Prepared) -> Result<Attached, AgentError> {
         Some((identity, policies)) => {
             policies.apply_all(&mut maps, checked.geo.as_ref(), &mut names, "start")?;
             let mut t =
-                Tracker::new(&cfg.cgroup, identity, policies.clone(), &cfg.state_dir, cfg.watch_interval)?;
+                Tracker::start(&cfg.cgroup, identity, policies.clone(), &cfg.state_dir, cfg.watch_interval)
+                    .await?;
             t.sync(&mut maps)?;
             Some(t)
         }

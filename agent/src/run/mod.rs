@@ -27,7 +27,7 @@ pub async fn run_with_wg(cfg: RunConfig, wg_cfg: Option<WgConfig>) -> Result<(),
     tokio::pin!(shutdown);
 
     let prepared = prepare::prepare(cfg, wg_cfg).await?;
-    let attached = attach::attach(&prepared)?;
+    let attached = attach::attach(&prepared).await?;
     let mut running = start::start(prepared, attached).await?;
     let why = serve::serve(&mut running, &mut hup, shutdown).await;
     stop::stop(running, why).await;

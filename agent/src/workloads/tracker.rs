@@ -61,13 +61,19 @@ pub struct Tracker {
     state_file: PathBuf,
     /// Stops the Kubernetes pod watch (if one runs) when dropped.
     _stop_pods: Option<watch::Sender<bool>>,
+    /// Changes of the pod cache (the pod watch's), which relabel pod cgroups.
+    pod_changes: Option<watch::Receiver<u64>>,
 }
 
+/// How long the first sync waits for the pod watch's first list: without it, pod cgroups would
+/// have no labels and fall to the node default while their old entries are still pinned.
+const FIRST_LIST_WAIT: Duration = Duration::from_secs(10);
+
 impl Tracker {
-    /// Starts tracking `root` (the Kubernetes pod watch too, when configured). Call
-    /// [`Tracker::sync`] before attaching the programs, so existing workloads never see the
-    /// node default.
-    pub fn new(
+    /// Starts tracking `root` (the Kubernetes pod watch too, when configured, waiting up to
+    /// [`FIRST_LIST_WAIT`] for its first list). Call [`Tracker::sync`] before attaching the
+    /// programs, so existing workloads never see the node default.
+    pub async fn start(
         root: &Path,
         identity: &IdentityConfig,
         policies: WorkloadPolicies,
@@ -76,6 +82,7 @@ impl Tracker {
     ) -> Result<Self, AgentError> {
         let pods = PodCache::new();
         let mut stop_pods = None;
+        let mut pod_changes = None;
         if let Some(k) = &identity.kubernetes {
             let endpoint =
                 ApiEndpoint::from_config(k).map_err(|e| AgentError::Config(vec![e.to_string()]))?;
@@ -88,6 +95,12 @@ impl Tracker {
                 }
             });
             stop_pods = Some(tx);
+            let mut changes = pods.subscribe();
+            if tokio::time::timeout(FIRST_LIST_WAIT, changes.changed()).await.is_err() {
+                warn!(wait_s = FIRST_LIST_WAIT.as_secs(),
+                    "kubernetes: no pod list yet; pod cgroups are governed by the node default until the watch lists them");
+            }
+            pod_changes = Some(changes);
         }
         let resolver =
             Resolver::from_config(identity, &pods).map_err(|e| AgentError::Config(vec![e.to_string()]))?;
@@ -104,6 +117,7 @@ impl Tracker {
             rescan,
             state_file: state_dir.join(STATE_FILE),
             _stop_pods: stop_pods,
+            pod_changes,
         })
     }
 
@@ -169,7 +183,7 @@ impl Tracker {
                     Some(p) => warn!(workload = %path.display(), cgroup_id = t.cgroup_id, problem = %p,
                         "{what}: no policy could be chosen; the node default governs it"),
                     None => info!(workload = %path.display(), cgroup_id = t.cgroup_id, source = t.source,
-                        labels = ?t.labels, policy, "{what}"),
+                        labels = %t.label_string(), policy, "{what}"),
                 }
             }
         }
@@ -207,6 +221,7 @@ impl Tracker {
                 }
             },
             _ = self.rescan.tick() => Wake::Tick,
+            _ = pod_change(&mut self.pod_changes) => Wake::Tick,
         }
     }
 
@@ -218,6 +233,16 @@ impl Tracker {
     /// The workload a cgroup id belongs to (for naming events).
     pub fn workload(&self, cgroup_id: u64) -> Option<(&PathBuf, &Tracked)> {
         self.table.by_cgroup_id(cgroup_id)
+    }
+}
+
+/// The next change of the pod cache (never, without the Kubernetes source).
+async fn pod_change(changes: &mut Option<watch::Receiver<u64>>) {
+    let Some(rx) = changes else { return std::future::pending().await };
+    if rx.changed().await.is_err() {
+        // The watch stopped: nothing more will come.
+        *changes = None;
+        std::future::pending::<()>().await;
     }
 }
 
@@ -243,14 +268,7 @@ pub fn print_workloads(state_dir: &Path, json: bool) -> Result<(), AgentError> {
         let labels = label_string(&r.labels);
         let policy =
             r.problem.map(|_| "node default (!)".to_string()).or(r.policy).unwrap_or("node default".into());
-        println!(
-            "{:<48} {:>10}  {:<20} {:<10} {}",
-            r.path.display(),
-            r.cgroup_id,
-            policy,
-            r.source,
-            labels
-        );
+        println!("{:<48} {:>10}  {:<20} {:<10} {}", r.path.display(), r.cgroup_id, policy, r.source, labels);
     }
     Ok(())
 }

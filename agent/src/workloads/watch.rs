@@ -42,8 +42,9 @@ impl CgroupWatch {
     pub fn new(root: &Path) -> io::Result<Self> {
         let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
         // SAFETY: the InotifyFd owns the descriptor for its whole life and always returns it.
-        let fd = unsafe { AsyncFd::register_with_interest(InotifyFd(inotify), tokio::io::Interest::READABLE) }
-            .map_err(|e| e.into_parts().1)?;
+        let fd =
+            unsafe { AsyncFd::register_with_interest(InotifyFd(inotify), tokio::io::Interest::READABLE) }
+                .map_err(|e| e.into_parts().1)?;
         let mut w = Self { fd, root: root.to_owned(), by_path: HashMap::new(), by_wd: HashMap::new() };
         w.watch(Path::new(""));
         Ok(w)
@@ -95,7 +96,9 @@ impl CgroupWatch {
                 let rel = dir.join(OsStr::new(name));
                 if ev.mask.contains(AddWatchFlags::IN_CREATE) && ev.mask.contains(AddWatchFlags::IN_ISDIR) {
                     out.push(TreeEvent::Created(rel));
-                } else if ev.mask.contains(AddWatchFlags::IN_DELETE) && ev.mask.contains(AddWatchFlags::IN_ISDIR) {
+                } else if ev.mask.contains(AddWatchFlags::IN_DELETE)
+                    && ev.mask.contains(AddWatchFlags::IN_ISDIR)
+                {
                     out.push(TreeEvent::Deleted(rel));
                 }
             }

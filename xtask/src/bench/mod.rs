@@ -22,8 +22,8 @@ pub use exfil::{bench_exfil, ExfilBenchArgs};
 pub use geo::{bench_geo, GeoBenchArgs};
 pub use path::{bench_path, PathBenchArgs};
 pub use rig::{client, server};
-pub use workloads::{bench_workloads, WorkloadBenchArgs};
 use rig::{NftJob, Rig};
+pub use workloads::{bench_workloads, WorkloadBenchArgs};
 
 use crate::util::{output, workspace_root};
 

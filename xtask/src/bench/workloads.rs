@@ -53,7 +53,9 @@ fn policy_yaml(i: usize) -> String {
 fn nft_script(root: &Path, workloads: usize, policies: usize) -> String {
     // nft resolves the path under /sys/fs/cgroup (on a hybrid host the v2 tree is its `unified/`).
     let rel = |p: &Path| p.strip_prefix("/sys/fs/cgroup").unwrap_or(p).display().to_string();
-    let mut s = String::from("table inet rf_bench {\n chain out { type filter hook output priority 0; policy accept; }\n");
+    let mut s = String::from(
+        "table inet rf_bench {\n chain out { type filter hook output priority 0; policy accept; }\n",
+    );
     for i in 0..policies {
         let _ = write!(s, " chain p{i:02} {{ ip daddr {{ {DEST}/32");
         for k in 0..100 {
@@ -74,7 +76,9 @@ fn rss_kib(pid: i32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:").and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok()))
+        .find_map(|l| {
+            l.strip_prefix("VmRSS:").and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        })
         .context("VmRSS")
 }
 
@@ -86,9 +90,11 @@ fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
 pub fn bench_workloads(args: WorkloadBenchArgs) -> Result<()> {
     let rig = Rig::new("wlbench")?;
     let root = rig.lab.cgroup();
-    let jobs: Vec<TestCgroup> = (0..args.workloads).map(|j| root.child(&name(j % args.policies, j))).collect();
+    let jobs: Vec<TestCgroup> =
+        (0..args.workloads).map(|j| root.child(&name(j % args.policies, j))).collect();
     let nft_root = TestCgroup::new();
-    let twins: Vec<TestCgroup> = (0..args.workloads).map(|j| nft_root.child(&name(j % args.policies, j))).collect();
+    let twins: Vec<TestCgroup> =
+        (0..args.workloads).map(|j| nft_root.child(&name(j % args.policies, j))).collect();
     let mut labels = String::new();
     for i in 0..args.policies {
         let _ = writeln!(labels, "- pattern: \"p{i:02}-*\"\n  labels: {{ bench/policy: p{i:02} }}");
@@ -101,7 +107,10 @@ pub fn bench_workloads(args: WorkloadBenchArgs) -> Result<()> {
     let labels = write("labels.yaml", &labels)?;
     let identity = write(
         "identity.yaml",
-        &format!("apiVersion: ringfence.dev/v1\nkind: IdentitySources\nsources:\n  static:\n    file: {}\n", labels.display()),
+        &format!(
+            "apiVersion: ringfence.dev/v1\nkind: IdentitySources\nsources:\n  static:\n    file: {}\n",
+            labels.display()
+        ),
     )?;
     let default = write(
         "default.yaml",
@@ -164,7 +173,10 @@ pub fn bench_workloads(args: WorkloadBenchArgs) -> Result<()> {
     );
     println!("bench: {line}");
     summary.push(line);
-    summary.push(format!("agent RSS with {} policies and {} workloads: {} KiB", args.policies, args.workloads, rss));
+    summary.push(format!(
+        "agent RSS with {} policies and {} workloads: {} KiB",
+        args.policies, args.workloads, rss
+    ));
     args.rounds.print_summary(&summary);
     drop(agent);
     drop(twins);
