@@ -4,6 +4,7 @@
 //! `apply` writes a compiled policy into the slot of that policy the kernel is *not* reading,
 //! then flips the policy's entry of `RF_SLOTS` with one 4-byte write: every verdict sees either
 //! the old or the new policy whole, and no other policy is touched.
+mod mirror;
 mod tables;
 mod workloads;
 
@@ -20,6 +21,8 @@ use ringfence_common::{
     STAT_SOCKET_GUARD_SEEN, WG_ENDPOINTS_MAP, WORKLOADS_MAP, WORKLOAD_STATE_MAP,
 };
 use serde::Serialize;
+
+use mirror::Mirrored;
 
 use crate::error::AgentError;
 
@@ -91,17 +94,17 @@ pub struct ActivePolicy {
 
 /// Handles on every pinned map.
 pub struct PinnedMaps {
-    deny4: Trie<8>,
-    allow4: Trie<8>,
-    deny6: Trie<20>,
-    allow6: Trie<20>,
-    geo4: Trie<8, GeoEntry>,
-    geo6: Trie<20, GeoEntry>,
+    deny4: Mirrored<8, PrefixEntry>,
+    allow4: Mirrored<8, PrefixEntry>,
+    deny6: Mirrored<20, PrefixEntry>,
+    allow6: Mirrored<20, PrefixEntry>,
+    geo4: Mirrored<8, GeoEntry>,
+    geo6: Mirrored<20, GeoEntry>,
     geo_info: Array<MapData, GeoInfo>,
-    enc4: Trie<8, u32>,
-    enc6: Trie<20, u32>,
-    home4: Trie<8, u32>,
-    home6: Trie<20, u32>,
+    enc4: Mirrored<8, u32>,
+    enc6: Mirrored<20, u32>,
+    home4: Mirrored<8, u32>,
+    home6: Mirrored<20, u32>,
     wg_peers: HashMap<MapData, Endpoint, u32>,
     lists: HashMap<MapData, ListKey, MatchList>,
     config: Array<MapData, PolicyConfig>,
@@ -112,6 +115,8 @@ pub struct PinnedMaps {
     stats: PerCpuArray<MapData, u64>,
     /// The last generation handed out (unique across policies and agent restarts).
     generation: u32,
+    /// How many match lists each table holds (read on first use, then kept in step).
+    list_counts: Option<std::collections::HashMap<u32, u32>>,
     /// What `RF_WORKLOADS` holds (read once at open, then kept in step by `set_workloads`).
     workload_entries: std::collections::BTreeMap<u64, u32>,
 }
@@ -121,17 +126,17 @@ impl PinnedMaps {
     pub fn open(bpffs: &Path) -> Result<Self, AgentError> {
         let dir = maps_dir(bpffs);
         let mut maps = Self {
-            deny4: open(&dir, DENY_V4_MAP)?,
-            allow4: open(&dir, ALLOW_V4_MAP)?,
-            deny6: open(&dir, DENY_V6_MAP)?,
-            allow6: open(&dir, ALLOW_V6_MAP)?,
-            geo4: open(&dir, GEO_V4_MAP)?,
-            geo6: open(&dir, GEO_V6_MAP)?,
+            deny4: Mirrored::new(open(&dir, DENY_V4_MAP)?, DENY_V4_MAP),
+            allow4: Mirrored::new(open(&dir, ALLOW_V4_MAP)?, ALLOW_V4_MAP),
+            deny6: Mirrored::new(open(&dir, DENY_V6_MAP)?, DENY_V6_MAP),
+            allow6: Mirrored::new(open(&dir, ALLOW_V6_MAP)?, ALLOW_V6_MAP),
+            geo4: Mirrored::new(open(&dir, GEO_V4_MAP)?, GEO_V4_MAP),
+            geo6: Mirrored::new(open(&dir, GEO_V6_MAP)?, GEO_V6_MAP),
             geo_info: open(&dir, GEO_INFO_MAP)?,
-            enc4: open(&dir, ENCRYPT_V4_MAP)?,
-            enc6: open(&dir, ENCRYPT_V6_MAP)?,
-            home4: open(&dir, HOME_V4_MAP)?,
-            home6: open(&dir, HOME_V6_MAP)?,
+            enc4: Mirrored::new(open(&dir, ENCRYPT_V4_MAP)?, ENCRYPT_V4_MAP),
+            enc6: Mirrored::new(open(&dir, ENCRYPT_V6_MAP)?, ENCRYPT_V6_MAP),
+            home4: Mirrored::new(open(&dir, HOME_V4_MAP)?, HOME_V4_MAP),
+            home6: Mirrored::new(open(&dir, HOME_V6_MAP)?, HOME_V6_MAP),
             wg_peers: open(&dir, WG_ENDPOINTS_MAP)?,
             lists: open(&dir, LIST_MAP)?,
             config: open(&dir, CONFIG_MAP)?,
@@ -141,6 +146,7 @@ impl PinnedMaps {
             cg_cache: open(&dir, CGCACHE_MAP)?,
             stats: open(&dir, STATS_MAP)?,
             generation: 0,
+            list_counts: None,
             workload_entries: Default::default(),
         };
         maps.generation = maps.max_generation()?;

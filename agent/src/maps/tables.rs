@@ -1,16 +1,14 @@
 //! Writing one policy's tables: the slot the kernel is not reading is filled (CIDR tries, geo
 //! tries, match lists, must-encrypt and home sets, settings, for egress and ingress), then the
 //! policy's slot entry flips.
-use aya::maps::lpm_trie::Key;
 use ringfence_common::{
-    key4, key6, key_table, table_id, GeoInfo, ListKey, PolicyConfig, ACTION_ALLOW, ACTIVE_MAP, ALLOW_V4_MAP,
-    ALLOW_V6_MAP, CONFIG_CROSS_BORDER, CONFIG_MAP, CONFIG_OPEN, CONFIG_RAW_POLICY, DENY_V4_MAP, DENY_V6_MAP,
-    DIR_EGRESS, DIR_INGRESS, ENCRYPT_V4_MAP, ENCRYPT_V6_MAP, GEO_INFO_MAP, GEO_V4_MAP, GEO_V6_MAP,
-    HOME_V4_MAP, HOME_V6_MAP, LIST_MAP, MODE_ENFORCE, TABLE_BITS, UNKNOWN_DEFAULT,
+    key4, key6, table_id, GeoInfo, ListKey, PolicyConfig, ACTION_ALLOW, ACTIVE_MAP, CONFIG_CROSS_BORDER,
+    CONFIG_MAP, CONFIG_OPEN, CONFIG_RAW_POLICY, DIR_EGRESS, DIR_INGRESS, GEO_INFO_MAP, LIST_MAP, MODE_ENFORCE,
+    UNKNOWN_DEFAULT,
 };
 use ringfence_policy::Compiled;
 
-use super::{PinnedMaps, Trie};
+use super::PinnedMaps;
 use crate::error::AgentError;
 
 /// Prefix lists (e.g. must-encrypt destinations) as trie entries with an unused value.
@@ -93,68 +91,43 @@ impl PinnedMaps {
         geo: &GeoInfo,
         cfg: PolicyConfig,
     ) -> Result<(), AgentError> {
-        fill(&mut self.deny4, table, &c.v4.deny, k4(table), DENY_V4_MAP)?;
-        fill(&mut self.allow4, table, &c.v4.allow, k4(table), ALLOW_V4_MAP)?;
-        fill(&mut self.deny6, table, &c.v6.deny, k6(table), DENY_V6_MAP)?;
-        fill(&mut self.allow6, table, &c.v6.allow, k6(table), ALLOW_V6_MAP)?;
-        fill(&mut self.geo4, table, &c.geo4, k4(table), GEO_V4_MAP)?;
-        fill(&mut self.geo6, table, &c.geo6, k6(table), GEO_V6_MAP)?;
+        self.deny4.fill(table, &c.v4.deny, k4(table))?;
+        self.allow4.fill(table, &c.v4.allow, k4(table))?;
+        self.deny6.fill(table, &c.v6.deny, k6(table))?;
+        self.allow6.fill(table, &c.v6.allow, k6(table))?;
+        self.geo4.fill(table, &c.geo4, k4(table))?;
+        self.geo6.fill(table, &c.geo6, k6(table))?;
         self.geo_info.set(table, geo, 0).map_err(|e| AgentError::map(GEO_INFO_MAP, e))?;
-        fill(&mut self.enc4, table, &as_set(&c.encrypt4), k4(table), ENCRYPT_V4_MAP)?;
-        fill(&mut self.enc6, table, &as_set(&c.encrypt6), k6(table), ENCRYPT_V6_MAP)?;
-        fill(&mut self.home4, table, &as_set(&c.home4), k4(table), HOME_V4_MAP)?;
-        fill(&mut self.home6, table, &as_set(&c.home6), k6(table), HOME_V6_MAP)?;
+        self.enc4.fill(table, &as_set(&c.encrypt4), k4(table))?;
+        self.enc6.fill(table, &as_set(&c.encrypt6), k6(table))?;
+        self.home4.fill(table, &as_set(&c.home4), k4(table))?;
+        self.home6.fill(table, &as_set(&c.home6), k6(table))?;
         self.fill_lists(table, c)?;
         self.config.set(table, cfg, 0).map_err(|e| AgentError::map(CONFIG_MAP, e))
     }
 
     fn fill_lists(&mut self, table: u32, c: &Compiled) -> Result<(), AgentError> {
-        let stale: Vec<ListKey> = self
-            .lists
-            .keys()
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| AgentError::map(LIST_MAP, e))?
-            .into_iter()
-            .filter(|k| k.table == table && k.list as usize >= c.lists.len())
-            .collect();
-        for k in stale {
-            self.lists.remove(&k).map_err(|e| AgentError::map(LIST_MAP, e))?;
+        if self.list_counts.is_none() {
+            let mut counts = std::collections::HashMap::<u32, u32>::new();
+            for k in self.lists.keys() {
+                let k = k.map_err(|e| AgentError::map(LIST_MAP, e))?;
+                let n = counts.entry(k.table).or_default();
+                *n = (*n).max(k.list + 1);
+            }
+            self.list_counts = Some(counts);
+        }
+        let had = self.list_counts.as_ref().and_then(|c| c.get(&table).copied()).unwrap_or(0);
+        for list in c.lists.len() as u32..had {
+            match self.lists.remove(&ListKey { table, list }) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(e) => return Err(AgentError::map(LIST_MAP, e)),
+            }
         }
         for (i, list) in c.lists.iter().enumerate() {
             let key = ListKey { table, list: i as u32 };
             self.lists.insert(key, list, 0).map_err(|e| AgentError::map(LIST_MAP, e))?;
         }
+        self.list_counts.as_mut().expect("loaded above").insert(table, c.lists.len() as u32);
         Ok(())
     }
-}
-
-/// Replaces the entries of `table` in a shared trie with `entries` (address, prefix length,
-/// value): the table's stale keys removed, the rest upserted; other tables untouched.
-fn fill<const N: usize, const K: usize, V: aya::Pod>(
-    trie: &mut Trie<K, V>,
-    table: u32,
-    entries: &[([u8; N], u32, V)],
-    key: impl Fn(&[u8; N]) -> [u8; K],
-    name: &str,
-) -> Result<(), AgentError>
-where
-    [u8; K]: aya::Pod,
-{
-    let wanted: std::collections::HashSet<(u32, [u8; K])> =
-        entries.iter().map(|(a, l, _)| (TABLE_BITS + *l, key(a))).collect();
-    let stale: Vec<Key<[u8; K]>> = trie
-        .keys()
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| AgentError::map(name, e))?
-        .into_iter()
-        .filter(|k| key_table(&k.data()) == table && !wanted.contains(&(k.prefix_len(), k.data())))
-        .collect();
-    for k in stale {
-        trie.remove(&k).map_err(|e| AgentError::map(name, e))?;
-    }
-    for (addr, len, entry) in entries {
-        trie.insert(&Key::new(TABLE_BITS + *len, key(addr)), entry, 0)
-            .map_err(|e| AgentError::map(name, e))?;
-    }
-    Ok(())
 }
