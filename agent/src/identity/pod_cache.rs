@@ -75,6 +75,11 @@ impl PodCache {
         pods
     }
 
+    /// The generation counter: it changes whenever the pods do.
+    pub fn generation(&self) -> u64 {
+        *self.generation.borrow()
+    }
+
     /// A receiver of the generation counter, which changes whenever the pods do.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.generation.subscribe()

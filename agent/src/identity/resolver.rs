@@ -43,6 +43,15 @@ impl Resolver {
         })
     }
 
+    /// Changes whenever what the sources read may have changed (a Slurm job file, the pods):
+    /// labels resolved under the same version are still right.
+    pub fn inputs_version(&self) -> (u64, u64) {
+        (
+            self.slurm.as_ref().map_or(0, SlurmSource::version),
+            self.kubernetes.as_ref().map_or(0, |k| k.cache().generation()),
+        )
+    }
+
     /// The workload at `path` (relative to the cgroup root; a leading `/` is ignored), or
     /// `None` if no source recognises it.
     pub fn resolve(&self, path: &Path) -> Option<Workload> {

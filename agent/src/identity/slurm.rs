@@ -119,6 +119,15 @@ impl SlurmSource {
         SlurmSource { job_info_dir: job_info_dir.into() }
     }
 
+    /// Changes whenever a job file is written, renamed or removed (the directory's mtime).
+    pub fn version(&self) -> u64 {
+        std::fs::metadata(&self.job_info_dir)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos() as u64)
+    }
+
     /// The labels of `path` if it is a Slurm job cgroup. A missing or unreadable job file
     /// leaves only the job and step labels (logged unless missing).
     pub fn labels(&self, path: &Path) -> Option<Labels> {

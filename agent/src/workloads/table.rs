@@ -54,20 +54,39 @@ pub enum Change {
 #[derive(Debug, Default)]
 pub struct WorkloadTable {
     by_path: BTreeMap<PathBuf, Tracked>,
+    /// Cgroups no source recognised (path -> id), not resolved again until a full update.
+    unrecognised: BTreeMap<PathBuf, u64>,
 }
 
 impl WorkloadTable {
     /// Replaces the table with the cgroups in `found` (path, id) that `resolve` recognises,
-    /// each given the policy `choose` picks for its labels. Returns what changed.
+    /// each given the policy `choose` picks for its labels. Returns what changed. With `all`
+    /// false, cgroups already known (same path and id) keep their labels and policy and only
+    /// new ones are resolved (what a change of the tree alone needs).
     pub fn update(
         &mut self,
         found: &BTreeMap<PathBuf, u64>,
+        all: bool,
         resolve: impl Fn(&Path) -> Option<Workload>,
         choose: impl Fn(&Labels) -> Result<Option<(u32, String)>, String>,
     ) -> Vec<Change> {
         let mut next = BTreeMap::new();
+        let mut unrecognised = BTreeMap::new();
         for (path, id) in found {
-            let Some(w) = resolve(path) else { continue };
+            if !all {
+                if let Some(t) = self.by_path.get(path).filter(|t| t.cgroup_id == *id) {
+                    next.insert(path.clone(), t.clone());
+                    continue;
+                }
+                if self.unrecognised.get(path) == Some(id) {
+                    unrecognised.insert(path.clone(), *id);
+                    continue;
+                }
+            }
+            let Some(w) = resolve(path) else {
+                unrecognised.insert(path.clone(), *id);
+                continue;
+            };
             let (policy, problem) = match choose(&w.labels) {
                 Ok(p) => (p, None),
                 Err(e) => (None, Some(e)),
@@ -93,6 +112,7 @@ impl WorkloadTable {
             self.by_path.keys().filter(|p| !next.contains_key(*p)).map(|p| Change::Removed(p.clone())),
         );
         self.by_path = next;
+        self.unrecognised = unrecognised;
         changes
     }
 
@@ -151,12 +171,12 @@ mod tests {
             (PathBuf::from("job_2"), 21),
             (PathBuf::from("system.slice"), 5),
         ]);
-        let changes = t.update(&found, workload, choose);
+        let changes = t.update(&found, true, workload, choose);
         assert_eq!(changes.len(), 3, "{changes:?}");
         assert_eq!(t.kernel_entries(), BTreeMap::from([(11, 3), (12, 3)]));
         assert_eq!(t.get(Path::new("job_2")).expect("job 2").policy, None);
         // Job 1 ends; job 2's cgroup is recreated with a new id.
-        let changes = t.update(&BTreeMap::from([(PathBuf::from("job_2"), 22)]), workload, choose);
+        let changes = t.update(&BTreeMap::from([(PathBuf::from("job_2"), 22)]), false, workload, choose);
         assert!(changes.contains(&Change::Removed(PathBuf::from("job_1"))));
         assert!(changes.contains(&Change::Removed(PathBuf::from("job_1/step_0"))));
         assert!(changes.contains(&Change::Added(PathBuf::from("job_2"))));
@@ -167,7 +187,7 @@ mod tests {
     #[test]
     fn an_ambiguous_choice_leaves_the_node_default_and_says_why() {
         let mut t = WorkloadTable::default();
-        t.update(&BTreeMap::from([(PathBuf::from("job_1"), 1)]), workload, |_| Err("two policies".into()));
+        t.update(&BTreeMap::from([(PathBuf::from("job_1"), 1)]), true, workload, |_| Err("two policies".into()));
         let w = t.get(Path::new("job_1")).expect("tracked");
         assert_eq!((w.policy.clone(), w.problem.as_deref()), (None, Some("two policies")));
         assert!(t.kernel_entries().is_empty());

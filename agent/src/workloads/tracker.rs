@@ -63,6 +63,8 @@ pub struct Tracker {
     _stop_pods: Option<watch::Sender<bool>>,
     /// Changes of the pod cache (the pod watch's), which relabel pod cgroups.
     pod_changes: Option<watch::Receiver<u64>>,
+    /// The identity inputs' version at the last full resolution.
+    inputs: Option<(u64, u64)>,
 }
 
 /// How long the first sync waits for the pod watch's first list: without it, pod cgroups would
@@ -118,6 +120,7 @@ impl Tracker {
             state_file: state_dir.join(STATE_FILE),
             _stop_pods: stop_pods,
             pod_changes,
+            inputs: None,
         })
     }
 
@@ -127,14 +130,18 @@ impl Tracker {
         for rel in self.tree.keys() {
             self.watch.watch(rel);
         }
-        self.refresh(maps)
+        self.refresh(maps, true)
     }
 
     /// Follows what woke the tracker: tree changes are applied to the tree as inotify reported
     /// them (a new directory is scanned, in case it had children before its watch existed);
     /// a tick only re-resolves labels (identity files and the pod watch change on their own).
     pub fn on_wake(&mut self, wake: Wake, maps: &mut PinnedMaps) -> Result<Vec<Change>, AgentError> {
-        let Wake::Tree(events) = wake else { return self.refresh(maps) };
+        let Wake::Tree(events) = wake else {
+            // Labels come from files and the pod watch: re-resolve only when those changed.
+            let changed = self.inputs != Some(self.resolver.inputs_version());
+            return if changed { self.refresh(maps, true) } else { Ok(Vec::new()) };
+        };
         for ev in events {
             match ev {
                 TreeEvent::Overflow => return self.sync(maps),
@@ -153,14 +160,17 @@ impl Tracker {
                 }
             }
         }
-        self.refresh(maps)
+        self.refresh(maps, false)
     }
 
-    /// Resolves every cgroup of the tree, updates the kernel's workload entries and the state
-    /// file; logs and returns what changed.
-    pub fn refresh(&mut self, maps: &mut PinnedMaps) -> Result<Vec<Change>, AgentError> {
+    /// Resolves the cgroups of the tree (all of them, or only those not known yet), updates the
+    /// kernel's workload entries and the state file; logs and returns what changed.
+    pub fn refresh(&mut self, maps: &mut PinnedMaps, all: bool) -> Result<Vec<Change>, AgentError> {
+        if all {
+            self.inputs = Some(self.resolver.inputs_version());
+        }
         let (resolver, policies) = (&self.resolver, &self.policies);
-        let changes = self.table.update(&self.tree, |p| resolver.resolve(p), |l| policies.choose(l));
+        let changes = self.table.update(&self.tree, all, |p| resolver.resolve(p), |l| policies.choose(l));
         maps.set_workloads(&self.table.kernel_entries())?;
         for c in &changes {
             self.log(c);

@@ -130,6 +130,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             &after,
             &format!("; agent apply {:.2} s", apply.as_secs_f64()),
         ));
+        summary.push(workloads::program_costs(&rig, rig.lab.cgroup(), args.rounds.connects)?);
         rig.detach_links(&rig::ADDED_HOOKS)?;
         let before = rig.compare(&job, args.rounds.rounds, args.rounds.connects)?;
         summary.push(report(&format!("{label} (before)"), &before, "; connect hooks only"));

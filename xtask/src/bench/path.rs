@@ -43,7 +43,7 @@ fn iperf(rig: &Rig, seconds: u32) -> Result<f64> {
 
 /// (run time, run count) summed over the named programs (the kernel truncates names to 15
 /// characters).
-fn program_stats(names: &[&str]) -> (Duration, u64) {
+pub(super) fn program_stats(names: &[&str]) -> (Duration, u64) {
     loaded_programs()
         .filter_map(Result::ok)
         .filter(|p| matches!(p.name_as_str(), Some(n) if names.iter().any(|w| w.starts_with(n))))

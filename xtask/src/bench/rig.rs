@@ -255,7 +255,7 @@ impl Rig {
         Ok(())
     }
 
-    fn measure(&self, cg: &TestCgroup, connects: usize) -> Result<f64> {
+    pub fn measure(&self, cg: &TestCgroup, connects: usize) -> Result<f64> {
         let out = self
             .lab
             .node_command_in(cg, std::env::current_exe()?)

@@ -82,6 +82,26 @@ fn rss_kib(pid: i32) -> Result<u64> {
         .context("VmRSS")
 }
 
+/// Each cgroup program's average run time over `connects` connects from `cg` (the kernel's BPF
+/// run-time statistics, on only while this runs).
+pub(super) fn program_costs(rig: &Rig, cg: &TestCgroup, connects: usize) -> Result<String> {
+    use aya::sys::{enable_stats, Stats};
+    let programs = ["rf_connect4", "rf_skb_egress", "rf_skb_ingress", "rf_sockops", "rf_sock_create"];
+    let _stats = enable_stats(Stats::RunTime).context("BPF_ENABLE_STATS")?;
+    let before: Vec<_> = programs.iter().map(|p| super::path::program_stats(&[p])).collect();
+    rig.measure(cg, connects)?;
+    let mut line = format!("BPF run time per call over {connects} connects:");
+    for (p, (t0, n0)) in programs.iter().zip(before) {
+        let (t1, n1) = super::path::program_stats(&[p]);
+        let calls = n1.saturating_sub(n0);
+        if calls > 0 {
+            let _ = write!(line, " {p} {:.0} ns ({} calls)", (t1 - t0).as_nanos() as f64 / calls as f64, calls);
+        }
+    }
+    println!("bench: {line}");
+    Ok(line)
+}
+
 fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
     v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1]
@@ -151,6 +171,8 @@ pub fn bench_workloads(args: WorkloadBenchArgs) -> Result<()> {
         &c,
         &format!("; agent start {:.2} s, RSS {} MiB", start.as_secs_f64(), rss / 1024),
     )];
+
+    summary.push(program_costs(&rig, &jobs[last], args.rounds.connects)?);
 
     // mkdir -> the agent has written the new cgroup's entry (it logs after the kernel write).
     let mut delays = Vec::new();
