@@ -61,13 +61,13 @@ fn eu_policy() -> String {
     )
 }
 
-/// US destinations only; no ingress rules (everything inbound passes).
+/// US destinations only; nothing may connect in (`defaultIngress: deny`, no ingress rules).
 fn us_policy() -> String {
     job_policy(
         "us",
         "us-resident",
         "    - name: us\n      action: allow\n      to: { countries: [US] }\n      ports: [{ port: 443, protocol: tcp }, { port: 53 }]\n",
-        "",
+        "  defaultIngress: deny\n",
     )
 }
 
@@ -225,6 +225,7 @@ fn jobs_on_one_node_get_their_own_policies_in_both_directions() {
     let root = node.e.lab.cgroup();
     let (eu, us, tools) = (root.child("job-eu"), root.child("job-us"), root.child("job-tools"));
     node.e.lab.start_node_servers_in(&eu, &[RENDEZVOUS]);
+    node.e.lab.start_node_servers_in(&us, &[RENDEZVOUS + 1]);
     node.start();
     for (path, policy) in [("job-eu", "eu"), ("job-us", "us"), ("job-tools", "tools")] {
         assert_eq!(node.policy_of(path).as_deref(), Some(policy), "{path}: {:?}", node.workloads());
@@ -249,6 +250,9 @@ fn jobs_on_one_node_get_their_own_policies_in_both_directions() {
     assert!(!udp.ok, "a datagram from the corporate network must not reach the eu job: {udp:?}");
     let tools_in = lab.probe_in(&tools, &["tcp", NODE, &RENDEZVOUS.to_string(), "--timeout-ms", "1000"]);
     assert!(!tools_in.ok, "another job on the node must not reach the eu job's port: {tools_in:?}");
+    // The us job opens no port: neither the corporate network nor the peer node gets in.
+    assert!(!tcp_from_world(&node, CORPORATE, RENDEZVOUS + 1), "corporate network into the us job");
+    assert!(!tcp_from_world(&node, PEER_NODE, RENDEZVOUS + 1), "the eu peer into the us job");
 
     // Events say which workload, which policy and which direction.
     let ev = node.agent().wait_for_event("ingress denial", WAIT, |v| {
