@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use yaml_rust2::Yaml;
 
 use crate::identity::doc::{self, Problems};
-use crate::identity::error::{read_text, IdentityError};
+use crate::identity::error::{load_file, IdentityError};
 
 /// The `apiVersion` of identity files.
 pub const API_VERSION: &str = "ringfence.dev/v1";
@@ -72,8 +72,7 @@ pub struct KubernetesConfig {
 impl IdentityConfig {
     /// Reads and validates the configuration file at `path`.
     pub fn load(path: &Path) -> Result<Self, IdentityError> {
-        let text = read_text(path)?;
-        Self::parse(&text).map_err(|problems| IdentityError::Invalid { path: path.to_owned(), problems })
+        load_file(path, Self::parse)
     }
 
     /// Parses and validates the configuration text; every problem found on failure.

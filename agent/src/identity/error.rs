@@ -38,6 +38,14 @@ pub(crate) fn read_text(path: &std::path::Path) -> Result<String, IdentityError>
     std::fs::read_to_string(path).map_err(|source| IdentityError::Read { path: path.to_owned(), source })
 }
 
+/// Reads the file at `path` and parses it with `parse`, naming the file with every problem.
+pub(crate) fn load_file<T>(
+    path: &std::path::Path,
+    parse: impl FnOnce(&str) -> Result<T, Vec<String>>,
+) -> Result<T, IdentityError> {
+    parse(&read_text(path)?).map_err(|problems| IdentityError::Invalid { path: path.to_owned(), problems })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

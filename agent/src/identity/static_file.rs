@@ -17,7 +17,7 @@ use std::path::Path;
 use yaml_rust2::Yaml;
 
 use crate::identity::doc::{self, Problems};
-use crate::identity::error::{read_text, IdentityError};
+use crate::identity::error::{load_file, IdentityError};
 use crate::identity::workload::Labels;
 
 /// The source name in [`Workload::source`](crate::identity::workload::Workload::source).
@@ -40,8 +40,7 @@ pub struct StaticSource {
 impl StaticSource {
     /// Reads the mapping file at `path`.
     pub fn load(path: &Path) -> Result<Self, IdentityError> {
-        let text = read_text(path)?;
-        Self::parse(&text).map_err(|problems| IdentityError::Invalid { path: path.to_owned(), problems })
+        load_file(path, Self::parse)
     }
 
     /// Parses a mapping file; every problem found on failure.
