@@ -28,6 +28,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use std::os::unix::process::CommandExt;
+
 use ipnet::IpNet;
 use ringfence_policy::geo::fixture::{write_mmdb, Layout};
 use ringfence_tests::{agent_bin, skip, AgentProc, Enforced, TestCgroup};
@@ -101,6 +103,20 @@ fn wait_until<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Optio
     }
 }
 
+/// The daemon is SIGKILLed when the test's thread goes, even if the test process is killed (then
+/// slurmstepds and job tasks stay until the next lab's `cleanup_stale` removes the cgroup tree).
+fn dies_with_test(cmd: &mut Command) -> &mut Command {
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
 fn write_exec(path: &Path, text: &str) {
     use std::os::unix::fs::PermissionsExt;
     fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
@@ -116,7 +132,7 @@ struct Slurm {
     _side: Vec<TestCgroup>,
     /// The cgroup slurmd treats as the root (its cgroup namespace).
     cgroup: TestCgroup,
-    dir: tempfile::TempDir,
+    dir: PathBuf,
     conf: PathBuf,
     /// The prolog writes `<jobs>/<jobid>` here (`RINGFENCE_JOB_INFO_DIR`).
     jobs: PathBuf,
@@ -125,8 +141,9 @@ struct Slurm {
 impl Slurm {
     /// Starts the daemons; returns when the node is idle (slurmd registered with slurmctld).
     fn start(e: &Enforced, tools: &Tools) -> Slurm {
-        let dir = tempfile::Builder::new().prefix("ringfence-slurm-").tempdir().expect("temp dir");
-        let d = dir.path().to_path_buf();
+        // In the scenario's directory: removed with it, and by the next run if this one is killed.
+        let d = e.dir().join("slurm");
+        let dir = d.clone();
         for sub in ["munge", "state", "spool", "log", "jobs", "out"] {
             fs::create_dir_all(d.join(sub)).expect("create slurm dir");
         }
@@ -144,9 +161,8 @@ impl Slurm {
         // munge: a fresh key and a private socket.
         let (key, sock) = (d.join("munge/munge.key"), d.join("munge/munge.sock"));
         run_ok(Command::new(&tools.mungekey).arg("--create").arg("--keyfile").arg(&key), "mungekey");
-        let munged = e
-            .lab
-            .node_command_in(&slurm._side[0], &tools.munged)
+        let mut munged = e.lab.node_command_in(&slurm._side[0], &tools.munged);
+        let munged = dies_with_test(&mut munged)
             .args(["--foreground", "--force", "--num-threads=2"])
             .arg(format!("--key-file={}", key.display()))
             .arg(format!("--socket={}", sock.display()))
@@ -224,9 +240,8 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
         .expect("write cgroup.conf");
 
         // slurmctld: node namespace, its own hostname.
-        let ctld = e
-            .lab
-            .node_command_in(&slurm._side[1], &tools.unshare)
+        let mut ctld = e.lab.node_command_in(&slurm._side[1], &tools.unshare);
+        let ctld = dies_with_test(&mut ctld)
             .args(["--uts", "sh", "-c", &format!("hostname {NODE_NAME} && exec \"$0\" -D -i")])
             .arg(&tools.slurmctld)
             .env("SLURM_CONF", &slurm.conf)
@@ -242,7 +257,7 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
         // goes into a leaf (it moves itself into the scope it creates).
         fs::create_dir(slurm.cgroup.path().join("system.slice")).expect("create system.slice");
         let mut slurmd = e.lab.node_command_in(&slurm.cgroup, &tools.unshare);
-        slurmd
+        dies_with_test(&mut slurmd)
             .args(["--uts", "--cgroup", "--mount", "--propagation", "private", "sh", "-c"])
             .arg(format!(
                 "hostname {NODE_NAME} && mount -t cgroup2 none /sys/fs/cgroup && mkdir /sys/fs/cgroup/slurmd \
@@ -253,7 +268,7 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(fs::File::create(d.join("log/slurmd.out")).expect("slurmd output file"));
-        if let Some(shim) = &tools.shim {
+        if let Some(shim) = tools.shim(&d) {
             slurmd.env("LD_PRELOAD", shim);
         }
         let slurmd = slurmd.spawn().expect("spawn slurmd");
@@ -271,7 +286,7 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
     fn check_daemons(&mut self) {
         for (name, child) in &mut self.daemons {
             if let Ok(Some(status)) = child.try_wait() {
-                panic!("{name} exited ({status}):\n{}", self_logs(self.dir.path()));
+                panic!("{name} exited ({status}):\n{}", self_logs(&self.dir));
             }
         }
     }
@@ -326,15 +341,38 @@ fn run_ok(cmd: &mut Command, what: &str) {
     assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-/// The binaries, and the shim when the host is hybrid.
+/// The binaries, and the C compiler when the host is hybrid.
 struct Tools {
     slurmctld: PathBuf,
     slurmd: PathBuf,
     munged: PathBuf,
     mungekey: PathBuf,
     unshare: PathBuf,
-    shim: Option<PathBuf>,
-    _shim_dir: Option<tempfile::TempDir>,
+    /// Set on a hybrid host: builds the shim.
+    cc: Option<PathBuf>,
+}
+
+impl Tools {
+    /// `tests/slurm/hide-cgroup-v1.c` built into `dir`, on a hybrid host.
+    fn shim(&self, dir: &Path) -> Option<PathBuf> {
+        let cc = self.cc.as_ref()?;
+        let so = dir.join("hide-cgroup-v1.so");
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("slurm/hide-cgroup-v1.c");
+        let out = Command::new(cc)
+            .args(["-shared", "-fPIC", "-O2", "-o"])
+            .arg(&so)
+            .arg(&src)
+            .arg("-ldl")
+            .output()
+            .unwrap_or_else(|e| panic!("run {}: {e}", cc.display()));
+        assert!(
+            out.status.success(),
+            "compiling {}: {}",
+            src.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(so)
+    }
 }
 
 impl Tools {
@@ -348,39 +386,18 @@ impl Tools {
             ));
         }
         let tool = |t: &str| find_tool(t).expect("checked above");
-        let (mut shim, mut shim_dir) = (None, None);
-        if hybrid_host() {
-            let cc = find_tool("cc").ok_or("a hybrid cgroup host needs the C compiler (cc) for the shim")?;
-            let tmp = tempfile::Builder::new()
-                .prefix("ringfence-slurm-shim-")
-                .tempdir()
-                .map_err(|e| e.to_string())?;
-            let so = tmp.path().join("hide-cgroup-v1.so");
-            let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("slurm/hide-cgroup-v1.c");
-            let out = Command::new(cc)
-                .args(["-shared", "-fPIC", "-O2", "-o"])
-                .arg(&so)
-                .arg(&src)
-                .arg("-ldl")
-                .output()
-                .map_err(|e| format!("run cc: {e}"))?;
-            assert!(
-                out.status.success(),
-                "compiling {}: {}",
-                src.display(),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            shim = Some(so);
-            shim_dir = Some(tmp);
-        }
+        let cc = if hybrid_host() {
+            Some(find_tool("cc").ok_or("a hybrid cgroup host needs the C compiler (cc) for the shim")?)
+        } else {
+            None
+        };
         Ok(Tools {
             slurmctld: tool("slurmctld"),
             slurmd: tool("slurmd"),
             munged: tool("munged"),
             mungekey: tool("mungekey"),
             unshare: tool("unshare"),
-            shim,
-            _shim_dir: shim_dir,
+            cc,
         })
     }
 }
@@ -478,9 +495,9 @@ fn a_real_slurm_job_gets_its_profile_policy_from_the_prolog_and_leaves_with_its_
     e.agent = Some(agent);
 
     // The job: probes from the batch step and from an srun step, then it waits to be told to end.
-    let out = slurm.dir.path().join("out");
+    let out = slurm.dir.join("out");
     let probe = e.lab.probe_path().display().to_string();
-    let script = slurm.dir.path().join("job.sh");
+    let script = slurm.dir.join("job.sh");
     let o = out.display();
     write_exec(
         &script,
