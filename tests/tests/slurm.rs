@@ -10,7 +10,8 @@
 //! * every daemon runs in the lab's node network namespace (so job steps can reach the lab's
 //!   world) and in a UTS namespace whose hostname is `localhost` (the node's and controller's
 //!   name in slurm.conf);
-//! * slurmd starts in a fresh test cgroup `<cgroup2>/ringfence-test-<pid>-<n>` and unshares a
+//! * slurmd starts in a fresh test cgroup `<cgroup2>/ringfence-test-<pid>-<n>` (munged and
+//!   slurmctld in children of it) and unshares a
 //!   cgroup namespace there, and a private mount namespace with cgroup2 mounted on
 //!   /sys/fs/cgroup: the plugin sees that cgroup as the root and makes
 //!   `<it>/system.slice/<node>_slurmstepd.scope/job_<id>/step_<step>/{slurm,user/task_*}`;
@@ -125,7 +126,7 @@ fn write_exec(path: &Path, text: &str) {
 
 /// munged, slurmctld and slurmd for one node, in the lab's node namespace. Drop kills the
 /// daemons, then everything left in the delegated cgroup (slurmstepds, job tasks), removes its
-/// tree deepest first, and the temp dir.
+/// tree deepest first; the scenario (`Enforced`) removes the files.
 struct Slurm {
     daemons: Vec<(&'static str, Child)>,
     /// Where slurmctld and munged run (children of `cgroup`).
