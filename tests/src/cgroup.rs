@@ -103,7 +103,7 @@ impl Drop for TestCgroup {
 
 /// Kills everything in the cgroup at `path` and its descendants and removes them, deepest
 /// first (a test's workload cgroups, or ones a program under test made).
-fn remove_tree(path: &Path) {
+pub(crate) fn remove_tree(path: &Path) {
     if let Ok(entries) = fs::read_dir(path) {
         for e in entries.flatten() {
             if e.file_type().is_ok_and(|t| t.is_dir()) {

@@ -1,7 +1,6 @@
 //! Removal of resources left behind by killed test processes.
 
 use std::fs;
-use std::time::Duration;
 
 use crate::bpffs::{self, BPFFS_BASE};
 use crate::cgroup::{self, cgroup2_mount, CGROUP_PREFIX};
@@ -30,8 +29,8 @@ pub fn cleanup_stale() {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             if name.starts_with(CGROUP_PREFIX) && dead(&name) {
-                cgroup::kill_cgroup(&e.path(), Duration::from_secs(2));
-                cgroup::remove_cgroup_dir(&e.path());
+                // With its children (workloads, or the cgroups a real slurmd made below it).
+                cgroup::remove_tree(&e.path());
             }
         }
     }

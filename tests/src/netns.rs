@@ -107,7 +107,10 @@ impl Drop for NetNs {
 
 /// Installs a `pre_exec` hook on `cmd` that, in the forked child and before
 /// exec, (a) writes the child's pid to `cgroup_procs` (an open
-/// `cgroup.procs` file) and then (b) `setns()`es into `netns`.
+/// `cgroup.procs` file) and then (b) `setns()`es into `netns`. Descriptors the
+/// test inherited above stderr (e.g. the `flock` lock the privileged tests are
+/// serialized with) are not passed on: a server or daemon left behind by a
+/// killed test must not hold that lock.
 ///
 /// Both files are opened by the caller before fork; the hook only uses
 /// async-signal-safe calls (`getpid`, `write`, `setns`). The files stay open
@@ -132,6 +135,12 @@ pub(crate) fn place_command_as(
         }
         if let Some(ns) = &netns {
             setns(ns, CloneFlags::CLONE_NEWNET)?;
+        }
+        // Close-on-exec for everything above stderr (the hook's own files are
+        // close-on-exec already). Best effort: close_range() is Linux 5.11+.
+        // SAFETY: a raw system call on no memory.
+        unsafe {
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
         }
         if let Some(uid) = uid {
             setgroups(&[])?;

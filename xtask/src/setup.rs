@@ -28,6 +28,12 @@ const APT_PACKAGES: &[&str] = &[
     "postgresql",
     // Single-stream throughput in `cargo xtask bench-path`.
     "iperf3",
+    // The Slurm test (tests/tests/slurm.rs) runs Debian's real slurmctld + slurmd (22.05, cgroup/v2
+    // plugin) with munge authentication, and compiles a small LD_PRELOAD shim with the C compiler.
+    "slurm-wlm",
+    "munge",
+    "gcc",
+    "libc6-dev",
 ];
 
 /// Where Debian's PostgreSQL server binaries live (one directory per major version).

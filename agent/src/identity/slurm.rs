@@ -2,15 +2,18 @@
 //! from the per-job file the Ringfence prolog writes (`deploy/slurm/prolog.sh`).
 //!
 //! slurmd keeps the steps of every job under one delegated cgroup, the slurmstepd scope
-//! (`/sys/fs/cgroup/system.slice/slurmstepd.scope`, `<nodename>_slurmstepd.scope` with
-//! multiple slurmd; systemd creates it, or slurmd itself with `IgnoreSystemd=yes`):
+//! (`/sys/fs/cgroup/system.slice/slurmstepd.scope`, `<nodename>_slurmstepd.scope` when built with
+//! multiple-slurmd support, as Debian's package is; systemd creates it, or slurmd itself with
+//! `IgnoreSystemd=yes`). Verified against Debian's slurmd 22.05.8 by `tests/tests/slurm.rs`:
 //!
 //! ```text
+//! slurmstepd.scope/slurmd                           slurmd itself (not a job)
 //! slurmstepd.scope/system                           slurmstepd waiting area (not a job)
 //! slurmstepd.scope/job_4242/step_batch/slurm        the step's slurmstepd
 //! slurmstepd.scope/job_4242/step_batch/user/task_0  the user's processes
 //! slurmstepd.scope/job_4242/step_extern/user/...    adopted ssh sessions (pam_slurm_adopt)
-//! slurmstepd.scope/job_4242/step_0/user/task_3      srun step 0, task 3
+//! slurmstepd.scope/job_4242/step_0/user/task_3      srun step 0, task 3 (task_special when
+//!                                                   task/cgroup constrains nothing)
 //! ```
 //!
 //! Paths are relative to the agent's cgroup root: either the scope itself (`job_4242/...`) or
@@ -179,6 +182,14 @@ mod tests {
             parsed("system.slice/gpu-node-07_slurmstepd.scope/job_78/step_2/user/task_1"),
             some(78, "2")
         );
+        // What Debian's slurmd 22.05.8 made in tests/tests/slurm.rs (nothing constrained: tasks
+        // in task_special), from an ancestor of its `<node>_slurmstepd.scope`.
+        let scope = "system.slice/localhost_slurmstepd.scope";
+        assert_eq!(parsed(&format!("{scope}/job_1")), Some((1, None)));
+        assert_eq!(parsed(&format!("{scope}/job_1/step_batch/user/task_special")), some(1, "batch"));
+        assert_eq!(parsed(&format!("{scope}/job_1/step_0/slurm")), some(1, "0"));
+        assert_eq!(parsed(&format!("{scope}/slurmd")), None);
+        assert_eq!(parsed(&format!("{scope}/system")), None);
     }
 
     #[test]
