@@ -585,7 +585,7 @@ while [ ! -e {o}/stop ]; do sleep 0.1; done
         v["message"] == "workload found" && v["workload"] == step0.as_str()
     });
     assert_eq!(seen["policy"], "eu", "{seen}");
-    assert!(seen["labels"].as_str().is_some_and(|l| l.contains("\"slurm.step\": \"0\"")), "{seen}");
+    assert!(seen["labels"].as_str().is_some_and(|l| l.split(',').any(|kv| kv == "slurm.step=0")), "{seen}");
     e.agent().wait_for("the srun step's end", WAIT, |v| {
         v["message"] == "workload ended" && v["workload"] == step0.as_str()
     });

@@ -57,7 +57,8 @@ where
             }
         }
         for (addr, len, entry) in entries {
-            map.insert(&Key::new(TABLE_BITS + *len, key(addr)), entry, 0).map_err(|e| AgentError::map(name, e))?;
+            map.insert(&Key::new(TABLE_BITS + *len, key(addr)), entry, 0)
+                .map_err(|e| AgentError::map(name, e))?;
         }
         *current = wanted;
         Ok(())

@@ -3,8 +3,8 @@
 //! policy's slot entry flips.
 use ringfence_common::{
     key4, key6, table_id, GeoInfo, ListKey, PolicyConfig, ACTION_ALLOW, ACTIVE_MAP, CONFIG_CROSS_BORDER,
-    CONFIG_MAP, CONFIG_OPEN, CONFIG_RAW_POLICY, DIR_EGRESS, DIR_INGRESS, GEO_INFO_MAP, LIST_MAP, MODE_ENFORCE,
-    UNKNOWN_DEFAULT,
+    CONFIG_MAP, CONFIG_OPEN, CONFIG_RAW_POLICY, DIR_EGRESS, DIR_INGRESS, GEO_INFO_MAP, LIST_MAP,
+    MODE_ENFORCE, UNKNOWN_DEFAULT,
 };
 use ringfence_policy::Compiled;
 

@@ -187,7 +187,9 @@ mod tests {
     #[test]
     fn an_ambiguous_choice_leaves_the_node_default_and_says_why() {
         let mut t = WorkloadTable::default();
-        t.update(&BTreeMap::from([(PathBuf::from("job_1"), 1)]), true, workload, |_| Err("two policies".into()));
+        t.update(&BTreeMap::from([(PathBuf::from("job_1"), 1)]), true, workload, |_| {
+            Err("two policies".into())
+        });
         let w = t.get(Path::new("job_1")).expect("tracked");
         assert_eq!((w.policy.clone(), w.problem.as_deref()), (None, Some("two policies")));
         assert!(t.kernel_entries().is_empty());

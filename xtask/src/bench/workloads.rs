@@ -95,7 +95,8 @@ pub(super) fn program_costs(rig: &Rig, cg: &TestCgroup, connects: usize) -> Resu
         let (t1, n1) = super::path::program_stats(&[p]);
         let calls = n1.saturating_sub(n0);
         if calls > 0 {
-            let _ = write!(line, " {p} {:.0} ns ({} calls)", (t1 - t0).as_nanos() as f64 / calls as f64, calls);
+            let _ =
+                write!(line, " {p} {:.0} ns ({} calls)", (t1 - t0).as_nanos() as f64 / calls as f64, calls);
         }
     }
     println!("bench: {line}");
