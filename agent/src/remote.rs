@@ -180,6 +180,8 @@ mod tests {
                 allowed_ips: vec!["198.51.100.2/32".into()],
                 region: "eu".into(),
             }],
+            workload_policies: vec![],
+            remote_workloads: vec![],
         }
     }
 

@@ -95,6 +95,11 @@ pub enum TokenCommand {
 pub enum NodesCommand {
     /// List nodes.
     List,
+    /// One node and the workloads its agent reported (cgroup, labels, governing policy).
+    Show {
+        /// The node id.
+        id: String,
+    },
     /// Revoke a node: its certificates are refused from now on.
     Revoke {
         /// The node id.

@@ -13,7 +13,7 @@
 //!
 //! Operator commands, against a control plane (`--server URL --ca FILE --admin-token-file FILE`,
 //! or RINGFENCE_SERVER, RINGFENCE_CA, RINGFENCE_ADMIN_TOKEN_FILE; see `ringfence_cli`):
-//! `token create`, `nodes [list|revoke ID]`, `policy apply|diff|history|rollback`, `alerts`,
+//! `token create`, `nodes [list|show ID|revoke ID]`, `policy apply|diff|history|rollback`, `alerts`,
 //! `audit verify|export`. Exit 0 on success, 1 refused, 64 bad argument or invalid policy,
 //! 66 unreadable file, 69 control plane unreachable. `completions SHELL` prints shell completions.
 
