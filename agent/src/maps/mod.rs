@@ -23,7 +23,6 @@ use serde::Serialize;
 
 use crate::error::AgentError;
 
-
 /// A trie keyed by table id and address (`K` = 8 or 20 key bytes).
 type Trie<const K: usize, V = PrefixEntry> = LpmTrie<MapData, [u8; K], V>;
 

@@ -107,6 +107,9 @@ pub(super) async fn start(p: Prepared, a: Attached) -> Result<Running, AgentErro
     if let Some(mesh) = mesh.as_mut() {
         enforcer.sync_endpoints(mesh);
     }
+    if let Some(r) = remote.as_ref() {
+        r.set_workloads(enforcer.workload_report());
+    }
     metrics.set_ready();
     Ok(Running { enforcer, mesh, remote, events, flow_table, metrics, stop_metrics })
 }

@@ -16,8 +16,8 @@ mod table;
 mod tracker;
 mod watch;
 
+pub use crate::config::WorkloadsConfig;
 pub use policies::{WorkloadPolicies, WorkloadPolicy};
 pub use scan::scan;
 pub use table::{Change, Tracked, WorkloadTable};
 pub use tracker::{print_workloads, Tracker, STATE_FILE};
-pub use crate::config::WorkloadsConfig;
