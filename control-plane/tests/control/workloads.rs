@@ -120,6 +120,12 @@ async fn reported_workloads_reach_the_other_nodes_of_the_region(backend: Backend
     assert_eq!(node.workloads, workloads);
     let missing = server.admin_get("/v1/nodes/n-nope").await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let shown = server.cli(&["nodes", "show", &a.node_id]).await;
+    assert!(shown.status.success(), "{}", String::from_utf8_lossy(&shown.stderr));
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    let line = shown.lines().find(|l| l.starts_with("slurm/job-1")).unwrap_or_else(|| panic!("{shown}"));
+    let columns: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(columns, ["slurm/job-1", "train", "job=train,user=ana"], "{shown}");
     // b's bundle carries them with a's tunnel address.
     let b1 = bundle_after(&b, b0.version).await;
     assert!(b1.version > b0.version);
