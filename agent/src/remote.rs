@@ -158,11 +158,13 @@ impl Remote {
         }
     }
 
-    /// What the node reports about its workloads from now on (`None`: none tracked).
+    /// What the node reports about its workloads from now on (`None`: none tracked); a change
+    /// is reported soon, not only with the next periodic report.
     pub fn set_workloads(&self, workloads: Option<Vec<ringfence_proto::api::WorkloadReport>>) {
         let mut report = self.report.lock().expect("report lock");
-        if workloads.is_some() {
+        if workloads.is_some() && report.workloads != workloads {
             report.workloads = workloads;
+            self.end.report_now.notify_one();
         }
     }
 
