@@ -81,11 +81,13 @@ pub struct Bundle {
     pub policy_yaml: String,
     /// The WireGuard peers of the node ("peers in my region" resolved).
     pub peers: Vec<Peer>,
-    /// The workload policies for this node (absent in older bundles: none).
-    #[serde(default)]
+    /// The workload policies for this node (absent in older bundles: none). Left out when
+    /// empty, so agents that predate them still accept such bundles.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub workload_policies: Vec<WorkloadPolicyDoc>,
-    /// The workloads of the other nodes of its region (absent in older bundles: none).
-    #[serde(default)]
+    /// The workloads of the other nodes of its region (absent in older bundles: none; left out
+    /// when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub remote_workloads: Vec<RemoteWorkloadDoc>,
 }
 
@@ -237,6 +239,12 @@ mod tests {
         let wire = serde_json::to_string(&signed).unwrap();
         let back: SignedBundle = serde_json::from_str(&wire).unwrap();
         assert_eq!(back.verify(&key.verifying_key(), 0).unwrap().version, 7);
+    }
+
+    #[test]
+    fn bundles_without_workloads_leave_the_fields_out() {
+        let json = serde_json::to_string(&bundle(2)).unwrap();
+        assert!(!json.contains("workload"), "{json}");
     }
 
     #[test]

@@ -147,8 +147,8 @@ pub struct NodeReport {
     #[serde(default)]
     pub geo_db_version: Option<String>,
     /// The node's workloads, all of them (absent: unchanged; agents without `--cgroup-root`
-    /// send none).
-    #[serde(default)]
+    /// send none, and leave the field out for control planes that predate it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workloads: Option<Vec<WorkloadReport>>,
 }
 
@@ -187,8 +187,8 @@ pub struct NodeInfo {
     #[serde(default)]
     pub tunnel_addresses: Vec<String>,
     /// The workloads its agent reported last (other nodes' bundles carry them, with
-    /// `tunnel_addresses`, as remote workloads).
-    #[serde(default)]
+    /// `tunnel_addresses`, as remote workloads; left out when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub workloads: Vec<WorkloadReport>,
 }
 
