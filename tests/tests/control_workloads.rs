@@ -78,13 +78,19 @@ fn a_workload_policy_from_the_control_plane_governs_the_job_it_selects() {
     lab.probe_in(&job, &["tcp", STORE, "443"]).assert_ok("the job -> elsewhere");
     lab.tcp(DENIED, 443).assert_ok("the node default governs the rest");
     let ev = e.agent().wait_for_event("the job's denial", WAIT, |v| v["dst"] == DENIED);
-    assert_eq!((ev["workload"].as_str(), ev["policy"].as_str()), (Some("job-train-7"), Some("train")), "{ev}");
+    assert_eq!(
+        (ev["workload"].as_str(), ev["policy"].as_str()),
+        (Some("job-train-7"), Some("train")),
+        "{ev}"
+    );
 
     // The control plane's inventory lists the job with its labels and governing policy.
     until(WAIT, "the job in the node's inventory", || {
         let node = cp.cli_json(&["nodes", "show", &id]);
         node["workloads"].as_array().is_some_and(|w| {
-            w.iter().any(|w| w["path"] == "job-train-7" && w["policy"] == "train" && w["labels"]["team"] == "vision")
+            w.iter().any(|w| {
+                w["path"] == "job-train-7" && w["policy"] == "train" && w["labels"]["team"] == "vision"
+            })
         })
     });
 
