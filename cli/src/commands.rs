@@ -50,8 +50,8 @@ pub enum OperatorCommand {
     Nodes {
         #[command(subcommand)]
         command: Option<NodesCommand>,
-        /// Print JSON.
-        #[arg(long)]
+        /// Print JSON (also after a subcommand: `nodes show ID --json`).
+        #[arg(long, global = true)]
         json: bool,
     },
     /// Events delivered by agents, newest first.
