@@ -14,7 +14,7 @@ use crate::{
     geo,
     maps::PinnedMaps,
     metrics::Metrics,
-    policy_load::{LoadedPolicy, PolicyErrors, PolicyLoader, PolicySource},
+    policy_load::{LoadedPolicy, PolicyErrors, PolicyLoader, PolicySource, RemoteWorkload},
     watch::FileWatch,
     wg,
     workloads::{Tracker, WorkloadPolicies},
@@ -210,6 +210,12 @@ impl Enforcer {
         }
     }
 
+    /// The workloads for the node report (`None` without `--cgroup-root`).
+    pub fn workload_report(&self) -> Option<Vec<ringfence_proto::api::WorkloadReport>> {
+        let default = self.names.policy_name(self.generation);
+        self.workloads.as_ref().map(|t| t.report(default))
+    }
+
     /// Follows a change of the workload cgroups (or a rescan tick) into the kernel's entries.
     pub fn on_workloads(&mut self, wake: crate::workloads::Wake) {
         if let Some(t) = self.workloads.as_mut() {
@@ -231,20 +237,41 @@ impl Enforcer {
         let _ = self.put_workload_policies(sources, trigger);
     }
 
-    /// Loads the workload policies from `sources` (e.g. a control-plane bundle's); applies them
-    /// if every one is valid, else keeps those in force and says why. Indices no longer used
-    /// are cleared after the workloads have moved off them.
+    /// Loads the workload policies from `sources` (e.g. a control-plane bundle's), with the
+    /// remote workloads in force; applies them if every one is valid, else keeps those in force
+    /// and says why. Indices no longer used are cleared after the workloads have moved off them.
     pub fn put_workload_policies(&mut self, sources: Vec<PolicySource>, trigger: &str) -> Result<(), String> {
+        let remote = self.workloads.as_ref().map(|t| t.policies.remote.clone()).unwrap_or_default();
+        let policies = self.load_workload_policies(&sources, &remote, trigger)?;
+        self.install_workload_policies(policies, trigger)
+    }
+
+    /// Loads and checks workload policies without touching the kernel (so a bundle can be
+    /// refused before any of it is in force).
+    pub fn load_workload_policies(
+        &self,
+        sources: &[PolicySource],
+        remote: &[RemoteWorkload],
+        trigger: &str,
+    ) -> Result<WorkloadPolicies, String> {
+        if self.workloads.is_none() {
+            return Err("workload policies need the agent to run with --cgroup-root".into());
+        }
+        WorkloadPolicies::load_sources(sources, remote, &self.cfg, self.geo.as_ref()).map_err(|errors| {
+            let errors = errors.join("; ");
+            error!(trigger, %errors, "workload policies rejected; the workload policies in force stay");
+            errors
+        })
+    }
+
+    /// Writes loaded workload policies into the kernel and moves the workloads onto them.
+    pub fn install_workload_policies(
+        &mut self,
+        policies: WorkloadPolicies,
+        trigger: &str,
+    ) -> Result<(), String> {
         let Some(t) = self.workloads.as_mut() else {
             return Err("workload policies need the agent to run with --cgroup-root".into());
-        };
-        let policies = match WorkloadPolicies::load_sources(&sources, &self.cfg, self.geo.as_ref()) {
-            Ok(p) => p,
-            Err(errors) => {
-                let errors = errors.join("; ");
-                error!(trigger, %errors, "workload policies rejected; the workload policies in force stay");
-                return Err(errors);
-            }
         };
         if let Err(e) = policies.apply_all(&mut self.maps, self.geo.as_ref(), &mut self.names, trigger) {
             error!(trigger, error = %e, "workload policies could not be written to the kernel");

@@ -69,6 +69,11 @@ impl RuleNames {
         self.recent.truncate(2 * ringfence_common::MAX_POLICIES as usize);
     }
 
+    /// The `metadata.name` of the policy of `generation`, if still known.
+    pub fn policy_name(&self, generation: u32) -> Option<&str> {
+        self.recent.iter().find(|(g, _)| *g == generation).map(|(_, p)| p.name.as_str())
+    }
+
     fn name(&self, generation: u32, rule_id: u32) -> String {
         if rule_id == ringfence_common::RULE_DEFAULT {
             return "default".to_string();

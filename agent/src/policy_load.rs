@@ -65,6 +65,42 @@ pub struct RemoteWorkload {
     pub addresses: Vec<IpNet>,
 }
 
+/// What a control-plane bundle says about workloads: its workload policies (each a
+/// [`PolicySource::Bundle`]) and the workloads on other nodes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BundleWorkloads {
+    pub sources: Vec<PolicySource>,
+    pub remote: Vec<RemoteWorkload>,
+}
+
+impl BundleWorkloads {
+    /// The workload part of a verified bundle; an address that is no CIDR fails it.
+    pub fn of(bundle: &Bundle) -> Result<BundleWorkloads, String> {
+        let sources = bundle
+            .workload_policies
+            .iter()
+            .map(|w| PolicySource::Bundle { version: bundle.version, yaml: w.yaml.clone() })
+            .collect();
+        let mut remote = Vec::new();
+        for w in &bundle.remote_workloads {
+            let addresses = w
+                .addresses
+                .iter()
+                .map(|a| {
+                    a.parse::<IpNet>().map_err(|e| {
+                        format!(
+                            "bundle {} remote workload on node {}: address {a:?}: {e}",
+                            bundle.version, w.node_id
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            remote.push(RemoteWorkload { labels: w.labels.clone(), addresses });
+        }
+        Ok(BundleWorkloads { sources, remote })
+    }
+}
+
 /// The policy's source and what the checks need to know about the agent.
 #[derive(Debug, Clone)]
 pub struct PolicyLoader {

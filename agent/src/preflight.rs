@@ -8,7 +8,7 @@ use crate::{
     config::RunConfig,
     error::AgentError,
     identity::IdentityConfig,
-    policy_load::{LoadedPolicy, PolicyErrors, PolicyLoader},
+    policy_load::{BundleWorkloads, LoadedPolicy, PolicyErrors, PolicyLoader, PolicySource},
     sys::{self, fs_magic},
     workloads::WorkloadPolicies,
 };
@@ -56,8 +56,14 @@ pub fn check_bpffs(dir: &Path) -> Result<(), String> {
     }
 }
 
-/// Runs every check, loading the policy with `loader`; returns all problems at once.
-pub fn check(cfg: &RunConfig, loader: &PolicyLoader) -> Result<Checked, AgentError> {
+/// Runs every check, loading the policy with `loader` and, under `--cgroup-root`, the
+/// `--workload-policy` files with `bundle`'s workload policies (a control-plane bundle's;
+/// ignored without `--cgroup-root`); returns all problems at once.
+pub fn check(
+    cfg: &RunConfig,
+    loader: &PolicyLoader,
+    bundle: &BundleWorkloads,
+) -> Result<Checked, AgentError> {
     let mut errors = Vec::new();
     let geo = crate::geo::load(cfg).map_err(|e| errors.push(e));
     // Compiling needs the database; if it failed to load, that error says enough.
@@ -74,7 +80,12 @@ pub fn check(cfg: &RunConfig, loader: &PolicyLoader) -> Result<Checked, AgentErr
         let identity = IdentityConfig::load(&w.identity).map_err(|e| errors.push(e.to_string())).ok();
         let policies = match &geo {
             Ok(db) => {
-                WorkloadPolicies::load(&w.policies, cfg, db.as_ref()).map_err(|e| errors.extend(e)).ok()
+                let mut sources: Vec<PolicySource> =
+                    w.policies.iter().cloned().map(PolicySource::File).collect();
+                sources.extend(bundle.sources.iter().cloned());
+                WorkloadPolicies::load_sources(&sources, &bundle.remote, cfg, db.as_ref())
+                    .map_err(|e| errors.extend(e))
+                    .ok()
             }
             Err(()) => None,
         };
@@ -114,7 +125,6 @@ pub fn check(cfg: &RunConfig, loader: &PolicyLoader) -> Result<Checked, AgentErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy_load::PolicySource;
 
     #[test]
     fn every_problem_is_reported_at_once() {
@@ -140,7 +150,7 @@ mod tests {
             allow_weaker_isolation: false,
         };
         let loader = PolicyLoader::new(PolicySource::File(policy), &cfg, Vec::new());
-        let Err(err) = check(&cfg, &loader) else { panic!("must fail") };
+        let Err(err) = check(&cfg, &loader, &BundleWorkloads::default()) else { panic!("must fail") };
         assert_eq!(err.exit_code(), crate::error::EXIT_CONFIG);
         let text = err.to_string();
         for needle in

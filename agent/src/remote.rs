@@ -5,7 +5,10 @@
 //! path, its peers to the mesh) and answered with whether it applied.
 use std::{
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
 };
 
 use ringfence_proto::{api::NodeReport, bundle::Bundle};
@@ -19,7 +22,7 @@ use crate::{
     },
     error::AgentError,
     files::write_atomic,
-    policy_load::{PolicyLoader, PolicySource},
+    policy_load::{BundleWorkloads, PolicyLoader, PolicySource},
     spool::EventQueue,
     wg::peers::{self, Peer},
 };
@@ -33,28 +36,45 @@ pub fn peers_path(state_dir: &Path) -> PathBuf {
     control_dir(state_dir).join(PEERS_FILE)
 }
 
-/// What a bundle puts in force, typed: its policy and its WireGuard peers.
+/// What a bundle puts in force, typed: its policy, its WireGuard peers, its workload policies
+/// and the workloads on other nodes (what `from.workloads` selectors resolve to).
 #[derive(Debug, Clone)]
 pub struct BundleUpdate {
     /// The bundle's policy, in memory.
     pub source: PolicySource,
     /// The mesh peers (the other nodes of this node's region).
     pub peers: Vec<Peer>,
+    /// The workload policies and remote workloads.
+    pub workloads: BundleWorkloads,
 }
 
 impl BundleUpdate {
-    /// The policy and peers of a verified bundle.
+    /// The policy, peers and workload part of a verified bundle.
     pub fn of(bundle: &Bundle) -> Result<BundleUpdate, String> {
         let peers = peers::from_bundle(&bundle.peers)
             .map_err(|e| format!("bundle {} peers: {}", bundle.version, e.join("; ")))?;
-        Ok(BundleUpdate { source: PolicySource::bundle(bundle), peers })
+        let workloads = BundleWorkloads::of(bundle)?;
+        Ok(BundleUpdate { source: PolicySource::bundle(bundle), peers, workloads })
     }
 
-    /// The loader for this bundle's policy, with `current`'s checks. While this node runs the
-    /// mesh, the peers' addresses join the policy's must-encrypt `spec.peers`.
+    /// The loader for this bundle's policy, with `current`'s checks and the bundle's remote
+    /// workloads. While this node runs the mesh, the peers' addresses join the policy's
+    /// must-encrypt `spec.peers`.
     pub fn loader(&self, current: &PolicyLoader, mesh: bool) -> PolicyLoader {
         let extra_peers = if mesh { peers::addresses(&self.peers) } else { Vec::new() };
-        PolicyLoader { source: self.source.clone(), extra_peers, ..current.clone() }
+        PolicyLoader {
+            source: self.source.clone(),
+            extra_peers,
+            remote_workloads: self.workloads.remote.clone(),
+            ..current.clone()
+        }
+    }
+
+    /// The workload policies to load: the `--workload-policy` files, then the bundle's.
+    pub fn workload_sources(&self, files: &[PathBuf]) -> Vec<PolicySource> {
+        let mut sources: Vec<PolicySource> = files.iter().cloned().map(PolicySource::File).collect();
+        sources.extend(self.workloads.sources.iter().cloned());
+        sources
     }
 }
 
@@ -78,6 +98,8 @@ pub struct Remote {
     first: Option<Bundle>,
     /// The bundle enforced at start.
     pub initial: Bundle,
+    /// Whether the agent said it ignores bundles' workload policies (no `--cgroup-root`).
+    warned_no_workloads: AtomicBool,
 }
 
 impl Remote {
@@ -115,7 +137,35 @@ impl Remote {
                 (Some(b.clone()), b)
             }
         };
-        Ok(Remote { end, stop, task, state_dir: state_dir.to_path_buf(), report, first, initial: bundle })
+        Ok(Remote {
+            end,
+            stop,
+            task,
+            state_dir: state_dir.to_path_buf(),
+            report,
+            first,
+            initial: bundle,
+            warned_no_workloads: AtomicBool::new(false),
+        })
+    }
+
+    /// Without `--cgroup-root` a bundle's workload policies cannot be enforced: says so once.
+    pub fn warn_no_cgroup_root(&self, b: &Bundle) {
+        if !b.workload_policies.is_empty() && !self.warned_no_workloads.swap(true, Ordering::Relaxed) {
+            let names: Vec<&str> = b.workload_policies.iter().map(|w| w.name.as_str()).collect();
+            warn!(version = b.version, workload_policies = ?names,
+                "the bundle carries workload policies but the agent runs without --cgroup-root: only its node default is enforced");
+        }
+    }
+
+    /// What the node reports about its workloads from now on (`None`: none tracked); a change
+    /// is reported soon, not only with the next periodic report.
+    pub fn set_workloads(&self, workloads: Option<Vec<ringfence_proto::api::WorkloadReport>>) {
+        let mut report = self.report.lock().expect("report lock");
+        if workloads.is_some() && report.workloads != workloads {
+            report.workloads = workloads;
+            self.end.report_now.notify_one();
+        }
     }
 
     /// Records the peers of the bundle now in force ([`PEERS_FILE`]); a failure is logged only.
@@ -157,6 +207,10 @@ impl Remote {
 }
 
 #[cfg(test)]
+#[path = "remote_workloads_tests.rs"]
+mod workloads_tests;
+
+#[cfg(test)]
 mod tests {
     use ringfence_proto::bundle::{Peer as BundlePeer, BUNDLE_FORMAT};
     use wireguard_control::Key;
@@ -180,6 +234,8 @@ mod tests {
                 allowed_ips: vec!["198.51.100.2/32".into()],
                 region: "eu".into(),
             }],
+            workload_policies: vec![],
+            remote_workloads: vec![],
         }
     }
 

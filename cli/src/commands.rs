@@ -50,8 +50,8 @@ pub enum OperatorCommand {
     Nodes {
         #[command(subcommand)]
         command: Option<NodesCommand>,
-        /// Print JSON.
-        #[arg(long)]
+        /// Print JSON (also after a subcommand: `nodes show ID --json`).
+        #[arg(long, global = true)]
         json: bool,
     },
     /// Events delivered by agents, newest first.
@@ -95,6 +95,11 @@ pub enum TokenCommand {
 pub enum NodesCommand {
     /// List nodes.
     List,
+    /// One node and the workloads its agent reported (cgroup, labels, governing policy).
+    Show {
+        /// The node id.
+        id: String,
+    },
     /// Revoke a node: its certificates are refused from now on.
     Revoke {
         /// The node id.

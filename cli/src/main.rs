@@ -8,12 +8,15 @@
 //!   policy or `--to`, or a policy naming countries without `--geoip-db`. `--from
 //!   ADDR[:PORT][/tcp|udp]` instead explains an incoming connection from ADDR to the workload's
 //!   local PORT by `spec.ingress` (`from.workloads` selectors match nothing offline).
+//! * `ringfence policy explain --workload KEY=VALUE,... FILE...`: which of the files governs a
+//!   workload with these labels and why (the matching workloadSelector, else the node default).
+//!   Exit 0, 64 for invalid files or labels or when two workload policies match (both named).
 //! * `ringfence geo lookup ADDR --db FILE... [--json]`: the country of an address. Exit 0 whether
 //!   or not the database has a record, 64 for an invalid address, 66 for an unreadable database.
 //!
 //! Operator commands, against a control plane (`--server URL --ca FILE --admin-token-file FILE`,
 //! or RINGFENCE_SERVER, RINGFENCE_CA, RINGFENCE_ADMIN_TOKEN_FILE; see `ringfence_cli`):
-//! `token create`, `nodes [list|revoke ID]`, `policy apply|diff|history|rollback`, `alerts`,
+//! `token create`, `nodes [list|show ID|revoke ID]`, `policy apply|diff|history|rollback`, `alerts`,
 //! `audit verify|export`. Exit 0 on success, 1 refused, 64 bad argument or invalid policy,
 //! 66 unreadable file, 69 control plane unreachable. `completions SHELL` prints shell completions.
 
@@ -23,7 +26,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
 use ringfence_cli::offline::geo::{self, GeoArgs};
-use ringfence_cli::offline::policy;
+use ringfence_cli::offline::{policy, workload};
 use ringfence_cli::{CliError, OperatorCommand, PolicyOperatorCommand, ServerArgs};
 
 #[derive(Parser)]
@@ -83,24 +86,34 @@ enum PolicyCommand {
         #[command(flatten)]
         geo: GeoArgs,
     },
-    /// Explain the verdict of a policy for one destination, or one incoming connection.
+    /// Explain the verdict of a policy for one destination, or one incoming connection; or
+    /// which of several policy files governs a workload (--workload).
     Explain {
-        /// The policy YAML file.
-        file: PathBuf,
+        /// The policy YAML file (several with --workload: the node default and the workload
+        /// policies).
+        #[arg(required = true, num_args = 1..)]
+        files: Vec<PathBuf>,
         #[arg(
             long,
             value_name = "DESTINATION",
-            required_unless_present = "from",
-            conflicts_with = "from",
+            required_unless_present_any = ["from", "workload"],
+            conflicts_with_all = ["from", "workload"],
             help = "Destination: ADDR[:PORT][/tcp|udp], e.g. 198.51.100.7:443/tcp or [2001:db8::1]:53/udp"
         )]
         to: Option<String>,
         #[arg(
             long,
             value_name = "SOURCE",
+            conflicts_with = "workload",
             help = "Incoming connection (spec.ingress): source ADDR, the workload's local PORT, e.g. 192.0.2.10:29500/tcp"
         )]
         from: Option<String>,
+        #[arg(
+            long,
+            value_name = "LABELS",
+            help = "Which of the files governs a workload with these labels: KEY=VALUE,KEY2=VALUE2, e.g. job=train,team=ml"
+        )]
+        workload: Option<String>,
         #[command(flatten)]
         geo: GeoArgs,
         /// Print one JSON object instead of text.
@@ -119,13 +132,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Policy { command: PolicyCommand::Explain { file, to, from, geo, json } } => match (to, from)
-        {
-            (Some(to), _) => policy::explain_command(&file, &to, &geo, json),
-            (None, Some(from)) => policy::explain_ingress_command(&file, &from, &geo, json),
-            (None, None) => unreachable!("clap requires --to or --from"),
+        Command::Policy { command: PolicyCommand::Explain { files, to, from, workload, geo, json } } => {
+            if let Some(workload) = workload {
+                return workload::explain_workload_command(&files, &workload, json)
+                    .context("writing the explanation");
+            }
+            let [file] = files.as_slice() else {
+                eprintln!("error: --to and --from explain one policy file (several only with --workload)");
+                return Ok(ExitCode::from(ringfence_cli::client::EXIT_USAGE));
+            };
+            match (to, from) {
+                (Some(to), _) => policy::explain_command(file, &to, &geo, json),
+                (None, Some(from)) => policy::explain_ingress_command(file, &from, &geo, json),
+                (None, None) => unreachable!("clap requires --to, --from or --workload"),
+            }
+            .context("writing the explanation")
         }
-        .context("writing the explanation"),
         Command::Geo { command: GeoCommand::Lookup { addr, db, field, json } } => {
             Ok(geo::lookup(&addr, &db, field.as_deref(), json)?)
         }

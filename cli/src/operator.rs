@@ -59,6 +59,17 @@ pub async fn run(args: &ServerArgs, command: OperatorCommand) -> Result<(), CliE
                 print_nodes(&mut out, &list.nodes)?;
             }
         }
+        OperatorCommand::Nodes { command: Some(NodesCommand::Show { id }), json } => {
+            let client = ApiClient::new(args)?;
+            let node: NodeInfo = client.get(&format!("/v1/nodes/{id}")).await?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&node).expect("serializes"))?;
+            } else {
+                print_nodes(&mut out, std::slice::from_ref(&node))?;
+                writeln!(out)?;
+                print_workloads(&mut out, &node)?;
+            }
+        }
         OperatorCommand::Nodes { command: Some(NodesCommand::Revoke { id }), .. } => {
             let client = ApiClient::new(args)?;
             let node: NodeInfo =
@@ -103,6 +114,26 @@ pub async fn run(args: &ServerArgs, command: OperatorCommand) -> Result<(), CliE
         OperatorCommand::Audit { command } => crate::audit_ops::run(args, command, &mut out).await?,
     }
     Ok(())
+}
+
+/// The node's reported workloads: cgroup, governing policy, labels.
+fn print_workloads(out: &mut impl Write, node: &NodeInfo) -> std::io::Result<()> {
+    if node.workloads.is_empty() {
+        return writeln!(out, "no workloads reported (the agent runs without --cgroup-root, or none run)");
+    }
+    let rows: Vec<Vec<String>> = node
+        .workloads
+        .iter()
+        .map(|w| {
+            let labels = Selector { region: None, labels: w.labels.clone() }.to_string();
+            vec![
+                w.path.clone(),
+                w.policy.clone().unwrap_or_else(|| "-".into()),
+                if labels == "*" { "-".into() } else { labels },
+            ]
+        })
+        .collect();
+    print_table(out, &["WORKLOAD", "POLICY", "LABELS"], &rows)
 }
 
 fn print_nodes(out: &mut impl Write, nodes: &[NodeInfo]) -> std::io::Result<()> {

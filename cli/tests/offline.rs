@@ -339,3 +339,81 @@ fn check_summarizes_the_exfiltration_section() {
         assert!(line.contains(needle), "{needle:?} missing in {line}");
     }
 }
+
+fn workload_policy(name: &str, selector: Option<&str>) -> String {
+    let path = temp_policy(
+        &format!("wl-{name}.yaml"),
+        &format!(
+            "apiVersion: ringfence.dev/v1\nkind: EgressPolicy\nmetadata: {{name: {name}}}\nspec:\n{}  defaultAction: deny\n",
+            selector.map(|s| format!("  workloadSelector: {{matchLabels: {{{s}}}}}\n")).unwrap_or_default()
+        ),
+    );
+    path.display().to_string()
+}
+
+#[test]
+fn explain_workload_names_the_governing_policy_and_why() {
+    let default = workload_policy("node-default", None);
+    let train = workload_policy("train", Some("job: train"));
+    let serve = workload_policy("serve", Some("job: serve, tier: web"));
+    let files = [default.as_str(), train.as_str(), serve.as_str()];
+    let explain = |labels: &str, json: bool| {
+        let mut args = vec!["policy", "explain", "--workload", labels];
+        if json {
+            args.push("--json");
+        }
+        args.extend(files);
+        ringfence(&args)
+    };
+    // A workload policy matches.
+    let out = explain("job=train,user=ana", false);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.starts_with("workload: {job=train, user=ana}\n"), "{stdout}");
+    assert!(
+        stdout.ends_with(&format!(
+            "policy \"train\" ({train}) governs it: its workloadSelector {{job=train}} matches\n"
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains(&format!("{serve}: policy \"serve\": workloadSelector {{job=serve, tier=web}} does not match (needs job=serve, the workload has job=train; needs tier=web, the workload has no label tier)")), "{stdout}");
+    // None matches: the node default.
+    let out = explain("job=eval", false);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stdout).ends_with(&format!(
+            "policy \"node-default\" ({default}) governs it: no workloadSelector matches, so the node default does\n"
+        )),
+        "{}",
+        text(&out.stdout)
+    );
+    // JSON.
+    let out = explain("job=train", true);
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["governed_by"]["name"], "train");
+    assert_eq!(v["governed_by"]["node_default"], false);
+    assert_eq!(v["workload"]["job"], "train");
+    assert_eq!(v["policies"].as_array().unwrap().len(), 3);
+    assert_eq!(v["policies"][1]["matches"], true);
+    assert_eq!(v["policies"][2]["matches"], false);
+    // Two workload policies match: an error naming both (and the labels).
+    let ml = workload_policy("ml", Some("team: ml"));
+    let out = ringfence(&["policy", "explain", "--workload", "job=train,team=ml", &train, &ml, &default]);
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!("policies \"train\" ({train}) and \"ml\" ({ml}) both select a workload labelled {{job=train, team=ml}}")),
+        "{stderr}"
+    );
+    let out = ringfence(&["policy", "explain", "--workload", "job=train,team=ml", "--json", &train, &ml]);
+    assert_eq!(out.status.code(), Some(64));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["governed_by"].is_null());
+    assert!(v["error"].as_str().unwrap().contains("\"ml\""));
+    // Bad labels, and --to with several files.
+    assert_eq!(ringfence(&["policy", "explain", "--workload", "job", &train]).status.code(), Some(64));
+    let out = ringfence(&["policy", "explain", "--to", "192.0.2.1:443", &train, &default]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(text(&out.stderr).contains("several only with --workload"));
+}

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::sync::{watch, Mutex};
 
 use crate::db::{self, Backend, Db, DbError, NodeRow, PolicyRow};
+use crate::heads::{Heads, WorkloadHead};
 
 /// Everything bundles depend on, at one generation.
 #[derive(Debug, Default)]
@@ -18,8 +19,12 @@ pub struct Snapshot {
     pub generation: i64,
     /// Every node, revoked ones included (their revocation changes their peers' bundles).
     pub nodes: Vec<NodeRow>,
-    /// The newest policy of each selector, newest first.
+    /// The newest node-default policy of each selector, newest first.
     pub policies: Vec<PolicyRow>,
+    /// The newest version of each workload policy, newest first.
+    pub workload_policies: Vec<WorkloadHead>,
+    /// Every head's node selector and generation.
+    head_generations: Vec<(ringfence_proto::api::Selector, i64)>,
     /// Node id → index in `nodes`.
     index: HashMap<String, usize>,
     /// Region → newest generation of its nodes.
@@ -27,15 +32,35 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// A snapshot of these rows, indexed.
+    /// A snapshot of these rows (policy heads newest first, see [`Heads::split`]), indexed.
     pub fn new(generation: i64, nodes: Vec<NodeRow>, policies: Vec<PolicyRow>) -> Snapshot {
+        let Heads { defaults: policies, workloads: workload_policies, generations: head_generations } =
+            Heads::split(policies);
         let index = nodes.iter().enumerate().map(|(i, n)| (n.info.node_id.clone(), i)).collect();
         let mut region_generation: HashMap<String, i64> = HashMap::new();
         for n in &nodes {
             let g = region_generation.entry(n.info.region.clone()).or_default();
             *g = (*g).max(n.generation);
         }
-        Snapshot { generation, nodes, policies, index, region_generation }
+        Snapshot {
+            generation,
+            nodes,
+            policies,
+            workload_policies,
+            head_generations,
+            index,
+            region_generation,
+        }
+    }
+
+    /// The newest generation among the policies whose node selector matches this node (0: none).
+    pub fn policies_generation(&self, region: &str, labels: &ringfence_proto::api::Labels) -> i64 {
+        self.head_generations
+            .iter()
+            .filter(|(s, _)| s.matches(region, labels))
+            .map(|(_, g)| *g)
+            .max()
+            .unwrap_or(0)
     }
 
     /// The node with this id.

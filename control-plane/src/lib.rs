@@ -12,6 +12,7 @@ pub mod config;
 pub mod conn;
 pub mod db;
 pub mod forward;
+pub mod heads;
 pub mod hub;
 pub mod limits;
 pub mod mesh;

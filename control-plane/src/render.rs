@@ -1,14 +1,19 @@
-//! Renders a node's bundle from a [`Snapshot`]: the newest policy whose selector matches the
-//! node, and as WireGuard peers the other unrevoked nodes of its region that reported a key.
+//! Renders a node's bundle from a [`Snapshot`]: the newest node-default policy whose selector
+//! matches the node, the newest version of every workload policy whose selector matches it, as
+//! WireGuard peers the other unrevoked nodes of its region that reported a key, and as remote
+//! workloads the workloads those nodes reported, with their tunnel addresses (the control
+//! plane's allocation: the source addresses their traffic has inside the mesh).
 //!
-//! The bundle version is the newest generation among its inputs (the chosen policy, and every
-//! node of the region, revoked ones included): it grows whenever the bundle's content can have
-//! changed, and never for changes that do not concern the node.
+//! The bundle version is the newest generation among its inputs (every policy whose selector
+//! matches the node, and every node of the region, revoked ones included; a node's reported
+//! workloads move its generation): it grows whenever the bundle's content can have changed,
+//! and never for changes that do not concern the node.
 
 use ed25519_dalek::SigningKey;
-use ringfence_proto::{Bundle, Peer, SignedBundle, BUNDLE_FORMAT};
+use ringfence_proto::{Bundle, Peer, RemoteWorkloadDoc, SignedBundle, WorkloadPolicyDoc, BUNDLE_FORMAT};
 
 use crate::db::PolicyRow;
+use crate::heads::WorkloadHead;
 use crate::hub::Snapshot;
 
 /// The policy in force for a node of this region and labels.
@@ -20,20 +25,33 @@ pub fn policy_for<'a>(
     snapshot.policies.iter().find(|p| p.record.selector.matches(region, labels))
 }
 
-/// The version the node's bundle has in `snapshot` (0: no policy selects it, no bundle).
+/// The workload policies for a node of this region and labels.
+pub fn workload_policies_for<'a>(
+    snapshot: &'a Snapshot,
+    region: &'a str,
+    labels: &'a ringfence_proto::api::Labels,
+) -> impl Iterator<Item = &'a WorkloadHead> + 'a {
+    snapshot.workload_policies.iter().filter(move |w| w.row.record.selector.matches(region, labels))
+}
+
+/// The version the node's bundle has in `snapshot` (0: no node-default policy selects it, no
+/// bundle).
 pub fn bundle_version(snapshot: &Snapshot, node_id: &str) -> u64 {
     let Some(node) = snapshot.node(node_id) else { return 0 };
-    let Some(policy) = policy_for(snapshot, &node.info.region, &node.info.labels) else { return 0 };
-    policy.generation.max(snapshot.region_generation(&node.info.region)).max(0) as u64
+    let (region, labels) = (&node.info.region, &node.info.labels);
+    if policy_for(snapshot, region, labels).is_none() {
+        return 0;
+    }
+    snapshot.policies_generation(region, labels).max(snapshot.region_generation(region)).max(0) as u64
 }
 
 /// The node's bundle, unsigned; `None` if no policy selects it (or it is unknown).
 pub fn render(snapshot: &Snapshot, node_id: &str) -> Option<Bundle> {
     let node = snapshot.node(node_id)?;
     let policy = policy_for(snapshot, &node.info.region, &node.info.labels)?;
-    let peers = snapshot
-        .active_nodes()
-        .filter(|n| n.info.region == node.info.region && n.info.node_id != node.info.node_id)
+    let others =
+        || snapshot.active_nodes().filter(|n| n.info.region == node.info.region && n.info.node_id != node_id);
+    let peers = others()
         .filter_map(|n| {
             let wg = n.info.wireguard.as_ref()?;
             Some(Peer {
@@ -43,6 +61,23 @@ pub fn render(snapshot: &Snapshot, node_id: &str) -> Option<Bundle> {
                 // The control plane's allocation, never what the node claimed.
                 allowed_ips: n.info.tunnel_addresses.clone(),
                 region: n.info.region.clone(),
+            })
+        })
+        .collect();
+    let workload_policies = workload_policies_for(snapshot, &node.info.region, &node.info.labels)
+        .map(|w| WorkloadPolicyDoc {
+            name: w.row.record.name.clone(),
+            version: w.row.record.version,
+            sha256: w.row.record.sha256.clone(),
+            yaml: w.row.record.policy_yaml.clone().unwrap_or_default(),
+        })
+        .collect();
+    let remote_workloads = others()
+        .flat_map(|n| {
+            n.info.workloads.iter().map(|w| RemoteWorkloadDoc {
+                node_id: n.info.node_id.clone(),
+                labels: w.labels.clone(),
+                addresses: n.info.tunnel_addresses.clone(),
             })
         })
         .collect();
@@ -56,6 +91,8 @@ pub fn render(snapshot: &Snapshot, node_id: &str) -> Option<Bundle> {
         policy_sha256: policy.record.sha256.clone(),
         policy_yaml: policy.record.policy_yaml.clone().unwrap_or_default(),
         peers,
+        workload_policies,
+        remote_workloads,
     })
 }
 
@@ -93,6 +130,7 @@ mod tests {
                 cert_not_after_ms: 0,
                 revoked_ms: revoked.then_some(1),
                 tunnel_addresses: vec![],
+                workloads: vec![],
             },
             generation,
         }

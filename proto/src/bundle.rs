@@ -31,6 +31,34 @@ pub struct Peer {
     pub region: String,
 }
 
+/// A workload policy of the node: the policy (with `spec.workloadSelector`) that governs the
+/// workloads whose labels it selects.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadPolicyDoc {
+    /// Its `metadata.name`.
+    pub name: String,
+    /// The version of the stored policy.
+    pub version: u64,
+    /// SHA-256 (hex) of `yaml`.
+    pub sha256: String,
+    /// The policy document (`EgressPolicy` YAML with `spec.workloadSelector`).
+    pub yaml: String,
+}
+
+/// A workload running on another node, for ingress `from.workloads` selectors: its labels and
+/// the addresses its traffic comes from (that node's tunnel addresses).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteWorkloadDoc {
+    /// The node it runs on.
+    pub node_id: String,
+    /// Its labels, as that node's agent reported them.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The node's addresses (CIDRs).
+    pub addresses: Vec<String>,
+}
+
 /// What one node must enforce, as rendered by the control plane.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -53,6 +81,14 @@ pub struct Bundle {
     pub policy_yaml: String,
     /// The WireGuard peers of the node ("peers in my region" resolved).
     pub peers: Vec<Peer>,
+    /// The workload policies for this node (absent in older bundles: none). Left out when
+    /// empty, so agents that predate them still accept such bundles.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workload_policies: Vec<WorkloadPolicyDoc>,
+    /// The workloads of the other nodes of its region (absent in older bundles: none; left out
+    /// when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remote_workloads: Vec<RemoteWorkloadDoc>,
 }
 
 /// A bundle and its signature, as served by `GET /v1/bundle`.
@@ -183,6 +219,8 @@ mod tests {
                 allowed_ips: vec!["10.9.0.2/32".into()],
                 region: "eu".into(),
             }],
+            workload_policies: vec![],
+            remote_workloads: vec![],
         }
     }
 
@@ -201,6 +239,38 @@ mod tests {
         let wire = serde_json::to_string(&signed).unwrap();
         let back: SignedBundle = serde_json::from_str(&wire).unwrap();
         assert_eq!(back.verify(&key.verifying_key(), 0).unwrap().version, 7);
+    }
+
+    #[test]
+    fn bundles_without_workloads_leave_the_fields_out() {
+        let json = serde_json::to_string(&bundle(2)).unwrap();
+        assert!(!json.contains("workload"), "{json}");
+    }
+
+    #[test]
+    fn older_bundles_without_workload_fields_parse() {
+        let mut json: serde_json::Value = serde_json::to_value(bundle(2)).unwrap();
+        let map = json.as_object_mut().unwrap();
+        map.remove("workload_policies");
+        map.remove("remote_workloads");
+        let back: Bundle = serde_json::from_value(json).unwrap();
+        assert_eq!(back, bundle(2));
+        let mut with = bundle(3);
+        with.workload_policies.push(WorkloadPolicyDoc {
+            name: "train".into(),
+            version: 4,
+            sha256: "ab".into(),
+            yaml: "y".into(),
+        });
+        with.remote_workloads.push(RemoteWorkloadDoc {
+            node_id: "n-2".into(),
+            labels: [("job".to_string(), "a".to_string())].into(),
+            addresses: vec!["10.9.0.2/32".into()],
+        });
+        let wire = serde_json::to_string(&with).unwrap();
+        assert_eq!(serde_json::from_str::<Bundle>(&wire).unwrap(), with);
+        let bad = wire.replacen("\"yaml\":\"y\"", "\"yaml\":\"y\",\"x\":1", 1);
+        assert!(serde_json::from_str::<Bundle>(&bad).unwrap_err().to_string().contains("unknown field `x`"));
     }
 
     #[test]

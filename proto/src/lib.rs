@@ -18,7 +18,9 @@ mod keys;
 pub mod s3;
 
 pub use audit::{audit_hash, verify_chain, AuditRecord, ChainError, ChainVerifier, GENESIS_HASH};
-pub use bundle::{Bundle, BundleError, Peer, SignedBundle, BUNDLE_FORMAT};
+pub use bundle::{
+    Bundle, BundleError, Peer, RemoteWorkloadDoc, SignedBundle, WorkloadPolicyDoc, BUNDLE_FORMAT,
+};
 pub use checkpoint::{Checkpoint, CheckpointError, CHECKPOINT_FORMAT};
 pub use keys::{key_id, parse_public_key, public_key_b64, KeyError};
 

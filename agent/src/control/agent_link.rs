@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use ringfence_proto::api::NodeReport;
 use ringfence_proto::Bundle;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 use crate::spool::EventQueue;
 
@@ -74,6 +74,8 @@ pub struct AgentLink {
     pub events: Option<EventQueue>,
     /// The node's state for reports.
     pub report: ReportFn,
+    /// Wakes the report loop when the node's state changed (e.g. its workloads).
+    pub report_now: Arc<Notify>,
 }
 
 /// The agent's side: receive a [`Bundle`], apply it, answer with an [`ApplyResult`].
@@ -82,14 +84,18 @@ pub struct AgentEnd {
     pub bundles: mpsc::Receiver<Bundle>,
     /// Answers.
     pub results: mpsc::Sender<ApplyResult>,
+    /// Asks for a report soon (the node's state changed).
+    pub report_now: Arc<Notify>,
 }
 
 /// Both ends of the channels between [`run_sync`](super::sync::run_sync) and the agent.
 pub fn link(events: Option<EventQueue>, report: ReportFn) -> (AgentLink, AgentEnd) {
     let (bundle_tx, bundle_rx) = mpsc::channel(1);
     let (result_tx, result_rx) = mpsc::channel(1);
-    let link = AgentLink { bundles: bundle_tx, results: result_rx, events, report };
-    (link, AgentEnd { bundles: bundle_rx, results: result_tx })
+    let report_now = Arc::new(Notify::new());
+    let link =
+        AgentLink { bundles: bundle_tx, results: result_rx, events, report, report_now: report_now.clone() };
+    (link, AgentEnd { bundles: bundle_rx, results: result_tx, report_now })
 }
 
 /// The bundle and policy versions in force (for reports).

@@ -158,6 +158,8 @@ mod tests {
             policy_sha256: "00".repeat(32),
             policy_yaml: format!("cidrs: [{cidr}]\n"),
             peers: vec![],
+            workload_policies: vec![],
+            remote_workloads: vec![],
         }
     }
 

@@ -1,10 +1,11 @@
 //! The periodic parts of [`super::run_sync`]: reports and certificate renewal (event upload is
 //! in [`super::upload`]); retry delays, and warnings that are not repeated while they stay the same.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use super::agent_link::{Applied, ReportFn, SyncOptions};
 use super::client::ControlClient;
@@ -59,10 +60,14 @@ impl Quiet {
     }
 }
 
+/// How long a state change waits for more before it is reported.
+const REPORT_DEBOUNCE: Duration = Duration::from_millis(500);
+
 pub(crate) async fn report_loop(
     client: &ControlClient,
     opts: &SyncOptions,
     report: ReportFn,
+    report_now: Arc<Notify>,
     mut applied: watch::Receiver<Applied>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -86,10 +91,12 @@ pub(crate) async fn report_loop(
                 e.retry_after().unwrap_or_else(|| backoff.delay().min(opts.report_every))
             }
         };
-        // Report again after the interval, or at once when a bundle was applied.
+        // Report again after the interval, at once when a bundle was applied, or shortly
+        // after the node's state changed (changes in a burst make one report).
         tokio::select! {
             changed = applied.changed() => if changed.is_err() { return },
             slept = sleep(&mut shutdown, wait) => if !slept { return },
+            _ = report_now.notified() => if !sleep(&mut shutdown, REPORT_DEBOUNCE.min(wait)).await { return },
         }
     }
 }

@@ -34,10 +34,10 @@ pub async fn run_sync(
 ) {
     let applied = store.last().map(|b| (Some(b.version), Some(b.policy_version))).unwrap_or((None, None));
     let (applied_tx, applied_rx) = watch::channel(applied);
-    let AgentLink { bundles, results, events, report } = link;
+    let AgentLink { bundles, results, events, report, report_now } = link;
     let poll = bundle_loop(&client, store, &opts, bundles, results, applied_tx, shutdown.clone());
     let renew = renew_loop(&client, &opts, shutdown.clone());
-    let reports = report_loop(&client, &opts, report, applied_rx, shutdown.clone());
+    let reports = report_loop(&client, &opts, report, report_now, applied_rx, shutdown.clone());
     let uploads = async {
         if let Some(queue) = events {
             events_loop(&client, &opts, queue, shutdown.clone()).await;

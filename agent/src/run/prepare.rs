@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::{
     config::{RunConfig, WgConfig},
     error::AgentError,
-    policy_load::{PolicyLoader, PolicySource},
+    policy_load::{BundleWorkloads, PolicyLoader, PolicySource},
     preflight,
     remote::{BundleUpdate, Remote},
     spool::EventQueue,
@@ -52,8 +52,11 @@ pub(super) fn open_queue(state_dir: &Path) -> Result<EventQueue, AgentError> {
 type Checks = (PolicyLoader, preflight::Checked, Option<wg::Validated>);
 
 fn check(cfg: &RunConfig, remote: Option<&Remote>, wg_cfg: Option<&WgConfig>) -> Result<Checks, AgentError> {
-    let (loader, peers) = initial_policy(cfg, remote, wg_cfg.is_some())?;
-    let (checked, mut wg_checked) = check_all(cfg, &loader, wg_cfg)?;
+    let (loader, peers, workloads) = initial_policy(cfg, remote, wg_cfg.is_some())?;
+    if let (Some(r), None) = (remote, &cfg.workloads) {
+        r.warn_no_cgroup_root(&r.initial);
+    }
+    let (checked, mut wg_checked) = check_all(cfg, &loader, &workloads, wg_cfg)?;
     if let (Some(v), Some(peers)) = (wg_checked.as_mut(), peers) {
         // Without a peers file the mesh's peers are the bundle's.
         if v.cfg.peers_file.is_none() {
@@ -64,23 +67,24 @@ fn check(cfg: &RunConfig, remote: Option<&Remote>, wg_cfg: Option<&WgConfig>) ->
 }
 
 /// The policy's loader: the `--policy` file, or under a control plane the bundle in force, and
-/// that bundle's WireGuard peers. While this node runs the mesh, the peers' addresses join the
-/// policy's `spec.peers`.
+/// that bundle's WireGuard peers and workload part. While this node runs the mesh, the peers'
+/// addresses join the policy's `spec.peers`.
 fn initial_policy(
     cfg: &RunConfig,
     remote: Option<&Remote>,
     mesh: bool,
-) -> Result<(PolicyLoader, Option<Vec<Peer>>), AgentError> {
+) -> Result<(PolicyLoader, Option<Vec<Peer>>, BundleWorkloads), AgentError> {
     let Some(r) = remote else {
         let path = cfg
             .policy
             .clone()
             .ok_or_else(|| AgentError::Config(vec!["give --policy FILE or --control".into()]))?;
-        return Ok((PolicyLoader::new(PolicySource::File(path), cfg, Vec::new()), None));
+        let loader = PolicyLoader::new(PolicySource::File(path), cfg, Vec::new());
+        return Ok((loader, None, BundleWorkloads::default()));
     };
     let update = BundleUpdate::of(&r.initial).map_err(|e| AgentError::Config(vec![e]))?;
     let loader = update.loader(&PolicyLoader::new(update.source.clone(), cfg, Vec::new()), mesh);
-    Ok((loader, Some(update.peers)))
+    Ok((loader, Some(update.peers), update.workloads))
 }
 
 /// Runs the preflight checks and the WireGuard checks (if asked for), merging every
@@ -88,10 +92,11 @@ fn initial_policy(
 fn check_all(
     cfg: &RunConfig,
     loader: &PolicyLoader,
+    workloads: &BundleWorkloads,
     wg_cfg: Option<&WgConfig>,
 ) -> Result<(preflight::Checked, Option<wg::Validated>), AgentError> {
     let wg = wg_cfg.map(wg::check).transpose();
-    let checked = preflight::check(cfg, loader);
+    let checked = preflight::check(cfg, loader, workloads);
     match (checked, wg) {
         (Ok(checked), Ok(wg)) => Ok((checked, wg)),
         (Err(AgentError::Config(mut errors)), Err(wg_errors)) => {

@@ -61,8 +61,16 @@ pub(super) async fn serve(
                     mesh.poll().await;
                     enforcer.sync_endpoints(mesh);
                 }
+                if let Some(r) = remote.as_ref() {
+                    r.set_workloads(enforcer.workload_report());
+                }
             }
-            wake = next_workload_change(&mut enforcer.workloads) => enforcer.on_workloads(wake),
+            wake = next_workload_change(&mut enforcer.workloads) => {
+                enforcer.on_workloads(wake);
+                if let Some(r) = remote.as_ref() {
+                    r.set_workloads(enforcer.workload_report());
+                }
+            }
             r = events.read(&mut batch) => {
                 if let Err(e) = r { warn!(error = %e, "reading events"); }
                 enforcer.report(&mut batch);
@@ -78,10 +86,14 @@ pub(super) async fn serve(
             }
             Some(b) = next_bundle(remote) => {
                 let r = remote.as_mut().expect("a bundle comes from the remote");
+                if enforcer.workloads.is_none() {
+                    r.warn_no_cgroup_root(&b);
+                }
                 let result = apply_bundle(enforcer, mesh.as_mut(), &b).await;
                 if result.is_ok() {
                     r.record_peers(&b);
                     r.report.lock().expect("report lock").geo_db_version = geo_version(enforcer.geo.as_ref());
+                    r.set_workloads(enforcer.workload_report());
                 }
                 r.answer(&b, result).await;
             }
@@ -112,8 +124,11 @@ async fn next_bundle(remote: &mut Option<Remote>) -> Option<Bundle> {
     }
 }
 
-/// Puts a control-plane bundle in force: its policy through the one load path, then its peers
-/// on the mesh (unless the mesh follows a `--wg-peers` file, which is re-read instead).
+/// Puts a control-plane bundle in force: its policy through the one load path, then (under
+/// `--cgroup-root`) its workload policies beside the `--workload-policy` files, then its peers
+/// on the mesh (unless the mesh follows a `--wg-peers` file, which is re-read instead). The
+/// workload policies are loaded and checked before anything is applied, so a bundle whose
+/// workload policies fail leaves everything in force.
 async fn apply_bundle(
     enforcer: &mut Enforcer,
     mesh: Option<&mut wg::Mesh>,
@@ -121,7 +136,17 @@ async fn apply_bundle(
 ) -> Result<(), String> {
     let trigger = format!("control plane bundle {}", b.version);
     let update = BundleUpdate::of(b)?;
+    let workload_policies = match &enforcer.cfg.workloads {
+        Some(w) if enforcer.workloads.is_some() => {
+            let sources = update.workload_sources(&w.policies);
+            Some(enforcer.load_workload_policies(&sources, &update.workloads.remote, &trigger)?)
+        }
+        _ => None,
+    };
     enforcer.switch(update.loader(&enforcer.loader, mesh.is_some()), &trigger)?;
+    if let Some(policies) = workload_policies {
+        enforcer.install_workload_policies(policies, &trigger)?;
+    }
     if let Some(mesh) = mesh {
         if mesh.follows_file() {
             mesh.reload(&trigger).await;

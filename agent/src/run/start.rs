@@ -75,6 +75,8 @@ pub(super) async fn start(p: Prepared, a: Attached) -> Result<Running, AgentErro
         ExfilShell::open(&checked.policy, &cfg.bpffs, &cfg.state_dir, queue.clone(), metrics.clone())?;
     if let Some(r) = remote.as_mut() {
         r.report.lock().expect("report lock").geo_db_version = geo_version(checked.geo.as_ref());
+        // In the report that follows the answer to the first bundle.
+        r.set_workloads(tracker.as_ref().map(|t| t.report(Some(&checked.policy.name))));
         r.record_peers(&r.initial);
         r.started(Ok(())).await;
     }
@@ -109,6 +111,9 @@ pub(super) async fn start(p: Prepared, a: Attached) -> Result<Running, AgentErro
     }
     if let Some(t) = &enforcer.workloads {
         enforcer.exfil.set_workloads(t.named());
+    }
+    if let Some(r) = remote.as_ref() {
+        r.set_workloads(enforcer.workload_report());
     }
     metrics.set_ready();
     Ok(Running { enforcer, mesh, remote, events, flow_table, metrics, stop_metrics })

@@ -18,7 +18,7 @@ use crate::{
     files, geo,
     identity::Labels,
     maps::PinnedMaps,
-    policy_load::{LoadedPolicy, PolicyLoader, PolicySource},
+    policy_load::{LoadedPolicy, PolicyLoader, PolicySource, RemoteWorkload},
 };
 
 /// Where the policy indices are kept.
@@ -37,6 +37,8 @@ pub struct WorkloadPolicy {
 #[derive(Debug, Clone, Default)]
 pub struct WorkloadPolicies {
     pub list: Vec<WorkloadPolicy>,
+    /// The workloads on other nodes their `from.workloads` selectors resolved against.
+    pub remote: Vec<RemoteWorkload>,
     state_dir: PathBuf,
 }
 
@@ -44,20 +46,23 @@ impl WorkloadPolicies {
     /// Loads and checks the policy files `files`; every problem at once.
     pub fn load(files: &[PathBuf], cfg: &RunConfig, geo: Option<&GeoDb>) -> Result<Self, Vec<String>> {
         let sources: Vec<PolicySource> = files.iter().cloned().map(PolicySource::File).collect();
-        Self::load_sources(&sources, cfg, geo)
+        Self::load_sources(&sources, &[], cfg, geo)
     }
 
     /// Loads and checks policies from any source (files, or a control-plane bundle's workload
-    /// policies); every problem at once.
+    /// policies), their `from.workloads` selectors resolved against `remote`; every problem at
+    /// once.
     pub fn load_sources(
         sources: &[PolicySource],
+        remote: &[RemoteWorkload],
         cfg: &RunConfig,
         geo: Option<&GeoDb>,
     ) -> Result<Self, Vec<String>> {
         let mut errors = Vec::new();
         let mut loaded = Vec::new();
         for source in sources {
-            let loader = PolicyLoader::new(source.clone(), cfg, Vec::new());
+            let mut loader = PolicyLoader::new(source.clone(), cfg, Vec::new());
+            loader.remote_workloads = remote.to_vec();
             match loader.load(geo) {
                 Ok(l) if l.policy.workload_selector.is_none() => errors.push(format!(
                     "workload policy {}: policy \"{}\" has no spec.workloadSelector (only the node default governs unselected workloads)",
@@ -97,7 +102,7 @@ impl WorkloadPolicies {
             .zip(indices)
             .map(|((loader, loaded), index)| WorkloadPolicy { index, loader, loaded })
             .collect();
-        Ok(Self { list, state_dir: cfg.state_dir.clone() })
+        Ok(Self { list, remote: remote.to_vec(), state_dir: cfg.state_dir.clone() })
     }
 
     /// The policy whose selector matches `labels` (index, name); an error naming both when two

@@ -219,6 +219,25 @@ impl Tracker {
         }
     }
 
+    /// The workloads as the node reports them to the control plane: path under the root,
+    /// labels (without the internal cgroup label), the governing policy's name (`default`, the
+    /// node default's, when no workload policy selects it).
+    pub fn report(&self, default: Option<&str>) -> Vec<ringfence_proto::api::WorkloadReport> {
+        self.table
+            .iter()
+            .map(|(path, t)| ringfence_proto::api::WorkloadReport {
+                path: path.strip_prefix(&self.root).unwrap_or(path).display().to_string(),
+                labels: t
+                    .labels
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != crate::identity::CGROUP_LABEL)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                policy: t.policy.as_ref().map(|(_, n)| n.clone()).or_else(|| default.map(str::to_owned)),
+            })
+            .collect()
+    }
+
     /// Resolves when the tree changed (a cgroup made or removed) or the rescan interval passed
     /// (labels from files and the pod watch change without a cgroup event).
     pub async fn next(&mut self) -> Wake {

@@ -25,7 +25,7 @@ fn plural(n: usize, word: &str) -> String {
 }
 
 /// Reads and validates `file`, printing diagnostics; `Err` carries the exit status.
-fn load(file: &Path) -> Result<Policy, ExitCode> {
+pub(super) fn load(file: &Path) -> Result<Policy, ExitCode> {
     let shown = file.display();
     let src = std::fs::read_to_string(file).map_err(|e| {
         eprintln!("{shown}: error: cannot read policy: {e}");

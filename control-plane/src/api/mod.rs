@@ -28,6 +28,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/renew"),
     ("post", "/v1/report"),
     ("get", "/v1/nodes"),
+    ("get", "/v1/nodes/{id}"),
     ("post", "/v1/nodes/{id}/revoke"),
     ("post", "/v1/nodes/{id}/addresses"),
     ("post", "/v1/nodes/{id}/wireguard-key"),
@@ -55,6 +56,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/renew", post(enroll::renew))
         .route("/v1/report", post(nodes::report))
         .route("/v1/nodes", get(nodes::list))
+        .route("/v1/nodes/{id}", get(nodes::get))
         .route("/v1/nodes/{id}/revoke", post(nodes::revoke))
         .route("/v1/nodes/{id}/addresses", post(mesh::pin_addresses))
         .route("/v1/nodes/{id}/wireguard-key", post(mesh::rotate_key))

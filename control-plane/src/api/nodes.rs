@@ -81,12 +81,46 @@ pub async fn report(
         let details = json!({"node_id": id, "wireguard": accepted});
         db::audit::append(&mut tx, &format!("node:{id}"), "node.wireguard", details).await?;
     }
+    let workloads = report.workloads.as_ref().filter(|w| **w != node.info.workloads);
+    if let Some(workloads) = workloads {
+        check_workloads(workloads)?;
+        // Other nodes' bundles carry these workloads: a new generation re-renders them.
+        let generation = state.db.bump_generation(&mut tx).await?;
+        db::nodes::set_workloads(&mut tx, &id, workloads, generation).await?;
+        tracing::info!(node = id, workloads = workloads.len(), "node workloads changed");
+    }
     db::nodes::apply_report(&mut tx, &node, &report).await?;
     tx.commit().await.map_err(db::DbError::from)?;
-    if changed.is_some() {
+    if changed.is_some() || workloads.is_some() {
         state.hub.reload().await?;
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The most workloads a node may report.
+pub const MAX_WORKLOADS: usize = 4096;
+
+/// Refuses an oversized workload report.
+fn check_workloads(workloads: &[ringfence_proto::api::WorkloadReport]) -> ApiResult<()> {
+    if workloads.len() > MAX_WORKLOADS {
+        return Err(ApiError::bad_request(format!(
+            "{} workloads reported: at most {MAX_WORKLOADS} per node",
+            workloads.len()
+        )));
+    }
+    Ok(())
+}
+
+/// `GET /v1/nodes/{id}`: one node, with its reported workloads.
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    _: Admin,
+    PathArg(id): PathArg<String>,
+) -> ApiResult<Json<NodeInfo>> {
+    let node = db::nodes::get(state.db.pool(), &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no node {id} (see `ringfence nodes list`)")))?;
+    Ok(Json(node.info))
 }
 
 /// `GET /v1/nodes`.

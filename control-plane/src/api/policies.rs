@@ -18,10 +18,10 @@ use super::error::{ApiError, ApiResult};
 use super::state::AppState;
 use crate::db::{self, NewPolicy};
 use crate::metrics::inc;
-use crate::render;
+use crate::{heads, render};
 
-/// Validates and compiles a policy as `ringfence policy check` does; returns its name.
-fn check_policy(yaml: &str) -> ApiResult<String> {
+/// Validates and compiles a policy as `ringfence policy check` does; returns it.
+fn check_policy(yaml: &str) -> ApiResult<ringfence_policy::Policy> {
     let policy = ringfence_policy::parse_policy(yaml).map_err(|diagnostics| {
         let n = diagnostics.len();
         let diagnostics = diagnostics
@@ -42,7 +42,7 @@ fn check_policy(yaml: &str) -> ApiResult<String> {
     ringfence_policy::compile(&policy, Some(&empty)).map_err(|e| {
         ApiError::invalid_policy(format!("policy does not compile for the kernel: {e}"), Vec::new())
     })?;
-    Ok(policy.name.clone())
+    Ok(policy)
 }
 
 /// A unified line diff.
@@ -66,7 +66,19 @@ async fn store(
     rollback_of: Option<u64>,
     strict: bool,
 ) -> ApiResult<PolicyApplied> {
-    let name = check_policy(yaml)?;
+    let policy = check_policy(yaml)?;
+    let name = policy.name.clone();
+    let workload = policy.workload_selector.is_some();
+    let conflicts = heads::workload_conflicts(&state.hub.current().workload_policies, selector, &policy);
+    if !conflicts.is_empty() {
+        return Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            format!(
+                "workload policy \"{name}\" overlaps a workload policy in force on the same nodes; nothing stored: {}",
+                conflicts.join("; ")
+            ),
+        ));
+    }
     if strict {
         let snapshot = state.hub.current();
         if !snapshot.active_nodes().any(|n| selector.matches(&n.info.region, &n.info.labels)) {
@@ -82,7 +94,8 @@ async fn store(
     let new = NewPolicy { name: &name, selector, yaml, sha256: &sha256, author, comment, rollback_of };
     let stored = db::policies::insert(&mut tx, &new, generation).await?;
     let version = stored.record.version;
-    let previous = db::policies::previous_with_selector(&mut tx, selector, version).await?;
+    let same_name = workload.then_some(name.as_str());
+    let previous = db::policies::previous_with_selector(&mut tx, selector, same_name, version).await?;
     let (old_yaml, old_name) = match &previous {
         Some(p) => (p.record.policy_yaml.clone().unwrap_or_default(), format!("v{}", p.record.version)),
         None => (String::new(), "(none)".to_owned()),
@@ -90,6 +103,7 @@ async fn store(
     let details = json!({
         "version": version,
         "name": name,
+        "workload_selector": policy.workload_selector.as_ref().map(|s| &s.match_labels),
         "selector": selector.to_string(),
         "author": author,
         "comment": comment,
@@ -109,8 +123,17 @@ async fn store(
     let nodes = snapshot
         .active_nodes()
         .filter(|n| {
-            render::policy_for(&snapshot, &n.info.region, &n.info.labels).map(|p| p.record.version)
-                == Some(version)
+            let (region, labels) = (&n.info.region, &n.info.labels);
+            let default = render::policy_for(&snapshot, region, labels);
+            match workload {
+                false => default.map(|p| p.record.version) == Some(version),
+                // Carried by the node's bundle (a node without a default has no bundle).
+                true => {
+                    default.is_some()
+                        && render::workload_policies_for(&snapshot, region, labels)
+                            .any(|w| w.row.record.version == version)
+                }
+            }
         })
         .map(|n| n.info.node_id.clone())
         .collect();

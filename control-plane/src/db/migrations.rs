@@ -86,6 +86,7 @@ UPDATE nodes SET wireguard = NULL;
 CREATE UNIQUE INDEX nodes_wg_key ON nodes (wg_key)
 "#,
     ),
+    (3, "workloads reported by nodes", "ALTER TABLE nodes ADD COLUMN workloads TEXT NOT NULL DEFAULT '[]'"),
 ];
 
 /// Applies the migrations not yet recorded, each in its own transaction (under the writer lock,

@@ -1,6 +1,6 @@
 //! The node inventory.
 
-use ringfence_proto::api::{Labels, NodeInfo, NodeReport, WireGuardInfo};
+use ringfence_proto::api::{Labels, NodeInfo, NodeReport, WireGuardInfo, WorkloadReport};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
@@ -11,13 +11,14 @@ use super::pool::{json_col, u64_col, DbError, Tx};
 pub struct NodeRow {
     /// What the API shows.
     pub info: NodeInfo,
-    /// The generation of its last change that affects bundles (enrollment, WireGuard, revocation).
+    /// The generation of its last change that affects bundles (enrollment, WireGuard, revocation,
+    /// reported workloads).
     pub generation: i64,
 }
 
 const COLUMNS: &str = "id, region, labels, hostname, wireguard, agent_version, applied_policy_version, \
     applied_bundle_version, geo_db_version, last_seen_ms, enrolled_ms, cert_not_after_ms, revoked_ms, generation, \
-    tunnel_addresses";
+    tunnel_addresses, workloads";
 
 fn from_row(row: &AnyRow) -> Result<NodeRow, DbError> {
     let wireguard: Option<String> = row.try_get("wireguard")?;
@@ -41,6 +42,7 @@ fn from_row(row: &AnyRow) -> Result<NodeRow, DbError> {
             cert_not_after_ms: row.try_get("cert_not_after_ms")?,
             revoked_ms: row.try_get("revoked_ms")?,
             tunnel_addresses: json_col(row, "tunnel_addresses")?,
+            workloads: json_col(row, "workloads")?,
         },
         generation: row.try_get("generation")?,
     })
@@ -216,6 +218,22 @@ pub async fn apply_report(tx: &mut Tx, current: &NodeRow, report: &NodeReport) -
     .bind(&info.node_id)
     .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+/// Stores the node's reported workloads at `generation` (other nodes' bundles carry them).
+pub async fn set_workloads(
+    tx: &mut Tx,
+    id: &str,
+    workloads: &[WorkloadReport],
+    generation: i64,
+) -> Result<(), DbError> {
+    sqlx::query("UPDATE nodes SET workloads = $1, generation = $2 WHERE id = $3")
+        .bind(serde_json::to_string(workloads).expect("workloads serialize"))
+        .bind(generation)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 

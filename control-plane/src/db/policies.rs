@@ -112,29 +112,37 @@ pub async fn history(pool: &AnyPool) -> Result<Vec<PolicyRecord>, DbError> {
     rows.iter().map(|r| from_row(r, false).map(|p| p.record)).collect()
 }
 
-/// The newest version of each selector (older versions of a selector can never be chosen),
-/// newest first, with YAML.
+/// The newest version of each selector and name (older versions of a policy can never be
+/// chosen), newest first, with YAML; see `heads::Heads::split` for which are in force.
 pub async fn heads(pool: &AnyPool) -> Result<Vec<PolicyRow>, DbError> {
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM policies p WHERE version = \
-         (SELECT MAX(version) FROM policies q WHERE q.selector = p.selector) ORDER BY version DESC"
+         (SELECT MAX(version) FROM policies q WHERE q.selector = p.selector AND q.name = p.name) \
+         ORDER BY version DESC"
     ))
     .fetch_all(pool)
     .await?;
     rows.iter().map(|r| from_row(r, true)).collect()
 }
 
-/// The newest version with exactly this selector, before `before`.
+/// The newest version with exactly this selector (and this name, if given), before `before`.
 pub async fn previous_with_selector(
     tx: &mut Tx,
     selector: &Selector,
+    name: Option<&str>,
     before: u64,
 ) -> Result<Option<PolicyRow>, DbError> {
-    let row = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM policies WHERE selector = $1 AND version < $2 ORDER BY version DESC LIMIT 1"
-    ))
-    .bind(serde_json::to_string(selector).expect("selector serializes"))
-    .bind(before as i64)
+    let by_name = if name.is_some() { "AND name = $3 " } else { "" };
+    let sql = format!(
+        "SELECT {COLUMNS} FROM policies WHERE selector = $1 AND version < $2 {by_name}ORDER BY version DESC LIMIT 1"
+    );
+    let row = sqlx::query(&sql)
+        .bind(serde_json::to_string(selector).expect("selector serializes"))
+        .bind(before as i64);
+    let row = match name {
+        Some(n) => row.bind(n),
+        None => row,
+    }
     .fetch_optional(&mut **tx)
     .await?;
     row.map(|r| from_row(&r, true)).transpose()

@@ -14,3 +14,4 @@ mod flood;
 mod hijack;
 mod openapi;
 mod replicas;
+mod workloads;

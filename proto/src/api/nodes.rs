@@ -112,6 +112,21 @@ pub struct RenewResponse {
     pub not_after_ms: i64,
 }
 
+/// One workload (cgroup) of a node, as its agent reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadReport {
+    /// The cgroup path, relative to the agent's `--cgroup-root`.
+    pub path: String,
+    /// Its labels (from the agent's identity sources).
+    #[serde(default)]
+    pub labels: Labels,
+    /// The `metadata.name` of the policy governing it (the node default when no workload
+    /// policy selects it); absent when none is in force for it.
+    #[serde(default)]
+    pub policy: Option<String>,
+}
+
 /// `POST /v1/report` (client certificate): the node's state, sent at start and on change.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -131,6 +146,10 @@ pub struct NodeReport {
     /// The geo-IP database in force (type and build date, or a file hash).
     #[serde(default)]
     pub geo_db_version: Option<String>,
+    /// The node's workloads, all of them (absent: unchanged; agents without `--cgroup-root`
+    /// send none, and leave the field out for control planes that predate it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workloads: Option<Vec<WorkloadReport>>,
 }
 
 /// One node of the inventory (`GET /v1/nodes`).
@@ -167,6 +186,10 @@ pub struct NodeInfo {
     /// only `allowed_ips` the control plane signs for this node.
     #[serde(default)]
     pub tunnel_addresses: Vec<String>,
+    /// The workloads its agent reported last (other nodes' bundles carry them, with
+    /// `tunnel_addresses`, as remote workloads; left out when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workloads: Vec<WorkloadReport>,
 }
 
 /// `POST /v1/nodes/{id}/addresses` (admin): pin a node's tunnel addresses (replacing any
