@@ -4,11 +4,16 @@
 //! starts from what they hold).
 use std::collections::{HashMap, HashSet};
 
-use aya::maps::{lpm_trie::Key, MapError};
-use ringfence_common::{key_table, TABLE_BITS};
+use aya::maps::{
+    lpm_trie::{Key, LpmTrie},
+    MapData, MapError,
+};
+use ringfence_common::{key_table, PrefixEntry, TABLE_BITS};
 
-use super::Trie;
 use crate::error::AgentError;
+
+/// A trie keyed by table id and address (`K` = 8 or 20 key bytes).
+pub type Trie<const K: usize, V = PrefixEntry> = LpmTrie<MapData, [u8; K], V>;
 
 /// (prefix length including the table bits, key bytes).
 type KeyId<const K: usize> = (u32, [u8; K]);

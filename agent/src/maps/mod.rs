@@ -10,7 +10,7 @@ mod workloads;
 
 use std::path::{Path, PathBuf};
 
-use aya::maps::{lpm_trie::LpmTrie, Array, HashMap, Map, MapData, MapError, PerCpuArray};
+use aya::maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray};
 use ringfence_common::{
     table_id, CgPolicy, Endpoint, GeoEntry, GeoInfo, ListKey, MatchList, PolicyConfig, PrefixEntry,
     WorkloadState, ACTIVE_MAP, ALLOW_V4_MAP, ALLOW_V6_MAP, CGCACHE_MAP, CONFIG_MAP, CONFIG_RAW_POLICY,
@@ -25,9 +25,6 @@ use serde::Serialize;
 use mirror::Mirrored;
 
 use crate::error::AgentError;
-
-/// A trie keyed by table id and address (`K` = 8 or 20 key bytes).
-type Trie<const K: usize, V = PrefixEntry> = LpmTrie<MapData, [u8; K], V>;
 
 /// Where the maps are pinned inside the agent's bpffs directory.
 pub fn maps_dir(bpffs: &Path) -> PathBuf {
