@@ -137,9 +137,12 @@ enum Cmd {
         /// Print one JSON array of flows: protocol, local, local_port, remote, remote_port,
         /// tx_bytes, tx_packets, tx_data_bytes (TCP: without retransmissions, else null),
         /// finished, rx_bytes, rx_packets, cgroup_id, dropped_packets, first_seen_secs_ago,
-        /// last_seen_secs_ago.
+        /// last_seen_secs_ago, and under --cgroup-root the workload and its labels.
         #[arg(long)]
         json: bool,
+        /// The agent's state directory (as given to `run`): flows name their workload from it.
+        #[arg(long = "state-dir", value_name = "DIR", default_value = wg::DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
     },
     /// List the exfiltration blocks in force (cgroup, destination, time left).
     Blocks {
@@ -360,7 +363,7 @@ fn main() -> ExitCode {
         Cmd::Status { bpffs, json } => report::status(&bpffs, json),
         Cmd::ProbeSocket => bpf::probe_socket(),
         Cmd::Wg { cmd } => wg_cmd(cmd),
-        Cmd::Flows { bpffs, json } => report::flows(&bpffs, json),
+        Cmd::Flows { bpffs, json, state_dir } => report::flows(&bpffs, &state_dir, json),
         Cmd::Workloads { state_dir, json } => print_workloads(&state_dir, json),
         Cmd::Blocks { bpffs, json } => report::blocks(&bpffs, json),
         Cmd::Release { bpffs, all, cgroup_id, destination } => {

@@ -75,19 +75,33 @@ pub fn status(bpffs: &Path, json: bool) -> Result<(), AgentError> {
 }
 
 /// `flows`: the packet path's per-flow counters.
-pub fn flows(bpffs: &Path, json: bool) -> Result<(), AgentError> {
+/// Flows name the workload of their cgroup (and its labels) when the agent in `state_dir` runs
+/// with `--cgroup-root`.
+pub fn flows(bpffs: &Path, state_dir: &Path, json: bool) -> Result<(), AgentError> {
     let flows = FlowTable::open(bpffs)?.flows()?;
+    let workloads = crate::workloads::recorded(state_dir);
     if json {
-        println!("{}", serde_json::to_string(&flows).expect("flows serialize"));
+        let rows: Vec<serde_json::Value> = flows
+            .iter()
+            .map(|f| {
+                let mut v = serde_json::to_value(f).expect("flow serializes");
+                let w = workloads.get(&f.cgroup_id);
+                v["workload"] = w.map(|(p, _)| p.as_str()).into();
+                v["labels"] = w.map(|(_, l)| l.as_str()).into();
+                v
+            })
+            .collect();
+        println!("{}", serde_json::Value::from(rows));
         return Ok(());
     }
     println!(
-        "{:<5} {:>40} {:>40} {:>14} {:>14} {:>8} {:>10}",
+        "{:<5} {:>40} {:>40} {:>14} {:>14} {:>8} {:>10}  workload",
         "proto", "local", "remote", "tx bytes", "rx bytes", "dropped", "cgroup"
     );
     for f in flows {
+        let workload = workloads.get(&f.cgroup_id).map_or("", |(p, _)| p.as_str());
         println!(
-            "{:<5} {:>40} {:>40} {:>14} {:>14} {:>8} {:>10}",
+            "{:<5} {:>40} {:>40} {:>14} {:>14} {:>8} {:>10}  {workload}",
             f.protocol,
             format!("{}:{}", f.local, f.local_port),
             format!("{}:{}", f.remote, f.remote_port),

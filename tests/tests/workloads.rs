@@ -24,6 +24,10 @@ const US_HOST: &str = "203.0.113.5";
 /// The eu job's peer on another node (allowed in) and the corporate network (not).
 const PEER_NODE: &str = "198.51.100.20";
 const CORPORATE: &str = US_HOST;
+const PEER_NODE_V6: &str = "2001:db8:10::10";
+const CORPORATE_V6: &str = "2001:db8:20::10";
+/// The node's own IPv6 address.
+const NODE_V6: &str = "2001:db8:1::1";
 /// The node's own address (the lab's veth).
 const NODE: &str = "192.0.2.1";
 
@@ -56,7 +60,7 @@ fn eu_policy() -> String {
         "eu-resident",
         "    - name: eu\n      action: allow\n      to: { countries: [DE, FR] }\n      ports: [{ port: 443, protocol: tcp }, { port: 53 }]\n",
         &format!(
-            "  defaultIngress: deny\n  ingress:\n    - name: rendezvous-from-peer\n      action: allow\n      from: {{ cidrs: [{PEER_NODE}/32] }}\n      ports: [{{ port: {RENDEZVOUS} }}]\n"
+            "  defaultIngress: deny\n  ingress:\n    - name: rendezvous-from-peer\n      action: allow\n      from: {{ cidrs: [{PEER_NODE}/32, \"{PEER_NODE_V6}/128\"] }}\n      ports: [{{ port: {RENDEZVOUS} }}]\n"
         ),
     )
 }
@@ -216,7 +220,8 @@ fn spawn_agent(args: &[OsString]) -> AgentProc {
 
 /// A TCP exchange from the world, from source address `from`, with a short timeout.
 fn tcp_from_world(node: &Node, from: &str, port: u16) -> bool {
-    node.e.lab.world_probe(&["tcp", NODE, &port.to_string(), "--bind", from, "--timeout-ms", "1000"]).ok
+    let to = if from.contains(':') { NODE_V6 } else { NODE };
+    node.e.lab.world_probe(&["tcp", to, &port.to_string(), "--bind", from, "--timeout-ms", "1000"]).ok
 }
 
 #[test]
@@ -245,6 +250,21 @@ fn jobs_on_one_node_get_their_own_policies_in_both_directions() {
     // Ingress: the eu job's rendezvous port takes its peer on another node, nobody else.
     assert!(tcp_from_world(&node, PEER_NODE, RENDEZVOUS), "the eu job's peer node must get in");
     assert!(!tcp_from_world(&node, CORPORATE, RENDEZVOUS), "the corporate network must not get in");
+    assert!(tcp_from_world(&node, PEER_NODE_V6, RENDEZVOUS), "the peer node must get in over IPv6");
+    assert!(
+        !tcp_from_world(&node, CORPORATE_V6, RENDEZVOUS),
+        "the corporate network must not get in over IPv6"
+    );
+    let udp6 = lab.world_probe(&[
+        "udp",
+        NODE_V6,
+        &RENDEZVOUS.to_string(),
+        "--bind",
+        CORPORATE_V6,
+        "--timeout-ms",
+        "500",
+    ]);
+    assert!(!udp6.ok, "an IPv6 datagram from the corporate network must not reach the eu job: {udp6:?}");
     let udp =
         lab.world_probe(&["udp", NODE, &RENDEZVOUS.to_string(), "--bind", CORPORATE, "--timeout-ms", "500"]);
     assert!(!udp.ok, "a datagram from the corporate network must not reach the eu job: {udp:?}");

@@ -20,4 +20,4 @@ pub use crate::config::WorkloadsConfig;
 pub use policies::{WorkloadPolicies, WorkloadPolicy};
 pub use scan::scan;
 pub use table::{Change, Tracked, WorkloadTable};
-pub use tracker::{print_workloads, Tracker, Wake, STATE_FILE};
+pub use tracker::{print_workloads, recorded, Tracker, Wake, STATE_FILE};

@@ -275,6 +275,14 @@ async fn pod_change(changes: &mut Option<watch::Receiver<u64>>) {
     }
 }
 
+/// What the running (or last) agent recorded, by cgroup id: (workload path, `key=value,...`
+/// labels); empty when nothing was recorded (no `--cgroup-root`).
+pub fn recorded(state_dir: &Path) -> std::collections::HashMap<u64, (String, String)> {
+    let text = files::read_optional(&state_dir.join(STATE_FILE)).ok().flatten().unwrap_or_default();
+    let rows: Vec<Row> = serde_json::from_str(&text).unwrap_or_default();
+    rows.into_iter().map(|r| (r.cgroup_id, (r.path.display().to_string(), label_string(&r.labels)))).collect()
+}
+
 /// `ringfence-agent workloads`: what the running (or last) agent recorded.
 pub fn print_workloads(state_dir: &Path, json: bool) -> Result<(), AgentError> {
     let path = state_dir.join(STATE_FILE);
@@ -300,4 +308,23 @@ pub fn print_workloads(state_dir: &Path, json: bool) -> Result<(), AgentError> {
         println!("{:<48} {:>10}  {:<20} {:<10} {}", r.path.display(), r.cgroup_id, policy, r.source, labels);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_recorded_workloads_name_cgroups_for_flows() {
+        let dir = std::env::temp_dir().join(format!("rf-recorded-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        assert!(recorded(&dir).is_empty(), "nothing recorded yet");
+        let rows = r#"[{"path": "job_7/step_0", "cgroup_id": 42, "source": "slurm", "policy": "eu",
+            "policy_index": 1, "problem": null,
+            "labels": {"ringfence.dev/cgroup": "job_7/step_0", "slurm.job": "7", "slurm.step": "0"}}]"#;
+        std::fs::write(dir.join(STATE_FILE), rows).expect("write");
+        let got = recorded(&dir);
+        assert_eq!(got.get(&42), Some(&("job_7/step_0".to_string(), "slurm.job=7,slurm.step=0".to_string())));
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
 }
