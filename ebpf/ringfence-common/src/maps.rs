@@ -195,6 +195,9 @@ pub const TCPSEQ_MAP: &str = "RF_TCPSEQ";
 /// reported (one event per flow per [`DROP_EVENT_INTERVAL_NS`]).
 pub const DROPLOG_MAP: &str = "RF_DROPLOG";
 pub const DROP_EVENT_INTERVAL_NS: u64 = 1_000_000_000;
+/// An allowed connection of the same process to the same destination and port is reported at
+/// most once per this interval (every one is counted in `STAT_ALLOWED`).
+pub const ALLOW_EVENT_INTERVAL_NS: u64 = 10_000_000_000;
 /// LRU hash of [`crate::FlowKey`] (the workload's view: local, remote) -> `u32` (unused): UDP
 /// flows a workload sent on, whose replies pass its ingress rules.
 pub const REPLIES_MAP: &str = "RF_REPLIES";

@@ -23,7 +23,8 @@ pub struct Owner {
     /// Destination port of that call (host order).
     pub port: u32,
     pub comm: [u8; 16],
-    /// `bpf_ktime_get_ns()` of the call.
+    /// `bpf_ktime_get_ns()` of the call that last produced an allow event (at most
+    /// `ALLOW_EVENT_INTERVAL_NS` old while the same process keeps connecting).
     pub ts_ns: u64,
 }
 

@@ -10,7 +10,8 @@ use aya_ebpf::helpers::{
     bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns,
 };
 use ringfence_common::{
-    DestKey, Event, FlowKey, Owner, DROP_EVENT_INTERVAL_NS, EVENTS_WAKEUP_BYTES, STAT_EVENTS_DROPPED,
+    DestKey, Event, FlowKey, Owner, ALLOW_EVENT_INTERVAL_NS, DROP_EVENT_INTERVAL_NS, EVENTS_WAKEUP_BYTES,
+    STAT_EVENTS_DROPPED,
 };
 
 use crate::{
@@ -102,19 +103,27 @@ pub fn dest_key(cgroup_id: u64, daddr: [u8; 16], family: u32) -> DestKey {
 
 /// Remembers the calling process as the one that last reached `dest` from its cgroup.
 #[inline(always)]
-pub fn remember_owner(dest: &Dest) {
+/// Returns whether the allowed connection is worth an event: a new (process, port) for the
+/// destination, or the same one not reported for [`ALLOW_EVENT_INTERVAL_NS`] (a process
+/// connecting in a loop is reported once per interval; every connection is counted).
+pub fn remember_owner(dest: &Dest) -> bool {
     let who = current();
     let key = dest_key(who.cgroup_id, dest.daddr, dest.family);
-    if let Some(o) = RF_OWNERS.get_ptr(&key) {
-        // SAFETY: a value pointer from the map, read once.
-        let o = unsafe { &*o };
+    let now = unsafe { bpf_ktime_get_ns() };
+    if let Some(o) = RF_OWNERS.get_ptr_mut(&key) {
+        // SAFETY: a value pointer from the map.
+        let o = unsafe { &mut *o };
         if o.pid == who.pid && o.port == dest.port as u32 {
-            return; // unchanged: skip the write on the hot path
+            if now.wrapping_sub(o.ts_ns) < ALLOW_EVENT_INTERVAL_NS {
+                return false; // unchanged and reported recently: no write, no event
+            }
+            o.ts_ns = now;
+            return true;
         }
     }
-    let owner =
-        Owner { pid: who.pid, port: dest.port as u32, comm: who.comm, ts_ns: unsafe { bpf_ktime_get_ns() } };
+    let owner = Owner { pid: who.pid, port: dest.port as u32, comm: who.comm, ts_ns: now };
     let _ = RF_OWNERS.insert(&key, &owner, 0);
+    true
 }
 
 /// True at most once per flow per [`DROP_EVENT_INTERVAL_NS`].

@@ -29,9 +29,12 @@ fn refuse_blocked(a: &Active, dest: &Dest) -> Option<i32> {
 #[inline(never)]
 fn finish(ctx: &SockAddrContext, dest: &Dest, v: &Verdict) -> i32 {
     v.count();
-    emit(dest, v);
-    if v.verdict == VERDICT_ALLOW {
-        remember_owner(dest);
+    if v.verdict != VERDICT_ALLOW {
+        emit(dest, v);
+    } else {
+        if remember_owner(dest) {
+            emit(dest, v);
+        }
         cache(ctx, dest, v.generation);
     }
     v.retval()
