@@ -61,6 +61,6 @@ pub use control::ControlPlane;
 pub use lab::Lab;
 pub use netns::NetNs;
 pub use probe::{probe_bin, LoopReport, ProbeResult, TargetStats};
-pub use scenario::{policy_head, policy_head_with, Enforced};
+pub use scenario::{policy_head, policy_head_with, workload_agent_args, Enforced};
 pub use skip::skip;
 pub use util::monotonic_ns;

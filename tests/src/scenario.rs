@@ -26,6 +26,34 @@ pub struct Enforced {
     pub lab: Lab,
 }
 
+/// `run --cgroup-root ROOT --identity IDENTITY --bpffs BPFFS --state-dir STATE` with file
+/// checks every 0.2 s and without the packet path (so `--allow-weaker-isolation`): the common
+/// part of every per-workload agent a test starts; add `--policy`/`--control`, policies, etc.
+pub fn workload_agent_args(
+    root: &Path,
+    identity: &Path,
+    bpffs: &Path,
+    state: &Path,
+) -> Vec<std::ffi::OsString> {
+    [
+        "run".as_ref(),
+        "--cgroup-root".as_ref(),
+        root.as_os_str(),
+        "--identity".as_ref(),
+        identity.as_os_str(),
+        "--bpffs".as_ref(),
+        bpffs.as_os_str(),
+        "--state-dir".as_ref(),
+        state.as_os_str(),
+        "--watch-interval".as_ref(),
+        "0.2".as_ref(),
+        "--allow-weaker-isolation".as_ref(),
+    ]
+    .iter()
+    .map(|s: &&std::ffi::OsStr| s.to_os_string())
+    .collect()
+}
+
 /// The head of a v1 policy with the given name, mode and default action; append `egress` items.
 pub fn policy_head(name: &str, mode: &str, default_action: &str) -> String {
     format!(

@@ -2,12 +2,9 @@
 //! puts it on the job cgroup its selector picks (the rest of the node keeps the node default),
 //! a new version replaces it, and the node's inventory on the control plane lists the job with
 //! its labels and policy. Run as root, serially.
-use std::{
-    ffi::OsString,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use ringfence_tests::{agent_bin, AgentProc, ControlPlane, Enforced};
+use ringfence_tests::{agent_bin, workload_agent_args, AgentProc, ControlPlane, Enforced};
 
 const DENIED: &str = "203.0.113.5";
 const STORE: &str = "198.51.100.10";
@@ -53,21 +50,8 @@ fn a_workload_policy_from_the_control_plane_governs_the_job_it_selects() {
     cp.apply(NODE_DEFAULT, "region=eu");
     let v1 = cp.apply(&job_policy(DENIED), "region=eu");
     let job = e.lab.cgroup().child("job-train-7");
-    let args: Vec<OsString> = vec![
-        "run".into(),
-        "--control".into(),
-        "--cgroup-root".into(),
-        e.lab.cgroup_path().into(),
-        "--identity".into(),
-        identity.into(),
-        "--bpffs".into(),
-        e.bpffs().into(),
-        "--state-dir".into(),
-        state.into(),
-        "--watch-interval".into(),
-        "0.2".into(),
-        "--allow-weaker-isolation".into(),
-    ];
+    let mut args = workload_agent_args(e.lab.cgroup_path(), &identity, &e.bpffs(), &state);
+    args.push("--control".into());
     let agent = AgentProc::spawn_args(&agent_bin(), &args, false);
     agent.wait_for_message("enforcing", Duration::from_secs(60));
     e.agent = Some(agent);

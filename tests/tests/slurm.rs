@@ -22,7 +22,6 @@
 //! Run as root, serially (`cargo xtask test`). Skipped when Slurm or munge is not installed
 //! (`cargo xtask setup` installs slurm-wlm and munge).
 use std::{
-    ffi::OsString,
     fs,
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
@@ -33,7 +32,7 @@ use std::os::unix::process::CommandExt;
 
 use ipnet::IpNet;
 use ringfence_policy::geo::fixture::{write_mmdb, Layout};
-use ringfence_tests::{agent_bin, skip, AgentProc, Enforced, TestCgroup};
+use ringfence_tests::{agent_bin, skip, workload_agent_args, AgentProc, Enforced, TestCgroup};
 
 const START: Duration = Duration::from_secs(60);
 const WAIT: Duration = Duration::from_secs(30);
@@ -471,26 +470,15 @@ fn a_real_slurm_job_gets_its_profile_policy_from_the_prolog_and_leaves_with_its_
     );
     let state = dir.join("state");
     fs::create_dir_all(&state).expect("state dir");
-    let args: Vec<OsString> = vec![
-        "run".into(),
+    let mut args = workload_agent_args(&scope, &identity, &e.bpffs(), &state);
+    args.extend([
         "--policy".into(),
         e.policy.clone().into(),
-        "--cgroup-root".into(),
-        scope.clone().into(),
-        "--identity".into(),
-        identity.into(),
         "--workload-policy".into(),
         write("eu.yaml", EU_POLICY).into(),
-        "--bpffs".into(),
-        e.bpffs().into(),
-        "--state-dir".into(),
-        state.clone().into(),
         "--geoip-db".into(),
         db.into(),
-        "--watch-interval".into(),
-        "0.2".into(),
-        "--allow-weaker-isolation".into(),
-    ];
+    ]);
     let agent = AgentProc::spawn_args(&agent_bin(), &args, false);
     agent.wait_for_message("enforcing", START);
     e.agent = Some(agent);

@@ -12,7 +12,7 @@ use std::{
 
 use ipnet::IpNet;
 use ringfence_policy::geo::fixture::{write_mmdb, Layout};
-use ringfence_tests::{agent_bin, AgentProc, Enforced, LoopReport};
+use ringfence_tests::{agent_bin, workload_agent_args, AgentProc, Enforced, LoopReport};
 
 const WAIT: Duration = Duration::from_secs(10);
 const START: Duration = Duration::from_secs(60);
@@ -138,24 +138,8 @@ impl Node {
         );
         let state = dir.join("state");
         std::fs::create_dir_all(&state).expect("state dir");
-        let mut args: Vec<OsString> = vec![
-            "run".into(),
-            "--policy".into(),
-            e.policy.clone().into(),
-            "--cgroup-root".into(),
-            e.lab.cgroup_path().into(),
-            "--identity".into(),
-            identity.into(),
-            "--bpffs".into(),
-            e.bpffs().into(),
-            "--state-dir".into(),
-            state.clone().into(),
-            "--geoip-db".into(),
-            db.into(),
-            "--watch-interval".into(),
-            "0.2".into(),
-            "--allow-weaker-isolation".into(),
-        ];
+        let mut args = workload_agent_args(e.lab.cgroup_path(), &identity, &e.bpffs(), &state);
+        args.extend(["--policy".into(), e.policy.clone().into(), "--geoip-db".into(), db.into()]);
         for (file, text) in
             [("eu.yaml", eu_policy()), ("us.yaml", us_policy()), ("tools.yaml", tools_policy())]
         {

@@ -4,14 +4,13 @@
 //! pod's policy by its labels, in a netns lab. The stand-in listens on loopback of the lab's
 //! node namespace, where the agent runs. Run as root, serially (`cargo xtask test`).
 use std::{
-    ffi::OsString,
     io::{BufRead, BufReader, Write},
     net::{TcpListener, TcpStream},
     sync::{Arc, Condvar, Mutex},
     time::Duration,
 };
 
-use ringfence_tests::{agent_bin, AgentProc, Enforced, NetNs, TestCgroup};
+use ringfence_tests::{agent_bin, workload_agent_args, AgentProc, Enforced, NetNs, TestCgroup};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -185,24 +184,8 @@ fn pods_get_the_policy_their_labels_select() {
     let root = e.lab.cgroup();
     // The pod that exists before the agent starts, and its container.
     let first = pod_cgroups(root, known);
-    let args: Vec<OsString> = vec![
-        "run".into(),
-        "--policy".into(),
-        e.policy.clone().into(),
-        "--cgroup-root".into(),
-        root.path().into(),
-        "--identity".into(),
-        identity.into(),
-        "--workload-policy".into(),
-        policy.into(),
-        "--bpffs".into(),
-        e.bpffs().into(),
-        "--state-dir".into(),
-        state.into(),
-        "--watch-interval".into(),
-        "0.2".into(),
-        "--allow-weaker-isolation".into(),
-    ];
+    let mut args = workload_agent_args(root.path(), &identity, &e.bpffs(), &state);
+    args.extend(["--policy".into(), e.policy.clone().into(), "--workload-policy".into(), policy.into()]);
     let agent = AgentProc::spawn_command(e.lab.node_ns().command(agent_bin()), &args, false);
     agent.wait_for_message("enforcing", Duration::from_secs(60));
     let seen = agent.wait_for("the pod's container", WAIT, |v| {
