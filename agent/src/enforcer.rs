@@ -216,25 +216,29 @@ impl Enforcer {
         self.workloads.as_ref().map(|t| t.report(default))
     }
 
-    /// Follows a change of the workload cgroups (or a rescan tick) into the kernel's entries.
-    pub fn on_workloads(&mut self, wake: crate::workloads::Wake) {
-        if let Some(t) = self.workloads.as_mut() {
-            match t.on_wake(wake, &mut self.maps) {
-                Ok(changes) if !changes.is_empty() => self.exfil.set_workloads(t.named()),
-                Ok(_) => {}
-                Err(e) => {
-                    error!(error = %e, "workloads could not be written to the kernel; the entries in force stay")
-                }
+    /// Follows a change of the workload cgroups (or a rescan tick) into the kernel's entries;
+    /// true if a workload came, went or changed.
+    pub fn on_workloads(&mut self, wake: crate::workloads::Wake) -> bool {
+        let Some(t) = self.workloads.as_mut() else { return false };
+        match t.on_wake(wake, &mut self.maps) {
+            Ok(changes) if !changes.is_empty() => {
+                self.exfil.set_workloads(t.named());
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                error!(error = %e, "workloads could not be written to the kernel; the entries in force stay");
+                false
             }
         }
     }
 
     /// Loads the workload policies in force again from their sources (files re-read, the geo
-    /// database in force); see [`Enforcer::put_workload_policies`].
-    pub fn reload_workload_policies(&mut self, trigger: &str) {
-        let Some(t) = self.workloads.as_ref() else { return };
+    /// database in force); see [`Enforcer::put_workload_policies`]. True if they were applied.
+    pub fn reload_workload_policies(&mut self, trigger: &str) -> bool {
+        let Some(t) = self.workloads.as_ref() else { return false };
         let sources = t.policies.list.iter().map(|p| p.loader.source.clone()).collect();
-        let _ = self.put_workload_policies(sources, trigger);
+        self.put_workload_policies(sources, trigger).is_ok()
     }
 
     /// Loads the workload policies from `sources` (e.g. a control-plane bundle's), with the
@@ -278,7 +282,8 @@ impl Enforcer {
             return Err(e.to_string());
         }
         let old = std::mem::replace(&mut t.policies, policies);
-        if let Err(e) = t.sync(&mut self.maps) {
+        // The tree is unchanged: every workload only chooses its policy again.
+        if let Err(e) = t.refresh(&mut self.maps, true) {
             error!(error = %e, "workloads could not be written to the kernel");
         }
         let kept = t.policies.indices();

@@ -183,6 +183,14 @@ impl PolicyLoader {
     }
 }
 
+#[cfg(test)]
+impl PolicyLoader {
+    /// A loader of `source` with no extra peers and no remote workloads (tests).
+    pub(crate) fn plain(source: PolicySource, packet_path: bool) -> PolicyLoader {
+        PolicyLoader { source, packet_path, extra_peers: Vec::new(), remote_workloads: Vec::new() }
+    }
+}
+
 fn lines(e: &impl std::fmt::Display) -> PolicyErrors {
     PolicyErrors(e.to_string().lines().map(str::to_string).collect())
 }

@@ -242,12 +242,7 @@ mod tests {
     const POLICY: &str = "apiVersion: ringfence.dev/v1\nkind: EgressPolicy\nmetadata: { name: from-bundle }\nspec:\n  defaultAction: allow\n  peers: { cidrs: [192.0.2.9/32] }\n";
 
     fn current() -> PolicyLoader {
-        PolicyLoader {
-            source: PolicySource::File("/unused".into()),
-            packet_path: false,
-            extra_peers: Vec::new(),
-            remote_workloads: Vec::new(),
-        }
+        PolicyLoader::plain(PolicySource::File("/unused".into()), false)
     }
 
     #[test]

@@ -123,10 +123,5 @@ fn a_bundle_whose_workload_part_is_wrong_fails_with_the_reason() {
 }
 
 fn current() -> PolicyLoader {
-    PolicyLoader {
-        source: PolicySource::File("/unused".into()),
-        packet_path: false,
-        extra_peers: Vec::new(),
-        remote_workloads: Vec::new(),
-    }
+    PolicyLoader::plain(PolicySource::File("/unused".into()), false)
 }

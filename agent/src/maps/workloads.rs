@@ -48,9 +48,4 @@ impl PinnedMaps {
         }
         Ok(())
     }
-
-    /// Entries of the programs' cgroup cache (for `workloads` and tests).
-    pub fn cached_cgroups(&self) -> usize {
-        self.cg_cache.keys().filter(Result::is_ok).count()
-    }
 }

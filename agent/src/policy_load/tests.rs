@@ -7,12 +7,7 @@ use super::*;
 const EXFIL_POLICY: &str = "apiVersion: ringfence.dev/v1\nkind: EgressPolicy\nmetadata: { name: guard }\nspec:\n  defaultAction: allow\n  exfiltration:\n    approvedSinks: { countries: [DE] }\n    bulk: { bytes: 1GB, window: 1m }\n";
 
 fn loader(path: &Path, packet_path: bool) -> PolicyLoader {
-    PolicyLoader {
-        source: PolicySource::File(path.to_path_buf()),
-        packet_path,
-        extra_peers: Vec::new(),
-        remote_workloads: Vec::new(),
-    }
+    PolicyLoader::plain(PolicySource::File(path.to_path_buf()), packet_path)
 }
 
 fn geo() -> GeoDb {

@@ -40,6 +40,8 @@ pub(super) async fn serve(
             _ = hup.recv() => {
                 let _ = enforcer.reload("SIGHUP");
                 enforcer.reload_workload_policies("SIGHUP");
+                // The node default's name is what unselected workloads report.
+                report_workloads(remote, enforcer);
                 if let Some(mesh) = mesh.as_mut() {
                     mesh.reload("SIGHUP").await;
                     enforcer.sync_endpoints(mesh);
@@ -48,27 +50,27 @@ pub(super) async fn serve(
             _ = tick.tick() => {
                 // Evaluate every watch (no short-circuit), so each records what it saw.
                 let geo_changed = enforcer.geo_watch.iter_mut().fold(false, |c, w| w.changed() | c);
+                let mut relabelled = false;
                 if geo_changed {
                     enforcer.reload_geo();
-                    enforcer.reload_workload_policies("geo database change");
+                    relabelled |= enforcer.reload_workload_policies("geo database change");
                 } else if enforcer.policy_watch.as_mut().is_some_and(FileWatch::changed) {
-                    let _ = enforcer.reload("file change");
+                    relabelled |= enforcer.reload("file change").is_ok();
                 }
                 if enforcer.workload_policy_watch.iter_mut().fold(false, |c, w| w.changed() | c) {
-                    enforcer.reload_workload_policies("file change");
+                    relabelled |= enforcer.reload_workload_policies("file change");
+                }
+                if relabelled {
+                    report_workloads(remote, enforcer);
                 }
                 if let Some(mesh) = mesh.as_mut() {
                     mesh.poll().await;
                     enforcer.sync_endpoints(mesh);
                 }
-                if let Some(r) = remote.as_ref() {
-                    r.set_workloads(enforcer.workload_report());
-                }
             }
             wake = next_workload_change(&mut enforcer.workloads) => {
-                enforcer.on_workloads(wake);
-                if let Some(r) = remote.as_ref() {
-                    r.set_workloads(enforcer.workload_report());
+                if enforcer.on_workloads(wake) {
+                    report_workloads(remote, enforcer);
                 }
             }
             r = events.read(&mut batch) => {
@@ -105,6 +107,13 @@ pub(super) async fn serve(
                 enforcer.export_counters(metrics);
             }
         }
+    }
+}
+
+/// Tells the control plane (if any) the node's workloads, after they or their policies changed.
+fn report_workloads(remote: &Option<Remote>, enforcer: &Enforcer) {
+    if let Some(r) = remote.as_ref() {
+        r.set_workloads(enforcer.workload_report());
     }
 }
 

@@ -147,17 +147,6 @@ impl WorkloadPolicies {
     pub fn indices(&self) -> Vec<u32> {
         self.list.iter().map(|p| p.index).collect()
     }
-
-    /// The files the policies come from.
-    pub fn files(&self) -> Vec<PathBuf> {
-        self.list
-            .iter()
-            .filter_map(|p| match &p.loader.source {
-                PolicySource::File(f) => Some(f.clone()),
-                PolicySource::Bundle { .. } => None,
-            })
-            .collect()
-    }
 }
 
 /// Indices for `names`: the one kept on disk for a known name, else the lowest free one.

@@ -26,12 +26,13 @@ pub struct Tracked {
 /// Labels as `key=value,...`, without the cgroup path label (events, alerts and tables name
 /// the workload by its path already).
 pub fn label_string(labels: &Labels) -> String {
-    let pairs: Vec<String> = labels
-        .iter()
-        .filter(|(k, _)| k.as_str() != crate::identity::CGROUP_LABEL)
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
+    let pairs: Vec<String> = visible_labels(labels).map(|(k, v)| format!("{k}={v}")).collect();
     pairs.join(",")
+}
+
+/// The labels a workload is shown and reported with: all but the cgroup path label.
+pub fn visible_labels(labels: &Labels) -> impl Iterator<Item = (&String, &String)> {
+    labels.iter().filter(|(k, _)| k.as_str() != crate::identity::CGROUP_LABEL)
 }
 
 impl Tracked {
@@ -56,6 +57,8 @@ pub struct WorkloadTable {
     by_path: BTreeMap<PathBuf, Tracked>,
     /// Cgroups no source recognised (path -> id), not resolved again until a full update.
     unrecognised: BTreeMap<PathBuf, u64>,
+    /// `by_path`'s paths by cgroup id (rebuilt with it).
+    by_id: std::collections::HashMap<u64, PathBuf>,
 }
 
 impl WorkloadTable {
@@ -111,6 +114,7 @@ impl WorkloadTable {
         changes.extend(
             self.by_path.keys().filter(|p| !next.contains_key(*p)).map(|p| Change::Removed(p.clone())),
         );
+        self.by_id = next.iter().map(|(p, t)| (t.cgroup_id, p.clone())).collect();
         self.by_path = next;
         self.unrecognised = unrecognised;
         changes
@@ -125,21 +129,14 @@ impl WorkloadTable {
         self.by_path.get(path)
     }
 
-    /// The workload whose cgroup id is `id`.
+    /// The workload whose cgroup id is `id` (asked for every event: one hash lookup).
     pub fn by_cgroup_id(&self, id: u64) -> Option<(&PathBuf, &Tracked)> {
-        self.by_path.iter().find(|(_, t)| t.cgroup_id == id)
+        let path = self.by_id.get(&id)?;
+        self.by_path.get_key_value(path)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&PathBuf, &Tracked)> {
         self.by_path.iter()
-    }
-
-    pub fn len(&self) -> usize {
-        self.by_path.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_path.is_empty()
     }
 }
 

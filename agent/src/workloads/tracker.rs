@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use super::{
     policies::WorkloadPolicies,
     scan::{cgroup_id, scan, scan_below},
-    table::{label_string, Change, Tracked, WorkloadTable},
+    table::{label_string, visible_labels, Change, Tracked, WorkloadTable},
     watch::{CgroupWatch, TreeEvent},
 };
 use crate::{
@@ -226,13 +226,8 @@ impl Tracker {
         self.table
             .iter()
             .map(|(path, t)| ringfence_proto::api::WorkloadReport {
-                path: path.strip_prefix(&self.root).unwrap_or(path).display().to_string(),
-                labels: t
-                    .labels
-                    .iter()
-                    .filter(|(k, _)| k.as_str() != crate::identity::CGROUP_LABEL)
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
+                path: path.display().to_string(),
+                labels: visible_labels(&t.labels).map(|(k, v)| (k.clone(), v.clone())).collect(),
                 policy: t.policy.as_ref().map(|(_, n)| n.clone()).or_else(|| default.map(str::to_owned)),
             })
             .collect()
