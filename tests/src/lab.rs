@@ -227,39 +227,17 @@ impl Lab {
     /// Runs `lab-probe args…` in the node netns + test cgroup and parses its
     /// JSON line, e.g. `lab.probe(&["tcp", "198.51.100.10", "443"])`.
     pub fn probe(&self, args: &[&str]) -> ProbeResult {
-        let what = format!("lab-probe {}", args.join(" "));
-        let out = self
-            .node_command(&self.probe)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("{what}: spawn in node netns/cgroup: {e}"));
-        ProbeResult::from_output(&what, &out)
+        run_probe(self.node_command(&self.probe), args, "node netns/cgroup")
     }
 
     /// Runs `lab-probe args…` in the node netns inside `cgroup`.
     pub fn probe_in(&self, cgroup: &TestCgroup, args: &[&str]) -> ProbeResult {
-        let what = format!("lab-probe {} (in {})", args.join(" "), cgroup.path().display());
-        let out = self
-            .node_command_in(cgroup, &self.probe)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("{what}: spawn: {e}"));
-        ProbeResult::from_output(&what, &out)
+        run_probe(self.node_command_in(cgroup, &self.probe), args, &cgroup.path().display().to_string())
     }
 
     /// Runs `lab-probe args…` in the world netns (another node, the internet).
     pub fn world_probe(&self, args: &[&str]) -> ProbeResult {
-        let what = format!("lab-probe {} (in the world)", args.join(" "));
-        let out = self
-            .world
-            .command(&self.probe)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("{what}: spawn: {e}"));
-        ProbeResult::from_output(&what, &out)
+        run_probe(self.world.command(&self.probe), args, "the world")
     }
 
     /// TCP probe: connect, send "ping", expect `pong 4`.
@@ -282,7 +260,12 @@ impl Lab {
     /// `wait_with_output()` and [`crate::LoopReport::from_output`]; if left
     /// running, it is killed when the lab's cgroup is torn down.
     pub fn spawn_probe(&self, args: &[&str]) -> Child {
-        self.node_command(&self.probe)
+        self.spawn_probe_in(&self.cgroup, args)
+    }
+
+    /// Like [`Lab::spawn_probe`], in another cgroup (e.g. a workload under the lab's cgroup).
+    pub fn spawn_probe_in(&self, cgroup: &TestCgroup, args: &[&str]) -> Child {
+        self.node_command_in(cgroup, &self.probe)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -300,4 +283,12 @@ impl Drop for Lab {
         }
         // Fields drop next: cgroup (kills probes), bpffs, node, world.
     }
+}
+
+/// Runs a prepared `lab-probe` command with `args` and parses its JSON line; `place` says where
+/// it runs, for messages.
+fn run_probe(mut cmd: Command, args: &[&str], place: &str) -> ProbeResult {
+    let what = format!("lab-probe {} (in {place})", args.join(" "));
+    let out = cmd.args(args).stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("{what}: spawn: {e}"));
+    ProbeResult::from_output(&what, &out)
 }

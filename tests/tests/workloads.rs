@@ -178,21 +178,11 @@ impl Node {
 /// Starts `lab-probe loop` in `cgroup` against a destination the eu policy denies and one it
 /// allows; `until` says when it stops (`--stop-file F` or `--duration-ms D`).
 fn spawn_loop(node: &Node, cgroup: &ringfence_tests::TestCgroup, until: &[&str]) -> std::process::Child {
-    node.e
-        .lab
-        .node_command_in(cgroup, node.e.lab.probe_path())
-        .args(["loop", "--interval-ms", "2", "--timeout-ms", "500"])
-        .args(until)
-        .args([
-            "--target",
-            &format!("tcp:{US_HOST}:443:deny"),
-            "--target",
-            &format!("tcp:{EU_HOST}:443:allow"),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn the probe loop")
+    let (deny, allow) = (format!("tcp:{US_HOST}:443:deny"), format!("tcp:{EU_HOST}:443:allow"));
+    let mut args = vec!["loop", "--interval-ms", "2", "--timeout-ms", "500"];
+    args.extend_from_slice(until);
+    args.extend(["--target", deny.as_str(), "--target", allow.as_str()]);
+    node.e.lab.spawn_probe_in(cgroup, &args)
 }
 
 /// Starts the agent with `args` and waits until it enforces.
