@@ -279,8 +279,11 @@ fn a_job_is_governed_from_its_first_instruction_and_its_state_goes_with_it() {
         .wait_for("the new job", WAIT, |v| v["message"] == "workload found" && v["workload"] == "job-eu-42");
     let in_force = made.elapsed();
     assert_eq!(seen["policy"], "eu", "{seen}");
-    // Let the loop run under the job's own policy for a while, then stop it.
-    std::thread::sleep(Duration::from_millis(300));
+    // Stop the loop once it has been refused under the job's own policy (its denials are
+    // events with its pid).
+    let pid = probe.id();
+    node.agent()
+        .wait_for_event("the loop under the eu policy", WAIT, |v| v["pid"] == pid && v["policy"] == "eu");
     std::fs::write(&stop, "").expect("stop the loop");
     let report = LoopReport::from_output(&probe.wait_with_output().expect("loop output"));
     let denied = report.target(&format!("tcp:{US_HOST}:443:deny"));
