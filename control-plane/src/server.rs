@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
@@ -23,6 +23,20 @@ use crate::hub::Hub;
 use crate::limits::{LongPolls, RateLimiter};
 use crate::metrics::Metrics;
 use crate::state_dir::{self, StateError};
+
+/// Room in the accept queue for a burst of connection attempts (an idle flood included) while
+/// the accept loop catches up, so that an honest client's SYN is queued rather than dropped: a
+/// dropped SYN costs that client a one-second retransmission. The kernel caps it at
+/// `net.core.somaxconn` (4096 by default).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `addr` with [`LISTEN_BACKLOG`] (tokio's `TcpListener::bind` asks for 1024).
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -103,9 +117,7 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
     let db = Db::connect(&config.db_url).await.map_err(db_error)?;
     let hub = Hub::new(db.clone()).await.map_err(db_error)?;
     let tls = crate::tls::server_config(&state.ca, &config.sans).map_err(ServeError::Tls)?;
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServeError::Bind { addr: config.listen, source })?;
+    let listener = listen(config.listen).map_err(|source| ServeError::Bind { addr: config.listen, source })?;
     let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: config.listen, source })?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let metrics = Arc::new(Metrics::default());
