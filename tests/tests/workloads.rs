@@ -280,10 +280,17 @@ fn a_job_is_governed_from_its_first_instruction_and_its_state_goes_with_it() {
     let in_force = made.elapsed();
     assert_eq!(seen["policy"], "eu", "{seen}");
     // Stop the loop once it has been refused under the job's own policy (its denials are
-    // events with its pid).
+    // events with its pid) and has made enough attempts to mean something (the node counts
+    // every denial; events are rate limited).
     let pid = probe.id();
     node.agent()
         .wait_for_event("the loop under the eu policy", WAIT, |v| v["pid"] == pid && v["policy"] == "eu");
+    let denials = || node.e.status()["counters"]["denied"].as_u64().unwrap_or(0);
+    let (floor, deadline) = (denials() + 20, Instant::now() + WAIT);
+    while denials() < floor {
+        assert!(Instant::now() < deadline, "the loop made too few attempts: {}", node.e.status());
+        std::thread::sleep(Duration::from_millis(20));
+    }
     std::fs::write(&stop, "").expect("stop the loop");
     let report = LoopReport::from_output(&probe.wait_with_output().expect("loop output"));
     let denied = report.target(&format!("tcp:{US_HOST}:443:deny"));
