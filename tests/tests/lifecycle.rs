@@ -108,8 +108,19 @@ fn a_reload_that_revokes_a_destination_cuts_its_open_connection() {
     // Generation 0 allows 198.51.100.20:8080; generation 1 moves that rule to .10.
     let e = Enforced::start("revoke", &[8080], &reload_policy(0));
     let args = [
-        "stream", "198.51.100.20", "8080", "--bytes", "4000000000", "--rate", "4000000", "--mark", "1000000",
-        "--stall-ms", "1500", "--timeout-ms", "5000",
+        "stream",
+        "198.51.100.20",
+        "8080",
+        "--bytes",
+        "4000000000",
+        "--rate",
+        "4000000",
+        "--mark",
+        "1000000",
+        "--stall-ms",
+        "1500",
+        "--timeout-ms",
+        "5000",
     ];
     let mut child = e.lab.spawn_probe(&args);
     let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();

@@ -481,7 +481,8 @@ fn a_job_cannot_leave_its_policy_by_socket_kind_user_or_nested_cgroup() {
     node.start();
     let job = node.e.lab.cgroup().child("job-us");
     let tools = node.e.lab.cgroup().child("job-tools");
-    node.agent().wait_for("the us job", WAIT, |v| v["message"] == "workload found" && v["workload"] == "job-us");
+    node.agent()
+        .wait_for("the us job", WAIT, |v| v["message"] == "workload found" && v["workload"] == "job-us");
     let nested = job.child("step-0");
     let eu_v6 = "2001:db8:10::10";
     let mapped = format!("::ffff:{EU_HOST}");
@@ -511,4 +512,35 @@ fn a_job_cannot_leave_its_policy_by_socket_kind_user_or_nested_cgroup() {
     cap.wait_for("rf-wl-ctl-", 1, WAIT);
     assert_eq!(cap.count("rf-wl-bad-"), 0, "an echo request left the us job");
     assert_eq!(node.policy_of("job-us").as_deref(), Some("us"));
+}
+
+/// The static identity file is followed: relabelling a service moves it to the policy its new
+/// labels select, with no restart; a file that no longer parses keeps the labels in force.
+#[test]
+fn an_edited_static_identity_file_relabels_running_workloads() {
+    let mut node = Node::new("wlrelabel");
+    node.start();
+    let tools = node.e.lab.cgroup().child("job-tools");
+    node.agent().wait_for("the tools job", WAIT, |v| {
+        v["message"] == "workload found" && v["workload"] == "job-tools"
+    });
+    node.e.lab.probe_in(&tools, &["tcp", EU_HOST, "443"]).assert_ok("tools may go anywhere");
+    let labels = node.e.dir().join("labels.yaml");
+    let relabelled = STATIC_LABELS.replace(
+        "- pattern: \"job-tools\"\n  labels: { ringfence.dev/profile: tools }",
+        "- pattern: \"job-tools\"\n  labels: { ringfence.dev/profile: us-resident }",
+    );
+    assert_ne!(relabelled, STATIC_LABELS, "the test's edit applies");
+    std::fs::write(&labels, &relabelled).expect("rewrite the static identity file");
+    let changed = node.agent().wait_for("the relabelled job", WAIT, |v| {
+        v["message"] == "workload changed" && v["workload"] == "job-tools"
+    });
+    assert_eq!(changed["policy"], "us", "{changed}");
+    node.e.lab.probe_in(&tools, &["tcp", EU_HOST, "443"]).assert_eperm("now under the us policy");
+    node.e.lab.probe_in(&tools, &["tcp", US_HOST, "443"]).assert_ok("the us policy's own destination");
+    // A broken edit is refused and changes nothing.
+    std::fs::write(&labels, "- pattern: [broken\n").expect("break the file");
+    node.agent().wait_for_message("static identity file refused; the mapping in force stays", WAIT);
+    node.e.lab.probe_in(&tools, &["tcp", US_HOST, "443"]).assert_ok("labels in force kept");
+    assert_eq!(node.policy_of("job-tools").as_deref(), Some("us"));
 }
