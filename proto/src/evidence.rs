@@ -155,8 +155,11 @@ impl Manifest {
         let mut controls: BTreeMap<String, ControlEntry> = CONTROLS
             .iter()
             .map(|(id, framework, title)| {
-                let entry =
-                    ControlEntry { framework: (*framework).into(), title: (*title).into(), evidence: Vec::new() };
+                let entry = ControlEntry {
+                    framework: (*framework).into(),
+                    title: (*title).into(),
+                    evidence: Vec::new(),
+                };
                 ((*id).to_owned(), entry)
             })
             .collect();
@@ -251,7 +254,10 @@ mod tests {
         let m = Manifest::verify(text.as_bytes(), &sig, &key.verifying_key()).unwrap();
         assert_eq!(m.check_files(&files), Ok(()));
         let edited = text.replace("\"generated_ms\": 1", "\"generated_ms\": 5");
-        assert_eq!(Manifest::verify(edited.as_bytes(), &sig, &key.verifying_key()), Err(EvidenceError::BadSignature));
+        assert_eq!(
+            Manifest::verify(edited.as_bytes(), &sig, &key.verifying_key()),
+            Err(EvidenceError::BadSignature)
+        );
         let other = SigningKey::from_bytes(&[4; 32]);
         assert!(matches!(
             Manifest::verify(text.as_bytes(), &sig, &other.verifying_key()),

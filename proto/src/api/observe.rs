@@ -380,14 +380,26 @@ mod tests {
         assert!(filter(ObserveQuery { to: Some("cn".into()), ..Default::default() }));
         assert!(filter(ObserveQuery { workload: Some("team=ml".into()), ..Default::default() }));
         assert!(!filter(ObserveQuery { workload: Some("team=infra".into()), ..Default::default() }));
-        assert!(filter(ObserveQuery { node: Some("gpu-1".into()), region: Some("eu".into()), ..Default::default() }));
+        assert!(filter(ObserveQuery {
+            node: Some("gpu-1".into()),
+            region: Some("eu".into()),
+            ..Default::default()
+        }));
         assert!(!filter(ObserveQuery { region: Some("us".into()), ..Default::default() }));
         assert!(FlowFilter::new(&ObserveQuery { to: Some("nowhere".into()), ..Default::default() }).is_err());
-        let ingress = Flow::from_event(&stored("deny", json!({"hook": "rf_skb_ingress", "dst": "192.0.2.1"})), "eu", None);
+        let ingress = Flow::from_event(
+            &stored("deny", json!({"hook": "rf_skb_ingress", "dst": "192.0.2.1"})),
+            "eu",
+            None,
+        );
         assert_eq!(ingress.traffic_direction, "INGRESS");
         assert_eq!(ingress.source.ip.as_deref(), Some("192.0.2.1"));
-        let alert = Flow::from_event(&stored("exfiltration", json!({"destination": "198.51.100.9"})), "eu", None);
-        assert_eq!((alert.verdict.as_str(), alert.destination.ip.as_deref()), ("ALERT", Some("198.51.100.9")));
+        let alert =
+            Flow::from_event(&stored("exfiltration", json!({"destination": "198.51.100.9"})), "eu", None);
+        assert_eq!(
+            (alert.verdict.as_str(), alert.destination.ip.as_deref()),
+            ("ALERT", Some("198.51.100.9"))
+        );
         let line = serde_json::to_string(&ObserveLine::Flow(Box::new(alert))).unwrap();
         assert!(line.starts_with("{\"flow\":{"), "{line}");
         assert_eq!(serde_json::to_string(&ObserveLine::LostEvents(5)).unwrap(), "{\"lost_events\":5}");

@@ -1,0 +1,141 @@
+//! `GET /v1/observe`: the live flow view. Stored events matching the filters (the newest `last`,
+//! oldest first), then, with `follow=true`, new ones as they are stored, as JSON lines
+//! (`{"flow": {...}}`, `{"lost_events": N}` when the stream fell behind). Filters are applied
+//! here, so a stream carries only what the operator asked for.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use ringfence_proto::api::{Flow, FlowFilter, ObserveLine, ObserveQuery};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::auth::{Admin, QueryArgs};
+use super::error::{ApiError, ApiResult};
+use super::state::AppState;
+use crate::db;
+use crate::flows::flow_of;
+
+/// Stored events scanned for the backlog at most.
+const SCAN: i64 = 50_000;
+/// Flows written per chunk at most.
+const CHUNK: usize = 512;
+
+fn line(l: &ObserveLine, out: &mut Vec<u8>) {
+    serde_json::to_writer(&mut *out, l).expect("observe lines serialize");
+    out.push(b'\n');
+}
+
+/// The newest `last` stored flows that match, oldest first.
+async fn backlog(state: &AppState, filter: &FlowFilter, last: usize) -> ApiResult<Vec<Flow>> {
+    if last == 0 {
+        return Ok(Vec::new());
+    }
+    let snapshot = state.hub.current();
+    // A node named by hostname is looked up by id in the database.
+    let node_id = filter.node().map(|n| {
+        snapshot.nodes.iter().find(|r| r.info.hostname.as_deref() == Some(n)).map_or(n, |r| &r.info.node_id)
+    });
+    let mut out: Vec<Flow> = db::events::newest(state.db.pool(), node_id, SCAN)
+        .await?
+        .iter()
+        .map(|e| flow_of(e, &snapshot))
+        .filter(|f| filter.matches(f))
+        .take(last)
+        .collect();
+    out.reverse();
+    Ok(out)
+}
+
+/// `GET /v1/observe`.
+pub async fn observe(
+    State(state): State<Arc<AppState>>,
+    _: Admin,
+    QueryArgs(q): QueryArgs<ObserveQuery>,
+) -> ApiResult<Response> {
+    let filter = FlowFilter::new(&q).map_err(|e| ApiError::bad_request(e.0))?;
+    let last = q.last.unwrap_or(if q.follow { 20 } else { 100 }).min(10_000) as usize;
+    // Subscribe before reading the backlog: nothing stored in between is missed (a flow in both
+    // is sent once).
+    let live = q.follow.then(|| state.flows.subscribe());
+    let stored = backlog(&state, &filter, last).await?;
+    let mut first = Vec::new();
+    for f in &stored {
+        line(&ObserveLine::Flow(Box::new(f.clone())), &mut first);
+    }
+    let headers = [("content-type", "application/x-ndjson"), ("cache-control", "no-store")];
+    let Some(rx) = live else {
+        return Ok((headers, first).into_response());
+    };
+    let seen: HashSet<(String, String)> = stored.into_iter().map(|f| (f.node_id, f.event_id)).collect();
+    let shutdown = state.shutdown.clone();
+    let stream_gauge = state.metrics.observe_streams.clone();
+    stream_gauge.inc();
+    let lost_counter = state.metrics.observe_lost.clone();
+    let filter = Arc::new(filter);
+    let start = (Some(first), rx, seen, shutdown, StreamGuard(stream_gauge));
+    let body = futures_util::stream::unfold(start, move |(first, mut rx, mut seen, mut shutdown, guard)| {
+        let (lost_counter, filter) = (lost_counter.clone(), filter.clone());
+        async move {
+            if let Some(first) = first {
+                return Some((
+                    Ok::<_, std::convert::Infallible>(Bytes::from(first)),
+                    (None, rx, seen, shutdown, guard),
+                ));
+            }
+            let mut out = Vec::new();
+            let mut add = |item: Result<Arc<Flow>, RecvError>, out: &mut Vec<u8>| match item {
+                Ok(f) => {
+                    if seen.is_empty() || !seen.remove(&(f.node_id.clone(), f.event_id.clone())) {
+                        if filter.matches(&f) {
+                            line(&ObserveLine::Flow(Box::new((*f).clone())), out);
+                        }
+                    }
+                    true
+                }
+                Err(RecvError::Lagged(n)) => {
+                    lost_counter.inc_by(n);
+                    line(&ObserveLine::LostEvents(n), out);
+                    true
+                }
+                Err(RecvError::Closed) => false,
+            };
+            loop {
+                let item = tokio::select! {
+                    item = rx.recv() => item,
+                    _ = shutdown.changed() => return None,
+                };
+                if !add(item, &mut out) {
+                    return None;
+                }
+                // Whatever else is already queued goes into the same chunk.
+                for _ in 0..CHUNK {
+                    match rx.try_recv() {
+                        Ok(f) => {
+                            add(Ok(f), &mut out);
+                        }
+                        Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => {
+                            add(Err(RecvError::Lagged(n)), &mut out);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                if !out.is_empty() {
+                    return Some((Ok(Bytes::from(out)), (None, rx, seen, shutdown, guard)));
+                }
+            }
+        }
+    });
+    Ok((headers, Body::from_stream(body)).into_response())
+}
+
+/// Counts an open stream while alive.
+struct StreamGuard(prometheus_client::metrics::gauge::Gauge);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
