@@ -10,6 +10,7 @@ mod checkpoints;
 mod cli_ops;
 mod enrollment;
 mod events;
+mod evidence;
 mod flood;
 mod hijack;
 mod openapi;
