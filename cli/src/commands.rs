@@ -90,7 +90,8 @@ pub struct ObserveArgs {
     /// Only workloads with these labels: k=v (comma-separated or repeated).
     #[arg(long, value_name = "K=V")]
     pub workload: Vec<String>,
-    /// Only this verdict: deny, allow, audit, alert, or an event kind (plaintext-drop, exfiltration).
+    /// Only this verdict: deny (policy denials), dropped (every drop), allow, audit, alert, or an
+    /// event kind (plaintext-drop, exfiltration).
     #[arg(long)]
     pub verdict: Option<String>,
     /// Only remote addresses in this CIDR (or this address), or in this country (two letters).

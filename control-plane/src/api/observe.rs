@@ -45,7 +45,8 @@ async fn backlog(state: &AppState, filter: &FlowFilter, last: usize) -> ApiResul
         .filter(|f| filter.matches(f))
         .take(last)
         .collect();
-    out.reverse();
+    // Oldest first, by when they happened on the nodes.
+    out.sort_by(|a, b| (a.time_ms, &a.node_id, &a.event_id).cmp(&(b.time_ms, &b.node_id, &b.event_id)));
     Ok(out)
 }
 

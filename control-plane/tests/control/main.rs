@@ -13,6 +13,7 @@ mod events;
 mod evidence;
 mod flood;
 mod hijack;
+mod observe;
 mod openapi;
 mod replicas;
 mod workloads;

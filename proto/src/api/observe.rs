@@ -232,8 +232,9 @@ pub struct ObserveQuery {
     /// Only workloads with these labels: `k=v,k2=v2`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload: Option<String>,
-    /// Only this verdict: `deny` (DROPPED), `allow` (FORWARDED), `audit`, `alert`, or an event
-    /// kind (`plaintext-drop`, `exfiltration`...).
+    /// Only this verdict: `deny` (policy denials), `dropped` (every DROPPED flow: denials,
+    /// plaintext drops, refused sockets), `allow` (FORWARDED), `audit`, `alert`, or an event kind
+    /// (`plaintext-drop`, `exfiltration`...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verdict: Option<String>,
     /// Only remote addresses in this CIDR (or this address), or in this country (two letters).
@@ -314,7 +315,8 @@ impl FlowFilter {
         }
         if let Some(v) = &self.verdict {
             let ok = match v.as_str() {
-                "deny" | "denied" | "drop" | "dropped" => flow.verdict == "DROPPED",
+                "deny" | "denied" => flow.event_type == "deny",
+                "drop" | "dropped" => flow.verdict == "DROPPED",
                 "allow" | "allowed" | "forwarded" => flow.verdict == "FORWARDED",
                 "audit" | "audit-deny" => flow.verdict == "AUDIT",
                 "alert" => flow.verdict == "ALERT",
@@ -374,6 +376,7 @@ mod tests {
         assert_eq!(f.time, "2026-05-28T20:26:40.123Z");
         let filter = |q: ObserveQuery| FlowFilter::new(&q).unwrap().matches(&f);
         assert!(filter(ObserveQuery { verdict: Some("deny".into()), ..Default::default() }));
+        assert!(filter(ObserveQuery { verdict: Some("dropped".into()), ..Default::default() }));
         assert!(!filter(ObserveQuery { verdict: Some("allow".into()), ..Default::default() }));
         assert!(filter(ObserveQuery { to: Some("203.0.113.0/24".into()), ..Default::default() }));
         assert!(!filter(ObserveQuery { to: Some("198.51.100.0/24".into()), ..Default::default() }));
