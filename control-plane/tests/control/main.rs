@@ -8,6 +8,7 @@ mod binary;
 mod bundles;
 mod checkpoints;
 mod cli_ops;
+mod deploy_metrics;
 mod enrollment;
 mod events;
 mod evidence;
