@@ -66,7 +66,7 @@ async fn main() {
             comment: None,
             strict: false,
         };
-        admin.post(format!("{base}/v1/policies")).bearer_auth(&admin_token).json(&req).send()
+        admin.post(format!("{base}/v1/policies")).bearer_auth(admin_token).json(&req).send()
     };
     for (round, cidr) in ["198.51.100.0/24", "203.0.113.0/24", "192.0.2.0/24"].iter().enumerate() {
         let version = round as u64 + 1;
@@ -126,7 +126,7 @@ async fn main() {
     let total = per_agent * agents;
     let secs = t0.elapsed().as_secs_f64();
     println!("event ingest: {total} events in {secs:.2} s = {:.0} events/s", total as f64 / secs);
-    flood(&clients, &base).await;
+    flood(&clients, base).await;
     server.running.stop().await;
 }
 

@@ -9,8 +9,11 @@ use std::sync::Arc;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use prometheus_client::metrics::counter::Counter;
 use ringfence_proto::api::{Flow, FlowFilter, ObserveLine, ObserveQuery};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::{broadcast, watch};
 
 use super::auth::{Admin, QueryArgs};
 use super::error::{ApiError, ApiResult};
@@ -71,65 +74,81 @@ pub async fn observe(
         return Ok((headers, first).into_response());
     };
     let seen: HashSet<(String, String)> = stored.into_iter().map(|f| (f.node_id, f.event_id)).collect();
-    let shutdown = state.shutdown.clone();
-    let stream_gauge = state.metrics.observe_streams.clone();
-    stream_gauge.inc();
-    let lost_counter = state.metrics.observe_lost.clone();
-    let filter = Arc::new(filter);
-    let start = (Some(first), rx, seen, shutdown, StreamGuard(stream_gauge));
-    let body = futures_util::stream::unfold(start, move |(first, mut rx, mut seen, mut shutdown, guard)| {
-        let (lost_counter, filter) = (lost_counter.clone(), filter.clone());
-        async move {
-            if let Some(first) = first {
-                return Some((
-                    Ok::<_, std::convert::Infallible>(Bytes::from(first)),
-                    (None, rx, seen, shutdown, guard),
-                ));
+    state.metrics.observe_streams.inc();
+    let follow = Follow {
+        rx,
+        seen,
+        filter,
+        lost: state.metrics.observe_lost.clone(),
+        shutdown: state.shutdown.clone(),
+        _open: StreamGuard(state.metrics.observe_streams.clone()),
+    };
+    let first = (!first.is_empty()).then(|| Ok(Bytes::from(first)));
+    let body =
+        futures_util::stream::iter(first).chain(futures_util::stream::unfold(follow, |mut f| async move {
+            let chunk = f.next_chunk().await?;
+            Some((Ok::<_, std::convert::Infallible>(chunk), f))
+        }));
+    Ok((headers, Body::from_stream(body)).into_response())
+}
+
+/// A following stream's state.
+struct Follow {
+    rx: broadcast::Receiver<Arc<Flow>>,
+    /// Flows already sent from the backlog (skipped once when they arrive live).
+    seen: HashSet<(String, String)>,
+    filter: FlowFilter,
+    lost: Counter,
+    shutdown: watch::Receiver<bool>,
+    _open: StreamGuard,
+}
+
+impl Follow {
+    /// Adds one received item to `out`; false when the bus closed.
+    fn add(&mut self, item: Result<Arc<Flow>, RecvError>, out: &mut Vec<u8>) -> bool {
+        match item {
+            Ok(f) => {
+                let repeat =
+                    !self.seen.is_empty() && self.seen.remove(&(f.node_id.clone(), f.event_id.clone()));
+                if !repeat && self.filter.matches(&f) {
+                    line(&ObserveLine::Flow(Box::new((*f).clone())), out);
+                }
+                true
             }
-            let mut out = Vec::new();
-            let mut add = |item: Result<Arc<Flow>, RecvError>, out: &mut Vec<u8>| match item {
-                Ok(f) => {
-                    if seen.is_empty() || !seen.remove(&(f.node_id.clone(), f.event_id.clone())) {
-                        if filter.matches(&f) {
-                            line(&ObserveLine::Flow(Box::new((*f).clone())), out);
-                        }
-                    }
-                    true
-                }
-                Err(RecvError::Lagged(n)) => {
-                    lost_counter.inc_by(n);
-                    line(&ObserveLine::LostEvents(n), out);
-                    true
-                }
-                Err(RecvError::Closed) => false,
+            Err(RecvError::Lagged(n)) => {
+                self.lost.inc_by(n);
+                line(&ObserveLine::LostEvents(n), out);
+                true
+            }
+            Err(RecvError::Closed) => false,
+        }
+    }
+
+    /// The next non-empty chunk: what arrives first and whatever is queued behind it (up to
+    /// [`CHUNK`] flows); `None` at shutdown.
+    async fn next_chunk(&mut self) -> Option<Bytes> {
+        let mut out = Vec::new();
+        loop {
+            let item = tokio::select! {
+                item = self.rx.recv() => item,
+                _ = self.shutdown.changed() => return None,
             };
-            loop {
-                let item = tokio::select! {
-                    item = rx.recv() => item,
-                    _ = shutdown.changed() => return None,
+            if !self.add(item, &mut out) {
+                return None;
+            }
+            for _ in 0..CHUNK {
+                let item = match self.rx.try_recv() {
+                    Ok(f) => Ok(f),
+                    Err(TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
+                    Err(_) => break,
                 };
-                if !add(item, &mut out) {
-                    return None;
-                }
-                // Whatever else is already queued goes into the same chunk.
-                for _ in 0..CHUNK {
-                    match rx.try_recv() {
-                        Ok(f) => {
-                            add(Ok(f), &mut out);
-                        }
-                        Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => {
-                            add(Err(RecvError::Lagged(n)), &mut out);
-                        }
-                        Err(_) => break,
-                    }
-                }
-                if !out.is_empty() {
-                    return Some((Ok(Bytes::from(out)), (None, rx, seen, shutdown, guard)));
-                }
+                self.add(item, &mut out);
+            }
+            if !out.is_empty() {
+                return Some(Bytes::from(out));
             }
         }
-    });
-    Ok((headers, Body::from_stream(body)).into_response())
+    }
 }
 
 /// Counts an open stream while alive.

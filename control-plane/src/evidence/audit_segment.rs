@@ -12,7 +12,8 @@ use ringfence_proto::Checkpoint;
 use serde_json::json;
 use sqlx::AnyPool;
 
-use super::{EvidenceSources, Files};
+use super::files::Files;
+use super::sources::EvidenceSources;
 use crate::db::{self, DbError};
 
 /// S3 checkpoint objects read at most (newest first).

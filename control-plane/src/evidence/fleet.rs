@@ -7,7 +7,7 @@ use ringfence_proto::api::{rfc3339_ms, StoredEvent};
 use serde_json::{json, Value};
 use sqlx::AnyPool;
 
-use super::Files;
+use super::files::Files;
 use crate::db::history::{HistoryRow, AGENT, GAP, GEO_DB, NOT_REPORTING_AFTER_MS, POLICY};
 use crate::db::{self, DbError, NodeRow};
 

@@ -8,59 +8,17 @@
 
 pub mod audit_segment;
 pub mod controls;
+mod files;
 pub mod fleet;
 pub mod policies;
+mod sources;
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+pub use files::Files;
+pub use sources::EvidenceSources;
 
-use ed25519_dalek::{SigningKey, VerifyingKey};
 use ringfence_proto::evidence::{self as format, EvidencePack, Manifest, EVIDENCE_FORMAT};
-use serde::Serialize;
 
 use crate::db::{Db, DbError};
-
-/// What the pack is signed with and where the audit checkpoints are read back from.
-pub struct EvidenceSources {
-    /// The evidence signing key.
-    pub key: SigningKey,
-    /// The audit checkpoint public key.
-    pub checkpoint_key: VerifyingKey,
-    /// The `--checkpoint-file` sink, if any.
-    pub checkpoint_file: Option<PathBuf>,
-    /// The S3 sink, if any (client and where).
-    pub s3: Option<(ringfence_proto::s3::S3, crate::config::S3Sink)>,
-    /// The state directory's copy of the newest checkpoint.
-    pub last_checkpoint: PathBuf,
-}
-
-impl EvidenceSources {
-    /// The sources of a server with these checkpoint sinks (an S3 sink whose credentials are
-    /// missing is left out, with a warning: the checkpointer reports the same problem).
-    pub fn new(
-        key: SigningKey,
-        checkpoint_key: &SigningKey,
-        config: &crate::config::CheckpointConfig,
-        state_dir: &std::path::Path,
-    ) -> EvidenceSources {
-        let s3 = config.s3.as_ref().and_then(|sink| {
-            match ringfence_proto::s3::S3::from_env(&sink.endpoint, &sink.region) {
-                Ok(client) => Some((client, sink.clone())),
-                Err(e) => {
-                    tracing::warn!(error = %e, "evidence packs will not include S3 checkpoints");
-                    None
-                }
-            }
-        });
-        EvidenceSources {
-            key,
-            checkpoint_key: checkpoint_key.verifying_key(),
-            checkpoint_file: config.file.clone(),
-            s3,
-            last_checkpoint: state_dir.join(crate::checkpoint::LAST_CHECKPOINT),
-        }
-    }
-}
 
 /// Why a pack could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -76,23 +34,6 @@ pub enum EvidenceError {
         /// To.
         to_ms: i64,
     },
-}
-
-/// The files of a pack being built (path → text).
-#[derive(Default)]
-pub struct Files(pub BTreeMap<String, String>);
-
-impl Files {
-    /// Adds a JSON file (pretty, with a final newline).
-    pub fn json(&mut self, path: &str, value: &impl Serialize) {
-        let text = serde_json::to_string_pretty(value).expect("evidence serializes") + "\n";
-        self.0.insert(path.to_owned(), text);
-    }
-
-    /// Adds a text file.
-    pub fn text(&mut self, path: &str, text: String) {
-        self.0.insert(path.to_owned(), text);
-    }
 }
 
 /// Builds the signed pack of `[from_ms, to_ms)`.

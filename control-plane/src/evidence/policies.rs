@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use serde_json::json;
 use sqlx::AnyPool;
 
-use super::Files;
+use super::files::Files;
 use crate::db::{self, DbError};
 use crate::diff::line_diff;
 
