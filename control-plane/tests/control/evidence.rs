@@ -11,7 +11,12 @@ use ringfence_proto::api::{EventBatch, NodeReport};
 use ringfence_proto::evidence::Manifest;
 use serde_json::Value;
 
+use ringfence_proto::s3::S3;
+
+use crate::common::s3::Moto;
 use crate::common::{agent_event, policy_yaml, Backend, Options, TestServer};
+
+const BUCKET: &str = "ringfence-evidence";
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -58,7 +63,20 @@ async fn fails_naming(server: &TestServer, path: &Path, name: &str, what: &str) 
 async fn evidence_pack_exports_verifies_and_names_tampering(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let checkpoints = dir.path().join("checkpoints.jsonl");
-    let extra = vec!["--checkpoint-file".into(), checkpoints.display().to_string()];
+    // Checkpoints go to a file and to an S3 Object Lock bucket (moto); the pack reads both back.
+    let moto = Moto::start();
+    std::env::set_var("AWS_ACCESS_KEY_ID", "ringfence-test");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "ringfence-test-secret");
+    let s3 = S3::from_env(&url::Url::parse(&moto.url).unwrap(), "us-east-1").unwrap();
+    s3.create_locked_bucket(BUCKET).await.expect("bucket with Object Lock");
+    let extra = vec![
+        "--checkpoint-file".into(),
+        checkpoints.display().to_string(),
+        "--checkpoint-s3".into(),
+        format!("s3://{BUCKET}/cp/"),
+        "--checkpoint-s3-endpoint".into(),
+        moto.url.clone(),
+    ];
     let server = TestServer::start_with(backend, Options { extra, ..Options::default() }).await;
     let eu = server.agent("eu", &[("gpu", "h100")], "ev-a").await;
     let us = server.agent("us", &[], "ev-b").await;
@@ -150,6 +168,12 @@ async fn evidence_pack_exports_verifies_and_names_tampering(backend: Backend) {
     assert!(records.contains("\"policy.apply\"") && records.contains("\"node.enroll\""), "{records}");
     let checkpoints_text = text(&files["audit/checkpoints.jsonl"]);
     assert!(checkpoints_text.contains("\"reason\":\"evidence-export\""), "{checkpoints_text}");
+    let sources = json("audit/checkpoint-sources.json");
+    let last = sources["checkpoints"].as_array().unwrap().last().unwrap().clone();
+    let found_in: Vec<&str> =
+        last["found_in"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(found_in.contains(&format!("s3://{BUCKET}/cp/").as_str()), "{sources}");
+    assert!(found_in.iter().any(|f| f.starts_with("file:")), "{sources}");
 
     // Every kind of file altered, one at a time; then added, removed, and re-signed.
     let tampered = dir.path().join("tampered.tar.zst");
