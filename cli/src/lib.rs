@@ -8,6 +8,8 @@
 mod audit_ops;
 pub mod client;
 pub mod commands;
+pub mod evidence;
+mod observe;
 pub mod offline;
 mod operator;
 mod output;
@@ -15,7 +17,8 @@ mod policy_ops;
 
 pub use client::{ApiClient, CliError, EXIT_NO_INPUT, EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_USAGE};
 pub use commands::{
-    AuditCommand, NodesCommand, OperatorCommand, PolicyOperatorCommand, ServerArgs, TokenCommand,
+    AuditCommand, EvidenceCommand, NodesCommand, ObserveArgs, OperatorCommand, PolicyOperatorCommand,
+    ServerArgs, TokenCommand,
 };
 pub use operator::run as run_operator;
 pub use policy_ops::run as run_policy;

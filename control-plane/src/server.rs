@@ -18,6 +18,8 @@ use crate::checkpoint::{CheckpointTrigger, Checkpointer};
 use crate::config::Config;
 use crate::conn::ConnLimits;
 use crate::db::{Db, DbError};
+use crate::evidence::EvidenceSources;
+use crate::flows::FlowBus;
 use crate::forward::{Forwarder, Sinks};
 use crate::hub::Hub;
 use crate::limits::{LongPolls, RateLimiter};
@@ -117,7 +119,8 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
     let db = Db::connect(&config.db_url).await.map_err(db_error)?;
     let hub = Hub::new(db.clone()).await.map_err(db_error)?;
     let tls = crate::tls::server_config(&state.ca, &config.sans).map_err(ServeError::Tls)?;
-    let listener = listen(config.listen).map_err(|source| ServeError::Bind { addr: config.listen, source })?;
+    let listener =
+        listen(config.listen).map_err(|source| ServeError::Bind { addr: config.listen, source })?;
     let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: config.listen, source })?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let metrics = Arc::new(Metrics::default());
@@ -136,6 +139,12 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         &config.state_dir,
     )
     .map_err(ServeError::Checkpoint)?;
+    let evidence = EvidenceSources::new(
+        state.evidence_key,
+        &state.checkpoint_key,
+        &config.checkpoints,
+        &config.state_dir,
+    );
     let app = Arc::new(AppState {
         db: db.clone(),
         hub: hub.clone(),
@@ -153,6 +162,8 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         long_polls: LongPolls::new(fleet.max_long_polls_per_node),
         refused_claims: Default::default(),
         checkpoints: trigger.clone(),
+        flows: FlowBus::default(),
+        evidence,
     });
     tokio::spawn(checkpointer.run(trigger, shutdown_rx.clone()));
     tokio::spawn(hub.follow(Duration::from_secs(5), shutdown_rx.clone()));

@@ -34,6 +34,8 @@ const APT_PACKAGES: &[&str] = &[
     "munge",
     "gcc",
     "libc6-dev",
+    // promtool: the deploy/ test checks the shipped Prometheus alert rules (`promtool check rules`).
+    "prometheus",
 ];
 
 /// Where Debian's PostgreSQL server binaries live (one directory per major version).

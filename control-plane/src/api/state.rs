@@ -46,6 +46,10 @@ pub struct AppState {
     pub long_polls: LongPolls,
     /// Asks for an audit checkpoint now (policy changes).
     pub checkpoints: crate::checkpoint::CheckpointTrigger,
+    /// New flows for `GET /v1/observe`.
+    pub flows: crate::flows::FlowBus,
+    /// What the evidence pack is signed with and where its checkpoints are.
+    pub evidence: crate::evidence::EvidenceSources,
     /// The last refused WireGuard claim of each node (a repeat is not audited again).
     pub refused_claims: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }

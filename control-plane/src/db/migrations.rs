@@ -87,6 +87,19 @@ CREATE UNIQUE INDEX nodes_wg_key ON nodes (wg_key)
 "#,
     ),
     (3, "workloads reported by nodes", "ALTER TABLE nodes ADD COLUMN workloads TEXT NOT NULL DEFAULT '[]'"),
+    (
+        6,
+        "node history for evidence: reporting gaps and geo database, policy and agent versions over time",
+        r#"
+CREATE TABLE node_history (
+    node_id TEXT NOT NULL,
+    time_ms BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    details TEXT NOT NULL
+);
+CREATE INDEX node_history_time ON node_history (time_ms)
+"#,
+    ),
 ];
 
 /// Applies the migrations not yet recorded, each in its own transaction (under the writer lock,

@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod events;
+pub mod history;
 mod migrations;
 pub mod nodes;
 pub mod policies;
