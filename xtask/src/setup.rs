@@ -34,6 +34,9 @@ const APT_PACKAGES: &[&str] = &[
     "munge",
     "gcc",
     "libc6-dev",
+    // The FQDN tests (tests/tests/dns.rs) run a real DNS server (dnsmasq, without its daemon
+    // package) in the lab's world namespace.
+    "dnsmasq-base",
 ];
 
 /// Where Debian's PostgreSQL server binaries live (one directory per major version).
