@@ -131,6 +131,20 @@ impl Enforcer {
                 n,
             );
         }
+        for (result, n) in [("matched", s.dns_matched), ("ignored", s.dns_ignored)] {
+            m.set_counter(
+                "ringfence_dns_answers_total",
+                "DNS answers to workloads: matched (from a pinned resolver, naming an allowed domain) or ignored (another source, or unreadable).",
+                &[("result", result)],
+                n,
+            );
+        }
+        m.set_counter(
+            "ringfence_dns_learned_total",
+            "Addresses learned or refreshed from DNS answers.",
+            &[],
+            s.dns_learned,
+        );
         m.set_counter(
             "ringfence_events_dropped_total",
             "Events lost to a full ring buffer.",

@@ -90,6 +90,12 @@ impl RuleNames {
         if rule_id == ringfence_common::RULE_SOURCE_ROUTE {
             return "source-route".to_string();
         }
+        if rule_id == ringfence_common::RULE_DNS_RESOLVER {
+            return "dns-resolver".to_string();
+        }
+        if rule_id == ringfence_common::RULE_DNS_PINNED {
+            return "dns-pinned".to_string();
+        }
         self.recent
             .iter()
             .find(|(g, _)| *g == generation)

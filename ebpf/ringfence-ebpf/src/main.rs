@@ -8,6 +8,7 @@
 mod block;
 mod connect4;
 mod connect6;
+mod dns;
 mod event;
 mod flows;
 mod iphdr;

@@ -10,6 +10,7 @@ use aya_ebpf::{
     },
 };
 use ringfence_common::{
+    Learned, LearnedKey, NameKey, NameRule, ServerKey, MAX_DNS_SERVERS, MAX_LEARNED, MAX_NAMES,
     BlockEntry, BlockKey, CgPolicy, DestKey, Endpoint, FlowKey, FlowStats, GeoEntry, GeoInfo, ListKey,
     MatchList, Owner, PolicyConfig, PrefixEntry, SkVerdict, TcpSeq, WorkloadState, EVENTS_BYTES, MAX_BLOCKS,
     MAX_CGCACHE, MAX_ENDPOINTS, MAX_FLOWS, MAX_LIST_ENTRIES, MAX_OWNERS, MAX_POLICIES, MAX_TABLES,
@@ -52,6 +53,15 @@ pub static RF_WORKLOADS: HashMap<u64, u32> = HashMap::pinned(MAX_WORKLOADS, NO_P
 pub static RF_WLSTATE: Array<WorkloadState> = Array::pinned(1, 0);
 #[map]
 pub static RF_CGCACHE: LruHashMap<u64, CgPolicy> = LruHashMap::pinned(MAX_CGCACHE, 0);
+/// Domain names of the allow rules, per table (see `ringfence_common::dns`).
+#[map]
+pub static RF_NAMES: HashMap<NameKey, NameRule> = HashMap::pinned(MAX_NAMES, NO_PREALLOC);
+/// Pinned resolvers and DNS-over-HTTPS endpoints, per table.
+#[map]
+pub static RF_DNSSRV: HashMap<ServerKey, u32> = HashMap::pinned(MAX_DNS_SERVERS, NO_PREALLOC);
+/// Addresses learned from DNS answers, per policy.
+#[map]
+pub static RF_LEARNED: LruHashMap<LearnedKey, Learned> = LruHashMap::pinned(MAX_LEARNED, 0);
 #[map]
 pub static RF_EVENTS: RingBuf = RingBuf::pinned(EVENTS_BYTES, 0);
 pub type PrefixSetV4 = LpmTrie<[u8; 8], u32>;

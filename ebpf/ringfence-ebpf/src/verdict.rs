@@ -5,12 +5,13 @@ use aya_ebpf::helpers::generated::bpf_loop;
 use aya_ebpf::maps::lpm_trie::Key;
 use aya_ebpf::maps::LpmTrie;
 use ringfence_common::{
-    key4, key6, table_id, verdict_proto, ListKey, PolicyConfig, PrefixEntry, ACTION_ALLOW, DIR_EGRESS,
+    key4, key6, table_id, verdict_proto, ListKey, CONFIG_DNS, RULE_DNS_PINNED, RULE_DNS_RESOLVER, PolicyConfig, PrefixEntry, ACTION_ALLOW, DIR_EGRESS,
     MAX_DEPTH, MAX_ITEMS, MODE_AUDIT, NO_LIST, RULE_DEFAULT, RULE_UNKNOWN_COUNTRY, STAT_ALLOWED,
     STAT_AUDITED, STAT_DENIED, TABLE_BITS, UNKNOWN_ALLOW, UNKNOWN_DENY, VERDICT_ALLOW, VERDICT_AUDIT,
     VERDICT_DENY,
 };
 
+use crate::dns::{learned_list, pinning, DnsDest, PIN_ALLOW, PIN_NONE};
 use crate::maps::*;
 
 /// What the policy decided for one destination.
@@ -232,14 +233,36 @@ fn geo_entry<const N: usize>(table: u32, addr: &[u8; N]) -> Option<&'static ring
     }
 }
 
+/// A destination in the form of the DNS maps' keys.
+#[inline(always)]
+fn dns_dest<const N: usize>(addr: &[u8; N], port: u16, proto: u32) -> DnsDest {
+    let mut a = [0u8; 16];
+    a[..N].copy_from_slice(addr);
+    DnsDest { family: if N == 4 { 4 } else { 6 }, port: port as u32, proto, addr: a }
+}
+
 #[inline(always)]
 fn rules<const N: usize>(a: &Active, addr: [u8; N], port: u16, proto: u32) -> Outcome {
     let (table, cfg) = (a.table, &a.cfg);
+    let dns = cfg.flags & CONFIG_DNS != 0;
+    if dns {
+        match pinning(a, &dns_dest(&addr, port, proto)) {
+            PIN_NONE => {}
+            PIN_ALLOW => return outcome(false, RULE_DNS_RESOLVER, 0, false),
+            _ => return outcome(true, RULE_DNS_PINNED, 0, false),
+        }
+    }
     if let Some((rule, _)) = walk(table, true, addr, port, proto) {
         return outcome(true, rule, 0, false);
     }
     if let Some((rule, encrypt)) = walk(table, false, addr, port, proto) {
         return outcome(false, rule, 0, encrypt);
+    }
+    if dns {
+        let list = learned_list(a, &dns_dest(&addr, port, proto));
+        if let Some((rule, encrypt)) = find_in(table, list, port, proto) {
+            return outcome(false, rule, 0, encrypt);
+        }
     }
     let default_deny = cfg.default_action != ACTION_ALLOW;
     match geo_entry(table, &addr) {
