@@ -135,9 +135,14 @@ fn churn_ttl_1s_rotating_answers_never_refuse_a_just_answered_address() {
     let (r, rotations) = report;
     eprintln!("churn: {r} after {rotations} rotations");
     assert_eq!(n(&r, "lookups"), 10_000, "{r}");
-    assert_eq!(n(&r, "eperm"), 0, "a just-answered address was refused: {r}");
+    // minTTL is 1 s: an address may only be refused once 1 s passed since its last answer (a
+    // connect that waited for a SYN retransmission makes the next ones start that late).
+    let late: Vec<&Value> = r["refused"].as_array().expect("refused").iter().collect();
+    let fresh: Vec<&&Value> = late.iter().filter(|v| v["after_answer_ms"].as_u64().unwrap_or(0) < 1000).collect();
+    assert!(fresh.is_empty(), "addresses refused within their TTL of an answer: {fresh:?}\n{r}");
+    eprintln!("churn: {} connects refused after their 1 s TTL ran out (expected behaviour)", late.len());
     assert_eq!(n(&r, "other"), 0, "{r}");
-    assert_eq!(n(&r, "ok"), n(&r, "answered"), "{r}");
+    assert_eq!(n(&r, "ok") + n(&r, "eperm"), n(&r, "answered"), "{r}");
     assert!(n(&r, "answered") >= 9_000 * 4, "most lookups answered 4 addresses: {r}");
     assert_eq!(n(&r, "never_ok"), 0, "a never-answered address was allowed: {r}");
     assert_eq!(n(&r, "never_eperm"), 10_000, "{r}");

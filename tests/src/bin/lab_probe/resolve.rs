@@ -128,6 +128,7 @@ pub fn main(args: &mut Args) {
     let (mut answered, mut ok, mut eperm, mut other) = (0u64, 0u64, 0u64, 0u64);
     let (mut never_ok, mut never_eperm, mut never_other) = (0u64, 0u64, 0u64);
     let mut seen = BTreeSet::new();
+    let mut refused = Vec::new();
     let mut latencies = Vec::with_capacity(count as usize);
     for i in 0..count {
         let q = query(i as u16, &name, qtype);
@@ -152,6 +153,7 @@ pub fn main(args: &mut Args) {
             p => p,
         };
         latencies.push(start.elapsed().as_micros() as u64);
+        let answered_at = Instant::now();
         lookups += 1;
         let Some((_, addrs)) = parsed else {
             failed += 1;
@@ -164,11 +166,14 @@ pub fn main(args: &mut Args) {
             answered += 1;
             seen.insert(a);
             if let Some(port) = port {
+                // Time from the answer to the start of this connect (an earlier connect of the
+                // batch may have waited for a SYN retransmission).
+                let ms = answered_at.elapsed().as_millis() as u64;
                 match connect(a, port) {
                     0 => ok += 1,
                     1 => {
                         eperm += 1;
-                        eprintln!("refused: {a} (lookup {i})");
+                        refused.push(serde_json::json!({"addr": a.to_string(), "lookup": i, "after_answer_ms": ms}));
                     }
                     _ => other += 1,
                 }
@@ -188,6 +193,7 @@ pub fn main(args: &mut Args) {
         "answered": answered, "distinct": seen.len(), "ok": ok, "eperm": eperm, "other": other,
         "never_ok": never_ok, "never_eperm": never_eperm, "never_other": never_other,
         "p50_us": percentile(&latencies, 0.50), "p99_us": percentile(&latencies, 0.99),
+        "refused": refused,
         "addrs": seen.iter().map(ToString::to_string).collect::<Vec<_>>(),
     });
     println!("{report}");
