@@ -202,3 +202,36 @@ fn only_pinned_resolvers_are_queried_and_learned_from_and_dot_is_refused() {
     let ok = resolve(&e.lab, &[RESOLVER, "hub.example", "--connect", "443", "--expect-answers"]);
     assert_eq!((n(&ok, "ok"), n(&ok, "eperm")), (1, 0), "{ok}");
 }
+
+#[test]
+fn learned_addresses_survive_agent_kill_and_reload_keeps_names_still_in_the_policy() {
+    let records = [("hub.example", HUB), ("a.cdn.example", CDN_A)];
+    let policy_both = policy("fqdn-restart", "hub.example, \"*.cdn.example\"", 60);
+    let Some((_dns, mut e)) = start("restart", "fqdn-restart", &[HUB, CDN_A], &records, &[], &policy_both) else {
+        return;
+    };
+    for name in ["hub.example", "a.cdn.example"] {
+        let r = resolve(&e.lab, &[RESOLVER, name, "--connect", "443", "--expect-answers"]);
+        assert_eq!((n(&r, "ok"), n(&r, "eperm")), (1, 0), "{name}: {r}");
+    }
+    // kill -9: the programs and the pinned maps stay; learned addresses stay allowed, nothing
+    // else gets through, and new answers are still learned without an agent.
+    e.agent.as_mut().expect("agent").kill9();
+    e.lab.tcp(HUB, 443).assert_ok("learned address with the agent dead");
+    e.lab.tcp(NEVER, 443).assert_eperm("never-answered address with the agent dead");
+    e.start_agent();
+    e.lab.tcp(HUB, 443).assert_ok("learned address after the restart");
+    e.lab.tcp(CDN_A, 443).assert_ok("learned wildcard address after the restart");
+    e.lab.tcp(NEVER, 443).assert_eperm("never-answered address after the restart");
+    // A reload that keeps hub.example and drops *.cdn.example keeps one and drops the other.
+    e.replace_policy(&policy("fqdn-restart", "hub.example", 60));
+    e.lab.tcp(HUB, 443).assert_ok("learned address of a name still in the policy");
+    e.lab.tcp(CDN_A, 443).assert_eperm("learned address of a name the reload removed");
+    let listing = e.agent_cli(&["fqdn", "--json"]);
+    assert!(listing.status.success(), "{}", String::from_utf8_lossy(&listing.stderr));
+    let v: Value = serde_json::from_slice(&listing.stdout).expect("fqdn JSON");
+    let hub = v["learned"].as_array().expect("learned").iter().find(|l| l["address"] == HUB).cloned();
+    let hub = hub.unwrap_or_else(|| panic!("{HUB} not listed: {v}"));
+    assert_eq!(hub["name"], "hub.example", "{v}");
+    assert!(hub["expires_in_secs"].as_u64().unwrap_or(0) > 0, "{v}");
+}

@@ -64,7 +64,10 @@ impl DnsMaps {
             .iter()
             .map(|n| {
                 let key = NameKey { table, kind: n.kind, hash: n.hash };
-                (key, NameRule { list_id: n.list_id, rule_id: n.rule_id })
+                let mut rule = NameRule { list_id: n.list_id, rule_id: n.rule_id, ..Default::default() };
+                let text = n.pattern.0.as_bytes();
+                rule.text[..text.len()].copy_from_slice(text);
+                (key, rule)
             })
             .collect();
         for (k, v) in &names {
@@ -102,6 +105,15 @@ impl DnsMaps {
             .filter(|k| k.table == table && !servers.iter().any(|(s, _)| s == k))
             .collect();
         remove_all(&mut self.servers, stale, DNS_SERVERS_MAP)
+    }
+
+    /// The name rule of `key`, if the table has it.
+    pub fn name(&self, key: &NameKey) -> Result<Option<NameRule>, AgentError> {
+        match self.names.get(key, 0) {
+            Ok(r) => Ok(Some(r)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(AgentError::map(NAMES_MAP, e)),
+        }
     }
 
     /// Every learned entry (expired ones included; the kernel ignores those).

@@ -200,8 +200,9 @@ pub fn learned_list(a: &Active, d: &DnsDest) -> u32 {
     if expires <= now {
         return NO_LIST;
     }
-    // SAFETY: a value of the map, copied at once.
-    let Some(rule) = (unsafe { RF_NAMES.get(&NameKey { table: a.table, kind, hash }) }).copied() else {
+    // SAFETY: a value of the map; only its list id is read.
+    let Some(list_id) = (unsafe { RF_NAMES.get(&NameKey { table: a.table, kind, hash }) }).map(|r| r.list_id)
+    else {
         return NO_LIST;
     };
     let keep = now + a.cfg.ttl_floor as u64 * NS;
@@ -209,5 +210,5 @@ pub fn learned_list(a: &Active, d: &DnsDest) -> u32 {
         // SAFETY: as above.
         unsafe { (*entry).expires_ns = keep };
     }
-    rule.list_id
+    list_id
 }

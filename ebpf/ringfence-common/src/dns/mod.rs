@@ -373,12 +373,29 @@ pub const NAME_EXACT: u32 = 0;
 pub const NAME_WILDCARD: u32 = 1;
 
 /// Value of [`crate::NAMES_MAP`]: the match list (ports, protocols, rules) of the allow rules
-/// naming the name, in the table's lists.
+/// naming the name, in the table's lists, and the pattern as written (for `ringfence-agent
+/// fqdn` and events; the programs read only `list_id`).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct NameRule {
     pub list_id: u32,
     pub rule_id: u32,
+    /// The pattern (`*.example.com`), NUL-padded.
+    pub text: [u8; MAX_NAME],
+}
+
+impl Default for NameRule {
+    fn default() -> Self {
+        Self { list_id: 0, rule_id: 0, text: [0; MAX_NAME] }
+    }
+}
+
+impl NameRule {
+    /// The pattern's bytes (up to the first NUL).
+    pub fn text(&self) -> &[u8] {
+        let end = self.text.iter().position(|&b| b == 0).unwrap_or(MAX_NAME);
+        &self.text[..end]
+    }
 }
 
 /// Key of [`crate::LEARNED_MAP`]: an address a policy's workloads were answered.
