@@ -6,7 +6,9 @@ use std::path::Path;
 use ringfence_common::{table_id, NameKey, DIR_EGRESS};
 use serde::Serialize;
 
-use crate::{clock::monotonic_ns, error::AgentError, maps::{narrow, PinnedMaps}};
+use crate::clock::monotonic_ns;
+use crate::error::AgentError;
+use crate::maps::{narrow, PinnedMaps};
 
 /// One learned address.
 #[derive(Debug, Serialize)]

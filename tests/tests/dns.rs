@@ -103,6 +103,11 @@ fn names_wildcards_cname_chains_and_aaaa_are_learned_and_nothing_else() {
         v["dst"] == HUB && v["verdict"] == "allow"
     });
     assert_eq!(allow["rule"], "hub", "{allow}");
+    assert_eq!(allow["domain"], "hub.example", "events name the domain: {allow}");
+    let wildcard = e.agent().wait_for_event("allow of a.cdn.example's address", Duration::from_secs(5), |v| {
+        v["dst"] == CDN_A && v["verdict"] == "allow"
+    });
+    assert_eq!(wildcard["domain"], "*.cdn.example", "{wildcard}");
 }
 
 #[test]

@@ -116,6 +116,15 @@ impl DnsMaps {
         }
     }
 
+    /// The learned entry of `key`, if any.
+    pub fn learned_entry(&self, key: &LearnedKey) -> Result<Option<Learned>, AgentError> {
+        match self.learned.get(key, 0) {
+            Ok(v) => Ok(Some(v)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(AgentError::map(LEARNED_MAP, e)),
+        }
+    }
+
     /// Every learned entry (expired ones included; the kernel ignores those).
     pub fn learned(&self) -> Result<Vec<(LearnedKey, Learned)>, AgentError> {
         self.learned.iter().collect::<Result<Vec<_>, _>>().map_err(|e| AgentError::map(LEARNED_MAP, e))

@@ -183,6 +183,25 @@ impl PinnedMaps {
         Ok((slot, cfg))
     }
 
+    /// The name pattern under which `policy` learned `addr` (still in the active table and not
+    /// expired), if any.
+    pub fn learned_name(&self, policy: u32, addr: std::net::IpAddr) -> Result<Option<String>, AgentError> {
+        let (family, addr) = wide(addr);
+        let Some(learned) = self.dns.learned_entry(&ringfence_common::LearnedKey { policy, family, addr })? else {
+            return Ok(None);
+        };
+        if learned.expires_ns <= crate::clock::monotonic_ns() {
+            return Ok(None);
+        }
+        let (slot, _) = self.active(policy)?;
+        let key = ringfence_common::NameKey {
+            table: table_id(policy, slot, DIR_EGRESS),
+            kind: learned.kind,
+            hash: learned.name_hash,
+        };
+        Ok(self.dns.name(&key)?.map(|r| String::from_utf8_lossy(r.text()).into_owned()))
+    }
+
     /// A printable summary of [`PinnedMaps::active`].
     pub fn active_policy(&self, policy: u32) -> Result<ActivePolicy, AgentError> {
         let (slot, cfg) = self.active(policy)?;

@@ -24,7 +24,7 @@ fn fqdn(node: &Node, ctx: &str, diags: &mut Vec<Diagnostic>) -> Option<Fqdn> {
     } else if base.split('.').count() < 2 {
         Some("name a domain with at least two labels (e.g. \"pypi.org\"); a top-level domain alone is too broad".to_owned())
     } else {
-        base.split('.').find_map(|label| label_problem(label))
+        base.split('.').find_map(label_problem)
     };
     match problem {
         Some(p) => {
