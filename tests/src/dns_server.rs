@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::NetNs;
+use crate::netns::NetNs;
 
 /// The dnsmasq binary (`dnsmasq-base`, installed by `cargo xtask setup`), if present.
 pub fn dnsmasq_bin() -> Option<PathBuf> {

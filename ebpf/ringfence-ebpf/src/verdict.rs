@@ -246,7 +246,7 @@ fn rules<const N: usize>(a: &Active, addr: [u8; N], port: u16, proto: u32) -> Ou
     let (table, cfg) = (a.table, &a.cfg);
     let dns = cfg.flags & CONFIG_DNS != 0;
     if dns {
-        match pinning(a, &dns_dest(&addr, port, proto)) {
+        match pinning(table, &dns_dest(&addr, port, proto)) {
             PIN_NONE => {}
             PIN_ALLOW => return outcome(false, RULE_DNS_RESOLVER, 0, false),
             _ => return outcome(true, RULE_DNS_PINNED, 0, false),
@@ -259,7 +259,7 @@ fn rules<const N: usize>(a: &Active, addr: [u8; N], port: u16, proto: u32) -> Ou
         return outcome(false, rule, 0, encrypt);
     }
     if dns {
-        let list = learned_list(a, &dns_dest(&addr, port, proto));
+        let list = learned_list(table, cfg.ttl_floor, &dns_dest(&addr, port, proto));
         if let Some((rule, encrypt)) = find_in(table, list, port, proto) {
             return outcome(false, rule, 0, encrypt);
         }
