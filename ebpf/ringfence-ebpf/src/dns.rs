@@ -22,6 +22,7 @@ use ringfence_common::{
 };
 
 use crate::maps::{bump, RF_DNSSRV, RF_LEARNED, RF_NAMES};
+use crate::active::Active;
 
 const NS: u64 = 1_000_000_000;
 const DNS_PORT: u16 = 53;
@@ -106,27 +107,24 @@ extern "C" fn learn_step(_index: u64, ctx: *mut c_void) -> i64 {
 }
 
 /// Where a DNS message is in a packet to a workload: `len` bytes at `off` (a UDP payload, or a
-/// TCP payload after its length prefix), sent by `src`; and the receiving workload's policy:
-/// its active egress table with that table's `flags` and `ttl_floor`.
+/// TCP payload after its length prefix), sent by `src`.
 #[repr(C)]
 pub struct AnswerAt {
-    pub table: u32,
-    pub flags: u32,
-    pub ttl_floor: u32,
     pub family: u32,
     pub off: u32,
     pub len: u32,
     pub src: [u8; 16],
 }
 
-/// Learns the answer at `at`. Not inlined: its frame is its own.
+/// Learns the answer at `at` for the workload whose policy's active egress table is `a`. Not
+/// inlined: its frame is its own.
 #[inline(never)]
-pub fn learn(ctx: &SkBuffContext, at: &AnswerAt) {
-    if at.flags & CONFIG_DNS == 0 {
+pub fn learn(ctx: &SkBuffContext, a: &Active, at: &AnswerAt) {
+    if a.cfg.flags & CONFIG_DNS == 0 {
         return;
     }
     let (off, len) = (at.off, at.len);
-    if server(at.table, at.family, &at.src) != SERVER_RESOLVER || len < 12 {
+    if server(a.table, at.family, &at.src) != SERVER_RESOLVER || len < 12 {
         bump(STAT_DNS_IGNORED);
         return;
     }
@@ -144,9 +142,9 @@ pub fn learn(ctx: &SkBuffContext, at: &AnswerAt) {
         hash: 0,
         // SAFETY: a helper without arguments.
         now: unsafe { bpf_ktime_get_ns() },
-        policy: table_parts(at.table).0,
-        table: at.table,
-        floor: at.ttl_floor,
+        policy: table_parts(a.table).0,
+        table: a.table,
+        floor: a.cfg.ttl_floor,
         matched: 0,
         kind: 0,
         _pad: 0,
@@ -176,24 +174,24 @@ pub const PIN_DENY: u32 = 2;
 /// `RULE_DNS_RESOLVER`), no DNS over TLS, no HTTPS to known DNS-over-HTTPS endpoints (refused
 /// as `RULE_DNS_PINNED`). [`PIN_NONE`] when none of it applies.
 #[inline(never)]
-pub fn pinning(table: u32, d: &DnsDest) -> u32 {
+pub fn pinning(a: &Active, d: &DnsDest) -> u32 {
     if d.proto != PROTO_TCP && d.proto != PROTO_UDP {
         return PIN_NONE;
     }
     match d.port as u16 {
-        DNS_PORT if server(table, d.family, &d.addr) == SERVER_RESOLVER => PIN_ALLOW,
+        DNS_PORT if server(a.table, d.family, &d.addr) == SERVER_RESOLVER => PIN_ALLOW,
         DNS_PORT | DOT_PORT => PIN_DENY,
-        HTTPS_PORT if server(table, d.family, &d.addr) == SERVER_DOH => PIN_DENY,
+        HTTPS_PORT if server(a.table, d.family, &d.addr) == SERVER_DOH => PIN_DENY,
         _ => PIN_NONE,
     }
 }
 
-/// The match list (in `table`, a policy's active egress table) of the name that taught an
-/// unexpired learned address of that policy, or `NO_LIST`. A use moves the deadline to at least
-/// now + `floor` seconds (a live flow keeps its address).
+/// The match list of the name that taught an unexpired learned address of the active table's
+/// policy, or `NO_LIST`. A use moves the deadline to at least now + the floor (a live flow
+/// keeps its address).
 #[inline(never)]
-pub fn learned_list(table: u32, floor: u32, d: &DnsDest) -> u32 {
-    let key = LearnedKey { policy: table_parts(table).0, family: d.family, addr: d.addr };
+pub fn learned_list(a: &Active, d: &DnsDest) -> u32 {
+    let key = LearnedKey { policy: table_parts(a.table).0, family: d.family, addr: d.addr };
     let Some(entry) = RF_LEARNED.get_ptr_mut(&key) else { return NO_LIST };
     // SAFETY: a helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
@@ -203,11 +201,11 @@ pub fn learned_list(table: u32, floor: u32, d: &DnsDest) -> u32 {
         return NO_LIST;
     }
     // SAFETY: a value of the map; only its list id is read.
-    let Some(list_id) = (unsafe { RF_NAMES.get(&NameKey { table, kind, hash }) }).map(|r| r.list_id)
+    let Some(list_id) = (unsafe { RF_NAMES.get(&NameKey { table: a.table, kind, hash }) }).map(|r| r.list_id)
     else {
         return NO_LIST;
     };
-    let keep = now + floor as u64 * NS;
+    let keep = now + a.cfg.ttl_floor as u64 * NS;
     if expires < keep {
         // SAFETY: as above.
         unsafe { (*entry).expires_ns = keep };

@@ -36,7 +36,7 @@ const DNS_PORT: u16 = 53;
 /// and the message (learned when the segment starts with it; a message split over segments
 /// is learned as far as the first one holds it).
 #[inline(always)]
-fn learn_answer(ctx: &SkBuffContext, a: Active, family: u32, src: &[u8; 16], proto: u32, payload: usize) {
+fn learn_answer(ctx: &SkBuffContext, a: &Active, family: u32, src: &[u8; 16], proto: u32, payload: usize) {
     let total = ctx.len() as usize;
     if payload >= total {
         return;
@@ -49,16 +49,7 @@ fn learn_answer(ctx: &SkBuffContext, a: Active, family: u32, src: &[u8; 16], pro
         let have = total.saturating_sub(payload + 2);
         (payload + 2, if want < have { want } else { have })
     };
-    let at = AnswerAt {
-        table: a.table,
-        flags: a.cfg.flags,
-        ttl_floor: a.cfg.ttl_floor,
-        family,
-        off: off as u32,
-        len: len as u32,
-        src: *src,
-    };
-    learn(ctx, &at);
+    learn(ctx, a, &AnswerAt { family, off: off as u32, len: len as u32, src: *src });
 }
 
 #[cgroup_skb(ingress)]
@@ -100,7 +91,7 @@ fn try_skb_ingress(ctx: &SkBuffContext) -> Option<i32> {
     let cgroup_id = unsafe { bpf_skb_cgroup_id(ctx.skb.skb.cast()) };
     if sport == DNS_PORT {
         let policy = policy_of_skb(ctx.skb.skb.cast(), cgroup_id);
-        learn_answer(ctx, active_dir(policy, DIR_EGRESS), family, &src, proto, off + l4_len);
+        learn_answer(ctx, &active_dir(policy, DIR_EGRESS), family, &src, proto, off + l4_len);
     }
     if proto == IPPROTO_TCP && (flags & TCP_SYN == 0 || flags & TCP_ACK != 0) {
         return Some(PASS);

@@ -5,12 +5,13 @@ use aya_ebpf::helpers::generated::bpf_loop;
 use aya_ebpf::maps::lpm_trie::Key;
 use aya_ebpf::maps::LpmTrie;
 use ringfence_common::{
-    key4, key6, table_id, verdict_proto, ListKey, CONFIG_DNS, RULE_DNS_PINNED, RULE_DNS_RESOLVER, PolicyConfig, PrefixEntry, ACTION_ALLOW, DIR_EGRESS,
+    key4, key6, verdict_proto, ListKey, CONFIG_DNS, RULE_DNS_PINNED, RULE_DNS_RESOLVER, PrefixEntry, ACTION_ALLOW,
     MAX_DEPTH, MAX_ITEMS, MODE_AUDIT, NO_LIST, RULE_DEFAULT, RULE_UNKNOWN_COUNTRY, STAT_ALLOWED,
     STAT_AUDITED, STAT_DENIED, TABLE_BITS, UNKNOWN_ALLOW, UNKNOWN_DENY, VERDICT_ALLOW, VERDICT_AUDIT,
     VERDICT_DENY,
 };
 
+pub use crate::active::{active, active_dir, Active};
 use crate::dns::{learned_list, pinning, DnsDest, PIN_ALLOW, PIN_NONE};
 use crate::maps::*;
 
@@ -46,28 +47,6 @@ impl Verdict {
             1
         }
     }
-}
-
-/// The table a policy's programs read now (one direction of its active slot) and its settings.
-/// A table the agent never wrote reads as a zeroed config: deny (fail closed).
-#[derive(Clone, Copy)]
-pub struct Active {
-    pub table: u32,
-    pub cfg: PolicyConfig,
-}
-
-/// The active egress table of `policy`.
-#[inline(always)]
-pub fn active(policy: u32) -> Active {
-    active_dir(policy, DIR_EGRESS)
-}
-
-/// The active table of `policy` for direction `dir`.
-#[inline(always)]
-pub fn active_dir(policy: u32, dir: u32) -> Active {
-    let slot = RF_SLOTS.get(policy).copied().unwrap_or(0);
-    let table = table_id(policy, slot, dir);
-    Active { table, cfg: RF_TABLECFG.get(table).copied().unwrap_or_default() }
 }
 
 /// State of one trie walk, shared with the `bpf_loop` callback. The walk runs in a callback so
@@ -246,7 +225,7 @@ fn rules<const N: usize>(a: &Active, addr: [u8; N], port: u16, proto: u32) -> Ou
     let (table, cfg) = (a.table, &a.cfg);
     let dns = cfg.flags & CONFIG_DNS != 0;
     if dns {
-        match pinning(table, &dns_dest(&addr, port, proto)) {
+        match pinning(a, &dns_dest(&addr, port, proto)) {
             PIN_NONE => {}
             PIN_ALLOW => return outcome(false, RULE_DNS_RESOLVER, 0, false),
             _ => return outcome(true, RULE_DNS_PINNED, 0, false),
@@ -259,7 +238,7 @@ fn rules<const N: usize>(a: &Active, addr: [u8; N], port: u16, proto: u32) -> Ou
         return outcome(false, rule, 0, encrypt);
     }
     if dns {
-        let list = learned_list(table, cfg.ttl_floor, &dns_dest(&addr, port, proto));
+        let list = learned_list(a, &dns_dest(&addr, port, proto));
         if let Some((rule, encrypt)) = find_in(table, list, port, proto) {
             return outcome(false, rule, 0, encrypt);
         }
