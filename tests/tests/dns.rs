@@ -47,7 +47,14 @@ fn n(v: &Value, key: &str) -> u64 {
 
 /// A lab with world hosts and HTTPS servers, dnsmasq on RESOLVER, and the agent; `None` (and a
 /// recorded skip) without dnsmasq.
-fn start(test: &str, name: &str, hosts: &[&str], records: &[(&str, &str)], cnames: &[(&str, &str)], policy: &str) -> Option<(DnsServer, Enforced)> {
+fn start(
+    test: &str,
+    name: &str,
+    hosts: &[&str],
+    records: &[(&str, &str)],
+    cnames: &[(&str, &str)],
+    policy: &str,
+) -> Option<(DnsServer, Enforced)> {
     if dnsmasq_bin().is_none() {
         skip(test, "dnsmasq is not installed (cargo xtask setup installs dnsmasq-base)");
         return None;
@@ -104,9 +111,10 @@ fn names_wildcards_cname_chains_and_aaaa_are_learned_and_nothing_else() {
     });
     assert_eq!(allow["rule"], "hub", "{allow}");
     assert_eq!(allow["domain"], "hub.example", "events name the domain: {allow}");
-    let wildcard = e.agent().wait_for_event("allow of a.cdn.example's address", Duration::from_secs(5), |v| {
-        v["dst"] == CDN_A && v["verdict"] == "allow"
-    });
+    let wildcard =
+        e.agent().wait_for_event("allow of a.cdn.example's address", Duration::from_secs(5), |v| {
+            v["dst"] == CDN_A && v["verdict"] == "allow"
+        });
     assert_eq!(wildcard["domain"], "*.cdn.example", "{wildcard}");
 }
 
@@ -117,7 +125,9 @@ fn churn_ttl_1s_rotating_answers_never_refuse_a_just_answered_address() {
     // answered address and to an address no answer ever named.
     let pool: Vec<String> = (100..132).map(|i| format!("203.0.113.{i}")).collect();
     let hosts: Vec<&str> = pool.iter().map(String::as_str).collect();
-    let window = |k: usize| -> Vec<(&str, &str)> { (0..4).map(|j| ("s3.example", hosts[(k + j) % hosts.len()])).collect() };
+    let window = |k: usize| -> Vec<(&str, &str)> {
+        (0..4).map(|j| ("s3.example", hosts[(k + j) % hosts.len()])).collect()
+    };
     let policy = policy("fqdn-churn", "s3.example", 1);
     let Some((dns, e)) = start("churn", "fqdn-churn", &hosts, &window(0), &[], &policy) else {
         return;
@@ -132,7 +142,10 @@ fn churn_ttl_1s_rotating_answers_never_refuse_a_just_answered_address() {
             }
             k
         });
-        let r = resolve(&e.lab, &[RESOLVER, "s3.example", "--count", "10000", "--connect", "443", "--never", NEVER]);
+        let r = resolve(
+            &e.lab,
+            &[RESOLVER, "s3.example", "--count", "10000", "--connect", "443", "--never", NEVER],
+        );
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let rotations = rotator.join().expect("rotator");
         (r, rotations)
@@ -143,7 +156,8 @@ fn churn_ttl_1s_rotating_answers_never_refuse_a_just_answered_address() {
     // minTTL is 1 s: an address may only be refused once 1 s passed since its last answer (a
     // connect that waited for a SYN retransmission makes the next ones start that late).
     let late: Vec<&Value> = r["refused"].as_array().expect("refused").iter().collect();
-    let fresh: Vec<&&Value> = late.iter().filter(|v| v["after_answer_ms"].as_u64().unwrap_or(0) < 1000).collect();
+    let fresh: Vec<&&Value> =
+        late.iter().filter(|v| v["after_answer_ms"].as_u64().unwrap_or(0) < 1000).collect();
     assert!(fresh.is_empty(), "addresses refused within their TTL of an answer: {fresh:?}\n{r}");
     eprintln!("churn: {} connects refused after their 1 s TTL ran out (expected behaviour)", late.len());
     assert_eq!(n(&r, "other"), 0, "{r}");
@@ -212,7 +226,8 @@ fn only_pinned_resolvers_are_queried_and_learned_from_and_dot_is_refused() {
 fn learned_addresses_survive_agent_kill_and_reload_keeps_names_still_in_the_policy() {
     let records = [("hub.example", HUB), ("a.cdn.example", CDN_A)];
     let policy_both = policy("fqdn-restart", "hub.example, \"*.cdn.example\"", 60);
-    let Some((_dns, mut e)) = start("restart", "fqdn-restart", &[HUB, CDN_A], &records, &[], &policy_both) else {
+    let Some((_dns, mut e)) = start("restart", "fqdn-restart", &[HUB, CDN_A], &records, &[], &policy_both)
+    else {
         return;
     };
     for name in ["hub.example", "a.cdn.example"] {

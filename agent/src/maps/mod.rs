@@ -16,11 +16,12 @@ use aya::maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray};
 use ringfence_common::{
     table_id, CgPolicy, Endpoint, GeoEntry, GeoInfo, ListKey, MatchList, PolicyConfig, PrefixEntry,
     WorkloadState, ACTIVE_MAP, ALLOW_V4_MAP, ALLOW_V6_MAP, CGCACHE_MAP, CONFIG_MAP, CONFIG_RAW_POLICY,
-    DENY_V4_MAP, DENY_V6_MAP, DIR_EGRESS, DNS_SERVERS_MAP, LEARNED_MAP, NAMES_MAP, ENCRYPT_V4_MAP, ENCRYPT_V6_MAP, GEO_INFO_MAP, GEO_V4_MAP,
-    GEO_V6_MAP, HOME_V4_MAP, HOME_V6_MAP, LIST_MAP, MAX_TABLES, STATS_MAP, STAT_ALLOWED, STAT_AUDITED,
-    STAT_BACKSTOP_DECIDED, STAT_BACKSTOP_DROPPED, STAT_DENIED, STAT_EVENTS_DROPPED, STAT_EXFIL_BLOCKED,
-    STAT_NONIP_DROPPED, STAT_PACKETS_DROPPED, STAT_PLAINTEXT_DROPPED, STAT_SOCKETS_REFUSED,
-    STAT_SOCKET_GUARD_SEEN, WG_ENDPOINTS_MAP, WORKLOADS_MAP, WORKLOAD_STATE_MAP,
+    DENY_V4_MAP, DENY_V6_MAP, DIR_EGRESS, DNS_SERVERS_MAP, ENCRYPT_V4_MAP, ENCRYPT_V6_MAP, GEO_INFO_MAP,
+    GEO_V4_MAP, GEO_V6_MAP, HOME_V4_MAP, HOME_V6_MAP, LEARNED_MAP, LIST_MAP, MAX_TABLES, NAMES_MAP,
+    STATS_MAP, STAT_ALLOWED, STAT_AUDITED, STAT_BACKSTOP_DECIDED, STAT_BACKSTOP_DROPPED, STAT_DENIED,
+    STAT_EVENTS_DROPPED, STAT_EXFIL_BLOCKED, STAT_NONIP_DROPPED, STAT_PACKETS_DROPPED,
+    STAT_PLAINTEXT_DROPPED, STAT_SOCKETS_REFUSED, STAT_SOCKET_GUARD_SEEN, WG_ENDPOINTS_MAP, WORKLOADS_MAP,
+    WORKLOAD_STATE_MAP,
 };
 use serde::Serialize;
 
@@ -187,7 +188,8 @@ impl PinnedMaps {
     /// expired), if any.
     pub fn learned_name(&self, policy: u32, addr: std::net::IpAddr) -> Result<Option<String>, AgentError> {
         let (family, addr) = wide(addr);
-        let Some(learned) = self.dns.learned_entry(&ringfence_common::LearnedKey { policy, family, addr })? else {
+        let Some(learned) = self.dns.learned_entry(&ringfence_common::LearnedKey { policy, family, addr })?
+        else {
             return Ok(None);
         };
         if learned.expires_ns <= crate::clock::monotonic_ns() {

@@ -16,13 +16,12 @@ use aya_ebpf::{
 };
 use ringfence_common::{
     table_parts, DnsParser, Learned, LearnedKey, NameKey, ServerKey, CONFIG_DNS, DNS_BUF, MAX_DNS_STEPS,
-    NAME_EXACT, NAME_WILDCARD, NO_LIST, PROTO_TCP, PROTO_UDP, SERVER_DOH,
-    SERVER_RESOLVER, STAT_DNS_IGNORED, STAT_DNS_LEARNED, STAT_DNS_MATCHED, STEP_ANSWER, STEP_BAD, STEP_END,
-    STEP_NAME_DONE, STEP_SUFFIX,
+    NAME_EXACT, NAME_WILDCARD, NO_LIST, PROTO_TCP, PROTO_UDP, SERVER_DOH, SERVER_RESOLVER, STAT_DNS_IGNORED,
+    STAT_DNS_LEARNED, STAT_DNS_MATCHED, STEP_ANSWER, STEP_BAD, STEP_END, STEP_NAME_DONE, STEP_SUFFIX,
 };
 
-use crate::maps::{bump, RF_DNSSRV, RF_LEARNED, RF_NAMES};
 use crate::active::Active;
+use crate::maps::{bump, RF_DNSSRV, RF_LEARNED, RF_NAMES};
 
 const NS: u64 = 1_000_000_000;
 const DNS_PORT: u16 = 53;
@@ -151,7 +150,12 @@ pub fn learn(ctx: &SkBuffContext, a: &Active, at: &AnswerAt) {
     };
     // SAFETY: the callback matches bpf_loop's contract and only touches `l` through ctx.
     unsafe {
-        bpf_loop(MAX_DNS_STEPS, learn_step as *const () as *mut c_void, &mut l as *mut Learning as *mut c_void, 0)
+        bpf_loop(
+            MAX_DNS_STEPS,
+            learn_step as *const () as *mut c_void,
+            &mut l as *mut Learning as *mut c_void,
+            0,
+        )
     };
 }
 

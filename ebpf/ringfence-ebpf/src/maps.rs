@@ -10,11 +10,11 @@ use aya_ebpf::{
     },
 };
 use ringfence_common::{
-    Learned, LearnedKey, NameKey, NameRule, ServerKey, MAX_DNS_SERVERS, MAX_LEARNED, MAX_NAMES,
-    BlockEntry, BlockKey, CgPolicy, DestKey, Endpoint, FlowKey, FlowStats, GeoEntry, GeoInfo, ListKey,
-    MatchList, Owner, PolicyConfig, PrefixEntry, SkVerdict, TcpSeq, WorkloadState, EVENTS_BYTES, MAX_BLOCKS,
-    MAX_CGCACHE, MAX_ENDPOINTS, MAX_FLOWS, MAX_LIST_ENTRIES, MAX_OWNERS, MAX_POLICIES, MAX_TABLES,
-    MAX_TRIE_V4, MAX_TRIE_V6, MAX_WORKLOADS, STAT_COUNT,
+    BlockEntry, BlockKey, CgPolicy, DestKey, Endpoint, FlowKey, FlowStats, GeoEntry, GeoInfo, Learned,
+    LearnedKey, ListKey, MatchList, NameKey, NameRule, Owner, PolicyConfig, PrefixEntry, ServerKey,
+    SkVerdict, TcpSeq, WorkloadState, EVENTS_BYTES, MAX_BLOCKS, MAX_CGCACHE, MAX_DNS_SERVERS, MAX_ENDPOINTS,
+    MAX_FLOWS, MAX_LEARNED, MAX_LIST_ENTRIES, MAX_NAMES, MAX_OWNERS, MAX_POLICIES, MAX_TABLES, MAX_TRIE_V4,
+    MAX_TRIE_V6, MAX_WORKLOADS, STAT_COUNT,
 };
 
 /// Trie keys: table id (big-endian) then the address (see `ringfence_common::tables`).

@@ -13,15 +13,16 @@
 //! Headers that cannot be read are dropped.
 use aya_ebpf::{helpers::generated::bpf_skb_cgroup_id, macros::cgroup_skb, programs::SkBuffContext};
 use ringfence_common::{
-    FlowKey, CONFIG_OPEN, DIR_EGRESS, DIR_INGRESS, HOOK_SKB_INGRESS, STAT_INGRESS_DROPPED, VERDICT_ALLOW, VERDICT_DENY,
+    FlowKey, CONFIG_OPEN, DIR_EGRESS, DIR_INGRESS, HOOK_SKB_INGRESS, STAT_INGRESS_DROPPED, VERDICT_ALLOW,
+    VERDICT_DENY,
 };
 
 use crate::{
+    dns::{learn, AnswerAt},
     event::{emit_packet, Dest},
     iphdr::{is_v6_ext, transport, v6_ext, Flag},
     maps::{bump, RF_REPLIES},
     skb_egress::{DROP, PASS},
-    dns::{learn, AnswerAt},
     verdict::{active_dir, decide_v4, decide_wire_v6, Active},
     workload::policy_of_skb,
 };

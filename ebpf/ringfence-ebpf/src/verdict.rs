@@ -5,10 +5,10 @@ use aya_ebpf::helpers::generated::bpf_loop;
 use aya_ebpf::maps::lpm_trie::Key;
 use aya_ebpf::maps::LpmTrie;
 use ringfence_common::{
-    key4, key6, verdict_proto, ListKey, CONFIG_DNS, RULE_DNS_PINNED, RULE_DNS_RESOLVER, PrefixEntry, ACTION_ALLOW,
-    MAX_DEPTH, MAX_ITEMS, MODE_AUDIT, NO_LIST, RULE_DEFAULT, RULE_UNKNOWN_COUNTRY, STAT_ALLOWED,
-    STAT_AUDITED, STAT_DENIED, TABLE_BITS, UNKNOWN_ALLOW, UNKNOWN_DENY, VERDICT_ALLOW, VERDICT_AUDIT,
-    VERDICT_DENY,
+    key4, key6, verdict_proto, ListKey, PrefixEntry, ACTION_ALLOW, CONFIG_DNS, MAX_DEPTH, MAX_ITEMS,
+    MODE_AUDIT, NO_LIST, RULE_DEFAULT, RULE_DNS_PINNED, RULE_DNS_RESOLVER, RULE_UNKNOWN_COUNTRY,
+    STAT_ALLOWED, STAT_AUDITED, STAT_DENIED, TABLE_BITS, UNKNOWN_ALLOW, UNKNOWN_DENY, VERDICT_ALLOW,
+    VERDICT_AUDIT, VERDICT_DENY,
 };
 
 pub use crate::active::{active, active_dir, Active};

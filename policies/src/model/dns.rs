@@ -57,10 +57,12 @@ impl Fqdn {
     pub fn matches(&self, name: &str) -> bool {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
         match self.0.strip_prefix("*.") {
-            Some(base) => name.len() > base.len() + 1 && name.ends_with(base) && {
-                let cut = name.len() - base.len();
-                name.as_bytes()[cut - 1] == b'.'
-            },
+            Some(base) => {
+                name.len() > base.len() + 1 && name.ends_with(base) && {
+                    let cut = name.len() - base.len();
+                    name.as_bytes()[cut - 1] == b'.'
+                }
+            }
             None => name == self.0,
         }
     }

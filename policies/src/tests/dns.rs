@@ -50,7 +50,12 @@ fn names_and_resolvers_parse_and_compile() {
 fn deny_rules_cannot_name_domains() {
     let src = doc("  defaultAction: allow\n  dns: {resolvers: [192.0.2.53]}\n  egress:\n    - name: no-hub\n      action: deny\n      to: {fqdns: [huggingface.co]}\n");
     let diags = parse_err(&src);
-    assert!(diags.iter().any(|d| d.message.contains("\"to.fqdns\" in rule \"no-hub\" is only valid on allow rules")), "{diags:#?}");
+    assert!(
+        diags
+            .iter()
+            .any(|d| d.message.contains("\"to.fqdns\" in rule \"no-hub\" is only valid on allow rules")),
+        "{diags:#?}"
+    );
 }
 
 #[test]

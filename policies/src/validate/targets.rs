@@ -4,8 +4,8 @@
 use ipnet::IpNet;
 
 use super::codes::country_list;
-use super::dns::fqdn_list;
 use super::country_groups::{rule_groups, PolicyGroups};
+use super::dns::fqdn_list;
 use super::selector::selector;
 use super::values::named_cidr_list;
 use crate::countries::CountryCode;

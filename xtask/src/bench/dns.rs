@@ -87,7 +87,6 @@ fn learned_memlock(e: &Enforced) -> Result<u64> {
         .map_err(Into::into)
 }
 
-
 pub fn bench_dns(args: DnsBenchArgs) -> Result<()> {
     if dnsmasq_bin().is_none() {
         bail!("dnsmasq is not installed: run cargo xtask setup");
@@ -114,10 +113,28 @@ pub fn bench_dns(args: DnsBenchArgs) -> Result<()> {
     }
     let m = |v: &Vec<f64>| median(v.clone());
     let memlock = learned_memlock(&e)?;
-    println!("\nsummary (median over {} rounds per policy; {} lookups, {} connects per round):", args.rounds, args.lookups, args.connects);
-    println!("  DNS lookup p50: off {:.0} µs, on {:.0} µs (added {:+.0} µs)", m(&p50[0]), m(&p50[1]), m(&p50[1]) - m(&p50[0]));
-    println!("  DNS lookup p99: off {:.0} µs, on {:.0} µs (added {:+.0} µs; target <= 1000 µs)", m(&p99[0]), m(&p99[1]), m(&p99[1]) - m(&p99[0]));
-    println!("  connect() to a learned address vs a CIDR rule: {:.1} µs vs {:.1} µs, ratio {:.3} (target <= 1.10)", m(&conn[1]), m(&conn[0]), m(&conn[1]) / m(&conn[0]));
+    println!(
+        "\nsummary (median over {} rounds per policy; {} lookups, {} connects per round):",
+        args.rounds, args.lookups, args.connects
+    );
+    println!(
+        "  DNS lookup p50: off {:.0} µs, on {:.0} µs (added {:+.0} µs)",
+        m(&p50[0]),
+        m(&p50[1]),
+        m(&p50[1]) - m(&p50[0])
+    );
+    println!(
+        "  DNS lookup p99: off {:.0} µs, on {:.0} µs (added {:+.0} µs; target <= 1000 µs)",
+        m(&p99[0]),
+        m(&p99[1]),
+        m(&p99[1]) - m(&p99[0])
+    );
+    println!(
+        "  connect() to a learned address vs a CIDR rule: {:.1} µs vs {:.1} µs, ratio {:.3} (target <= 1.10)",
+        m(&conn[1]),
+        m(&conn[0]),
+        m(&conn[1]) / m(&conn[0])
+    );
     println!(
         "  learned map: {} bytes memlock for {MAX_LEARNED} addresses (preallocated LRU), {:.1} MiB per 100,000 addresses",
         memlock,

@@ -1,6 +1,6 @@
 extern crate std;
-use std::{format, vec};
 use std::vec::Vec;
+use std::{format, vec};
 
 use super::*;
 
@@ -38,8 +38,13 @@ fn parse(msg: &[u8], names: &[(u64, bool)]) -> (Vec<(u32, [u8; 16], u32)>, bool)
     buf[..n].copy_from_slice(&msg[..n]);
     let mut p = DnsParser::new();
     let mut out = Vec::new();
-    let (steps, ok) =
-        run(&buf, msg.len() as u32, &mut p, |h, exact| names.contains(&(h, exact)), |f, a, t| out.push((f, a, t)));
+    let (steps, ok) = run(
+        &buf,
+        msg.len() as u32,
+        &mut p,
+        |h, exact| names.contains(&(h, exact)),
+        |f, a, t| out.push((f, a, t)),
+    );
     assert!(steps <= MAX_DNS_STEPS);
     (out, ok)
 }

@@ -173,7 +173,9 @@ pub fn main(args: &mut Args) {
                     0 => ok += 1,
                     1 => {
                         eperm += 1;
-                        refused.push(serde_json::json!({"addr": a.to_string(), "lookup": i, "after_answer_ms": ms}));
+                        refused.push(
+                            serde_json::json!({"addr": a.to_string(), "lookup": i, "after_answer_ms": ms}),
+                        );
                     }
                     _ => other += 1,
                 }
