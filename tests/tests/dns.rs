@@ -19,6 +19,8 @@ const CDN_BASE: &str = "203.0.113.13";
 const CHAIN_END: &str = "203.0.113.14";
 /// Never in any answer.
 const NEVER: &str = "203.0.113.200";
+/// A second pinned resolver address with no server: the malformed-answer sender uses it.
+const RESOLVER2: &str = "198.51.100.54";
 
 fn policy(name: &str, fqdns: &str, min_ttl: u32) -> String {
     let dns = format!("  dns:\n    resolvers: [{RESOLVER}]\n    minTTL: {min_ttl}\n");
@@ -59,7 +61,7 @@ fn start(
         skip(test, "dnsmasq is not installed (cargo xtask setup installs dnsmasq-base)");
         return None;
     }
-    let mut all: Vec<&str> = vec![RESOLVER, ROGUE, NEVER];
+    let mut all: Vec<&str> = vec![RESOLVER, RESOLVER2, ROGUE, NEVER];
     all.extend_from_slice(hosts);
     let mut e = Enforced::prepare_with_hosts(name, &all, &[443, 853], policy);
     let dns = DnsServer::start(e.lab.world_ns(), RESOLVER, records, 1, cnames);
@@ -254,4 +256,41 @@ fn learned_addresses_survive_agent_kill_and_reload_keeps_names_still_in_the_poli
     let hub = hub.unwrap_or_else(|| panic!("{HUB} not listed: {v}"));
     assert_eq!(hub["name"], "hub.example", "{v}");
     assert!(hub["expires_in_secs"].as_u64().unwrap_or(0) > 0, "{v}");
+}
+
+#[test]
+fn malformed_answers_from_a_pinned_resolver_never_stop_learning_or_allow_what_they_do_not_name() {
+    let records = [("hub.example", HUB)];
+    let dns = format!("  dns:\n    resolvers: [{RESOLVER}, {RESOLVER2}]\n");
+    let policy = policy_head_with("fqdn-bad", "enforce", "deny", &dns)
+        + "    - name: hub\n      action: allow\n      to: { fqdns: [hub.example] }\n      ports: [ { port: 443, protocol: tcp } ]\n";
+    let Some((_dns, mut e)) = start("malformed", "fqdn-bad", &[HUB, CDN_A], &records, &[], &policy) else {
+        return;
+    };
+    let listener = e.lab.cgroup().child("listener");
+    e.lab.start_node_servers_in(&listener, &[5353]);
+    let counter = |name: &str| e.status()["counters"][name].as_u64().unwrap_or(0);
+    let matched_before = counter("dns_matched");
+    // 20,000 mutations of an answer for the allowed name naming CDN_A, from a pinned resolver
+    // address, to a socket of the workload: each goes through the kernel's parser.
+    let out = e
+        .lab
+        .world_ns()
+        .command(e.lab.probe_path())
+        .args(["dns-forge", RESOLVER2, ringfence_tests::NODE_V4, "hub.example", CDN_A])
+        .args(["--mutations", "20000", "--seed", "7"])
+        .output()
+        .expect("dns-forge");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while counter("dns_matched") <= matched_before {
+        assert!(Instant::now() < deadline, "no answer reached the parser: {}", e.status());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!("malformed: counters after the flood {}", e.status()["counters"]);
+    // An address in none of the packets stays refused; the agent is alive; learning still works.
+    e.lab.tcp(NEVER, 443).assert_eperm("never-answered address after malformed answers");
+    let r = resolve(&e.lab, &[RESOLVER, "hub.example", "--connect", "443", "--expect-answers"]);
+    assert_eq!((n(&r, "ok"), n(&r, "eperm")), (1, 0), "learning after malformed answers: {r}");
+    assert!(e.agent.as_mut().expect("agent").is_running(), "the agent survived");
 }

@@ -15,7 +15,7 @@
 //!                [--timeout-ms T] [--udp-timeout-ms U] --target PROTO:ADDR:PORT:allow|deny ...
 //! lab-probe resolve RESOLVER NAME [--aaaa] [--tcp] [--count N] [--connect PORT] [--never ADDR]...
 //!                   [--expect-answers]
-//! lab-probe dns-forge FROM TO NAME ADDR [--port P]
+//! lab-probe dns-forge FROM TO NAME ADDR [--port P] [--mutations N] [--seed S]
 //! ```
 //!
 //! `tcp`/`udp` print one JSON line, `{"ok":true,"reply":"pong 4"}` or
@@ -64,7 +64,7 @@ const USAGE: &str = "usage:
                  [--udp-timeout-ms U] --target tcp|udp|udpc:ADDR:PORT:allow|deny ...
   lab-probe resolve RESOLVER NAME [--aaaa] [--tcp] [--count N] [--connect PORT] [--never ADDR]...
                     [--expect-answers]
-  lab-probe dns-forge FROM TO NAME ADDR [--port P]";
+  lab-probe dns-forge FROM TO NAME ADDR [--port P] [--mutations N] [--seed S]";
 
 /// Prints a usage error and exits 64.
 pub fn usage(msg: &str) -> ! {

@@ -201,18 +201,21 @@ pub fn main(args: &mut Args) {
     println!("{report}");
 }
 
-/// `lab-probe dns-forge FROM TO NAME ADDR [--port P]`: sends, from FROM:53, an answer to a
-/// question for NAME naming ADDR to TO:P (5353 by default), as an off-path spoofer or a
-/// resolver the policy does not pin would. Exits 0 when sent.
+/// `lab-probe dns-forge FROM TO NAME ADDR [--port P] [--mutations N] [--seed S]`: sends, from
+/// FROM:53, an answer to a question for NAME naming ADDR to TO:P (5353 by default), as an
+/// off-path spoofer or a resolver the policy does not pin would; then N mutated copies of it
+/// (malformed input for the kernel's parser). Exits 0 when sent.
 pub fn forge_main(args: &mut Args) {
     let from = parse_addr(&args.next_arg().unwrap_or_else(|| usage("missing FROM")));
     let to = parse_addr(&args.next_arg().unwrap_or_else(|| usage("missing TO")));
     let name = args.next_arg().unwrap_or_else(|| usage("missing NAME"));
     let addr = parse_addr(&args.next_arg().unwrap_or_else(|| usage("missing ADDR")));
-    let mut port = 5353u16;
+    let (mut port, mut mutations, mut seed) = (5353u16, 0u64, 1u64);
     while let Some(flag) = args.next_arg() {
         match flag.as_str() {
             "--port" => port = parse_num("port", &args.value(&flag)),
+            "--mutations" => mutations = parse_num("mutations", &args.value(&flag)),
+            "--seed" => seed = parse_num("seed", &args.value(&flag)),
             other => usage(&format!("unknown option {other:?} for dns-forge")),
         }
     }
@@ -233,8 +236,32 @@ pub fn forge_main(args: &mut Args) {
         eprintln!("bind {from}:53: {e}");
         std::process::exit(2)
     });
-    sock.send_to(&m, SocketAddr::new(to, port)).unwrap_or_else(|e| {
+    let target = SocketAddr::new(to, port);
+    sock.send_to(&m, target).unwrap_or_else(|e| {
         eprintln!("send to {to}:{port}: {e}");
         std::process::exit(2)
     });
+    // `--mutations N`: N more, each with a few bytes flipped, replaced or cut (xorshift from
+    // `--seed`, so a run reproduces), paced so the receiver's queue does not overflow.
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for i in 0..mutations {
+        let mut bad = m.clone();
+        for _ in 0..(next() % 4 + 1) {
+            let at = (next() as usize) % bad.len();
+            match next() % 3 {
+                0 => bad[at] ^= 1 << (next() % 8),
+                1 => bad[at] = next() as u8,
+                _ => bad.truncate(at.max(1)),
+            }
+        }
+        let _ = sock.send_to(&bad, target);
+        if i % 64 == 63 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
 }
