@@ -30,13 +30,22 @@ fn policy(name: &str, fqdns: &str, min_ttl: u32) -> String {
 
 /// `lab-probe resolve` in the lab's cgroup, parsed.
 fn resolve(lab: &Lab, args: &[&str]) -> Value {
-    let out = lab
-        .node_command(lab.probe_path())
+    parse_resolve(args, spawn_resolve(lab, args).wait_with_output().expect("run lab-probe resolve"))
+}
+
+/// `lab-probe resolve` started in the lab's cgroup ([`parse_resolve`] its output).
+fn spawn_resolve(lab: &Lab, args: &[&str]) -> std::process::Child {
+    lab.node_command(lab.probe_path())
         .arg("resolve")
         .args(args)
         .stdin(Stdio::null())
-        .output()
-        .expect("run lab-probe resolve");
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn lab-probe resolve")
+}
+
+fn parse_resolve(args: &[&str], out: std::process::Output) -> Value {
     let stdout = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
         panic!("lab-probe resolve {args:?}: {e}\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr))
@@ -293,4 +302,32 @@ fn malformed_answers_from_a_pinned_resolver_never_stop_learning_or_allow_what_th
     let r = resolve(&e.lab, &[RESOLVER, "hub.example", "--connect", "443", "--expect-answers"]);
     assert_eq!((n(&r, "ok"), n(&r, "eperm")), (1, 0), "learning after malformed answers: {r}");
     assert!(e.agent.as_mut().expect("agent").is_running(), "the agent survived");
+}
+
+#[test]
+fn agent_kill_and_restart_during_churn_refuses_no_live_learned_address() {
+    let pool: Vec<String> = (100..116).map(|i| format!("203.0.113.{i}")).collect();
+    let hosts: Vec<&str> = pool.iter().map(String::as_str).collect();
+    let window = |k: usize| -> Vec<(&str, &str)> {
+        (0..4).map(|j| ("s3.example", hosts[(k + j) % hosts.len()])).collect()
+    };
+    let policy = policy("fqdn-churn-kill", "s3.example", 60);
+    let Some((dns, mut e)) = start("churn_kill", "fqdn-churn-kill", &hosts, &window(0), &[], &policy) else {
+        return;
+    };
+    let args = [RESOLVER, "s3.example", "--count", "3000", "--connect", "443", "--never", NEVER];
+    let child = spawn_resolve(&e.lab, &args);
+    // Rotate the answers while the agent is killed (-9) and started again, the loop running.
+    let rotate = |from: usize, to: usize| (from..to).for_each(|k| dns.set_hosts_and_wait(&window(k)));
+    rotate(1, 10);
+    e.agent.as_mut().expect("agent").kill9();
+    rotate(10, 20);
+    e.start_agent();
+    rotate(20, 30);
+    let r = parse_resolve(&args, child.wait_with_output().expect("lab-probe resolve"));
+    eprintln!("churn with kill -9 and restart: {r}");
+    assert_eq!(n(&r, "lookups"), 3000, "{r}");
+    assert_eq!(n(&r, "eperm"), 0, "a live learned address was refused across the restart: {r}");
+    assert_eq!(n(&r, "ok"), n(&r, "answered"), "{r}");
+    assert_eq!((n(&r, "never_ok"), n(&r, "never_eperm")), (0, 3000), "{r}");
 }

@@ -80,3 +80,11 @@ fn names_need_resolvers_and_valid_syntax() {
     assert!(diags.iter().any(|d| d.message.contains("invalid resolver \"resolver.local\"")));
     assert!(diags.iter().any(|d| d.message.contains("invalid \"minTTL\" \"100000\"")));
 }
+
+#[test]
+fn names_carry_encryption_required() {
+    let src = doc("  defaultAction: deny\n  dns: {resolvers: [192.0.2.53]}\n  egress:\n    - name: hub\n      action: allow\n      to: {fqdns: [huggingface.co]}\n      encryption: required\n");
+    let c = compile(&parse_ok(&src), None).expect("compiles");
+    let list = &c.lists[c.names[0].list_id as usize];
+    assert!(list.items[0].encrypt(), "learned addresses of the name must leave encrypted");
+}
