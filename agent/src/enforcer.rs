@@ -68,9 +68,16 @@ impl Enforcer {
         let now = std::time::Instant::now();
         for ev in batch.drain(..) {
             let mut record = self.names.record(&ev);
+            let mut policy = DEFAULT_POLICY;
             if let Some((path, w)) = self.workloads.as_ref().and_then(|t| t.workload(ev.cgroup_id)) {
                 record.workload = Some(path.display().to_string());
                 record.labels = Some(w.label_string());
+                policy = w.policy.as_ref().map_or(DEFAULT_POLICY, |(index, _)| *index);
+            }
+            if ev.verdict == ringfence_common::VERDICT_ALLOW {
+                if let Some(dst) = record.dst {
+                    record.domain = self.maps.learned_name(policy, dst).ok().flatten();
+                }
             }
             log_record(&record);
             if let Some(v) = self.verdicts.as_mut() {
@@ -131,6 +138,20 @@ impl Enforcer {
                 n,
             );
         }
+        for (result, n) in [("matched", s.dns_matched), ("ignored", s.dns_ignored)] {
+            m.set_counter(
+                "ringfence_dns_answers_total",
+                "DNS answers to workloads: matched (from a pinned resolver, naming an allowed domain) or ignored (another source, or unreadable).",
+                &[("result", result)],
+                n,
+            );
+        }
+        m.set_counter(
+            "ringfence_dns_learned_total",
+            "Addresses learned or refreshed from DNS answers.",
+            &[],
+            s.dns_learned,
+        );
         m.set_counter(
             "ringfence_events_dropped_total",
             "Events lost to a full ring buffer.",

@@ -52,6 +52,9 @@ pub struct VerdictRecord {
     /// Under `--cgroup-root`: the workload (cgroup path under the root) and its labels.
     pub workload: Option<String>,
     pub labels: Option<String>,
+    /// An allow decided by a name rule (`to.fqdns`): the pattern that let the address in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
 }
 
 /// Remembers the policies of recent generations, so an event decided by the previous policy
@@ -89,6 +92,12 @@ impl RuleNames {
         }
         if rule_id == ringfence_common::RULE_SOURCE_ROUTE {
             return "source-route".to_string();
+        }
+        if rule_id == ringfence_common::RULE_DNS_RESOLVER {
+            return "dns-resolver".to_string();
+        }
+        if rule_id == ringfence_common::RULE_DNS_PINNED {
+            return "dns-pinned".to_string();
         }
         self.recent
             .iter()
@@ -139,6 +148,7 @@ impl RuleNames {
             policy: self.policy(ev.generation).map(|p| p.name.clone()),
             workload: None,
             labels: None,
+            domain: None,
         }
     }
 
@@ -234,7 +244,7 @@ pub fn log_record(r: &VerdictRecord) {
         cgroup_id = r.cgroup_id, dst = r.dst.map(tracing::field::display), port = r.port,
         protocol = %r.protocol, socket = r.socket.as_deref(), hook = r.hook, generation = r.generation,
         country = r.country.as_deref(), policy = r.policy.as_deref(), workload = r.workload.as_deref(),
-        labels = r.labels.as_deref(),
+        labels = r.labels.as_deref(), domain = r.domain.as_deref(),
         "verdict"
     );
 }

@@ -21,6 +21,7 @@ pub mod policy_load;
 pub mod preflight;
 pub mod remote;
 pub mod report;
+pub mod report_fqdn;
 pub mod run;
 pub mod spool;
 pub mod sys;

@@ -8,7 +8,7 @@ use ringfence_agent::{
     error::AgentError,
     exfil::Selector,
     logging::{self, LogFormat},
-    report,
+    report, report_fqdn,
     run::{run_with_wg, RunConfig},
     wg,
     workloads::{print_workloads, WorkloadsConfig},
@@ -171,6 +171,16 @@ enum Cmd {
     /// Used by `run`'s start-up self-check: creates one socket and exits.
     #[command(name = "probe-socket", hide = true)]
     ProbeSocket,
+    /// List the addresses learned from DNS answers: per policy, the name, the address and the
+    /// time left.
+    Fqdn {
+        /// Directory on a bpf filesystem where the agent pinned its links and maps (as given to `run`).
+        #[arg(long, default_value = DEFAULT_BPFFS)]
+        bpffs: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the policy generation in force, the hooks attached and every kernel counter.
     Status {
         /// Directory on a bpf filesystem where the agent pinned its links and maps (as given to `run`).
@@ -361,6 +371,7 @@ fn main() -> ExitCode {
             println!("removed {} pins under {}", removed.len(), bpffs.display());
         }),
         Cmd::Status { bpffs, json } => report::status(&bpffs, json),
+        Cmd::Fqdn { bpffs, json } => report_fqdn::fqdn(&bpffs, json),
         Cmd::ProbeSocket => bpf::probe_socket(),
         Cmd::Wg { cmd } => wg_cmd(cmd),
         Cmd::Flows { bpffs, json, state_dir } => report::flows(&bpffs, &state_dir, json),

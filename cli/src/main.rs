@@ -7,7 +7,9 @@
 //!   show the verdict for a destination and why. Exit 0 whatever the verdict, 64 for an invalid
 //!   policy or `--to`, or a policy naming countries without `--geoip-db`. `--from
 //!   ADDR[:PORT][/tcp|udp]` instead explains an incoming connection from ADDR to the workload's
-//!   local PORT by `spec.ingress` (`from.workloads` selectors match nothing offline).
+//!   local PORT by `spec.ingress` (`from.workloads` selectors match nothing offline). `--to
+//!   HOST[:PORT][/tcp|udp] --resolve` names the rule (`to.fqdns`) that would let HOST in and
+//!   the verdict for each address this machine resolves HOST to.
 //! * `ringfence policy explain --workload KEY=VALUE,... FILE...`: which of the files governs a
 //!   workload with these labels and why (the matching workloadSelector, else the node default).
 //!   Exit 0, 64 for invalid files or labels or when two workload policies match (both named).
@@ -26,7 +28,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
 use ringfence_cli::offline::geo::{self, GeoArgs};
-use ringfence_cli::offline::{policy, workload};
+use ringfence_cli::offline::{policy, resolve, workload};
 use ringfence_cli::{CliError, OperatorCommand, PolicyOperatorCommand, ServerArgs};
 
 #[derive(Parser)]
@@ -116,6 +118,10 @@ enum PolicyCommand {
         workload: Option<String>,
         #[command(flatten)]
         geo: GeoArgs,
+        /// With --to HOST[:PORT][/tcp|udp]: which name rule (to.fqdns) decides HOST, and the
+        /// verdict for each address this machine resolves it to.
+        #[arg(long, requires = "to")]
+        resolve: bool,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -132,7 +138,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Policy { command: PolicyCommand::Explain { files, to, from, workload, geo, json } } => {
+        Command::Policy {
+            command: PolicyCommand::Explain { files, to, from, workload, geo, resolve, json },
+        } => {
             if let Some(workload) = workload {
                 return workload::explain_workload_command(&files, &workload, json)
                     .context("writing the explanation");
@@ -142,6 +150,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(ringfence_cli::client::EXIT_USAGE));
             };
             match (to, from) {
+                (Some(to), _) if resolve => resolve::explain_resolve_command(file, &to, json),
                 (Some(to), _) => policy::explain_command(file, &to, &geo, json),
                 (None, Some(from)) => policy::explain_ingress_command(file, &from, &geo, json),
                 (None, None) => unreachable!("clap requires --to, --from or --workload"),

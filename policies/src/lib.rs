@@ -36,15 +36,15 @@ mod yaml_tree;
 #[cfg(test)]
 mod tests;
 
-pub use compile::{compile, compile_ingress, CompileError, Compiled, CompiledFamily};
+pub use compile::{compile, compile_ingress, CompileError, Compiled, CompiledFamily, CompiledName};
 pub use countries::CountryCode;
 pub use destination::{Destination, DestinationError};
 pub use diagnostic::{format_diagnostics, Diagnostic};
 pub use evaluate::{DecidedBy, Decision};
 pub use load::{load_policy_file, parse_policy, PolicyFileError};
 pub use model::{
-    Action, ApprovedSinks, Bulk, Checkpoints, ExfilAction, Exfiltration, Mode, Policy, PortMatch, Protocol,
-    RawSockets, Region, Rule, Selector,
+    wire_form, Action, ApprovedSinks, Bulk, Checkpoints, Dns, ExfilAction, Exfiltration, Fqdn, Mode, Policy,
+    PortMatch, Protocol, RawSockets, Region, Rule, Selector,
 };
 pub use prefix::{normalize_addr, normalize_net};
 pub use validate::groups::{self, shipped_groups, CountryGroup};

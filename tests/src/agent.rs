@@ -266,6 +266,11 @@ impl AgentProc {
         self.wait_for_count("policy applied", applied + 1, timeout);
     }
 
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Kills the agent with SIGKILL, as a crash would.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();

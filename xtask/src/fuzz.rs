@@ -1,4 +1,5 @@
-//! `cargo xtask fuzz`: the policy parser and compiler and the bundle verifier under cargo-fuzz
+//! `cargo xtask fuzz`: the policy parser and compiler, the bundle verifier and the kernel's DNS
+//! answer parser (`dns_answer`, the `no_std` code the eBPF program runs) under cargo-fuzz
 //! (libFuzzer, nightly, AddressSanitizer), then the control-plane API under schemathesis, driven
 //! by its own OpenAPI document against a real `ringfence-control serve` (temporary state
 //! directory, SQLite, TLS 1.3) with the admin credential and an enrolled agent's client
@@ -25,7 +26,7 @@ const SCHEMATHESIS_VERSION: &str = "4.32.5";
 /// For the fuzz agent's key and CSR (the enrollment helper runs in the same virtualenv).
 const CRYPTOGRAPHY_VERSION: &str = "50.0.2";
 /// The cargo-fuzz targets (`fuzz/fuzz_targets/*.rs`).
-pub const TARGETS: &[&str] = &["policy_parse", "policy_compile", "bundle_verify"];
+pub const TARGETS: &[&str] = &["policy_parse", "policy_compile", "bundle_verify", "dns_answer"];
 /// Schemathesis checks: no 5xx, documented status codes, content types and bodies, and requests
 /// that violate the schema refused.
 const CHECKS: &str =
@@ -40,7 +41,7 @@ pub struct FuzzArgs {
     /// Schemathesis test cases per API operation (its --max-examples).
     #[arg(long, default_value_t = 50)]
     pub examples: u64,
-    /// Run only these parts (repeatable): policy_parse, policy_compile, bundle_verify, api.
+    /// Run only these parts (repeatable): policy_parse, policy_compile, bundle_verify, dns_answer, api.
     #[arg(long, value_name = "PART")]
     pub only: Vec<String>,
     /// Schemathesis seed (default: random; the run prints the one it used).

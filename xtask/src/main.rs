@@ -54,6 +54,9 @@ enum Cmd {
     /// Per-workload policies: 1,000 workload cgroups and 64 policies, connect() latency vs no
     /// program vs nftables (socket cgroupv2), cgroup creation to own policy (p50/p99), memory.
     BenchWorkloads(bench::WorkloadBenchArgs),
+    /// Domain names: DNS lookup latency with learning on vs off (p50/p99), connect() latency to
+    /// learned addresses vs CIDR rules, learned-set memory per 100k addresses.
+    BenchDns(bench::DnsBenchArgs),
     /// Fail, listing every cycle, if the modules of a crate import each other in a circle
     /// (e.g. `cargo xtask cycles policies/src`).
     Cycles {
@@ -87,6 +90,7 @@ fn main() -> Result<()> {
         Cmd::BenchControl(args) => bench::bench_control(args),
         Cmd::BenchObserve(args) => bench::bench_observe(args),
         Cmd::BenchWorkloads(args) => bench::bench_workloads(args),
+        Cmd::BenchDns(args) => bench::bench_dns(args),
         Cmd::Fuzz(args) => fuzz::fuzz(args),
         Cmd::Cycles { all, graph, dirs } => cycles::cycles(&dirs, cycles::Show { all, graph }),
         Cmd::BenchClient { addr, port, count } => bench::client(&addr, port, count),

@@ -36,6 +36,9 @@ const APT_PACKAGES: &[&str] = &[
     "libc6-dev",
     // promtool: the deploy/ test checks the shipped Prometheus alert rules (`promtool check rules`).
     "prometheus",
+    // The FQDN tests (tests/tests/dns.rs) run a real DNS server (dnsmasq, without its daemon
+    // package) in the lab's world namespace.
+    "dnsmasq-base",
 ];
 
 /// Where Debian's PostgreSQL server binaries live (one directory per major version).

@@ -295,6 +295,7 @@ mod tests {
             policy: None,
             workload: None,
             labels: None,
+            domain: None,
         }
     }
 

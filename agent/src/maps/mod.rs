@@ -1,9 +1,11 @@
 //! The pinned kernel maps, opened by path: the policies' tables (`tables`: the per-policy
-//! double-buffered swap), the workload cgroups (`workloads`) and the counters.
+//! double-buffered swap), the workload cgroups (`workloads`), the DNS names, resolvers and
+//! learned addresses (`dns`) and the counters.
 //!
 //! `apply` writes a compiled policy into the slot of that policy the kernel is *not* reading,
 //! then flips the policy's entry of `RF_SLOTS` with one 4-byte write: every verdict sees either
 //! the old or the new policy whole, and no other policy is touched.
+mod dns;
 mod mirror;
 mod tables;
 mod workloads;
@@ -14,14 +16,16 @@ use aya::maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray};
 use ringfence_common::{
     table_id, CgPolicy, Endpoint, GeoEntry, GeoInfo, ListKey, MatchList, PolicyConfig, PrefixEntry,
     WorkloadState, ACTIVE_MAP, ALLOW_V4_MAP, ALLOW_V6_MAP, CGCACHE_MAP, CONFIG_MAP, CONFIG_RAW_POLICY,
-    DENY_V4_MAP, DENY_V6_MAP, DIR_EGRESS, ENCRYPT_V4_MAP, ENCRYPT_V6_MAP, GEO_INFO_MAP, GEO_V4_MAP,
-    GEO_V6_MAP, HOME_V4_MAP, HOME_V6_MAP, LIST_MAP, MAX_TABLES, STATS_MAP, STAT_ALLOWED, STAT_AUDITED,
-    STAT_BACKSTOP_DECIDED, STAT_BACKSTOP_DROPPED, STAT_DENIED, STAT_EVENTS_DROPPED, STAT_EXFIL_BLOCKED,
-    STAT_NONIP_DROPPED, STAT_PACKETS_DROPPED, STAT_PLAINTEXT_DROPPED, STAT_SOCKETS_REFUSED,
-    STAT_SOCKET_GUARD_SEEN, WG_ENDPOINTS_MAP, WORKLOADS_MAP, WORKLOAD_STATE_MAP,
+    DENY_V4_MAP, DENY_V6_MAP, DIR_EGRESS, DNS_SERVERS_MAP, ENCRYPT_V4_MAP, ENCRYPT_V6_MAP, GEO_INFO_MAP,
+    GEO_V4_MAP, GEO_V6_MAP, HOME_V4_MAP, HOME_V6_MAP, LEARNED_MAP, LIST_MAP, MAX_TABLES, NAMES_MAP,
+    STATS_MAP, STAT_ALLOWED, STAT_AUDITED, STAT_BACKSTOP_DECIDED, STAT_BACKSTOP_DROPPED, STAT_DENIED,
+    STAT_EVENTS_DROPPED, STAT_EXFIL_BLOCKED, STAT_NONIP_DROPPED, STAT_PACKETS_DROPPED,
+    STAT_PLAINTEXT_DROPPED, STAT_SOCKETS_REFUSED, STAT_SOCKET_GUARD_SEEN, WG_ENDPOINTS_MAP, WORKLOADS_MAP,
+    WORKLOAD_STATE_MAP,
 };
 use serde::Serialize;
 
+pub use dns::{narrow, wide, DnsMaps};
 use mirror::Mirrored;
 
 use crate::error::AgentError;
@@ -74,6 +78,12 @@ pub struct Stats {
     pub socket_guard_seen: u64,
     /// Inbound connections and datagrams refused by workloads' ingress rules.
     pub ingress_dropped: u64,
+    /// DNS answers from a pinned resolver to a question naming an allowed domain.
+    pub dns_matched: u64,
+    /// Addresses learned (or refreshed) from DNS answers.
+    pub dns_learned: u64,
+    /// DNS answers not learned: not from a pinned resolver, or unreadable.
+    pub dns_ignored: u64,
 }
 
 /// A policy the kernel is reading now.
@@ -110,6 +120,8 @@ pub struct PinnedMaps {
     wl_state: Array<MapData, WorkloadState>,
     cg_cache: HashMap<MapData, u64, CgPolicy>,
     stats: PerCpuArray<MapData, u64>,
+    /// Names, resolvers, learned addresses.
+    pub dns: DnsMaps,
     /// The last generation handed out (unique across policies and agent restarts).
     generation: u32,
     /// How many match lists each table holds (read on first use, then kept in step).
@@ -142,6 +154,11 @@ impl PinnedMaps {
             wl_state: open(&dir, WORKLOAD_STATE_MAP)?,
             cg_cache: open(&dir, CGCACHE_MAP)?,
             stats: open(&dir, STATS_MAP)?,
+            dns: DnsMaps {
+                names: open(&dir, NAMES_MAP)?,
+                servers: open(&dir, DNS_SERVERS_MAP)?,
+                learned: open(&dir, LEARNED_MAP)?,
+            },
             generation: 0,
             list_counts: None,
             workload_entries: Default::default(),
@@ -165,6 +182,26 @@ impl PinnedMaps {
             .get(&table_id(policy, slot, DIR_EGRESS), 0)
             .map_err(|e| AgentError::map(CONFIG_MAP, e))?;
         Ok((slot, cfg))
+    }
+
+    /// The name pattern under which `policy` learned `addr` (still in the active table and not
+    /// expired), if any.
+    pub fn learned_name(&self, policy: u32, addr: std::net::IpAddr) -> Result<Option<String>, AgentError> {
+        let (family, addr) = wide(addr);
+        let Some(learned) = self.dns.learned_entry(&ringfence_common::LearnedKey { policy, family, addr })?
+        else {
+            return Ok(None);
+        };
+        if learned.expires_ns <= crate::clock::monotonic_ns() {
+            return Ok(None);
+        }
+        let (slot, _) = self.active(policy)?;
+        let key = ringfence_common::NameKey {
+            table: table_id(policy, slot, DIR_EGRESS),
+            kind: learned.kind,
+            hash: learned.name_hash,
+        };
+        Ok(self.dns.name(&key)?.map(|r| String::from_utf8_lossy(r.text()).into_owned()))
     }
 
     /// A printable summary of [`PinnedMaps::active`].
@@ -259,6 +296,9 @@ impl PinnedMaps {
             nonip_dropped: sum(STAT_NONIP_DROPPED)?,
             socket_guard_seen: sum(STAT_SOCKET_GUARD_SEEN)?,
             ingress_dropped: sum(ringfence_common::STAT_INGRESS_DROPPED)?,
+            dns_matched: sum(ringfence_common::STAT_DNS_MATCHED)?,
+            dns_learned: sum(ringfence_common::STAT_DNS_LEARNED)?,
+            dns_ignored: sum(ringfence_common::STAT_DNS_IGNORED)?,
         })
     }
 }

@@ -1,9 +1,10 @@
 //! Writing one policy's tables: the slot the kernel is not reading is filled (CIDR tries, geo
-//! tries, match lists, must-encrypt and home sets, settings, for egress and ingress), then the
+//! tries, match lists, must-encrypt and home sets, domain names and resolvers, settings, for
+//! egress and ingress), then the
 //! policy's slot entry flips.
 use ringfence_common::{
     key4, key6, table_id, GeoInfo, ListKey, PolicyConfig, ACTION_ALLOW, ACTIVE_MAP, CONFIG_CROSS_BORDER,
-    CONFIG_MAP, CONFIG_OPEN, CONFIG_RAW_POLICY, DIR_EGRESS, DIR_INGRESS, GEO_INFO_MAP, LIST_MAP,
+    CONFIG_DNS, CONFIG_MAP, CONFIG_OPEN, CONFIG_RAW_POLICY, DIR_EGRESS, DIR_INGRESS, GEO_INFO_MAP, LIST_MAP,
     MODE_ENFORCE, UNKNOWN_DEFAULT,
 };
 use ringfence_policy::Compiled;
@@ -32,8 +33,9 @@ fn config(c: &Compiled, generation: u32) -> PolicyConfig {
         generation,
         unknown_action: c.unknown_action,
         flags: if c.cross_border { CONFIG_CROSS_BORDER } else { 0 }
-            | if c.raw_policy { CONFIG_RAW_POLICY } else { 0 },
-        _reserved: 0,
+            | if c.raw_policy { CONFIG_RAW_POLICY } else { 0 }
+            | if c.dns { CONFIG_DNS } else { 0 },
+        ttl_floor: c.ttl_floor,
     }
 }
 
@@ -62,7 +64,7 @@ impl PinnedMaps {
                     generation,
                     unknown_action: UNKNOWN_DEFAULT,
                     flags: CONFIG_OPEN,
-                    _reserved: 0,
+                    ttl_floor: 0,
                 };
                 self.fill_table(inbound, &Compiled::empty(), &GeoInfo::default(), allow_all)?;
             }
@@ -106,6 +108,7 @@ impl PinnedMaps {
         self.home4.fill(table, &as_set(&c.home4), k4(table))?;
         self.home6.fill(table, &as_set(&c.home6), k6(table))?;
         self.fill_lists(table, c)?;
+        self.dns.fill(table, c)?;
         self.config.set(table, cfg, 0).map_err(|e| AgentError::map(CONFIG_MAP, e))
     }
 

@@ -3,4 +3,5 @@
 
 pub mod geo;
 pub mod policy;
+pub mod resolve;
 pub mod workload;

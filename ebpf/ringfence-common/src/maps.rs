@@ -50,6 +50,18 @@ pub const CGCACHE_MAP: &str = "RF_CGCACHE";
 pub const MAX_CGCACHE: u32 = 65_536;
 /// Cgroup levels below the hierarchy's root the walk looks at.
 pub const MAX_CGROUP_LEVELS: i32 = 24;
+/// Hash of [`crate::NameKey`] -> [`crate::NameRule`]: the names (exact and wildcard) of every
+/// table's allow rules with `to.fqdns`.
+pub const NAMES_MAP: &str = "RF_NAMES";
+pub const MAX_NAMES: u32 = 65_536;
+/// Hash of [`crate::ServerKey`] -> `u32` (`SERVER_*`): per table, the pinned resolvers
+/// (`spec.dns.resolvers`) and the known DNS-over-HTTPS endpoints.
+pub const DNS_SERVERS_MAP: &str = "RF_DNSSRV";
+pub const MAX_DNS_SERVERS: u32 = 16_384;
+/// LRU hash of [`crate::LearnedKey`] -> [`crate::Learned`]: addresses learned from the DNS
+/// answers of each policy's workloads.
+pub const LEARNED_MAP: &str = "RF_LEARNED";
+pub const MAX_LEARNED: u32 = 262_144;
 /// Ring buffer of [`crate::Event`].
 pub const EVENTS_MAP: &str = "RF_EVENTS";
 /// Per-CPU array of `u64` counters, indexed by the `STAT_*` constants.
@@ -116,6 +128,13 @@ pub const STAT_BACKSTOP_DECIDED: u32 = 10;
 pub const STAT_INGRESS_DROPPED: u32 = 12;
 /// Sockets the enforced cgroup created that the socket guard looked at (proves it runs).
 pub const STAT_SOCKET_GUARD_SEEN: u32 = 11;
+/// DNS answers from a pinned resolver whose question matched a name of the policy.
+pub const STAT_DNS_MATCHED: u32 = 13;
+/// Addresses learned (inserted or refreshed) from DNS answers.
+pub const STAT_DNS_LEARNED: u32 = 14;
+/// DNS answers not looked at: from a source that is not a pinned resolver of the policy, or
+/// malformed.
+pub const STAT_DNS_IGNORED: u32 = 15;
 /// Number of counters in [`STATS_MAP`].
 pub const STAT_COUNT: u32 = 16;
 
@@ -212,7 +231,7 @@ pub const MAX_ALLOWED: u32 = 65_536;
 /// Every map the programs pin by name (under `<bpffs>/maps/`), plus [`SKCACHE_MAP`] which the
 /// agent pins by path. Per-CPU scratch maps private to one program are not listed: they are not
 /// pinned and no one outside the object opens them.
-pub const PINNED_MAPS: [&str; 33] = [
+pub const PINNED_MAPS: [&str; 36] = [
     DENY_V4_MAP,
     ALLOW_V4_MAP,
     DENY_V6_MAP,
@@ -246,4 +265,7 @@ pub const PINNED_MAPS: [&str; 33] = [
     SKCACHE_MAP,
     REPLIES_MAP,
     ALLOWED_MAP,
+    NAMES_MAP,
+    DNS_SERVERS_MAP,
+    LEARNED_MAP,
 ];

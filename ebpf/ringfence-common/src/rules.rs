@@ -75,6 +75,17 @@ pub const CONFIG_RAW_POLICY: u32 = 2;
 /// everything inbound (the program passes without a lookup).
 pub const CONFIG_OPEN: u32 = 4;
 
+/// [`PolicyConfig::flags`] of an egress table: the policy names domains (`to.fqdns`) or pins
+/// resolvers (`spec.dns`): DNS answers are learned, DNS goes to the pinned resolvers only, and
+/// DNS over TLS and known DNS-over-HTTPS endpoints are refused.
+pub const CONFIG_DNS: u32 = 8;
+
+/// Rule id of DNS (port 53) allowed because it goes to a pinned resolver.
+pub const RULE_DNS_RESOLVER: u32 = u32::MAX - 5;
+/// Rule id of DNS refused because it does not go to a pinned resolver, of DNS over TLS (port
+/// 853), and of HTTPS to a known DNS-over-HTTPS endpoint.
+pub const RULE_DNS_PINNED: u32 = u32::MAX - 6;
+
 /// Items per [`MatchList`].
 pub const MAX_ITEMS: usize = 16;
 /// Nested prefixes the kernel walks per trie before giving up on that trie.
@@ -211,7 +222,8 @@ pub struct PolicyConfig {
     pub unknown_action: u32,
     /// `CONFIG_*` bits.
     pub flags: u32,
-    pub _reserved: u32,
+    /// Learned addresses live at least this long (seconds; `spec.dns.minTTL`).
+    pub ttl_floor: u32,
 }
 
 const _: () = assert!(core::mem::size_of::<MatchList>() == 4 + 12 * MAX_ITEMS);

@@ -5,7 +5,7 @@
 //! reloaded) does not match the table's generation and an evicted one costs a full verdict.
 use ringfence_common::AllowedKey;
 
-use crate::{maps::RF_ALLOWED, verdict::Active};
+use crate::{active::Active, maps::RF_ALLOWED};
 
 /// The cache key of a destination under `a`'s table.
 #[inline(always)]

@@ -34,5 +34,6 @@ pub fn block_verdict(a: &Active) -> Verdict {
         generation: cfg.generation,
         country: 0,
         encrypt: false,
+        learned: false,
     }
 }

@@ -5,10 +5,12 @@
 #![no_std]
 #![no_main]
 
+mod active;
 mod allowed;
 mod block;
 mod connect4;
 mod connect6;
+mod dns;
 mod event;
 mod flows;
 mod iphdr;

@@ -10,9 +10,10 @@ use aya_ebpf::{
     },
 };
 use ringfence_common::{
-    AllowedKey, BlockEntry, BlockKey, CgPolicy, DestKey, Endpoint, FlowKey, FlowStats, GeoEntry, GeoInfo, ListKey,
-    MatchList, Owner, PolicyConfig, PrefixEntry, SkVerdict, TcpSeq, WorkloadState, EVENTS_BYTES, MAX_ALLOWED, MAX_BLOCKS,
-    MAX_CGCACHE, MAX_ENDPOINTS, MAX_FLOWS, MAX_LIST_ENTRIES, MAX_OWNERS, MAX_POLICIES, MAX_TABLES,
+    AllowedKey, BlockEntry, BlockKey, CgPolicy, DestKey, Endpoint, FlowKey, FlowStats, GeoEntry, GeoInfo, Learned,
+    LearnedKey, ListKey, MatchList, NameKey, NameRule, Owner, PolicyConfig, PrefixEntry, ServerKey,
+    SkVerdict, TcpSeq, WorkloadState, EVENTS_BYTES, MAX_ALLOWED, MAX_BLOCKS, MAX_CGCACHE, MAX_DNS_SERVERS,
+    MAX_ENDPOINTS, MAX_FLOWS, MAX_LEARNED, MAX_LIST_ENTRIES, MAX_NAMES, MAX_OWNERS, MAX_POLICIES, MAX_TABLES,
     MAX_TRIE_V4, MAX_TRIE_V6, MAX_WORKLOADS, STAT_COUNT,
 };
 
@@ -52,6 +53,15 @@ pub static RF_WORKLOADS: HashMap<u64, u32> = HashMap::pinned(MAX_WORKLOADS, NO_P
 pub static RF_WLSTATE: Array<WorkloadState> = Array::pinned(1, 0);
 #[map]
 pub static RF_CGCACHE: LruHashMap<u64, CgPolicy> = LruHashMap::pinned(MAX_CGCACHE, 0);
+/// Domain names of the allow rules, per table (see `ringfence_common::dns`).
+#[map]
+pub static RF_NAMES: HashMap<NameKey, NameRule> = HashMap::pinned(MAX_NAMES, NO_PREALLOC);
+/// Pinned resolvers and DNS-over-HTTPS endpoints, per table.
+#[map]
+pub static RF_DNSSRV: HashMap<ServerKey, u32> = HashMap::pinned(MAX_DNS_SERVERS, NO_PREALLOC);
+/// Addresses learned from DNS answers, per policy.
+#[map]
+pub static RF_LEARNED: LruHashMap<LearnedKey, Learned> = LruHashMap::pinned(MAX_LEARNED, 0);
 #[map]
 pub static RF_EVENTS: RingBuf = RingBuf::pinned(EVENTS_BYTES, 0);
 pub type PrefixSetV4 = LpmTrie<[u8; 8], u32>;
@@ -149,8 +159,9 @@ pub struct SkbScratch {
     pub policy: u32,
     /// 1: no options and no extension headers (a verdict may be cached on the socket).
     pub simple: u32,
-    /// 1: an address was only allowed because the policy is in audit mode (not cached).
-    pub audit: u32,
+    /// 1: an address was allowed only in audit mode or through a learned (DNS) address: the
+    /// packet's verdict is not cached.
+    pub uncached: u32,
     pub _pad: u32,
 }
 

@@ -32,7 +32,7 @@ use crate::{
 /// cgroup_skb return values.
 pub const PASS: i32 = 1;
 pub const DROP: i32 = 0;
-const BPF_TCP_LISTEN: u32 = 10;
+pub const BPF_TCP_LISTEN: u32 = 10;
 const IPPROTO_TCP: u32 = 6;
 const IPPROTO_UDP: u32 = 17;
 
@@ -44,7 +44,7 @@ pub fn rf_skb_egress(ctx: SkBuffContext) -> i32 {
 
 /// The sending socket, as a full socket (`None` for request and time-wait sockets).
 #[inline(always)]
-fn full_socket(ctx: &SkBuffContext) -> Option<*mut bpf_sock> {
+pub fn full_socket(ctx: &SkBuffContext) -> Option<*mut bpf_sock> {
     // SAFETY: reading the context's socket pointer; the helper accepts it (null checked).
     unsafe {
         let sk = (*ctx.skb.skb).__bindgen_anon_2.sk;
@@ -83,7 +83,7 @@ fn blank(cgroup_id: u64) -> SkbScratch {
         cgroup_id,
         policy: 0,
         simple: 1,
-        audit: 0,
+        uncached: 0,
         _pad: 0,
     }
 }

@@ -13,15 +13,17 @@
 //! Headers that cannot be read are dropped.
 use aya_ebpf::{helpers::generated::bpf_skb_cgroup_id, macros::cgroup_skb, programs::SkBuffContext};
 use ringfence_common::{
-    FlowKey, CONFIG_OPEN, DIR_INGRESS, HOOK_SKB_INGRESS, STAT_INGRESS_DROPPED, VERDICT_ALLOW, VERDICT_DENY,
+    FlowKey, CONFIG_OPEN, DIR_EGRESS, STAT_DNS_IGNORED, DIR_INGRESS, HOOK_SKB_INGRESS, STAT_INGRESS_DROPPED, VERDICT_ALLOW,
+    VERDICT_DENY,
 };
 
 use crate::{
+    dns::{learn, AnswerAt},
     event::{emit_packet, Dest},
     iphdr::{is_v6_ext, transport, v6_ext, Flag},
     maps::{bump, RF_REPLIES},
-    skb_egress::{DROP, PASS},
-    verdict::{active_dir, decide_v4, decide_wire_v6},
+    skb_egress::{full_socket, BPF_TCP_LISTEN, DROP, PASS},
+    verdict::{active_dir, decide_v4, decide_wire_v6, Active},
     workload::policy_of_skb,
 };
 
@@ -29,6 +31,41 @@ const IPPROTO_TCP: u32 = 6;
 const IPPROTO_UDP: u32 = 17;
 const TCP_SYN: u32 = 0x02;
 const TCP_ACK: u32 = 0x10;
+const DNS_PORT: u16 = 53;
+
+/// A DNS answer to a workload (from port 53): UDP carries one message, TCP a 2-byte length
+/// and the message (learned when the segment starts with it; a message split over segments
+/// is learned as far as the first one holds it).
+#[inline(always)]
+fn learn_answer(ctx: &SkBuffContext, a: &Active, family: u32, src: &[u8; 16], proto: u32, payload: usize) {
+    let total = ctx.len() as usize;
+    if payload >= total {
+        return;
+    }
+    let (off, len) = if proto == IPPROTO_UDP {
+        (payload, total - payload)
+    } else {
+        let Ok(prefix) = ctx.load::<[u8; 2]>(payload) else { return };
+        let want = u16::from_be_bytes(prefix) as usize;
+        let have = total.saturating_sub(payload + 2);
+        (payload + 2, if want < have { want } else { have })
+    };
+    learn(ctx, a, &AnswerAt { family, off: off as u32, len: len as u32, src: *src });
+}
+
+/// Whether a packet from port 53 arrives on a conversation the workload opened, so that an
+/// answer forged from the resolver's address to some other open port teaches nothing: UDP on a
+/// flow the workload sent on (`RF_REPLIES`, filled by the backstop), TCP on a connected socket
+/// (one the kernel matched by its four-tuple; a listener takes packets from anyone). Not inlined:
+/// its frame is its own.
+#[inline(never)]
+fn answers_a_query(ctx: &SkBuffContext, flow: &FlowKey) -> bool {
+    if flow.proto == IPPROTO_UDP {
+        return RF_REPLIES.get_ptr(flow).is_some();
+    }
+    // SAFETY: a full socket from `full_socket`: its state is readable.
+    full_socket(ctx).is_some_and(|sk| unsafe { (*sk).state } != BPF_TCP_LISTEN)
+}
 
 #[cgroup_skb(ingress)]
 pub fn rf_skb_ingress(ctx: SkBuffContext) -> i32 {
@@ -64,17 +101,25 @@ fn try_skb_ingress(ctx: &SkBuffContext) -> Option<i32> {
     if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
         return Some(PASS);
     }
-    let (sport, dport, _, flags, ..) = transport(ctx, proto, off)?;
+    let (sport, dport, _, flags, _, l4_len) = transport(ctx, proto, off)?;
+    // SAFETY: the program's own skb.
+    let cgroup_id = unsafe { bpf_skb_cgroup_id(ctx.skb.skb.cast()) };
+    let flow = FlowKey { local: dst, remote: src, local_port: dport, remote_port: sport, proto, family };
+    if sport == DNS_PORT {
+        if answers_a_query(ctx, &flow) {
+            let policy = policy_of_skb(ctx.skb.skb.cast(), cgroup_id);
+            learn_answer(ctx, &active_dir(policy, DIR_EGRESS), family, &src, proto, off + l4_len);
+        } else {
+            bump(STAT_DNS_IGNORED);
+        }
+    }
     if proto == IPPROTO_TCP && (flags & TCP_SYN == 0 || flags & TCP_ACK != 0) {
         return Some(PASS);
     }
-    // SAFETY: the program's own skb.
-    let cgroup_id = unsafe { bpf_skb_cgroup_id(ctx.skb.skb.cast()) };
     let a = active_dir(policy_of_skb(ctx.skb.skb.cast(), cgroup_id), DIR_INGRESS);
     if a.cfg.flags & CONFIG_OPEN != 0 {
         return Some(PASS);
     }
-    let flow = FlowKey { local: dst, remote: src, local_port: dport, remote_port: sport, proto, family };
     if proto == IPPROTO_UDP && RF_REPLIES.get_ptr(&flow).is_some() {
         return Some(PASS);
     }

@@ -36,7 +36,9 @@ fn finish(a: &Active, dest: &Dest, v: &Verdict) -> i32 {
         if remember_owner(dest) {
             emit(dest, v);
         }
-        allowed::note(a, &allowed::key(a, dest.family, dest.protocol, dest.port, dest.daddr));
+        if v.cacheable() {
+            allowed::note(a, &allowed::key(a, dest.family, dest.protocol, dest.port, dest.daddr));
+        }
     }
     v.retval()
 }

@@ -5,12 +5,14 @@ use aya_ebpf::helpers::generated::bpf_loop;
 use aya_ebpf::maps::lpm_trie::Key;
 use aya_ebpf::maps::LpmTrie;
 use ringfence_common::{
-    key4, key6, table_id, verdict_proto, ListKey, PolicyConfig, PrefixEntry, ACTION_ALLOW, DIR_EGRESS,
-    MAX_DEPTH, MAX_ITEMS, MODE_AUDIT, NO_LIST, RULE_DEFAULT, RULE_UNKNOWN_COUNTRY, STAT_ALLOWED,
-    STAT_AUDITED, STAT_DENIED, TABLE_BITS, UNKNOWN_ALLOW, UNKNOWN_DENY, VERDICT_ALLOW, VERDICT_AUDIT,
-    VERDICT_DENY,
+    key4, key6, verdict_proto, ListKey, PrefixEntry, ACTION_ALLOW, CONFIG_DNS, MAX_DEPTH, MAX_ITEMS,
+    MODE_AUDIT, NO_LIST, RULE_DEFAULT, RULE_DNS_PINNED, RULE_DNS_RESOLVER, RULE_UNKNOWN_COUNTRY,
+    STAT_ALLOWED, STAT_AUDITED, STAT_DENIED, TABLE_BITS, UNKNOWN_ALLOW, UNKNOWN_DENY, VERDICT_ALLOW,
+    VERDICT_AUDIT, VERDICT_DENY,
 };
 
+pub use crate::active::{active, active_dir, Active};
+use crate::dns::{learned_list, pinning, DnsDest, PIN_ALLOW, PIN_NONE};
 use crate::maps::*;
 
 /// What the policy decided for one destination.
@@ -22,9 +24,20 @@ pub struct Verdict {
     pub country: u32,
     /// The deciding allow rule says `encryption: required`.
     pub encrypt: bool,
+    /// Allowed through an address learned from DNS (it expires: never cached, see
+    /// [`Verdict::cacheable`]).
+    pub learned: bool,
 }
 
 impl Verdict {
+    /// Whether the backstop's verdict cache (`crate::allowed`) may remember this verdict: an
+    /// allow by the rules themselves. A learned address expires (and a use must renew it), and
+    /// an audit-mode allow must keep reporting.
+    #[inline(always)]
+    pub fn cacheable(&self) -> bool {
+        self.verdict == VERDICT_ALLOW && !self.learned
+    }
+
     /// Counts a connect-time verdict (the packet path counts only its drops).
     #[inline(always)]
     pub fn count(&self) {
@@ -45,28 +58,6 @@ impl Verdict {
             1
         }
     }
-}
-
-/// The table a policy's programs read now (one direction of its active slot) and its settings.
-/// A table the agent never wrote reads as a zeroed config: deny (fail closed).
-#[derive(Clone, Copy)]
-pub struct Active {
-    pub table: u32,
-    pub cfg: PolicyConfig,
-}
-
-/// The active egress table of `policy`.
-#[inline(always)]
-pub fn active(policy: u32) -> Active {
-    active_dir(policy, DIR_EGRESS)
-}
-
-/// The active table of `policy` for direction `dir`.
-#[inline(always)]
-pub fn active_dir(policy: u32, dir: u32) -> Active {
-    let slot = RF_SLOTS.get(policy).copied().unwrap_or(0);
-    let table = table_id(policy, slot, dir);
-    Active { table, cfg: RF_TABLECFG.get(table).copied().unwrap_or_default() }
 }
 
 /// State of one trie walk, shared with the `bpf_loop` callback. The walk runs in a callback so
@@ -211,11 +202,12 @@ struct Outcome {
     rule: u32,
     country: u32,
     encrypt: bool,
+    learned: bool,
 }
 
 #[inline(always)]
 fn outcome(deny: bool, rule: u32, country: u32, encrypt: bool) -> Outcome {
-    Outcome { deny, rule, country, encrypt }
+    Outcome { deny, rule, country, encrypt, learned: false }
 }
 
 /// The geo entry of an address in a table (`N` = 4 or 16).
@@ -232,14 +224,36 @@ fn geo_entry<const N: usize>(table: u32, addr: &[u8; N]) -> Option<&'static ring
     }
 }
 
+/// A destination in the form of the DNS maps' keys.
+#[inline(always)]
+fn dns_dest<const N: usize>(addr: &[u8; N], port: u16, proto: u32) -> DnsDest {
+    let mut a = [0u8; 16];
+    a[..N].copy_from_slice(addr);
+    DnsDest { family: if N == 4 { 4 } else { 6 }, port: port as u32, proto, addr: a }
+}
+
 #[inline(always)]
 fn rules<const N: usize>(a: &Active, addr: [u8; N], port: u16, proto: u32) -> Outcome {
     let (table, cfg) = (a.table, &a.cfg);
+    let dns = cfg.flags & CONFIG_DNS != 0;
+    if dns {
+        match pinning(a, &dns_dest(&addr, port, proto)) {
+            PIN_NONE => {}
+            PIN_ALLOW => return outcome(false, RULE_DNS_RESOLVER, 0, false),
+            _ => return outcome(true, RULE_DNS_PINNED, 0, false),
+        }
+    }
     if let Some((rule, _)) = walk(table, true, addr, port, proto) {
         return outcome(true, rule, 0, false);
     }
     if let Some((rule, encrypt)) = walk(table, false, addr, port, proto) {
         return outcome(false, rule, 0, encrypt);
+    }
+    if dns {
+        let list = learned_list(a, &dns_dest(&addr, port, proto));
+        if let Some((rule, encrypt)) = find_in(table, list, port, proto) {
+            return Outcome { learned: true, ..outcome(false, rule, 0, encrypt) };
+        }
     }
     let default_deny = cfg.default_action != ACTION_ALLOW;
     match geo_entry(table, &addr) {
@@ -265,13 +279,13 @@ fn rules<const N: usize>(a: &Active, addr: [u8; N], port: u16, proto: u32) -> Ou
 /// their own instead of adding to every hook's, which must stay under the 512-byte stack.
 #[inline(never)]
 fn decide<const N: usize>(a: &Active, addr: [u8; N], port: u16, proto: u32) -> Verdict {
-    let Outcome { deny, rule: rule_id, country, encrypt } = rules(a, addr, port, proto);
+    let Outcome { deny, rule: rule_id, country, encrypt, learned } = rules(a, addr, port, proto);
     let verdict = match (deny, a.cfg.mode == MODE_AUDIT) {
         (false, _) => VERDICT_ALLOW,
         (true, false) => VERDICT_DENY,
         (true, true) => VERDICT_AUDIT,
     };
-    Verdict { verdict, rule_id, generation: a.cfg.generation, country, encrypt }
+    Verdict { verdict, rule_id, generation: a.cfg.generation, country, encrypt, learned }
 }
 
 /// A verdict that is not the rules' (a refused socket, an undecidable source route): deny,
@@ -279,7 +293,7 @@ fn decide<const N: usize>(a: &Active, addr: [u8; N], port: u16, proto: u32) -> V
 #[inline(always)]
 pub fn refusal(a: &Active, rule_id: u32) -> Verdict {
     let verdict = if a.cfg.mode == MODE_AUDIT { VERDICT_AUDIT } else { VERDICT_DENY };
-    Verdict { verdict, rule_id, generation: a.cfg.generation, country: 0, encrypt: false }
+    Verdict { verdict, rule_id, generation: a.cfg.generation, country: 0, encrypt: false, learned: false }
 }
 
 /// Verdict for an IPv4 destination (address bytes in network order). ICMPv6 is decided as ICMP;

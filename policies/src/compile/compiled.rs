@@ -10,6 +10,7 @@ use ringfence_common::{
 };
 
 use super::lookup::{LookupIndex, TrieIndex};
+use super::names::CompiledName;
 use crate::countries::CountryCode;
 use crate::prefix::{key_of, normalize_addr};
 
@@ -56,6 +57,16 @@ pub struct Compiled {
     pub cross_border: bool,
     /// `spec.rawSockets: policy`: raw IP sockets may be created (`CONFIG_RAW_POLICY`).
     pub raw_policy: bool,
+    /// The name patterns of the allow rules (`to.fqdns`), sorted by pattern.
+    pub names: Vec<CompiledName>,
+    /// The policy uses DNS (names or pinned resolvers): the agent sets `CONFIG_DNS`.
+    pub dns: bool,
+    /// `spec.dns.resolvers`.
+    pub resolvers: Vec<IpAddr>,
+    /// DNS-over-HTTPS endpoints refused on port 443 (when `dns`).
+    pub doh: Vec<IpAddr>,
+    /// `spec.dns.minTTL` (seconds).
+    pub ttl_floor: u32,
     /// Built on the first [`Compiled::evaluate`]; later changes to the fields are not seen by it.
     pub(super) lookup: OnceLock<LookupIndex>,
 }
@@ -79,6 +90,11 @@ impl Compiled {
             home6: Vec::new(),
             cross_border: false,
             raw_policy: false,
+            names: Vec::new(),
+            dns: false,
+            resolvers: Vec::new(),
+            doh: Vec::new(),
+            ttl_floor: ringfence_common::DEFAULT_TTL_FLOOR,
             lookup: OnceLock::new(),
         }
     }

@@ -35,6 +35,12 @@ pub enum CompileError {
     /// `table` is `"peer"` (`spec.peers`) or `"home region"` (crossBorder's home region).
     #[error("{count} IPv{family} {table} prefixes, more than the kernel limit of {max}")]
     TooManyEncryptionPrefixes { table: &'static str, family: u8, count: usize, max: usize },
+    /// More name patterns (`to.fqdns`) than one table may hold in the name map.
+    #[error("{names} distinct domain names, more than the kernel limit of {max} per policy; use wildcards")]
+    TooManyNames { names: usize, max: usize },
+    /// More than `MAX_ITEMS` match items of the allow rules naming one domain.
+    #[error("domain {name} has {items} match items, more than the kernel limit of {max} per name; merge ports into ranges")]
+    TooManyNameItems { name: String, items: usize, max: usize },
 }
 
 fn geo_required(countries: &[String]) -> String {

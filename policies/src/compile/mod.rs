@@ -4,7 +4,7 @@
 //!
 //! [`compile`] runs the parts, which use one another in one direction only: `trie` (CIDR rules)
 //! and `geo` (country rules, using trie's match items and lists), `encrypt` (peers and the home
-//! region), then `compiled` (the result and the kernel model, using `lookup`); `error` is used by
+//! region), `names` (domain names, using trie's lists), then `compiled` (the result and the kernel model, using `lookup`); `error` is used by
 //! all of them.
 
 mod compiled;
@@ -12,6 +12,7 @@ mod encrypt;
 mod error;
 mod geo;
 mod lookup;
+mod names;
 mod trie;
 
 use std::collections::HashMap;
@@ -25,6 +26,7 @@ use ringfence_common::{
 
 pub use compiled::{Compiled, CompiledFamily};
 pub use error::CompileError;
+pub use names::{doh_endpoints, CompiledName, DOH_ENDPOINTS, DOH_LIST_DATE};
 
 use crate::countries::country_str;
 use crate::geo::GeoDb;
@@ -32,6 +34,7 @@ use crate::model::{Action, Mode, Policy, RawSockets, Selector};
 use crate::prefix::{net_key, normalize_net};
 use encrypt::{build_home, build_peers};
 use geo::build_geo;
+use names::build_names;
 use trie::{build_trie, items_of, Entries};
 
 /// Compiles `policy` for the kernel: for each family and action, every (rule, CIDR) is grouped
@@ -81,6 +84,7 @@ pub fn compile(policy: &Policy, geo: Option<&GeoDb>) -> Result<Compiled, Compile
         }
         Some(db) => build_geo(policy, db, &mut dedup, &mut lists)?,
     };
+    let names = build_names(policy, &mut dedup, &mut lists)?;
     if lists.len() > MAX_LISTS as usize {
         return Err(CompileError::TooManyLists { lists: lists.len(), max: MAX_LISTS as usize });
     }
@@ -106,6 +110,11 @@ pub fn compile(policy: &Policy, geo: Option<&GeoDb>) -> Result<Compiled, Compile
         home6,
         cross_border: policy.cross_border.is_some(),
         raw_policy: policy.raw_sockets == RawSockets::Policy,
+        names,
+        dns: policy.uses_dns(),
+        resolvers: policy.dns.resolvers.clone(),
+        doh: if policy.uses_dns() { doh_endpoints(policy) } else { Vec::new() },
+        ttl_floor: policy.dns.min_ttl_secs,
         lookup: OnceLock::new(),
     })
 }

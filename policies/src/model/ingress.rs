@@ -49,6 +49,7 @@ impl Policy {
             workload_selector: None,
             ingress: Vec::new(),
             default_ingress: Action::Allow,
+            dns: Default::default(),
         }
     }
 }

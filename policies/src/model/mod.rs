@@ -3,15 +3,17 @@
 //!
 //! `rule` holds the vocabulary of a rule, `policy` the policy around the rules, `exfil` the
 //! `spec.exfiltration` section, `selector` the workload selectors; policy uses the others,
-//! rule uses selector, and exfil and selector use none of them; `ingress` (the ingress rules as a
+//! rule uses selector and dns, and exfil, dns and selector use none of them; `ingress` (the ingress rules as a
 //! policy of their own) adds to policy and uses the others.
 
+mod dns;
 mod exfil;
 mod ingress;
 mod policy;
 mod rule;
 mod selector;
 
+pub use dns::{wire_form, Dns, Fqdn};
 pub use exfil::{ApprovedSinks, Bulk, Checkpoints, ExfilAction, Exfiltration};
 pub use policy::{Policy, Region};
 pub use rule::{Action, Mode, PortMatch, Protocol, RawSockets, Rule};

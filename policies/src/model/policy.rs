@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use ipnet::IpNet;
 use serde::Serialize;
 
+use super::dns::Dns;
 use super::exfil::Exfiltration;
 use super::rule::{Action, Mode, RawSockets, Rule};
 use super::selector::Selector;
@@ -56,6 +57,8 @@ pub struct Policy {
     /// `spec.defaultIngress`; when not given, `deny` if `spec.ingress` is given and `allow` if
     /// not (a policy without ingress settings enforces no ingress).
     pub default_ingress: Action,
+    /// `spec.dns`.
+    pub dns: Dns,
 }
 
 impl Policy {
@@ -120,6 +123,12 @@ impl Policy {
     /// which is about the kernel's tries).
     pub fn exfiltration_needs_geo(&self) -> bool {
         self.exfiltration.as_ref().is_some_and(|e| !e.approved.countries.is_empty())
+    }
+
+    /// True if some rule names domains or resolvers are pinned: DNS answers are learned and
+    /// DNS is confined to the resolvers.
+    pub fn uses_dns(&self) -> bool {
+        !self.dns.resolvers.is_empty() || self.rules.iter().any(|r| !r.fqdns.is_empty())
     }
 
     /// Every country some rule names, sorted, without duplicates.

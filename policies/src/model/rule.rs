@@ -5,6 +5,7 @@ use std::fmt;
 use ipnet::IpNet;
 use serde::Serialize;
 
+use super::dns::Fqdn;
 use super::selector::Selector;
 use crate::countries::{serialize_codes, CountryCode};
 
@@ -77,6 +78,10 @@ pub struct Rule {
     /// deduplicated and sorted. Serialized as `["DE", ...]`.
     #[serde(serialize_with = "serialize_codes")]
     pub countries: Vec<CountryCode>,
+    /// `to.fqdns` (allow rules only): destinations whose addresses the workload was answered
+    /// for these names by a pinned resolver. Sorted, deduplicated.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fqdns: Vec<Fqdn>,
     /// `to.countryGroups` as written (already expanded into `countries`; kept for display).
     pub country_groups: Vec<String>,
     /// Empty = all ports, any protocol.

@@ -19,6 +19,7 @@ pub(crate) fn rule(id: u32, action: Action, cidrs: &[&str], ports: &[(u16, u16, 
         cidrs: cidrs.iter().map(|c| c.parse().unwrap()).collect(),
         countries: Vec::new(),
         country_groups: Vec::new(),
+        fqdns: Vec::new(),
         ports: ports.iter().map(|&(lo, hi, protocol)| PortMatch { lo, hi, protocol }).collect(),
         encryption_required: false,
         peers: false,
@@ -41,6 +42,7 @@ pub(crate) fn policy(default_action: Action, rules: Vec<Rule>) -> Policy {
         workload_selector: None,
         ingress: Vec::new(),
         default_ingress: Action::Allow,
+        dns: Default::default(),
     }
 }
 
@@ -203,6 +205,7 @@ fn four_hundred_thousand_prefixes() {
         cidrs: nets,
         countries: Vec::new(),
         country_groups: Vec::new(),
+        fqdns: Vec::new(),
         ports: vec![PortMatch { lo: 443, hi: 443, protocol: Protocol::Tcp }],
         encryption_required: false,
         peers: false,

@@ -125,6 +125,7 @@ fn random_policy(rng: &mut Rng) -> Policy {
             },
             countries: Vec::new(),
             country_groups: Vec::new(),
+            fqdns: Vec::new(),
             ports: (0..rng.below(4))
                 .map(|_| {
                     let lo = 1 + rng.below(10) as u16;
@@ -177,6 +178,7 @@ fn random_policy(rng: &mut Rng) -> Policy {
         workload_selector: None,
         ingress: Vec::new(),
         default_ingress: Action::Allow,
+        dns: Default::default(),
     }
 }
 

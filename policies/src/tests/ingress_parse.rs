@@ -167,7 +167,7 @@ fn egress_rules_reject_from_and_peers() {
         &diags,
         8,
         37,
-        "unknown field \"peers\" in \"to\" of rule \"a\" (expected one of: cidrs, countries, countryGroups)",
+        "unknown field \"peers\" in \"to\" of rule \"a\" (expected one of: cidrs, countries, countryGroups, fqdns)",
     );
     assert_diag(
         &diags,

@@ -2,6 +2,7 @@
 
 mod compile_tests;
 mod cross_check;
+mod dns;
 mod encryption;
 mod examples;
 mod exfil_errors;

@@ -69,13 +69,13 @@ spec:
         &diags,
         7,
         3,
-        "unknown field \"priority\" in spec (expected one of: mode, defaultAction, unknownCountry, countryGroups, peers, regions, crossBorder, exfiltration, rawSockets, workloadSelector, egress, ingress, defaultIngress)",
+        "unknown field \"priority\" in spec (expected one of: mode, defaultAction, unknownCountry, countryGroups, peers, regions, crossBorder, exfiltration, rawSockets, workloadSelector, egress, ingress, defaultIngress, dns)",
     );
     assert_diag(
         &diags,
         11,
         33,
-        "unknown field \"hosts\" in \"to\" of rule \"r\" (expected one of: cidrs, countries, countryGroups)",
+        "unknown field \"hosts\" in \"to\" of rule \"r\" (expected one of: cidrs, countries, countryGroups, fqdns)",
     );
     assert_diag(
         &diags,

@@ -3,6 +3,7 @@
 //! the workload selector and the country groups are validated by the sibling modules.
 
 use super::country_groups::policy_groups;
+use super::dns::dns;
 use super::encryption::{encryption, Encryption};
 use super::exfil::exfiltration;
 use super::header::{check_name, header, validate_document, API_VERSION, KIND};
@@ -11,7 +12,7 @@ use super::selector::selector;
 use super::targets::Direction;
 use crate::diagnostic::Diagnostic;
 use crate::fields::{choice, fields, string};
-use crate::model::{Action, Exfiltration, Mode, Policy, RawSockets, Rule, Selector};
+use crate::model::{Action, Dns, Exfiltration, Mode, Policy, RawSockets, Rule, Selector};
 use crate::yaml_tree::Node;
 
 /// Validates the document root (`None` = empty document); `diags` holds problems found earlier.
@@ -36,6 +37,7 @@ fn document(root: &Node, diags: &mut Vec<Diagnostic>) -> Option<Policy> {
         workload_selector,
         ingress,
         default_ingress,
+        dns,
     } = spec?;
     let Encryption { peers, regions, cross_border } = encryption;
     Some(Policy {
@@ -52,6 +54,7 @@ fn document(root: &Node, diags: &mut Vec<Diagnostic>) -> Option<Policy> {
         workload_selector,
         ingress,
         default_ingress,
+        dns,
     })
 }
 
@@ -75,6 +78,7 @@ struct Spec {
     workload_selector: Option<Selector>,
     ingress: Vec<Rule>,
     default_ingress: Action,
+    dns: Dns,
 }
 
 fn spec(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Spec> {
@@ -93,6 +97,7 @@ fn spec(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Spec> {
         "egress",
         "ingress",
         "defaultIngress",
+        "dns",
     ];
     let f = fields(node, &allowed, "spec", ctx, diags)?;
     let mode = match f.get("mode") {
@@ -145,7 +150,20 @@ fn spec(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Spec> {
         None => Some(None),
         Some(x) => exfiltration(x, &groups, diags).map(Some),
     };
+    let dns = match f.get("dns") {
+        None => Some(Dns::default()),
+        Some(d) => dns(d, diags),
+    };
+    let names_domains = rules.as_ref().is_some_and(|r| r.iter().any(|r| !r.fqdns.is_empty()));
+    if names_domains && dns.as_ref().is_some_and(|d| d.resolvers.is_empty()) {
+        let at = f.get("dns").or(f.get("egress")).expect("rules name domains");
+        diags.push(at.error(
+            "rules name domains (\"to.fqdns\") but spec.dns.resolvers is not set: list the resolvers the workloads query (e.g. spec.dns.resolvers: [192.0.2.53]); only their answers are learned".to_owned(),
+        ));
+        return None;
+    }
     Some(Spec {
+        dns: dns?,
         mode: mode?,
         default_action: default_action?,
         rules: rules?,

@@ -3,12 +3,14 @@
 //!
 //! `document` validates the header, `metadata` and `spec` and hands the parts of `spec` to
 //! `rules` (egress and ingress rules, whose `to`/`from` `targets` validates), `encryption`,
-//! `exfil`, `selector` (workload selectors) and `country_groups`. Below them: `values` (CIDRs,
+//! `exfil`, `selector` (workload selectors), `dns` (`to.fqdns` through `targets`, and
+//! `spec.dns`) and `country_groups`. Below them: `values` (CIDRs,
 //! ports), `codes` (country codes), `groups` (country group documents and the shipped groups)
 //! and `header` (apiVersion/kind and names), which use none of the modules above them.
 
 mod codes;
 mod country_groups;
+mod dns;
 mod document;
 mod encryption;
 mod exfil;

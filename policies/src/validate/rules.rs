@@ -120,6 +120,12 @@ fn rule(
         return None;
     }
     let targets = targets?;
+    if action == Some(Action::Deny) && !targets.fqdns.is_empty() {
+        diags.push(f.get(dir.target()).expect("targets are present").error(format!(
+            "\"to.fqdns\" {ctx} is only valid on allow rules: a deny rule by name cannot be enforced safely (a name's addresses are only known from the answers a workload asked for, so an incomplete list would let the others through); deny by CIDR or country, or make the policy default deny and allow the names you need"
+        )));
+        return None;
+    }
     Some(Rule {
         id: u32::try_from(id).ok()?,
         name: name.filter(|n| !n.is_empty())?.to_owned(),
@@ -127,6 +133,7 @@ fn rule(
         cidrs: targets.cidrs,
         countries: targets.countries,
         country_groups: targets.groups,
+        fqdns: targets.fqdns,
         ports: ports?,
         encryption_required: encryption_required?,
         peers: targets.peers,

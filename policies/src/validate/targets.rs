@@ -5,12 +5,13 @@ use ipnet::IpNet;
 
 use super::codes::country_list;
 use super::country_groups::{rule_groups, PolicyGroups};
+use super::dns::fqdn_list;
 use super::selector::selector;
 use super::values::named_cidr_list;
 use crate::countries::CountryCode;
 use crate::diagnostic::Diagnostic;
 use crate::fields::{boolean, fields};
-use crate::model::Selector;
+use crate::model::{Fqdn, Selector};
 use crate::yaml_tree::Node;
 
 /// Which list a rule is in.
@@ -54,6 +55,8 @@ pub(super) struct Targets {
     /// `countries` plus the members of `countryGroups`, sorted, deduplicated.
     pub countries: Vec<CountryCode>,
     pub groups: Vec<String>,
+    /// `to.fqdns` (always empty in `from`).
+    pub fqdns: Vec<Fqdn>,
     /// `from.peers` (always false in `to`).
     pub peers: bool,
     /// `from.workloads` (always `None` in `to`).
@@ -71,7 +74,7 @@ pub(super) fn targets(
 ) -> Option<Targets> {
     let t = dir.target();
     let keys: &[&str] = match dir {
-        Direction::Egress => &["cidrs", "countries", "countryGroups"],
+        Direction::Egress => &["cidrs", "countries", "countryGroups", "fqdns"],
         Direction::Ingress => &["cidrs", "countries", "countryGroups", "peers", "workloads"],
     };
     let ctx = format!("in {label}");
@@ -87,6 +90,7 @@ pub(super) fn targets(
     let countries = f
         .get("countries")
         .map_or(Some(Vec::new()), |l| country_list(l, &format!("{t}.countries"), &ctx, diags));
+    let fqdns = f.get("fqdns").map_or(Some(Vec::new()), |l| fqdn_list(l, &ctx, diags));
     let named_groups = match f.get("countryGroups") {
         None => Some((Vec::new(), Vec::new())),
         Some(list) => rule_groups(list, groups, &format!("{t}.countryGroups"), &ctx, diags),
@@ -114,10 +118,12 @@ pub(super) fn targets(
         cidrs: cidrs?,
         countries,
         groups: names,
+        fqdns: fqdns?,
         peers: peers?,
         workloads: workloads.map_or(Some(None), |w| w.map(Some))?,
     };
     let nothing = targets.cidrs.is_empty()
+        && targets.fqdns.is_empty()
         && targets.countries.is_empty()
         && !targets.peers
         && targets.workloads.is_none();

@@ -13,6 +13,9 @@
 //! lab-probe race ADDR UDP_PORT TCP_PORT --marker M --stop-file F
 //! lab-probe loop [--duration-ms D] [--stop-file F] [--interval-ms I]
 //!                [--timeout-ms T] [--udp-timeout-ms U] --target PROTO:ADDR:PORT:allow|deny ...
+//! lab-probe resolve RESOLVER NAME [--aaaa] [--tcp] [--count N] [--connect PORT] [--never ADDR]...
+//!                   [--expect-answers]
+//! lab-probe dns-forge FROM TO NAME ADDR [--port P] [--mutations N] [--seed S]
 //! ```
 //!
 //! `tcp`/`udp` print one JSON line, `{"ok":true,"reply":"pong 4"}` or
@@ -34,6 +37,8 @@ mod frames;
 mod looper;
 #[path = "lab_probe/raw.rs"]
 mod raw;
+#[path = "lab_probe/resolve.rs"]
+mod resolve;
 #[path = "lab_probe/serve.rs"]
 mod serve;
 #[path = "lab_probe/stream.rs"]
@@ -56,7 +61,10 @@ const USAGE: &str = "usage:
   lab-probe capture IFACE --marker M...
   lab-probe race ADDR UDP_PORT TCP_PORT --marker M --stop-file F
   lab-probe loop [--duration-ms D] [--stop-file F] [--interval-ms I] [--timeout-ms T]
-                 [--udp-timeout-ms U] --target tcp|udp|udpc:ADDR:PORT:allow|deny ...";
+                 [--udp-timeout-ms U] --target tcp|udp|udpc:ADDR:PORT:allow|deny ...
+  lab-probe resolve RESOLVER NAME [--aaaa] [--tcp] [--count N] [--connect PORT] [--never ADDR]...
+                    [--expect-answers]
+  lab-probe dns-forge FROM TO NAME ADDR [--port P] [--mutations N] [--seed S]";
 
 /// Prints a usage error and exits 64.
 pub fn usage(msg: &str) -> ! {
@@ -101,6 +109,8 @@ fn main() {
         "tcp" | "udp" => exit(single(&cmd, &mut args)),
         "stream" => exit(stream::main(&mut args)),
         "loop" => looper::main(&mut args),
+        "resolve" => resolve::main(&mut args),
+        "dns-forge" => resolve::forge_main(&mut args),
         "raw" => exit(raw::main(&mut args)),
         "escape" => exit(escape::main(&mut args)),
         "race" => exit(escape::race_main(&mut args)),

@@ -1,8 +1,10 @@
 //! `cargo xtask bench`: connect() latency with the policy loaded at 1k, 100k and 400k prefixes,
 //! against no program and against nftables doing the same job, all in one run (see `rig`).
 //! `cargo xtask bench-geo`: the same for country policies, plus compile and swap time, map entries
-//! after aggregation and the agent's memory.
+//! after aggregation and the agent's memory. `cargo xtask bench-dns`: domain-name learning on vs
+//! off (lookup latency, connect latency, learned-set memory).
 mod control;
+mod dns;
 mod exfil;
 mod geo;
 mod observe;
@@ -19,6 +21,7 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 pub use control::{bench_control, ControlBenchArgs};
+pub use dns::{bench_dns, DnsBenchArgs};
 pub use exfil::{bench_exfil, ExfilBenchArgs};
 pub use geo::{bench_geo, GeoBenchArgs};
 pub use observe::{bench_observe, ObserveBenchArgs};
