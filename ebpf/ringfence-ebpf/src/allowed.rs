@@ -3,6 +3,8 @@
 //! Keyed by table and destination rather than by socket, so a connect() costs a lookup (and a
 //! write the first time) instead of a socket storage allocation; a stale entry (the policy was
 //! reloaded) does not match the table's generation and an evicted one costs a full verdict.
+//! An allow through an address learned from DNS is noted like any other: the connections made
+//! while it was valid keep flowing after it expires (only new connects are decided again).
 use ringfence_common::AllowedKey;
 
 use crate::{active::Active, maps::RF_ALLOWED};

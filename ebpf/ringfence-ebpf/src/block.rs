@@ -34,6 +34,5 @@ pub fn block_verdict(a: &Active) -> Verdict {
         generation: cfg.generation,
         country: 0,
         encrypt: false,
-        learned: false,
     }
 }

@@ -159,9 +159,8 @@ pub struct SkbScratch {
     pub policy: u32,
     /// 1: no options and no extension headers (a verdict may be cached on the socket).
     pub simple: u32,
-    /// 1: an address was allowed only in audit mode or through a learned (DNS) address: the
-    /// packet's verdict is not cached.
-    pub uncached: u32,
+    /// 1: an address was only allowed because the policy is in audit mode (not cached).
+    pub audit: u32,
     pub _pad: u32,
 }
 

@@ -83,7 +83,7 @@ fn blank(cgroup_id: u64) -> SkbScratch {
         cgroup_id,
         policy: 0,
         simple: 1,
-        uncached: 0,
+        audit: 0,
         _pad: 0,
     }
 }

@@ -101,9 +101,7 @@ fn skb_verdict<const V6: bool>(ctx: &SkBuffContext) -> i32 {
                 return deny(s, i, &v);
             }
             report(s, i, &v);
-            s.uncached = 1;
-        } else if !v.cacheable() {
-            s.uncached = 1;
+            s.audit = 1;
         }
         s.next += 1;
         if (s.next as usize) < s.count as usize {
@@ -113,7 +111,7 @@ fn skb_verdict<const V6: bool>(ctx: &SkBuffContext) -> i32 {
             return DROP;
         }
     }
-    if s.simple == 1 && s.uncached == 0 {
+    if s.simple == 1 && s.audit == 0 {
         remember(s);
     }
     PASS

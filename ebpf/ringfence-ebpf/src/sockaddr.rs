@@ -36,9 +36,7 @@ fn finish(a: &Active, dest: &Dest, v: &Verdict) -> i32 {
         if remember_owner(dest) {
             emit(dest, v);
         }
-        if v.cacheable() {
-            allowed::note(a, &allowed::key(a, dest.family, dest.protocol, dest.port, dest.daddr));
-        }
+        allowed::note(a, &allowed::key(a, dest.family, dest.protocol, dest.port, dest.daddr));
     }
     v.retval()
 }

@@ -204,7 +204,6 @@ fn try_tc_verdict<const V6: bool>() -> Option<i32> {
         generation: cfg.generation,
         country: 0,
         encrypt: false,
-        learned: false,
     });
     if decision == Egress::Plaintext {
         bump(STAT_PLAINTEXT_DROPPED);

@@ -24,20 +24,9 @@ pub struct Verdict {
     pub country: u32,
     /// The deciding allow rule says `encryption: required`.
     pub encrypt: bool,
-    /// Allowed through an address learned from DNS (it expires: never cached, see
-    /// [`Verdict::cacheable`]).
-    pub learned: bool,
 }
 
 impl Verdict {
-    /// Whether the backstop's verdict cache (`crate::allowed`) may remember this verdict: an
-    /// allow by the rules themselves. A learned address expires (and a use must renew it), and
-    /// an audit-mode allow must keep reporting.
-    #[inline(always)]
-    pub fn cacheable(&self) -> bool {
-        self.verdict == VERDICT_ALLOW && !self.learned
-    }
-
     /// Counts a connect-time verdict (the packet path counts only its drops).
     #[inline(always)]
     pub fn count(&self) {
@@ -202,12 +191,11 @@ struct Outcome {
     rule: u32,
     country: u32,
     encrypt: bool,
-    learned: bool,
 }
 
 #[inline(always)]
 fn outcome(deny: bool, rule: u32, country: u32, encrypt: bool) -> Outcome {
-    Outcome { deny, rule, country, encrypt, learned: false }
+    Outcome { deny, rule, country, encrypt }
 }
 
 /// The geo entry of an address in a table (`N` = 4 or 16).
@@ -252,7 +240,7 @@ fn rules<const N: usize>(a: &Active, addr: [u8; N], port: u16, proto: u32) -> Ou
     if dns {
         let list = learned_list(a, &dns_dest(&addr, port, proto));
         if let Some((rule, encrypt)) = find_in(table, list, port, proto) {
-            return Outcome { learned: true, ..outcome(false, rule, 0, encrypt) };
+            return outcome(false, rule, 0, encrypt);
         }
     }
     let default_deny = cfg.default_action != ACTION_ALLOW;
@@ -279,13 +267,13 @@ fn rules<const N: usize>(a: &Active, addr: [u8; N], port: u16, proto: u32) -> Ou
 /// their own instead of adding to every hook's, which must stay under the 512-byte stack.
 #[inline(never)]
 fn decide<const N: usize>(a: &Active, addr: [u8; N], port: u16, proto: u32) -> Verdict {
-    let Outcome { deny, rule: rule_id, country, encrypt, learned } = rules(a, addr, port, proto);
+    let Outcome { deny, rule: rule_id, country, encrypt } = rules(a, addr, port, proto);
     let verdict = match (deny, a.cfg.mode == MODE_AUDIT) {
         (false, _) => VERDICT_ALLOW,
         (true, false) => VERDICT_DENY,
         (true, true) => VERDICT_AUDIT,
     };
-    Verdict { verdict, rule_id, generation: a.cfg.generation, country, encrypt, learned }
+    Verdict { verdict, rule_id, generation: a.cfg.generation, country, encrypt }
 }
 
 /// A verdict that is not the rules' (a refused socket, an undecidable source route): deny,
@@ -293,7 +281,7 @@ fn decide<const N: usize>(a: &Active, addr: [u8; N], port: u16, proto: u32) -> V
 #[inline(always)]
 pub fn refusal(a: &Active, rule_id: u32) -> Verdict {
     let verdict = if a.cfg.mode == MODE_AUDIT { VERDICT_AUDIT } else { VERDICT_DENY };
-    Verdict { verdict, rule_id, generation: a.cfg.generation, country: 0, encrypt: false, learned: false }
+    Verdict { verdict, rule_id, generation: a.cfg.generation, country: 0, encrypt: false }
 }
 
 /// Verdict for an IPv4 destination (address bytes in network order). ICMPv6 is decided as ICMP;
