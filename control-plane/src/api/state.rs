@@ -46,6 +46,10 @@ pub struct AppState {
     pub long_polls: LongPolls,
     /// Asks for an audit checkpoint now (policy changes).
     pub checkpoints: crate::checkpoint::CheckpointTrigger,
+    /// Console logins per source address.
+    pub logins: RateLimiter,
+    /// The state directory (the console reads the last audit checkpoint from it).
+    pub state_dir: std::path::PathBuf,
     /// The last refused WireGuard claim of each node (a repeat is not audited again).
     pub refused_claims: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }

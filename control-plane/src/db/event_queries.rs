@@ -1,0 +1,154 @@
+//! Read-only event queries for the console: filtered, paged alerts with their acknowledgement
+//! and the sending node's region, and the recent events flow charts are built from.
+
+use serde_json::Value;
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
+
+use super::pool::DbError;
+
+/// Which events (empty strings: any).
+#[derive(Clone, Debug, Default)]
+pub struct AlertFilter {
+    /// Event kind (`deny`, `exfiltration`, ...).
+    pub kind: String,
+    /// Region of the node.
+    pub region: String,
+    /// Node id.
+    pub node: String,
+    /// Workload (cgroup path under the agent's root): a prefix of `details.workload`.
+    pub workload: String,
+    /// Only events received before this time (paging); `None`: the newest.
+    pub before_ms: Option<i64>,
+    /// At most this many.
+    pub limit: i64,
+}
+
+/// One event as the console lists it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct AlertView {
+    /// Node id.
+    pub node_id: String,
+    /// The node's region (`None` if the node row is gone).
+    pub region: Option<String>,
+    /// Event id (unique per node).
+    pub id: String,
+    /// Kind.
+    pub kind: String,
+    /// Severity.
+    pub severity: String,
+    /// One line.
+    pub summary: String,
+    /// Event-specific fields.
+    pub details: Value,
+    /// When it happened on the node.
+    pub time_ms: i64,
+    /// When it was stored.
+    pub received_ms: i64,
+    /// Who acknowledged it.
+    pub acked_by: Option<String>,
+    /// When.
+    pub acked_ms: Option<i64>,
+}
+
+fn details(row: &AnyRow) -> Result<Value, DbError> {
+    let text: String = row.try_get("details")?;
+    serde_json::from_str(&text).map_err(|e| DbError::Corrupt(format!("events.details: {e}")))
+}
+
+/// A LIKE pattern matching `"workload":"PREFIX...` in the stored (compact) details JSON.
+fn workload_pattern(prefix: &str) -> String {
+    let quoted = serde_json::to_string(prefix).expect("a string serializes");
+    let open = &quoted[..quoted.len() - 1];
+    let escaped = open.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    format!("%\"workload\":{escaped}%")
+}
+
+/// Events matching `f`, newest first.
+pub async fn alerts(pool: &AnyPool, f: &AlertFilter) -> Result<Vec<AlertView>, DbError> {
+    let rows = sqlx::query(
+        "SELECT e.node_id, e.id, e.kind, e.severity, e.summary, e.details, e.time_ms, e.received_ms, \
+         n.region, a.account, a.time_ms AS acked_ms \
+         FROM events e LEFT JOIN nodes n ON n.id = e.node_id \
+         LEFT JOIN alert_acks a ON a.node_id = e.node_id AND a.event_id = e.id \
+         WHERE ($1 = '' OR e.kind = $1) AND ($2 = '' OR n.region = $2) AND ($3 = '' OR e.node_id = $3) \
+         AND ($4 = '' OR e.details LIKE $5 ESCAPE '\\') AND e.received_ms < $6 \
+         ORDER BY e.received_ms DESC, e.node_id, e.id LIMIT $7",
+    )
+    .bind(&f.kind)
+    .bind(&f.region)
+    .bind(&f.node)
+    .bind(&f.workload)
+    .bind(workload_pattern(&f.workload))
+    .bind(f.before_ms.unwrap_or(i64::MAX))
+    .bind(f.limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(AlertView {
+                node_id: row.try_get("node_id")?,
+                region: row.try_get("region")?,
+                id: row.try_get("id")?,
+                kind: row.try_get("kind")?,
+                severity: row.try_get("severity")?,
+                summary: row.try_get("summary")?,
+                details: details(row)?,
+                time_ms: row.try_get("time_ms")?,
+                received_ms: row.try_get("received_ms")?,
+                acked_by: row.try_get("account")?,
+                acked_ms: row.try_get("acked_ms")?,
+            })
+        })
+        .collect()
+}
+
+/// Whether node `node_id` sent event `id`.
+pub async fn exists(pool: &AnyPool, node_id: &str, id: &str) -> Result<bool, DbError> {
+    let row = sqlx::query("SELECT COUNT(*) FROM events WHERE node_id = $1 AND id = $2")
+        .bind(node_id)
+        .bind(id)
+        .fetch_one(pool)
+        .await?;
+    Ok(row.try_get::<i64, _>(0)? > 0)
+}
+
+/// One event as flow charts use it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FlowEvent {
+    /// The node's region.
+    pub region: String,
+    /// When it happened.
+    pub time_ms: i64,
+    /// Event-specific fields (destination, country, bytes, count).
+    pub details: Value,
+}
+
+/// Up to `limit` events received since `since_ms`, newest first.
+pub async fn since(pool: &AnyPool, since_ms: i64, limit: i64) -> Result<Vec<FlowEvent>, DbError> {
+    let rows = sqlx::query(
+        "SELECT n.region, e.time_ms, e.details FROM events e LEFT JOIN nodes n ON n.id = e.node_id \
+         WHERE e.received_ms >= $1 ORDER BY e.received_ms DESC LIMIT $2",
+    )
+    .bind(since_ms)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let region: Option<String> = row.try_get("region")?;
+            Ok(FlowEvent { region: region.unwrap_or_default(), time_ms: row.try_get("time_ms")?, details: details(row)? })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::workload_pattern;
+
+    #[test]
+    fn workload_pattern_escapes_like_wildcards_and_json() {
+        assert_eq!(workload_pattern("job_1%"), "%\"workload\":\"job\\_1\\%%");
+        assert_eq!(workload_pattern("a\"b"), "%\"workload\":\"a\\\\\"b%");
+    }
+}
