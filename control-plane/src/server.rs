@@ -30,9 +30,9 @@ use crate::state_dir::{self, StateError};
 /// `net.core.somaxconn` (4096 by default).
 const LISTEN_BACKLOG: u32 = 4096;
 
-/// Console logins per source address: bursts of 10, then one every 6 s.
+/// Console logins per source address: bursts of 10, then one every 30 s.
 const LOGIN_BURST: u32 = 10;
-const LOGIN_RATE: f64 = 1.0 / 6.0;
+const LOGIN_RATE: f64 = 1.0 / 30.0;
 
 /// Binds `addr` with [`LISTEN_BACKLOG`] (tokio's `TcpListener::bind` asks for 1024).
 fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {

@@ -4,6 +4,7 @@ mod cycles;
 mod demo;
 mod fuzz;
 mod setup;
+mod setup_console;
 mod test;
 mod util;
 

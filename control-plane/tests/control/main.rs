@@ -7,6 +7,7 @@ mod audit;
 mod binary;
 mod bundles;
 mod checkpoints;
+mod console;
 mod cli_ops;
 mod enrollment;
 mod events;
