@@ -122,7 +122,8 @@ fn the_console_shows_denials_and_alerts_refuses_viewers_and_rolls_back_nodes() {
     until("the node acknowledges v3", || applied_version(&cp, &id) == Some(3));
     assert!(e.lab.tcp(DENIED, 443).is_eperm(), "v1 (as v3) still denies {DENIED}");
     let history = cp.cli_json(&["policy", "history"]);
-    let last = history["policies"].as_array().and_then(|p| p.last()).cloned().unwrap_or_default();
+    let last = history["policies"].as_array().and_then(|p| p.first()).cloned().unwrap_or_default();
+    // Newest first.
     assert_eq!((last["rollback_of"].as_u64(), last["author"].as_str()), (Some(1), Some("console:otto")), "{history}");
     let verify = cp.cli_output(&["audit", "verify"]);
     assert!(verify.status.success(), "audit chain intact: {}", String::from_utf8_lossy(&verify.stdout));

@@ -1,5 +1,6 @@
 //! Project tasks: `cargo xtask setup | test | demo | bench | cycles`.
 mod bench;
+mod bench_console;
 mod cycles;
 mod demo;
 mod fuzz;
@@ -49,6 +50,9 @@ enum Cmd {
     /// Control plane: 1,000 simulated agents, policy apply to all acknowledged (p50/p99), event
     /// ingest; SQLite and PostgreSQL.
     BenchControl(bench::ControlBenchArgs),
+    /// Console pages in Debian's chromium with 1,000 nodes and 100k events: first contentful
+    /// paint and time to data per page.
+    BenchConsole,
     /// Per-workload policies: 1,000 workload cgroups and 64 policies, connect() latency vs no
     /// program vs nftables (socket cgroupv2), cgroup creation to own policy (p50/p99), memory.
     BenchWorkloads(bench::WorkloadBenchArgs),
@@ -78,6 +82,7 @@ fn main() -> Result<()> {
         Cmd::Setup { check } => setup::setup(check),
         Cmd::Test { args } => test::test(&args),
         Cmd::Demo => demo::demo(),
+        Cmd::BenchConsole => bench_console::bench_console(),
         Cmd::Bench(args) => bench::bench(args),
         Cmd::BenchGeo(args) => bench::bench_geo(args),
         Cmd::BenchPath(args) => bench::bench_path(args),

@@ -52,7 +52,7 @@ export function Fleet() {
             <tbody>
               {shown.map((n) => (
                 <tr data-node={n.node_id}>
-                  <td><a href={`#/node/${encodeURIComponent(n.node_id)}`}>{n.hostname || n.node_id}</a></td>
+                  <td><a href={`#/node/${encodeURIComponent(n.node_id)}`}>{n.hostname || n.node_id}</a> <span class="muted mono">{n.node_id}</span></td>
                   <td>{n.region}</td>
                   <td><span class={`pill ${n.status}`} title={n.reason || ''}>{n.status}</span></td>
                   <td>{version(n.applied_policy_version)}{n.expected_policy_version !== n.applied_policy_version && n.expected_policy_version != null ? ` (want ${version(n.expected_policy_version)})` : ''}</td>

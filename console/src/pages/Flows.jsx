@@ -21,6 +21,7 @@ export function Flows() {
   const { data, error } = useApi(`flows?hours=${hours}`);
   const byBytes = useMemo(() => data && align(data.series, (p) => p[1]), [data]);
   const byEvents = useMemo(() => data && align(data.series, (p) => p[2]), [data]);
+  const range = useMemo(() => data && [data.since_ms / 1000, Date.now() / 1000], [data]);
   return (
     <section>
       <h1>Flows</h1>
@@ -42,8 +43,8 @@ export function Flows() {
           <p class="muted">{data.events_read} events read.</p>
           {data.series.length ? (
             <>
-              <Chart title="Bytes by region → country" testid="chart-bytes" {...byBytes} />
-              <Chart title="Events by region → country" testid="chart-events" {...byEvents} />
+              <Chart title="Bytes by region → country" testid="chart-bytes" range={range} format={bytes} {...byBytes} />
+              <Chart title="Events by region → country" testid="chart-events" range={range} format={String} {...byEvents} />
             </>
           ) : <p class="muted">No events in this period.</p>}
           <h2>Top destinations</h2>

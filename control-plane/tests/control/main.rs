@@ -8,6 +8,7 @@ mod binary;
 mod bundles;
 mod checkpoints;
 mod console;
+mod console_bench;
 mod cli_ops;
 mod enrollment;
 mod events;

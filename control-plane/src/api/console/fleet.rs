@@ -1,5 +1,7 @@
 //! Fleet posture (every node's state, counted per region) and one node's page (workloads,
-//! policy, WireGuard peers, last events), from the in-memory snapshot and the event store.
+//! policy, WireGuard peers, last events). What nodes reported (acks, last seen) is read from
+//! the database; what they should run from the in-memory snapshot (it is not reloaded for
+//! acks).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -84,15 +86,16 @@ pub struct Fleet {
 }
 
 /// `GET /console/api/fleet`.
-pub async fn fleet(State(state): State<Arc<AppState>>, _: Reader) -> Json<Fleet> {
+pub async fn fleet(State(state): State<Arc<AppState>>, _: Reader) -> ApiResult<Json<Fleet>> {
     let snapshot = state.hub.current();
     let now = ringfence_proto::now_ms();
-    let nodes: Vec<NodePosture> = snapshot.nodes.iter().map(|n| posture(&snapshot, &n.info, now)).collect();
+    let rows = db::nodes::list(state.db.pool()).await?;
+    let nodes: Vec<NodePosture> = rows.iter().map(|n| posture(&snapshot, &n.info, now)).collect();
     let mut regions: BTreeMap<String, BTreeMap<&'static str, usize>> = BTreeMap::new();
     for n in &nodes {
         *regions.entry(n.region.clone()).or_default().entry(n.status).or_default() += 1;
     }
-    Json(Fleet { now_ms: now, regions, nodes })
+    Ok(Json(Fleet { now_ms: now, regions, nodes }))
 }
 
 /// `GET /console/api/nodes/{id}`.
@@ -113,7 +116,7 @@ pub async fn node(
     PathArg(id): PathArg<String>,
 ) -> ApiResult<Json<NodePage>> {
     let snapshot = state.hub.current();
-    let row = snapshot.node(&id).ok_or_else(|| ApiError::not_found(format!("no node {id}")))?;
+    let row = db::nodes::get(state.db.pool(), &id).await?.ok_or_else(|| ApiError::not_found(format!("no node {id}")))?;
     let info = &row.info;
     let policy = render::policy_for(&snapshot, &info.region, &info.labels);
     let workload_policies = render::workload_policies_for(&snapshot, &info.region, &info.labels)
