@@ -64,26 +64,37 @@ fn workload_pattern(prefix: &str) -> String {
     format!("%\"workload\":{escaped}%")
 }
 
-/// Events matching `f`, newest first.
+/// Events matching `f`, newest first. Only the filters in use are in the statement, so that
+/// the database can use its indexes (a `$1 = '' OR ...` term keeps SQLite from using them).
 pub async fn alerts(pool: &AnyPool, f: &AlertFilter) -> Result<Vec<AlertView>, DbError> {
-    let rows = sqlx::query(
+    let pattern = workload_pattern(&f.workload);
+    // (condition, whether the filter is in use, the value bound).
+    let terms = [
+        ("e.kind = ", !f.kind.is_empty(), &f.kind),
+        ("n.region = ", !f.region.is_empty(), &f.region),
+        ("e.node_id = ", !f.node.is_empty(), &f.node),
+        ("e.details LIKE ", !f.workload.is_empty(), &pattern),
+    ];
+    let used: Vec<(&str, &String)> = terms.into_iter().filter(|t| t.1).map(|(term, _, v)| (term, v)).collect();
+    let mut conditions: Vec<String> = vec!["e.received_ms < $1".into()];
+    for (i, (term, _)) in used.iter().enumerate() {
+        let escape = if term.starts_with("e.details") { " ESCAPE '\\'" } else { "" };
+        conditions.push(format!("{term}${}{escape}", i + 2));
+    }
+    let sql = format!(
         "SELECT e.node_id, e.id, e.kind, e.severity, e.summary, e.details, e.time_ms, e.received_ms, \
          n.region, a.account, a.time_ms AS acked_ms \
          FROM events e LEFT JOIN nodes n ON n.id = e.node_id \
          LEFT JOIN alert_acks a ON a.node_id = e.node_id AND a.event_id = e.id \
-         WHERE ($1 = '' OR e.kind = $1) AND ($2 = '' OR n.region = $2) AND ($3 = '' OR e.node_id = $3) \
-         AND ($4 = '' OR e.details LIKE $5 ESCAPE '\\') AND e.received_ms < $6 \
-         ORDER BY e.received_ms DESC, e.node_id, e.id LIMIT $7",
-    )
-    .bind(&f.kind)
-    .bind(&f.region)
-    .bind(&f.node)
-    .bind(&f.workload)
-    .bind(workload_pattern(&f.workload))
-    .bind(f.before_ms.unwrap_or(i64::MAX))
-    .bind(f.limit)
-    .fetch_all(pool)
-    .await?;
+         WHERE {} ORDER BY e.received_ms DESC, e.node_id, e.id LIMIT ${}",
+        conditions.join(" AND "),
+        used.len() + 2
+    );
+    let mut query = sqlx::query(&sql).bind(f.before_ms.unwrap_or(i64::MAX));
+    for (_, value) in &used {
+        query = query.bind(value.as_str());
+    }
+    let rows = query.bind(f.limit).fetch_all(pool).await?;
     rows.iter()
         .map(|row| {
             Ok(AlertView {

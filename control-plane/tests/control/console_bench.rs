@@ -44,10 +44,11 @@ async fn insert_nodes(server: &TestServer) {
 
 fn event(i: usize, now: i64) -> Event {
     let kind = KINDS[i % KINDS.len()];
+    let country = ["CN", "US", "DE", "RU", "BR"][i % 5];
     let details = json!({
         "dst": format!("203.0.113.{}", i % 250),
         "port": 443,
-        "country": ["CN", "US", "DE", "RU", "BR"][i % 5],
+        "country": country,
         "bytes": if kind == "exfiltration" { (i as u64 % 97) * 10_000_000 } else { 0 },
         "count": 1 + i as u64 % 5,
         "workload": format!("job-{}", i % 300),
@@ -111,7 +112,8 @@ async fn console_bench() {
     println!("{:<10} {:>8} {:>12}", "page", "FCP ms", "data ms");
     let pages = result.as_object().expect("pages");
     for (page, r) in pages {
-        println!("{page:<10} {:>8} {:>12}", r["fcp_ms_worst"], r["data_ms_worst"]);
+        let ms = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+        println!("{page:<10} {:>8.0} {:>12.0}", ms("fcp_ms_worst"), ms("data_ms_worst"));
     }
     for (page, r) in pages {
         let fcp = r["fcp_ms_worst"].as_f64().expect("fcp");
