@@ -45,8 +45,10 @@ pub async fn run(args: &ServerArgs, command: AccountsCommand, out: &mut impl Wri
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&accounts).expect("serializes"))?;
             } else {
-                let rows: Vec<Vec<String>> =
-                    accounts.iter().map(|a| vec![a.name.clone(), a.role.clone(), time_text(a.created_ms)]).collect();
+                let rows: Vec<Vec<String>> = accounts
+                    .iter()
+                    .map(|a| vec![a.name.clone(), a.role.clone(), time_text(a.created_ms)])
+                    .collect();
                 print_table(out, &["NAME", "ROLE", "CREATED"], &rows)?;
             }
         }

@@ -16,7 +16,8 @@ mod policy_ops;
 
 pub use client::{ApiClient, CliError, EXIT_NO_INPUT, EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_USAGE};
 pub use commands::{
-    AccountsCommand, AuditCommand, NodesCommand, OperatorCommand, PolicyOperatorCommand, ServerArgs, TokenCommand,
+    AccountsCommand, AuditCommand, NodesCommand, OperatorCommand, PolicyOperatorCommand, ServerArgs,
+    TokenCommand,
 };
 pub use operator::run as run_operator;
 pub use policy_ops::run as run_policy;

@@ -121,7 +121,8 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
     let db = Db::connect(&config.db_url).await.map_err(db_error)?;
     let hub = Hub::new(db.clone()).await.map_err(db_error)?;
     let tls = crate::tls::server_config(&state.ca, &config.sans).map_err(ServeError::Tls)?;
-    let listener = listen(config.listen).map_err(|source| ServeError::Bind { addr: config.listen, source })?;
+    let listener =
+        listen(config.listen).map_err(|source| ServeError::Bind { addr: config.listen, source })?;
     let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: config.listen, source })?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let metrics = Arc::new(Metrics::default());

@@ -27,7 +27,9 @@ pub fn browser_missing() -> Option<String> {
         return Some(format!("{CHROMIUM} is missing (cargo xtask setup installs Debian's chromium)"));
     }
     if !console_dir().join("node_modules/playwright-core").is_dir() {
-        return Some("console/node_modules/playwright-core is missing (cargo xtask setup runs npm ci)".into());
+        return Some(
+            "console/node_modules/playwright-core is missing (cargo xtask setup runs npm ci)".into(),
+        );
     }
     if Command::new("node").arg("--version").stdout(Stdio::null()).status().is_err() {
         return Some("node is not installed".into());

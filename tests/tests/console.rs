@@ -37,7 +37,12 @@ fn applied_version(cp: &ControlPlane, id: &str) -> Option<u64> {
 
 fn stored_kinds(cp: &ControlPlane) -> Vec<String> {
     let alerts = cp.cli_json(&["alerts", "--limit", "1000"]);
-    alerts["alerts"].as_array().into_iter().flatten().filter_map(|a| a["kind"].as_str().map(str::to_owned)).collect()
+    alerts["alerts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["kind"].as_str().map(str::to_owned))
+        .collect()
 }
 
 fn add_account(cp: &ControlPlane, name: &str, role: &str, password: &str) {
@@ -124,10 +129,15 @@ fn the_console_shows_denials_and_alerts_refuses_viewers_and_rolls_back_nodes() {
     let history = cp.cli_json(&["policy", "history"]);
     let last = history["policies"].as_array().and_then(|p| p.first()).cloned().unwrap_or_default();
     // Newest first.
-    assert_eq!((last["rollback_of"].as_u64(), last["author"].as_str()), (Some(1), Some("console:otto")), "{history}");
+    assert_eq!(
+        (last["rollback_of"].as_u64(), last["author"].as_str()),
+        (Some(1), Some("console:otto")),
+        "{history}"
+    );
     let verify = cp.cli_output(&["audit", "verify"]);
     assert!(verify.status.success(), "audit chain intact: {}", String::from_utf8_lossy(&verify.stdout));
-    for page in ["fleet", "node", "policies", "alerts", "flows", "audit", "policies-viewer", "rollback-done"] {
+    for page in ["fleet", "node", "policies", "alerts", "flows", "audit", "policies-viewer", "rollback-done"]
+    {
         assert!(shots.join(format!("{page}.png")).is_file(), "screenshot of {page} in {}", shots.display());
     }
 }

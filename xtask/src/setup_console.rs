@@ -8,9 +8,6 @@ use anyhow::{bail, Result};
 
 use crate::util::run;
 
-/// Where Debian's chromium is (the browser tests and `cargo xtask bench-console` use it).
-pub const CHROMIUM: &str = "/usr/bin/chromium";
-
 /// Whether `npm ci` is needed: no node_modules, or the lock file changed since.
 fn stale(console: &Path) -> bool {
     let installed = console.join("node_modules/.package-lock.json");

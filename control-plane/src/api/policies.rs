@@ -165,7 +165,12 @@ pub async fn rollback(
 }
 
 /// Re-applies `version` as a new version by `author` (`how` is appended to the comment).
-pub(super) async fn rollback_to(state: &AppState, version: u64, author: &str, how: &str) -> ApiResult<PolicyApplied> {
+pub(super) async fn rollback_to(
+    state: &AppState,
+    version: u64,
+    author: &str,
+    how: &str,
+) -> ApiResult<PolicyApplied> {
     let old = db::policies::get(state.db.pool(), version).await?.ok_or_else(|| {
         ApiError::not_found(format!("no policy version {version} (see `ringfence policy history`)"))
     })?;

@@ -52,9 +52,16 @@ pub async fn remove(tx: &mut Tx, name: &str) -> Result<bool, DbError> {
 
 /// Every account, by name.
 pub async fn list(pool: &AnyPool) -> Result<Vec<AccountRow>, DbError> {
-    let rows = sqlx::query("SELECT name, role, created_ms FROM accounts ORDER BY name").fetch_all(pool).await?;
+    let rows =
+        sqlx::query("SELECT name, role, created_ms FROM accounts ORDER BY name").fetch_all(pool).await?;
     rows.iter()
-        .map(|r| Ok(AccountRow { name: r.try_get("name")?, role: r.try_get("role")?, created_ms: r.try_get("created_ms")? }))
+        .map(|r| {
+            Ok(AccountRow {
+                name: r.try_get("name")?,
+                role: r.try_get("role")?,
+                created_ms: r.try_get("created_ms")?,
+            })
+        })
         .collect()
 }
 
@@ -73,14 +80,16 @@ pub async fn insert_session(tx: &mut Tx, token_hash: &str, session: &SessionRow)
         .bind(ringfence_proto::now_ms())
         .execute(&mut **tx)
         .await?;
-    sqlx::query("INSERT INTO sessions (token_hash, account, role, csrf, expires_ms) VALUES ($1, $2, $3, $4, $5)")
-        .bind(token_hash)
-        .bind(&session.account)
-        .bind(&session.role)
-        .bind(&session.csrf)
-        .bind(session.expires_ms)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO sessions (token_hash, account, role, csrf, expires_ms) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(token_hash)
+    .bind(&session.account)
+    .bind(&session.role)
+    .bind(&session.csrf)
+    .bind(session.expires_ms)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 

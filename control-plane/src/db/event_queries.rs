@@ -75,7 +75,8 @@ pub async fn alerts(pool: &AnyPool, f: &AlertFilter) -> Result<Vec<AlertView>, D
         ("e.node_id = ", !f.node.is_empty(), &f.node),
         ("e.details LIKE ", !f.workload.is_empty(), &pattern),
     ];
-    let used: Vec<(&str, &String)> = terms.into_iter().filter(|t| t.1).map(|(term, _, v)| (term, v)).collect();
+    let used: Vec<(&str, &String)> =
+        terms.into_iter().filter(|t| t.1).map(|(term, _, v)| (term, v)).collect();
     let mut conditions: Vec<String> = vec!["e.received_ms < $1".into()];
     for (i, (term, _)) in used.iter().enumerate() {
         let escape = if term.starts_with("e.details") { " ESCAPE '\\'" } else { "" };
@@ -148,7 +149,11 @@ pub async fn since(pool: &AnyPool, since_ms: i64, limit: i64) -> Result<Vec<Flow
     rows.iter()
         .map(|row| {
             let region: Option<String> = row.try_get("region")?;
-            Ok(FlowEvent { region: region.unwrap_or_default(), time_ms: row.try_get("time_ms")?, details: details(row)? })
+            Ok(FlowEvent {
+                region: region.unwrap_or_default(),
+                time_ms: row.try_get("time_ms")?,
+                details: details(row)?,
+            })
         })
         .collect()
 }

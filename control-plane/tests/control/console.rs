@@ -18,7 +18,8 @@ struct Session {
 
 impl Session {
     async fn login(server: &TestServer, body: Value) -> Session {
-        let resp = server.anonymous().post(server.url("/console/api/login")).json(&body).send().await.unwrap();
+        let resp =
+            server.anonymous().post(server.url("/console/api/login")).json(&body).send().await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK, "login {body}");
         let set = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
         for attribute in ["Path=/", "Secure", "HttpOnly", "SameSite=Strict"] {
@@ -36,7 +37,8 @@ impl Session {
     }
 
     async fn post_with(&self, path: &str, body: &Value, csrf: Option<&str>) -> reqwest::Response {
-        let mut req = self.http.post(format!("{}{path}", self.base)).header("cookie", &self.cookie).json(body);
+        let mut req =
+            self.http.post(format!("{}{path}", self.base)).header("cookie", &self.cookie).json(body);
         if let Some(token) = csrf {
             req = req.header("x-csrf-token", token);
         }
@@ -75,7 +77,10 @@ async fn console_roles_sessions_csrf_and_audit(backend: Backend) {
     let script = html.split("src=\"").nth(1).and_then(|s| s.split('"').next()).expect("a script");
     assert!(script.starts_with("/console/assets/") && !html.contains("<script>"), "{html}");
     let js = server.anonymous().get(server.url(script)).send().await.unwrap();
-    assert_eq!((js.status(), js.headers()["content-type"].to_str().unwrap()), (StatusCode::OK, "text/javascript; charset=utf-8"));
+    assert_eq!(
+        (js.status(), js.headers()["content-type"].to_str().unwrap()),
+        (StatusCode::OK, "text/javascript; charset=utf-8")
+    );
     let anonymous = server.anonymous().get(server.url("/console/api/fleet")).send().await.unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
 
@@ -84,12 +89,16 @@ async fn console_roles_sessions_csrf_and_audit(backend: Backend) {
     assert_eq!(add_account(&server, "otto", "operator", "operator-password-1").await, StatusCode::CREATED);
     assert_eq!(add_account(&server, "vera", "admin", "another-password-1").await, StatusCode::CONFLICT);
     assert_eq!(add_account(&server, "shorty", "viewer", "short").await, StatusCode::BAD_REQUEST);
-    assert_eq!(add_account(&server, "admin", "viewer", "long-enough-password").await, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        add_account(&server, "admin", "viewer", "long-enough-password").await,
+        StatusCode::BAD_REQUEST
+    );
     let accounts: Value = server.admin_get("/console/api/accounts").await.json().await.unwrap();
     assert_eq!(accounts.as_array().unwrap().len(), 2);
     assert!(!accounts.to_string().contains("argon2"), "no hashes in {accounts}");
     let wrong = json!({"username": "vera", "password": "not-her-password"});
-    let refused = server.anonymous().post(server.url("/console/api/login")).json(&wrong).send().await.unwrap();
+    let refused =
+        server.anonymous().post(server.url("/console/api/login")).json(&wrong).send().await.unwrap();
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
 
     let vera = Session::login(&server, json!({"username": "vera", "password": "viewer-password-1"})).await;
@@ -110,7 +119,8 @@ async fn console_roles_sessions_csrf_and_audit(backend: Backend) {
     let applied = otto.post("/console/api/policies/apply", &apply).await;
     assert_eq!(applied.status(), StatusCode::OK);
     let v1 = applied.json::<Value>().await.unwrap()["policy"]["version"].as_u64().unwrap();
-    let v2 = otto.post("/console/api/policies/apply", &apply_body("console-b", "198.51.100.0/24", "eu")).await;
+    let v2 =
+        otto.post("/console/api/policies/apply", &apply_body("console-b", "198.51.100.0/24", "eu")).await;
     let v2 = v2.json::<Value>().await.unwrap()["policy"]["version"].as_u64().unwrap();
     let diff = otto.json(&format!("/console/api/policies/diff?from={v1}&to={v2}")).await;
     assert!(diff["diff"].as_str().unwrap().contains("+"), "{diff}");
@@ -200,7 +210,10 @@ async fn console_roles_sessions_csrf_and_audit(backend: Backend) {
     assert_eq!(otto.post("/console/api/logout", &json!({})).await.status(), StatusCode::OK);
     assert_eq!(otto.get("/console/api/fleet").await.status(), StatusCode::UNAUTHORIZED);
     let removed = admin.http.delete(server.url("/console/api/accounts/vera")).header("cookie", &admin.cookie);
-    assert_eq!(removed.header("x-csrf-token", &admin.csrf).send().await.unwrap().status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        removed.header("x-csrf-token", &admin.csrf).send().await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
     assert_eq!(vera.get("/console/api/fleet").await.status(), StatusCode::UNAUTHORIZED);
     server.stop().await;
 }
@@ -212,7 +225,8 @@ async fn console_logins_are_rate_limited(backend: Backend) {
     // under 30 s each, so the 11th or 12th is refused).
     let mut statuses = Vec::new();
     while statuses.last() != Some(&StatusCode::TOO_MANY_REQUESTS) && statuses.len() < 12 {
-        let resp = server.anonymous().post(server.url("/console/api/login")).json(&wrong).send().await.unwrap();
+        let resp =
+            server.anonymous().post(server.url("/console/api/login")).json(&wrong).send().await.unwrap();
         statuses.push(resp.status());
     }
     assert!(statuses[..10].iter().all(|s| *s == StatusCode::UNAUTHORIZED), "{statuses:?}");

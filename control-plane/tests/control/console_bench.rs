@@ -75,7 +75,8 @@ async fn insert_events(server: &TestServer) {
             }
             let node_id = format!("n-bench-{node:04}");
             db::events::insert_many(&mut tx, &node_id, &events, now - 1000).await.unwrap();
-            let summaries = events.iter().map(|e| json!({"node_id": node_id, "id": e.id, "kind": e.kind})).collect();
+            let summaries =
+                events.iter().map(|e| json!({"node_id": node_id, "id": e.id, "kind": e.kind})).collect();
             db::audit::append_many(&mut tx, &format!("node:{node_id}"), "alert", summaries).await.unwrap();
         }
         tx.commit().await.unwrap();

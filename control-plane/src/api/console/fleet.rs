@@ -116,7 +116,9 @@ pub async fn node(
     PathArg(id): PathArg<String>,
 ) -> ApiResult<Json<NodePage>> {
     let snapshot = state.hub.current();
-    let row = db::nodes::get(state.db.pool(), &id).await?.ok_or_else(|| ApiError::not_found(format!("no node {id}")))?;
+    let row = db::nodes::get(state.db.pool(), &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no node {id}")))?;
     let info = &row.info;
     let policy = render::policy_for(&snapshot, &info.region, &info.labels);
     let workload_policies = render::workload_policies_for(&snapshot, &info.region, &info.labels)

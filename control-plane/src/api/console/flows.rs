@@ -102,10 +102,19 @@ pub fn aggregate(events: &[FlowEvent], since_ms: i64) -> Flows {
     }
     let mut top: Vec<TopDestination> = by_destination
         .into_iter()
-        .map(|((region, destination, country), volume)| TopDestination { region, destination, country, volume })
+        .map(|((region, destination, country), volume)| TopDestination {
+            region,
+            destination,
+            country,
+            volume,
+        })
         .collect();
     top.sort_by(|a, b| {
-        (b.volume.bytes, b.volume.events, &a.destination).cmp(&(a.volume.bytes, a.volume.events, &b.destination))
+        (b.volume.bytes, b.volume.events, &a.destination).cmp(&(
+            a.volume.bytes,
+            a.volume.events,
+            &b.destination,
+        ))
     });
     top.truncate(TOP);
     let total = |m: &BTreeMap<i64, Volume>| m.values().fold((0, 0), |(b, n), v| (b + v.bytes, n + v.events));

@@ -10,7 +10,8 @@ pub const MIN_PASSWORD: usize = 12;
 
 /// A hash of a password nobody has, verified when the account does not exist so that a login
 /// takes as long either way.
-const DECOY: &str = "$argon2id$v=19$m=19456,t=2,p=1$cmluZ2ZlbmNlLWRlY295$5Hk0tMrwFNyVL3/QkgmPJRuTmOdW6VbKPOnqE9ZLXTc";
+const DECOY: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$cmluZ2ZlbmNlLWRlY295$5Hk0tMrwFNyVL3/QkgmPJRuTmOdW6VbKPOnqE9ZLXTc";
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, format!("password hashing: {e}"))

@@ -96,9 +96,9 @@ pub fn token_hash(token: &str) -> String {
 
 /// The session cookie's value, if sent.
 pub fn session_cookie(parts: &Parts) -> Option<String> {
-    parts.headers.get_all(COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|c| {
-        c.trim().strip_prefix(SESSION_COOKIE).and_then(|rest| rest.strip_prefix('=')).map(str::to_owned)
-    })
+    parts.headers.get_all(COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(
+        |c| c.trim().strip_prefix(SESSION_COOKIE).and_then(|rest| rest.strip_prefix('=')).map(str::to_owned),
+    )
 }
 
 async fn authenticate(parts: &Parts, state: &AppState) -> ApiResult<Principal> {

@@ -89,7 +89,8 @@ pub async fn login(
     };
     let (token, csrf) = (random_token(), random_token());
     let expires_ms = ringfence_proto::now_ms() + SESSION_TTL.as_millis() as i64;
-    let session = SessionRow { account: name.clone(), role: role.as_str().into(), csrf: csrf.clone(), expires_ms };
+    let session =
+        SessionRow { account: name.clone(), role: role.as_str().into(), csrf: csrf.clone(), expires_ms };
     let mut tx = state.db.begin().await?;
     db::accounts::insert_session(&mut tx, &token_hash(&token), &session).await?;
     let details = json!({"account": name, "role": role.as_str(), "source": source.ip().to_string()});
