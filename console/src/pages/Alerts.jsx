@@ -11,7 +11,7 @@ export function Alerts({ user }) {
   const [before, setBefore] = useState([]);
   const [problem, setProblem] = useState(null);
   const cursor = before[before.length - 1];
-  const { data, error, reload } = useApi(`alerts${query({ ...filter, before: cursor, limit: 100 })}`);
+  const { data, error, reload } = useApi(`alerts${query({ ...filter, ...cursor, limit: 100 })}`);
   const submit = (e) => {
     e.preventDefault();
     const f = new FormData(e.target);
@@ -41,7 +41,10 @@ export function Alerts({ user }) {
       {data && <EventTable events={data} onAck={user.role === 'viewer' ? null : ack} testid="alerts" />}
       <p class="pager">
         <button disabled={!before.length} onClick={() => setBefore(before.slice(0, -1))}>Newer</button>{' '}
-        <button disabled={!data || data.length < 100} onClick={() => setBefore([...before, data[data.length - 1].received_ms])}>Older</button>
+        <button disabled={!data || data.length < 100} onClick={() => {
+          const last = data[data.length - 1];
+          setBefore([...before, { after_ms: last.received_ms, after_node: last.node_id, after_id: last.id }]);
+        }}>Older</button>
       </p>
     </section>
   );

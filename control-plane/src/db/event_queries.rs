@@ -18,8 +18,9 @@ pub struct AlertFilter {
     pub node: String,
     /// Workload (cgroup path under the agent's root): a prefix of `details.workload`.
     pub workload: String,
-    /// Only events received before this time (paging); `None`: the newest.
-    pub before_ms: Option<i64>,
+    /// Only events listed after this one (paging): its `received_ms`, node id and id; `None`:
+    /// from the newest.
+    pub after: Option<(i64, String, String)>,
     /// At most this many.
     pub limit: i64,
 }
@@ -77,10 +78,15 @@ pub async fn alerts(pool: &AnyPool, f: &AlertFilter) -> Result<Vec<AlertView>, D
     ];
     let used: Vec<(&str, &String)> =
         terms.into_iter().filter(|t| t.1).map(|(term, _, v)| (term, v)).collect();
-    let mut conditions: Vec<String> = vec!["e.received_ms < $1".into()];
+    // Keyset paging in the listing's order (received_ms DESC, node_id, id): no event with the
+    // same received_ms as the last one shown is skipped.
+    let mut conditions: Vec<String> = vec![
+        "(e.received_ms < $1 OR (e.received_ms = $1 AND (e.node_id > $2 OR (e.node_id = $2 AND e.id > $3))))"
+            .into(),
+    ];
     for (i, (term, _)) in used.iter().enumerate() {
         let escape = if term.starts_with("e.details") { " ESCAPE '\\'" } else { "" };
-        conditions.push(format!("{term}${}{escape}", i + 2));
+        conditions.push(format!("{term}${}{escape}", i + 4));
     }
     let sql = format!(
         "SELECT e.node_id, e.id, e.kind, e.severity, e.summary, e.details, e.time_ms, e.received_ms, \
@@ -89,9 +95,11 @@ pub async fn alerts(pool: &AnyPool, f: &AlertFilter) -> Result<Vec<AlertView>, D
          LEFT JOIN alert_acks a ON a.node_id = e.node_id AND a.event_id = e.id \
          WHERE {} ORDER BY e.received_ms DESC, e.node_id, e.id LIMIT ${}",
         conditions.join(" AND "),
-        used.len() + 2
+        used.len() + 4
     );
-    let mut query = sqlx::query(&sql).bind(f.before_ms.unwrap_or(i64::MAX));
+    let (after_ms, after_node, after_id) =
+        f.after.clone().unwrap_or((i64::MAX, String::new(), String::new()));
+    let mut query = sqlx::query(&sql).bind(after_ms).bind(after_node).bind(after_id);
     for (_, value) in &used {
         query = query.bind(value.as_str());
     }

@@ -170,6 +170,14 @@ async fn console_roles_sessions_csrf_and_audit(backend: Backend) {
     assert_eq!(vera.json(&only("region=us")).await.as_array().unwrap().len(), 0);
     assert_eq!(vera.json(&only("workload=job_")).await[0]["id"], "d1");
     assert_eq!(vera.json(&only("workload=job%25")).await.as_array().unwrap().len(), 0, "% is no wildcard");
+    // Paging: events stored together (one received time) are each listed once.
+    let first = vera.json(&only("limit=1")).await;
+    let (ms, node, id) =
+        (&first[0]["received_ms"], first[0]["node_id"].as_str().unwrap(), first[0]["id"].as_str().unwrap());
+    let second = vera.json(&only(&format!("limit=5&after_ms={ms}&after_node={node}&after_id={id}"))).await;
+    let second: Vec<&Value> = second.as_array().unwrap().iter().collect();
+    assert_eq!(second.len(), 1, "{second:?}");
+    assert_ne!(second[0]["id"], id);
     let ack = json!({"node_id": agent.node_id, "id": "x1"});
     assert_eq!(vera.post("/console/api/alerts/ack", &ack).await.status(), StatusCode::FORBIDDEN);
     assert_eq!(otto.post("/console/api/alerts/ack", &ack).await.status(), StatusCode::NO_CONTENT);

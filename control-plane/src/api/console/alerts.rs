@@ -15,7 +15,7 @@ use crate::api::error::{ApiError, ApiResult};
 use crate::api::state::AppState;
 use crate::db::{self, event_queries::AlertFilter, event_queries::AlertView};
 
-/// `?kind=&region=&node=&workload=&before=&limit=`.
+/// `?kind=&region=&node=&workload=&after_ms=&after_node=&after_id=&limit=`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertsQuery {
@@ -28,12 +28,17 @@ pub struct AlertsQuery {
     #[serde(default)]
     workload: String,
     #[serde(default)]
-    before: Option<i64>,
+    after_ms: Option<i64>,
+    #[serde(default)]
+    after_node: String,
+    #[serde(default)]
+    after_id: String,
     #[serde(default)]
     limit: Option<i64>,
 }
 
-/// `GET /console/api/alerts`: newest first; page with `before` = the last one's `received_ms`.
+/// `GET /console/api/alerts`: newest first; the next page starts after the last one shown
+/// (`after_ms`, `after_node`, `after_id`: its `received_ms`, `node_id` and `id`).
 pub async fn list(
     State(state): State<Arc<AppState>>,
     _: Reader,
@@ -44,7 +49,7 @@ pub async fn list(
         region: q.region,
         node: q.node,
         workload: q.workload,
-        before_ms: q.before,
+        after: q.after_ms.map(|ms| (ms, q.after_node, q.after_id)),
         limit: q.limit.unwrap_or(100).clamp(1, 1000),
     };
     Ok(Json(db::event_queries::alerts(state.db.pool(), &filter).await?))
