@@ -78,10 +78,11 @@ pub async fn alerts(pool: &AnyPool, f: &AlertFilter) -> Result<Vec<AlertView>, D
     ];
     let used: Vec<(&str, &String)> =
         terms.into_iter().filter(|t| t.1).map(|(term, _, v)| (term, v)).collect();
-    // Keyset paging in the listing's order (received_ms DESC, node_id, id): no event with the
-    // same received_ms as the last one shown is skipped.
+    // Keyset paging in the listing's order (received_ms, node_id, id, all descending: the
+    // `events_listing` index read backwards): no event with the same received_ms as the last one
+    // shown is skipped.
     let mut conditions: Vec<String> = vec![
-        "(e.received_ms < $1 OR (e.received_ms = $1 AND (e.node_id > $2 OR (e.node_id = $2 AND e.id > $3))))"
+        "(e.received_ms < $1 OR (e.received_ms = $1 AND (e.node_id < $2 OR (e.node_id = $2 AND e.id < $3))))"
             .into(),
     ];
     for (i, (term, _)) in used.iter().enumerate() {
@@ -93,7 +94,7 @@ pub async fn alerts(pool: &AnyPool, f: &AlertFilter) -> Result<Vec<AlertView>, D
          n.region, a.account, a.time_ms AS acked_ms \
          FROM events e LEFT JOIN nodes n ON n.id = e.node_id \
          LEFT JOIN alert_acks a ON a.node_id = e.node_id AND a.event_id = e.id \
-         WHERE {} ORDER BY e.received_ms DESC, e.node_id, e.id LIMIT ${}",
+         WHERE {} ORDER BY e.received_ms DESC, e.node_id DESC, e.id DESC LIMIT ${}",
         conditions.join(" AND "),
         used.len() + 4
     );

@@ -111,6 +111,7 @@ CREATE TABLE alert_acks (
     time_ms BIGINT NOT NULL,
     PRIMARY KEY (node_id, event_id)
 );
+CREATE INDEX events_listing ON events (received_ms, node_id, id);
 CREATE INDEX events_node_received ON events (node_id, received_ms);
 CREATE INDEX events_kind_received ON events (kind, received_ms)
 "#,

@@ -176,7 +176,7 @@ async fn console_roles_sessions_csrf_and_audit(backend: Backend) {
         (&first[0]["received_ms"], first[0]["node_id"].as_str().unwrap(), first[0]["id"].as_str().unwrap());
     let second = vera.json(&only(&format!("limit=5&after_ms={ms}&after_node={node}&after_id={id}"))).await;
     let second: Vec<&Value> = second.as_array().unwrap().iter().collect();
-    assert_eq!(second.len(), 1, "{second:?}");
+    assert_eq!(second.len(), 1, "after {first}: {second:?}");
     assert_ne!(second[0]["id"], id);
     let ack = json!({"node_id": agent.node_id, "id": "x1"});
     assert_eq!(vera.post("/console/api/alerts/ack", &ack).await.status(), StatusCode::FORBIDDEN);
