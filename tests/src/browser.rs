@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use crate::NetNs;
+use crate::netns::NetNs;
 
 /// Debian's chromium.
 pub const CHROMIUM: &str = "/usr/bin/chromium";
