@@ -8,13 +8,12 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::principal::Reader;
 use crate::api::auth::QueryArgs;
 use crate::api::error::ApiResult;
 use crate::api::state::AppState;
-use crate::db::{self, event_queries::FlowEvent};
+use crate::db::{self, event_queries::FlowDetails, event_queries::FlowEvent};
 
 /// One chart bucket.
 const BUCKET_MS: i64 = 3_600_000;
@@ -74,18 +73,8 @@ pub struct Flows {
     series: Vec<Series>,
 }
 
-fn text(details: &Value, keys: &[&str]) -> Option<String> {
-    keys.iter().find_map(|k| details.get(*k).filter(|v| !v.is_null())).map(|v| match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    })
-}
-
-fn volume(details: &Value) -> Volume {
-    Volume {
-        bytes: details.get("bytes").and_then(Value::as_u64).unwrap_or(0),
-        events: details.get("count").and_then(Value::as_u64).unwrap_or(1),
-    }
+fn volume(details: &FlowDetails) -> Volume {
+    Volume { bytes: details.bytes.unwrap_or(0), events: details.count.unwrap_or(1) }
 }
 
 /// Aggregates `events` (pure, for tests).
@@ -93,8 +82,10 @@ pub fn aggregate(events: &[FlowEvent], since_ms: i64) -> Flows {
     let mut by_destination: HashMap<(String, String, String), Volume> = HashMap::new();
     let mut by_country: HashMap<(String, String), BTreeMap<i64, Volume>> = HashMap::new();
     for e in events {
-        let Some(destination) = text(&e.details, &["dst", "destination"]) else { continue };
-        let country = text(&e.details, &["country"]).unwrap_or_else(|| "??".into());
+        let Some(destination) = e.details.dst.clone().or_else(|| e.details.destination.clone()) else {
+            continue;
+        };
+        let country = e.details.country.clone().unwrap_or_else(|| "??".into());
         let v = volume(&e.details);
         by_destination.entry((e.region.clone(), destination, country.clone())).or_default().add(v);
         let bucket = e.time_ms.div_euclid(BUCKET_MS) * BUCKET_MS;
@@ -149,8 +140,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn ev(region: &str, t: i64, details: Value) -> FlowEvent {
-        FlowEvent { region: region.into(), time_ms: t, details }
+    fn ev(region: &str, t: i64, details: serde_json::Value) -> FlowEvent {
+        FlowEvent { region: region.into(), time_ms: t, details: serde_json::from_value(details).unwrap() }
     }
 
     #[test]
