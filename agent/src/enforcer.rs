@@ -138,6 +138,12 @@ impl Enforcer {
             s.events_dropped,
         );
         m.set_gauge(
+            "ringfence_hooks_attached",
+            "Enforcement hooks attached now (pinned links); 0: enforcement detached.",
+            &[],
+            crate::bpf::pinned_links(&self.cfg.bpffs).len() as f64,
+        );
+        m.set_gauge(
             "ringfence_policy_generation",
             "Generation of the policy in force.",
             &[],

@@ -16,6 +16,7 @@ pub enum Detect {
     Metadata,
 }
 
+#[derive(Debug)]
 pub struct FileWatch {
     path: PathBuf,
     detect: Detect,

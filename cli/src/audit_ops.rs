@@ -83,7 +83,7 @@ pub async fn run(args: &ServerArgs, command: AuditCommand, out: &mut impl Write)
 }
 
 /// Streaming state of a verification.
-struct Check {
+pub(crate) struct Check {
     verifier: ChainVerifier,
     /// The checkpoint's seq, whose hash is kept.
     want: Option<u64>,
@@ -92,7 +92,29 @@ struct Check {
 }
 
 impl Check {
-    fn line(&mut self, text: &str) -> Result<(), CliError> {
+    /// A check of a chain segment starting at record `first_seq` (linked to `prev_hash`) that
+    /// keeps the hash of record `want`.
+    pub(crate) fn resumed(first_seq: u64, prev_hash: &str, want: u64) -> Check {
+        Check {
+            verifier: ChainVerifier::resume(first_seq, prev_hash),
+            want: Some(want),
+            found: None,
+            line: 0,
+        }
+    }
+
+    /// Records up to the last checked (from seq 1).
+    pub(crate) fn count(&self) -> u64 {
+        self.verifier.count()
+    }
+
+    /// The hash of record `want`, once checked.
+    pub(crate) fn found(&self) -> Option<&str> {
+        self.found.as_deref()
+    }
+
+    /// Checks one JSON line.
+    pub(crate) fn line(&mut self, text: &str) -> Result<(), CliError> {
         self.line += 1;
         if text.trim().is_empty() {
             return Ok(());
@@ -110,7 +132,7 @@ impl Check {
 }
 
 /// The log against the checkpoint: long enough, and the same record at the checkpoint's seq.
-fn compare(c: &Checkpoint, records: u64, found: Option<&str>) -> Result<(), CliError> {
+pub(crate) fn compare(c: &Checkpoint, records: u64, found: Option<&str>) -> Result<(), CliError> {
     let signed = time_text(c.time_ms);
     if records < c.seq {
         return Err(CliError::AuditBroken {

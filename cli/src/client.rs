@@ -80,6 +80,9 @@ pub enum CliError {
     /// Writing output failed.
     #[error("writing output: {0}")]
     Output(#[from] std::io::Error),
+    /// An evidence pack does not verify.
+    #[error("evidence pack verification FAILED: {0}")]
+    EvidenceBroken(String),
     /// The server answered something unexpected.
     #[error("unexpected answer from the control plane: {0}")]
     Protocol(String),
@@ -122,8 +125,18 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 impl ApiClient {
-    /// Reads the CA and the admin credential named by `args`.
+    /// Reads the CA and the admin credential named by `args`; requests time out after 30 s.
     pub fn new(args: &ServerArgs) -> Result<ApiClient, CliError> {
+        Self::with_timeout(args, Some(Duration::from_secs(30)))
+    }
+
+    /// As [`ApiClient::new`], for responses that stream as long as the operator watches: only
+    /// connecting is bounded.
+    pub fn streaming(args: &ServerArgs) -> Result<ApiClient, CliError> {
+        Self::with_timeout(args, None)
+    }
+
+    fn with_timeout(args: &ServerArgs, timeout: Option<Duration>) -> Result<ApiClient, CliError> {
         let ca_pem = read(&args.ca).map_err(|reason| CliError::CaFile { path: args.ca.clone(), reason })?;
         let ca = Certificate::from_pem(ca_pem.as_bytes())
             .map_err(|e| CliError::CaFile { path: args.ca.clone(), reason: e.to_string() })?;
@@ -131,14 +144,18 @@ impl ApiClient {
             .map_err(|reason| CliError::TokenFile { path: args.admin_token_file.clone(), reason })?
             .trim()
             .to_owned();
-        let http = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .use_rustls_tls()
             .tls_built_in_root_certs(false)
             .add_root_certificate(ca)
             .min_tls_version(reqwest::tls::Version::TLS_1_3)
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| CliError::Usage(format!("cannot build the HTTPS client: {e}")))?;
+            .connect_timeout(Duration::from_secs(30));
+        let http = match timeout {
+            Some(t) => builder.timeout(t),
+            None => builder,
+        }
+        .build()
+        .map_err(|e| CliError::Usage(format!("cannot build the HTTPS client: {e}")))?;
         Ok(ApiClient { base: args.server.trim_end_matches('/').to_owned(), http, token })
     }
 

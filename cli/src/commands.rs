@@ -73,6 +73,75 @@ pub enum OperatorCommand {
         #[command(subcommand)]
         command: AccountsCommand,
     },
+    /// Stream verdicts, plaintext drops and alerts from the fleet (filters applied by the
+    /// control plane).
+    Observe(ObserveArgs),
+    /// An auditor's evidence pack: export a period from the control plane, verify a pack offline.
+    Evidence {
+        #[command(subcommand)]
+        command: EvidenceCommand,
+    },
+}
+
+/// `ringfence observe`.
+#[derive(Args, Clone, Debug, Default)]
+pub struct ObserveArgs {
+    /// Only this node (id or hostname).
+    #[arg(long)]
+    pub node: Option<String>,
+    /// Only nodes of this region.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Only workloads with these labels: k=v (comma-separated or repeated).
+    #[arg(long, value_name = "K=V")]
+    pub workload: Vec<String>,
+    /// Only this verdict: deny (policy denials), dropped (every drop), allow, audit, alert, or an
+    /// event kind (plaintext-drop, exfiltration).
+    #[arg(long)]
+    pub verdict: Option<String>,
+    /// Only remote addresses in this CIDR (or this address), or in this country (two letters).
+    #[arg(long, value_name = "CIDR|COUNTRY")]
+    pub to: Option<String>,
+    /// Keep streaming new flows as they arrive.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Stored flows shown first (default 20 with -f, else 100).
+    #[arg(long)]
+    pub last: Option<u32>,
+    /// Output: table, or json (one `{"flow": ...}` object per line).
+    #[arg(short, long, default_value = "table", value_parser = ["table", "json"])]
+    pub output: String,
+}
+
+/// `ringfence evidence ...`.
+#[derive(Subcommand, Debug)]
+pub enum EvidenceCommand {
+    /// Export the signed evidence pack of a period as .tar.zst.
+    Export {
+        /// Start of the period: YYYY-MM-DD (UTC midnight) or RFC 3339.
+        #[arg(long, value_name = "DATE")]
+        from: String,
+        /// End of the period (exclusive): YYYY-MM-DD (UTC midnight) or RFC 3339.
+        #[arg(long, value_name = "DATE")]
+        to: String,
+        /// The pack to write.
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+    },
+    /// Verify a pack offline: signature, every file's hash, nothing added or removed, the audit
+    /// chain segment and its checkpoints. Exit 1 naming the first bad file.
+    Verify {
+        /// The pack (.tar.zst).
+        pack: PathBuf,
+        /// The evidence public key to pin (evidence-signing.pub in the control plane's state
+        /// directory, obtained separately). Without it the key inside the pack is used, and the
+        /// pack only proves it was not altered since it was signed by whoever holds that key.
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        /// The audit checkpoint public key to pin (audit-checkpoint.pub); default: the pack's.
+        #[arg(long, value_name = "FILE")]
+        checkpoint_key: Option<PathBuf>,
+    },
 }
 
 /// `ringfence accounts ...`.

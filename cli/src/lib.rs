@@ -9,6 +9,8 @@ mod accounts_ops;
 mod audit_ops;
 pub mod client;
 pub mod commands;
+pub mod evidence;
+mod observe;
 pub mod offline;
 mod operator;
 mod output;
@@ -16,8 +18,8 @@ mod policy_ops;
 
 pub use client::{ApiClient, CliError, EXIT_NO_INPUT, EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_USAGE};
 pub use commands::{
-    AccountsCommand, AuditCommand, NodesCommand, OperatorCommand, PolicyOperatorCommand, ServerArgs,
-    TokenCommand,
+    AccountsCommand, AuditCommand, EvidenceCommand, NodesCommand, ObserveArgs, OperatorCommand,
+    PolicyOperatorCommand, ServerArgs, TokenCommand,
 };
 pub use operator::run as run_operator;
 pub use policy_ops::run as run_policy;

@@ -5,43 +5,14 @@
 //! `cargo run --release -p ringfence-control --example fanout -- [AGENTS] [EVENTS] [DB_URL]`
 //! (defaults: 1000 agents, 20000 events, SQLite in a temp directory). Talks only to 127.0.0.1.
 
-use std::sync::Arc;
+mod sim;
+
 use std::time::{Duration, Instant};
 
-use reqwest::{Certificate, Client, Identity, StatusCode};
-use ringfence_control::ServeArgs;
-use ringfence_proto::api::{
-    BundleAck, EnrollRequest, EnrollResponse, Event, EventBatch, PolicyApplyRequest, Selector, TokenRequest,
-    TokenResponse,
-};
+use reqwest::{Client, StatusCode};
+use ringfence_proto::api::{BundleAck, Event, EventBatch, PolicyApplyRequest, Selector};
 use ringfence_proto::SignedBundle;
-use tokio::sync::{mpsc, Semaphore};
-
-/// Sends `body` as JSON and reads the JSON answer (panics on any failure: a benchmark).
-async fn post_json<B: serde::Serialize, T: serde::de::DeserializeOwned>(
-    req: reqwest::RequestBuilder,
-    body: &B,
-) -> T {
-    req.json(body).send().await.unwrap().error_for_status().unwrap().json().await.unwrap()
-}
-
-/// A client; simulated agent `i` connects from its own loopback address (as 1000 nodes would
-/// from theirs: the control plane's per-source connection limit is about nodes, not the test).
-fn client(ca: &str, identity: Option<Identity>, agent: Option<usize>) -> Client {
-    let local = agent.map(|i| std::net::IpAddr::from([127, 1, (i / 250) as u8, (i % 250 + 1) as u8]));
-    let mut b = Client::builder()
-        .local_address(local)
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(Certificate::from_pem(ca.as_bytes()).unwrap())
-        .min_tls_version(reqwest::tls::Version::TLS_1_3)
-        .pool_max_idle_per_host(1)
-        .timeout(Duration::from_secs(120));
-    if let Some(i) = identity {
-        b = b.identity(i);
-    }
-    b.build().unwrap()
-}
+use tokio::sync::mpsc;
 
 fn policy(cidr: &str) -> String {
     format!("apiVersion: ringfence.dev/v1\nkind: EgressPolicy\nmetadata: {{name: fanout}}\nspec:\n  defaultAction: deny\n  egress:\n    - {{name: web, action: allow, to: {{cidrs: [{cidr}]}}}}\n")
@@ -56,54 +27,9 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let agents: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
     let events: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(20_000);
-    let dir = tempfile::tempdir().unwrap();
-    let mut argv = vec!["--listen".to_owned(), "127.0.0.1:0".into(), "--state-dir".into()];
-    argv.push(dir.path().join("state").display().to_string());
-    if let Some(db) = args.get(3) {
-        argv.extend(["--db".into(), db.clone()]);
-    }
-    let config = ServeArgs::from_flags(argv).unwrap().validate().unwrap();
-    let running = ringfence_control::start(config).await.unwrap();
-    let base = format!("https://127.0.0.1:{}", running.addr.port());
-    let ca = std::fs::read_to_string(&running.ca_path).unwrap();
-    let admin_token = std::fs::read_to_string(&running.admin_token_path).unwrap().trim().to_owned();
-    let admin = client(&ca, None, None);
-
-    // Enroll.
-    let started = Instant::now();
-    let limit = Arc::new(Semaphore::new(16));
-    let mut enrolling = Vec::new();
-    for i in 0..agents {
-        let (admin, base, ca, admin_token, limit) =
-            (admin.clone(), base.clone(), ca.clone(), admin_token.clone(), limit.clone());
-        enrolling.push(tokio::spawn(async move {
-            let _permit = limit.acquire().await.unwrap();
-            let req = TokenRequest { region: "eu".into(), labels: Default::default(), ttl_seconds: None };
-            let token: TokenResponse =
-                post_json(admin.post(format!("{base}/v1/tokens")).bearer_auth(&admin_token), &req).await;
-            let key = ringfence_proto::csr::generate(&format!("sim-{i}")).unwrap();
-            let req = EnrollRequest {
-                token: token.token,
-                csr_pem: key.csr_pem,
-                agent_version: None,
-                hostname: None,
-                wireguard: None,
-            };
-            let enrolled: EnrollResponse = post_json(admin.post(format!("{base}/v1/enroll")), &req).await;
-            let identity =
-                Identity::from_pem(format!("{}{}", enrolled.certificate_pem, key.key_pem).as_bytes())
-                    .unwrap();
-            (
-                client(&ca, Some(identity), Some(i)),
-                ringfence_proto::parse_public_key(&enrolled.bundle_signing_key).unwrap(),
-            )
-        }));
-    }
-    let mut clients = Vec::new();
-    for e in enrolling {
-        clients.push(e.await.unwrap());
-    }
-    println!("enrolled {agents} agents in {:.1?}", started.elapsed());
+    let server = sim::Server::start(args.get(3).map(String::as_str), &[]).await;
+    let (base, admin, admin_token) = (&server.base, &server.admin, &server.admin_token);
+    let clients = server.enroll(agents, "eu").await;
 
     // Every agent long-polls and acks; reports (policy version, when acked).
     let (tx, mut rx) = mpsc::unbounded_channel::<(u64, Instant)>();
@@ -140,7 +66,7 @@ async fn main() {
             comment: None,
             strict: false,
         };
-        admin.post(format!("{base}/v1/policies")).bearer_auth(&admin_token).json(&req).send()
+        admin.post(format!("{base}/v1/policies")).bearer_auth(admin_token).json(&req).send()
     };
     for (round, cidr) in ["198.51.100.0/24", "203.0.113.0/24", "192.0.2.0/24"].iter().enumerate() {
         let version = round as u64 + 1;
@@ -200,8 +126,8 @@ async fn main() {
     let total = per_agent * agents;
     let secs = t0.elapsed().as_secs_f64();
     println!("event ingest: {total} events in {secs:.2} s = {:.0} events/s", total as f64 / secs);
-    flood(&clients, &base).await;
-    running.stop().await;
+    flood(&clients, base).await;
+    server.running.stop().await;
 }
 
 fn event(id: String, kind: &str) -> Event {

@@ -23,14 +23,25 @@ use ringfence_proto::s3::S3;
 /// The newest checkpoint, in the state directory.
 pub const LAST_CHECKPOINT: &str = "audit-checkpoint.last";
 
-/// Asks the checkpointer for a checkpoint now (after a policy change).
+/// Asks the checkpointer for a checkpoint now (after a policy change, for an evidence export),
+/// with the reason it will carry.
 #[derive(Clone, Default)]
-pub struct CheckpointTrigger(Arc<Notify>);
+pub struct CheckpointTrigger(Arc<Notify>, Arc<std::sync::Mutex<Option<&'static str>>>);
 
 impl CheckpointTrigger {
-    /// A checkpoint as soon as possible.
+    /// A checkpoint as soon as possible, after a policy change.
     pub fn now(&self) {
+        self.now_for("policy-change");
+    }
+
+    /// A checkpoint as soon as possible, for `reason`.
+    pub fn now_for(&self, reason: &'static str) {
+        *self.1.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
         self.0.notify_one();
+    }
+
+    fn reason(&self) -> &'static str {
+        self.1.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or("policy-change")
     }
 }
 
@@ -78,7 +89,7 @@ impl Checkpointer {
             tokio::select! {
                 _ = shutdown.changed() => return,
                 _ = tokio::time::sleep(self.config.interval) => reason = "interval",
-                _ = trigger.0.notified() => reason = "policy-change",
+                _ = trigger.0.notified() => reason = trigger.reason(),
             }
         }
     }

@@ -7,6 +7,7 @@
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
@@ -52,6 +53,16 @@ pub struct Metrics {
     pub checkpoint_mismatch: Counter,
     /// Open connections now.
     pub connections: Gauge,
+    /// Open `GET /v1/observe` streams now.
+    pub observe_streams: Gauge,
+    /// Flows not delivered to an observe stream that fell behind.
+    pub observe_lost: Counter,
+    /// Events stored, by kind.
+    events_by_kind: Family<Vec<(String, String)>, Counter>,
+    /// Per node (set at each scrape): last heard from, certificate expiry, applied policy.
+    node_last_seen: Family<Vec<(String, String)>, Gauge>,
+    node_cert_expiry: Family<Vec<(String, String)>, Gauge>,
+    node_policy: Family<Vec<(String, String)>, Gauge>,
     /// Long-polls waiting now.
     pub watchers: Gauge,
     /// Enrolled, unrevoked nodes (set at each scrape).
@@ -93,6 +104,12 @@ impl Default for Metrics {
             checkpoints_failed: Counter::default(),
             checkpoint_mismatch: Counter::default(),
             connections: Gauge::default(),
+            observe_streams: Gauge::default(),
+            observe_lost: Counter::default(),
+            events_by_kind: Family::default(),
+            node_last_seen: Family::default(),
+            node_cert_expiry: Family::default(),
+            node_policy: Family::default(),
             watchers: Gauge::default(),
             nodes: Gauge::default(),
             nodes_revoked: Gauge::default(),
@@ -162,6 +179,47 @@ impl Metrics {
             self.watchers.clone(),
         );
         r.register("ringfence_connections", help("Open connections."), self.connections.clone());
+        r.register(
+            "ringfence_observe_streams",
+            help("Open flow streams (GET /v1/observe)."),
+            self.observe_streams.clone(),
+        );
+        r.register(
+            "ringfence_observe_lost_events",
+            help("Flows not delivered to a flow stream that fell behind."),
+            self.observe_lost.clone(),
+        );
+        r.register(
+            "ringfence_events_by_kind",
+            help("Events stored, by kind (deny, audit-deny, plaintext-drop, exfiltration...)."),
+            self.events_by_kind.clone(),
+        );
+        let per_node = [
+            (
+                "ringfence_node_last_seen_timestamp_seconds",
+                "When each enrolled node was last heard from (Unix seconds).",
+                &self.node_last_seen,
+            ),
+            (
+                "ringfence_node_cert_expiry_timestamp_seconds",
+                "When each enrolled node's client certificate expires (Unix seconds).",
+                &self.node_cert_expiry,
+            ),
+            (
+                "ringfence_node_applied_policy_version",
+                "The policy version each enrolled node applied (0: none yet).",
+                &self.node_policy,
+            ),
+        ];
+        for (name, text, family) in per_node {
+            r.register(name, help(text), family.clone());
+        }
+    }
+
+    /// Counts a stored event of `kind`.
+    pub fn event_stored(&self, kind: &str) {
+        self.events_by_kind.get_or_create(&vec![("kind".to_owned(), kind.to_owned())]).inc();
+        self.events_ingested.inc();
     }
 
     /// The exposition text, with the node and generation gauges taken from `snapshot`.
@@ -170,6 +228,18 @@ impl Metrics {
         self.nodes.set(active as i64);
         self.nodes_revoked.set((snapshot.nodes.len() - active) as i64);
         self.generation.set(snapshot.generation);
+        for family in [&self.node_last_seen, &self.node_cert_expiry, &self.node_policy] {
+            family.clear();
+        }
+        for n in snapshot.active_nodes() {
+            let i = &n.info;
+            let labels =
+                vec![("node_id".to_owned(), i.node_id.clone()), ("region".to_owned(), i.region.clone())];
+            let seen = i.last_seen_ms.unwrap_or(i.enrolled_ms) / 1000;
+            self.node_last_seen.get_or_create(&labels).set(seen);
+            self.node_cert_expiry.get_or_create(&labels).set(i.cert_not_after_ms / 1000);
+            self.node_policy.get_or_create(&labels).set(i.applied_policy_version.unwrap_or(0) as i64);
+        }
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out

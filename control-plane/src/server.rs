@@ -18,6 +18,8 @@ use crate::checkpoint::{CheckpointTrigger, Checkpointer};
 use crate::config::Config;
 use crate::conn::ConnLimits;
 use crate::db::{Db, DbError};
+use crate::evidence::EvidenceSources;
+use crate::flows::FlowBus;
 use crate::forward::{Forwarder, Sinks};
 use crate::hub::Hub;
 use crate::limits::{LongPolls, RateLimiter};
@@ -141,6 +143,12 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         &config.state_dir,
     )
     .map_err(ServeError::Checkpoint)?;
+    let evidence = EvidenceSources::new(
+        state.evidence_key,
+        &state.checkpoint_key,
+        &config.checkpoints,
+        &config.state_dir,
+    );
     let app = Arc::new(AppState {
         db: db.clone(),
         hub: hub.clone(),
@@ -160,6 +168,8 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         logins: RateLimiter::new(LOGIN_RATE, LOGIN_BURST),
         state_dir: config.state_dir.clone(),
         checkpoints: trigger.clone(),
+        flows: FlowBus::default(),
+        evidence,
     });
     tokio::spawn(checkpointer.run(trigger, shutdown_rx.clone()));
     tokio::spawn(hub.follow(Duration::from_secs(5), shutdown_rx.clone()));

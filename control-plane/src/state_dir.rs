@@ -24,6 +24,10 @@ pub const ADMIN_TOKEN: &str = "admin.token";
 pub const CHECKPOINT_KEY: &str = "audit-checkpoint.key";
 /// Its public key (base64), for `ringfence audit verify --checkpoint-key`.
 pub const CHECKPOINT_PUB: &str = "audit-checkpoint.pub";
+/// The Ed25519 key that signs evidence packs' manifests (base64 seed), used for nothing else.
+pub const EVIDENCE_KEY: &str = "evidence-signing.key";
+/// Its public key (base64), for `ringfence evidence verify --key`.
+pub const EVIDENCE_PUB: &str = "evidence-signing.pub";
 
 /// Why the state directory could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +68,8 @@ pub struct State {
     pub ca_path: PathBuf,
     /// The audit checkpoint key.
     pub checkpoint_key: SigningKey,
+    /// The evidence pack signing key.
+    pub evidence_key: SigningKey,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
@@ -111,10 +117,13 @@ pub fn load_or_create(dir: &Path) -> Result<State, StateError> {
     };
     let signing_key = ed25519_key(&dir.join(SIGNING_KEY), "bundle-signing")?;
     let checkpoint_key = ed25519_key(&dir.join(CHECKPOINT_KEY), "audit checkpoint")?;
-    let pub_path = dir.join(CHECKPOINT_PUB);
-    if read(&pub_path)?.is_none() {
-        let public = ringfence_proto::public_key_b64(&checkpoint_key.verifying_key());
-        write_new(&pub_path, &format!("{public}\n"), 0o644)?;
+    let evidence_key = ed25519_key(&dir.join(EVIDENCE_KEY), "evidence signing")?;
+    for (key, name) in [(&checkpoint_key, CHECKPOINT_PUB), (&evidence_key, EVIDENCE_PUB)] {
+        let pub_path = dir.join(name);
+        if read(&pub_path)?.is_none() {
+            let public = ringfence_proto::public_key_b64(&key.verifying_key());
+            write_new(&pub_path, &format!("{public}\n"), 0o644)?;
+        }
     }
     let admin_token_path = dir.join(ADMIN_TOKEN);
     let admin_token = match read(&admin_token_path)? {
@@ -129,7 +138,7 @@ pub fn load_or_create(dir: &Path) -> Result<State, StateError> {
             token
         }
     };
-    Ok(State { ca, signing_key, admin_token, admin_token_path, ca_path, checkpoint_key })
+    Ok(State { ca, signing_key, admin_token, admin_token_path, ca_path, checkpoint_key, evidence_key })
 }
 
 /// Loads an Ed25519 key (base64 of its 32-byte seed), creating it (0600) if missing.
@@ -157,7 +166,7 @@ mod tests {
     fn creates_once_then_reloads_with_private_modes() {
         let dir = tempfile::tempdir().unwrap();
         let first = load_or_create(dir.path()).unwrap();
-        for name in [CA_KEY, SIGNING_KEY, ADMIN_TOKEN, CHECKPOINT_KEY] {
+        for name in [CA_KEY, SIGNING_KEY, ADMIN_TOKEN, CHECKPOINT_KEY, EVIDENCE_KEY] {
             let mode = fs::metadata(dir.path().join(name)).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600, "{name}");
         }
@@ -167,6 +176,8 @@ mod tests {
         assert_eq!(first.signing_key.to_bytes(), second.signing_key.to_bytes());
         assert_eq!(first.checkpoint_key.to_bytes(), second.checkpoint_key.to_bytes());
         assert_ne!(first.checkpoint_key.to_bytes(), first.signing_key.to_bytes(), "a dedicated key");
+        assert_eq!(first.evidence_key.to_bytes(), second.evidence_key.to_bytes());
+        assert_ne!(first.evidence_key.to_bytes(), first.checkpoint_key.to_bytes(), "a dedicated key");
         fs::remove_file(dir.path().join(CA_KEY)).unwrap();
         let err = load_or_create(dir.path()).err().expect("missing CA key refused");
         assert!(err.to_string().contains("its key is missing"), "{err}");

@@ -158,6 +158,12 @@ impl Default for ChainVerifier {
 }
 
 impl ChainVerifier {
+    /// A verifier of a chain segment that starts at record `next_seq`, linked to `prev_hash`
+    /// (the segment's first record's own `prev_hash`: what anchors it is a signed checkpoint).
+    pub fn resume(next_seq: u64, prev_hash: &str) -> Self {
+        ChainVerifier { next_seq, prev_hash: prev_hash.to_owned() }
+    }
+
     /// Checks the next record.
     pub fn push(&mut self, record: &AuditRecord) -> Result<(), ChainError> {
         if record.seq != self.next_seq {
@@ -174,7 +180,7 @@ impl ChainVerifier {
         Ok(())
     }
 
-    /// Records checked.
+    /// Records checked (from seq 1: a resumed verifier counts the records before it too).
     pub fn count(&self) -> u64 {
         self.next_seq - 1
     }

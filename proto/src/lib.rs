@@ -13,6 +13,7 @@ pub mod bundle;
 pub mod checkpoint;
 #[cfg(feature = "csr")]
 pub mod csr;
+pub mod evidence;
 mod keys;
 #[cfg(feature = "s3")]
 pub mod s3;

@@ -41,6 +41,7 @@ pub mod capture;
 pub mod cgroup;
 pub mod cleanup;
 pub mod control;
+pub mod deploy_metrics;
 pub mod lab;
 pub mod netns;
 pub mod postgres;

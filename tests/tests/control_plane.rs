@@ -188,4 +188,53 @@ fn enrolled_nodes_enforce_their_selected_policy_and_survive_an_outage() {
     assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len(), "no duplicate ids");
     let verify = cp.cli_output(&["audit", "verify"]);
     assert!(verify.status.success(), "audit chain intact: {}", String::from_utf8_lossy(&verify.stdout));
+    observe_and_evidence(&cp, &a.id, denials);
+}
+
+/// The live flow view shows node a's real denials, and an evidence pack of today verifies
+/// offline with its audit segment anchored.
+fn observe_and_evidence(cp: &ControlPlane, node_a: &str, denials: u64) {
+    let flows = cp.cli(&["observe", "-o", "json", "--node", node_a, "--verdict", "deny", "--last", "1000"]);
+    let counted: u64 = flows
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a flow line"))
+        .filter(|l| l["flow"]["destination"]["port"] != MARKER_PORT)
+        .map(|l| {
+            assert_eq!(l["flow"]["verdict"], "DROPPED", "{l}");
+            assert_eq!(l["flow"]["node_id"], node_a, "{l}");
+            l["flow"]["count"].as_u64().expect("count")
+        })
+        .sum();
+    assert_eq!(counted, denials, "observe shows every denial of node a: {flows}");
+    let pack = cp.state.join("today.tar.zst");
+    cp.cli(&[
+        "evidence",
+        "export",
+        "--from",
+        &utc_day(-86_400_000),
+        "--to",
+        &utc_day(86_400_000),
+        "-o",
+        pack.to_str().unwrap(),
+    ]);
+    let key = cp.state.join("evidence-signing.pub");
+    let verified = cp.cli(&["evidence", "verify", pack.to_str().unwrap(), "--key", key.to_str().unwrap()]);
+    assert!(
+        verified.contains("evidence pack ok") && verified.contains("anchored by the checkpoint"),
+        "{verified}"
+    );
+    assert!(verified.contains("files for"), "{verified}");
+}
+
+/// `YYYY-MM-DD` of now + `offset_ms` (UTC).
+fn utc_day(offset_ms: i64) -> String {
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_millis()
+            as i64;
+    let days = (now + offset_ms).div_euclid(86_400_000);
+    let out = std::process::Command::new("date")
+        .args(["-u", "-d", &format!("@{}", days * 86_400), "+%F"])
+        .output()
+        .expect("date");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }

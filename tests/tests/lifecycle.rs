@@ -99,6 +99,52 @@ fn sighup_reloads_and_a_bad_policy_keeps_the_old_one() {
     e.lab.tcp("198.51.100.20", 8080).assert_eperm("rule gone with the old policy");
 }
 
+/// An open connection the old policy allowed (its packets passed from the backstop's verdict
+/// cache) is cut by a reload that no longer allows its destination: the cache is keyed by the
+/// policy generation, so the first packet after the reload gets the full verdict.
+#[test]
+fn a_reload_that_revokes_a_destination_cuts_its_open_connection() {
+    use std::io::{BufRead, BufReader};
+    // Generation 0 allows 198.51.100.20:8080; generation 1 moves that rule to .10.
+    let e = Enforced::start("revoke", &[8080], &reload_policy(0));
+    let args = [
+        "stream",
+        "198.51.100.20",
+        "8080",
+        "--bytes",
+        "4000000000",
+        "--rate",
+        "4000000",
+        "--mark",
+        "1000000",
+        "--stall-ms",
+        "1500",
+        "--timeout-ms",
+        "5000",
+    ];
+    let mut child = e.lab.spawn_probe(&args);
+    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    let first = lines.next().expect("a line from the stream").expect("read stream");
+    assert!(first.contains("\"mark\""), "the upload is under way before the reload: {first}");
+    e.replace_policy(&reload_policy(1));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the stream") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the revoked upload still runs 30 s after the reload");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let last = rest.last().cloned().unwrap_or_default();
+    assert_eq!(status.code(), Some(3), "the upload stalls once the reload revokes it: {rest:?}");
+    assert!(last.contains("\"stalled\":true"), "{last}");
+    e.lab.tcp("198.51.100.20", 8080).assert_eperm("new connections are refused as well");
+}
+
 #[test]
 fn sigkill_leaves_enforcement_and_a_restart_adopts_it_without_a_gap() {
     let mut e = Enforced::start("restart", &[443, 53], &reload_policy(0));

@@ -12,7 +12,8 @@ use std::{
 
 use ipnet::IpNet;
 use ringfence_policy::geo::fixture::{write_mmdb, Layout};
-use ringfence_tests::{agent_bin, workload_agent_args, AgentProc, Enforced, LoopReport};
+use ringfence_tests::probe::{probe_bin, ProbeResult};
+use ringfence_tests::{agent_bin, workload_agent_args, AgentProc, Capture, Enforced, LoopReport, TestCgroup};
 
 const WAIT: Duration = Duration::from_secs(10);
 const START: Duration = Duration::from_secs(60);
@@ -175,6 +176,32 @@ impl Node {
     }
 }
 
+/// An unprivileged user (as in the isolation tests).
+const NOBODY: u32 = 65534;
+
+/// Runs `lab-probe args` in `cgroup` of the node, as `uid` (root when `None`).
+fn run_as(node: &Node, cgroup: &TestCgroup, uid: Option<u32>, args: &[&str]) -> std::process::Output {
+    let lab = &node.e.lab;
+    let mut cmd = match uid {
+        Some(uid) => lab.node_command_as(cgroup, uid, probe_bin()),
+        None => lab.node_command_in(cgroup, probe_bin()),
+    };
+    cmd.args(args).stdin(std::process::Stdio::null()).output().expect("run lab-probe")
+}
+
+/// A `tcp`/`udp` probe as `uid`.
+fn probe_as(node: &Node, cgroup: &TestCgroup, uid: Option<u32>, args: &[&str]) -> ProbeResult {
+    ProbeResult::from_output(&format!("lab-probe {args:?} as {uid:?}"), &run_as(node, cgroup, uid, args))
+}
+
+/// An `escape` attempt as `uid`: its JSON line (socket, setup, sent, failed).
+fn escape_as(node: &Node, cgroup: &TestCgroup, uid: Option<u32>, args: &[&str]) -> serde_json::Value {
+    let out = run_as(node, cgroup, uid, &[&["escape"], args].concat());
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("lab-probe escape {args:?}: {e}: {text}"))
+}
+
 /// Starts `lab-probe loop` in `cgroup` against a destination the eu policy denies and one it
 /// allows; `until` says when it stops (`--stop-file F` or `--duration-ms D`).
 fn spawn_loop(node: &Node, cgroup: &ringfence_tests::TestCgroup, until: &[&str]) -> std::process::Child {
@@ -280,10 +307,17 @@ fn a_job_is_governed_from_its_first_instruction_and_its_state_goes_with_it() {
     let in_force = made.elapsed();
     assert_eq!(seen["policy"], "eu", "{seen}");
     // Stop the loop once it has been refused under the job's own policy (its denials are
-    // events with its pid).
+    // events with its pid) and has made enough attempts to mean something (the node counts
+    // every denial; events are rate limited).
     let pid = probe.id();
     node.agent()
         .wait_for_event("the loop under the eu policy", WAIT, |v| v["pid"] == pid && v["policy"] == "eu");
+    let denials = || node.e.status()["counters"]["denied"].as_u64().unwrap_or(0);
+    let (floor, deadline) = (denials() + 20, Instant::now() + WAIT);
+    while denials() < floor {
+        assert!(Instant::now() < deadline, "the loop made too few attempts: {}", node.e.status());
+        std::thread::sleep(Duration::from_millis(20));
+    }
     std::fs::write(&stop, "").expect("stop the loop");
     let report = LoopReport::from_output(&probe.wait_with_output().expect("loop output"));
     let denied = report.target(&format!("tcp:{US_HOST}:443:deny"));
@@ -435,4 +469,78 @@ fn workloads_stay_enforced_while_the_agent_is_dead_and_after_it_restarts() {
     );
     assert!(denied.attempts > 1 && denied.ok == 0, "denied got through around the restart: {denied:?}");
     assert_eq!(allowed.ok, allowed.attempts, "the eu job lost its policy around the restart: {allowed:?}");
+}
+
+/// What a process inside a job might try to leave its policy: every socket kind, as root and as
+/// an unprivileged user, from the job's cgroup and from a cgroup it makes under its own. The us
+/// job may reach US hosts only; the EU host stays out of reach whatever it tries.
+#[test]
+fn a_job_cannot_leave_its_policy_by_socket_kind_user_or_nested_cgroup() {
+    let mut node = Node::new("wlattack");
+    node.e.lab.node_ns().sysctl("net.ipv4.ping_group_range", "0 2147483647");
+    node.start();
+    let job = node.e.lab.cgroup().child("job-us");
+    let tools = node.e.lab.cgroup().child("job-tools");
+    node.agent()
+        .wait_for("the us job", WAIT, |v| v["message"] == "workload found" && v["workload"] == "job-us");
+    let nested = job.child("step-0");
+    let eu_v6 = "2001:db8:10::10";
+    let mapped = format!("::ffff:{EU_HOST}");
+    for (cg, place) in [(&job, "job"), (&nested, "nested cgroup")] {
+        for uid in [None, Some(NOBODY)] {
+            let what = |how: &str| format!("{how} from the {place} as {uid:?}");
+            probe_as(&node, cg, uid, &["tcp", EU_HOST, "443"]).assert_eperm(&what("TCP connect"));
+            probe_as(&node, cg, uid, &["udp", EU_HOST, "53"]).assert_eperm(&what("UDP sendto"));
+            probe_as(&node, cg, uid, &["udp", EU_HOST, "53", "--connect"]).assert_eperm(&what("UDP connect"));
+            probe_as(&node, cg, uid, &["tcp", eu_v6, "443"]).assert_eperm(&what("TCP over IPv6"));
+            probe_as(&node, cg, uid, &["tcp", &mapped, "443"]).assert_eperm(&what("IPv4-mapped IPv6"));
+            probe_as(&node, cg, uid, &["tcp", US_HOST, "443"]).assert_ok(&what("the job's own destination"));
+        }
+    }
+    // Raw IP sockets are refused to root in the job (an unprivileged user has none anyway).
+    let raw = escape_as(&node, &nested, None, &["raw-udp", EU_HOST, "53", "--marker", "rf-wl-raw-"]);
+    assert_eq!(raw["socket"], "EPERM", "a raw socket in the job must be refused: {raw}");
+    // Ping sockets open, but their echo requests to the EU host never cross the wire: the tools
+    // job's ping, sent after them on the same path, is the control that must be seen.
+    let cap = Capture::start(&node.e.lab, &["rf-wl-bad-", "rf-wl-ctl-"]);
+    for (cg, uid) in [(&job, Some(NOBODY)), (&nested, Some(NOBODY)), (&nested, None)] {
+        let tried = escape_as(&node, cg, uid, &["ping", EU_HOST, "0", "--marker", "rf-wl-bad-"]);
+        assert_eq!(tried["socket"], "ok", "ping sockets open, their packets are decided: {tried}");
+    }
+    let ctl = escape_as(&node, &tools, Some(NOBODY), &["ping", EU_HOST, "0", "--marker", "rf-wl-ctl-"]);
+    assert!(ctl["sent"].as_u64().unwrap_or(0) > 0, "the control ping from the tools job: {ctl}");
+    cap.wait_for("rf-wl-ctl-", 1, WAIT);
+    assert_eq!(cap.count("rf-wl-bad-"), 0, "an echo request left the us job");
+    assert_eq!(node.policy_of("job-us").as_deref(), Some("us"));
+}
+
+/// The static identity file is followed: relabelling a service moves it to the policy its new
+/// labels select, with no restart; a file that no longer parses keeps the labels in force.
+#[test]
+fn an_edited_static_identity_file_relabels_running_workloads() {
+    let mut node = Node::new("wlrelabel");
+    node.start();
+    let tools = node.e.lab.cgroup().child("job-tools");
+    node.agent().wait_for("the tools job", WAIT, |v| {
+        v["message"] == "workload found" && v["workload"] == "job-tools"
+    });
+    node.e.lab.probe_in(&tools, &["tcp", EU_HOST, "443"]).assert_ok("tools may go anywhere");
+    let labels = node.e.dir().join("labels.yaml");
+    let relabelled = STATIC_LABELS.replace(
+        "- pattern: \"job-tools\"\n  labels: { ringfence.dev/profile: tools }",
+        "- pattern: \"job-tools\"\n  labels: { ringfence.dev/profile: us-resident }",
+    );
+    assert_ne!(relabelled, STATIC_LABELS, "the test's edit applies");
+    std::fs::write(&labels, &relabelled).expect("rewrite the static identity file");
+    let changed = node.agent().wait_for("the relabelled job", WAIT, |v| {
+        v["message"] == "workload changed" && v["workload"] == "job-tools"
+    });
+    assert_eq!(changed["policy"], "us", "{changed}");
+    node.e.lab.probe_in(&tools, &["tcp", EU_HOST, "443"]).assert_eperm("now under the us policy");
+    node.e.lab.probe_in(&tools, &["tcp", US_HOST, "443"]).assert_ok("the us policy's own destination");
+    // A broken edit is refused and changes nothing.
+    std::fs::write(&labels, "- pattern: [broken\n").expect("break the file");
+    node.agent().wait_for_message("static identity file refused; the mapping in force stays", WAIT);
+    node.e.lab.probe_in(&tools, &["tcp", US_HOST, "443"]).assert_ok("labels in force kept");
+    assert_eq!(node.policy_of("job-tools").as_deref(), Some("us"));
 }

@@ -53,6 +53,9 @@ enum Cmd {
     /// Console pages in Debian's chromium with 1,000 nodes and 100k events: first contentful
     /// paint and time to data per page.
     BenchConsole,
+    /// Live flow view: events delivered at 10,000/s while `ringfence observe -f` follows;
+    /// every event must reach the stream (count checked); SQLite and PostgreSQL.
+    BenchObserve(bench::ObserveBenchArgs),
     /// Per-workload policies: 1,000 workload cgroups and 64 policies, connect() latency vs no
     /// program vs nftables (socket cgroupv2), cgroup creation to own policy (p50/p99), memory.
     BenchWorkloads(bench::WorkloadBenchArgs),
@@ -88,6 +91,7 @@ fn main() -> Result<()> {
         Cmd::BenchPath(args) => bench::bench_path(args),
         Cmd::BenchExfil(args) => bench::bench_exfil(args),
         Cmd::BenchControl(args) => bench::bench_control(args),
+        Cmd::BenchObserve(args) => bench::bench_observe(args),
         Cmd::BenchWorkloads(args) => bench::bench_workloads(args),
         Cmd::Fuzz(args) => fuzz::fuzz(args),
         Cmd::Cycles { all, graph, dirs } => cycles::cycles(&dirs, cycles::Show { all, graph }),

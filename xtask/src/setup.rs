@@ -37,6 +37,8 @@ const APT_PACKAGES: &[&str] = &[
     // The console's browser tests and `cargo xtask bench-console` drive Debian's chromium with
     // playwright-core (Node.js and npm: see setup_console.rs).
     "chromium",
+    // promtool: the deploy/ test checks the shipped Prometheus alert rules (`promtool check rules`).
+    "prometheus",
 ];
 
 /// Where Debian's PostgreSQL server binaries live (one directory per major version).

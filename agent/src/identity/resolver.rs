@@ -8,17 +8,22 @@ use crate::identity::pod_cache::PodCache;
 use crate::identity::slurm::{self, SlurmSource};
 use crate::identity::static_file::{self, StaticSource};
 use crate::identity::workload::{Labels, Workload, CGROUP_LABEL};
+use crate::watch::FileWatch;
 
 /// Resolves cgroup paths (relative to the cgroup root) to workloads.
 ///
 /// Sources are consulted in the order kubernetes, slurm, static; when two give the same label,
 /// the later wins (the operator's static file has the last word). [`CGROUP_LABEL`] is always
 /// the cgroup's own path.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct Resolver {
     kubernetes: Option<KubernetesSource>,
     slurm: Option<SlurmSource>,
     static_file: Option<StaticSource>,
+    /// The static mapping's file, re-read when its content changes ([`Resolver::reload_static`]).
+    static_watch: Option<(PathBuf, FileWatch)>,
+    /// Bumped at each reload of the static mapping.
+    static_version: u64,
 }
 
 impl Resolver {
@@ -28,28 +33,55 @@ impl Resolver {
         slurm: Option<SlurmSource>,
         static_file: Option<StaticSource>,
     ) -> Self {
-        Resolver { kubernetes, slurm, static_file }
+        Resolver { kubernetes, slurm, static_file, ..Default::default() }
     }
 
     /// The sources `config` turns on: reads the static file; the Kubernetes source reads
     /// `pods`, which the caller fills by running the watch
     /// ([`run_pod_watch`](crate::identity::kube_client::run_pod_watch)).
     pub fn from_config(config: &IdentityConfig, pods: &PodCache) -> Result<Self, IdentityError> {
+        let static_watch = config.static_file.as_ref().map(|s| (s.file.clone(), FileWatch::new(&s.file)));
         let static_file = config.static_file.as_ref().map(|s| StaticSource::load(&s.file)).transpose()?;
         Ok(Resolver {
             kubernetes: config.kubernetes.as_ref().map(|_| KubernetesSource::new(pods.clone())),
             slurm: config.slurm.as_ref().map(|s| SlurmSource::new(&s.job_info_dir)),
             static_file,
+            static_watch,
+            static_version: 0,
         })
     }
 
-    /// Changes whenever what the sources read may have changed (a Slurm job file, the pods):
-    /// labels resolved under the same version are still right.
-    pub fn inputs_version(&self) -> (u64, u64) {
+    /// Changes whenever what the sources read may have changed (a Slurm job file, the pods, the
+    /// static mapping): labels resolved under the same version are still right.
+    pub fn inputs_version(&self) -> (u64, u64, u64) {
         (
             self.slurm.as_ref().map_or(0, SlurmSource::version),
             self.kubernetes.as_ref().map_or(0, |k| k.cache().generation()),
+            self.static_version,
         )
+    }
+
+    /// Re-reads the static mapping if its file's content changed since it was read. A file that
+    /// no longer parses is refused with every problem logged, and the mapping in force stays
+    /// (as a rejected policy reload keeps the policy in force). Returns whether it changed.
+    pub fn reload_static(&mut self) -> bool {
+        let Some((path, watch)) = self.static_watch.as_mut() else { return false };
+        if !watch.changed() {
+            return false;
+        }
+        match StaticSource::load(path) {
+            Ok(mapping) => {
+                tracing::info!(path = %path.display(), "static identity file reloaded");
+                self.static_file = Some(mapping);
+                self.static_version += 1;
+                true
+            }
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e,
+                    "static identity file refused; the mapping in force stays");
+                false
+            }
+        }
     }
 
     /// The workload at `path` (relative to the cgroup root; a leading `/` is ignored), or
@@ -178,5 +210,42 @@ mod tests {
         assert_eq!(r.resolve(Path::new("../etc")), None);
         assert_eq!(r.resolve(Path::new("/")), None);
         assert_eq!(Resolver::default().resolve(Path::new("system.slice/ollama.service")), None);
+    }
+}
+
+#[cfg(test)]
+mod reload_tests {
+    use super::*;
+
+    #[test]
+    fn static_file_changes_are_picked_up_and_a_bad_file_keeps_the_mapping_in_force() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let statics = dir.path().join("workloads.yaml");
+        let mapping =
+            |app: &str| format!("- pattern: \"system.slice/app.service\"\n  labels: {{app: {app}}}\n");
+        std::fs::write(&statics, mapping("one")).expect("static file");
+        let text = format!(
+            "apiVersion: ringfence.dev/v1\nkind: IdentitySources\nsources:\n  static: {{file: {}}}\n",
+            statics.display()
+        );
+        let config = IdentityConfig::parse(&text).unwrap_or_else(|e| panic!("config refused: {e:?}"));
+        let mut r =
+            Resolver::from_config(&config, &PodCache::new()).unwrap_or_else(|e| panic!("resolver: {e}"));
+        let app =
+            |r: &Resolver| r.resolve(Path::new("system.slice/app.service")).map(|w| w.labels["app"].clone());
+        let v0 = r.inputs_version();
+        assert!(!r.reload_static(), "unchanged file: nothing to reload");
+        assert_eq!(app(&r).as_deref(), Some("one"));
+
+        std::fs::write(&statics, mapping("two")).expect("rewrite");
+        assert!(r.reload_static(), "a changed file is reloaded");
+        assert_eq!(app(&r).as_deref(), Some("two"));
+        let v1 = r.inputs_version();
+        assert_ne!(v0, v1, "a reload changes the inputs version, so workloads are re-resolved");
+
+        std::fs::write(&statics, "- pattern: [not, a, string]\n").expect("break");
+        assert!(!r.reload_static(), "a file that does not parse is refused");
+        assert_eq!(app(&r).as_deref(), Some("two"), "the mapping in force stays");
+        assert_eq!(r.inputs_version(), v1);
     }
 }

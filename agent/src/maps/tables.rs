@@ -73,11 +73,14 @@ impl PinnedMaps {
     }
 
     /// Empties both slots of `policy` (its settings zeroed: a cgroup still mapped to it would be
-    /// denied everything). Callers remove the policy's workload entries first.
+    /// denied everything). Callers remove the policy's workload entries first. The emptied
+    /// tables get a fresh generation rather than 0, so that generations never go back, across
+    /// agent restarts too ([`PinnedMaps::max_generation`]): the kernel's verdict cache keys on them.
     pub fn clear_policy(&mut self, policy: u32) -> Result<(), AgentError> {
+        let generation = self.next_generation();
         for slot in 0..2 {
             for dir in [DIR_EGRESS, DIR_INGRESS] {
-                let zero = PolicyConfig::default();
+                let zero = PolicyConfig { generation, ..PolicyConfig::default() };
                 self.fill_table(table_id(policy, slot, dir), &Compiled::empty(), &GeoInfo::default(), zero)?;
             }
         }

@@ -64,7 +64,7 @@ pub struct Tracker {
     /// Changes of the pod cache (the pod watch's), which relabel pod cgroups.
     pod_changes: Option<watch::Receiver<u64>>,
     /// The identity inputs' version at the last full resolution.
-    inputs: Option<(u64, u64)>,
+    inputs: Option<(u64, u64, u64)>,
 }
 
 /// How long the first sync waits for the pod watch's first list: without it, pod cgroups would
@@ -139,6 +139,7 @@ impl Tracker {
     pub fn on_wake(&mut self, wake: Wake, maps: &mut PinnedMaps) -> Result<Vec<Change>, AgentError> {
         let Wake::Tree(events) = wake else {
             // Labels come from files and the pod watch: re-resolve only when those changed.
+            self.resolver.reload_static();
             let changed = self.inputs != Some(self.resolver.inputs_version());
             return if changed { self.refresh(maps, true) } else { Ok(Vec::new()) };
         };

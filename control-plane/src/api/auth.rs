@@ -85,6 +85,8 @@ impl FromRequestParts<Arc<AppState>> for Node {
         let now = ringfence_proto::now_ms();
         if node.info.last_seen_ms.is_none_or(|seen| now - seen >= 60_000) {
             db::nodes::touch(state.db.pool(), &peer.node_id).await?;
+            let last = node.info.last_seen_ms.unwrap_or(node.info.enrolled_ms);
+            db::history::heard_from(state.db.pool(), &peer.node_id, last, now).await?;
         }
         Ok(Node(node))
     }

@@ -88,8 +88,9 @@ pub async fn ingest(
     // Each summary its own audit record (bounded in size, like the event).
     db::audit::append_many(&mut tx, &format!("node:{id}"), "alert", summaries).await?;
     tx.commit().await.map_err(db::DbError::from)?;
+    state.flows.publish(&stored, &state.hub.current());
     for event in stored {
-        inc(&state.metrics.events_ingested);
+        state.metrics.event_stored(&event.event.kind);
         state.forwarder.send(event);
     }
     for _ in &duplicates {

@@ -7,8 +7,11 @@ pub mod console;
 mod enroll;
 pub mod error;
 mod events;
+mod evidence;
+mod insight;
 mod mesh;
 mod nodes;
+mod observe;
 mod policies;
 mod state;
 
@@ -49,9 +52,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/healthz"),
 ];
 
+/// Routes of the flow view and evidence pack (listed with [`ROUTES`] in the OpenAPI document).
+pub use insight::ROUTES as INSIGHT_ROUTES;
+
 /// The router.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    insight::routes(Router::new())
         .route("/v1/tokens", post(enroll::create_token))
         .route("/v1/enroll", post(enroll::enroll))
         .route("/v1/renew", post(enroll::renew))

@@ -89,6 +89,7 @@ pub async fn report(
         db::nodes::set_workloads(&mut tx, &id, workloads, generation).await?;
         tracing::info!(node = id, workloads = workloads.len(), "node workloads changed");
     }
+    db::history::record_report(&mut tx, &node, &report, ringfence_proto::now_ms()).await?;
     db::nodes::apply_report(&mut tx, &node, &report).await?;
     tx.commit().await.map_err(db::DbError::from)?;
     if changed.is_some() || workloads.is_some() {

@@ -45,17 +45,7 @@ fn check_policy(yaml: &str) -> ApiResult<ringfence_policy::Policy> {
     Ok(policy)
 }
 
-/// A unified line diff.
-pub fn line_diff(old: &str, new: &str, old_name: &str, new_name: &str) -> String {
-    if old == new {
-        return String::new();
-    }
-    similar::TextDiff::from_lines(old, new)
-        .unified_diff()
-        .context_radius(3)
-        .header(old_name, new_name)
-        .to_string()
-}
+pub use crate::diff::line_diff;
 
 pub(super) async fn store(
     state: &AppState,

@@ -50,6 +50,10 @@ pub struct AppState {
     pub logins: RateLimiter,
     /// The state directory (the console reads the last audit checkpoint from it).
     pub state_dir: std::path::PathBuf,
+    /// New flows for `GET /v1/observe`.
+    pub flows: crate::flows::FlowBus,
+    /// What the evidence pack is signed with and where its checkpoints are.
+    pub evidence: crate::evidence::EvidenceSources,
     /// The last refused WireGuard claim of each node (a repeat is not audited again).
     pub refused_claims: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }

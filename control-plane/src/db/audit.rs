@@ -113,3 +113,27 @@ pub async fn head(pool: &AnyPool) -> Result<Option<(u64, String)>, DbError> {
         sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetch_optional(pool).await?;
     row.map(|r| Ok((r.try_get::<i64, _>(0)? as u64, r.try_get(1)?))).transpose()
 }
+
+/// The first and last seq of the records written in `[from_ms, to_ms)` (`None`: none).
+pub async fn seq_range(pool: &AnyPool, from_ms: i64, to_ms: i64) -> Result<Option<(u64, u64)>, DbError> {
+    let row = sqlx::query("SELECT MIN(seq), MAX(seq) FROM audit_log WHERE time_ms >= $1 AND time_ms < $2")
+        .bind(from_ms)
+        .bind(to_ms)
+        .fetch_one(pool)
+        .await?;
+    let (first, last): (Option<i64>, Option<i64>) = (row.try_get(0)?, row.try_get(1)?);
+    Ok(first.zip(last).map(|(f, l)| (f as u64, l as u64)))
+}
+
+/// The records with seq in `[first, last]`, in seq order.
+pub async fn range(pool: &AnyPool, first: u64, last: u64) -> Result<Vec<AuditRecord>, DbError> {
+    let mut out = Vec::new();
+    let mut after = first.saturating_sub(1);
+    while after < last {
+        let records = page(pool, after, PAGE).await?;
+        let Some(end) = records.last().map(|r| r.seq) else { break };
+        out.extend(records.into_iter().filter(|r| r.seq <= last));
+        after = end;
+    }
+    Ok(out)
+}

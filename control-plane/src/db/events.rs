@@ -50,34 +50,57 @@ pub async fn insert_many(
 
 /// The newest `limit` events.
 pub async fn recent(pool: &AnyPool, limit: i64) -> Result<Vec<StoredEvent>, DbError> {
-    let rows = sqlx::query(
-        "SELECT node_id, id, kind, severity, summary, details, time_ms, received_ms FROM events \
-         ORDER BY received_ms DESC, node_id, id LIMIT $1",
-    )
-    .bind(limit)
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|row| {
-            let details: String = row.try_get("details")?;
-            Ok(StoredEvent {
-                node_id: row.try_get("node_id")?,
-                event: Event {
-                    id: row.try_get("id")?,
-                    kind: row.try_get("kind")?,
-                    time_ms: row.try_get("time_ms")?,
-                    severity: row.try_get("severity")?,
-                    summary: row.try_get("summary")?,
-                    details: serde_json::from_str(&details)
-                        .map_err(|e| DbError::Corrupt(format!("events.details: {e}")))?,
-                },
-                received_ms: row.try_get("received_ms")?,
-            })
-        })
-        .collect()
+    newest(pool, None, limit).await
+}
+
+fn from_row(row: &sqlx::any::AnyRow) -> Result<StoredEvent, DbError> {
+    let details: String = row.try_get("details")?;
+    Ok(StoredEvent {
+        node_id: row.try_get("node_id")?,
+        event: Event {
+            id: row.try_get("id")?,
+            kind: row.try_get("kind")?,
+            time_ms: row.try_get("time_ms")?,
+            severity: row.try_get("severity")?,
+            summary: row.try_get("summary")?,
+            details: serde_json::from_str(&details)
+                .map_err(|e| DbError::Corrupt(format!("events.details: {e}")))?,
+        },
+        received_ms: row.try_get("received_ms")?,
+    })
 }
 
 /// How many events are stored.
 pub async fn count(pool: &AnyPool) -> Result<i64, DbError> {
     Ok(sqlx::query("SELECT COUNT(*) FROM events").fetch_one(pool).await?.try_get(0)?)
+}
+
+/// Up to `limit` stored events, newest first (of one node, if given).
+pub async fn newest(pool: &AnyPool, node_id: Option<&str>, limit: i64) -> Result<Vec<StoredEvent>, DbError> {
+    let by_node = if node_id.is_some() { "WHERE node_id = $2 " } else { "" };
+    let sql = format!(
+        "SELECT node_id, id, kind, severity, summary, details, time_ms, received_ms FROM events \
+         {by_node}ORDER BY received_ms DESC, node_id, id LIMIT $1"
+    );
+    let query = sqlx::query(&sql).bind(limit);
+    let query = match node_id {
+        Some(n) => query.bind(n),
+        None => query,
+    };
+    query.fetch_all(pool).await?.iter().map(from_row).collect()
+}
+
+/// Events received in `[from_ms, to_ms)`, oldest first.
+pub async fn between(pool: &AnyPool, from_ms: i64, to_ms: i64) -> Result<Vec<StoredEvent>, DbError> {
+    sqlx::query(
+        "SELECT node_id, id, kind, severity, summary, details, time_ms, received_ms FROM events \
+         WHERE received_ms >= $1 AND received_ms < $2 ORDER BY received_ms, node_id, id",
+    )
+    .bind(from_ms)
+    .bind(to_ms)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(from_row)
+    .collect()
 }

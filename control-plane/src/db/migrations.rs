@@ -116,6 +116,19 @@ CREATE INDEX events_node_received ON events (node_id, received_ms);
 CREATE INDEX events_kind_received ON events (kind, received_ms)
 "#,
     ),
+    (
+        6,
+        "node history for evidence: reporting gaps and geo database, policy and agent versions over time",
+        r#"
+CREATE TABLE node_history (
+    node_id TEXT NOT NULL,
+    time_ms BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    details TEXT NOT NULL
+);
+CREATE INDEX node_history_time ON node_history (time_ms)
+"#,
+    ),
 ];
 
 /// Applies the migrations not yet recorded, each in its own transaction (under the writer lock,

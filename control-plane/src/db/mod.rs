@@ -10,6 +10,7 @@ pub mod accounts;
 pub mod audit;
 pub mod event_queries;
 pub mod events;
+pub mod history;
 mod migrations;
 pub mod nodes;
 pub mod policies;

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use ringfence_control::api::ROUTES;
+use ringfence_control::api::{INSIGHT_ROUTES, ROUTES};
 use yaml_rust2::{Yaml, YamlLoader};
 
 use crate::common::{Backend, TestServer};
@@ -33,7 +33,7 @@ fn documented() -> BTreeSet<(String, String)> {
 #[test]
 fn document_lists_exactly_the_routes() {
     let routes: BTreeSet<(String, String)> =
-        ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+        ROUTES.iter().chain(INSIGHT_ROUTES).map(|(m, p)| (m.to_string(), p.to_string())).collect();
     assert_eq!(documented(), routes);
 }
 
@@ -47,7 +47,7 @@ async fn server_serves_the_document() {
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml")).unwrap()
     );
     // Every documented route exists on the server (no 404 from the router for it).
-    for (method, path) in ROUTES {
+    for (method, path) in ROUTES.iter().chain(INSIGHT_ROUTES) {
         let path = path.replace("{id}", "n-x").replace("{version}", "1");
         let req = match *method {
             "get" => server.anonymous().get(server.url(&path)),

@@ -203,11 +203,16 @@ pub const ALLOW_EVENT_INTERVAL_NS: u64 = 10_000_000_000;
 pub const REPLIES_MAP: &str = "RF_REPLIES";
 /// Socket local storage of [`crate::SkVerdict`] (a BTF map, pinned by the agent by path).
 pub const SKCACHE_MAP: &str = "RF_SKCACHE";
+/// LRU hash of [`crate::AllowedKey`] -> `u32` (the policy generation): destinations a policy
+/// table allowed, so the backstop passes their packets without deciding again. A cache: an
+/// evicted or stale entry costs a full verdict, never a wrong one.
+pub const ALLOWED_MAP: &str = "RF_ALLOWED";
+pub const MAX_ALLOWED: u32 = 65_536;
 
 /// Every map the programs pin by name (under `<bpffs>/maps/`), plus [`SKCACHE_MAP`] which the
 /// agent pins by path. Per-CPU scratch maps private to one program are not listed: they are not
 /// pinned and no one outside the object opens them.
-pub const PINNED_MAPS: [&str; 32] = [
+pub const PINNED_MAPS: [&str; 33] = [
     DENY_V4_MAP,
     ALLOW_V4_MAP,
     DENY_V6_MAP,
@@ -240,4 +245,5 @@ pub const PINNED_MAPS: [&str; 32] = [
     DROPLOG_MAP,
     SKCACHE_MAP,
     REPLIES_MAP,
+    ALLOWED_MAP,
 ];

@@ -1,6 +1,7 @@
-//! Per-socket and per-destination state shared by the cgroup hooks: the backstop's verdict cache
-//! and passive-open mark (socket local storage), and which process last connected from a cgroup
-//! to a destination (for attribution after an agent restart and for packet-level events).
+//! Per-socket and per-destination state shared by the cgroup hooks: the passive-open mark
+//! (socket local storage), the backstop's verdict cache (per policy table and destination), and
+//! which process last connected from a cgroup to a destination (for attribution after an agent
+//! restart and for packet-level events).
 
 /// A cgroup and a destination address (network order, IPv4 in the first 4 bytes): the key of
 /// [`crate::OWNERS_MAP`] and of [`crate::BLOCKS_MAP`].
@@ -31,31 +32,43 @@ pub struct Owner {
 /// [`SkVerdict::flags`]: the connection was opened by the remote side (accepted): its packets
 /// are replies and not policed, like connections the connect hooks never see.
 pub const SK_PASSIVE: u32 = 1;
-/// [`SkVerdict::flags`]: `daddr`/`dport`/`generation` hold a destination the policy allowed.
-pub const SK_ALLOWED: u32 = 2;
 
-/// Socket local storage ([`crate::SKCACHE_MAP`]): lets the backstop pass a packet without a
-/// verdict when its socket's destination was just allowed under the policy in force.
+/// Socket local storage ([`crate::SKCACHE_MAP`]), created only for accepted connections (by
+/// `rf_sockops`): a connect() does not pay for an allocation per socket.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct SkVerdict {
     pub flags: u32,
-    /// Policy generation the destination was allowed under.
-    pub generation: u32,
-    pub daddr: [u8; 16],
+    /// Keeps the value's size (32 bytes) of the pinned map across versions.
+    pub _reserved: [u32; 7],
+}
+
+/// Key of [`crate::ALLOWED_MAP`]: a destination that policy table `table` (see
+/// [`crate::table_id`]) allowed. The verdict of a simple packet (no source route) depends on
+/// nothing else, so the entry holds for every socket of every workload under that policy, as
+/// long as the table's generation is the one stored.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct AllowedKey {
+    pub table: u32,
+    /// 4 or 6.
     pub family: u32,
-    /// Destination port (host order) and IP protocol the verdict was for.
-    pub dport: u16,
-    pub proto: u16,
+    /// IP protocol and destination port (host order; 0 for protocols without ports).
+    pub proto: u32,
+    pub port: u32,
+    /// Network order, IPv4 in the first 4 bytes.
+    pub daddr: [u8; 16],
 }
 
 const _: () = assert!(core::mem::size_of::<DestKey>() == 32);
 const _: () = assert!(core::mem::size_of::<Owner>() == 32);
 const _: () = assert!(core::mem::size_of::<SkVerdict>() == 32);
+const _: () = assert!(core::mem::size_of::<AllowedKey>() == 32);
 
 #[cfg(feature = "user")]
 mod pod {
     unsafe impl aya::Pod for super::DestKey {}
     unsafe impl aya::Pod for super::Owner {}
     unsafe impl aya::Pod for super::SkVerdict {}
+    unsafe impl aya::Pod for super::AllowedKey {}
 }

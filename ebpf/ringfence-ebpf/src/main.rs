@@ -5,6 +5,7 @@
 #![no_std]
 #![no_main]
 
+mod allowed;
 mod block;
 mod connect4;
 mod connect6;

@@ -10,8 +10,8 @@ use aya_ebpf::{
     },
 };
 use ringfence_common::{
-    BlockEntry, BlockKey, CgPolicy, DestKey, Endpoint, FlowKey, FlowStats, GeoEntry, GeoInfo, ListKey,
-    MatchList, Owner, PolicyConfig, PrefixEntry, SkVerdict, TcpSeq, WorkloadState, EVENTS_BYTES, MAX_BLOCKS,
+    AllowedKey, BlockEntry, BlockKey, CgPolicy, DestKey, Endpoint, FlowKey, FlowStats, GeoEntry, GeoInfo, ListKey,
+    MatchList, Owner, PolicyConfig, PrefixEntry, SkVerdict, TcpSeq, WorkloadState, EVENTS_BYTES, MAX_ALLOWED, MAX_BLOCKS,
     MAX_CGCACHE, MAX_ENDPOINTS, MAX_FLOWS, MAX_LIST_ENTRIES, MAX_OWNERS, MAX_POLICIES, MAX_TABLES,
     MAX_TRIE_V4, MAX_TRIE_V6, MAX_WORKLOADS, STAT_COUNT,
 };
@@ -114,7 +114,10 @@ pub static RF_DROPLOG: LruHashMap<FlowKey, u64> = LruHashMap::pinned(MAX_FLOWS, 
 /// The backstop's tail calls (verdict, header parse).
 #[map]
 pub static RF_SKB_TAILS: ProgramArray = ProgramArray::pinned(3, 0);
-/// Per-socket verdict cache and passive-open mark. A BTF map (socket storage needs BTF); the
+/// The backstop's verdict cache (see `crate::allowed`).
+#[map]
+pub static RF_ALLOWED: LruHashMap<AllowedKey, u32> = LruHashMap::pinned(MAX_ALLOWED, 0);
+/// Passive-open mark of accepted connections. A BTF map (socket storage needs BTF); the
 /// agent pins it by path so a restarted agent's programs share it with the adopted ones.
 #[btf_map]
 pub static RF_SKCACHE: SkStorage<SkVerdict> = SkStorage::new();

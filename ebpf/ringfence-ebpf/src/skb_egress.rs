@@ -2,9 +2,10 @@
 //! decide what a socket asks for; this decides every packet the cgroup's sockets send (raw and
 //! ping sockets included), on the packet's real destination and on every hop of a source route.
 //!
-//! Fast path (every packet but a socket's first after a verdict): an exfiltration block check,
-//! then either the remote side opened the connection (a listener's SYN-ACK, an accepted
-//! connection marked by `rf_sockops`) or the socket's cached verdict covers the packet. Otherwise
+//! Fast path (every packet to a destination the policy allowed recently): an exfiltration block
+//! check, then either the remote side opened the connection (a listener's SYN-ACK, an accepted
+//! connection marked by `rf_sockops`) or the policy table's verdict cache (`crate::allowed`)
+//! covers the packet's destination. Otherwise
 //! the header walk (`rf_skb_parse`, for options and extension headers) and the verdict
 //! (`rf_skb_verdict`, one address per call) run as tail calls with fresh verifier budgets. A
 //! failed tail call drops the packet: the backstop fails closed.
@@ -15,11 +16,12 @@ use aya_ebpf::{
     programs::SkBuffContext,
 };
 use ringfence_common::{
-    FlowKey, SkVerdict, SKB_TAIL_PARSE, SKB_TAIL_VERDICT4, SKB_TAIL_VERDICT6, SK_ALLOWED, SK_PASSIVE,
+    FlowKey, SkVerdict, SKB_TAIL_PARSE, SKB_TAIL_VERDICT4, SKB_TAIL_VERDICT6, SK_PASSIVE,
     STAT_EXFIL_BLOCKED,
 };
 
 use crate::{
+    allowed,
     block::blocked,
     iphdr::{is_v6_ext, transport, verdict_port},
     maps::{bump, SkbScratch, MAX_ROUTE, RF_REPLIES, RF_SKB_SCRATCH, RF_SKB_TAILS, RF_SKCACHE},
@@ -42,7 +44,7 @@ pub fn rf_skb_egress(ctx: SkBuffContext) -> i32 {
 
 /// The sending socket, as a full socket (`None` for request and time-wait sockets).
 #[inline(always)]
-pub fn full_socket(ctx: &SkBuffContext) -> Option<*mut bpf_sock> {
+fn full_socket(ctx: &SkBuffContext) -> Option<*mut bpf_sock> {
     // SAFETY: reading the context's socket pointer; the helper accepts it (null checked).
     unsafe {
         let sk = (*ctx.skb.skb).__bindgen_anon_2.sk;
@@ -54,18 +56,15 @@ pub fn full_socket(ctx: &SkBuffContext) -> Option<*mut bpf_sock> {
     }
 }
 
-/// The socket's verdict cache and passive mark; created when `create`.
+/// Whether the remote side opened the socket's connection (marked by `rf_sockops`).
 #[inline(always)]
-pub fn sk_cache(sk: *mut bpf_sock, create: bool) -> Option<*mut SkVerdict> {
-    let mut fresh = SkVerdict::default();
-    let (init, flags) = if create {
-        ((&mut fresh as *mut SkVerdict).cast(), aya_ebpf::bindings::BPF_SK_STORAGE_GET_F_CREATE as u64)
-    } else {
-        (core::ptr::null_mut(), 0)
-    };
-    // SAFETY: a full socket from `full_socket` and the storage map.
-    let p = unsafe { bpf_sk_storage_get(&RF_SKCACHE as *const _ as *mut _, sk.cast(), init, flags) };
-    (!p.is_null()).then_some(p as *mut SkVerdict)
+fn opened_by_peer(sk: *mut bpf_sock) -> bool {
+    // SAFETY: a full socket from `full_socket` and the storage map; no creation.
+    let p = unsafe {
+        bpf_sk_storage_get(&RF_SKCACHE as *const _ as *mut _, sk.cast(), core::ptr::null_mut(), 0)
+    } as *const SkVerdict;
+    // SAFETY: this socket's storage when non-null.
+    !p.is_null() && unsafe { (*p).flags } & SK_PASSIVE != 0
 }
 
 #[inline(always)]
@@ -128,16 +127,11 @@ fn header(ctx: &SkBuffContext, s: &mut SkbScratch) -> Option<()> {
     Some(())
 }
 
-/// Whether the socket's cached verdict covers this (simple) packet under the policy in force.
+/// Whether the policy in force allowed this (simple) packet's destination recently.
 #[inline(always)]
-fn cached(c: &SkVerdict, s: &SkbScratch) -> bool {
-    let cfg = active(s.policy).cfg;
-    c.flags & SK_ALLOWED != 0
-        && c.generation == cfg.generation
-        && c.family == s.family
-        && c.daddr == s.addrs[0]
-        && c.dport == s.dport
-        && c.proto as u32 == s.proto
+fn cached(s: &SkbScratch) -> bool {
+    let a = active(s.policy);
+    allowed::covers(&a, &allowed::key(&a, s.family, s.proto, s.dport, s.addrs[0]))
 }
 
 #[inline(always)]
@@ -154,18 +148,18 @@ fn try_skb_egress(ctx: &SkBuffContext) -> Option<i32> {
         bump(STAT_EXFIL_BLOCKED);
         return Some(DROP);
     }
+    // Most packets go to a destination just allowed: that check first.
+    if s.simple == 1 && cached(&s) {
+        return Some(PASS);
+    }
     if let Some(sk) = full_socket(ctx) {
         // SAFETY: a full socket: these fields are readable.
         let (protocol, state) = unsafe { ((*sk).protocol, (*sk).state) };
         if protocol == IPPROTO_TCP && state == BPF_TCP_LISTEN {
             return Some(PASS); // a listener's SYN-ACK or RST: the remote side opened it
         }
-        if let Some(c) = sk_cache(sk, false) {
-            // SAFETY: this socket's storage.
-            let c = unsafe { &*c };
-            if c.flags & SK_PASSIVE != 0 || (s.simple == 1 && cached(c, &s)) {
-                return Some(PASS);
-            }
+        if opened_by_peer(sk) {
+            return Some(PASS);
         }
     }
     let slot = RF_SKB_SCRATCH.get_ptr_mut(0)?;

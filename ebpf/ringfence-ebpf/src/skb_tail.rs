@@ -4,15 +4,16 @@
 //! it will travel to is allowed.
 use aya_ebpf::{helpers::bpf_get_current_cgroup_id, macros::cgroup_skb, programs::SkBuffContext};
 use ringfence_common::{
-    FlowKey, HOOK_SKB_EGRESS, RULE_SOURCE_ROUTE, SKB_TAIL_VERDICT4, SKB_TAIL_VERDICT6, SK_ALLOWED,
+    FlowKey, HOOK_SKB_EGRESS, RULE_SOURCE_ROUTE, SKB_TAIL_VERDICT4, SKB_TAIL_VERDICT6,
     STAT_BACKSTOP_DECIDED, STAT_BACKSTOP_DROPPED, VERDICT_ALLOW, VERDICT_DENY,
 };
 
 use crate::{
+    allowed,
     event::{emit_packet, Dest},
     iphdr::{transport, v4_options, v6_ext, verdict_port, Hops},
     maps::{bump, SkbScratch, MAX_ROUTE, RF_SKB_SCRATCH, RF_SKB_TAILS},
-    skb_egress::{full_socket, sk_cache, verdict_slot, DROP, PASS},
+    skb_egress::{verdict_slot, DROP, PASS},
     verdict::{active, decide_v4, decide_wire_v6, refusal, Verdict},
 };
 
@@ -111,26 +112,17 @@ fn skb_verdict<const V6: bool>(ctx: &SkBuffContext) -> i32 {
         }
     }
     if s.simple == 1 && s.audit == 0 {
-        remember(ctx, s);
+        remember(s);
     }
     PASS
 }
 
-/// Caches the verdict on the socket (a socket connected before the agent started, or a raw or
-/// ping socket, has none from the connect hooks).
+/// Notes the allowed destination in the verdict cache (a socket connected before the agent
+/// started, or a raw or ping socket, was not noted by the connect hooks).
 #[inline(always)]
-fn remember(ctx: &SkBuffContext, s: &SkbScratch) {
-    let Some(sk) = full_socket(ctx) else { return };
-    let Some(c) = sk_cache(sk, true) else { return };
-    let cfg = active(s.policy).cfg;
-    // SAFETY: this socket's storage.
-    let c = unsafe { &mut *c };
-    c.flags |= SK_ALLOWED;
-    c.generation = cfg.generation;
-    c.daddr = s.addrs[0];
-    c.family = s.family;
-    c.dport = s.dport;
-    c.proto = s.proto as u16;
+fn remember(s: &SkbScratch) {
+    let a = active(s.policy);
+    allowed::note(&a, &allowed::key(&a, s.family, s.proto, s.dport, s.addrs[0]));
 }
 
 /// Reports a refused (or, in audit mode, would-be refused) address `i` of the packet. Not

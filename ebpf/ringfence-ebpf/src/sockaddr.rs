@@ -1,11 +1,11 @@
 //! Reading the destination out of a `bpf_sock_addr` context and deciding on it.
 use aya_ebpf::{helpers::bpf_get_current_cgroup_id, programs::SockAddrContext};
-use ringfence_common::{SkVerdict, SK_ALLOWED, VERDICT_ALLOW};
+use ringfence_common::VERDICT_ALLOW;
 
 use crate::{
+    allowed,
     block::{block_verdict, blocked},
     event::{emit, remember_owner, Dest},
-    maps::RF_SKCACHE,
     verdict::{active, decide_v4, decide_wire_v6, Active, Verdict},
     workload::policy_of_current,
 };
@@ -24,10 +24,11 @@ fn refuse_blocked(a: &Active, dest: &Dest) -> Option<i32> {
 }
 
 /// Reports the verdict; an allowed destination is remembered with its process (attribution)
-/// and on the socket, so the backstop passes its packets without deciding again. Not inlined:
-/// its frame (event, owner, socket cache) is not on the stack while the verdict runs.
+/// and in the backstop's verdict cache, so the backstop passes its packets without deciding
+/// again. Not inlined: its frame (event, owner, cache key) is not on the stack while the verdict
+/// runs.
 #[inline(never)]
-fn finish(ctx: &SockAddrContext, dest: &Dest, v: &Verdict) -> i32 {
+fn finish(a: &Active, dest: &Dest, v: &Verdict) -> i32 {
     v.count();
     if v.verdict != VERDICT_ALLOW {
         emit(dest, v);
@@ -35,28 +36,9 @@ fn finish(ctx: &SockAddrContext, dest: &Dest, v: &Verdict) -> i32 {
         if remember_owner(dest) {
             emit(dest, v);
         }
-        cache(ctx, dest, v.generation);
+        allowed::note(a, &allowed::key(a, dest.family, dest.protocol, dest.port, dest.daddr));
     }
     v.retval()
-}
-
-/// Notes on the socket that `dest` is allowed under `generation`.
-#[inline(always)]
-fn cache(ctx: &SockAddrContext, dest: &Dest, generation: u32) {
-    let mut fresh = SkVerdict::default();
-    // SAFETY: the context's socket pointer, as the helper expects.
-    let p = unsafe { RF_SKCACHE.get_or_insert_ptr_mut(ctx, Some(&mut fresh)) };
-    if p.is_null() {
-        return;
-    }
-    // SAFETY: non-null socket storage of this socket.
-    let c = unsafe { &mut *p };
-    c.flags |= SK_ALLOWED;
-    c.generation = generation;
-    c.daddr = dest.daddr;
-    c.family = dest.family;
-    c.dport = dest.port;
-    c.proto = dest.protocol as u16;
 }
 
 /// Decides an IPv4 `connect()`/`sendmsg()`; returns the program's return value.
@@ -76,7 +58,7 @@ pub fn handle_v4(ctx: &SockAddrContext, hook: u32) -> i32 {
     if let Some(ret) = refuse_blocked(&a, &dest) {
         return ret;
     }
-    finish(ctx, &dest, &decide_v4(&a, ip, port, protocol))
+    finish(&a, &dest, &decide_v4(&a, ip, port, protocol))
 }
 
 /// Decides an IPv6 `connect()`/`sendmsg()` (IPv4-mapped destinations are decided as IPv4).
@@ -98,7 +80,7 @@ pub fn handle_v6(ctx: &SockAddrContext, hook: u32) -> i32 {
         if let Some(ret) = refuse_blocked(&a, &dest) {
             return ret;
         }
-        return finish(ctx, &dest, &decide_v4(&a, v4, port, protocol));
+        return finish(&a, &dest, &decide_v4(&a, v4, port, protocol));
     }
     // SAFETY: four u32 words are sixteen bytes in memory order.
     let daddr: [u8; 16] = unsafe { core::mem::transmute(w) };
@@ -106,5 +88,5 @@ pub fn handle_v6(ctx: &SockAddrContext, hook: u32) -> i32 {
     if let Some(ret) = refuse_blocked(&a, &dest) {
         return ret;
     }
-    finish(ctx, &dest, &decide_wire_v6(&a, daddr, port, protocol))
+    finish(&a, &dest, &decide_wire_v6(&a, daddr, port, protocol))
 }

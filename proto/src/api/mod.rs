@@ -6,11 +6,13 @@
 
 pub mod events;
 pub mod nodes;
+pub mod observe;
 pub mod policies;
 pub mod responses;
 
 pub use events::*;
 pub use nodes::*;
+pub use observe::*;
 pub use policies::*;
 pub use responses::*;
 

@@ -27,7 +27,7 @@ pub struct ControlBenchArgs {
     audit_records: u64,
 }
 
-fn example(name: &str, args: &[&str]) -> Result<Vec<String>> {
+pub(super) fn example(name: &str, args: &[&str]) -> Result<Vec<String>> {
     let mut cmd = cargo();
     cmd.args(["run", "--quiet", "--release", "-p", "ringfence-control", "--example", name, "--"]).args(args);
     let out = cmd.stderr(Stdio::inherit()).output().with_context(|| format!("running the {name} example"))?;

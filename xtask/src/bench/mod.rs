@@ -5,6 +5,7 @@
 mod control;
 mod exfil;
 mod geo;
+mod observe;
 mod path;
 mod rig;
 mod workloads;
@@ -20,6 +21,7 @@ use anyhow::{bail, Context, Result};
 pub use control::{bench_control, ControlBenchArgs};
 pub use exfil::{bench_exfil, ExfilBenchArgs};
 pub use geo::{bench_geo, GeoBenchArgs};
+pub use observe::{bench_observe, ObserveBenchArgs};
 pub use path::{bench_path, PathBenchArgs};
 pub use rig::{client, server};
 use rig::{NftJob, Rig};

@@ -25,3 +25,21 @@ pub fn wg(name: &str) -> WireGuardInfo {
         allowed_ips: vec![],
     }
 }
+
+/// An agent's verdict or alert event as the agent's spool sends it: `kind` (`deny`,
+/// `plaintext-drop`, `exfiltration`...) from workload `labels` (`k=v,...`) to `dst`:443.
+pub fn agent_event(id: &str, kind: &str, dst: &str, labels: &str) -> ringfence_proto::api::Event {
+    let severity = if kind == "deny" { "warning" } else { "critical" };
+    ringfence_proto::api::Event {
+        id: id.into(),
+        kind: kind.into(),
+        time_ms: ringfence_proto::now_ms(),
+        severity: severity.into(),
+        summary: format!("{kind} to {dst}:443"),
+        details: serde_json::json!({
+            "verdict": kind, "rule": "no-exfil", "policy": "job-eu", "pid": 4242, "comm": "python",
+            "cgroup_id": 77, "dst": dst, "port": 443, "protocol": "tcp", "hook": "rf_connect4",
+            "workload": "job_1", "labels": labels, "count": 1,
+        }),
+    }
+}

@@ -25,7 +25,7 @@ pub mod server;
 
 pub use agent::Agent;
 pub use backend::Backend;
-pub use fixtures::{policy_yaml, wg, wg_key};
+pub use fixtures::{agent_event, policy_yaml, wg, wg_key};
 pub use http::{client, client_at};
 pub use server::{Options, TestServer};
 
