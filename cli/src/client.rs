@@ -195,6 +195,11 @@ impl ApiClient {
         response.text().await.map_err(|e| CliError::Protocol(e.to_string()))
     }
 
+    /// DELETE, ignoring any body.
+    pub async fn delete(&self, path: &str) -> Result<(), CliError> {
+        self.send(self.http.delete(format!("{}{path}", self.base))).await.map(drop)
+    }
+
     /// POST of JSON returning JSON.
     pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, CliError> {
         let response = self.send(self.http.post(format!("{}{path}", self.base)).json(body)).await?;

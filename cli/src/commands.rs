@@ -68,6 +68,11 @@ pub enum OperatorCommand {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Console operator accounts (viewer, operator, admin).
+    Accounts {
+        #[command(subcommand)]
+        command: AccountsCommand,
+    },
     /// Stream verdicts, plaintext drops and alerts from the fleet (filters applied by the
     /// control plane).
     Observe(ObserveArgs),
@@ -136,6 +141,35 @@ pub enum EvidenceCommand {
         /// The audit checkpoint public key to pin (audit-checkpoint.pub); default: the pack's.
         #[arg(long, value_name = "FILE")]
         checkpoint_key: Option<PathBuf>,
+    },
+}
+
+/// `ringfence accounts ...`.
+#[derive(Subcommand, Debug)]
+pub enum AccountsCommand {
+    /// Create an account; the password is read from --password-file or the first line of
+    /// standard input (at least 12 characters; stored as an Argon2id hash).
+    Add {
+        /// Login name (a-z, 0-9, '.', '_', '-').
+        name: String,
+        /// viewer (reads), operator (also applies and rolls back policies, acknowledges alerts)
+        /// or admin (also manages accounts).
+        #[arg(long, value_parser = ["viewer", "operator", "admin"])]
+        role: String,
+        /// A file holding the password (else standard input).
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+    },
+    /// List the accounts.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete an account (its console sessions end).
+    Remove {
+        /// Login name.
+        name: String,
     },
 }
 

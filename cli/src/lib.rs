@@ -5,6 +5,7 @@
 //! No server code: the control plane is reached over HTTPS only, so the offline commands build
 //! without a database or an HTTP server.
 
+mod accounts_ops;
 mod audit_ops;
 pub mod client;
 pub mod commands;
@@ -17,8 +18,8 @@ mod policy_ops;
 
 pub use client::{ApiClient, CliError, EXIT_NO_INPUT, EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_USAGE};
 pub use commands::{
-    AuditCommand, EvidenceCommand, NodesCommand, ObserveArgs, OperatorCommand, PolicyOperatorCommand,
-    ServerArgs, TokenCommand,
+    AccountsCommand, AuditCommand, EvidenceCommand, NodesCommand, ObserveArgs, OperatorCommand,
+    PolicyOperatorCommand, ServerArgs, TokenCommand,
 };
 pub use operator::run as run_operator;
 pub use policy_ops::run as run_policy;

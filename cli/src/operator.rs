@@ -112,6 +112,7 @@ pub async fn run(args: &ServerArgs, command: OperatorCommand) -> Result<(), CliE
             }
         }
         OperatorCommand::Audit { command } => crate::audit_ops::run(args, command, &mut out).await?,
+        OperatorCommand::Accounts { command } => crate::accounts_ops::run(args, command, &mut out).await?,
         OperatorCommand::Observe(observe) => crate::observe::run(args, &observe, &mut out).await?,
         OperatorCommand::Evidence { command } => crate::evidence::run(args, command, &mut out).await?,
     }

@@ -32,6 +32,10 @@ use crate::state_dir::{self, StateError};
 /// `net.core.somaxconn` (4096 by default).
 const LISTEN_BACKLOG: u32 = 4096;
 
+/// Console logins per source address: bursts of 10, then one every 30 s.
+const LOGIN_BURST: u32 = 10;
+const LOGIN_RATE: f64 = 1.0 / 30.0;
+
 /// Binds `addr` with [`LISTEN_BACKLOG`] (tokio's `TcpListener::bind` asks for 1024).
 fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
@@ -161,6 +165,8 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         events: RateLimiter::new(f64::from(fleet.event_rate), fleet.event_burst),
         long_polls: LongPolls::new(fleet.max_long_polls_per_node),
         refused_claims: Default::default(),
+        logins: RateLimiter::new(LOGIN_RATE, LOGIN_BURST),
+        state_dir: config.state_dir.clone(),
         checkpoints: trigger.clone(),
         flows: FlowBus::default(),
         evidence,

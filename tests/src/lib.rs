@@ -36,6 +36,7 @@
 pub mod addrs;
 pub mod agent;
 pub mod bpffs;
+pub mod browser;
 pub mod capture;
 pub mod cgroup;
 pub mod cleanup;

@@ -1,9 +1,11 @@
 //! Project tasks: `cargo xtask setup | test | demo | bench | cycles`.
 mod bench;
+mod bench_console;
 mod cycles;
 mod demo;
 mod fuzz;
 mod setup;
+mod setup_console;
 mod test;
 mod util;
 
@@ -48,6 +50,9 @@ enum Cmd {
     /// Control plane: 1,000 simulated agents, policy apply to all acknowledged (p50/p99), event
     /// ingest; SQLite and PostgreSQL.
     BenchControl(bench::ControlBenchArgs),
+    /// Console pages in Debian's chromium with 1,000 nodes and 100k events: first contentful
+    /// paint and time to data per page.
+    BenchConsole,
     /// Live flow view: events delivered at 10,000/s while `ringfence observe -f` follows;
     /// every event must reach the stream (count checked); SQLite and PostgreSQL.
     BenchObserve(bench::ObserveBenchArgs),
@@ -83,6 +88,7 @@ fn main() -> Result<()> {
         Cmd::Setup { check } => setup::setup(check),
         Cmd::Test { args } => test::test(&args),
         Cmd::Demo => demo::demo(),
+        Cmd::BenchConsole => bench_console::bench_console(),
         Cmd::Bench(args) => bench::bench(args),
         Cmd::BenchGeo(args) => bench::bench_geo(args),
         Cmd::BenchPath(args) => bench::bench_path(args),

@@ -34,6 +34,9 @@ const APT_PACKAGES: &[&str] = &[
     "munge",
     "gcc",
     "libc6-dev",
+    // The console's browser tests and `cargo xtask bench-console` drive Debian's chromium with
+    // playwright-core (Node.js and npm: see setup_console.rs).
+    "chromium",
     // promtool: the deploy/ test checks the shipped Prometheus alert rules (`promtool check rules`).
     "prometheus",
     // The FQDN tests (tests/tests/dns.rs) run a real DNS server (dnsmasq, without its daemon
@@ -272,9 +275,10 @@ pub fn setup(check: bool) -> Result<()> {
     for package in PIP_PACKAGES {
         ensure_pip(package, check, &mut did)?;
     }
+    crate::setup_console::ensure_console_packages(check, &mut did)?;
     check_kernel()?;
     if did.is_empty() {
-        println!("setup: everything present (apt packages, nightly LLVM {LLVM_MAJOR} + rust-src, bpf-linker {BPF_LINKER_VERSION}, boringtun-cli {BORINGTUN_VERSION}, {}, cgroup v2)", PIP_PACKAGES.iter().map(|p| p.spec).collect::<Vec<_>>().join(", "));
+        println!("setup: everything present (apt packages, nightly LLVM {LLVM_MAJOR} + rust-src, bpf-linker {BPF_LINKER_VERSION}, boringtun-cli {BORINGTUN_VERSION}, {}, console npm packages, cgroup v2)", PIP_PACKAGES.iter().map(|p| p.spec).collect::<Vec<_>>().join(", "));
     } else {
         println!("setup: done: {}", did.join("; "));
     }

@@ -3,6 +3,7 @@
 mod audit;
 pub mod auth;
 mod bundle;
+pub mod console;
 mod enroll;
 pub mod error;
 mod events;
@@ -80,5 +81,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(audit::metrics))
         .route("/openapi.yaml", get(|| async { ([("content-type", "application/yaml")], OPENAPI_YAML) }))
         .route("/healthz", get(|| async { "ok\n" }))
+        .merge(console::routes())
         .with_state(state)
 }

@@ -47,7 +47,7 @@ fn check_policy(yaml: &str) -> ApiResult<ringfence_policy::Policy> {
 
 pub use crate::diff::line_diff;
 
-async fn store(
+pub(super) async fn store(
     state: &AppState,
     yaml: &str,
     selector: &Selector,
@@ -150,14 +150,24 @@ pub async fn rollback(
     _: Admin,
     JsonBody(req): JsonBody<RollbackRequest>,
 ) -> ApiResult<Json<PolicyApplied>> {
-    let old = db::policies::get(state.db.pool(), req.version).await?.ok_or_else(|| {
-        ApiError::not_found(format!("no policy version {} (see `ringfence policy history`)", req.version))
+    let author = req.author.as_deref().unwrap_or("admin");
+    Ok(Json(rollback_to(&state, req.version, author, "").await?))
+}
+
+/// Re-applies `version` as a new version by `author` (`how` is appended to the comment).
+pub(super) async fn rollback_to(
+    state: &AppState,
+    version: u64,
+    author: &str,
+    how: &str,
+) -> ApiResult<PolicyApplied> {
+    let old = db::policies::get(state.db.pool(), version).await?.ok_or_else(|| {
+        ApiError::not_found(format!("no policy version {version} (see `ringfence policy history`)"))
     })?;
     let yaml = old.record.policy_yaml.clone().unwrap_or_default();
-    let author = req.author.as_deref().unwrap_or("admin");
-    let comment = format!("rollback to version {}", req.version);
+    let comment = format!("rollback to version {version}{how}");
     let selector = &old.record.selector;
-    Ok(Json(store(&state, &yaml, selector, author, Some(&comment), Some(req.version), false).await?))
+    store(state, &yaml, selector, author, Some(&comment), Some(version), false).await
 }
 
 /// `GET /v1/policies/history`.

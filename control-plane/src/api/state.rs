@@ -46,6 +46,10 @@ pub struct AppState {
     pub long_polls: LongPolls,
     /// Asks for an audit checkpoint now (policy changes).
     pub checkpoints: crate::checkpoint::CheckpointTrigger,
+    /// Console logins per source address.
+    pub logins: RateLimiter,
+    /// The state directory (the console reads the last audit checkpoint from it).
+    pub state_dir: std::path::PathBuf,
     /// New flows for `GET /v1/observe`.
     pub flows: crate::flows::FlowBus,
     /// What the evidence pack is signed with and where its checkpoints are.

@@ -88,6 +88,35 @@ CREATE UNIQUE INDEX nodes_wg_key ON nodes (wg_key)
     ),
     (3, "workloads reported by nodes", "ALTER TABLE nodes ADD COLUMN workloads TEXT NOT NULL DEFAULT '[]'"),
     (
+        5,
+        "console accounts, sessions and alert acknowledgements",
+        r#"
+CREATE TABLE accounts (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    created_ms BIGINT NOT NULL
+);
+CREATE TABLE sessions (
+    token_hash TEXT PRIMARY KEY,
+    account TEXT NOT NULL,
+    role TEXT NOT NULL,
+    csrf TEXT NOT NULL,
+    expires_ms BIGINT NOT NULL
+);
+CREATE TABLE alert_acks (
+    node_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    account TEXT NOT NULL,
+    time_ms BIGINT NOT NULL,
+    PRIMARY KEY (node_id, event_id)
+);
+CREATE INDEX events_listing ON events (received_ms, node_id, id);
+CREATE INDEX events_node_received ON events (node_id, received_ms);
+CREATE INDEX events_kind_received ON events (kind, received_ms)
+"#,
+    ),
+    (
         6,
         "node history for evidence: reporting gaps and geo database, policy and agent versions over time",
         r#"

@@ -6,7 +6,9 @@
 //! audit record of a change is written in the same transaction as the change. Changes that alter
 //! bundles bump the `generation` counter and, on PostgreSQL, `NOTIFY` [`CHANGES_CHANNEL`] at commit.
 
+pub mod accounts;
 pub mod audit;
+pub mod event_queries;
 pub mod events;
 pub mod history;
 mod migrations;

@@ -8,6 +8,8 @@ mod binary;
 mod bundles;
 mod checkpoints;
 mod cli_ops;
+mod console;
+mod console_bench;
 mod deploy_metrics;
 mod enrollment;
 mod events;
