@@ -5,6 +5,7 @@
 #![no_std]
 
 pub mod block;
+pub mod budget;
 pub mod event;
 pub mod flow;
 pub mod maps;
@@ -13,6 +14,7 @@ pub mod socket;
 pub mod tables;
 
 pub use block::*;
+pub use budget::*;
 pub use event::*;
 pub use flow::*;
 pub use maps::*;

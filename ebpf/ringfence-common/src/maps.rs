@@ -116,8 +116,9 @@ pub const STAT_BACKSTOP_DECIDED: u32 = 10;
 pub const STAT_INGRESS_DROPPED: u32 = 12;
 /// Sockets the enforced cgroup created that the socket guard looked at (proves it runs).
 pub const STAT_SOCKET_GUARD_SEEN: u32 = 11;
+/// (13 to 16: the budget counters, `crate::budget`.)
 /// Number of counters in [`STATS_MAP`].
-pub const STAT_COUNT: u32 = 16;
+pub const STAT_COUNT: u32 = 20;
 
 /// The cgroup programs, in the order the agent attaches them (every one is loaded and verified
 /// first): the passive-open marker, the packet backstop, the socket-creation guard, then the
@@ -207,7 +208,7 @@ pub const SKCACHE_MAP: &str = "RF_SKCACHE";
 /// Every map the programs pin by name (under `<bpffs>/maps/`), plus [`SKCACHE_MAP`] which the
 /// agent pins by path. Per-CPU scratch maps private to one program are not listed: they are not
 /// pinned and no one outside the object opens them.
-pub const PINNED_MAPS: [&str; 32] = [
+pub const PINNED_MAPS: [&str; 38] = [
     DENY_V4_MAP,
     ALLOW_V4_MAP,
     DENY_V6_MAP,
@@ -240,4 +241,10 @@ pub const PINNED_MAPS: [&str; 32] = [
     DROPLOG_MAP,
     SKCACHE_MAP,
     REPLIES_MAP,
+    crate::BUDGET_CONFIG_MAP,
+    crate::BUDGET_CHECKPOINT_MAP,
+    crate::BUDGET_WORKLOAD_MAP,
+    crate::BUDGET_DEST_MAP,
+    crate::SINK_V4_MAP,
+    crate::SINK_V6_MAP,
 ];

@@ -82,6 +82,9 @@ pub struct WorkloadState {
 pub struct CgPolicy {
     pub policy: u32,
     pub epoch: u32,
+    /// The workload: the cgroup id of the nearest ancestor with a workload entry (0: none, the
+    /// node default's cgroups), which exfiltration budgets are counted for.
+    pub workload: u64,
 }
 
 #[cfg(feature = "user")]

@@ -3,9 +3,13 @@
 //!
 //! One module per hook; the shared verdict logic lives in `verdict`, the maps in `maps`.
 #![no_std]
+// Atomic read-modify-write on map values (`budget`): core's atomic types offer none on bpfel.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 #![no_main]
 
 mod block;
+mod budget;
 mod connect4;
 mod connect6;
 mod event;

@@ -56,6 +56,8 @@ pub struct Compiled {
     pub cross_border: bool,
     /// `spec.rawSockets: policy`: raw IP sockets may be created (`CONFIG_RAW_POLICY`).
     pub raw_policy: bool,
+    /// `spec.exfiltration.budgets`/`rateLimit` (enforce mode only) and the approved sinks.
+    pub budgets: Option<super::CompiledBudgets>,
     /// Built on the first [`Compiled::evaluate`]; later changes to the fields are not seen by it.
     pub(super) lookup: OnceLock<LookupIndex>,
 }
@@ -79,6 +81,7 @@ impl Compiled {
             home6: Vec::new(),
             cross_border: false,
             raw_policy: false,
+            budgets: None,
             lookup: OnceLock::new(),
         }
     }

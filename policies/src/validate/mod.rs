@@ -3,10 +3,11 @@
 //!
 //! `document` validates the header, `metadata` and `spec` and hands the parts of `spec` to
 //! `rules` (egress and ingress rules, whose `to`/`from` `targets` validates), `encryption`,
-//! `exfil`, `selector` (workload selectors) and `country_groups`. Below them: `values` (CIDRs,
+//! `exfil` (with `budget`), `selector` (workload selectors) and `country_groups`. Below them: `values` (CIDRs,
 //! ports), `codes` (country codes), `groups` (country group documents and the shipped groups)
 //! and `header` (apiVersion/kind and names), which use none of the modules above them.
 
+mod budget;
 mod codes;
 mod country_groups;
 mod document;
@@ -19,6 +20,8 @@ mod selector;
 mod targets;
 mod values;
 
+#[cfg(test)]
+pub(crate) use budget::parse_budget;
 pub(crate) use document::validate;
 pub use header::{API_VERSION, KIND};
 pub use values::MAX_PORT_ENTRIES;
