@@ -67,6 +67,11 @@ impl Enforcer {
     pub fn report(&mut self, batch: &mut Vec<Event>) {
         let now = std::time::Instant::now();
         for ev in batch.drain(..) {
+            if ev.verdict == ringfence_common::VERDICT_BUDGET {
+                let policy = self.names.policy(ev.generation).cloned();
+                self.exfil.on_budget(&ev, policy.as_deref());
+                continue;
+            }
             let mut record = self.names.record(&ev);
             if let Some((path, w)) = self.workloads.as_ref().and_then(|t| t.workload(ev.cgroup_id)) {
                 record.workload = Some(path.display().to_string());
@@ -122,6 +127,9 @@ impl Enforcer {
             ("plaintext", s.plaintext_dropped),
             ("exfil_block", s.exfil_blocked),
             ("ingress", s.ingress_dropped),
+            ("exfil_budget", s.budget_dropped),
+            ("exfil_rate", s.rate_dropped),
+            ("exfil_untracked", s.budget_untracked),
         ];
         for (reason, n) in drops {
             m.set_counter(

@@ -43,7 +43,7 @@ pub use diagnostic::{format_diagnostics, Diagnostic};
 pub use evaluate::{DecidedBy, Decision};
 pub use load::{load_policy_file, parse_policy, PolicyFileError};
 pub use model::{
-    Action, ApprovedSinks, Bulk, Checkpoints, ExfilAction, Exfiltration, Mode, Policy, PortMatch, Protocol,
+    Action, ApprovedSinks, Budget, BudgetAmount, Budgets, Bulk, Checkpoints, ExfilAction, Exfiltration, Mode, Policy, PortMatch, Protocol,
     RawSockets, Region, Rule, Selector,
 };
 pub use prefix::{normalize_addr, normalize_net};

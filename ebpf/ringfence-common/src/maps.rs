@@ -127,6 +127,8 @@ pub const STAT_COUNT: u32 = 20;
 /// at the call, events with the process), never the first line of defence.
 pub const SOCKOPS: &str = "rf_sockops";
 pub const SKB_EGRESS: &str = "rf_skb_egress";
+/// Exfiltration budgets and the rate cap (`cgroup_skb/egress`, next to the backstop).
+pub const SKB_BUDGET: &str = "rf_skb_budget";
 /// Ingress rules (`cgroup_skb/ingress`): inbound connections and datagrams to the workloads.
 pub const SKB_INGRESS: &str = "rf_skb_ingress";
 /// Raw IP socket refusal (`cgroup/sock_create`, any kernel with cgroup BPF).
@@ -138,9 +140,10 @@ pub const SETSOCKOPT: &str = "rf_setsockopt";
 pub const SOCKET_CREATE: &str = "rf_socket_create";
 pub const SOCK_ADDR_PROGRAMS: [&str; 4] = ["rf_connect4", "rf_connect6", "rf_sendmsg4", "rf_sendmsg6"];
 /// Every pinned cgroup link, in attach order.
-pub const PROGRAMS: [&str; 10] = [
+pub const PROGRAMS: [&str; 11] = [
     SOCKOPS,
     SKB_EGRESS,
+    SKB_BUDGET,
     SKB_INGRESS,
     SOCK_CREATE,
     SETSOCKOPT,

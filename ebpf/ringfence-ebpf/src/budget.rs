@@ -1,5 +1,5 @@
-//! Exfiltration budgets and the rate cap (see `ringfence_common::budget`), charged by the
-//! backstop for every packet a workload sends to a destination that is not an approved sink,
+//! Exfiltration budgets and the rate cap (see `ringfence_common::budget`), charged by
+//! `rf_skb_budget` for every packet a workload sends to a destination that is not an approved sink,
 //! and consulted by the connect hooks (a spent budget refuses the connection).
 //!
 //! Counting adds atomically before deciding: the packet whose bytes would cross a budget is
@@ -9,7 +9,6 @@
 use core::intrinsics::{atomic_xadd, AtomicOrdering::Relaxed};
 
 use aya_ebpf::{
-    bindings::__sk_buff,
     helpers::bpf_ktime_get_ns,
     maps::{lpm_trie::Key, HashMap, LruHashMap},
 };
@@ -23,9 +22,8 @@ use crate::{
     event::{emit_budget, Dest},
     flows::to_wireguard_peer_addr,
     iphdr::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP},
-    maps::{bump, BudgetCrossing, SkbScratch, RF_BUDGETALERT, RF_BUDGETCFG, RF_BUDGETCKPT, RF_BUDGETDST, RF_BUDGETWL, RF_SINK4, RF_SINK6},
-    verdict::{active, Verdict},
-    workload::workload_of_skb,
+    maps::{bump, BudgetCrossing, RF_BUDGETALERT, RF_BUDGETCFG, RF_BUDGETCKPT, RF_BUDGETDST, RF_BUDGETWL, RF_SINK4, RF_SINK6},
+    verdict::Verdict,
 };
 
 /// What the budgets decide for one packet.
@@ -51,9 +49,10 @@ pub struct Sent {
     /// The sending socket's cgroup (for the alert) and its workload (what is counted).
     pub cgroup_id: u64,
     pub workload: u64,
-    /// The sender's policy's active egress table.
+    /// The sender's policy's active egress table and its generation (names the policy in the
+    /// alert).
     pub table: u32,
-    pub _pad: u32,
+    pub generation: u32,
 }
 
 /// The budget settings of `table` when any budget applies.
@@ -205,7 +204,7 @@ fn first_crossing(key: &BudgetKey, start_ns: u64) -> bool {
 #[inline(never)]
 fn alert(s: &Sent, kind: u32) {
     let dest = Dest { daddr: s.daddr, family: s.family, port: kind as u16, protocol: s.proto, hook: HOOK_SKB_EGRESS };
-    let v = Verdict { verdict: VERDICT_BUDGET, rule_id: RULE_BUDGET, generation: 0, country: 0, encrypt: false };
+    let v = Verdict { verdict: VERDICT_BUDGET, rule_id: RULE_BUDGET, generation: s.generation, country: 0, encrypt: false };
     emit_budget(&dest, &v, s.cgroup_id);
 }
 
@@ -236,8 +235,8 @@ fn take_tokens(cfg: &BudgetConfig, s: &Sent, now: u64) -> bool {
 }
 
 /// Charges one outgoing packet of a workload to its budgets and rate cap.
-#[inline(always)]
-fn charge(s: &Sent) -> Charge {
+#[inline(never)]
+pub fn charge(s: &Sent) -> Charge {
     let Some(cfg) = config(s.table) else { return Charge::Pass };
     if approved(s) {
         return Charge::Pass;
@@ -303,28 +302,3 @@ pub fn spent(s: &Sent) -> bool {
         || over(RF_BUDGETWL.get_ptr_mut(&workload_key(s.workload, kind)), &cfg.limits[kind as usize & 3])
 }
 
-/// Charges a backstop packet (`s`: its parsed header) to its workload's budgets. Returns
-/// `Charge::Pass` at the cost of one array read for policies without budgets.
-#[inline(never)]
-pub fn charge_skb(skb: *mut __sk_buff, s: &SkbScratch) -> Charge {
-    let table = active(s.policy).table;
-    if config(table).is_none() {
-        return Charge::Pass;
-    }
-    // SAFETY: the program's own skb context.
-    let len = unsafe { (*skb).len };
-    let icmp = s.proto == IPPROTO_ICMP || s.proto == IPPROTO_ICMPV6;
-    let sent = Sent {
-        daddr: s.addrs[0],
-        family: s.family,
-        proto: s.proto,
-        dport: s.dport as u32,
-        // ICMP: the payload after the 8-byte ICMP header.
-        len: if icmp { len.saturating_sub(s.l4_off + 8) } else { len },
-        cgroup_id: s.cgroup_id,
-        workload: workload_of_skb(skb, s.cgroup_id),
-        table,
-        _pad: 0,
-    };
-    charge(&sent)
-}

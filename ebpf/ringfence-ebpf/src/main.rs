@@ -20,6 +20,7 @@ mod packet;
 mod sendmsg4;
 mod sendmsg6;
 mod setsockopt;
+mod skb_budget;
 mod skb_egress;
 mod skb_ingress;
 mod skb_tail;

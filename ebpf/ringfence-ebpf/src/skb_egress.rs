@@ -21,7 +21,6 @@ use ringfence_common::{
 
 use crate::{
     block::blocked,
-    budget::{charge_skb, Charge},
     iphdr::{is_v6_ext, transport, verdict_port},
     maps::{bump, SkbScratch, MAX_ROUTE, RF_REPLIES, RF_SKB_SCRATCH, RF_SKB_TAILS, RF_SKCACHE},
     verdict::active,
@@ -31,9 +30,6 @@ use crate::{
 /// cgroup_skb return values.
 pub const PASS: i32 = 1;
 pub const DROP: i32 = 0;
-/// Drop with congestion notification (egress only): TCP reduces its window instead of failing
-/// the send, as the kernel's own host bandwidth manager sample does.
-const DROP_CN: i32 = 2;
 const BPF_TCP_LISTEN: u32 = 10;
 const IPPROTO_TCP: u32 = 6;
 const IPPROTO_UDP: u32 = 17;
@@ -153,11 +149,6 @@ fn try_skb_egress(ctx: &SkBuffContext) -> Option<i32> {
     header(ctx, &mut s)?;
     if s.proto == IPPROTO_UDP {
         remember_udp(&s);
-    }
-    match charge_skb(ctx.skb.skb.cast(), &s) {
-        Charge::Pass => {}
-        Charge::Drop => return Some(DROP),
-        Charge::Throttle => return Some(DROP_CN),
     }
     if blocked(cgroup_id, s.addrs[0], s.family) {
         bump(STAT_EXFIL_BLOCKED);

@@ -42,7 +42,7 @@ fn budget_spent(a: &Active, dest: &Dest, cgroup_id: u64) -> bool {
         cgroup_id,
         workload: workload_of_current(),
         table: a.table,
-        _pad: 0,
+        generation: a.cfg.generation,
     };
     spent(&sent)
 }

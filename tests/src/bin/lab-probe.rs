@@ -32,6 +32,8 @@ mod escape;
 mod frames;
 #[path = "lab_probe/looper.rs"]
 mod looper;
+#[path = "lab_probe/sink.rs"]
+mod sink;
 #[path = "lab_probe/raw.rs"]
 mod raw;
 #[path = "lab_probe/serve.rs"]
@@ -45,6 +47,7 @@ use std::time::Duration;
 
 const USAGE: &str = "usage:
   lab-probe serve --tcp P1,P2 --udp P1,P2
+  lab-probe sink --tcp PORT [--udp PORT]
   lab-probe tcp ADDR PORT [--bytes N] [--timeout-ms T] [--bind LOCAL]
   lab-probe stream ADDR PORT --bytes N [--rate BYTES_PER_SEC] [--mark BYTES]... [--stall-ms S]
                    [--timeout-ms T]
@@ -98,6 +101,7 @@ fn main() {
     let cmd = args.next_arg().unwrap_or_else(|| usage("missing command"));
     match cmd.as_str() {
         "serve" => serve::main(&mut args),
+        "sink" => sink::main(&mut args),
         "tcp" | "udp" => exit(single(&cmd, &mut args)),
         "stream" => exit(stream::main(&mut args)),
         "loop" => looper::main(&mut args),
