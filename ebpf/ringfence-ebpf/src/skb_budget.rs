@@ -18,9 +18,10 @@ use crate::{
     workload::{policy_of_skb, workload_of_skb},
 };
 
-/// Drop with congestion notification (egress only): TCP reduces its window instead of treating
-/// the send as failed, as the kernel's host bandwidth manager sample does.
+/// Drop, and pass, with congestion notification (egress only): TCP reduces its window instead
+/// of treating the send as failed, as the kernel's host bandwidth manager sample does.
 const DROP_CN: i32 = 2;
+const PASS_CN: i32 = 3;
 
 #[cgroup_skb(egress)]
 pub fn rf_skb_budget(ctx: SkBuffContext) -> i32 {
@@ -29,6 +30,7 @@ pub fn rf_skb_budget(ctx: SkBuffContext) -> i32 {
         Charge::Pass => PASS,
         Charge::Drop => DROP,
         Charge::Throttle => DROP_CN,
+        Charge::Slow => PASS_CN,
     }
 }
 

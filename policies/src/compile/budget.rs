@@ -24,10 +24,11 @@ pub struct CompiledBudgets {
 /// The smallest token bucket: a TSO/GSO packet (64 KiB) must always fit.
 pub const MIN_RATE_BURST: u64 = 128 << 10;
 
-/// The bucket's depth for a rate cap: 1/20 s of the rate (so any 1 s lets at most 1.05 times
-/// the rate out), at least [`MIN_RATE_BURST`].
+/// The bucket's depth for a rate cap, and the debt it may run into with congestion
+/// notification: 1/40 s of the rate each (so any 1 s lets at most 1.05 times the rate out), at
+/// least [`MIN_RATE_BURST`].
 pub fn rate_burst(rate: u64) -> u64 {
-    (rate / 20).max(MIN_RATE_BURST)
+    (rate / 40).max(MIN_RATE_BURST)
 }
 
 fn limit(b: Option<Budget>) -> BudgetLimit {

@@ -100,7 +100,7 @@ fn budgets_compile_to_the_kernel_config_with_sinks() {
     let total = b.config.limits[BUDGET_TOTAL as usize];
     assert_eq!((total.bytes, total.ppm), (0, 500_000));
     assert_eq!(b.config.limits[BUDGET_DNS as usize].bytes, 64 << 20);
-    assert_eq!((b.config.rate_bytes_per_sec, b.config.rate_burst), (100_000_000, 5_000_000));
+    assert_eq!((b.config.rate_bytes_per_sec, b.config.rate_burst), (100_000_000, 2_500_000));
     // Adjacent halves merge; the peers are sinks.
     assert_eq!(b.sink4, vec![([192, 0, 2, 0], 28), ([198, 51, 100, 0], 24)]);
     assert_eq!(b.sink6.len(), 1);
