@@ -66,10 +66,13 @@ impl Enforcer {
     /// Logs and empties a batch of events (under a control plane also aggregating them for delivery).
     pub fn report(&mut self, batch: &mut Vec<Event>) {
         let now = std::time::Instant::now();
+        // Budget crossings first: a batch may hold thousands of refusals to log.
+        for ev in batch.iter().filter(|ev| ev.verdict == ringfence_common::VERDICT_BUDGET) {
+            let policy = self.names.policy(ev.generation).cloned();
+            self.exfil.on_budget(ev, policy.as_deref());
+        }
         for ev in batch.drain(..) {
             if ev.verdict == ringfence_common::VERDICT_BUDGET {
-                let policy = self.names.policy(ev.generation).cloned();
-                self.exfil.on_budget(&ev, policy.as_deref());
                 continue;
             }
             let mut record = self.names.record(&ev);

@@ -47,10 +47,7 @@ fn upload(e: &Enforced, addr: &str, port: u16, bytes: u64, rate: Option<u64>) ->
     if let Some(r) = rate.as_deref() {
         args.extend(["--rate", r]);
     }
-    let out = e.lab.node_command(e.lab.probe_path()).args(&args).output().expect("run stream probe");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let last = text.lines().last().unwrap_or_default();
-    serde_json::from_str(last).unwrap_or_else(|_| panic!("stream probe said {text:?}"))
+    e.lab.probe_json(&args)
 }
 
 fn stalled(v: &Value) -> bool {

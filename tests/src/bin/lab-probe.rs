@@ -34,6 +34,8 @@ mod frames;
 mod looper;
 #[path = "lab_probe/sink.rs"]
 mod sink;
+#[path = "lab_probe/tunnel.rs"]
+mod tunnel;
 #[path = "lab_probe/raw.rs"]
 mod raw;
 #[path = "lab_probe/serve.rs"]
@@ -48,6 +50,7 @@ use std::time::Duration;
 const USAGE: &str = "usage:
   lab-probe serve --tcp P1,P2 --udp P1,P2
   lab-probe sink --tcp PORT [--udp PORT]
+  lab-probe tunnel udp|icmp ADDR PORT --bytes N [--size S]
   lab-probe tcp ADDR PORT [--bytes N] [--timeout-ms T] [--bind LOCAL]
   lab-probe stream ADDR PORT --bytes N [--rate BYTES_PER_SEC] [--mark BYTES]... [--stall-ms S]
                    [--timeout-ms T]
@@ -102,6 +105,7 @@ fn main() {
     match cmd.as_str() {
         "serve" => serve::main(&mut args),
         "sink" => sink::main(&mut args),
+        "tunnel" => exit(tunnel::main(&mut args)),
         "tcp" | "udp" => exit(single(&cmd, &mut args)),
         "stream" => exit(stream::main(&mut args)),
         "loop" => looper::main(&mut args),
