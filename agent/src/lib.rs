@@ -22,6 +22,7 @@ pub mod preflight;
 pub mod remote;
 pub mod report;
 pub mod run;
+pub mod selftest;
 pub mod spool;
 pub mod sys;
 pub mod watch;

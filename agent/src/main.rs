@@ -3,6 +3,7 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
 use ringfence_agent::{
+    selftest,
     bpf,
     config::{WgBackendChoice, WgConfig},
     error::AgentError,
@@ -171,6 +172,24 @@ enum Cmd {
     /// Used by `run`'s start-up self-check: creates one socket and exits.
     #[command(name = "probe-socket", hide = true)]
     ProbeSocket,
+    /// Prove a control works on this node now: `exfil` uploads from a throwaway cgroup (a
+    /// workload with a 1 MiB budget) to a throwaway sink and checks that the kernel stops it.
+    /// Prints the result as JSON; exit 0 when it passed, 1 when it failed (with the reason).
+    Selftest {
+        /// The control to test (only `exfil`).
+        #[arg(value_parser = ["exfil"])]
+        what: String,
+        /// Directory on a bpf filesystem where the agent pinned its links and maps (as given to `run`).
+        #[arg(long, default_value = DEFAULT_BPFFS)]
+        bpffs: PathBuf,
+        /// The cgroup the agent enforces (`--cgroup` or `--cgroup-root` of `run`): the throwaway
+        /// cgroup is created below it.
+        #[arg(long, value_name = "DIR")]
+        cgroup: PathBuf,
+    },
+    /// The self-test's client (run inside its throwaway cgroup).
+    #[command(name = "selftest-client", hide = true)]
+    SelftestClient { addr: String, bytes: u64 },
     /// Show the policy generation in force, the hooks attached and every kernel counter.
     Status {
         /// Directory on a bpf filesystem where the agent pinned its links and maps (as given to `run`).
@@ -362,6 +381,12 @@ fn main() -> ExitCode {
         }),
         Cmd::Status { bpffs, json } => report::status(&bpffs, json),
         Cmd::ProbeSocket => bpf::probe_socket(),
+        Cmd::Selftest { what: _, bpffs, cgroup } => {
+            let result = selftest::run(&selftest::Options { bpffs, cgroup });
+            println!("{}", serde_json::to_string(&result).expect("result serializes"));
+            return if result.passed { ExitCode::SUCCESS } else { ExitCode::from(1) };
+        }
+        Cmd::SelftestClient { addr, bytes } => return ExitCode::from(selftest::client(&addr, bytes) as u8),
         Cmd::Wg { cmd } => wg_cmd(cmd),
         Cmd::Flows { bpffs, json, state_dir } => report::flows(&bpffs, &state_dir, json),
         Cmd::Workloads { state_dir, json } => print_workloads(&state_dir, json),
