@@ -1,7 +1,9 @@
 //! `cargo xtask bench`: connect() latency with the policy loaded at 1k, 100k and 400k prefixes,
 //! against no program and against nftables doing the same job, all in one run (see `rig`).
 //! `cargo xtask bench-geo`: the same for country policies, plus compile and swap time, map entries
-//! after aggregation and the agent's memory.
+//! after aggregation and the agent's memory. `cargo xtask bench-budget`: the exfiltration
+//! budgets' throughput ratio, cost per packet and bytes past a budget.
+mod budget;
 mod control;
 mod exfil;
 mod geo;
@@ -17,6 +19,7 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
+pub use budget::{bench_budget, BudgetBenchArgs};
 pub use control::{bench_control, ControlBenchArgs};
 pub use exfil::{bench_exfil, ExfilBenchArgs};
 pub use geo::{bench_geo, GeoBenchArgs};
