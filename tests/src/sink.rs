@@ -5,7 +5,7 @@ use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::Lab;
+use crate::lab::Lab;
 
 /// Totals the sink has printed: TCP and UDP payload bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -7,7 +7,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ringfence_common::{budget_kind_name, Event, BUDGET_DEST, BUDGET_DNS, BUDGET_ICMP, BUDGET_TOTAL};
 use ringfence_policy::{Budget, BudgetAmount, Policy};
 
-use super::{detector::AlertKind, monitor::AlertRecord, Severity};
+use super::{
+    detector::{AlertKind, Severity},
+    monitor::AlertRecord,
+};
 
 /// What the agent knows when a crossing arrives.
 pub struct Crossing<'a> {

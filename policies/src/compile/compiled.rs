@@ -57,7 +57,7 @@ pub struct Compiled {
     /// `spec.rawSockets: policy`: raw IP sockets may be created (`CONFIG_RAW_POLICY`).
     pub raw_policy: bool,
     /// `spec.exfiltration.budgets`/`rateLimit` (enforce mode only) and the approved sinks.
-    pub budgets: Option<super::CompiledBudgets>,
+    pub budgets: Option<super::budget::CompiledBudgets>,
     /// Built on the first [`Compiled::evaluate`]; later changes to the fields are not seen by it.
     pub(super) lookup: OnceLock<LookupIndex>,
 }
