@@ -77,6 +77,10 @@ enum Cmd {
         /// Seconds between reads of the flow counters by the exfiltration detector.
         #[arg(long, default_value_t = 0.5)]
         exfil_poll: f64,
+        /// Run `selftest exfil` every this many seconds (at least 60) and log the result; 0
+        /// (the default) never.
+        #[arg(long = "selftest-every", value_name = "SECONDS", default_value_t = 0)]
+        selftest_every: u64,
         /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9470): GET /metrics.
         #[arg(long = "metrics-listen", value_name = "ADDR:PORT")]
         metrics_listen: Option<std::net::SocketAddr>,
@@ -330,6 +334,7 @@ fn main() -> ExitCode {
             flow_idle_timeout,
             watch_interval,
             exfil_poll,
+            selftest_every,
             metrics_listen,
             allow_weaker_isolation,
             wg,
@@ -344,6 +349,9 @@ fn main() -> ExitCode {
             }
             if !(0.05..=60.0).contains(&exfil_poll) {
                 errors.push(format!("--exfil-poll {exfil_poll}: must be between 0.05 and 60 seconds"));
+            }
+            if selftest_every != 0 && selftest_every < 60 {
+                errors.push(format!("--selftest-every {selftest_every}: 0 (off) or at least 60 seconds"));
             }
             if let Err(e) = &wg {
                 errors.push(e.clone());
@@ -366,6 +374,7 @@ fn main() -> ExitCode {
                     grace: Duration::from_secs(2),
                     state_dir,
                     exfil_poll: Duration::from_secs_f64(exfil_poll),
+                    selftest_every: (selftest_every > 0).then(|| Duration::from_secs(selftest_every)),
                     metrics_listen,
                     control,
                     allow_weaker_isolation,

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use socket2::{Domain, Socket, Type};
 
-use crate::{parse_num, usage, Args};
+use crate::args::{parse_num, usage, Args};
 
 fn dual_stack(kind: Type, port: u16) -> io::Result<Socket> {
     let s = Socket::new(Domain::IPV6, kind, None)?;

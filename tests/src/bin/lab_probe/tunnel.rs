@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use crate::{parse_addr, parse_num, usage, Args};
+use crate::args::{parse_addr, parse_num, usage, Args};
 
 pub fn main(args: &mut Args) -> i32 {
     let kind = args.next_arg().unwrap_or_else(|| usage("tunnel needs udp or icmp"));
