@@ -48,6 +48,7 @@ pub mod procfs;
 pub mod scenario;
 pub mod scrape;
 pub mod sink;
+pub mod spool;
 pub mod skip;
 mod util;
 pub mod wg_lab;

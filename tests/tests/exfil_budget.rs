@@ -6,7 +6,7 @@
 //! Run as root, serially.
 use std::time::Duration;
 
-use ringfence_tests::{policy_head_with, Enforced, Sink};
+use ringfence_tests::{policy_head_with, spool::spooled, Enforced, Sink};
 use serde_json::Value;
 
 /// Not approved (two destinations) and approved, all in the world namespace.
@@ -106,6 +106,9 @@ fn a_destination_budget_stops_transfers_at_full_speed_and_at_1_gbit_per_destinat
     let r = upload(&e, APPROVED, 443, 4 * BUDGET, None);
     assert_eq!((r["ok"].as_bool(), r["reply"].as_str()), (Some(true), Some(&*format!("pong {}", 4 * BUDGET))), "{r}");
     assert_eq!(budget_alerts(&e).len(), 2, "one alert per crossing: {:?}", budget_alerts(&e));
+    let spooled: Vec<Value> =
+        spooled(&e.dir().join("state")).into_iter().filter(|r| r["kind"] == "budget").collect();
+    assert_eq!(spooled.len(), 2, "both alerts are in the spool: {spooled:?}");
     let status = e.agent_cli(&["status", "--json"]);
     assert!(status.status.success(), "{status:?}");
 }
