@@ -28,6 +28,8 @@ pub struct RunConfig {
     pub state_dir: PathBuf,
     /// How often the exfiltration detector reads the flow counters.
     pub exfil_poll: Duration,
+    /// How often `run` performs `selftest exfil` (`None`: never, the default).
+    pub selftest_every: Option<Duration>,
     /// Prometheus endpoint (`GET /metrics`), if any.
     pub metrics_listen: Option<SocketAddr>,
     /// Take the policy (and WireGuard peers) from the control plane this node enrolled with.

@@ -66,7 +66,15 @@ impl Enforcer {
     /// Logs and empties a batch of events (under a control plane also aggregating them for delivery).
     pub fn report(&mut self, batch: &mut Vec<Event>) {
         let now = std::time::Instant::now();
+        // Budget crossings first: a batch may hold thousands of refusals to log.
+        for ev in batch.iter().filter(|ev| ev.verdict == ringfence_common::VERDICT_BUDGET) {
+            let policy = self.names.policy(ev.generation).cloned();
+            self.exfil.on_budget(ev, policy.as_deref());
+        }
         for ev in batch.drain(..) {
+            if ev.verdict == ringfence_common::VERDICT_BUDGET {
+                continue;
+            }
             let mut record = self.names.record(&ev);
             let mut policy = DEFAULT_POLICY;
             if let Some((path, w)) = self.workloads.as_ref().and_then(|t| t.workload(ev.cgroup_id)) {
@@ -129,6 +137,9 @@ impl Enforcer {
             ("plaintext", s.plaintext_dropped),
             ("exfil_block", s.exfil_blocked),
             ("ingress", s.ingress_dropped),
+            ("exfil_budget", s.budget_dropped),
+            ("exfil_rate", s.rate_dropped),
+            ("exfil_untracked", s.budget_untracked),
         ];
         for (reason, n) in drops {
             m.set_counter(

@@ -23,6 +23,7 @@ pub mod remote;
 pub mod report;
 pub mod report_fqdn;
 pub mod run;
+pub mod selftest;
 pub mod spool;
 pub mod sys;
 pub mod watch;

@@ -10,7 +10,7 @@ use ringfence_agent::{
     logging::{self, LogFormat},
     report, report_fqdn,
     run::{run_with_wg, RunConfig},
-    wg,
+    selftest, wg,
     workloads::{print_workloads, WorkloadsConfig},
 };
 
@@ -76,6 +76,10 @@ enum Cmd {
         /// Seconds between reads of the flow counters by the exfiltration detector.
         #[arg(long, default_value_t = 0.5)]
         exfil_poll: f64,
+        /// Run `selftest exfil` every this many seconds (at least 60) and log the result; 0
+        /// (the default) never.
+        #[arg(long = "selftest-every", value_name = "SECONDS", default_value_t = 0)]
+        selftest_every: u64,
         /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9470): GET /metrics.
         #[arg(long = "metrics-listen", value_name = "ADDR:PORT")]
         metrics_listen: Option<std::net::SocketAddr>,
@@ -181,6 +185,24 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Prove a control works on this node now: `exfil` uploads from a throwaway cgroup (a
+    /// workload with a 1 MiB budget) to a throwaway sink and checks that the kernel stops it.
+    /// Prints the result as JSON; exit 0 when it passed, 1 when it failed (with the reason).
+    Selftest {
+        /// The control to test (only `exfil`).
+        #[arg(value_parser = ["exfil"])]
+        what: String,
+        /// Directory on a bpf filesystem where the agent pinned its links and maps (as given to `run`).
+        #[arg(long, default_value = DEFAULT_BPFFS)]
+        bpffs: PathBuf,
+        /// The cgroup the agent enforces (`--cgroup` or `--cgroup-root` of `run`): the throwaway
+        /// cgroup is created below it.
+        #[arg(long, value_name = "DIR")]
+        cgroup: PathBuf,
+    },
+    /// The self-test's client (run inside its throwaway cgroup).
+    #[command(name = "selftest-client", hide = true)]
+    SelftestClient { addr: String, bytes: u64 },
     /// Show the policy generation in force, the hooks attached and every kernel counter.
     Status {
         /// Directory on a bpf filesystem where the agent pinned its links and maps (as given to `run`).
@@ -321,6 +343,7 @@ fn main() -> ExitCode {
             flow_idle_timeout,
             watch_interval,
             exfil_poll,
+            selftest_every,
             metrics_listen,
             allow_weaker_isolation,
             wg,
@@ -335,6 +358,9 @@ fn main() -> ExitCode {
             }
             if !(0.05..=60.0).contains(&exfil_poll) {
                 errors.push(format!("--exfil-poll {exfil_poll}: must be between 0.05 and 60 seconds"));
+            }
+            if selftest_every != 0 && selftest_every < 60 {
+                errors.push(format!("--selftest-every {selftest_every}: 0 (off) or at least 60 seconds"));
             }
             if let Err(e) = &wg {
                 errors.push(e.clone());
@@ -357,6 +383,7 @@ fn main() -> ExitCode {
                     grace: Duration::from_secs(2),
                     state_dir,
                     exfil_poll: Duration::from_secs_f64(exfil_poll),
+                    selftest_every: (selftest_every > 0).then(|| Duration::from_secs(selftest_every)),
                     metrics_listen,
                     control,
                     allow_weaker_isolation,
@@ -373,6 +400,12 @@ fn main() -> ExitCode {
         Cmd::Status { bpffs, json } => report::status(&bpffs, json),
         Cmd::Fqdn { bpffs, json } => report_fqdn::fqdn(&bpffs, json),
         Cmd::ProbeSocket => bpf::probe_socket(),
+        Cmd::Selftest { what: _, bpffs, cgroup } => {
+            let result = selftest::run(&selftest::Options { bpffs, cgroup });
+            println!("{}", serde_json::to_string(&result).expect("result serializes"));
+            return if result.passed { ExitCode::SUCCESS } else { ExitCode::from(1) };
+        }
+        Cmd::SelftestClient { addr, bytes } => return ExitCode::from(selftest::client(&addr, bytes) as u8),
         Cmd::Wg { cmd } => wg_cmd(cmd),
         Cmd::Flows { bpffs, json, state_dir } => report::flows(&bpffs, &state_dir, json),
         Cmd::Workloads { state_dir, json } => print_workloads(&state_dir, json),

@@ -162,14 +162,13 @@ impl PolicyLoader {
     }
 
     /// What `spec.exfiltration` needs from the agent's configuration: the packet path's flow
-    /// counters, and the geo database when approved sinks name countries.
+    /// counters for detection (`bulk`, `checkpoints`; budgets and rate caps are counted by the
+    /// cgroup backstop and need none), and the geo database when approved sinks name countries.
     fn exfil_errors(&self, policy: &Policy, geo: Option<&GeoDb>) -> Vec<String> {
         let mut errors = Vec::new();
-        if policy.exfiltration.is_none() {
-            return errors;
-        }
+        let Some(x) = policy.exfiltration.as_ref() else { return errors };
         let label = self.source.label();
-        if !self.packet_path {
+        if !self.packet_path && (x.bulk.is_some() || x.checkpoints.is_some()) {
             errors.push(format!(
                 "{label}: spec.exfiltration needs the packet path's flow counters: run with --interface <uplink>"
             ));

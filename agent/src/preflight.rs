@@ -145,6 +145,7 @@ mod tests {
             grace: std::time::Duration::from_secs(1),
             state_dir: dir.join("state"),
             exfil_poll: std::time::Duration::from_millis(500),
+            selftest_every: None,
             metrics_listen: None,
             control: false,
             allow_weaker_isolation: false,

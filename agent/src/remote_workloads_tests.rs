@@ -56,6 +56,7 @@ fn cfg(dir: &std::path::Path) -> RunConfig {
         grace: std::time::Duration::from_secs(1),
         state_dir: dir.to_path_buf(),
         exfil_poll: std::time::Duration::from_millis(500),
+        selftest_every: None,
         metrics_listen: None,
         control: true,
         allow_weaker_isolation: false,

@@ -71,6 +71,10 @@ pub fn status(bpffs: &Path, json: bool) -> Result<(), AgentError> {
         "other:      exfiltration blocked {}, sockets refused {} (guard saw {}), events dropped {}",
         s.exfil_blocked, s.sockets_refused, s.socket_guard_seen, s.events_dropped
     );
+    println!(
+        "budgets:    dropped {}, rate-capped {}, untracked (fail closed) {}, destinations tracked {}",
+        s.budget_dropped, s.rate_dropped, s.budget_untracked, s.budget_destinations
+    );
     Ok(())
 }
 

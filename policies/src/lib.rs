@@ -43,8 +43,8 @@ pub use diagnostic::{format_diagnostics, Diagnostic};
 pub use evaluate::{DecidedBy, Decision};
 pub use load::{load_policy_file, parse_policy, PolicyFileError};
 pub use model::{
-    wire_form, Action, ApprovedSinks, Bulk, Checkpoints, Dns, ExfilAction, Exfiltration, Fqdn, Mode, Policy,
-    PortMatch, Protocol, RawSockets, Region, Rule, Selector,
+    wire_form, Action, ApprovedSinks, Budget, BudgetAmount, Budgets, Bulk, Checkpoints, Dns, ExfilAction,
+    Exfiltration, Fqdn, Mode, Policy, PortMatch, Protocol, RawSockets, Region, Rule, Selector,
 };
 pub use prefix::{normalize_addr, normalize_net};
 pub use validate::groups::{self, shipped_groups, CountryGroup};

@@ -230,6 +230,15 @@ impl Lab {
         run_probe(self.node_command(&self.probe), args, "node netns/cgroup")
     }
 
+    /// Runs `lab-probe args…` in the node netns and the test cgroup; returns its last stdout
+    /// line as JSON (for commands that report more than an exchange: `stream`, `tunnel`).
+    pub fn probe_json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.node_command(&self.probe).args(args).output().expect("run lab-probe");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let last = text.lines().last().unwrap_or_default();
+        serde_json::from_str(last).unwrap_or_else(|_| panic!("lab-probe {args:?} said {text:?}"))
+    }
+
     /// Runs `lab-probe args…` in the node netns inside `cgroup`.
     pub fn probe_in(&self, cgroup: &TestCgroup, args: &[&str]) -> ProbeResult {
         run_probe(self.node_command_in(cgroup, &self.probe), args, &cgroup.path().display().to_string())

@@ -50,7 +50,9 @@ pub mod probe;
 pub mod procfs;
 pub mod scenario;
 pub mod scrape;
+pub mod sink;
 pub mod skip;
+pub mod spool;
 mod util;
 pub mod wg_lab;
 
@@ -66,5 +68,6 @@ pub use lab::Lab;
 pub use netns::NetNs;
 pub use probe::{probe_bin, LoopReport, ProbeResult, TargetStats};
 pub use scenario::{policy_head, policy_head_with, workload_agent_args, Enforced};
+pub use sink::{Received, Sink};
 pub use skip::skip;
 pub use util::monotonic_ns;

@@ -2,7 +2,6 @@
 //! when a process in the enforced cgroup sends a checkpoint-sized volume to a destination that is
 //! not an approved sink, and with `action: block` stops it. Run as root, serially.
 use std::{
-    path::{Path, PathBuf},
     process::{Child, Output},
     time::Duration,
 };
@@ -10,6 +9,7 @@ use std::{
 use ringfence_tests::{
     policy_head_with,
     scrape::{http_get, prometheus_value, wait_for_increase},
+    spool::spooled,
     AgentProc, Enforced,
 };
 use serde_json::Value;
@@ -63,28 +63,6 @@ fn finish(child: Child, what: &str) -> (Output, Vec<Value>) {
 
 fn alerts(agent: &AgentProc) -> Vec<Value> {
     agent.lines().into_iter().filter(|v| v["message"] == ALERT).collect()
-}
-
-/// Every record in the agent's alert spool.
-fn spooled(state: &Path) -> Vec<Value> {
-    let dir = state.join("spool");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
-        .map(|e| e.expect("dir entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .flat_map(|f| {
-            std::fs::read_to_string(f)
-                .expect("read spool file")
-                .lines()
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        })
-        .map(|l| serde_json::from_str(&l).expect("spool line is JSON"))
-        .collect()
 }
 
 /// Waits until the detector polled `n` more times.

@@ -41,6 +41,9 @@ enum Cmd {
     BenchGeo(bench::GeoBenchArgs),
     /// Single-stream TCP throughput with and without the packet path; cost per packet.
     BenchPath(bench::PathBenchArgs),
+    /// Exfiltration budgets: single-stream throughput to an approved sink with budgets and a rate
+    /// cap vs plain veth, the budget program's cost per packet, bytes past a budget.
+    BenchBudget(bench::BudgetBenchArgs),
     /// Exfiltration detector: cost per poll at 100k flows, the agent with a full flow table,
     /// alert latency.
     BenchExfil(bench::ExfilBenchArgs),
@@ -92,6 +95,7 @@ fn main() -> Result<()> {
         Cmd::Bench(args) => bench::bench(args),
         Cmd::BenchGeo(args) => bench::bench_geo(args),
         Cmd::BenchPath(args) => bench::bench_path(args),
+        Cmd::BenchBudget(args) => bench::bench_budget(args),
         Cmd::BenchExfil(args) => bench::bench_exfil(args),
         Cmd::BenchControl(args) => bench::bench_control(args),
         Cmd::BenchObserve(args) => bench::bench_observe(args),

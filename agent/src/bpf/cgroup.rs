@@ -16,8 +16,8 @@ use aya::{
     Btf, Ebpf,
 };
 use ringfence_common::{
-    CGROUP_MAP, PROGRAMS, SETSOCKOPT, SKB_EGRESS, SKB_INGRESS, SKB_PARSE, SKB_TAILS_MAP, SKB_TAIL_PARSE,
-    SKB_TAIL_VERDICT4, SKB_TAIL_VERDICT6, SKB_VERDICT4, SKB_VERDICT6, SOCKET_CREATE, SOCKOPS,
+    CGROUP_MAP, PROGRAMS, SETSOCKOPT, SKB_BUDGET, SKB_EGRESS, SKB_INGRESS, SKB_PARSE, SKB_TAILS_MAP,
+    SKB_TAIL_PARSE, SKB_TAIL_VERDICT4, SKB_TAIL_VERDICT6, SKB_VERDICT4, SKB_VERDICT6, SOCKET_CREATE, SOCKOPS,
     SOCK_ADDR_PROGRAMS, SOCK_CREATE,
 };
 use tracing::{debug, info, warn};
@@ -71,7 +71,7 @@ fn load_all(ebpf: &mut Ebpf) -> Result<Option<String>, AgentError> {
     let t = std::time::Instant::now();
     program::<SockOps>(ebpf, SOCKOPS)?.load().map_err(|e| load_error(SOCKOPS, e))?;
     timed(SOCKOPS, t);
-    for name in [SKB_EGRESS, SKB_INGRESS, SKB_PARSE, SKB_VERDICT4, SKB_VERDICT6] {
+    for name in [SKB_EGRESS, SKB_BUDGET, SKB_INGRESS, SKB_PARSE, SKB_VERDICT4, SKB_VERDICT6] {
         let t = std::time::Instant::now();
         program::<CgroupSkb>(ebpf, name)?.load().map_err(|e| load_error(name, e))?;
         timed(name, t);
@@ -129,10 +129,10 @@ fn attach_one(ebpf: &mut Ebpf, name: &str, cg: &File, links: &Path) -> Result<()
             let id = p.attach(cg.as_fd(), mode).map_err(bpf_error)?;
             p.take_link(id).map_err(bpf_error)?.try_into().map_err(bpf_error)?
         }
-        SKB_EGRESS | SKB_INGRESS => {
+        SKB_EGRESS | SKB_BUDGET | SKB_INGRESS => {
             let p = program::<CgroupSkb>(ebpf, name)?;
             let dir =
-                if name == SKB_EGRESS { CgroupSkbAttachType::Egress } else { CgroupSkbAttachType::Ingress };
+                if name == SKB_INGRESS { CgroupSkbAttachType::Ingress } else { CgroupSkbAttachType::Egress };
             let id = p.attach(cg.as_fd(), dir, mode).map_err(bpf_error)?;
             p.take_link(id).map_err(bpf_error)?.try_into().map_err(bpf_error)?
         }

@@ -22,7 +22,7 @@ use object::bpf_error;
 pub use object::EBPF_OBJECT;
 pub use packet_path::attach_packet_path;
 pub use pins::{detach_all, has_pinned_links, links_dir, pinned_links};
-pub use selfcheck::{probe_socket, SocketGuard, PROBE_SOCKET_COMMAND};
+pub use selfcheck::{probe_socket, SocketGuard, Throwaway, PROBE_SOCKET_COMMAND};
 
 use crate::{error::AgentError, maps::maps_dir};
 

@@ -53,7 +53,7 @@ pub fn probe_socket() -> Result<(), AgentError> {
 }
 
 /// Removes the throwaway cgroup when the check ends, however it ends.
-struct Throwaway(PathBuf);
+pub struct Throwaway(pub PathBuf);
 
 impl Drop for Throwaway {
     fn drop(&mut self) {

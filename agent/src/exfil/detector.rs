@@ -40,6 +40,8 @@ pub const SETTLE: Duration = Duration::from_secs(2);
 pub enum AlertKind {
     Bulk,
     Checkpoint,
+    /// A budget the kernel enforces was spent (`spec.exfiltration.budgets`).
+    Budget,
 }
 
 impl Severity {
@@ -58,6 +60,7 @@ impl AlertKind {
         match self {
             AlertKind::Bulk => "bulk",
             AlertKind::Checkpoint => "checkpoint",
+            AlertKind::Budget => "budget",
         }
     }
 }

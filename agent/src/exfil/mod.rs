@@ -1,9 +1,10 @@
 //! Weight-exfiltration detection: a sans-IO core (`detector`) fed with flow-counter snapshots and
 //! checkpoint-file observations, producing alerts; and the agent's shell around it: the monitor
 //! (policy rules, approved sinks, process attribution), the checkpoint watcher, the kernel's
-//! block table; alerts go to the durable spool ([`crate::spool`]).
+//! block table; `budget` turns the kernel's budget crossings into alerts; alerts go to the durable spool ([`crate::spool`]).
 pub mod attribution;
 pub mod blocks;
+pub mod budget;
 pub mod checkpoints;
 pub mod detector;
 #[cfg(test)]

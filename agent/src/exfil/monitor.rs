@@ -54,6 +54,12 @@ pub struct AlertRecord {
     pub workload: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub labels: Option<String>,
+    /// Budget alerts: which budget (`perDestination`, `total`, `dns`, `icmp`) and the time from
+    /// the kernel's crossing to the agent's delivery, in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
 }
 
 /// The monitor for one policy's rules.
@@ -225,7 +231,14 @@ impl ExfilMonitor {
             explanation: a.explanation,
             workload: None,
             labels: None,
+            budget: None,
+            latency_ms: None,
         }
+    }
+
+    /// The largest checkpoint (single file or sharded total) seen recently, in bytes.
+    pub fn largest_checkpoint(&self) -> u64 {
+        self.index.candidates().iter().map(|c| c.bytes).max().unwrap_or(0)
     }
 }
 

@@ -14,9 +14,13 @@ use std::{
 use ringfence_policy::{geo::GeoDb, Policy};
 use tracing::{error, info, warn};
 
+use aya::maps::{Array, MapData};
+use ringfence_common::BUDGET_CHECKPOINT_MAP;
+
 use super::{
     attribution::Owners,
     blocks::BlockTable,
+    budget::{crossing_record, Crossing},
     detector::FlowId,
     monitor::{AlertRecord, ExfilMonitor},
 };
@@ -41,6 +45,12 @@ pub struct ExfilShell {
     peers: Vec<ipnet::IpNet>,
     /// Under `--cgroup-root`: cgroup id -> (workload, labels), for naming alerts.
     workloads: HashMap<u64, (String, String)>,
+    /// The kernel's copy of the largest checkpoint size (relative budgets), and the value last
+    /// written to it.
+    largest_checkpoint: Array<MapData, u64>,
+    largest_written: u64,
+    /// Budget alerts raised (for their ids).
+    budget_seq: u64,
 }
 
 impl ExfilShell {
@@ -76,6 +86,9 @@ impl ExfilShell {
             metrics,
             peers: Vec::new(),
             workloads: HashMap::new(),
+            largest_checkpoint: crate::maps::open(&crate::maps::maps_dir(bpffs), BUDGET_CHECKPOINT_MAP)?,
+            largest_written: 0,
+            budget_seq: 0,
         })
     }
 
@@ -115,6 +128,18 @@ impl ExfilShell {
         self.sync_blocks(started);
         let Some(monitor) = self.monitor.as_mut() else { return };
         monitor.scan_checkpoints(started);
+        let largest = monitor.largest_checkpoint();
+        if largest > self.largest_written {
+            match self.largest_checkpoint.set(0, largest, 0) {
+                Ok(()) => {
+                    self.largest_written = largest;
+                    info!(bytes = largest, "exfiltration budgets: largest checkpoint seen");
+                }
+                Err(e) => {
+                    error!(error = %e, "exfiltration budgets: the largest checkpoint size could not be written")
+                }
+            }
+        }
         let samples = match flows.samples() {
             Ok(s) => s,
             Err(e) => return warn!(error = %e, "exfiltration: reading the flow table"),
@@ -166,6 +191,25 @@ impl ExfilShell {
         );
     }
 
+    /// A budget crossing the kernel reported (it has already dropped the packet): delivered
+    /// like any alert, named with the workload of the sending cgroup.
+    pub fn on_budget(&mut self, ev: &ringfence_common::Event, policy: Option<&Policy>) {
+        self.budget_seq += 1;
+        let crossing = Crossing {
+            event: ev,
+            policy,
+            largest_checkpoint: self.largest_written,
+            monotonic_ns: crate::clock::monotonic_ns(),
+            unix_ms: crate::clock::unix_ms(),
+            id: format!("budget-{:x}-{}", ev.ts_ns, self.budget_seq),
+        };
+        let mut r = crossing_record(&crossing);
+        if let Some((workload, labels)) = self.workloads.get(&r.cgroup_id) {
+            (r.workload, r.labels) = (Some(workload.clone()), Some(labels.clone()));
+        }
+        self.deliver(&r);
+    }
+
     /// Persists the alerted flows (atomically; a failure is logged, the set stays in memory).
     fn save_fired(&mut self, fired: Vec<FlowId>) {
         let json = serde_json::to_vec(&fired).expect("flow ids serialize");
@@ -185,7 +229,7 @@ impl ExfilShell {
             destination = %r.destination, port = r.port, country = r.country.as_deref(), bytes = r.bytes,
             file = r.file.as_deref().map(|f| tracing::field::display(f.display())),
             unix_ms = r.unix_ms, explanation = %r.explanation, workload = r.workload.as_deref(),
-            labels = r.labels.as_deref(),
+            labels = r.labels.as_deref(), budget = r.budget, latency_ms = r.latency_ms,
             "exfiltration alert"
         );
         let json = serde_json::to_value(r).expect("alert serializes");

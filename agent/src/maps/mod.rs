@@ -14,14 +14,14 @@ use std::path::{Path, PathBuf};
 
 use aya::maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray};
 use ringfence_common::{
-    table_id, CgPolicy, Endpoint, GeoEntry, GeoInfo, ListKey, MatchList, PolicyConfig, PrefixEntry,
-    WorkloadState, ACTIVE_MAP, ALLOW_V4_MAP, ALLOW_V6_MAP, CGCACHE_MAP, CONFIG_MAP, CONFIG_RAW_POLICY,
-    DENY_V4_MAP, DENY_V6_MAP, DIR_EGRESS, DNS_SERVERS_MAP, ENCRYPT_V4_MAP, ENCRYPT_V6_MAP, GEO_INFO_MAP,
-    GEO_V4_MAP, GEO_V6_MAP, HOME_V4_MAP, HOME_V6_MAP, LEARNED_MAP, LIST_MAP, MAX_TABLES, NAMES_MAP,
-    STATS_MAP, STAT_ALLOWED, STAT_AUDITED, STAT_BACKSTOP_DECIDED, STAT_BACKSTOP_DROPPED, STAT_DENIED,
-    STAT_EVENTS_DROPPED, STAT_EXFIL_BLOCKED, STAT_NONIP_DROPPED, STAT_PACKETS_DROPPED,
-    STAT_PLAINTEXT_DROPPED, STAT_SOCKETS_REFUSED, STAT_SOCKET_GUARD_SEEN, WG_ENDPOINTS_MAP, WORKLOADS_MAP,
-    WORKLOAD_STATE_MAP,
+    table_id, BudgetConfig, CgPolicy, Endpoint, GeoEntry, GeoInfo, ListKey, MatchList, PolicyConfig,
+    PrefixEntry, WorkloadState, ACTIVE_MAP, ALLOW_V4_MAP, ALLOW_V6_MAP, BUDGET_CONFIG_MAP, CGCACHE_MAP,
+    CONFIG_MAP, CONFIG_RAW_POLICY, DENY_V4_MAP, DENY_V6_MAP, DIR_EGRESS, DNS_SERVERS_MAP, ENCRYPT_V4_MAP,
+    ENCRYPT_V6_MAP, GEO_INFO_MAP, GEO_V4_MAP, GEO_V6_MAP, HOME_V4_MAP, HOME_V6_MAP, LEARNED_MAP, LIST_MAP,
+    MAX_TABLES, NAMES_MAP, SINK_V4_MAP, SINK_V6_MAP, STATS_MAP, STAT_ALLOWED, STAT_AUDITED,
+    STAT_BACKSTOP_DECIDED, STAT_BACKSTOP_DROPPED, STAT_DENIED, STAT_EVENTS_DROPPED, STAT_EXFIL_BLOCKED,
+    STAT_NONIP_DROPPED, STAT_PACKETS_DROPPED, STAT_PLAINTEXT_DROPPED, STAT_SOCKETS_REFUSED,
+    STAT_SOCKET_GUARD_SEEN, WG_ENDPOINTS_MAP, WORKLOADS_MAP, WORKLOAD_STATE_MAP,
 };
 use serde::Serialize;
 
@@ -84,6 +84,13 @@ pub struct Stats {
     pub dns_learned: u64,
     /// DNS answers not learned: not from a pinned resolver, or unreadable.
     pub dns_ignored: u64,
+    /// Packets dropped because an exfiltration budget was spent, or over the rate cap.
+    pub budget_dropped: u64,
+    pub rate_dropped: u64,
+    /// Packets refused because a workload's budget state could not be created (fail closed).
+    pub budget_untracked: u64,
+    /// Per-destination budget entries created (against `MAX_BUDGET_DESTS`: LRU evictions).
+    pub budget_destinations: u64,
 }
 
 /// A policy the kernel is reading now.
@@ -112,6 +119,9 @@ pub struct PinnedMaps {
     enc6: Mirrored<20, u32>,
     home4: Mirrored<8, u32>,
     home6: Mirrored<20, u32>,
+    sink4: Mirrored<8, u32>,
+    sink6: Mirrored<20, u32>,
+    budget_cfg: Array<MapData, BudgetConfig>,
     wg_peers: HashMap<MapData, Endpoint, u32>,
     lists: HashMap<MapData, ListKey, MatchList>,
     config: Array<MapData, PolicyConfig>,
@@ -146,6 +156,9 @@ impl PinnedMaps {
             enc6: Mirrored::new(open(&dir, ENCRYPT_V6_MAP)?, ENCRYPT_V6_MAP),
             home4: Mirrored::new(open(&dir, HOME_V4_MAP)?, HOME_V4_MAP),
             home6: Mirrored::new(open(&dir, HOME_V6_MAP)?, HOME_V6_MAP),
+            sink4: Mirrored::new(open(&dir, SINK_V4_MAP)?, SINK_V4_MAP),
+            sink6: Mirrored::new(open(&dir, SINK_V6_MAP)?, SINK_V6_MAP),
+            budget_cfg: open(&dir, BUDGET_CONFIG_MAP)?,
             wg_peers: open(&dir, WG_ENDPOINTS_MAP)?,
             lists: open(&dir, LIST_MAP)?,
             config: open(&dir, CONFIG_MAP)?,
@@ -299,6 +312,10 @@ impl PinnedMaps {
             dns_matched: sum(ringfence_common::STAT_DNS_MATCHED)?,
             dns_learned: sum(ringfence_common::STAT_DNS_LEARNED)?,
             dns_ignored: sum(ringfence_common::STAT_DNS_IGNORED)?,
+            budget_dropped: sum(ringfence_common::STAT_BUDGET_DROPPED)?,
+            rate_dropped: sum(ringfence_common::STAT_RATE_DROPPED)?,
+            budget_untracked: sum(ringfence_common::STAT_BUDGET_UNTRACKED)?,
+            budget_destinations: sum(ringfence_common::STAT_BUDGET_DEST_NEW)?,
         })
     }
 }

@@ -3,11 +3,11 @@
 //! egress and ingress), then the
 //! policy's slot entry flips.
 use ringfence_common::{
-    key4, key6, table_id, GeoInfo, ListKey, PolicyConfig, ACTION_ALLOW, ACTIVE_MAP, CONFIG_CROSS_BORDER,
-    CONFIG_DNS, CONFIG_MAP, CONFIG_OPEN, CONFIG_RAW_POLICY, DIR_EGRESS, DIR_INGRESS, GEO_INFO_MAP, LIST_MAP,
-    MODE_ENFORCE, UNKNOWN_DEFAULT,
+    key4, key6, table_id, GeoInfo, ListKey, PolicyConfig, ACTION_ALLOW, ACTIVE_MAP, BUDGET_CONFIG_MAP,
+    CONFIG_CROSS_BORDER, CONFIG_DNS, CONFIG_MAP, CONFIG_OPEN, CONFIG_RAW_POLICY, DIR_EGRESS, DIR_INGRESS,
+    GEO_INFO_MAP, LIST_MAP, MODE_ENFORCE, UNKNOWN_DEFAULT,
 };
-use ringfence_policy::Compiled;
+use ringfence_policy::{compile::CompiledBudgets, Compiled};
 
 use super::PinnedMaps;
 use crate::error::AgentError;
@@ -109,7 +109,17 @@ impl PinnedMaps {
         self.home6.fill(table, &as_set(&c.home6), k6(table))?;
         self.fill_lists(table, c)?;
         self.dns.fill(table, c)?;
+        self.fill_budgets(table, c)?;
         self.config.set(table, cfg, 0).map_err(|e| AgentError::map(CONFIG_MAP, e))
+    }
+
+    /// The table's approved sinks and budget settings (zeroed: no budgets).
+    fn fill_budgets(&mut self, table: u32, c: &Compiled) -> Result<(), AgentError> {
+        let none = CompiledBudgets::default();
+        let b = c.budgets.as_ref().unwrap_or(&none);
+        self.sink4.fill(table, &as_set(&b.sink4), k4(table))?;
+        self.sink6.fill(table, &as_set(&b.sink6), k6(table))?;
+        self.budget_cfg.set(table, b.config, 0).map_err(|e| AgentError::map(BUDGET_CONFIG_MAP, e))
     }
 
     fn fill_lists(&mut self, table: u32, c: &Compiled) -> Result<(), AgentError> {

@@ -48,4 +48,28 @@ impl PinnedMaps {
         }
         Ok(())
     }
+
+    /// Adds one workload entry without touching the others (the self-test's throwaway cgroup,
+    /// written by another process than the running agent).
+    pub fn add_workload(&mut self, id: u64, policy: u32) -> Result<(), AgentError> {
+        self.workloads.insert(id, policy, 0).map_err(|e| AgentError::map(WORKLOADS_MAP, e))?;
+        self.bump_state(1)
+    }
+
+    /// Removes one workload entry added by [`PinnedMaps::add_workload`].
+    pub fn remove_workload(&mut self, id: u64) -> Result<(), AgentError> {
+        match self.workloads.remove(&id) {
+            Ok(()) => self.bump_state(-1),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(AgentError::map(WORKLOADS_MAP, e)),
+        }
+    }
+
+    /// New epoch, count changed by `delta`.
+    fn bump_state(&mut self, delta: i32) -> Result<(), AgentError> {
+        let st = self.wl_state.get(&0, 0).map_err(|e| AgentError::map(WORKLOAD_STATE_MAP, e))?;
+        let next =
+            WorkloadState { epoch: st.epoch.wrapping_add(1), count: st.count.saturating_add_signed(delta) };
+        self.wl_state.set(0, next, 0).map_err(|e| AgentError::map(WORKLOAD_STATE_MAP, e))
+    }
 }

@@ -34,6 +34,8 @@ pub(super) async fn serve(
     // Programs wake us only for a large backlog; drain small batches on this timer.
     let mut drain = tokio::time::interval(Duration::from_millis(ringfence_common::EVENTS_POLL_MS));
     let mut batch = Vec::new();
+    // Off unless `--selftest-every` (the first tick comes at once: a run at start-up).
+    let mut selftest = enforcer.cfg.selftest_every.map(tokio::time::interval);
     loop {
         tokio::select! {
             why = &mut shutdown => return why,
@@ -98,6 +100,10 @@ pub(super) async fn serve(
                     r.set_workloads(enforcer.workload_report());
                 }
                 r.answer(&b, result).await;
+            }
+            _ = async { selftest.as_mut().expect("checked by the guard").tick().await }, if selftest.is_some() => {
+                let cfg = &enforcer.cfg;
+                crate::selftest::schedule::spawn(cfg.bpffs.clone(), cfg.cgroup.clone(), metrics.clone());
             }
             _ = exfil_tick.tick() => {
                 // Attribute the newest connections before looking at their bytes.

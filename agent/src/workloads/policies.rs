@@ -7,7 +7,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use ringfence_common::MAX_POLICIES;
+use ringfence_common::SELFTEST_POLICY;
 use ringfence_policy::{geo::GeoDb, selector_conflicts};
 use tracing::info;
 
@@ -27,7 +27,7 @@ const INDEX_FILE: &str = "workload-policies.json";
 /// One workload policy.
 #[derive(Debug, Clone)]
 pub struct WorkloadPolicy {
-    /// Its index in the kernel (1..MAX_POLICIES; 0 is the node default).
+    /// Its index in the kernel (1..SELFTEST_POLICY; 0 is the node default).
     pub index: u32,
     pub loader: PolicyLoader,
     pub loaded: LoadedPolicy,
@@ -89,8 +89,12 @@ impl WorkloadPolicies {
                 ));
             }
         }
-        if loaded.len() >= MAX_POLICIES as usize {
-            errors.push(format!("{} workload policies: at most {} per node", loaded.len(), MAX_POLICIES - 1));
+        if loaded.len() >= SELFTEST_POLICY as usize {
+            errors.push(format!(
+                "{} workload policies: at most {} per node",
+                loaded.len(),
+                SELFTEST_POLICY - 1
+            ));
         }
         if !errors.is_empty() {
             return Err(errors);
@@ -160,10 +164,10 @@ fn assign(names: &[String], state_dir: &Path) -> Vec<u32> {
     names
         .iter()
         .map(|n| match kept.get(n) {
-            Some(i) if (1..MAX_POLICIES).contains(i) => *i,
+            Some(i) if (1..SELFTEST_POLICY).contains(i) => *i,
             _ => {
                 let free =
-                    (1..MAX_POLICIES).find(|i| !used.contains(i)).expect("fewer policies than indices");
+                    (1..SELFTEST_POLICY).find(|i| !used.contains(i)).expect("fewer policies than indices");
                 used.push(free);
                 free
             }

@@ -5,6 +5,7 @@
 #![no_std]
 
 pub mod block;
+pub mod budget;
 pub mod dns;
 pub mod event;
 pub mod flow;
@@ -14,6 +15,7 @@ pub mod socket;
 pub mod tables;
 
 pub use block::*;
+pub use budget::*;
 pub use dns::*;
 pub use event::*;
 pub use flow::*;

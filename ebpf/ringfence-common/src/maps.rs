@@ -129,14 +129,15 @@ pub const STAT_INGRESS_DROPPED: u32 = 12;
 /// Sockets the enforced cgroup created that the socket guard looked at (proves it runs).
 pub const STAT_SOCKET_GUARD_SEEN: u32 = 11;
 /// DNS answers from a pinned resolver whose question matched a name of the policy.
-pub const STAT_DNS_MATCHED: u32 = 13;
+pub const STAT_DNS_MATCHED: u32 = 17;
 /// Addresses learned (inserted or refreshed) from DNS answers.
-pub const STAT_DNS_LEARNED: u32 = 14;
+pub const STAT_DNS_LEARNED: u32 = 18;
 /// DNS answers not looked at: from a source that is not a pinned resolver of the policy, or
 /// malformed.
-pub const STAT_DNS_IGNORED: u32 = 15;
+pub const STAT_DNS_IGNORED: u32 = 19;
+/// (13 to 16: the budget counters, `crate::budget`.)
 /// Number of counters in [`STATS_MAP`].
-pub const STAT_COUNT: u32 = 16;
+pub const STAT_COUNT: u32 = 20;
 
 /// The cgroup programs, in the order the agent attaches them (every one is loaded and verified
 /// first): the passive-open marker, the packet backstop, the socket-creation guard, then the
@@ -145,6 +146,8 @@ pub const STAT_COUNT: u32 = 16;
 /// at the call, events with the process), never the first line of defence.
 pub const SOCKOPS: &str = "rf_sockops";
 pub const SKB_EGRESS: &str = "rf_skb_egress";
+/// Exfiltration budgets and the rate cap (`cgroup_skb/egress`, next to the backstop).
+pub const SKB_BUDGET: &str = "rf_skb_budget";
 /// Ingress rules (`cgroup_skb/ingress`): inbound connections and datagrams to the workloads.
 pub const SKB_INGRESS: &str = "rf_skb_ingress";
 /// Raw IP socket refusal (`cgroup/sock_create`, any kernel with cgroup BPF).
@@ -156,9 +159,10 @@ pub const SETSOCKOPT: &str = "rf_setsockopt";
 pub const SOCKET_CREATE: &str = "rf_socket_create";
 pub const SOCK_ADDR_PROGRAMS: [&str; 4] = ["rf_connect4", "rf_connect6", "rf_sendmsg4", "rf_sendmsg6"];
 /// Every pinned cgroup link, in attach order.
-pub const PROGRAMS: [&str; 10] = [
+pub const PROGRAMS: [&str; 11] = [
     SOCKOPS,
     SKB_EGRESS,
+    SKB_BUDGET,
     SKB_INGRESS,
     SOCK_CREATE,
     SETSOCKOPT,
@@ -231,7 +235,7 @@ pub const MAX_ALLOWED: u32 = 65_536;
 /// Every map the programs pin by name (under `<bpffs>/maps/`), plus [`SKCACHE_MAP`] which the
 /// agent pins by path. Per-CPU scratch maps private to one program are not listed: they are not
 /// pinned and no one outside the object opens them.
-pub const PINNED_MAPS: [&str; 36] = [
+pub const PINNED_MAPS: [&str; 42] = [
     DENY_V4_MAP,
     ALLOW_V4_MAP,
     DENY_V6_MAP,
@@ -268,4 +272,10 @@ pub const PINNED_MAPS: [&str; 36] = [
     NAMES_MAP,
     DNS_SERVERS_MAP,
     LEARNED_MAP,
+    crate::budget::BUDGET_CONFIG_MAP,
+    crate::budget::BUDGET_CHECKPOINT_MAP,
+    crate::budget::BUDGET_WORKLOAD_MAP,
+    crate::budget::BUDGET_DEST_MAP,
+    crate::budget::SINK_V4_MAP,
+    crate::budget::SINK_V6_MAP,
 ];

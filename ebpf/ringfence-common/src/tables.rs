@@ -17,6 +17,9 @@
 pub const MAX_POLICIES: u32 = 256;
 /// The node's default policy: governs every cgroup under the root that no workload entry covers.
 pub const DEFAULT_POLICY: u32 = 0;
+/// Reserved for `ringfence-agent selftest exfil`'s throwaway workload (workload policies use
+/// 1 to `SELFTEST_POLICY - 1`).
+pub const SELFTEST_POLICY: u32 = MAX_POLICIES - 1;
 /// Table directions.
 pub const DIR_EGRESS: u32 = 0;
 pub const DIR_INGRESS: u32 = 1;
@@ -82,6 +85,9 @@ pub struct WorkloadState {
 pub struct CgPolicy {
     pub policy: u32,
     pub epoch: u32,
+    /// The workload: the cgroup id of the nearest ancestor with a workload entry (0: none, the
+    /// node default's cgroups), which exfiltration budgets are counted for.
+    pub workload: u64,
 }
 
 #[cfg(feature = "user")]

@@ -151,18 +151,30 @@ pub fn emit_packet(dest: &Dest, v: &Verdict, cgroup_id: u64, flow: &FlowKey, in_
     if !due(flow) {
         return;
     }
-    let who = if in_process {
-        current()
-    } else {
-        let mut who = Sender { cgroup_id, pid: 0, tid: 0, comm: [0; 16] };
-        if let Some(o) = RF_OWNERS.get_ptr(&dest_key(cgroup_id, dest.daddr, dest.family)) {
-            // SAFETY: a value pointer from the map, read once.
-            let o = unsafe { &*o };
-            (who.pid, who.comm) = (o.pid, o.comm);
-        }
-        who
-    };
+    let who = if in_process { current() } else { owner(cgroup_id, dest) };
     // Rare (rate limited): wake the agent at once.
+    submit(true, |ev| {
+        fill(ev, dest, v, &who);
+        ev.cgroup_id = cgroup_id;
+    });
+}
+
+/// The last process of the cgroup that reached the destination (connect hooks), else none.
+#[inline(always)]
+fn owner(cgroup_id: u64, dest: &Dest) -> Sender {
+    let mut who = Sender { cgroup_id, pid: 0, tid: 0, comm: [0; 16] };
+    if let Some(o) = RF_OWNERS.get_ptr(&dest_key(cgroup_id, dest.daddr, dest.family)) {
+        // SAFETY: a value pointer from the map, read once.
+        let o = unsafe { &*o };
+        (who.pid, who.comm) = (o.pid, o.comm);
+    }
+    who
+}
+
+/// A budget crossing (once per budget and window, so not rate limited): wakes the agent at once.
+#[inline(always)]
+pub fn emit_budget(dest: &Dest, v: &Verdict, cgroup_id: u64) {
+    let who = owner(cgroup_id, dest);
     submit(true, |ev| {
         fill(ev, dest, v, &who);
         ev.cgroup_id = cgroup_id;

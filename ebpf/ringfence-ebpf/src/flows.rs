@@ -121,8 +121,13 @@ fn must_encrypt(p: &Packet, table: u32, cross_border: bool, rule_requires: bool)
 /// WireGuard's own packets: UDP to a known peer endpoint.
 #[inline(always)]
 pub fn to_wireguard_peer(p: &Packet) -> bool {
-    p.proto == 17
-        && RF_WGPEERS.get_ptr(&Endpoint { addr: p.dst, port: p.dport as u32, family: p.family }).is_some()
+    p.proto == 17 && to_wireguard_peer_addr(p.dst, p.dport, p.family)
+}
+
+/// Whether (address, UDP port) is a known WireGuard peer endpoint.
+#[inline(always)]
+pub fn to_wireguard_peer_addr(addr: [u8; 16], port: u16, family: u32) -> bool {
+    RF_WGPEERS.get_ptr(&Endpoint { addr, port: port as u32, family }).is_some()
 }
 
 /// The policy's verdict for a packet's destination (`V6`: the program's address family).

@@ -3,11 +3,15 @@
 //!
 //! One module per hook; the shared verdict logic lives in `verdict`, the maps in `maps`.
 #![no_std]
+// Atomic read-modify-write on map values (`budget`): core's atomic types offer none on bpfel.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 #![no_main]
 
 mod active;
 mod allowed;
 mod block;
+mod budget;
 mod connect4;
 mod connect6;
 mod dns;
@@ -19,6 +23,7 @@ mod packet;
 mod sendmsg4;
 mod sendmsg6;
 mod setsockopt;
+mod skb_budget;
 mod skb_egress;
 mod skb_ingress;
 mod skb_tail;

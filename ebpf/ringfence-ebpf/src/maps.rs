@@ -10,11 +10,12 @@ use aya_ebpf::{
     },
 };
 use ringfence_common::{
-    AllowedKey, BlockEntry, BlockKey, CgPolicy, DestKey, Endpoint, FlowKey, FlowStats, GeoEntry, GeoInfo, Learned,
-    LearnedKey, ListKey, MatchList, NameKey, NameRule, Owner, PolicyConfig, PrefixEntry, ServerKey,
-    SkVerdict, TcpSeq, WorkloadState, EVENTS_BYTES, MAX_ALLOWED, MAX_BLOCKS, MAX_CGCACHE, MAX_DNS_SERVERS,
-    MAX_ENDPOINTS, MAX_FLOWS, MAX_LEARNED, MAX_LIST_ENTRIES, MAX_NAMES, MAX_OWNERS, MAX_POLICIES, MAX_TABLES,
-    MAX_TRIE_V4, MAX_TRIE_V6, MAX_WORKLOADS, STAT_COUNT,
+    AllowedKey, BlockEntry, BlockKey, BudgetConfig, BudgetCounter, BudgetKey, CgPolicy, DestKey, Endpoint,
+    FlowKey, FlowStats, GeoEntry, GeoInfo, Learned, LearnedKey, ListKey, MatchList, NameKey, NameRule, Owner,
+    PolicyConfig, PrefixEntry, ServerKey, SkVerdict, TcpSeq, WorkloadState, EVENTS_BYTES, MAX_ALLOWED,
+    MAX_BLOCKS, MAX_BUDGET_DESTS, MAX_BUDGET_WORKLOADS, MAX_CGCACHE, MAX_DNS_SERVERS, MAX_ENDPOINTS,
+    MAX_FLOWS, MAX_LEARNED, MAX_LIST_ENTRIES, MAX_NAMES, MAX_OWNERS, MAX_POLICIES, MAX_TABLES, MAX_TRIE_V4,
+    MAX_TRIE_V6, MAX_WORKLOADS, STAT_COUNT,
 };
 
 /// Trie keys: table id (big-endian) then the address (see `ringfence_common::tables`).
@@ -166,6 +167,33 @@ pub struct SkbScratch {
 
 #[map]
 pub static RF_SKB_SCRATCH: PerCpuArray<SkbScratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// Exfiltration budgets (`crate::budget`): settings per table, the largest checkpoint seen,
+/// counters per workload and per (workload, destination), approved sinks per table.
+#[map]
+pub static RF_BUDGETCFG: Array<BudgetConfig> = Array::pinned(MAX_TABLES, 0);
+#[map]
+pub static RF_BUDGETCKPT: Array<u64> = Array::pinned(1, 0);
+#[map]
+pub static RF_BUDGETWL: HashMap<BudgetKey, BudgetCounter> = HashMap::pinned(MAX_BUDGET_WORKLOADS, 0);
+#[map]
+pub static RF_BUDGETDST: LruHashMap<BudgetKey, BudgetCounter> = LruHashMap::pinned(MAX_BUDGET_DESTS, 0);
+/// A budget's crossing in one window.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct BudgetCrossing {
+    pub key: BudgetKey,
+    pub start_ns: u64,
+}
+
+/// Crossings already alerted: private to the programs (an insert that fails when the key exists
+/// makes the alert happen once).
+#[map]
+pub static RF_BUDGETALERT: LruHashMap<BudgetCrossing, u64> = LruHashMap::with_max_entries(4096, 0);
+#[map]
+pub static RF_SINK4: PrefixSetV4 = PrefixSetV4::pinned(MAX_TRIE_V4, 0);
+#[map]
+pub static RF_SINK6: PrefixSetV6 = PrefixSetV6::pinned(MAX_TRIE_V6, 0);
 
 /// Adds one to a per-CPU counter (no atomics needed: each CPU owns its slot).
 #[inline(always)]

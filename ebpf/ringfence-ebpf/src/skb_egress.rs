@@ -16,8 +16,7 @@ use aya_ebpf::{
     programs::SkBuffContext,
 };
 use ringfence_common::{
-    FlowKey, SkVerdict, SKB_TAIL_PARSE, SKB_TAIL_VERDICT4, SKB_TAIL_VERDICT6, SK_PASSIVE,
-    STAT_EXFIL_BLOCKED,
+    FlowKey, SkVerdict, SKB_TAIL_PARSE, SKB_TAIL_VERDICT4, SKB_TAIL_VERDICT6, SK_PASSIVE, STAT_EXFIL_BLOCKED,
 };
 
 use crate::{
@@ -60,9 +59,9 @@ pub fn full_socket(ctx: &SkBuffContext) -> Option<*mut bpf_sock> {
 #[inline(always)]
 fn opened_by_peer(sk: *mut bpf_sock) -> bool {
     // SAFETY: a full socket from `full_socket` and the storage map; no creation.
-    let p = unsafe {
-        bpf_sk_storage_get(&RF_SKCACHE as *const _ as *mut _, sk.cast(), core::ptr::null_mut(), 0)
-    } as *const SkVerdict;
+    let p =
+        unsafe { bpf_sk_storage_get(&RF_SKCACHE as *const _ as *mut _, sk.cast(), core::ptr::null_mut(), 0) }
+            as *const SkVerdict;
     // SAFETY: this socket's storage when non-null.
     !p.is_null() && unsafe { (*p).flags } & SK_PASSIVE != 0
 }

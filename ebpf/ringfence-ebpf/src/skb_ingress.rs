@@ -13,8 +13,8 @@
 //! Headers that cannot be read are dropped.
 use aya_ebpf::{helpers::generated::bpf_skb_cgroup_id, macros::cgroup_skb, programs::SkBuffContext};
 use ringfence_common::{
-    FlowKey, CONFIG_OPEN, DIR_EGRESS, STAT_DNS_IGNORED, DIR_INGRESS, HOOK_SKB_INGRESS, STAT_INGRESS_DROPPED, VERDICT_ALLOW,
-    VERDICT_DENY,
+    FlowKey, CONFIG_OPEN, DIR_EGRESS, DIR_INGRESS, HOOK_SKB_INGRESS, STAT_DNS_IGNORED, STAT_INGRESS_DROPPED,
+    VERDICT_ALLOW, VERDICT_DENY,
 };
 
 use crate::{

@@ -4,8 +4,8 @@
 //! it will travel to is allowed.
 use aya_ebpf::{helpers::bpf_get_current_cgroup_id, macros::cgroup_skb, programs::SkBuffContext};
 use ringfence_common::{
-    FlowKey, HOOK_SKB_EGRESS, RULE_SOURCE_ROUTE, SKB_TAIL_VERDICT4, SKB_TAIL_VERDICT6,
-    STAT_BACKSTOP_DECIDED, STAT_BACKSTOP_DROPPED, VERDICT_ALLOW, VERDICT_DENY,
+    FlowKey, HOOK_SKB_EGRESS, RULE_SOURCE_ROUTE, SKB_TAIL_VERDICT4, SKB_TAIL_VERDICT6, STAT_BACKSTOP_DECIDED,
+    STAT_BACKSTOP_DROPPED, VERDICT_ALLOW, VERDICT_DENY,
 };
 
 use crate::{

@@ -5,22 +5,46 @@ use ringfence_common::VERDICT_ALLOW;
 use crate::{
     allowed,
     block::{block_verdict, blocked},
+    budget::{budgets_configured, spent, Sent},
     event::{emit, remember_owner, Dest},
     verdict::{active, decide_v4, decide_wire_v6, Active, Verdict},
-    workload::policy_of_current,
+    workload::{policy_of_current, workload_of_current},
 };
 
-/// An exfiltration block on (this cgroup, destination) refuses the call before the policy is
-/// consulted; returns the program's return value then. Not inlined, like [`finish`].
+/// An exfiltration block on (this cgroup, destination), or a spent budget of its workload,
+/// refuses the call before the policy is consulted; returns the program's return value then.
+/// Not inlined, like [`finish`].
 #[inline(never)]
 fn refuse_blocked(a: &Active, dest: &Dest) -> Option<i32> {
-    if !blocked(unsafe { bpf_get_current_cgroup_id() }, dest.daddr, dest.family) {
+    // SAFETY: no arguments.
+    let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    if !blocked(cgroup_id, dest.daddr, dest.family) && !budget_spent(a, dest, cgroup_id) {
         return None;
     }
     let v = block_verdict(a);
     v.count();
     emit(dest, &v);
     Some(v.retval())
+}
+
+/// Whether a budget of the calling workload that `dest` is charged to is spent.
+#[inline(always)]
+fn budget_spent(a: &Active, dest: &Dest, cgroup_id: u64) -> bool {
+    if !budgets_configured(a.table) {
+        return false;
+    }
+    let sent = Sent {
+        daddr: dest.daddr,
+        family: dest.family,
+        proto: dest.protocol,
+        dport: dest.port as u32,
+        len: 0,
+        cgroup_id,
+        workload: workload_of_current(),
+        table: a.table,
+        generation: a.cfg.generation,
+    };
+    spent(&sent)
 }
 
 /// Reports the verdict; an allowed destination is remembered with its process (attribution)

@@ -67,6 +67,8 @@ pub struct Compiled {
     pub doh: Vec<IpAddr>,
     /// `spec.dns.minTTL` (seconds).
     pub ttl_floor: u32,
+    /// `spec.exfiltration.budgets`/`rateLimit` (enforce mode only) and the approved sinks.
+    pub budgets: Option<super::budget::CompiledBudgets>,
     /// Built on the first [`Compiled::evaluate`]; later changes to the fields are not seen by it.
     pub(super) lookup: OnceLock<LookupIndex>,
 }
@@ -95,6 +97,7 @@ impl Compiled {
             resolvers: Vec::new(),
             doh: Vec::new(),
             ttl_floor: ringfence_common::DEFAULT_TTL_FLOOR,
+            budgets: None,
             lookup: OnceLock::new(),
         }
     }

@@ -17,7 +17,7 @@ const PEERS: &str = "peer";
 const HOME: &str = "home region";
 
 /// Splits networks into IPv4 and IPv6, host bits cleared, IPv4-mapped IPv6 networks as IPv4.
-fn split(nets: impl Iterator<Item = IpNet>) -> (Vec<Ipv4Net>, Vec<Ipv6Net>) {
+pub(super) fn split(nets: impl Iterator<Item = IpNet>) -> (Vec<Ipv4Net>, Vec<Ipv6Net>) {
     let (mut v4, mut v6) = (Vec::new(), Vec::new());
     for net in nets {
         match normalize_net(net.trunc()) {
@@ -30,7 +30,7 @@ fn split(nets: impl Iterator<Item = IpNet>) -> (Vec<Ipv4Net>, Vec<Ipv6Net>) {
 
 /// The trie entries of `nets` (one family, `N` address bytes): sorted by address then length,
 /// deduplicated, at most the kernel's limit.
-fn finish<const N: usize>(
+pub(super) fn finish<const N: usize>(
     nets: Vec<impl Into<IpNet>>,
     table: &'static str,
 ) -> Result<PrefixSet<N>, CompileError> {

@@ -4,9 +4,10 @@
 //!
 //! [`compile`] runs the parts, which use one another in one direction only: `trie` (CIDR rules)
 //! and `geo` (country rules, using trie's match items and lists), `encrypt` (peers and the home
-//! region), `names` (domain names, using trie's lists), then `compiled` (the result and the kernel model, using `lookup`); `error` is used by
+//! region), `names` (domain names, using trie's lists), `budget` (exfiltration budgets and approved sinks, using encrypt's prefix sets), then `compiled` (the result and the kernel model, using `lookup`); `error` is used by
 //! all of them.
 
+mod budget;
 mod compiled;
 mod encrypt;
 mod error;
@@ -24,6 +25,7 @@ use ringfence_common::{
     UNKNOWN_DENY,
 };
 
+pub use budget::{rate_burst, CompiledBudgets, MIN_RATE_BURST};
 pub use compiled::{Compiled, CompiledFamily};
 pub use error::CompileError;
 pub use names::{doh_endpoints, CompiledName, DOH_ENDPOINTS, DOH_LIST_DATE};
@@ -32,6 +34,7 @@ use crate::countries::country_str;
 use crate::geo::GeoDb;
 use crate::model::{Action, Mode, Policy, RawSockets, Selector};
 use crate::prefix::{net_key, normalize_net};
+use budget::build_budgets;
 use encrypt::{build_home, build_peers};
 use geo::build_geo;
 use names::build_names;
@@ -90,6 +93,7 @@ pub fn compile(policy: &Policy, geo: Option<&GeoDb>) -> Result<Compiled, Compile
     }
     let (encrypt4, encrypt6) = build_peers(policy)?;
     let (home4, home6) = build_home(policy, geo)?;
+    let budgets = build_budgets(policy, geo)?;
     Ok(Compiled {
         default_action: if policy.default_action == Action::Allow { ACTION_ALLOW } else { ACTION_DENY },
         mode: if policy.mode == Mode::Audit { MODE_AUDIT } else { MODE_ENFORCE },
@@ -115,6 +119,7 @@ pub fn compile(policy: &Policy, geo: Option<&GeoDb>) -> Result<Compiled, Compile
         resolvers: policy.dns.resolvers.clone(),
         doh: if policy.uses_dns() { doh_endpoints(policy) } else { Vec::new() },
         ttl_floor: policy.dns.min_ttl_secs,
+        budgets,
         lookup: OnceLock::new(),
     })
 }

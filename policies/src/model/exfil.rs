@@ -7,11 +7,12 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Serialize;
 
+use super::budget::Budgets;
 use crate::countries::{country_str, serialize_codes, CountryCode};
 use crate::prefix::{normalize_addr, normalize_net};
 use crate::quantities::{format_bytes, format_duration, format_percent};
 
-/// `spec.exfiltration`. At least one of `bulk` and `checkpoints` is set.
+/// `spec.exfiltration`. At least one of `bulk`, `checkpoints`, `budgets` and `rateLimit` is set.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Exfiltration {
     /// Destinations transfers to which are never reported.
@@ -24,6 +25,10 @@ pub struct Exfiltration {
     /// How long a block lasts, in seconds (`blockFor`; default 1h). Only meaningful with
     /// [`ExfilAction::Block`].
     pub block_for_secs: u64,
+    /// Byte budgets the kernel enforces per workload (`budgets`).
+    pub budgets: Option<Budgets>,
+    /// `rateLimit`: the workload's throughput cap to non-approved destinations, bytes per second.
+    pub rate_limit: Option<u64>,
 }
 
 /// `spec.exfiltration.approvedSinks`: destinations transfers may go to.
@@ -170,6 +175,12 @@ impl fmt::Display for Exfiltration {
                 c.paths.join(", "),
                 format_percent(c.tolerance_bp)
             ));
+        }
+        if let Some(b) = &self.budgets {
+            parts.push(format!("budgets: {b}"));
+        }
+        if let Some(r) = self.rate_limit {
+            parts.push(format!("rate limit: {}/s", format_bytes(r)));
         }
         let a = &self.approved;
         let mut approved: Vec<String> = a.cidrs.iter().map(ToString::to_string).collect();

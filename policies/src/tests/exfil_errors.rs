@@ -73,7 +73,7 @@ fn every_error_is_reported_at_its_position() {
         &diags,
         23,
         5,
-        "unknown field \"mode\" in spec.exfiltration (expected one of: approvedSinks, bulk, checkpoints, action, blockFor)",
+        "unknown field \"mode\" in spec.exfiltration (expected one of: approvedSinks, bulk, checkpoints, action, blockFor, budgets, rateLimit)",
     );
     assert_eq!(diags.len(), 13, "{diags:#?}");
 }
@@ -95,7 +95,11 @@ fn single(section: &str, at: &str, needle: &str) {
 #[test]
 fn section_shape_errors() {
     single("5", "5", "expected a mapping for \"exfiltration\" in spec, found a scalar");
-    single("{}", "{", "spec.exfiltration detects nothing: add \"bulk\" (e.g. {bytes: 2GiB, window: 10m}) and/or \"checkpoints\"");
+    single(
+        "{}",
+        "{",
+        "spec.exfiltration detects nothing: add \"bulk\" (e.g. {bytes: 2GiB, window: 10m}), \"checkpoints\"",
+    );
     // Everything is reported at once: nothing to detect and a bad blockFor.
     let (diags, col) = errors("{ approvedSinks: { peers: true }, action: block, blockFor: 0s }");
     assert_diag(&diags, 7, col("{"), "spec.exfiltration detects nothing");

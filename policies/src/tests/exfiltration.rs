@@ -56,6 +56,8 @@ fn full_section_parses_into_the_model() {
         }),
         action: ExfilAction::Block,
         block_for_secs: 9_000,
+        budgets: None,
+        rate_limit: None,
     };
     assert_eq!(p.exfiltration.as_ref(), Some(&expected));
     let x = p.exfiltration.as_ref().unwrap();

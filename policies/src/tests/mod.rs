@@ -1,5 +1,6 @@
 //! Unit tests of parsing, validation, evaluation and compilation.
 
+mod budgets;
 mod compile_tests;
 mod cross_check;
 mod dns;

@@ -1,6 +1,7 @@
 //! Validation of `spec.exfiltration`: approved sinks, the bulk and checkpoint rules, the action
 //! and how long a block lasts.
 
+use super::budget;
 use super::codes::country_list;
 use super::country_groups::{rule_groups, PolicyGroups};
 use super::values::named_cidr_list;
@@ -18,12 +19,12 @@ pub(crate) fn exfiltration(
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Exfiltration> {
     let ctx = "in spec.exfiltration";
-    let keys = ["approvedSinks", "bulk", "checkpoints", "action", "blockFor"];
+    let keys = ["approvedSinks", "bulk", "checkpoints", "action", "blockFor", "budgets", "rateLimit"];
     let f = fields(node, &keys, "\"exfiltration\" in spec", ctx, diags)?;
     let before = diags.len();
-    if f.get("bulk").is_none() && f.get("checkpoints").is_none() {
+    if ["bulk", "checkpoints", "budgets", "rateLimit"].iter().all(|k| f.get(k).is_none()) {
         diags.push(node.error(
-            "spec.exfiltration detects nothing: add \"bulk\" (e.g. {bytes: 2GiB, window: 10m}) and/or \"checkpoints\" (e.g. {paths: [/data/checkpoints]}), or remove the section",
+            "spec.exfiltration detects nothing: add \"bulk\" (e.g. {bytes: 2GiB, window: 10m}), \"checkpoints\" (e.g. {paths: [/data/checkpoints]}), \"budgets\" (e.g. {perDestination: 1GiB/1h}) and/or \"rateLimit\" (e.g. 10MB/s), or remove the section",
         ));
     }
     let approved = match f.get("approvedSinks") {
@@ -32,6 +33,8 @@ pub(crate) fn exfiltration(
     };
     let bulk = f.get("bulk").map(|n| bulk(n, diags));
     let checkpoints = f.get("checkpoints").map(|n| checkpoints(n, diags));
+    let budgets = f.get("budgets").map(|n| budget::budgets(n, f.get("checkpoints").is_some(), diags));
+    let rate_limit = f.get("rateLimit").map(|n| budget::rate_limit(n, diags));
     let action = match f.get("action") {
         None => Some(ExfilAction::Alert),
         Some(a) => choice(a, "action", ctx, &["alert", "block"], diags).map(|c| match c {
@@ -59,6 +62,8 @@ pub(crate) fn exfiltration(
         checkpoints: checkpoints.map_or(Some(None), |c| c.map(Some))?,
         action: action?,
         block_for_secs: block_for?,
+        budgets: budgets.map_or(Some(None), |b| b.map(Some))?,
+        rate_limit: rate_limit.map_or(Some(None), |r| r.map(Some))?,
     })
 }
 

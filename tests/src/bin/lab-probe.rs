@@ -27,6 +27,8 @@
 //! crossed, then the result; a write stalled for S ms exits 3 (see
 //! `lab_probe/stream.rs`). Std only (+ serde_json).
 
+#[path = "lab_probe/args.rs"]
+mod args;
 #[path = "lab_probe/client.rs"]
 mod client;
 #[path = "lab_probe/escape.rs"]
@@ -41,71 +43,25 @@ mod raw;
 mod resolve;
 #[path = "lab_probe/serve.rs"]
 mod serve;
+#[path = "lab_probe/sink.rs"]
+mod sink;
 #[path = "lab_probe/stream.rs"]
 mod stream;
+#[path = "lab_probe/tunnel.rs"]
+mod tunnel;
 
-use std::net::IpAddr;
 use std::process::exit;
 use std::time::Duration;
 
-const USAGE: &str = "usage:
-  lab-probe serve --tcp P1,P2 --udp P1,P2
-  lab-probe tcp ADDR PORT [--bytes N] [--timeout-ms T] [--bind LOCAL]
-  lab-probe stream ADDR PORT --bytes N [--rate BYTES_PER_SEC] [--mark BYTES]... [--stall-ms S]
-                   [--timeout-ms T]
-  lab-probe udp ADDR PORT [--connect] [--timeout-ms T] [--bind LOCAL]
-  lab-probe raw ADDR PORT [--count N]
-  lab-probe escape rthdr-udp|rthdr-tfo|srr-opt|srr-cmsg|ping|raw-udp|raw-icmp|raw-hdrincl ADDR PORT
-                   --marker M [--via HOP]... [--iface IF] [--count N]
-  lab-probe frames ip|vlan|nonip IFACE ADDR PORT --marker M [--bypass] [--count N] [--wait-stdin]
-  lab-probe capture IFACE --marker M...
-  lab-probe race ADDR UDP_PORT TCP_PORT --marker M --stop-file F
-  lab-probe loop [--duration-ms D] [--stop-file F] [--interval-ms I] [--timeout-ms T]
-                 [--udp-timeout-ms U] --target tcp|udp|udpc:ADDR:PORT:allow|deny ...
-  lab-probe resolve RESOLVER NAME [--aaaa] [--tcp] [--count N] [--connect PORT] [--never ADDR]...
-                    [--expect-answers]
-  lab-probe dns-forge FROM TO NAME ADDR [--port P] [--mutations N] [--seed S]";
-
-/// Prints a usage error and exits 64.
-pub fn usage(msg: &str) -> ! {
-    eprintln!("lab-probe: {msg}\n{USAGE}");
-    exit(64)
-}
-
-/// Parses an address literal, accepting `[v6]`.
-pub fn parse_addr(s: &str) -> IpAddr {
-    let t = s.strip_prefix('[').and_then(|x| x.strip_suffix(']')).unwrap_or(s);
-    t.parse().unwrap_or_else(|_| usage(&format!("bad address {s:?}")))
-}
-
-/// Parses a number or exits with a usage error.
-pub fn parse_num<T: std::str::FromStr>(what: &str, s: &str) -> T {
-    s.parse().unwrap_or_else(|_| usage(&format!("bad {what} {s:?}")))
-}
-
-/// Minimal flag cursor over the remaining arguments.
-pub struct Args {
-    items: Vec<String>,
-    pos: usize,
-}
-
-impl Args {
-    pub fn next_arg(&mut self) -> Option<String> {
-        let v = self.items.get(self.pos).cloned();
-        self.pos += 1;
-        v
-    }
-    /// The value following flag `flag`.
-    pub fn value(&mut self, flag: &str) -> String {
-        self.next_arg().unwrap_or_else(|| usage(&format!("{flag} needs a value")))
-    }
-}
+pub use args::{parse_addr, parse_num, usage, Args, USAGE};
 
 fn main() {
-    let mut args = Args { items: std::env::args().skip(1).collect(), pos: 0 };
+    let mut args = Args::new(std::env::args().skip(1).collect());
     let cmd = args.next_arg().unwrap_or_else(|| usage("missing command"));
     match cmd.as_str() {
         "serve" => serve::main(&mut args),
+        "sink" => sink::main(&mut args),
+        "tunnel" => exit(tunnel::main(&mut args)),
         "tcp" | "udp" => exit(single(&cmd, &mut args)),
         "stream" => exit(stream::main(&mut args)),
         "loop" => looper::main(&mut args),

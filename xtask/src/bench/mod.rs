@@ -3,6 +3,9 @@
 //! `cargo xtask bench-geo`: the same for country policies, plus compile and swap time, map entries
 //! after aggregation and the agent's memory. `cargo xtask bench-dns`: domain-name learning on vs
 //! off (lookup latency, connect latency, learned-set memory).
+//! after aggregation and the agent's memory. `cargo xtask bench-budget`: the exfiltration
+//! budgets' throughput ratio, cost per packet and bytes past a budget.
+mod budget;
 mod control;
 mod dns;
 mod exfil;
@@ -20,6 +23,7 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
+pub use budget::{bench_budget, BudgetBenchArgs};
 pub use control::{bench_control, ControlBenchArgs};
 pub use dns::{bench_dns, DnsBenchArgs};
 pub use exfil::{bench_exfil, ExfilBenchArgs};

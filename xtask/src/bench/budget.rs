@@ -1,0 +1,132 @@
+//! `cargo xtask bench-budget`: what the exfiltration budgets cost and how exactly they stop.
+//! Single-stream TCP (iperf3) to an approved sink over the plain veth and with the agent
+//! enforcing budgets and a rate cap (rounds interleaved: the ratio is measured in one run); the
+//! budget program's cost per packet without budgets ("before": one cached workload lookup and
+//! one array read) and with them ("after": the approved-sink lookup); and the bytes past a
+//! budget at the fastest rate the lab reaches (an unpaced upload to a destination that is not
+//! approved, counted at the receiver).
+use std::{process::Stdio, time::Duration};
+
+use anyhow::{bail, Context, Result};
+use aya::sys::{enable_stats, Stats};
+use ringfence_common::SKB_BUDGET;
+use ringfence_tests::Sink;
+
+use super::{
+    path::program_stats,
+    rig::{median, KillOnDrop, Rig, DEST},
+};
+
+#[derive(clap::Args)]
+pub struct BudgetBenchArgs {
+    /// Interleaved rounds (each measures every condition).
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Seconds per iperf3 run.
+    #[arg(long, default_value_t = 3)]
+    seconds: u32,
+}
+
+const HEAD: &str = "apiVersion: ringfence.dev/v1\nkind: EgressPolicy\nmetadata: { name: bench-budget }\nspec:\n  defaultAction: allow\n";
+const BUDGETS: &str = "  exfiltration:\n    approvedSinks: { cidrs: [198.51.100.10/32] }\n    budgets: { perDestination: 64MiB/1h, total: 10GiB/1h }\n";
+/// Added for the throughput rounds (the unpaced upload runs without it: the cap, not the
+/// budget, would stop it).
+const RATE_CAP: &str = "    rateLimit: 10MB/s\n";
+/// The per-destination budget above, and where the unpaced upload goes (not approved).
+const BUDGET: u64 = 64 << 20;
+const ELSEWHERE: &str = "203.0.113.5";
+const SINK_PORT: u16 = 9000;
+
+fn iperf(rig: &Rig, seconds: u32) -> Result<f64> {
+    let out = rig.lab.node_command("iperf3").args(["-c", DEST, "-t", &seconds.to_string(), "-J"]).output()?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("iperf3 JSON")?;
+    v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .map(|b| b / 1e9)
+        .context("no throughput in iperf3 output")
+}
+
+pub fn bench_budget(args: BudgetBenchArgs) -> Result<()> {
+    let rig = Rig::new("benchbudget")?;
+    let server = rig.lab.world_ns().command("iperf3").args(["-s", "-B", DEST]).stdout(Stdio::null()).spawn();
+    let _server = KillOnDrop(server.context("start iperf3 server (apt package iperf3)")?);
+    std::thread::sleep(Duration::from_millis(500));
+    let (without, with) = (rig.dir.join("no-budgets.yaml"), rig.dir.join("budgets.yaml"));
+    let budgets_only = rig.dir.join("budgets-only.yaml");
+    std::fs::write(&without, HEAD)?;
+    std::fs::write(&with, format!("{HEAD}{BUDGETS}{RATE_CAP}"))?;
+    std::fs::write(&budgets_only, format!("{HEAD}{BUDGETS}"))?;
+    let _stats = enable_stats(Stats::RunTime).context("BPF_ENABLE_STATS")?;
+    let (mut plain, mut budgets) = (Vec::new(), Vec::new());
+    let (mut before, mut after) = ((Duration::ZERO, 0), (Duration::ZERO, 0));
+    let add = |acc: &mut (Duration, u64), t0: (Duration, u64)| {
+        let t1 = program_stats(&[SKB_BUDGET]);
+        acc.0 += t1.0.saturating_sub(t0.0);
+        acc.1 += t1.1.saturating_sub(t0.1);
+    };
+    for round in 0..args.rounds {
+        for k in 0..3 {
+            match (round + k) % 3 {
+                0 => {
+                    let out = rig.agent_cli(&["detach"]).context("run ringfence-agent detach")?;
+                    if !out.status.success() {
+                        bail!("detach: {}", String::from_utf8_lossy(&out.stderr));
+                    }
+                    plain.push(iperf(&rig, args.seconds)?);
+                }
+                1 => {
+                    let _agent = rig.agent(&without, &[]);
+                    let t0 = program_stats(&[SKB_BUDGET]);
+                    iperf(&rig, args.seconds)?;
+                    add(&mut before, t0);
+                }
+                _ => {
+                    let _agent = rig.agent(&with, &[]);
+                    let t0 = program_stats(&[SKB_BUDGET]);
+                    budgets.push(iperf(&rig, args.seconds)?);
+                    add(&mut after, t0);
+                }
+            }
+        }
+    }
+    if before.1 == 0 || after.1 == 0 {
+        bail!("the budget program never ran");
+    }
+    let per_packet = |(t, c): (Duration, u64)| t.as_nanos() as f64 / c as f64;
+    let (p, b) = (median(plain), median(budgets));
+    println!(
+        "bench-budget: single-stream TCP to an approved sink, {} rounds x {} s: plain veth {p:.2} Gbit/s; budgets + rate cap loaded {b:.2} Gbit/s ({:.3}x); rf_skb_budget per packet: before (no budgets) {:.0} ns ({} runs), after {:.0} ns ({} runs) (GSO packets included)",
+        args.rounds, args.seconds, b / p, per_packet(before), before.1, per_packet(after), after.1
+    );
+    let past = past_budget(&rig, &budgets_only)?;
+    println!("bench-budget: unpaced upload to a non-approved destination, budget {BUDGET} B: {past} B past the budget at the receiver (negative: stopped short of it)");
+    Ok(())
+}
+
+/// Bytes the receiver got past [`BUDGET`] from an unpaced upload (a fresh agent: fresh counters).
+fn past_budget(rig: &Rig, policy: &std::path::Path) -> Result<i64> {
+    let out = rig.agent_cli(&["detach"]).context("run ringfence-agent detach")?;
+    if !out.status.success() {
+        bail!("detach: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let _agent = rig.agent(policy, &[]);
+    let sink = Sink::start(&rig.lab, SINK_PORT, None);
+    let bytes = (4 * BUDGET).to_string();
+    let port = SINK_PORT.to_string();
+    let r = rig.lab.probe_json(&[
+        "stream",
+        ELSEWHERE,
+        &port,
+        "--bytes",
+        &bytes,
+        "--stall-ms",
+        "1500",
+        "--timeout-ms",
+        "30000",
+    ]);
+    if r["stalled"] != true {
+        bail!("the upload was not stopped: {r}");
+    }
+    let received = sink.settled(Duration::from_millis(300), Duration::from_secs(20)).tcp;
+    Ok(received as i64 - BUDGET as i64)
+}
