@@ -54,6 +54,10 @@ impl Node {
             "0.2".into(),
             // No packet path here: accept a kernel without the packet-socket guard.
             "--allow-weaker-isolation".into(),
+            // The exfiltration self-test runs at start (then hourly); its result reaches the
+            // control plane and the evidence pack.
+            "--selftest-every".into(),
+            "3600".into(),
         ];
         let agent = AgentProc::spawn_args(&agent_bin(), &args, false);
         agent.wait_for_message("enforcing", Duration::from_secs(60));
@@ -206,6 +210,15 @@ fn observe_and_evidence(cp: &ControlPlane, node_a: &str, denials: u64) {
         })
         .sum();
     assert_eq!(counted, denials, "observe shows every denial of node a: {flows}");
+    // Node a's self-test (run at its start) is stored before the pack is made.
+    time_until(Duration::from_secs(60), "node a's self-test result", || {
+        let list = cp.cli_json(&["alerts", "--limit", "1000"]);
+        list["alerts"]
+            .as_array()
+            .expect("alerts")
+            .iter()
+            .any(|e| e["node_id"] == node_a && e["kind"] == "selftest")
+    });
     let pack = cp.state.join("today.tar.zst");
     cp.cli(&[
         "evidence",
@@ -224,6 +237,26 @@ fn observe_and_evidence(cp: &ControlPlane, node_a: &str, denials: u64) {
         "{verified}"
     );
     assert!(verified.contains("files for"), "{verified}");
+    // The nodes' scheduled self-tests are in the pack, node a's among them, passed.
+    let results = pack_file(&pack, "selftest/results.json");
+    let passed = results["results"].as_array().expect("results").iter().any(|r| {
+        r["node_id"] == node_a && r["kind"] == "selftest" && r["details"]["result"]["passed"] == true
+    });
+    assert!(passed, "node a's passed self-test in the evidence pack: {results}");
+}
+
+/// A JSON file of an evidence pack (`.tar.zst`).
+fn pack_file(pack: &std::path::Path, name: &str) -> serde_json::Value {
+    let file = std::fs::File::open(pack).expect("open the pack");
+    let mut archive = tar::Archive::new(zstd::Decoder::new(file).expect("zstd stream"));
+    for entry in archive.entries().expect("tar entries") {
+        let mut entry = entry.expect("tar entry");
+        let path = entry.path().expect("entry path").to_string_lossy().into_owned();
+        if path.trim_start_matches("./").ends_with(name) {
+            return serde_json::from_reader(&mut entry).expect("a JSON file");
+        }
+    }
+    panic!("{name} not in the pack")
 }
 
 /// `YYYY-MM-DD` of now + `offset_ms` (UTC).

@@ -54,6 +54,11 @@ pub struct ExfilShell {
 }
 
 impl ExfilShell {
+    /// The event spool its alerts go to (the self-test's results go there too).
+    pub fn queue(&self) -> EventQueue {
+        self.spool.clone()
+    }
+
     /// Opens the block and owner maps under `bpffs` and the alerted flows in `state_dir`; alerts
     /// go to `spool`.
     pub fn open(

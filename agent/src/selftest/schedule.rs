@@ -1,17 +1,40 @@
 //! The self-test on a schedule inside `run` (`--selftest-every SECONDS`, off by default): each
 //! run is `ringfence-agent selftest exfil` as a child process (its throwaway cgroup and sink stay
 //! out of the agent), on a blocking thread; its result is logged (`exfiltration self-test`, with
-//! every field of the result) and counted in `ringfence_selftest_runs_total{result}`.
+//! every field of the result), counted in `ringfence_selftest_runs_total{result}`, and appended
+//! to the alert spool as a `selftest` event, which the uploader delivers to the control plane
+//! (over the node's mutual-TLS identity; stored, chained into the audit log and exported in the
+//! evidence pack's `selftest/results.json`).
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use tracing::{error, info};
+use serde_json::{json, Value};
+use tracing::{error, info, warn};
 
 use crate::metrics::Metrics;
+use crate::spool::EventQueue;
+
+/// The spool record of one run: kind `selftest`, critical when it failed.
+pub fn record(result: &Value, passed: bool, unix_ms: u64) -> Value {
+    let explanation = if passed {
+        "exfiltration self-test passed".to_owned()
+    } else {
+        format!("exfiltration self-test FAILED: {}", result["reason"].as_str().unwrap_or("no result"))
+    };
+    json!({
+        "id": format!("selftest-exfil-{unix_ms}"),
+        "kind": "selftest",
+        "severity": if passed { "info" } else { "critical" },
+        "explanation": explanation,
+        "unix_ms": unix_ms,
+        "result": result,
+    })
+}
 
 /// Starts one self-test run in the background.
-pub fn spawn(bpffs: PathBuf, cgroup: PathBuf, metrics: Arc<Metrics>) {
+pub fn spawn(bpffs: PathBuf, cgroup: PathBuf, metrics: Arc<Metrics>, queue: EventQueue) {
     tokio::task::spawn_blocking(move || {
         let out = Command::new("/proc/self/exe")
             .args(["selftest", "exfil", "--bpffs"])
@@ -26,6 +49,13 @@ pub fn spawn(bpffs: PathBuf, cgroup: PathBuf, metrics: Arc<Metrics>) {
             (Some(v), true) => info!(result = %v, "exfiltration self-test passed"),
             (Some(v), false) => error!(result = %v, reason = %v["reason"], "exfiltration self-test FAILED"),
             (None, _) => error!(output = ?out, "exfiltration self-test FAILED: no result"),
+        }
+        let unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let result = parsed.clone().unwrap_or_else(|| json!({ "passed": false, "reason": "no result" }));
+        let appended = queue.spool.lock().expect("spool lock").append(&record(&result, passed, unix_ms));
+        match appended {
+            Ok(()) => queue.notify.notify_one(),
+            Err(e) => warn!(error = %e, "self-test result not spooled"),
         }
         let label = if passed { "pass" } else { "fail" };
         metrics.inc_counter(
