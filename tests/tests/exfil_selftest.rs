@@ -62,7 +62,7 @@ fn a_scheduled_selftest_result_is_spooled_for_the_control_plane() {
     e.start_agent();
     let deadline = Instant::now() + Duration::from_secs(60);
     let record = loop {
-        let found = state.join("spool").is_dir().then(|| spooled(&state)).unwrap_or_default();
+        let found = if state.join("spool").is_dir() { spooled(&state) } else { Vec::new() };
         if let Some(r) = found.into_iter().find(|r| r["kind"] == "selftest") {
             break r;
         }
