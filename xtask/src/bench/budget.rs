@@ -13,7 +13,7 @@ use ringfence_common::SKB_BUDGET;
 use ringfence_tests::Sink;
 
 use super::{
-    path::program_stats,
+    path::{add_cost, iperf, plain_iperf, program_stats},
     rig::{median, KillOnDrop, Rig, DEST},
 };
 
@@ -37,15 +37,6 @@ const BUDGET: u64 = 64 << 20;
 const ELSEWHERE: &str = "203.0.113.5";
 const SINK_PORT: u16 = 9000;
 
-fn iperf(rig: &Rig, seconds: u32) -> Result<f64> {
-    let out = rig.lab.node_command("iperf3").args(["-c", DEST, "-t", &seconds.to_string(), "-J"]).output()?;
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("iperf3 JSON")?;
-    v["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .map(|b| b / 1e9)
-        .context("no throughput in iperf3 output")
-}
-
 pub fn bench_budget(args: BudgetBenchArgs) -> Result<()> {
     let rig = Rig::new("benchbudget")?;
     let server = rig.lab.world_ns().command("iperf3").args(["-s", "-B", DEST]).stdout(Stdio::null()).spawn();
@@ -59,21 +50,12 @@ pub fn bench_budget(args: BudgetBenchArgs) -> Result<()> {
     let _stats = enable_stats(Stats::RunTime).context("BPF_ENABLE_STATS")?;
     let (mut plain, mut budgets) = (Vec::new(), Vec::new());
     let (mut before, mut after) = ((Duration::ZERO, 0), (Duration::ZERO, 0));
-    let add = |acc: &mut (Duration, u64), t0: (Duration, u64)| {
-        let t1 = program_stats(&[SKB_BUDGET]);
-        acc.0 += t1.0.saturating_sub(t0.0);
-        acc.1 += t1.1.saturating_sub(t0.1);
-    };
+    let add =
+        |acc: &mut (Duration, u64), t0: (Duration, u64)| add_cost(acc, t0, program_stats(&[SKB_BUDGET]));
     for round in 0..args.rounds {
         for k in 0..3 {
             match (round + k) % 3 {
-                0 => {
-                    let out = rig.agent_cli(&["detach"]).context("run ringfence-agent detach")?;
-                    if !out.status.success() {
-                        bail!("detach: {}", String::from_utf8_lossy(&out.stderr));
-                    }
-                    plain.push(iperf(&rig, args.seconds)?);
-                }
+                0 => plain.push(plain_iperf(&rig, args.seconds)?),
                 1 => {
                     let _agent = rig.agent(&without, &[]);
                     let t0 = program_stats(&[SKB_BUDGET]);

@@ -27,7 +27,8 @@ pub struct PathBenchArgs {
 
 const POLICY: &str = "apiVersion: ringfence.dev/v1\nkind: EgressPolicy\nmetadata: { name: bench-path }\nspec:\n  defaultAction: deny\n  egress:\n    - { name: iperf, action: allow, to: { cidrs: [198.51.100.0/24] } }\n";
 
-fn iperf(rig: &Rig, seconds: u32) -> Result<f64> {
+/// iperf3 from the lab's node to the benchmark destination, in Gbit/s.
+pub(super) fn iperf(rig: &Rig, seconds: u32) -> Result<f64> {
     let out = rig
         .lab
         .node_command("iperf3")
@@ -39,6 +40,21 @@ fn iperf(rig: &Rig, seconds: u32) -> Result<f64> {
         .as_f64()
         .map(|b| b / 1e9)
         .with_context(|| format!("no throughput in iperf3 output: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// The baseline round: every pin and link detached (plain veth), then [`iperf`].
+pub(super) fn plain_iperf(rig: &Rig, seconds: u32) -> Result<f64> {
+    let out = rig.agent_cli(&["detach"]).context("run ringfence-agent detach")?;
+    if !out.status.success() {
+        bail!("detach: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    iperf(rig, seconds)
+}
+
+/// Adds the run time and count between two [`program_stats`] readings to `acc`.
+pub(super) fn add_cost(acc: &mut (Duration, u64), t0: (Duration, u64), t1: (Duration, u64)) {
+    acc.0 += t1.0.saturating_sub(t0.0);
+    acc.1 += t1.1.saturating_sub(t0.1);
 }
 
 /// (run time, run count) summed over the named programs (the kernel truncates names to 15
@@ -101,20 +117,10 @@ pub fn bench_path(args: PathBenchArgs) -> Result<()> {
     // hooks this round added detached: "before"), backstop + packet path ("after").
     let (mut plain, mut before, mut after) = (Vec::new(), Vec::new(), Vec::new());
     let (mut path_cost, mut backstop_cost) = ((Duration::ZERO, 0), (Duration::ZERO, 0));
-    let add = |acc: &mut (Duration, u64), t0: (Duration, u64), t1: (Duration, u64)| {
-        acc.0 += t1.0.saturating_sub(t0.0);
-        acc.1 += t1.1.saturating_sub(t0.1);
-    };
     for round in 0..args.rounds {
         for k in 0..3 {
             match (round + k) % 3 {
-                0 => {
-                    let out = rig.agent_cli(&["detach"]).context("run ringfence-agent detach")?;
-                    if !out.status.success() {
-                        bail!("detach: {}", String::from_utf8_lossy(&out.stderr));
-                    }
-                    plain.push(iperf(&rig, args.seconds)?);
-                }
+                0 => plain.push(plain_iperf(&rig, args.seconds)?),
                 1 => {
                     let _agent = rig.agent_in_node(&policy, &with_path);
                     rig.detach_links(&ADDED_HOOKS)?;
@@ -124,8 +130,8 @@ pub fn bench_path(args: PathBenchArgs) -> Result<()> {
                     let _agent = rig.agent_in_node(&policy, &with_path);
                     let (p0, b0) = (program_stats(&PACKET_PATH), program_stats(&BACKSTOP));
                     after.push(iperf(&rig, args.seconds)?);
-                    add(&mut path_cost, p0, program_stats(&PACKET_PATH));
-                    add(&mut backstop_cost, b0, program_stats(&BACKSTOP));
+                    add_cost(&mut path_cost, p0, program_stats(&PACKET_PATH));
+                    add_cost(&mut backstop_cost, b0, program_stats(&BACKSTOP));
                 }
             }
         }
