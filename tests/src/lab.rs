@@ -244,6 +244,12 @@ impl Lab {
         run_probe(self.node_command_in(cgroup, &self.probe), args, &cgroup.path().display().to_string())
     }
 
+    /// Like [`Lab::probe_in`], as the unprivileged `uid`.
+    pub fn probe_in_as(&self, cgroup: &TestCgroup, uid: u32, args: &[&str]) -> ProbeResult {
+        let place = format!("{} as uid {uid}", cgroup.path().display());
+        run_probe(self.node_command_as(cgroup, uid, &self.probe), args, &place)
+    }
+
     /// Runs `lab-probe args…` in the world netns (another node, the internet).
     pub fn world_probe(&self, args: &[&str]) -> ProbeResult {
         run_probe(self.world.command(&self.probe), args, "the world")

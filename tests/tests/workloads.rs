@@ -189,9 +189,12 @@ fn run_as(node: &Node, cgroup: &TestCgroup, uid: Option<u32>, args: &[&str]) -> 
     cmd.args(args).stdin(std::process::Stdio::null()).output().expect("run lab-probe")
 }
 
-/// A `tcp`/`udp` probe as `uid`.
+/// A `tcp`/`udp` probe as `uid` (root when `None`).
 fn probe_as(node: &Node, cgroup: &TestCgroup, uid: Option<u32>, args: &[&str]) -> ProbeResult {
-    ProbeResult::from_output(&format!("lab-probe {args:?} as {uid:?}"), &run_as(node, cgroup, uid, args))
+    match uid {
+        Some(uid) => node.e.lab.probe_in_as(cgroup, uid, args),
+        None => node.e.lab.probe_in(cgroup, args),
+    }
 }
 
 /// An `escape` attempt as `uid`: its JSON line (socket, setup, sent, failed).
