@@ -331,3 +331,72 @@ fn agent_kill_and_restart_during_churn_refuses_no_live_learned_address() {
     assert_eq!(n(&r, "ok"), n(&r, "answered"), "{r}");
     assert_eq!((n(&r, "never_ok"), n(&r, "never_eperm")), (0, 3000), "{r}");
 }
+
+/// `approvedSinks.fqdns`: while an address answered for a sink name lives, transfers to it are
+/// not charged to the budgets; an address answered for an allowed name that is not a sink is.
+#[test]
+fn an_approved_sink_named_by_domain_is_not_charged_to_the_budget() {
+    const BUDGET: u64 = 4 << 20;
+    const BUCKET: &str = "203.0.113.20";
+    let dns = format!("  dns:\n    resolvers: [{RESOLVER}]\n");
+    let exfil = "  exfiltration:\n    approvedSinks: { fqdns: [\"*.s3.example\"] }\n    budgets: { perDestination: 4MiB/1h }\n";
+    let policy = policy_head_with("fqdn-sink", "enforce", "deny", &format!("{dns}{exfil}"))
+        + "    - name: storage\n      action: allow\n      to: { fqdns: [hub.example, \"*.s3.example\"] }\n      ports: [ { port: 443, protocol: tcp } ]\n";
+    let records = [("hub.example", HUB), ("bucket.s3.example", BUCKET)];
+    let Some((_dns, e)) = start("sink_names", "fqdn-sink", &[HUB, BUCKET], &records, &[], &policy) else {
+        return;
+    };
+    let upload = |addr: &str| {
+        let bytes = (4 * BUDGET).to_string();
+        e.lab.probe_json(&[
+            "stream",
+            addr,
+            "443",
+            "--bytes",
+            &bytes,
+            "--stall-ms",
+            "1500",
+            "--timeout-ms",
+            "30000",
+        ])
+    };
+    for name in ["bucket.s3.example", "hub.example"] {
+        let r = resolve(&e.lab, &[RESOLVER, name, "--connect", "443", "--expect-answers"]);
+        assert_eq!(n(&r, "ok"), 1, "{name}: {r}");
+    }
+    let sink = upload(BUCKET);
+    let whole = format!("pong {}", 4 * BUDGET);
+    assert_eq!((sink["ok"].as_bool(), sink["reply"].as_str()), (Some(true), Some(&*whole)), "sink: {sink}");
+    let hub = upload(HUB);
+    assert_eq!(hub["stalled"], true, "an allowed name that is not a sink is charged: {hub}");
+    let sent = hub["sent"].as_u64().expect("sent");
+    assert!(sent < 2 * BUDGET, "{sent} bytes sent to a 4 MiB budget: {hub}");
+    let alert = e.agent().wait_for("budget alert for the hub", Duration::from_secs(10), |v| {
+        v["message"] == "exfiltration alert" && v["kind"] == "budget" && v["destination"] == HUB
+    });
+    assert_eq!(alert["budget"], "perDestination", "{alert}");
+    assert!(
+        !e.agent().lines().iter().any(|v| v["message"] == "exfiltration alert" && v["destination"] == BUCKET),
+        "no alert for the sink"
+    );
+}
+
+/// HTTPS to a shipped DNS-over-HTTPS endpoint is refused even where a rule allows port 443 to
+/// everywhere. The connect hook refuses before a packet exists, so no server is needed at those
+/// addresses (and nothing is sent towards them); a documentation address is the control.
+#[test]
+fn https_to_shipped_dns_over_https_endpoints_is_refused_where_443_is_allowed() {
+    let dns = format!("  dns:\n    resolvers: [{RESOLVER}]\n");
+    let policy = policy_head_with("fqdn-doh", "enforce", "deny", &dns)
+        + "    - name: web\n      action: allow\n      to: { cidrs: [0.0.0.0/0, \"::/0\"] }\n      ports: [ { port: 443, protocol: tcp } ]\n";
+    let Some((_dns, e)) = start("doh", "fqdn-doh", &[HUB], &[], &[], &policy) else {
+        return;
+    };
+    e.lab.tcp(HUB, 443).assert_ok("the rule allows 443");
+    for doh in ["1.1.1.1", "8.8.8.8", "9.9.9.9", "2606:4700:4700::1111"] {
+        e.lab.tcp(doh, 443).assert_eperm("a DNS-over-HTTPS endpoint");
+        let ev =
+            e.agent().wait_for_event(&format!("deny of {doh}"), Duration::from_secs(5), |v| v["dst"] == doh);
+        assert_eq!((ev["verdict"].as_str(), ev["rule"].as_str()), (Some("deny"), Some("dns-pinned")), "{ev}");
+    }
+}

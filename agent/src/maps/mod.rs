@@ -197,9 +197,13 @@ impl PinnedMaps {
         Ok((slot, cfg))
     }
 
-    /// The name pattern under which `policy` learned `addr` (still in the active table and not
+    /// The name rule under which `policy` learned `addr` (still in the active table and not
     /// expired), if any.
-    pub fn learned_name(&self, policy: u32, addr: std::net::IpAddr) -> Result<Option<String>, AgentError> {
+    fn learned_rule(
+        &self,
+        policy: u32,
+        addr: std::net::IpAddr,
+    ) -> Result<Option<ringfence_common::NameRule>, AgentError> {
         let (family, addr) = wide(addr);
         let Some(learned) = self.dns.learned_entry(&ringfence_common::LearnedKey { policy, family, addr })?
         else {
@@ -214,7 +218,25 @@ impl PinnedMaps {
             kind: learned.kind,
             hash: learned.name_hash,
         };
-        Ok(self.dns.name(&key)?.map(|r| String::from_utf8_lossy(r.text()).into_owned()))
+        self.dns.name(&key)
+    }
+
+    /// The name pattern under which `policy` learned `addr` (still in the active table and not
+    /// expired), if any.
+    pub fn learned_name(&self, policy: u32, addr: std::net::IpAddr) -> Result<Option<String>, AgentError> {
+        Ok(self.learned_rule(policy, addr)?.map(|r| String::from_utf8_lossy(r.text()).into_owned()))
+    }
+
+    /// Whether `addr` is a live address `policy` learned for an approved sink's name
+    /// (`approvedSinks.fqdns`). A map that cannot be read counts as not approved.
+    pub fn learned_sink(&self, policy: u32, addr: std::net::IpAddr) -> bool {
+        match self.learned_rule(policy, addr) {
+            Ok(rule) => rule.is_some_and(|r| r.flags & ringfence_common::NAME_SINK != 0),
+            Err(e) => {
+                tracing::warn!(error = %e, %addr, "approved sinks by name: the learned set could not be read");
+                false
+            }
+        }
     }
 
     /// A printable summary of [`PinnedMaps::active`].
