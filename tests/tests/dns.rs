@@ -400,3 +400,66 @@ fn https_to_shipped_dns_over_https_endpoints_is_refused_where_443_is_allowed() {
         assert_eq!((ev["verdict"].as_str(), ev["rule"].as_str()), (Some("deny"), Some("dns-pinned")), "{ev}");
     }
 }
+
+/// A flow to a learned address keeps that address alive past its TTL and floor (the backstop's
+/// cached packets renew it), so a reload that keeps the name does not cut the flow and a new
+/// connect while it runs is allowed; once the flow ends the address expires as usual.
+#[test]
+fn a_live_flow_keeps_its_learned_address_past_the_ttl_and_across_a_reload() {
+    const FLOOR: u64 = 2;
+    let records = [("hub.example", HUB)];
+    let Some((_dns, e)) =
+        start("live_flow", "fqdn-live", &[HUB], &records, &[], &policy("fqdn-live", "hub.example", 2))
+    else {
+        return;
+    };
+    let r = resolve(&e.lab, &[RESOLVER, "hub.example", "--expect-answers"]);
+    assert_eq!(n(&r, "answered"), 1, "{r}");
+    let answered = Instant::now();
+    // 2.4 MB at 300 kB/s: about 8 s, four times the floor.
+    let mut stream = e.lab.spawn_probe(&[
+        "stream",
+        HUB,
+        "443",
+        "--bytes",
+        "2400000",
+        "--rate",
+        "300000",
+        "--stall-ms",
+        "1500",
+        "--timeout-ms",
+        "30000",
+    ]);
+    // The condition is time itself: the answer's TTL and the floor must be over.
+    let past = answered + Duration::from_secs(FLOOR + 2);
+    while Instant::now() < past {
+        assert!(stream.try_wait().expect("stream").is_none(), "the flow ended early");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    e.lab.tcp(HUB, 443).assert_ok("the address is kept alive by its running flow");
+    // A reload (another floor, same name): every cached verdict is decided again.
+    e.replace_policy(&policy("fqdn-live", "hub.example", 1));
+    let out = stream.wait_with_output().expect("stream");
+    let last = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().to_owned();
+    let v: Value = serde_json::from_str(&last).unwrap_or_else(|_| panic!("stream said {last:?}"));
+    assert!(
+        v["ok"] == true && v["stalled"] != true && v["reply"] == "pong 2400000",
+        "the flow ran to its end: {v}"
+    );
+    assert!(answered.elapsed() > Duration::from_secs(3 * FLOOR), "the flow outlived the floor: {v}");
+    // With the flow gone nothing renews the address: it expires within the floor.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let listing = e.agent_cli(&["fqdn", "--json"]);
+        let l: Value = serde_json::from_slice(&listing.stdout).expect("fqdn JSON");
+        let live = l["learned"].as_array().is_some_and(|a| {
+            a.iter().any(|x| x["address"] == HUB && x["expires_in_secs"].as_u64().unwrap_or(0) > 0)
+        });
+        if !live {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the address never expired after its flow ended: {l}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    e.lab.tcp(HUB, 443).assert_eperm("expired once its flow ended");
+}

@@ -226,8 +226,8 @@ pub const ALLOW_EVENT_INTERVAL_NS: u64 = 10_000_000_000;
 pub const REPLIES_MAP: &str = "RF_REPLIES";
 /// Socket local storage of [`crate::SkVerdict`] (a BTF map, pinned by the agent by path).
 pub const SKCACHE_MAP: &str = "RF_SKCACHE";
-/// LRU hash of [`crate::AllowedKey`] -> `u32` (the policy generation): destinations a policy
-/// table allowed, so the backstop passes their packets without deciding again. A cache: an
+/// LRU hash of [`crate::AllowedKey`] -> [`crate::AllowedValue`] (the policy generation):
+/// destinations a policy table allowed, so the backstop passes their packets without deciding again. A cache: an
 /// evicted or stale entry costs a full verdict, never a wrong one.
 pub const ALLOWED_MAP: &str = "RF_ALLOWED";
 pub const MAX_ALLOWED: u32 = 65_536;

@@ -223,6 +223,15 @@ fn taught_by(table: u32, entry: *mut Learned) -> Option<&'static NameRule> {
     unsafe { RF_NAMES.get(&NameKey { table, kind, hash }) }
 }
 
+/// Renews `addr`'s learned entry for `table`'s policy by `floor` seconds if it has not expired
+/// (a cached flow to it is alive; an expired entry stays expired).
+#[inline(never)]
+pub fn keep_learned(table: u32, family: u32, addr: &[u8; 16], floor: u32) {
+    if let Some((entry, now)) = live(table_parts(table).0, family, addr) {
+        renew(entry, now, floor);
+    }
+}
+
 /// Whether `addr` is an unexpired address learned for a name that is an approved sink of
 /// `table`'s policy; a use renews it by `floor` seconds, like [`learned_list`].
 #[inline(never)]
