@@ -54,10 +54,13 @@ pub fn learned(maps: &PinnedMaps) -> Result<Vec<LearnedEntry>, AgentError> {
 pub fn fqdn(bpffs: &Path, json: bool) -> Result<(), AgentError> {
     let maps = PinnedMaps::open(bpffs)?;
     let list = learned(&maps)?;
+    let stats = maps.stats()?;
+    let (capacity, evicted) = (ringfence_common::MAX_LEARNED, stats.dns_evicted());
     if json {
-        println!("{}", serde_json::json!({ "learned": list }));
+        println!("{}", serde_json::json!({ "learned": list, "capacity": capacity, "evicted": evicted }));
         return Ok(());
     }
+    println!("learned set: {} entries of {capacity}, {evicted} evicted because it was full", list.len());
     if list.is_empty() {
         println!("no learned addresses");
     }

@@ -177,6 +177,15 @@ fn churn_ttl_1s_rotating_answers_never_refuse_a_just_answered_address() {
     assert_eq!(n(&r, "never_ok"), 0, "a never-answered address was allowed: {r}");
     assert_eq!(n(&r, "never_eperm"), 10_000, "{r}");
     assert!(n(&r, "distinct") > 8 && rotations > 10, "the answers rotated: {r}, {rotations} rotations");
+    // Each address entered the learned set once (refreshes are not new entries); nothing was
+    // evicted from a set of 262,144.
+    let counters = &e.status()["counters"];
+    let new = counters["dns_new"].as_u64().unwrap_or_else(|| panic!("dns_new in {counters}"));
+    assert!((n(&r, "distinct")..=32).contains(&new), "{new} new learned entries for {r}");
+    assert!(counters["dns_learned"].as_u64().unwrap_or(0) >= n(&r, "answered"), "{counters}");
+    let listing = e.agent_cli(&["fqdn", "--json"]);
+    let l: Value = serde_json::from_slice(&listing.stdout).expect("fqdn JSON");
+    assert_eq!((l["capacity"].as_u64(), l["evicted"].as_u64()), (Some(262_144), Some(0)), "{l}");
 }
 
 #[test]

@@ -84,6 +84,8 @@ pub struct Stats {
     pub dns_learned: u64,
     /// DNS answers not learned: not from a pinned resolver, or unreadable.
     pub dns_ignored: u64,
+    /// Addresses that entered the learned set as new entries (see [`Stats::dns_evicted`]).
+    pub dns_new: u64,
     /// Packets dropped because an exfiltration budget was spent, or over the rate cap.
     pub budget_dropped: u64,
     pub rate_dropped: u64,
@@ -91,6 +93,15 @@ pub struct Stats {
     pub budget_untracked: u64,
     /// Per-destination budget entries created (against `MAX_BUDGET_DESTS`: LRU evictions).
     pub budget_destinations: u64,
+}
+
+impl Stats {
+    /// Learned addresses the LRU map evicted to make room (nothing else removes entries): the
+    /// new entries beyond its capacity. Non-zero means the learned set is full and the least
+    /// recently used addresses are being forgotten (their next connect needs a fresh lookup).
+    pub fn dns_evicted(&self) -> u64 {
+        self.dns_new.saturating_sub(u64::from(ringfence_common::MAX_LEARNED))
+    }
 }
 
 /// A policy the kernel is reading now.
@@ -334,6 +345,7 @@ impl PinnedMaps {
             dns_matched: sum(ringfence_common::STAT_DNS_MATCHED)?,
             dns_learned: sum(ringfence_common::STAT_DNS_LEARNED)?,
             dns_ignored: sum(ringfence_common::STAT_DNS_IGNORED)?,
+            dns_new: sum(ringfence_common::STAT_DNS_NEW)?,
             budget_dropped: sum(ringfence_common::STAT_BUDGET_DROPPED)?,
             rate_dropped: sum(ringfence_common::STAT_RATE_DROPPED)?,
             budget_untracked: sum(ringfence_common::STAT_BUDGET_UNTRACKED)?,

@@ -136,8 +136,11 @@ pub const STAT_DNS_LEARNED: u32 = 18;
 /// malformed.
 pub const STAT_DNS_IGNORED: u32 = 19;
 /// (13 to 16: the budget counters, `crate::budget`.)
+/// Addresses that entered the learned set as new entries (against [`MAX_LEARNED`]: once more
+/// than that many came in, each new one evicted the least recently used).
+pub const STAT_DNS_NEW: u32 = 20;
 /// Number of counters in [`STATS_MAP`].
-pub const STAT_COUNT: u32 = 20;
+pub const STAT_COUNT: u32 = 21;
 
 /// The cgroup programs, in the order the agent attaches them (every one is loaded and verified
 /// first): the passive-open marker, the packet backstop, the socket-creation guard, then the

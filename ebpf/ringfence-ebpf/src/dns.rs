@@ -17,8 +17,8 @@ use aya_ebpf::{
 use ringfence_common::{
     table_parts, DnsParser, Learned, LearnedKey, NameKey, NameRule, ServerKey, CONFIG_DNS, DNS_BUF,
     MAX_DNS_STEPS, NAME_EXACT, NAME_SINK, NAME_WILDCARD, NO_LIST, PROTO_TCP, PROTO_UDP, SERVER_DOH,
-    SERVER_RESOLVER, STAT_DNS_IGNORED, STAT_DNS_LEARNED, STAT_DNS_MATCHED, STEP_ANSWER, STEP_BAD, STEP_END,
-    STEP_NAME_DONE, STEP_SUFFIX,
+    SERVER_RESOLVER, STAT_DNS_IGNORED, STAT_DNS_LEARNED, STAT_DNS_MATCHED, STAT_DNS_NEW, STEP_ANSWER,
+    STEP_BAD, STEP_END, STEP_NAME_DONE, STEP_SUFFIX,
 };
 
 use crate::active::Active;
@@ -88,7 +88,8 @@ extern "C" fn learn_step(_index: u64, ctx: *mut c_void) -> i64 {
             let key = LearnedKey { policy: l.policy, family: p.family, addr: p.addr };
             let ttl = if p.ttl > l.floor { p.ttl } else { l.floor };
             let mut expires_ns = l.now + ttl as u64 * NS;
-            if let Some(old) = RF_LEARNED.get_ptr(&key) {
+            let old = RF_LEARNED.get_ptr(&key);
+            if let Some(old) = old {
                 // SAFETY: a value pointer of the map, read once.
                 let old = unsafe { (*old).expires_ns };
                 if old > expires_ns {
@@ -98,6 +99,9 @@ extern "C" fn learn_step(_index: u64, ctx: *mut c_void) -> i64 {
             let value = Learned { expires_ns, name_hash: l.hash, kind: l.kind, ttl: p.ttl };
             if RF_LEARNED.insert(&key, &value, 0).is_ok() {
                 bump(STAT_DNS_LEARNED);
+                if old.is_none() {
+                    bump(STAT_DNS_NEW);
+                }
             }
             0
         }
