@@ -3,6 +3,7 @@
 
 mod export;
 pub mod pack;
+mod selftests;
 mod verify;
 
 use std::io::Write;

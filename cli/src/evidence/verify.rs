@@ -1,7 +1,8 @@
 //! `ringfence evidence verify pack.tar.zst [--key FILE] [--checkpoint-key FILE]`, offline: the
 //! manifest's signature (pinned key, or the pack's own with a warning), every file's hash, no
 //! file added or removed, then the audit chain segment (the same streaming check as `ringfence
-//! audit verify`, resumed at the segment's first record) against its signed checkpoints.
+//! audit verify`, resumed at the segment's first record) against its signed checkpoints, and
+//! every self-test result's node signature ([`super::selftests`]).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -128,6 +129,7 @@ pub fn run(
         )));
     }
     let audit = check_audit(&files, &checkpoint_key)?;
+    let selftests = super::selftests::check(&files)?;
     writeln!(
         out,
         "evidence pack ok: {} files for {} .. {}, manifest signed by evidence key {}{}",
@@ -138,6 +140,7 @@ pub fn run(
         if pinned { " (pinned)" } else { "" }
     )?;
     writeln!(out, "{audit}")?;
+    writeln!(out, "{selftests}")?;
     for note in &m.notes {
         writeln!(out, "note: {note}")?;
     }
