@@ -133,8 +133,8 @@ pub fn verify(
         cert.public_key().subject_public_key.data.as_ref(),
     );
     key.verify(signed.payload.as_bytes(), &sig).map_err(|_| SignatureError::BadSignature)?;
-    let p: Value =
-        serde_json::from_str(&signed.payload).map_err(|e| SignatureError::Malformed(format!("payload: {e}")))?;
+    let p: Value = serde_json::from_str(&signed.payload)
+        .map_err(|e| SignatureError::Malformed(format!("payload: {e}")))?;
     if p["id"] != id {
         return Err(SignatureError::Altered("event id"));
     }
@@ -154,7 +154,7 @@ pub fn verify(
 #[cfg(all(test, feature = "csr"))]
 mod tests {
     use super::*;
-    use rcgen::{CertificateParams, DnType, IsCa, BasicConstraints, KeyPair};
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 
     /// A CA, and a certificate it issued for node `n-1` with its key (PEM).
     fn pki() -> (String, String, String) {

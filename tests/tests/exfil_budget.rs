@@ -24,7 +24,8 @@ const METRICS_ADDR: &str = "127.0.0.1:9473";
 
 /// The policy: `budgets`, and (for relative budgets) the checkpoint directory `ckpt` watched.
 fn policy(name: &str, budgets: &str, ckpt: Option<&Path>) -> String {
-    let watched = ckpt.map_or(String::new(), |d| format!("    checkpoints: {{ paths: [{}] }}\n", d.display()));
+    let watched =
+        ckpt.map_or(String::new(), |d| format!("    checkpoints: {{ paths: [{}] }}\n", d.display()));
     let exfil = format!(
         "  exfiltration:\n    approvedSinks: {{ cidrs: [{APPROVED}/32] }}\n{watched}    budgets: {{ {budgets} }}\n"
     );
@@ -158,7 +159,11 @@ fn a_spent_total_budget_survives_kill_9_restart_and_reload() {
     e.start_agent();
     assert!(refused(&e, SECOND), "refused after a restart");
     // A reload (a different budget for DNS: the policy changes, the counters stay).
-    e.replace_policy(&policy("budget-total", "perDestination: 1GiB/1h, total: 12MiB/1h, dns: 32MiB/1h", None));
+    e.replace_policy(&policy(
+        "budget-total",
+        "perDestination: 1GiB/1h, total: 12MiB/1h, dns: 32MiB/1h",
+        None,
+    ));
     assert!(refused(&e, FIRST), "refused after a reload");
     assert_eq!(sink.received().tcp, both, "nothing more arrived");
     let r = upload(&e, APPROVED, 443, 16 << 20, None);

@@ -25,6 +25,7 @@ pub fn text(b: &[u8]) -> String {
 pub async fn verify(server: &TestServer, pack: &Path) -> Output {
     let key = server.state_dir.join("evidence-signing.pub");
     let cp = server.state_dir.join("audit-checkpoint.pub");
+    let ca = server.state_dir.join("ca.pem");
     server
         .cli(&[
             "evidence",
@@ -34,6 +35,8 @@ pub async fn verify(server: &TestServer, pack: &Path) -> Output {
             key.to_str().unwrap(),
             "--checkpoint-key",
             cp.to_str().unwrap(),
+            "--node-ca",
+            ca.to_str().unwrap(),
         ])
         .await
 }

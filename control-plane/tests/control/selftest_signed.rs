@@ -1,7 +1,8 @@
 //! Exfiltration self-test results signed by the node that ran them: a real signed result is
 //! stored, exported and verified offline; forged ones are refused at ingest; a result altered in
 //! the pack fails `ringfence evidence verify` naming the file, even with the manifest re-signed
-//! by the control plane's own evidence key.
+//! by the control plane's own evidence key (and, with the node CA pinned, even with a forged CA
+//! in the pack).
 
 use ringfence_cli::evidence::pack;
 use ringfence_proto::api::{Event, EventBatch};
@@ -43,6 +44,9 @@ fn signed_event(id: &str, result: &Value, by: (&str, &str)) -> Event {
     let signed = sign(payload(id, now as u64, result), by.0, by.1).unwrap();
     event(id, now, result, Some(signed))
 }
+
+/// A change to a stored self-test event's details.
+type Edit = fn(&mut Value);
 
 async fn refused(node: &Agent, event: Event, why: &str) {
     let resp = node.post("/v1/events", &EventBatch { events: vec![event] }).await.unwrap();
@@ -98,7 +102,7 @@ async fn selftest_results_are_signed_by_their_node(backend: Backend) {
     let state = ringfence_control::state_dir::load_or_create(&server.state_dir).unwrap();
     let tampered = dir.path().join("tampered.tar.zst");
     let original: Value = serde_json::from_slice(&files[SELFTEST_RESULTS]).unwrap();
-    let edits: [(&str, fn(&mut Value)); 2] = [
+    let edits: [(&str, Edit); 2] = [
         ("differs from what its node signed (result)", |d| d["result"]["received"] = json!(900_000)),
         ("the signature does not verify", |d| {
             let p = d["signed"]["payload"].as_str().unwrap().replace("1040000", "900000");
@@ -106,22 +110,52 @@ async fn selftest_results_are_signed_by_their_node(backend: Backend) {
             d["result"]["received"] = json!(900_000);
         }),
     ];
-    for (why, edit) in edits {
-        let mut doc = original.clone();
-        edit(&mut doc["results"][0]["details"]);
-        let bytes = (serde_json::to_string_pretty(&doc).unwrap() + "\n").into_bytes();
+    // `replace` gives new texts for some files; the manifest lists their hashes and is re-signed.
+    let resigned = |replace: &[(&str, Vec<u8>)]| {
         let mut m = manifest.clone();
-        let entry = m.files.iter_mut().find(|f| f.path == SELFTEST_RESULTS).unwrap();
-        (entry.sha256, entry.bytes) = (ringfence_proto::evidence::sha256_hex(&bytes), bytes.len() as u64);
-        let (m_text, sig) = m.sign(&state.evidence_key);
         let mut copy = files.clone();
-        copy.insert(SELFTEST_RESULTS.into(), bytes);
+        for (path, bytes) in replace {
+            let entry = m.files.iter_mut().find(|f| f.path == *path).unwrap();
+            (entry.sha256, entry.bytes) = (ringfence_proto::evidence::sha256_hex(bytes), bytes.len() as u64);
+            copy.insert((*path).into(), bytes.clone());
+        }
+        let (m_text, sig) = m.sign(&state.evidence_key);
         copy.insert("manifest.json".into(), m_text.into_bytes());
         copy.insert("manifest.sig".into(), format!("{sig}\n").into_bytes());
         repack(&tampered, &copy);
+    };
+    let json_bytes = |doc: &Value| (serde_json::to_string_pretty(doc).unwrap() + "\n").into_bytes();
+    for (why, edit) in edits {
+        let mut doc = original.clone();
+        edit(&mut doc["results"][0]["details"]);
+        resigned(&[(SELFTEST_RESULTS, json_bytes(&doc))]);
         fails_naming(&server, &tampered, SELFTEST_RESULTS, why).await;
         fails_naming(&server, &tampered, why, why).await;
     }
+    // A forger with the evidence key and a CA of its own (a node certificate naming the node):
+    // the pack is consistent, the pinned node CA refuses the signature.
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let forged_ca = ca_params.self_signed(&ca_key).unwrap();
+    let node_key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(rcgen::DnType::CommonName, node.node_id.as_str());
+    let forged_cert = params.signed_by(&node_key, &forged_ca, &ca_key).unwrap().pem();
+    let mut doc = original.clone();
+    let d = &mut doc["results"][0]["details"];
+    d["result"]["received"] = json!(900_000);
+    let (id, at) =
+        (doc["results"][0]["id"].as_str().unwrap(), doc["results"][0]["time_ms"].as_u64().unwrap());
+    let forged = sign(
+        payload(id, at, &doc["results"][0]["details"]["result"]),
+        &node_key.serialize_pem(),
+        &forged_cert,
+    );
+    doc["results"][0]["details"]["signed"] = serde_json::to_value(forged.unwrap()).unwrap();
+    resigned(&[(SELFTEST_RESULTS, json_bytes(&doc)), ("keys/node-ca.pem", forged_ca.pem().into_bytes())]);
+    fails_naming(&server, &tampered, SELFTEST_RESULTS, "a forged node CA").await;
+    fails_naming(&server, &tampered, "not issued by the node CA", "a forged node CA").await;
     server.stop().await;
 }
 
