@@ -72,7 +72,7 @@ Art. 55(1)(d)) and notes on what the pack cannot show. manifest.sig is the Ed255
 the key you obtained separately with --key).
 
 Verify offline:  ringfence evidence verify pack.tar.zst --key evidence-signing.pub \\
-                     --checkpoint-key audit-checkpoint.pub
+                     --checkpoint-key audit-checkpoint.pub --node-ca ca.pem
 
 Verification checks the signature, every file's hash, that no file was added or removed, the
 audit chain segment's hashes and links, that the segment matches the signed external
