@@ -20,17 +20,18 @@ use crate::metrics::Metrics;
 use crate::spool::EventQueue;
 
 /// The spool record of one run: kind `selftest`, critical when it failed; `signed` by the node's
-/// enrolled key when there is one (an agent that is not enrolled uploads nothing).
-pub fn record(result: &Value, passed: bool, unix_ms: u64, identity: Option<&Identity>) -> Value {
+/// enrolled key (`(key PEM, certificate PEM)`) when there is one (an agent that is not enrolled
+/// uploads nothing).
+pub fn record(result: &Value, passed: bool, unix_ms: u64, node_key: Option<(&str, &str)>) -> Value {
     let id = format!("selftest-exfil-{unix_ms}");
     let explanation = if passed {
         "exfiltration self-test passed".to_owned()
     } else {
         format!("exfiltration self-test FAILED: {}", result["reason"].as_str().unwrap_or("no result"))
     };
-    let signed = identity.and_then(|i| {
+    let signed = node_key.and_then(|(key_pem, cert_pem)| {
         let payload = ringfence_proto::selftest::payload(&id, unix_ms, result);
-        ringfence_proto::selftest::sign(payload, &i.key_pem, &i.cert_pem)
+        ringfence_proto::selftest::sign(payload, key_pem, cert_pem)
             .map_err(|e| error!(error = %e, "self-test result not signed"))
             .ok()
     });
@@ -71,7 +72,8 @@ pub fn spawn(bpffs: PathBuf, cgroup: PathBuf, state_dir: PathBuf, metrics: Arc<M
         let identity = Identity::load(&state_dir)
             .map_err(|e| warn!(error = %e, "self-test result not signed: no node identity"))
             .ok();
-        let record = record(&result, passed, unix_ms, identity.as_ref());
+        let node_key = identity.as_ref().map(|i| (i.key_pem.as_str(), i.cert_pem.as_str()));
+        let record = record(&result, passed, unix_ms, node_key);
         let appended = queue.spool.lock().expect("spool lock").append(&record);
         match appended {
             Ok(()) => queue.notify.notify_one(),
@@ -85,4 +87,27 @@ pub fn spawn(bpffs: PathBuf, cgroup: PathBuf, state_dir: PathBuf, metrics: Arc<M
             1,
         );
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_enrolled_node_signs_its_record_and_the_signature_verifies() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, "n-1");
+        // Self-signed: the certificate is its own CA here.
+        let cert = params.self_signed(&key).unwrap().pem();
+        let now = ringfence_proto::now_ms() as u64;
+        let result = json!({"passed": true, "received": 1_040_000, "latency_ms": 1.5});
+        let r = record(&result, true, now, Some((&key.serialize_pem(), &cert)));
+        assert_eq!((r["kind"].as_str(), r["severity"].as_str()), (Some("selftest"), Some("info")));
+        let id = r["id"].as_str().unwrap();
+        let verified = ringfence_proto::selftest::verify("n-1", id, now as i64, &r, &cert).unwrap();
+        assert!(verified.passed);
+        // Not enrolled: no signature (nothing is uploaded either).
+        assert!(record(&result, true, now, None).get("signed").is_none());
+    }
 }
