@@ -141,6 +141,10 @@ pub enum EvidenceCommand {
         /// The audit checkpoint public key to pin (audit-checkpoint.pub); default: the pack's.
         #[arg(long, value_name = "FILE")]
         checkpoint_key: Option<PathBuf>,
+        /// The node CA to pin for the self-tests' node signatures (ca.pem in the control plane's
+        /// state directory); default: the pack's keys/node-ca.pem.
+        #[arg(long, value_name = "FILE")]
+        node_ca: Option<PathBuf>,
     },
 }
 

@@ -148,6 +148,7 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         &state.checkpoint_key,
         &config.checkpoints,
         &config.state_dir,
+        state.ca.pem.clone(),
     );
     let app = Arc::new(AppState {
         db: db.clone(),

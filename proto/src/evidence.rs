@@ -27,6 +27,10 @@ pub const SIGNATURE: &str = "manifest.sig";
 pub const EVIDENCE_KEY: &str = "keys/evidence-signing.pub";
 /// The audit checkpoint public key's path in the pack (base64).
 pub const CHECKPOINT_KEY: &str = "keys/audit-checkpoint.pub";
+/// The CA that issues node certificates (PEM): checks the nodes' signatures on self-test results.
+pub const NODE_CA: &str = "keys/node-ca.pem";
+/// The self-test results of the period, each signed by its node.
+pub const SELFTEST_RESULTS: &str = "selftest/results.json";
 /// The audit chain segment (JSON lines, seq order).
 pub const AUDIT_RECORDS: &str = "audit/records.jsonl";
 /// The external checkpoints of the segment (JSON lines).

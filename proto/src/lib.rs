@@ -2,7 +2,7 @@
 //! ([`api`]), signed policy bundles ([`bundle`]: Ed25519, pinned key, rollback refusal), the
 //! audit log's hash chain ([`audit`]) and, with the `csr` feature, an agent's key pair and
 //! certificate signing request ([`csr`]); with the `s3` feature, the S3 client that stores and
-//! fetches audit checkpoints ([`s3`]).
+//! fetches audit checkpoints ([`s3`]); self-test results signed by their node ([`selftest`]).
 //!
 //! Every request body rejects unknown fields; every document carries what it needs to be
 //! checked on its own.
@@ -17,6 +17,7 @@ pub mod evidence;
 mod keys;
 #[cfg(feature = "s3")]
 pub mod s3;
+pub mod selftest;
 
 pub use audit::{audit_hash, verify_chain, AuditRecord, ChainError, ChainVerifier, GENESIS_HASH};
 pub use bundle::{

@@ -237,10 +237,18 @@ fn observe_and_evidence(cp: &ControlPlane, node_a: &str, denials: u64) {
         "{verified}"
     );
     assert!(verified.contains("files for"), "{verified}");
+    // Each node's result carries its node's signature, checked offline against the node CA.
+    assert!(
+        verified.contains("self-test results:") && verified.contains("signed by their nodes"),
+        "{verified}"
+    );
     // The nodes' scheduled self-tests are in the pack, node a's among them, passed.
     let results = pack_file(&pack, "selftest/results.json");
     let passed = results["results"].as_array().expect("results").iter().any(|r| {
-        r["node_id"] == node_a && r["kind"] == "selftest" && r["details"]["result"]["passed"] == true
+        r["node_id"] == node_a
+            && r["kind"] == "selftest"
+            && r["details"]["result"]["passed"] == true
+            && r["details"]["signed"]["alg"] == "ecdsa-p256-sha256"
     });
     assert!(passed, "node a's passed self-test in the evidence pack: {results}");
 }

@@ -2,11 +2,14 @@
 //! destination that is not an approved sink stops within 256 KiB past its budget, counted
 //! byte-exactly at the receiver, at full veth speed and at 1 Gbit/s; the crossing raises one
 //! alert within 100 ms; other destinations and approved sinks are unaffected; a spent budget
-//! refuses new connections and survives an agent kill -9, a restart and a policy reload.
+//! refuses new connections and survives an agent kill -9, a restart and a policy reload; IPv6
+//! destinations have their own budgets; a relative budget (`0.01x checkpoint/24h`) follows the
+//! largest checkpoint the agent has seen.
 //! Run as root, serially.
+use std::path::Path;
 use std::time::Duration;
 
-use ringfence_tests::{policy_head_with, spool::spooled, Enforced, Sink};
+use ringfence_tests::{addrs::WORLD_V6, policy_head_with, spool::spooled, Enforced, Sink};
 use serde_json::Value;
 
 /// Not approved (two destinations) and approved, all in the world namespace.
@@ -19,16 +22,31 @@ const SLACK: u64 = 256 << 10;
 const WAIT: Duration = Duration::from_secs(20);
 const METRICS_ADDR: &str = "127.0.0.1:9473";
 
-fn policy(name: &str, budgets: &str) -> String {
+/// The policy: `budgets`, and (for relative budgets) the checkpoint directory `ckpt` watched.
+fn policy(name: &str, budgets: &str, ckpt: Option<&Path>) -> String {
+    let watched =
+        ckpt.map_or(String::new(), |d| format!("    checkpoints: {{ paths: [{}] }}\n", d.display()));
     let exfil = format!(
-        "  exfiltration:\n    approvedSinks: {{ cidrs: [{APPROVED}/32] }}\n    budgets: {{ {budgets} }}\n"
+        "  exfiltration:\n    approvedSinks: {{ cidrs: [{APPROVED}/32] }}\n{watched}    budgets: {{ {budgets} }}\n"
     );
     policy_head_with(name, "enforce", "allow", &exfil)
         + "    - name: everything\n      action: allow\n      to: { cidrs: [0.0.0.0/0, \"::/0\"] }\n"
 }
 
 fn start(name: &str, budgets: &str) -> (Enforced, Sink) {
-    let mut e = Enforced::prepare(name, &[443], &policy(name, budgets));
+    start_watching(name, budgets, false)
+}
+
+/// [`start`], with a checkpoint directory (`<lab>/ckpt`) watched when `checkpoints`.
+fn start_watching(name: &str, budgets: &str, checkpoints: bool) -> (Enforced, Sink) {
+    let mut e = Enforced::prepare(name, &[443], "");
+    let ckpt = checkpoints.then(|| e.dir().join("ckpt"));
+    if let Some(d) = &ckpt {
+        std::fs::create_dir_all(d).expect("checkpoint dir");
+    }
+    std::fs::write(&e.policy, policy(name, budgets, ckpt.as_deref())).expect("policy");
+    // Watching checkpoints needs the packet path's flow counters.
+    e.packet_path = checkpoints;
     let state = e.dir().join("state");
     e.agent_args.extend(["--state-dir".into(), state.into(), "--metrics-listen".into(), METRICS_ADDR.into()]);
     e.start_agent();
@@ -141,10 +159,67 @@ fn a_spent_total_budget_survives_kill_9_restart_and_reload() {
     e.start_agent();
     assert!(refused(&e, SECOND), "refused after a restart");
     // A reload (a different budget for DNS: the policy changes, the counters stay).
-    e.replace_policy(&policy("budget-total", "perDestination: 1GiB/1h, total: 12MiB/1h, dns: 32MiB/1h"));
+    e.replace_policy(&policy(
+        "budget-total",
+        "perDestination: 1GiB/1h, total: 12MiB/1h, dns: 32MiB/1h",
+        None,
+    ));
     assert!(refused(&e, FIRST), "refused after a reload");
     assert_eq!(sink.received().tcp, both, "nothing more arrived");
     let r = upload(&e, APPROVED, 443, 16 << 20, None);
     assert_eq!(r["ok"], true, "the approved sink still works: {r}");
     assert_eq!(budget_alerts(&e).len(), 0, "the restarted agent raises no second alert");
+}
+
+#[test]
+fn an_ipv6_destination_budget_stops_the_transfer_and_leaves_other_destinations_alone() {
+    const BUDGET: u64 = 8 << 20;
+    let (e, sink) = start("budget-v6", "perDestination: 8MiB/1h, total: 1GiB/1h");
+    let (spent, other) = (WORLD_V6[0], WORLD_V6[1]);
+
+    let r = upload(&e, spent, SINK_PORT, 64 << 20, None);
+    assert!(stalled(&r), "the kernel stops it: {r}");
+    let got = sink.settled(Duration::from_millis(300), WAIT).tcp;
+    assert_stopped_at(got, BUDGET, "IPv6 full speed");
+    alert_for(&e, "perDestination", spent);
+    assert!(refused(&e, spent), "a new connection to the spent IPv6 destination is refused");
+
+    // Another IPv6 destination still has its whole budget.
+    let r = upload(&e, other, SINK_PORT, BUDGET / 2, None);
+    assert!(!stalled(&r) && r["sent"] == BUDGET / 2, "{r}");
+    let after = sink.settled(Duration::from_millis(300), WAIT).tcp;
+    assert_eq!(after - got, BUDGET / 2, "byte-exact at the receiver");
+    assert_eq!(budget_alerts(&e).len(), 1, "{:?}", budget_alerts(&e));
+}
+
+/// Creates a (sparse) checkpoint file of `bytes` and waits until the agent gave the kernel its
+/// size.
+fn checkpoint(e: &Enforced, name: &str, bytes: u64) {
+    let file = e.dir().join("ckpt").join(name);
+    std::fs::File::create(&file).and_then(|f| f.set_len(bytes)).expect("write checkpoint");
+    e.agent().wait_for(&format!("the {bytes}-byte checkpoint seen"), WAIT, |v| {
+        v["message"] == "exfiltration budgets: largest checkpoint seen" && v["bytes"] == bytes
+    });
+}
+
+#[test]
+fn a_relative_budget_follows_the_largest_checkpoint_seen() {
+    const CHECKPOINT: u64 = 800 << 20;
+    let (e, sink) = start_watching("budget-rel", "perDestination: 0.01x checkpoint/24h", true);
+
+    checkpoint(&e, "model-00001-of-00001.safetensors", CHECKPOINT);
+    let r = upload(&e, FIRST, SINK_PORT, 64 << 20, None);
+    assert!(stalled(&r), "the kernel stops it: {r}");
+    let first = sink.settled(Duration::from_millis(300), WAIT).tcp;
+    assert_stopped_at(first, CHECKPOINT / 100, "0.01x an 800 MiB checkpoint");
+    alert_for(&e, "perDestination", FIRST);
+
+    // A larger checkpoint raises the budget derived from it: another destination gets 0.01x that.
+    checkpoint(&e, "model-large.safetensors", 2 * CHECKPOINT);
+    let r = upload(&e, SECOND, SINK_PORT, 64 << 20, None);
+    assert!(stalled(&r), "{r}");
+    let second = sink.settled(Duration::from_millis(300), WAIT).tcp - first;
+    assert_stopped_at(second, 2 * CHECKPOINT / 100, "0.01x a 1600 MiB checkpoint");
+    alert_for(&e, "perDestination", SECOND);
+    assert!(refused(&e, FIRST) && refused(&e, SECOND), "both spent destinations are refused");
 }

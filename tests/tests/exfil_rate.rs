@@ -50,11 +50,12 @@ fn a_rate_cap_holds_within_5_percent_while_an_approved_sink_runs_at_full_speed()
 
     let worst = sink.max_tcp_in(Duration::from_secs(1));
     let ratio = worst as f64 / RATE as f64;
+    // The fraction of the cap TCP achieves: about a quarter (see the README's rate cap limits).
+    let achieved = received as f64 / watched / RATE as f64;
     eprintln!(
-        "rate cap {RATE} B/s: worst 1 s {worst} B ({ratio:.3}x), average {:.0} B/s over {watched:.1} s; approved sink in parallel {approved_rate:.0} B/s",
-        received as f64 / watched
+        "rate cap {RATE} B/s: worst 1 s {worst} B ({ratio:.3}x), achieved {achieved:.3}x the cap on average ({received} B over {watched:.1} s); approved sink in parallel {approved_rate:.0} B/s"
     );
     assert!(ratio <= 1.05, "over any 1 s at most 1.05x the cap: {ratio:.3}");
-    assert!(ratio >= 0.2, "the capped upload still moves: {ratio:.3}");
+    assert!(achieved >= 0.2, "the capped upload still moves: {achieved:.3}x the cap on average");
     assert!(approved_rate > 1.5 * RATE as f64, "the approved sink is not capped: {approved_rate:.0} B/s");
 }

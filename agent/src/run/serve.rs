@@ -104,7 +104,8 @@ pub(super) async fn serve(
             _ = async { selftest.as_mut().expect("checked by the guard").tick().await }, if selftest.is_some() => {
                 let cfg = &enforcer.cfg;
                 let queue = enforcer.exfil.queue();
-                crate::selftest::schedule::spawn(cfg.bpffs.clone(), cfg.cgroup.clone(), metrics.clone(), queue);
+                let (bpffs, cgroup, state) = (cfg.bpffs.clone(), cfg.cgroup.clone(), cfg.state_dir.clone());
+                crate::selftest::schedule::spawn(bpffs, cgroup, state, metrics.clone(), queue);
             }
             _ = exfil_tick.tick() => {
                 // Attribute the newest connections before looking at their bytes.

@@ -109,7 +109,8 @@ fn observe(o: &Options) -> Result<Observed, String> {
     let (received, last_byte) = sink.settled(Duration::from_millis(200));
     let spent_at = spent_at
         .or_else(|| counters.get(&key, 0).is_ok_and(|c| c.flags & BUDGET_EXHAUSTED != 0).then(Instant::now));
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    // Whole microseconds: the value reads back exactly from its JSON text, which the node signs.
+    let ms = |d: Duration| d.as_micros() as f64 / 1e3;
     Ok(Observed {
         setup_error: None,
         budget: BUDGET,

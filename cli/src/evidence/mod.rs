@@ -3,6 +3,7 @@
 
 mod export;
 pub mod pack;
+mod selftests;
 mod verify;
 
 use std::io::Write;
@@ -14,8 +15,13 @@ use crate::commands::{EvidenceCommand, ServerArgs};
 pub async fn run(args: &ServerArgs, command: EvidenceCommand, out: &mut impl Write) -> Result<(), CliError> {
     match command {
         EvidenceCommand::Export { from, to, output } => export::run(args, &from, &to, &output, out).await,
-        EvidenceCommand::Verify { pack, key, checkpoint_key } => {
-            verify::run(&pack, key.as_deref(), checkpoint_key.as_deref(), out)
+        EvidenceCommand::Verify { pack, key, checkpoint_key, node_ca } => {
+            let pins = verify::Pins {
+                key: key.as_deref(),
+                checkpoint_key: checkpoint_key.as_deref(),
+                node_ca: node_ca.as_deref(),
+            };
+            verify::run(&pack, &pins, out)
         }
     }
 }

@@ -1,7 +1,9 @@
-//! `ringfence evidence verify pack.tar.zst [--key FILE] [--checkpoint-key FILE]`, offline: the
-//! manifest's signature (pinned key, or the pack's own with a warning), every file's hash, no
-//! file added or removed, then the audit chain segment (the same streaming check as `ringfence
-//! audit verify`, resumed at the segment's first record) against its signed checkpoints.
+//! `ringfence evidence verify pack.tar.zst [--key FILE] [--checkpoint-key FILE] [--node-ca FILE]`,
+//! offline: the manifest's signature (pinned key, or the pack's own with a warning), every
+//! file's hash, no file added or removed, then the audit chain segment (the same streaming check
+//! as `ringfence audit verify`, resumed at the segment's first record) against its signed
+//! checkpoints, and every self-test result's node signature ([`super::selftests`]: pinned node
+//! CA, or the pack's).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -103,13 +105,19 @@ fn check_audit(files: &BTreeMap<String, Vec<u8>>, checkpoint_key: &VerifyingKey)
     ))
 }
 
+/// What the auditor pinned (obtained separately from the pack).
+pub struct Pins<'a> {
+    /// The evidence public key.
+    pub key: Option<&'a Path>,
+    /// The audit checkpoint public key.
+    pub checkpoint_key: Option<&'a Path>,
+    /// The node CA (PEM).
+    pub node_ca: Option<&'a Path>,
+}
+
 /// Verifies a pack.
-pub fn run(
-    path: &Path,
-    pinned: Option<&Path>,
-    checkpoint_pinned: Option<&Path>,
-    out: &mut impl Write,
-) -> Result<(), CliError> {
+pub fn run(path: &Path, pins: &Pins, out: &mut impl Write) -> Result<(), CliError> {
+    let (pinned, checkpoint_pinned) = (pins.key, pins.checkpoint_key);
     let mut files = pack::read(path)?;
     let manifest =
         files.remove(MANIFEST).ok_or_else(|| broken(format!("{MANIFEST}: missing from the pack")))?;
@@ -128,6 +136,14 @@ pub fn run(
         )));
     }
     let audit = check_audit(&files, &checkpoint_key)?;
+    let node_ca = match pins.node_ca {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .map_err(|e| CliError::Input { path: p.into(), reason: e.to_string() })?,
+        ),
+        None => None,
+    };
+    let selftests = super::selftests::check(&files, node_ca.as_deref())?;
     writeln!(
         out,
         "evidence pack ok: {} files for {} .. {}, manifest signed by evidence key {}{}",
@@ -138,6 +154,7 @@ pub fn run(
         if pinned { " (pinned)" } else { "" }
     )?;
     writeln!(out, "{audit}")?;
+    writeln!(out, "{selftests}")?;
     for note in &m.notes {
         writeln!(out, "note: {note}")?;
     }

@@ -46,6 +46,18 @@ fn event_problem(e: &ringfence_proto::api::Event) -> Option<String> {
     }
 }
 
+/// Why a self-test result of node `node_id` is refused, if it is: it must carry its node's
+/// signature ([`ringfence_proto::selftest`]), by a certificate this control plane issued to that
+/// node, over exactly this event's id, time and result.
+fn selftest_problem(e: &ringfence_proto::api::Event, node_id: &str, ca_pem: &str) -> Option<String> {
+    if !crate::evidence::fleet::is_selftest(&e.kind) {
+        return None;
+    }
+    ringfence_proto::selftest::verify(node_id, &e.id, e.time_ms, &e.details, ca_pem)
+        .err()
+        .map(|why| format!("self-test result {} refused: {why}", e.id))
+}
+
 /// `POST /v1/events`: rate limited per node (`--event-rate`, `--event-burst`: 429 with
 /// Retry-After, nothing stored); each stored event gets its own audit record.
 pub async fn ingest(
@@ -64,6 +76,10 @@ pub async fn ingest(
         return Err(ApiError::bad_request(problem));
     }
     let id = &node.info.node_id;
+    if let Some(problem) = batch.events.iter().find_map(|e| selftest_problem(e, id, &state.ca.pem)) {
+        tracing::warn!(node = %id, problem, "a self-test result was refused");
+        return Err(ApiError::bad_request(problem));
+    }
     if let Err(wait) = state.events.take(id, n as u32) {
         inc(&state.metrics.rate_limited);
         return Err(ApiError::too_many(format!("node {id} is over its event rate limit; retry later"), wait));

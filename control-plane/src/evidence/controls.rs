@@ -40,7 +40,7 @@ pub fn describe(path: &str) -> (String, Vec<String>) {
             &["SC-7", "CC6.6", "CC6.7"],
         ),
         "selftest/results.json" => (
-            "Exfiltration self-test results recorded during the period (empty, with a note, when none were run)",
+            "Exfiltration self-test results recorded during the period, each signed by the node that ran it (signed bytes, signature and node certificate; empty, with a note, when none were run)",
             &["SC-7(10)", "CC7.2", EU],
         ),
         "audit/records.jsonl" => (
@@ -50,6 +50,10 @@ pub fn describe(path: &str) -> (String, Vec<String>) {
         "audit/checkpoints.jsonl" | "audit/checkpoint-sources.json" => (
             "Signed external checkpoints of the audit chain's head anchoring the segment (file, S3 Object Lock)",
             &["AU-9"],
+        ),
+        "keys/node-ca.pem" => (
+            "The CA that issued the node certificates: checks the nodes' signatures on self-test results",
+            &["SC-7(10)", "AU-9"],
         ),
         "keys/evidence-signing.pub" => ("The public key that signs manifest.json", &["AU-9"]),
         "keys/audit-checkpoint.pub" => ("The public key that signs audit checkpoints", &["AU-9"]),
@@ -68,9 +72,11 @@ Art. 55(1)(d)) and notes on what the pack cannot show. manifest.sig is the Ed255
 the key you obtained separately with --key).
 
 Verify offline:  ringfence evidence verify pack.tar.zst --key evidence-signing.pub \\
-                     --checkpoint-key audit-checkpoint.pub
+                     --checkpoint-key audit-checkpoint.pub --node-ca ca.pem
 
 Verification checks the signature, every file's hash, that no file was added or removed, the
-audit chain segment's hashes and links, and that the segment matches the signed external
-checkpoints it includes.
+audit chain segment's hashes and links, that the segment matches the signed external
+checkpoints it includes, and each self-test result's signature by the node that ran it (ECDSA
+P-256, by the node's certificate, issued by keys/node-ca.pem): a result altered after it left
+its node fails even in a pack re-signed with the evidence key.
 ";

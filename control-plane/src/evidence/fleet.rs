@@ -16,7 +16,8 @@ const VERDICTS: &[&str] = &["deny", "audit-deny", "allow"];
 /// Event kinds agents use for enforcement detached or degraded.
 const DETACH_KINDS: &[&str] = &["detach", "detached", "enforcement-degraded", "enforcement-detached"];
 
-fn is_selftest(kind: &str) -> bool {
+/// Whether an event kind is a self-test result (signed by its node, checked on ingest).
+pub fn is_selftest(kind: &str) -> bool {
     kind.contains("self-test") || kind.contains("selftest")
 }
 

@@ -1,6 +1,7 @@
 //! The auditor's evidence pack (`GET /v1/evidence?from_ms=&to_ms=`): for a period, the policy
 //! history with diffs and authors, the node inventory, geo-IP database versions, enforcement
-//! gaps, alerts and their handling, self-test results, and the audit chain segment with its
+//! gaps, alerts and their handling, self-test results (each signed by its node, with the node
+//! CA that checks the signatures), and the audit chain segment with its
 //! external checkpoints; a manifest lists every file with its SHA-256 and the controls it
 //! evidences ([`controls`]) and is signed with the evidence key (`evidence-signing.key` in the
 //! state directory, used for nothing else). `ringfence evidence export` packs the files into a
@@ -55,6 +56,7 @@ pub async fn build(
     files.text(format::CHECKPOINT_KEY, format!("{checkpoint_pub}\n"));
     let evidence_pub = ringfence_proto::public_key_b64(&sources.key.verifying_key());
     files.text(format::EVIDENCE_KEY, format!("{evidence_pub}\n"));
+    files.text(format::NODE_CA, sources.node_ca_pem.clone());
     files.text("README.txt", controls::README.to_owned());
     let (listed, control_map) = Manifest::describe(&files.0, controls::describe);
     let manifest = Manifest {

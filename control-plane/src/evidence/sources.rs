@@ -16,6 +16,8 @@ pub struct EvidenceSources {
     pub s3: Option<(ringfence_proto::s3::S3, crate::config::S3Sink)>,
     /// The state directory's copy of the newest checkpoint.
     pub last_checkpoint: PathBuf,
+    /// The CA certificate that issues node certificates (PEM).
+    pub node_ca_pem: String,
 }
 
 impl EvidenceSources {
@@ -26,6 +28,7 @@ impl EvidenceSources {
         checkpoint_key: &SigningKey,
         config: &crate::config::CheckpointConfig,
         state_dir: &std::path::Path,
+        node_ca_pem: String,
     ) -> EvidenceSources {
         let s3 = config.s3.as_ref().and_then(|sink| {
             match ringfence_proto::s3::S3::from_env(&sink.endpoint, &sink.region) {
@@ -42,6 +45,7 @@ impl EvidenceSources {
             checkpoint_file: config.file.clone(),
             s3,
             last_checkpoint: state_dir.join(crate::checkpoint::LAST_CHECKPOINT),
+            node_ca_pem,
         }
     }
 }

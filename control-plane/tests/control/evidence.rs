@@ -18,13 +18,14 @@ use crate::common::{agent_event, policy_yaml, Backend, Options, TestServer};
 
 const BUCKET: &str = "ringfence-evidence";
 
-fn text(b: &[u8]) -> String {
+pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-async fn verify(server: &TestServer, pack: &Path) -> Output {
+pub async fn verify(server: &TestServer, pack: &Path) -> Output {
     let key = server.state_dir.join("evidence-signing.pub");
     let cp = server.state_dir.join("audit-checkpoint.pub");
+    let ca = server.state_dir.join("ca.pem");
     server
         .cli(&[
             "evidence",
@@ -34,17 +35,29 @@ async fn verify(server: &TestServer, pack: &Path) -> Output {
             key.to_str().unwrap(),
             "--checkpoint-key",
             cp.to_str().unwrap(),
+            "--node-ca",
+            ca.to_str().unwrap(),
         ])
         .await
 }
 
+/// Exports the pack from yesterday to tomorrow (UTC days) to `path`.
+pub async fn export(server: &TestServer, path: &Path) {
+    let today = ringfence_proto::api::rfc3339_ms(ringfence_proto::now_ms() - 86_400_000)[..10].to_owned();
+    let tomorrow = ringfence_proto::api::rfc3339_ms(ringfence_proto::now_ms() + 86_400_000)[..10].to_owned();
+    let out = server
+        .cli(&["evidence", "export", "--from", &today, "--to", &tomorrow, "-o", path.to_str().unwrap()])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "export: {}{}", text(&out.stdout), text(&out.stderr));
+}
+
 /// A copy of `files` written as a pack at `path`.
-fn repack(path: &Path, files: &BTreeMap<String, Vec<u8>>) {
+pub fn repack(path: &Path, files: &BTreeMap<String, Vec<u8>>) {
     let texts = files.iter().map(|(k, v)| (k.clone(), String::from_utf8(v.clone()).unwrap())).collect();
     pack::write(path, &texts, 0).unwrap();
 }
 
-async fn fails_naming(server: &TestServer, path: &Path, name: &str, what: &str) {
+pub async fn fails_naming(server: &TestServer, path: &Path, name: &str, what: &str) {
     let out = verify(server, path).await;
     assert_eq!(
         out.status.code(),
@@ -112,12 +125,7 @@ async fn evidence_pack_exports_verifies_and_names_tampering(backend: Backend) {
     // the checkpoint that anchors its audit segment.
 
     let pack_path = dir.path().join("pack.tar.zst");
-    let today = ringfence_proto::api::rfc3339_ms(ringfence_proto::now_ms() - 86_400_000)[..10].to_owned();
-    let tomorrow = ringfence_proto::api::rfc3339_ms(ringfence_proto::now_ms() + 86_400_000)[..10].to_owned();
-    let out = server
-        .cli(&["evidence", "export", "--from", &today, "--to", &tomorrow, "-o", pack_path.to_str().unwrap()])
-        .await;
-    assert_eq!(out.status.code(), Some(0), "export: {}{}", text(&out.stdout), text(&out.stderr));
+    export(&server, &pack_path).await;
     let out = verify(&server, &pack_path).await;
     assert_eq!(out.status.code(), Some(0), "verify: {}{}", text(&out.stdout), text(&out.stderr));
     let said = text(&out.stdout);

@@ -19,4 +19,5 @@ mod hijack;
 mod observe;
 mod openapi;
 mod replicas;
+mod selftest_signed;
 mod workloads;
