@@ -58,6 +58,22 @@ fn selftest_problem(e: &ringfence_proto::api::Event, node_id: &str, ca_pem: &str
         .map(|why| format!("self-test result {} refused: {why}", e.id))
 }
 
+/// The kind a self-test result is stored under when its signature does not hold: an alert,
+/// never evidence that the control worked.
+pub const REFUSED_RESULT: &str = "refused-result";
+
+/// `e` as a [`REFUSED_RESULT`] alert saying `why` (same id, so the node's spool moves on and a
+/// retry is a duplicate; the rest of the batch is stored as usual).
+fn refused_result(e: ringfence_proto::api::Event, why: String) -> ringfence_proto::api::Event {
+    ringfence_proto::api::Event {
+        details: json!({"refused_kind": e.kind, "why": why}),
+        kind: REFUSED_RESULT.into(),
+        severity: "warning".into(),
+        summary: why,
+        ..e
+    }
+}
+
 /// `POST /v1/events`: rate limited per node (`--event-rate`, `--event-burst`: 429 with
 /// Retry-After, nothing stored); each stored event gets its own audit record.
 pub async fn ingest(
@@ -76,10 +92,20 @@ pub async fn ingest(
         return Err(ApiError::bad_request(problem));
     }
     let id = &node.info.node_id;
-    if let Some(problem) = batch.events.iter().find_map(|e| selftest_problem(e, id, &state.ca.pem)) {
-        tracing::warn!(node = %id, problem, "a self-test result was refused");
-        return Err(ApiError::bad_request(problem));
-    }
+    // A self-test result whose signature does not hold is kept as an alert, not as a result: a
+    // refused batch would block every later alert of the node behind it in its spool.
+    let mut batch = batch;
+    batch.events = batch
+        .events
+        .into_iter()
+        .map(|e| match selftest_problem(&e, id, &state.ca.pem) {
+            Some(problem) => {
+                tracing::warn!(node = %id, problem, "a self-test result was refused");
+                refused_result(e, problem)
+            }
+            None => e,
+        })
+        .collect();
     if let Err(wait) = state.events.take(id, n as u32) {
         inc(&state.metrics.rate_limited);
         return Err(ApiError::too_many(format!("node {id} is over its event rate limit; retry later"), wait));

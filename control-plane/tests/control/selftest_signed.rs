@@ -1,11 +1,11 @@
 //! Exfiltration self-test results signed by the node that ran them: a real signed result is
-//! stored, exported and verified offline; forged ones are refused at ingest; a result altered in
+//! stored, exported and verified offline; forged ones are kept as refused-result alerts, never as results; a result altered in
 //! the pack fails `ringfence evidence verify` naming the file, even with the manifest re-signed
 //! by the control plane's own evidence key (and, with the node CA pinned, even with a forged CA
 //! in the pack).
 
 use ringfence_cli::evidence::pack;
-use ringfence_proto::api::{Event, EventBatch};
+use ringfence_proto::api::{AlertList, Event, EventBatch};
 use ringfence_proto::evidence::{Manifest, SELFTEST_RESULTS};
 use ringfence_proto::selftest::{payload, sign, SignedResult};
 use serde_json::{json, Value};
@@ -48,11 +48,21 @@ fn signed_event(id: &str, result: &Value, by: (&str, &str)) -> Event {
 /// A change to a stored self-test event's details.
 type Edit = fn(&mut Value);
 
-async fn refused(node: &Agent, event: Event, why: &str) {
+/// Posts a forged result: accepted (the node's spool moves on) but stored as a `refused-result`
+/// alert saying why, never as a self-test result.
+async fn refused(server: &TestServer, node: &Agent, event: Event, why: &str) {
+    let id = event.id.clone();
     let resp = node.post("/v1/events", &EventBatch { events: vec![event] }).await.unwrap();
     let status = resp.status().as_u16();
     let body = resp.text().await.unwrap();
-    assert!(status == 400 && body.contains(why), "{why}: {status} {body}");
+    assert!(status == 200 && body.contains(&id), "{why}: {status} {body}");
+    let alerts: AlertList = server.admin_get("/v1/alerts?limit=100").await.json().await.unwrap();
+    let stored = alerts.alerts.iter().find(|s| s.event.id == id).unwrap_or_else(|| panic!("{id} not stored"));
+    assert_eq!(stored.event.kind, "refused-result", "{why}: {stored:?}");
+    assert!(
+        stored.event.summary.contains(why) && stored.event.details["refused_kind"] == "selftest",
+        "{stored:?}"
+    );
 }
 
 async fn selftest_results_are_signed_by_their_node(backend: Backend) {
@@ -64,24 +74,26 @@ async fn selftest_results_are_signed_by_their_node(backend: Backend) {
     let other = server.agent("eu", &[], "st-b").await;
     let own = (node.key_pem.as_str(), node.cert_pem.as_str());
 
-    // Forgeries are refused at ingest, naming why.
+    // Forgeries are not results: each is a refused-result alert naming why.
     let genuine = signed_event("selftest-exfil-1", &result(1_040_000), own);
-    let mut altered = genuine.clone();
+    // (Altered under an id of its own: a stored id is not stored again.)
+    let mut altered = signed_event("selftest-exfil-0", &result(1_040_000), own);
     altered.details["result"]["received"] = json!(900_000);
-    refused(&node, altered, "differs from what its node signed").await;
+    refused(&server, &node, altered, "differs from what its node signed").await;
     let mut replayed = genuine.clone();
     replayed.id = "selftest-exfil-2".into();
-    refused(&node, replayed, "differs from what its node signed (event id)").await;
-    refused(&node, event("selftest-exfil-3", 1, &result(1), None), "not signed by its node").await;
+    refused(&server, &node, replayed, "differs from what its node signed (event id)").await;
+    refused(&server, &node, event("selftest-exfil-3", 1, &result(1), None), "not signed by its node").await;
     let as_other = signed_event("selftest-exfil-4", &result(1), (&other.key_pem, &other.cert_pem));
-    refused(&node, as_other, &format!("signed with the certificate of node {}", other.node_id)).await;
+    refused(&server, &node, as_other, &format!("signed with the certificate of node {}", other.node_id))
+        .await;
     // A certificate naming the node, but not issued by this control plane.
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     params.distinguished_name.push(rcgen::DnType::CommonName, node.node_id.as_str());
     let self_signed = params.self_signed(&key).unwrap().pem();
     let fake = signed_event("selftest-exfil-5", &result(1), (&key.serialize_pem(), &self_signed));
-    refused(&node, fake, "not issued by the node CA").await;
+    refused(&server, &node, fake, "not issued by the node CA").await;
 
     // The genuine result is stored, exported and verified offline.
     let resp = node.post("/v1/events", &EventBatch { events: vec![genuine] }).await.unwrap();
