@@ -62,7 +62,12 @@ impl Ingest {
 
     /// Stores `events` of `node_id` (each (node, id) once) with their audit records; returns
     /// which were stored now.
-    pub async fn store(&self, node_id: &str, events: Vec<Event>, received_ms: i64) -> Result<Stored, IngestError> {
+    pub async fn store(
+        &self,
+        node_id: &str,
+        events: Vec<Event>,
+        received_ms: i64,
+    ) -> Result<Stored, IngestError> {
         let (reply, answer) = oneshot::channel();
         let job = Job { node_id: node_id.to_owned(), events, received_ms, reply };
         self.tx.send(job).await.map_err(|_| IngestError::Stopped)?;

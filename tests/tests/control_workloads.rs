@@ -4,7 +4,7 @@
 //! its labels and policy. Run as root, serially.
 use std::time::{Duration, Instant};
 
-use ringfence_tests::{agent_bin, workload_agent_args, AgentProc, ControlPlane, Enforced};
+use ringfence_tests::{agent_bin, workload_agent_args, AgentProc, ControlPlane, Enforced, TestCgroup};
 
 const DENIED: &str = "203.0.113.5";
 const STORE: &str = "198.51.100.10";
@@ -21,7 +21,7 @@ fn job_policy(denied: &str) -> String {
 }
 
 /// Polls `check` every 20 ms until it holds, for up to `limit`.
-fn until(limit: Duration, what: &str, check: impl Fn() -> bool) {
+fn until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let t0 = Instant::now();
     while !check() {
         assert!(t0.elapsed() < limit, "{what} within {limit:?}");
@@ -78,7 +78,7 @@ fn a_workload_policy_from_the_control_plane_governs_the_job_it_selects() {
         })
     });
 
-    allowed_connection_in_the_live_view(&cp, &id, &e);
+    allowed_connection_in_the_live_view(&cp, &id, &e, &job);
 
     // A new version of the workload policy replaces it on the job.
     let v2 = cp.apply(&job_policy(STORE), "region=eu");
@@ -121,7 +121,7 @@ fn flows(lines: &[String]) -> Vec<serde_json::Value> {
 /// An allowed connection from the job reaches a following `ringfence observe` as an allow
 /// verdict with the job's labels, its destination, policy and rule; one made earlier is still
 /// shown to a stream that starts later (kept in memory); neither is stored or audited.
-fn allowed_connection_in_the_live_view(cp: &ControlPlane, node: &str, e: &Enforced) {
+fn allowed_connection_in_the_live_view(cp: &ControlPlane, node: &str, e: &Enforced, job: &TestCgroup) {
     // The job's denial is stored first: nothing else is on its way while the counts are taken.
     until(WAIT, "the job's denial stored", || {
         cp.cli_json(&["alerts"])["alerts"]
@@ -130,7 +130,8 @@ fn allowed_connection_in_the_live_view(cp: &ControlPlane, node: &str, e: &Enforc
     });
     let before = stored_counts(cp);
     let filter = ["observe", "-o", "json", "--node", node, "--verdict", "allow", "--workload", "job=train"];
-    let to_store = [&filter[..], &["--to", &format!("{STORE}/32"), "--last", "100"]].concat();
+    let store_net = format!("{STORE}/32");
+    let to_store = [&filter[..], &["--to", &store_net, "--last", "100"]].concat();
     // The job's earlier allowed connection to the store, from a stream started afterwards.
     let mut earlier = Vec::new();
     until(WAIT, "the earlier allow verdict in observe", || {
@@ -141,15 +142,19 @@ fn allowed_connection_in_the_live_view(cp: &ControlPlane, node: &str, e: &Enforc
     // A following stream: open once it printed the newest stored or kept flow.
     let follow = cp.cli_stream(&[&filter[..], &["-f", "--last", "1"]].concat());
     until(WAIT, "the following stream open", || !flows(&follow.lines()).is_empty());
-    let known: Vec<serde_json::Value> = flows(&follow.lines()).iter().map(|f| f["event_id"].clone()).collect();
-    let job = e.lab.cgroup().child("job-train-7");
-    e.lab.probe_in(&job, &["tcp", STORE, "443"]).assert_ok("the job -> the store");
+    let known: Vec<serde_json::Value> =
+        flows(&follow.lines()).iter().map(|f| f["event_id"].clone()).collect();
+    e.lab.probe_in(job, &["tcp", STORE, "443"]).assert_ok("the job -> the store");
     let fresh = || flows(&follow.lines()).into_iter().find(|f| !known.contains(&f["event_id"]));
     until(WAIT, "the new allow verdict in the following stream", || fresh().is_some());
     let f = fresh().expect("a new flow");
     drop(follow);
     for f in [&f, &earlier[0]] {
-        assert_eq!((f["verdict"].as_str(), f["event_type"].as_str()), (Some("FORWARDED"), Some("allow")), "{f}");
+        assert_eq!(
+            (f["verdict"].as_str(), f["event_type"].as_str()),
+            (Some("FORWARDED"), Some("allow")),
+            "{f}"
+        );
         assert_eq!(f["source"]["workload"], "job-train-7", "{f}");
         let labels = &f["source"]["labels"];
         assert_eq!((labels["job"].as_str(), labels["team"].as_str()), (Some("train"), Some("vision")), "{f}");

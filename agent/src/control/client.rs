@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use reqwest::{Client, RequestBuilder, StatusCode};
 use ringfence_proto::api::{
-    BundleAck, ErrorBody, EventBatch, EventsAccepted, LiveFlowBatch, LiveFlowsAccepted, NodeReport, RenewRequest,
-    RenewResponse,
+    BundleAck, ErrorBody, EventBatch, EventsAccepted, LiveFlowBatch, LiveFlowsAccepted, NodeReport,
+    RenewRequest, RenewResponse,
 };
 use ringfence_proto::SignedBundle;
 use serde::de::DeserializeOwned;

@@ -45,7 +45,11 @@ async fn send_queued(client: &ControlClient, live: &LiveFlows, quiet: &mut Quiet
 }
 
 /// Uploads allow verdicts as they come, until shutdown.
-pub(crate) async fn live_loop(client: &ControlClient, live: Arc<LiveFlows>, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn live_loop(
+    client: &ControlClient,
+    live: Arc<LiveFlows>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut quiet = Quiet::default();
     loop {
         if unless_stopped(&mut shutdown, live.notify.notified()).await.is_none() {

@@ -20,8 +20,8 @@ use tokio::sync::{mpsc, watch};
 use super::agent_link::{AgentLink, Applied, ApplyResult, SyncOptions};
 use super::bundles::BundleStore;
 use super::client::ControlClient;
-use super::periodic::{renew_loop, report_loop, Backoff};
 use super::live::live_loop;
+use super::periodic::{renew_loop, report_loop, Backoff};
 use super::upload::events_loop;
 use super::wait::{sleep, unless_stopped};
 

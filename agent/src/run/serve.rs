@@ -37,7 +37,8 @@ pub(super) async fn serve(
     // Off unless `--selftest-every` (the first tick comes at once: a run at start-up).
     let mut selftest = enforcer.cfg.selftest_every.map(tokio::time::interval);
     // Under a control plane with a mesh: the peers' handshakes for its inventory.
-    let mut peer_status = (mesh.is_some() && remote.is_some()).then(|| tokio::time::interval(PEER_STATUS_EVERY));
+    let mut peer_status =
+        (mesh.is_some() && remote.is_some()).then(|| tokio::time::interval(PEER_STATUS_EVERY));
     loop {
         tokio::select! {
             why = &mut shutdown => return why,

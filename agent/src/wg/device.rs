@@ -340,7 +340,10 @@ mod tests {
     fn handshake_times_absolute_or_since() {
         assert_eq!(handshake(None, None, false), None);
         assert_eq!(handshake(Some(0), Some(0), false), None, "wireguard-go: 0 is never");
-        assert_eq!(handshake(Some(1_780_000_000), Some(5), false), Some(UNIX_EPOCH + Duration::new(1_780_000_000, 5)));
+        assert_eq!(
+            handshake(Some(1_780_000_000), Some(5), false),
+            Some(UNIX_EPOCH + Duration::new(1_780_000_000, 5))
+        );
         let t = handshake(Some(3), None, true).expect("boringtun: seconds since");
         let ago = SystemTime::now().duration_since(t).unwrap();
         assert!(ago >= Duration::from_secs(3) && ago < Duration::from_secs(60), "{ago:?}");

@@ -9,8 +9,7 @@ use super::state::AppState;
 use super::{evidence, live_flows, observe};
 
 /// (method, path as in the OpenAPI document) of these routes.
-pub const ROUTES: &[(&str, &str)] =
-    &[("get", "/v1/observe"), ("post", "/v1/flows"), ("get", "/v1/evidence")];
+pub const ROUTES: &[(&str, &str)] = &[("get", "/v1/observe"), ("post", "/v1/flows"), ("get", "/v1/evidence")];
 
 /// Adds them to `router`.
 pub fn routes(router: Router<Arc<AppState>>) -> Router<Arc<AppState>> {

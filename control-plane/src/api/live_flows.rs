@@ -41,8 +41,11 @@ pub async fn publish(
     state.metrics.live_flows_dropped.inc_by(batch.dropped);
     state.metrics.live_flows.inc_by(n as u64);
     let now = ringfence_proto::now_ms();
-    let flows: Vec<StoredEvent> =
-        batch.flows.into_iter().map(|event| StoredEvent { node_id: id.clone(), event, received_ms: now }).collect();
+    let flows: Vec<StoredEvent> = batch
+        .flows
+        .into_iter()
+        .map(|event| StoredEvent { node_id: id.clone(), event, received_ms: now })
+        .collect();
     state.flows.publish_live(&flows, &state.hub.current());
     Ok(Json(LiveFlowsAccepted { published: n }))
 }

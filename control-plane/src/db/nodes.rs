@@ -1,6 +1,8 @@
 //! The node inventory.
 
-use ringfence_proto::api::{Labels, NodeInfo, NodeReport, WireGuardInfo, WireGuardPeerStatus, WorkloadReport};
+use ringfence_proto::api::{
+    Labels, NodeInfo, NodeReport, WireGuardInfo, WireGuardPeerStatus, WorkloadReport,
+};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
@@ -224,7 +226,11 @@ pub async fn apply_report(tx: &mut Tx, current: &NodeRow, report: &NodeReport) -
 
 /// Stores the node's WireGuard peers and their handshakes as reported (telemetry: no new
 /// generation, bundles do not depend on it).
-pub async fn set_wireguard_peers(tx: &mut Tx, id: &str, peers: &[WireGuardPeerStatus]) -> Result<(), DbError> {
+pub async fn set_wireguard_peers(
+    tx: &mut Tx,
+    id: &str,
+    peers: &[WireGuardPeerStatus],
+) -> Result<(), DbError> {
     sqlx::query("UPDATE nodes SET wireguard_peers = $1 WHERE id = $2")
         .bind(serde_json::to_string(peers).expect("peers serialize"))
         .bind(id)
