@@ -4,7 +4,7 @@ use ringfence_proto::AuditRecord;
 use serde_json::Value;
 use sqlx::{AnyPool, Row};
 
-use super::pool::{DbError, Tx};
+use super::pool::{rows_per_statement, DbError, Tx};
 
 /// Appends a record after the newest one, in `tx` (writers are serialized, so the chain cannot
 /// fork).
@@ -47,8 +47,8 @@ pub async fn append_entries(
         last = Some((record.seq, record.hash.clone()));
         out.push(record);
     }
-    // One statement per few hundred records (7 parameters each).
-    for chunk in out.chunks(400) {
+    // One statement per many records (7 parameters each).
+    for chunk in out.chunks(rows_per_statement(tx, 7)) {
         let values: Vec<String> = (0..chunk.len())
             .map(|i| {
                 let p: Vec<String> = (1..=7).map(|j| format!("${}", i * 7 + j)).collect();
