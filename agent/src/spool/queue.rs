@@ -21,7 +21,7 @@ pub struct EventQueue {
     /// Wakes the uploader.
     pub notify: Arc<Notify>,
     /// Allow verdicts for the live flow view (memory only, best effort).
-    pub live: Arc<super::LiveFlows>,
+    pub live: Arc<super::live::LiveFlows>,
 }
 
 /// The alert lane's directory inside the state directory.

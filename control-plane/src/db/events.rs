@@ -5,7 +5,6 @@ use sqlx::{AnyPool, Row};
 
 use super::pool::{rows_per_statement, DbError, Tx};
 
-
 /// Stores the events of `node_id` that are not stored yet, a few statements for the whole
 /// batch; the ids stored now.
 pub async fn insert_many(
