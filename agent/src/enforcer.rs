@@ -172,6 +172,12 @@ impl Enforcer {
             );
         }
         m.set_counter(
+            "ringfence_dns_learned_evicted_total",
+            "Learned addresses evicted because the learned set (an LRU map) was full.",
+            &[],
+            s.dns_evicted(),
+        );
+        m.set_counter(
             "ringfence_events_dropped_total",
             "Events lost to a full ring buffer.",
             &[],

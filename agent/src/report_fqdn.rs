@@ -21,7 +21,7 @@ pub struct LearnedEntry {
     pub name: Option<String>,
     /// The TTL of the answer that taught it.
     pub ttl_secs: u32,
-    /// Time left (0: expired, kept until the LRU map reuses the slot).
+    /// Time left, rounded up (0: expired, kept until the LRU map reuses the slot).
     pub expires_in_secs: u64,
 }
 
@@ -41,7 +41,7 @@ pub fn learned(maps: &PinnedMaps) -> Result<Vec<LearnedEntry>, AgentError> {
             address: narrow(key.family, key.addr).to_string(),
             name,
             ttl_secs: value.ttl,
-            expires_in_secs: value.expires_ns.saturating_sub(now) / 1_000_000_000,
+            expires_in_secs: value.expires_ns.saturating_sub(now).div_ceil(1_000_000_000),
         });
     }
     out.sort_by(|a, b| {
@@ -54,10 +54,13 @@ pub fn learned(maps: &PinnedMaps) -> Result<Vec<LearnedEntry>, AgentError> {
 pub fn fqdn(bpffs: &Path, json: bool) -> Result<(), AgentError> {
     let maps = PinnedMaps::open(bpffs)?;
     let list = learned(&maps)?;
+    let stats = maps.stats()?;
+    let (capacity, evicted) = (ringfence_common::MAX_LEARNED, stats.dns_evicted());
     if json {
-        println!("{}", serde_json::json!({ "learned": list }));
+        println!("{}", serde_json::json!({ "learned": list, "capacity": capacity, "evicted": evicted }));
         return Ok(());
     }
+    println!("learned set: {} entries of {capacity}, {evicted} evicted because it was full", list.len());
     if list.is_empty() {
         println!("no learned addresses");
     }

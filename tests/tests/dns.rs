@@ -177,6 +177,15 @@ fn churn_ttl_1s_rotating_answers_never_refuse_a_just_answered_address() {
     assert_eq!(n(&r, "never_ok"), 0, "a never-answered address was allowed: {r}");
     assert_eq!(n(&r, "never_eperm"), 10_000, "{r}");
     assert!(n(&r, "distinct") > 8 && rotations > 10, "the answers rotated: {r}, {rotations} rotations");
+    // Each address entered the learned set once (refreshes are not new entries); nothing was
+    // evicted from a set of 262,144.
+    let counters = &e.status()["counters"];
+    let new = counters["dns_new"].as_u64().unwrap_or_else(|| panic!("dns_new in {counters}"));
+    assert!((n(&r, "distinct")..=32).contains(&new), "{new} new learned entries for {r}");
+    assert!(counters["dns_learned"].as_u64().unwrap_or(0) >= n(&r, "answered"), "{counters}");
+    let listing = e.agent_cli(&["fqdn", "--json"]);
+    let l: Value = serde_json::from_slice(&listing.stdout).expect("fqdn JSON");
+    assert_eq!((l["capacity"].as_u64(), l["evicted"].as_u64()), (Some(262_144), Some(0)), "{l}");
 }
 
 #[test]
@@ -330,4 +339,136 @@ fn agent_kill_and_restart_during_churn_refuses_no_live_learned_address() {
     assert_eq!(n(&r, "eperm"), 0, "a live learned address was refused across the restart: {r}");
     assert_eq!(n(&r, "ok"), n(&r, "answered"), "{r}");
     assert_eq!((n(&r, "never_ok"), n(&r, "never_eperm")), (0, 3000), "{r}");
+}
+
+/// `approvedSinks.fqdns`: while an address answered for a sink name lives, transfers to it are
+/// not charged to the budgets; an address answered for an allowed name that is not a sink is.
+#[test]
+fn an_approved_sink_named_by_domain_is_not_charged_to_the_budget() {
+    const BUDGET: u64 = 4 << 20;
+    const BUCKET: &str = "203.0.113.20";
+    let dns = format!("  dns:\n    resolvers: [{RESOLVER}]\n");
+    let exfil = "  exfiltration:\n    approvedSinks: { fqdns: [\"*.s3.example\"] }\n    budgets: { perDestination: 4MiB/1h }\n";
+    let policy = policy_head_with("fqdn-sink", "enforce", "deny", &format!("{dns}{exfil}"))
+        + "    - name: storage\n      action: allow\n      to: { fqdns: [hub.example, \"*.s3.example\"] }\n      ports: [ { port: 443, protocol: tcp } ]\n";
+    let records = [("hub.example", HUB), ("bucket.s3.example", BUCKET)];
+    let Some((_dns, e)) = start("sink_names", "fqdn-sink", &[HUB, BUCKET], &records, &[], &policy) else {
+        return;
+    };
+    let upload = |addr: &str| {
+        let bytes = (4 * BUDGET).to_string();
+        e.lab.probe_json(&[
+            "stream",
+            addr,
+            "443",
+            "--bytes",
+            &bytes,
+            "--stall-ms",
+            "1500",
+            "--timeout-ms",
+            "30000",
+        ])
+    };
+    for name in ["bucket.s3.example", "hub.example"] {
+        let r = resolve(&e.lab, &[RESOLVER, name, "--connect", "443", "--expect-answers"]);
+        assert_eq!(n(&r, "ok"), 1, "{name}: {r}");
+    }
+    let sink = upload(BUCKET);
+    let whole = format!("pong {}", 4 * BUDGET);
+    assert_eq!((sink["ok"].as_bool(), sink["reply"].as_str()), (Some(true), Some(&*whole)), "sink: {sink}");
+    let hub = upload(HUB);
+    assert_eq!(hub["stalled"], true, "an allowed name that is not a sink is charged: {hub}");
+    let sent = hub["sent"].as_u64().expect("sent");
+    assert!(sent < 2 * BUDGET, "{sent} bytes sent to a 4 MiB budget: {hub}");
+    let alert = e.agent().wait_for("budget alert for the hub", Duration::from_secs(10), |v| {
+        v["message"] == "exfiltration alert" && v["kind"] == "budget" && v["destination"] == HUB
+    });
+    assert_eq!(alert["budget"], "perDestination", "{alert}");
+    assert!(
+        !e.agent().lines().iter().any(|v| v["message"] == "exfiltration alert" && v["destination"] == BUCKET),
+        "no alert for the sink"
+    );
+}
+
+/// HTTPS to a shipped DNS-over-HTTPS endpoint is refused even where a rule allows port 443 to
+/// everywhere. The connect hook refuses before a packet exists, so no server is needed at those
+/// addresses (and nothing is sent towards them); a documentation address is the control.
+#[test]
+fn https_to_shipped_dns_over_https_endpoints_is_refused_where_443_is_allowed() {
+    let dns = format!("  dns:\n    resolvers: [{RESOLVER}]\n");
+    let policy = policy_head_with("fqdn-doh", "enforce", "deny", &dns)
+        + "    - name: web\n      action: allow\n      to: { cidrs: [0.0.0.0/0, \"::/0\"] }\n      ports: [ { port: 443, protocol: tcp } ]\n";
+    let Some((_dns, e)) = start("doh", "fqdn-doh", &[HUB], &[], &[], &policy) else {
+        return;
+    };
+    e.lab.tcp(HUB, 443).assert_ok("the rule allows 443");
+    for doh in ["1.1.1.1", "8.8.8.8", "9.9.9.9", "2606:4700:4700::1111"] {
+        e.lab.tcp(doh, 443).assert_eperm("a DNS-over-HTTPS endpoint");
+        let ev =
+            e.agent().wait_for_event(&format!("deny of {doh}"), Duration::from_secs(5), |v| v["dst"] == doh);
+        assert_eq!((ev["verdict"].as_str(), ev["rule"].as_str()), (Some("deny"), Some("dns-pinned")), "{ev}");
+    }
+}
+
+/// A flow to a learned address keeps that address alive past its TTL and floor (the backstop's
+/// cached packets renew it), so a reload that keeps the name does not cut the flow and a new
+/// connect while it runs is allowed; once the flow ends the address expires as usual.
+#[test]
+fn a_live_flow_keeps_its_learned_address_past_the_ttl_and_across_a_reload() {
+    const FLOOR: u64 = 2;
+    let records = [("hub.example", HUB)];
+    let Some((_dns, e)) =
+        start("live_flow", "fqdn-live", &[HUB], &records, &[], &policy("fqdn-live", "hub.example", 2))
+    else {
+        return;
+    };
+    let r = resolve(&e.lab, &[RESOLVER, "hub.example", "--expect-answers"]);
+    assert_eq!(n(&r, "answered"), 1, "{r}");
+    let answered = Instant::now();
+    // 2.4 MB at 300 kB/s: about 8 s, four times the floor.
+    let mut stream = e.lab.spawn_probe(&[
+        "stream",
+        HUB,
+        "443",
+        "--bytes",
+        "2400000",
+        "--rate",
+        "300000",
+        "--stall-ms",
+        "1500",
+        "--timeout-ms",
+        "30000",
+    ]);
+    // The condition is time itself: the answer's TTL and the floor must be over.
+    let past = answered + Duration::from_secs(FLOOR + 2);
+    while Instant::now() < past {
+        assert!(stream.try_wait().expect("stream").is_none(), "the flow ended early");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    e.lab.tcp(HUB, 443).assert_ok("the address is kept alive by its running flow");
+    // A reload (another floor, same name): every cached verdict is decided again.
+    e.replace_policy(&policy("fqdn-live", "hub.example", 1));
+    let out = stream.wait_with_output().expect("stream");
+    let last = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().to_owned();
+    let v: Value = serde_json::from_str(&last).unwrap_or_else(|_| panic!("stream said {last:?}"));
+    assert!(
+        v["ok"] == true && v["stalled"] != true && v["reply"] == "pong 2400000",
+        "the flow ran to its end: {v}"
+    );
+    assert!(answered.elapsed() > Duration::from_secs(3 * FLOOR), "the flow outlived the floor: {v}");
+    // With the flow gone nothing renews the address: it expires within the floor.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let listing = e.agent_cli(&["fqdn", "--json"]);
+        let l: Value = serde_json::from_slice(&listing.stdout).expect("fqdn JSON");
+        let live = l["learned"].as_array().is_some_and(|a| {
+            a.iter().any(|x| x["address"] == HUB && x["expires_in_secs"].as_u64().unwrap_or(0) > 0)
+        });
+        if !live {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the address never expired after its flow ended: {l}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    e.lab.tcp(HUB, 443).assert_eperm("expired once its flow ended");
 }

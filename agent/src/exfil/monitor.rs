@@ -174,20 +174,24 @@ impl ExfilMonitor {
     }
 
     /// One poll: flow counters in, alert records out; `owner` names the process that last
-    /// connected from a cgroup to a destination.
+    /// connected from a cgroup to a destination; `learned_sink` says whether an address is a
+    /// live one the kernel learned for an approved sink's name (asked at every poll, not cached:
+    /// learned addresses expire).
     pub fn poll(
         &mut self,
         now: Instant,
         flows: &[FlowSample],
         geo: Option<&GeoDb>,
         owner: &dyn Fn(u64, IpAddr) -> Option<Process>,
+        learned_sink: &dyn Fn(IpAddr) -> bool,
     ) -> Vec<AlertRecord> {
         let (rules, peers, cache) = (&self.rules, &self.peer_cidrs, &mut self.approved);
+        let by_name = !rules.approved.fqdns.is_empty();
         let approved = |addr: IpAddr| {
             *cache.entry(addr).or_insert_with(|| {
                 let country = geo.and_then(|g| g.lookup(addr)).map(|(_, c)| c);
                 rules.approved.approves(addr, country, peers)
-            })
+            }) || (by_name && learned_sink(addr))
         };
         if !self.primed {
             self.primed = true;

@@ -128,7 +128,8 @@ impl ExfilShell {
         self.workloads = workloads;
     }
 
-    pub fn poll(&mut self, flows: &FlowTable, geo: Option<&GeoDb>) {
+    /// `learned_sink`: see [`ExfilMonitor::poll`].
+    pub fn poll(&mut self, flows: &FlowTable, geo: Option<&GeoDb>, learned_sink: &dyn Fn(IpAddr) -> bool) {
         let started = Instant::now();
         self.sync_blocks(started);
         let Some(monitor) = self.monitor.as_mut() else { return };
@@ -151,7 +152,8 @@ impl ExfilShell {
         };
         let read = started.elapsed();
         let owners = &self.owners;
-        let mut records = monitor.poll(started, &samples, geo, &|cgroup_id, dst| owners.find(cgroup_id, dst));
+        let mut records =
+            monitor.poll(started, &samples, geo, &|cgroup_id, dst| owners.find(cgroup_id, dst), learned_sink);
         for r in &mut records {
             if let Some((workload, labels)) = self.workloads.get(&r.cgroup_id) {
                 (r.workload, r.labels) = (Some(workload.clone()), Some(labels.clone()));

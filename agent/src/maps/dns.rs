@@ -5,8 +5,8 @@ use std::net::IpAddr;
 
 use aya::maps::{HashMap, MapData, MapError};
 use ringfence_common::{
-    Learned, LearnedKey, NameKey, NameRule, ServerKey, DNS_SERVERS_MAP, LEARNED_MAP, NAMES_MAP, SERVER_DOH,
-    SERVER_RESOLVER,
+    Learned, LearnedKey, NameKey, NameRule, ServerKey, DNS_SERVERS_MAP, LEARNED_MAP, NAMES_MAP, NAME_SINK,
+    SERVER_DOH, SERVER_RESOLVER,
 };
 use ringfence_policy::Compiled;
 
@@ -64,7 +64,9 @@ impl DnsMaps {
             .iter()
             .map(|n| {
                 let key = NameKey { table, kind: n.kind, hash: n.hash };
-                let mut rule = NameRule { list_id: n.list_id, rule_id: n.rule_id, ..Default::default() };
+                let flags = if n.sink { NAME_SINK } else { 0 };
+                let mut rule =
+                    NameRule { list_id: n.list_id, rule_id: n.rule_id, flags, ..Default::default() };
                 let text = n.pattern.0.as_bytes();
                 rule.text[..text.len()].copy_from_slice(text);
                 (key, rule)

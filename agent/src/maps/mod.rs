@@ -84,6 +84,8 @@ pub struct Stats {
     pub dns_learned: u64,
     /// DNS answers not learned: not from a pinned resolver, or unreadable.
     pub dns_ignored: u64,
+    /// Addresses that entered the learned set as new entries (see [`Stats::dns_evicted`]).
+    pub dns_new: u64,
     /// Packets dropped because an exfiltration budget was spent, or over the rate cap.
     pub budget_dropped: u64,
     pub rate_dropped: u64,
@@ -91,6 +93,15 @@ pub struct Stats {
     pub budget_untracked: u64,
     /// Per-destination budget entries created (against `MAX_BUDGET_DESTS`: LRU evictions).
     pub budget_destinations: u64,
+}
+
+impl Stats {
+    /// Learned addresses the LRU map evicted to make room (nothing else removes entries): the
+    /// new entries beyond its capacity. Non-zero means the learned set is full and the least
+    /// recently used addresses are being forgotten (their next connect needs a fresh lookup).
+    pub fn dns_evicted(&self) -> u64 {
+        self.dns_new.saturating_sub(u64::from(ringfence_common::MAX_LEARNED))
+    }
 }
 
 /// A policy the kernel is reading now.
@@ -197,9 +208,13 @@ impl PinnedMaps {
         Ok((slot, cfg))
     }
 
-    /// The name pattern under which `policy` learned `addr` (still in the active table and not
+    /// The name rule under which `policy` learned `addr` (still in the active table and not
     /// expired), if any.
-    pub fn learned_name(&self, policy: u32, addr: std::net::IpAddr) -> Result<Option<String>, AgentError> {
+    fn learned_rule(
+        &self,
+        policy: u32,
+        addr: std::net::IpAddr,
+    ) -> Result<Option<ringfence_common::NameRule>, AgentError> {
         let (family, addr) = wide(addr);
         let Some(learned) = self.dns.learned_entry(&ringfence_common::LearnedKey { policy, family, addr })?
         else {
@@ -214,7 +229,25 @@ impl PinnedMaps {
             kind: learned.kind,
             hash: learned.name_hash,
         };
-        Ok(self.dns.name(&key)?.map(|r| String::from_utf8_lossy(r.text()).into_owned()))
+        self.dns.name(&key)
+    }
+
+    /// The name pattern under which `policy` learned `addr` (still in the active table and not
+    /// expired), if any.
+    pub fn learned_name(&self, policy: u32, addr: std::net::IpAddr) -> Result<Option<String>, AgentError> {
+        Ok(self.learned_rule(policy, addr)?.map(|r| String::from_utf8_lossy(r.text()).into_owned()))
+    }
+
+    /// Whether `addr` is a live address `policy` learned for an approved sink's name
+    /// (`approvedSinks.fqdns`). A map that cannot be read counts as not approved.
+    pub fn learned_sink(&self, policy: u32, addr: std::net::IpAddr) -> bool {
+        match self.learned_rule(policy, addr) {
+            Ok(rule) => rule.is_some_and(|r| r.flags & ringfence_common::NAME_SINK != 0),
+            Err(e) => {
+                tracing::warn!(error = %e, %addr, "approved sinks by name: the learned set could not be read");
+                false
+            }
+        }
     }
 
     /// A printable summary of [`PinnedMaps::active`].
@@ -312,6 +345,7 @@ impl PinnedMaps {
             dns_matched: sum(ringfence_common::STAT_DNS_MATCHED)?,
             dns_learned: sum(ringfence_common::STAT_DNS_LEARNED)?,
             dns_ignored: sum(ringfence_common::STAT_DNS_IGNORED)?,
+            dns_new: sum(ringfence_common::STAT_DNS_NEW)?,
             budget_dropped: sum(ringfence_common::STAT_BUDGET_DROPPED)?,
             rate_dropped: sum(ringfence_common::STAT_RATE_DROPPED)?,
             budget_untracked: sum(ringfence_common::STAT_BUDGET_UNTRACKED)?,

@@ -116,7 +116,9 @@ pub(super) async fn serve(
                 // Attribute the newest connections before looking at their bytes.
                 events.drain(&mut batch);
                 enforcer.report(&mut batch);
-                enforcer.exfil.poll(flow_table, enforcer.geo.as_ref());
+                let maps = &enforcer.maps;
+                let learned_sink = |a| maps.learned_sink(ringfence_common::DEFAULT_POLICY, a);
+                enforcer.exfil.poll(flow_table, enforcer.geo.as_ref(), &learned_sink);
                 enforcer.export_counters(metrics);
             }
         }

@@ -43,7 +43,10 @@ pub struct BudgetConfig {
     pub rate_burst: u64,
     /// 1: some budget or the rate cap applies (0 lets the backstop skip all of this).
     pub enabled: u32,
-    pub _pad: u32,
+    /// 0: the policy names no approved sink by domain. Otherwise the policy's TTL floor
+    /// (seconds): addresses learned for a sink name (`NAME_SINK`) are approved while they live,
+    /// and a packet to one keeps it alive at least this long (a long upload outlives the TTL).
+    pub sink_names_floor: u32,
 }
 
 /// Key of [`BUDGET_WORKLOAD_MAP`] (`addr`/`family` zero) and of [`BUDGET_DEST_MAP`].

@@ -136,8 +136,11 @@ pub const STAT_DNS_LEARNED: u32 = 18;
 /// malformed.
 pub const STAT_DNS_IGNORED: u32 = 19;
 /// (13 to 16: the budget counters, `crate::budget`.)
+/// Addresses that entered the learned set as new entries (against [`MAX_LEARNED`]: once more
+/// than that many came in, each new one evicted the least recently used).
+pub const STAT_DNS_NEW: u32 = 20;
 /// Number of counters in [`STATS_MAP`].
-pub const STAT_COUNT: u32 = 20;
+pub const STAT_COUNT: u32 = 21;
 
 /// The cgroup programs, in the order the agent attaches them (every one is loaded and verified
 /// first): the passive-open marker, the packet backstop, the socket-creation guard, then the
@@ -226,8 +229,8 @@ pub const ALLOW_EVENT_INTERVAL_NS: u64 = 10_000_000_000;
 pub const REPLIES_MAP: &str = "RF_REPLIES";
 /// Socket local storage of [`crate::SkVerdict`] (a BTF map, pinned by the agent by path).
 pub const SKCACHE_MAP: &str = "RF_SKCACHE";
-/// LRU hash of [`crate::AllowedKey`] -> `u32` (the policy generation): destinations a policy
-/// table allowed, so the backstop passes their packets without deciding again. A cache: an
+/// LRU hash of [`crate::AllowedKey`] -> [`crate::AllowedValue`] (the policy generation):
+/// destinations a policy table allowed, so the backstop passes their packets without deciding again. A cache: an
 /// evicted or stale entry costs a full verdict, never a wrong one.
 pub const ALLOWED_MAP: &str = "RF_ALLOWED";
 pub const MAX_ALLOWED: u32 = 65_536;

@@ -60,6 +60,18 @@ pub struct AllowedKey {
     pub daddr: [u8; 16],
 }
 
+/// Value of [`crate::ALLOWED_MAP`]: the table generation the destination was allowed under and,
+/// for policies that learn names, when a packet next renews the destination's learned address
+/// (a live flow keeps its address: a reload or a cache eviction then decides it the same way).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct AllowedValue {
+    pub generation: u32,
+    pub _pad: u32,
+    /// `bpf_ktime_get_ns` after which a packet renews the learned address (0: at once).
+    pub renew_ns: u64,
+}
+
 const _: () = assert!(core::mem::size_of::<DestKey>() == 32);
 const _: () = assert!(core::mem::size_of::<Owner>() == 32);
 const _: () = assert!(core::mem::size_of::<SkVerdict>() == 32);
@@ -71,4 +83,5 @@ mod pod {
     unsafe impl aya::Pod for super::Owner {}
     unsafe impl aya::Pod for super::SkVerdict {}
     unsafe impl aya::Pod for super::AllowedKey {}
+    unsafe impl aya::Pod for super::AllowedValue {}
 }

@@ -19,6 +19,7 @@ use ringfence_common::{
 };
 
 use crate::{
+    dns::learned_sink,
     event::{emit_budget, Dest},
     flows::to_wireguard_peer_addr,
     iphdr::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP},
@@ -72,17 +73,18 @@ pub fn budgets_configured(table: u32) -> bool {
     config(table).is_some()
 }
 
-/// Whether the destination is an approved sink of the table (or a WireGuard peer endpoint):
-/// never counted, never capped.
+/// Whether the destination is an approved sink of the table (a CIDR or country, a live address
+/// learned for a sink name, or a WireGuard peer endpoint): never counted, never capped.
 #[inline(always)]
-fn approved(s: &Sent) -> bool {
+fn approved(s: &Sent, cfg: &BudgetConfig) -> bool {
     let sink = if s.family == 4 {
         let a = s.daddr;
         RF_SINK4.get(Key::new(64, key4(s.table, [a[0], a[1], a[2], a[3]]))).is_some()
     } else {
         RF_SINK6.get(Key::new(160, key6(s.table, s.daddr))).is_some()
     };
-    sink || (s.proto == IPPROTO_UDP && to_wireguard_peer_addr(s.daddr, s.dport as u16, s.family))
+    sink || (cfg.sink_names_floor != 0 && learned_sink(s.table, s.family, &s.daddr, cfg.sink_names_floor))
+        || (s.proto == IPPROTO_UDP && to_wireguard_peer_addr(s.daddr, s.dport as u16, s.family))
 }
 
 /// The byte budget kind a packet is charged to besides the per-destination one: DNS (port 53)
@@ -266,7 +268,7 @@ fn take_tokens(cfg: &BudgetConfig, s: &Sent, now: u64) -> Charge {
 #[inline(never)]
 pub fn charge(s: &Sent) -> Charge {
     let Some(cfg) = config(s.table) else { return Charge::Pass };
-    if approved(s) {
+    if approved(s, cfg) {
         return Charge::Pass;
     }
     // SAFETY: no arguments.
@@ -315,7 +317,7 @@ fn untracked() -> bool {
 #[inline(never)]
 pub fn spent(s: &Sent) -> bool {
     let Some(cfg) = config(s.table) else { return false };
-    if approved(s) {
+    if approved(s, cfg) {
         return false;
     }
     // SAFETY: no arguments.

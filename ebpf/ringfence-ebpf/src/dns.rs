@@ -15,9 +15,10 @@ use aya_ebpf::{
     programs::SkBuffContext,
 };
 use ringfence_common::{
-    table_parts, DnsParser, Learned, LearnedKey, NameKey, ServerKey, CONFIG_DNS, DNS_BUF, MAX_DNS_STEPS,
-    NAME_EXACT, NAME_WILDCARD, NO_LIST, PROTO_TCP, PROTO_UDP, SERVER_DOH, SERVER_RESOLVER, STAT_DNS_IGNORED,
-    STAT_DNS_LEARNED, STAT_DNS_MATCHED, STEP_ANSWER, STEP_BAD, STEP_END, STEP_NAME_DONE, STEP_SUFFIX,
+    table_parts, DnsParser, Learned, LearnedKey, NameKey, NameRule, ServerKey, CONFIG_DNS, DNS_BUF,
+    MAX_DNS_STEPS, NAME_EXACT, NAME_SINK, NAME_WILDCARD, NO_LIST, PROTO_TCP, PROTO_UDP, SERVER_DOH,
+    SERVER_RESOLVER, STAT_DNS_IGNORED, STAT_DNS_LEARNED, STAT_DNS_MATCHED, STAT_DNS_NEW, STEP_ANSWER,
+    STEP_BAD, STEP_END, STEP_NAME_DONE, STEP_SUFFIX,
 };
 
 use crate::active::Active;
@@ -87,7 +88,8 @@ extern "C" fn learn_step(_index: u64, ctx: *mut c_void) -> i64 {
             let key = LearnedKey { policy: l.policy, family: p.family, addr: p.addr };
             let ttl = if p.ttl > l.floor { p.ttl } else { l.floor };
             let mut expires_ns = l.now + ttl as u64 * NS;
-            if let Some(old) = RF_LEARNED.get_ptr(&key) {
+            let old = RF_LEARNED.get_ptr(&key);
+            if let Some(old) = old {
                 // SAFETY: a value pointer of the map, read once.
                 let old = unsafe { (*old).expires_ns };
                 if old > expires_ns {
@@ -97,6 +99,9 @@ extern "C" fn learn_step(_index: u64, ctx: *mut c_void) -> i64 {
             let value = Learned { expires_ns, name_hash: l.hash, kind: l.kind, ttl: p.ttl };
             if RF_LEARNED.insert(&key, &value, 0).is_ok() {
                 bump(STAT_DNS_LEARNED);
+                if old.is_none() {
+                    bump(STAT_DNS_NEW);
+                }
             }
             0
         }
@@ -190,29 +195,66 @@ pub fn pinning(a: &Active, d: &DnsDest) -> u32 {
     }
 }
 
+/// The unexpired learned entry of `addr` for `policy`, with the time now.
+#[inline(always)]
+fn live(policy: u32, family: u32, addr: &[u8; 16]) -> Option<(*mut Learned, u64)> {
+    let entry = RF_LEARNED.get_ptr_mut(&LearnedKey { policy, family, addr: *addr })?;
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    // SAFETY: a value pointer of the map; a racing update writes the same kind of value.
+    (unsafe { (*entry).expires_ns } > now).then_some((entry, now))
+}
+
+/// A use of a learned address keeps it alive at least `floor` seconds more (a live flow keeps
+/// its address).
+#[inline(always)]
+fn renew(entry: *mut Learned, now: u64, floor: u32) {
+    let keep = now + floor as u64 * NS;
+    // SAFETY: a value pointer of the map (see `live`).
+    unsafe {
+        if (*entry).expires_ns < keep {
+            (*entry).expires_ns = keep;
+        }
+    }
+}
+
+/// The name rule that taught a learned entry, in `table`.
+#[inline(always)]
+fn taught_by(table: u32, entry: *mut Learned) -> Option<&'static NameRule> {
+    // SAFETY: a value pointer of the map, read once.
+    let (kind, hash) = unsafe { ((*entry).kind, (*entry).name_hash) };
+    // SAFETY: a value of the map, only read.
+    unsafe { RF_NAMES.get(&NameKey { table, kind, hash }) }
+}
+
+/// Renews `addr`'s learned entry for `table`'s policy by `floor` seconds if it has not expired
+/// (a cached flow to it is alive; an expired entry stays expired).
+#[inline(never)]
+pub fn keep_learned(table: u32, family: u32, addr: &[u8; 16], floor: u32) {
+    if let Some((entry, now)) = live(table_parts(table).0, family, addr) {
+        renew(entry, now, floor);
+    }
+}
+
+/// Whether `addr` is an unexpired address learned for a name that is an approved sink of
+/// `table`'s policy; a use renews it by `floor` seconds, like [`learned_list`].
+#[inline(never)]
+pub fn learned_sink(table: u32, family: u32, addr: &[u8; 16], floor: u32) -> bool {
+    let Some((entry, now)) = live(table_parts(table).0, family, addr) else { return false };
+    let sink = taught_by(table, entry).is_some_and(|r| r.flags & NAME_SINK != 0);
+    if sink {
+        renew(entry, now, floor);
+    }
+    sink
+}
+
 /// The match list of the name that taught an unexpired learned address of the active table's
 /// policy, or `NO_LIST`. A use moves the deadline to at least now + the floor (a live flow
 /// keeps its address).
 #[inline(never)]
 pub fn learned_list(a: &Active, d: &DnsDest) -> u32 {
-    let key = LearnedKey { policy: table_parts(a.table).0, family: d.family, addr: d.addr };
-    let Some(entry) = RF_LEARNED.get_ptr_mut(&key) else { return NO_LIST };
-    // SAFETY: a helper without arguments.
-    let now = unsafe { bpf_ktime_get_ns() };
-    // SAFETY: a value pointer of the map; a racing update writes the same kind of value.
-    let (expires, kind, hash) = unsafe { ((*entry).expires_ns, (*entry).kind, (*entry).name_hash) };
-    if expires <= now {
-        return NO_LIST;
-    }
-    // SAFETY: a value of the map; only its list id is read.
-    let Some(list_id) = (unsafe { RF_NAMES.get(&NameKey { table: a.table, kind, hash }) }).map(|r| r.list_id)
-    else {
-        return NO_LIST;
-    };
-    let keep = now + a.cfg.ttl_floor as u64 * NS;
-    if expires < keep {
-        // SAFETY: as above.
-        unsafe { (*entry).expires_ns = keep };
-    }
+    let Some((entry, now)) = live(table_parts(a.table).0, d.family, &d.addr) else { return NO_LIST };
+    let Some(list_id) = taught_by(a.table, entry).map(|r| r.list_id) else { return NO_LIST };
+    renew(entry, now, a.cfg.ttl_floor);
     list_id
 }

@@ -10,12 +10,12 @@ use aya_ebpf::{
     },
 };
 use ringfence_common::{
-    AllowedKey, BlockEntry, BlockKey, BudgetConfig, BudgetCounter, BudgetKey, CgPolicy, DestKey, Endpoint,
-    FlowKey, FlowStats, GeoEntry, GeoInfo, Learned, LearnedKey, ListKey, MatchList, NameKey, NameRule, Owner,
-    PolicyConfig, PrefixEntry, ServerKey, SkVerdict, TcpSeq, WorkloadState, EVENTS_BYTES, MAX_ALLOWED,
-    MAX_BLOCKS, MAX_BUDGET_DESTS, MAX_BUDGET_WORKLOADS, MAX_CGCACHE, MAX_DNS_SERVERS, MAX_ENDPOINTS,
-    MAX_FLOWS, MAX_LEARNED, MAX_LIST_ENTRIES, MAX_NAMES, MAX_OWNERS, MAX_POLICIES, MAX_TABLES, MAX_TRIE_V4,
-    MAX_TRIE_V6, MAX_WORKLOADS, STAT_COUNT,
+    AllowedKey, AllowedValue, BlockEntry, BlockKey, BudgetConfig, BudgetCounter, BudgetKey, CgPolicy,
+    DestKey, Endpoint, FlowKey, FlowStats, GeoEntry, GeoInfo, Learned, LearnedKey, ListKey, MatchList,
+    NameKey, NameRule, Owner, PolicyConfig, PrefixEntry, ServerKey, SkVerdict, TcpSeq, WorkloadState,
+    EVENTS_BYTES, MAX_ALLOWED, MAX_BLOCKS, MAX_BUDGET_DESTS, MAX_BUDGET_WORKLOADS, MAX_CGCACHE,
+    MAX_DNS_SERVERS, MAX_ENDPOINTS, MAX_FLOWS, MAX_LEARNED, MAX_LIST_ENTRIES, MAX_NAMES, MAX_OWNERS,
+    MAX_POLICIES, MAX_TABLES, MAX_TRIE_V4, MAX_TRIE_V6, MAX_WORKLOADS, STAT_COUNT,
 };
 
 /// Trie keys: table id (big-endian) then the address (see `ringfence_common::tables`).
@@ -127,7 +127,7 @@ pub static RF_DROPLOG: LruHashMap<FlowKey, u64> = LruHashMap::pinned(MAX_FLOWS, 
 pub static RF_SKB_TAILS: ProgramArray = ProgramArray::pinned(3, 0);
 /// The backstop's verdict cache (see `crate::allowed`).
 #[map]
-pub static RF_ALLOWED: LruHashMap<AllowedKey, u32> = LruHashMap::pinned(MAX_ALLOWED, 0);
+pub static RF_ALLOWED: LruHashMap<AllowedKey, AllowedValue> = LruHashMap::pinned(MAX_ALLOWED, 0);
 /// Passive-open mark of accepted connections. A BTF map (socket storage needs BTF); the
 /// agent pins it by path so a restarted agent's programs share it with the adopted ones.
 #[btf_map]

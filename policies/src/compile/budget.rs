@@ -60,6 +60,9 @@ pub(super) fn build_budgets(
         config.rate_bytes_per_sec = rate;
         config.rate_burst = rate_burst(rate);
     }
+    if !x.approved.fqdns.is_empty() {
+        config.sink_names_floor = policy.dns.min_ttl_secs.max(1);
+    }
     let a = &x.approved;
     let peers = if a.peers { policy.peers.as_slice() } else { &[] };
     let (mut v4, mut v6) = split(a.cidrs.iter().chain(peers).copied());

@@ -1,11 +1,11 @@
 //! The domain names of a policy in kernel form: per name pattern (exact or wildcard) the match
-//! list of the allow rules naming it; the pinned resolvers and the known DNS-over-HTTPS
+//! list of the allow rules naming it and whether it is an approved sink; the pinned resolvers and the known DNS-over-HTTPS
 //! endpoints.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
-use ringfence_common::{MatchItem, MatchList, MAX_ITEMS, MAX_NAMES};
+use ringfence_common::{MatchItem, MatchList, MAX_ITEMS, MAX_NAMES, RULE_DEFAULT};
 
 use super::error::CompileError;
 use super::trie::{intern, items_of};
@@ -20,8 +20,10 @@ pub struct CompiledName {
     pub hash: u64,
     /// The match list of the allow rules naming the pattern.
     pub list_id: u32,
-    /// The first of those rules.
+    /// The first of those rules (`RULE_DEFAULT` for a name only the approved sinks hold).
     pub rule_id: u32,
+    /// Addresses answered for the name are approved sinks (`approvedSinks.fqdns`).
+    pub sink: bool,
     pub pattern: Fqdn,
 }
 
@@ -75,25 +77,38 @@ pub fn doh_endpoints(policy: &Policy) -> Vec<IpAddr> {
         .collect()
 }
 
-/// Groups the allow rules' items by name pattern into match lists (shared with the tries'
-/// lists through `dedup`).
+/// One kernel entry per name pattern of the allow rules and of the approved sinks. The kernel
+/// learns an answer under the longest pattern matching the question, so each entry carries the
+/// items of every allow pattern covering it (`*.hf.co` on 443 and `cdn.hf.co` on 80 give
+/// `cdn.hf.co` both) and is a sink if a sink pattern covers it. The lists are shared with the
+/// tries' through `dedup`.
 pub(super) fn build_names(
     policy: &Policy,
     dedup: &mut HashMap<MatchList, u32>,
     lists: &mut Vec<MatchList>,
 ) -> Result<Vec<CompiledName>, CompileError> {
-    let mut by_name: BTreeMap<&Fqdn, Vec<MatchItem>> = BTreeMap::new();
+    let mut allowed: BTreeMap<&Fqdn, Vec<MatchItem>> = BTreeMap::new();
     for rule in policy.rules.iter().filter(|r| r.action == Action::Allow) {
         let items = items_of(rule);
         for name in &rule.fqdns {
-            by_name.entry(name).or_default().extend(items.iter().copied());
+            allowed.entry(name).or_default().extend(items.iter().copied());
         }
     }
-    if by_name.len() > MAX_NAMES as usize / 2 {
-        return Err(CompileError::TooManyNames { names: by_name.len(), max: MAX_NAMES as usize / 2 });
+    let sinks = policy.sink_fqdns();
+    let patterns: BTreeSet<&Fqdn> = allowed.keys().copied().chain(sinks).collect();
+    if patterns.len() > MAX_NAMES as usize / 2 {
+        return Err(CompileError::TooManyNames { names: patterns.len(), max: MAX_NAMES as usize / 2 });
     }
-    let mut names = Vec::with_capacity(by_name.len());
-    for (pattern, items) in by_name {
+    let mut names = Vec::with_capacity(patterns.len());
+    for pattern in patterns {
+        let mut items: Vec<MatchItem> = allowed
+            .iter()
+            .filter(|(p, _)| pattern.covered_by(p))
+            .flat_map(|(_, own)| own.iter().copied())
+            .collect();
+        // First rule first (the kernel takes the first item that matches), each item once.
+        items.sort_by_key(|i| i.rule_id);
+        items.dedup();
         if items.len() > MAX_ITEMS {
             return Err(CompileError::TooManyNameItems {
                 name: pattern.to_string(),
@@ -108,7 +123,8 @@ pub(super) fn build_names(
             kind,
             hash,
             list_id: intern(list, dedup, lists),
-            rule_id: items[0].rule_id,
+            rule_id: items.first().map_or(RULE_DEFAULT, |i| i.rule_id),
+            sink: sinks.iter().any(|s| pattern.covered_by(s)),
             pattern: pattern.clone(),
         });
     }

@@ -53,6 +53,14 @@ impl Fqdn {
         (kind, name_hash(&wire_form(self.base())))
     }
 
+    /// True if every name this pattern matches is also matched by `other` (the same pattern, or
+    /// `other` is a wildcard over this pattern's base: `*.hf.co` covers `cdn.hf.co` and
+    /// `*.eu.hf.co`, not `hf.co`). The kernel learns an answer under the longest pattern that
+    /// matches the question, so that pattern's entry carries what every covering pattern allows.
+    pub fn covered_by(&self, other: &Fqdn) -> bool {
+        self == other || (other.is_wildcard() && other.matches(self.base()))
+    }
+
     /// True if the pattern matches `name` (any case, an optional trailing dot).
     pub fn matches(&self, name: &str) -> bool {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
@@ -98,6 +106,12 @@ mod tests {
         assert!(!w.matches("xhf.co"));
         let e = Fqdn("pypi.org".into());
         assert!(e.matches("PyPI.org"));
+        assert!(Fqdn("cdn.hf.co".into()).covered_by(&w));
+        assert!(Fqdn("*.eu.hf.co".into()).covered_by(&w));
+        assert!(w.covered_by(&w));
+        assert!(!Fqdn("hf.co".into()).covered_by(&w));
+        assert!(!w.covered_by(&Fqdn("cdn.hf.co".into())));
+        assert!(!Fqdn("*.hf.co".into()).covered_by(&Fqdn("*.eu.hf.co".into())));
         assert!(!e.matches("files.pypi.org"));
         assert_eq!(wire_form("Ab.c"), b"\x02ab\x01c\x00");
         assert_ne!(w.kernel_key(), Fqdn("hf.co".into()).kernel_key());

@@ -8,6 +8,7 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 use super::budget::Budgets;
+use super::dns::Fqdn;
 use crate::countries::{country_str, serialize_codes, CountryCode};
 use crate::prefix::{normalize_addr, normalize_net};
 use crate::quantities::{format_bytes, format_duration, format_percent};
@@ -42,6 +43,10 @@ pub struct ApprovedSinks {
     pub countries: Vec<CountryCode>,
     /// `peers: true`: the peer nodes (`spec.peers`) are approved.
     pub peers: bool,
+    /// Names (exact or `*.` wildcards) whose addresses, as answered to the workload by its
+    /// pinned resolvers, are approved while the learned address lives. Sorted, deduplicated.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fqdns: Vec<Fqdn>,
 }
 
 /// `spec.exfiltration.bulk`.
@@ -125,7 +130,8 @@ impl ApprovedSinks {
     /// True if transfers to `addr` are approved: it is in one of the CIDRs, its `country` (as
     /// the geo-IP database gives it; `None` = unknown) is approved, or `peers` is set and it is
     /// in one of `peer_cidrs` (normally `Policy::peers`). IPv4-mapped IPv6 addresses are
-    /// treated as IPv4.
+    /// treated as IPv4. `fqdns` are not judged here: whether an address was answered for one
+    /// of them is the kernel's learned set (`RF_LEARNED`), which the agent asks separately.
     pub fn approves(&self, addr: IpAddr, country: Option<CountryCode>, peer_cidrs: &[IpNet]) -> bool {
         let addr = normalize_addr(addr);
         self.cidrs.iter().any(|net| net.contains(&addr))
@@ -135,7 +141,7 @@ impl ApprovedSinks {
 
     /// True if nothing is approved.
     pub fn is_empty(&self) -> bool {
-        self.cidrs.is_empty() && self.countries.is_empty() && !self.peers
+        self.cidrs.is_empty() && self.countries.is_empty() && !self.peers && self.fqdns.is_empty()
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use ipnet::IpNet;
 use serde::Serialize;
 
-use super::dns::Dns;
+use super::dns::{Dns, Fqdn};
 use super::exfil::Exfiltration;
 use super::rule::{Action, Mode, RawSockets, Rule};
 use super::selector::Selector;
@@ -125,10 +125,17 @@ impl Policy {
         self.exfiltration.as_ref().is_some_and(|e| !e.approved.countries.is_empty())
     }
 
-    /// True if some rule names domains or resolvers are pinned: DNS answers are learned and
-    /// DNS is confined to the resolvers.
+    /// True if some rule or approved sink names domains or resolvers are pinned: DNS answers
+    /// are learned and DNS is confined to the resolvers.
     pub fn uses_dns(&self) -> bool {
-        !self.dns.resolvers.is_empty() || self.rules.iter().any(|r| !r.fqdns.is_empty())
+        !self.dns.resolvers.is_empty()
+            || self.rules.iter().any(|r| !r.fqdns.is_empty())
+            || !self.sink_fqdns().is_empty()
+    }
+
+    /// `spec.exfiltration.approvedSinks.fqdns` (empty without that section).
+    pub fn sink_fqdns(&self) -> &[Fqdn] {
+        self.exfiltration.as_ref().map_or(&[], |x| &x.approved.fqdns)
     }
 
     /// Every country some rule names, sorted, without duplicates.

@@ -88,3 +88,55 @@ fn names_carry_encryption_required() {
     let list = &c.lists[c.names[0].list_id as usize];
     assert!(list.items[0].encrypt(), "learned addresses of the name must leave encrypted");
 }
+
+/// The kernel learns an answer under the longest pattern that matches the question, so an exact
+/// name under a wildcard must carry the wildcard's ports too.
+#[test]
+fn a_name_under_a_wildcard_keeps_the_wildcards_ports() {
+    let src = doc("  defaultAction: deny\n  dns: {resolvers: [192.0.2.53]}\n  egress:\n    - name: cdn\n      action: allow\n      to: {fqdns: [\"*.hf.co\"]}\n      ports: [{port: 443, protocol: tcp}]\n    - name: plain\n      action: allow\n      to: {fqdns: [cdn.hf.co, \"*.eu.hf.co\"]}\n      ports: [{port: 80, protocol: tcp}]\n");
+    let c = compile(&parse_ok(&src), None).expect("compiles");
+    let ports = |name: &str| {
+        let n = c.names.iter().find(|n| n.pattern.0 == name).unwrap_or_else(|| panic!("{name}"));
+        let l = &c.lists[n.list_id as usize];
+        l.items[..l.len as usize].iter().map(|i| (i.port_lo, i.rule_id)).collect::<Vec<_>>()
+    };
+    assert_eq!(ports("cdn.hf.co"), [(443, 1), (80, 2)]);
+    assert_eq!(ports("*.eu.hf.co"), [(443, 1), (80, 2)]);
+    assert_eq!(ports("*.hf.co"), [(443, 1)]);
+}
+
+#[test]
+fn approved_sinks_by_name_are_flagged_and_need_resolvers() {
+    let exfil = "  exfiltration:\n    approvedSinks: {fqdns: [\"*.s3.corp.example\", Backup.Corp.Example.]}\n    budgets: {perDestination: 1GiB/1h}\n";
+    let src = doc(&format!(
+        "  defaultAction: deny\n  dns: {{resolvers: [192.0.2.53], minTTL: 30s}}\n  egress:\n    - name: hub\n      action: allow\n      to: {{fqdns: [\"*.corp.example\"]}}\n      ports: [{{port: 443, protocol: tcp}}]\n{exfil}"
+    ));
+    let p = parse_ok(&src);
+    let sinks: Vec<&str> = p.sink_fqdns().iter().map(|f| f.0.as_str()).collect();
+    assert_eq!(sinks, ["*.s3.corp.example", "backup.corp.example"]);
+    let c = compile(&p, None).expect("compiles");
+    let name = |n: &str| c.names.iter().find(|x| x.pattern.0 == n).unwrap_or_else(|| panic!("{n}"));
+    // A sink name is learned like an allowed one and carries the allow rule covering it.
+    let bucket = name("*.s3.corp.example");
+    assert!(bucket.sink);
+    assert_eq!(c.lists[bucket.list_id as usize].items[0].port_lo, 443);
+    assert!(name("backup.corp.example").sink && !name("*.corp.example").sink);
+    assert_eq!(c.budgets.as_ref().expect("budgets").config.sink_names_floor, 30);
+
+    // A sink name alone (no allow rule names it) gets an empty list: approved, not allowed.
+    let only = doc(&format!("  defaultAction: deny\n  dns: {{resolvers: [192.0.2.53]}}\n{exfil}"));
+    let c = compile(&parse_ok(&only), None).expect("compiles");
+    assert!(c.dns && c.names.iter().all(|n| n.sink && c.lists[n.list_id as usize].len == 0));
+
+    let no_resolvers = doc(&format!("  defaultAction: deny\n{exfil}"));
+    let diags = parse_err(&no_resolvers);
+    assert!(
+        diags
+            .iter()
+            .any(|d| d.message.contains("approvedSinks names domains (\"fqdns\") but spec.dns.resolvers")),
+        "{diags:#?}"
+    );
+    let bad = doc("  defaultAction: deny\n  dns: {resolvers: [192.0.2.53]}\n  exfiltration:\n    approvedSinks: {fqdns: [\"a.*.example\"]}\n    rateLimit: 10MB/s\n");
+    let diags = parse_err(&bad);
+    assert!(diags.iter().any(|d| d.message.contains("in spec.exfiltration.approvedSinks")), "{diags:#?}");
+}

@@ -39,7 +39,9 @@ fn every_error_is_reported_at_its_position() {
         &diags,
         13,
         7,
-        &format!("unknown field \"hosts\" {ctx} (expected one of: cidrs, countries, countryGroups, peers)"),
+        &format!(
+            "unknown field \"hosts\" {ctx} (expected one of: cidrs, countries, countryGroups, peers, fqdns)"
+        ),
     );
     assert_diag(
         &diags,

@@ -47,6 +47,7 @@ fn full_section_parses_into_the_model() {
             cidrs: nets(&["198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32"]),
             countries,
             peers: true,
+            fqdns: Vec::new(),
         },
         bulk: Some(Bulk { bytes: 2 << 30, window_secs: 600 }),
         checkpoints: Some(Checkpoints {
@@ -122,6 +123,7 @@ fn approves() {
         cidrs: nets(&["198.51.100.0/24", "2001:db8::/32"]),
         countries: vec![*b"DE"],
         peers: false,
+        fqdns: Vec::new(),
     };
     let peers = nets(&["192.0.2.0/26", "2001:db8:10::/48"]);
     assert!(sinks.approves(addr("198.51.100.7"), None, &peers));

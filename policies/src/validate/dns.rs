@@ -48,12 +48,18 @@ fn label_problem(label: &str) -> Option<String> {
     None
 }
 
-/// `to.fqdns`: a non-empty list of names, sorted and deduplicated.
-pub(super) fn fqdn_list(list: &Node, ctx: &str, diags: &mut Vec<Diagnostic>) -> Option<Vec<Fqdn>> {
-    let items = non_empty_sequence(list, "to.fqdns", ctx, "", diags)?;
+/// `to.fqdns` (`field`; or `approvedSinks.fqdns`): a non-empty list of names, sorted and
+/// deduplicated.
+pub(super) fn fqdn_list(
+    list: &Node,
+    field: &str,
+    ctx: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Vec<Fqdn>> {
+    let items = non_empty_sequence(list, field, ctx, "", diags)?;
     if items.len() > MAX_FQDNS_PER_RULE {
         diags.push(list.error(format!(
-            "{} names in \"to.fqdns\" {ctx}, more than the limit of {MAX_FQDNS_PER_RULE}; use a wildcard (\"*.example.com\") or split the rule",
+            "{} names in \"{field}\" {ctx}, more than the limit of {MAX_FQDNS_PER_RULE}; use a wildcard (\"*.example.com\") or split the list",
             items.len()
         )));
         return None;

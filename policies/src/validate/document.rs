@@ -155,11 +155,20 @@ fn spec(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Spec> {
         Some(d) => dns(d, diags),
     };
     let names_domains = rules.as_ref().is_some_and(|r| r.iter().any(|r| !r.fqdns.is_empty()));
-    if names_domains && dns.as_ref().is_some_and(|d| d.resolvers.is_empty()) {
-        let at = f.get("dns").or(f.get("egress")).expect("rules name domains");
-        diags.push(at.error(
-            "rules name domains (\"to.fqdns\") but spec.dns.resolvers is not set: list the resolvers the workloads query (e.g. spec.dns.resolvers: [192.0.2.53]); only their answers are learned".to_owned(),
-        ));
+    let sinks_domains =
+        exfiltration.as_ref().is_some_and(|x| x.as_ref().is_some_and(|x| !x.approved.fqdns.is_empty()));
+    if (names_domains || sinks_domains) && dns.as_ref().is_some_and(|d| d.resolvers.is_empty()) {
+        let (what, at) = if names_domains {
+            ("rules name domains (\"to.fqdns\")", f.get("dns").or(f.get("egress")))
+        } else {
+            (
+                "spec.exfiltration.approvedSinks names domains (\"fqdns\")",
+                f.get("dns").or(f.get("exfiltration")),
+            )
+        };
+        diags.push(at.expect("the section naming domains").error(format!(
+            "{what} but spec.dns.resolvers is not set: list the resolvers the workloads query (e.g. spec.dns.resolvers: [192.0.2.53]); only their answers are learned"
+        )));
         return None;
     }
     Some(Spec {

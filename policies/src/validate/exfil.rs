@@ -4,6 +4,7 @@
 use super::budget;
 use super::codes::country_list;
 use super::country_groups::{rule_groups, PolicyGroups};
+use super::dns::fqdn_list;
 use super::values::named_cidr_list;
 use crate::diagnostic::Diagnostic;
 use crate::fields::{boolean, choice, fields, non_empty_sequence, string};
@@ -69,7 +70,7 @@ pub(crate) fn exfiltration(
 
 fn approved_sinks(node: &Node, groups: &PolicyGroups, diags: &mut Vec<Diagnostic>) -> Option<ApprovedSinks> {
     let ctx = "in spec.exfiltration.approvedSinks";
-    let keys = ["cidrs", "countries", "countryGroups", "peers"];
+    let keys = ["cidrs", "countries", "countryGroups", "peers", "fqdns"];
     let f = fields(node, &keys, "\"approvedSinks\" in spec.exfiltration", ctx, diags)?;
     let before = diags.len();
     let mut cidrs = f.get("cidrs").and_then(|l| named_cidr_list(l, "cidrs", ctx, diags)).unwrap_or_default();
@@ -81,6 +82,7 @@ fn approved_sinks(node: &Node, groups: &PolicyGroups, diags: &mut Vec<Diagnostic
         }
     }
     let peers = f.get("peers").map_or(Some(false), |p| boolean(p, "peers", ctx, diags));
+    let fqdns = f.get("fqdns").map_or(Some(Vec::new()), |l| fqdn_list(l, "fqdns", ctx, diags));
     if diags.len() != before {
         return None;
     }
@@ -88,7 +90,7 @@ fn approved_sinks(node: &Node, groups: &PolicyGroups, diags: &mut Vec<Diagnostic
     cidrs.dedup();
     countries.sort_unstable();
     countries.dedup();
-    Some(ApprovedSinks { cidrs, countries, peers: peers? })
+    Some(ApprovedSinks { cidrs, countries, peers: peers?, fqdns: fqdns? })
 }
 
 fn bulk(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Bulk> {

@@ -90,7 +90,7 @@ pub(super) fn targets(
     let countries = f
         .get("countries")
         .map_or(Some(Vec::new()), |l| country_list(l, &format!("{t}.countries"), &ctx, diags));
-    let fqdns = f.get("fqdns").map_or(Some(Vec::new()), |l| fqdn_list(l, &ctx, diags));
+    let fqdns = f.get("fqdns").map_or(Some(Vec::new()), |l| fqdn_list(l, "to.fqdns", &ctx, diags));
     let named_groups = match f.get("countryGroups") {
         None => Some((Vec::new(), Vec::new())),
         Some(list) => rule_groups(list, groups, &format!("{t}.countryGroups"), &ctx, diags),

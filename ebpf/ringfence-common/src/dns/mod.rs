@@ -373,20 +373,26 @@ pub const NAME_EXACT: u32 = 0;
 pub const NAME_WILDCARD: u32 = 1;
 
 /// Value of [`crate::NAMES_MAP`]: the match list (ports, protocols, rules) of the allow rules
-/// naming the name, in the table's lists, and the pattern as written (for `ringfence-agent
-/// fqdn` and events; the programs read only `list_id`).
+/// naming the name, in the table's lists, whether it is an approved sink, and the pattern as
+/// written (for `ringfence-agent fqdn` and events; the programs read `list_id` and `flags`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct NameRule {
     pub list_id: u32,
     pub rule_id: u32,
+    /// [`NAME_SINK`] or 0.
+    pub flags: u32,
     /// The pattern (`*.example.com`), NUL-padded.
     pub text: [u8; MAX_NAME],
 }
 
+/// [`NameRule::flags`]: addresses answered for the name are approved sinks of the policy's
+/// exfiltration budgets (`approvedSinks.fqdns`).
+pub const NAME_SINK: u32 = 1;
+
 impl Default for NameRule {
     fn default() -> Self {
-        Self { list_id: 0, rule_id: 0, text: [0; MAX_NAME] }
+        Self { list_id: 0, rule_id: 0, flags: 0, text: [0; MAX_NAME] }
     }
 }
 
