@@ -163,6 +163,14 @@ impl Enforcer {
             &[],
             s.dns_learned,
         );
+        if let Some(v) = self.verdicts.as_ref() {
+            m.set_counter(
+                "ringfence_live_flows_dropped_total",
+                "Allow verdicts not delivered to the control plane's live flow view (queue full or upload failed; best effort, never audited).",
+                &[],
+                v.live_dropped(),
+            );
+        }
         m.set_counter(
             "ringfence_dns_learned_evicted_total",
             "Learned addresses evicted because the learned set (an LRU map) was full.",

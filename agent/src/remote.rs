@@ -168,6 +168,20 @@ impl Remote {
         }
     }
 
+    /// What the node reports about its WireGuard peers from now on; reported soon (not only
+    /// with the next periodic report) when a peer came or went or had its first handshake.
+    pub fn set_wireguard_peers(&self, peers: Vec<ringfence_proto::api::WireGuardPeerStatus>) {
+        let shape = |v: &[ringfence_proto::api::WireGuardPeerStatus]| {
+            v.iter().map(|p| (p.public_key.clone(), p.last_handshake_ms.is_some())).collect::<Vec<_>>()
+        };
+        let mut report = self.report.lock().expect("report lock");
+        let changed = report.wireguard_peers.as_deref().is_none_or(|old| shape(old) != shape(&peers));
+        report.wireguard_peers = Some(peers);
+        if changed {
+            self.end.report_now.notify_one();
+        }
+    }
+
     /// Records the peers of the bundle now in force ([`PEERS_FILE`]); a failure is logged only.
     pub fn record_peers(&self, b: &Bundle) {
         let path = peers_path(&self.state_dir);

@@ -17,6 +17,7 @@ pub mod flows;
 pub mod forward;
 pub mod heads;
 pub mod hub;
+pub mod ingest;
 pub mod limits;
 pub mod mesh;
 pub mod metrics;

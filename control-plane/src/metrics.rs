@@ -57,6 +57,10 @@ pub struct Metrics {
     pub observe_streams: Gauge,
     /// Flows not delivered to an observe stream that fell behind.
     pub observe_lost: Counter,
+    /// Allow verdicts received for the live view (`POST /v1/flows`; not stored).
+    pub live_flows: Counter,
+    /// Allow verdicts agents dropped before delivering them (as they report).
+    pub live_flows_dropped: Counter,
     /// Events stored, by kind.
     events_by_kind: Family<Vec<(String, String)>, Counter>,
     /// Per node (set at each scrape): last heard from, certificate expiry, applied policy.
@@ -106,6 +110,8 @@ impl Default for Metrics {
             connections: Gauge::default(),
             observe_streams: Gauge::default(),
             observe_lost: Counter::default(),
+            live_flows: Counter::default(),
+            live_flows_dropped: Counter::default(),
             events_by_kind: Family::default(),
             node_last_seen: Family::default(),
             node_cert_expiry: Family::default(),
@@ -163,6 +169,16 @@ impl Metrics {
                 "ringfence_audit_checkpoint_mismatch",
                 "Starts at which the audit log did not contain the last checkpoint.",
                 &self.checkpoint_mismatch,
+            ),
+            (
+                "ringfence_live_flows",
+                "Allow verdicts received for the live flow view (not stored, not audited).",
+                &self.live_flows,
+            ),
+            (
+                "ringfence_live_flows_dropped",
+                "Allow verdicts agents dropped before delivering them to the live flow view (as reported).",
+                &self.live_flows_dropped,
             ),
             (
                 "ringfence_connections_timed_out",

@@ -128,6 +128,7 @@ mod tests {
                 last_seen_ms: None,
                 enrolled_ms: 0,
                 cert_not_after_ms: 0,
+                wireguard_peers: vec![],
                 revoked_ms: revoked.then_some(1),
                 tunnel_addresses: vec![],
                 workloads: vec![],

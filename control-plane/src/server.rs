@@ -36,6 +36,11 @@ const LISTEN_BACKLOG: u32 = 4096;
 const LOGIN_BURST: u32 = 10;
 const LOGIN_RATE: f64 = 1.0 / 30.0;
 
+/// Live (allow) flows per node: 2,000 a second, bursts of 4,000 (beyond: 429, the agent drops
+/// them and counts them).
+const LIVE_FLOW_BURST: u32 = 4000;
+const LIVE_FLOW_RATE: f64 = 2000.0;
+
 /// Binds `addr` with [`LISTEN_BACKLOG`] (tokio's `TcpListener::bind` asks for 1024).
 fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
@@ -164,12 +169,14 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         mesh: fleet.mesh.clone(),
         reports: RateLimiter::new(f64::from(fleet.report_rate) / 60.0, fleet.report_rate),
         events: RateLimiter::new(f64::from(fleet.event_rate), fleet.event_burst),
+        live_flows: RateLimiter::new(LIVE_FLOW_RATE, LIVE_FLOW_BURST),
         long_polls: LongPolls::new(fleet.max_long_polls_per_node),
         refused_claims: Default::default(),
         logins: RateLimiter::new(LOGIN_RATE, LOGIN_BURST),
         state_dir: config.state_dir.clone(),
         checkpoints: trigger.clone(),
         flows: FlowBus::default(),
+        ingest: crate::ingest::Ingest::start(db.clone()),
         evidence,
     });
     tokio::spawn(checkpointer.run(trigger, shutdown_rx.clone()));

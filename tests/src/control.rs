@@ -147,13 +147,32 @@ impl ControlPlane {
     }
 
     pub fn cli_output(&self, args: &[&str]) -> Output {
-        self.command(sibling_bin("ringfence"))
-            .args(args)
+        self.cli_command(args).output().expect("run ringfence")
+    }
+
+    fn cli_command(&self, args: &[&str]) -> Command {
+        let mut c = self.command(sibling_bin("ringfence"));
+        c.args(args)
             .env("RINGFENCE_SERVER", self.url())
             .env("RINGFENCE_CA", self.ca())
-            .env("RINGFENCE_ADMIN_TOKEN_FILE", self.state.join("admin.token"))
-            .output()
-            .expect("run ringfence")
+            .env("RINGFENCE_ADMIN_TOKEN_FILE", self.state.join("admin.token"));
+        c
+    }
+
+    /// `ringfence ARGS` running in the background (e.g. `observe -f`): its output lines as they
+    /// come; killed on drop.
+    pub fn cli_stream(&self, args: &[&str]) -> CliStream {
+        let mut child = self.cli_command(args).stdout(Stdio::piped()).spawn().expect("spawn ringfence");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                sink.lock().expect("lines lock").push(line);
+            }
+        });
+        CliStream { child, lines }
     }
 
     /// `ringfence ARGS --json` parsed.
@@ -207,5 +226,25 @@ impl Drop for ControlPlane {
     fn drop(&mut self) {
         // The state directory goes with `_dir`, after this.
         self.kill();
+    }
+}
+
+/// A CLI command running in the background ([`ControlPlane::cli_stream`]).
+pub struct CliStream {
+    child: Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl CliStream {
+    /// The lines printed so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().expect("lines lock").clone()
+    }
+}
+
+impl Drop for CliStream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -4,7 +4,7 @@
 //! its labels and policy. Run as root, serially.
 use std::time::{Duration, Instant};
 
-use ringfence_tests::{agent_bin, workload_agent_args, AgentProc, ControlPlane, Enforced};
+use ringfence_tests::{agent_bin, workload_agent_args, AgentProc, ControlPlane, Enforced, TestCgroup};
 
 const DENIED: &str = "203.0.113.5";
 const STORE: &str = "198.51.100.10";
@@ -21,7 +21,7 @@ fn job_policy(denied: &str) -> String {
 }
 
 /// Polls `check` every 20 ms until it holds, for up to `limit`.
-fn until(limit: Duration, what: &str, check: impl Fn() -> bool) {
+fn until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let t0 = Instant::now();
     while !check() {
         assert!(t0.elapsed() < limit, "{what} within {limit:?}");
@@ -78,6 +78,8 @@ fn a_workload_policy_from_the_control_plane_governs_the_job_it_selects() {
         })
     });
 
+    allowed_connection_in_the_live_view(&cp, &id, &e, &job);
+
     // A new version of the workload policy replaces it on the job.
     let v2 = cp.apply(&job_policy(STORE), "region=eu");
     assert!(v2 > v1);
@@ -97,4 +99,73 @@ fn a_workload_policy_from_the_control_plane_governs_the_job_it_selects() {
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("\"vision\"") && stderr.contains("\"train\""), "{stderr}");
     lab.probe_in(&job, &["tcp", DENIED, "443"]).assert_ok("still the train policy");
+}
+
+/// (audit records, stored events) on the control plane now.
+fn stored_counts(cp: &ControlPlane) -> (usize, usize) {
+    let audit = cp.cli(&["audit", "export"]).lines().filter(|l| !l.trim().is_empty()).count();
+    let alerts = cp.cli_json(&["alerts", "--limit", "10000"])["alerts"].as_array().expect("alerts").len();
+    (audit, alerts)
+}
+
+/// The flow lines of `observe -o json` output.
+fn flows(lines: &[String]) -> Vec<serde_json::Value> {
+    lines
+        .iter()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON line"))
+        .filter_map(|l| l.get("flow").cloned())
+        .collect()
+}
+
+/// An allowed connection from the job reaches a following `ringfence observe` as an allow
+/// verdict with the job's labels, its destination, policy and rule; one made earlier is still
+/// shown to a stream that starts later (kept in memory); neither is stored or audited.
+fn allowed_connection_in_the_live_view(cp: &ControlPlane, node: &str, e: &Enforced, job: &TestCgroup) {
+    // The job's denial is stored first: nothing else is on its way while the counts are taken.
+    until(WAIT, "the job's denial stored", || {
+        cp.cli_json(&["alerts"])["alerts"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x["kind"] == "deny" && x["details"]["dst"] == DENIED))
+    });
+    let before = stored_counts(cp);
+    let filter = ["observe", "-o", "json", "--node", node, "--verdict", "allow", "--workload", "job=train"];
+    let store_net = format!("{STORE}/32");
+    let to_store = [&filter[..], &["--to", &store_net, "--last", "100"]].concat();
+    // The job's earlier allowed connection to the store, from a stream started afterwards.
+    let mut earlier = Vec::new();
+    until(WAIT, "the earlier allow verdict in observe", || {
+        let out: Vec<String> = cp.cli(&to_store).lines().map(str::to_owned).collect();
+        earlier = flows(&out);
+        !earlier.is_empty()
+    });
+    // A following stream: open once it printed the newest stored or kept flow.
+    let follow = cp.cli_stream(&[&filter[..], &["-f", "--last", "1"]].concat());
+    until(WAIT, "the following stream open", || !flows(&follow.lines()).is_empty());
+    let known: Vec<serde_json::Value> =
+        flows(&follow.lines()).iter().map(|f| f["event_id"].clone()).collect();
+    e.lab.probe_in(job, &["tcp", STORE, "443"]).assert_ok("the job -> the store");
+    let fresh = || flows(&follow.lines()).into_iter().find(|f| !known.contains(&f["event_id"]));
+    until(WAIT, "the new allow verdict in the following stream", || fresh().is_some());
+    let f = fresh().expect("a new flow");
+    drop(follow);
+    for f in [&f, &earlier[0]] {
+        assert_eq!(
+            (f["verdict"].as_str(), f["event_type"].as_str()),
+            (Some("FORWARDED"), Some("allow")),
+            "{f}"
+        );
+        assert_eq!(f["source"]["workload"], "job-train-7", "{f}");
+        let labels = &f["source"]["labels"];
+        assert_eq!((labels["job"].as_str(), labels["team"].as_str()), (Some("train"), Some("vision")), "{f}");
+        let dst = &f["destination"];
+        assert_eq!((dst["ip"].as_str(), dst["port"].as_u64()), (Some(STORE), Some(443)), "{f}");
+        assert_eq!((f["policy"].as_str(), f["rule"].as_str()), (Some("train"), Some("default")), "{f}");
+    }
+    // Neither stored nor audited.
+    assert_eq!(stored_counts(cp), before, "allow verdicts do not enter the events table or the audit chain");
+    let audit = cp.cli(&["audit", "export"]);
+    for f in [&f, &earlier[0]] {
+        assert!(!audit.contains(f["event_id"].as_str().expect("an id")), "no audit record names an allow");
+    }
 }

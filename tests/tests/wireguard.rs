@@ -258,4 +258,30 @@ fn control_plane_bundles_carry_the_region_peers() {
             "{nodes}"
         );
     }
+    // Each agent reports its peer's last handshake (the tunnel just carried a connection): the
+    // control plane's inventory shows a recent one.
+    for (id, peer_key) in [(&id_a, b.pubkey()), (&id_b, a.pubkey())] {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let node = cp.cli_json(&["nodes", "show", id]);
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("after 1970")
+                .as_millis() as i64;
+            let age = node["wireguard_peers"].as_array().and_then(|peers| {
+                peers
+                    .iter()
+                    .find(|p| p["public_key"] == peer_key.as_str())
+                    .and_then(|p| p["last_handshake_ms"].as_i64())
+                    .map(|t| now - t)
+            });
+            if let Some(age) = age {
+                println!("node {id}: last handshake with its peer {age} ms ago");
+                assert!((-5_000..120_000).contains(&age), "a recent handshake: {node}");
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the handshake in the inventory: {node}");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use reqwest::{Client, RequestBuilder, StatusCode};
 use ringfence_proto::api::{
-    BundleAck, ErrorBody, EventBatch, EventsAccepted, NodeReport, RenewRequest, RenewResponse,
+    BundleAck, ErrorBody, EventBatch, EventsAccepted, LiveFlowBatch, LiveFlowsAccepted, NodeReport,
+    RenewRequest, RenewResponse,
 };
 use ringfence_proto::SignedBundle;
 use serde::de::DeserializeOwned;
@@ -172,6 +173,13 @@ impl ControlClient {
         let request = self.http().post(self.url("/v1/events")).json(batch);
         let response = send(&self.base, "the event upload", request).await?;
         json(&self.base, "the event upload", response).await
+    }
+
+    /// `POST /v1/flows`: allow verdicts for the live flow view (not stored by the control plane).
+    pub async fn live_flows(&self, batch: &LiveFlowBatch) -> Result<LiveFlowsAccepted, ControlError> {
+        let request = self.http().post(self.url("/v1/flows")).json(batch);
+        let response = send(&self.base, "the live flow upload", request).await?;
+        json(&self.base, "the live flow upload", response).await
     }
 
     /// `POST /v1/renew` with a CSR for the same key; saves the new certificate and uses it for

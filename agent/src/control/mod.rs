@@ -8,7 +8,8 @@
 //!   rollback) and the durable last good bundle.
 //! - [`sync`]: [`run_sync`], the long-running task: bundle long-poll, apply handshake with the
 //!   agent ([`agent_link`]), acknowledgements, and ([`periodic`]) certificate renewal, reports,
-//!   ([`upload`]) event upload; [`wait`] lets each loop give way to shutdown.
+//!   ([`upload`]) event upload, ([`live`]) allow verdicts for the live flow view; [`wait`] lets
+//!   each loop give way to shutdown.
 //! - [`ControlError`] (in [`error`]): what can go wrong, with exit codes and retry advice.
 //!
 //! The logic is plain data in, data out; the I/O (HTTP, files) is thin and every call is bounded
@@ -20,6 +21,7 @@ pub mod client;
 pub mod enroll;
 pub mod error;
 pub mod identity;
+pub mod live;
 pub mod periodic;
 pub mod sync;
 pub mod upload;

@@ -6,7 +6,8 @@
 //!   persist it as the last good bundle (only if applied) and `POST /v1/ack`;
 //! - certificate renewal once less than a third of the certificate's lifetime is left;
 //! - `POST /v1/report` at start, every 30 s and after each apply;
-//! - event upload from the alert spool every second or when notified (see [`super::periodic`]).
+//! - event upload from the alert spool every second or when notified (see [`super::periodic`]);
+//! - allow verdicts to the live flow view as they come, best effort (see [`super::live`]).
 //!
 //! Errors never stop the loops: each retries with a jittered backoff (1 s doubling to 30 s) and
 //! logs what is wrong. The future returns once `shutdown` turns true (or its sender is dropped),
@@ -19,6 +20,7 @@ use tokio::sync::{mpsc, watch};
 use super::agent_link::{AgentLink, Applied, ApplyResult, SyncOptions};
 use super::bundles::BundleStore;
 use super::client::ControlClient;
+use super::live::live_loop;
 use super::periodic::{renew_loop, report_loop, Backoff};
 use super::upload::events_loop;
 use super::wait::{sleep, unless_stopped};
@@ -40,7 +42,11 @@ pub async fn run_sync(
     let reports = report_loop(&client, &opts, report, report_now, applied_rx, shutdown.clone());
     let uploads = async {
         if let Some(queue) = events {
-            events_loop(&client, &opts, queue, shutdown.clone()).await;
+            let live = queue.live.clone();
+            tokio::join!(
+                events_loop(&client, &opts, queue, shutdown.clone()),
+                live_loop(&client, live, shutdown.clone())
+            );
         }
     };
     let others = async {

@@ -8,7 +8,9 @@
 //! one overflow record per interval, so memory stays flat whatever a workload sends.
 //!
 //! Plaintext drops go to the protected alert lane (with exfiltration alerts); denials and audit
-//! denials to the denial lane, whose size cap can never evict an alert.
+//! denials to the denial lane, whose size cap can never evict an alert. Allows are not spooled:
+//! they go, one record each (the kernel already reports a (process, destination) at most once
+//! per interval), to the bounded in-memory live flow queue ([`crate::spool::LiveFlows`]).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -202,6 +204,16 @@ pub fn summary_json(s: &Summary, id: &str) -> Value {
     v
 }
 
+/// The live-flow record of an allow verdict: the verdict record's fields with `id`, `type`
+/// `allow`, severity `info`, the time and an explanation.
+pub fn allow_json(r: &VerdictRecord, id: &str) -> Value {
+    let mut v = verdict_record_json(r, id);
+    let obj = v.as_object_mut().expect("a record is an object");
+    obj.insert("type".to_owned(), json!("allow"));
+    obj.insert("severity".to_owned(), json!("info"));
+    v
+}
+
 /// The agent's verdict events under a control plane: aggregation, then the two spool lanes.
 pub struct VerdictLane {
     queue: EventQueue,
@@ -221,11 +233,20 @@ impl VerdictLane {
         }
     }
 
-    /// Counts a verdict record (allows are ignored).
+    /// Counts a verdict record; an allow goes to the live flow queue instead (not spooled: it is
+    /// shown by `ringfence observe` but never stored or audited by the control plane).
     pub fn observe(&mut self, r: &VerdictRecord, now: Instant) {
         if r.verdict != "allow" {
             self.ready.extend(self.agg.observe(r, now, unix_ms()));
+            return;
         }
+        self.ids.1 += 1;
+        self.queue.live.push(allow_json(r, &format!("{}-a{}", self.ids.0, self.ids.1)));
+    }
+
+    /// Allow verdicts the live flow queue dropped since the agent started.
+    pub fn live_dropped(&self) -> u64 {
+        self.queue.live.dropped()
     }
 
     /// Spools what is ready (first verdicts of keys, ended windows): one append per lane.
@@ -345,5 +366,26 @@ mod tests {
         );
         assert_eq!(json["severity"], "warning");
         assert_eq!(verdict_severity("plaintext-drop"), "critical");
+    }
+
+    #[test]
+    fn allows_go_to_the_live_queue_not_the_spool() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = EventQueue::open(dir.path()).unwrap();
+        let mut lane = VerdictLane::new(queue.clone());
+        let mut allow = record("198.51.100.10", 443);
+        (allow.verdict, allow.rule, allow.labels) = ("allow", "to-store".into(), Some("job=train".into()));
+        lane.observe(&allow, Instant::now());
+        lane.flush(Instant::now());
+        drop(lane);
+        let (records, dropped) = queue.live.take(10);
+        assert_eq!((records.len(), dropped), (1, 0));
+        let event = crate::control::event_from_record(&records[0]).expect("an event");
+        assert_eq!((event.kind.as_str(), event.severity.as_str()), ("allow", "info"));
+        assert_eq!(event.details["rule"], "to-store");
+        assert_eq!(event.details["labels"], "job=train");
+        for lane in [&queue.spool, &queue.denials] {
+            assert!(lane.lock().unwrap().read_batch(10).unwrap().records.is_empty(), "nothing spooled");
+        }
     }
 }

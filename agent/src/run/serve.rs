@@ -36,6 +36,9 @@ pub(super) async fn serve(
     let mut batch = Vec::new();
     // Off unless `--selftest-every` (the first tick comes at once: a run at start-up).
     let mut selftest = enforcer.cfg.selftest_every.map(tokio::time::interval);
+    // Under a control plane with a mesh: the peers' handshakes for its inventory.
+    let mut peer_status =
+        (mesh.is_some() && remote.is_some()).then(|| tokio::time::interval(PEER_STATUS_EVERY));
     loop {
         tokio::select! {
             why = &mut shutdown => return why,
@@ -107,6 +110,9 @@ pub(super) async fn serve(
                 let (bpffs, cgroup, state) = (cfg.bpffs.clone(), cfg.cgroup.clone(), cfg.state_dir.clone());
                 crate::selftest::schedule::spawn(bpffs, cgroup, state, metrics.clone(), queue);
             }
+            _ = async { peer_status.as_mut().expect("checked by the guard").tick().await }, if peer_status.is_some() => {
+                report_peer_status(remote, mesh);
+            }
             _ = exfil_tick.tick() => {
                 // Attribute the newest connections before looking at their bytes.
                 events.drain(&mut batch);
@@ -117,6 +123,18 @@ pub(super) async fn serve(
                 enforcer.export_counters(metrics);
             }
         }
+    }
+}
+
+/// How often the WireGuard peers' handshakes are read for the control plane.
+const PEER_STATUS_EVERY: Duration = Duration::from_secs(5);
+
+/// Tells the control plane the WireGuard peers' last handshakes (a failed read is logged).
+fn report_peer_status(remote: &Option<Remote>, mesh: &Option<crate::wg::Mesh>) {
+    let (Some(r), Some(m)) = (remote.as_ref(), mesh.as_ref()) else { return };
+    match m.peer_status() {
+        Ok(peers) => r.set_wireguard_peers(peers),
+        Err(e) => warn!(error = %e, interface = m.interface(), "reading the WireGuard peers' handshakes"),
     }
 }
 

@@ -16,8 +16,10 @@
 //!
 //! Parts: [`segments`] (files, limits, errors; a leaf), [`cursor`], [`store`] ([`Spool`]: open,
 //! append), [`reader`] (batches, acknowledgement, quarantine), [`queue`] ([`EventQueue`]: the
-//! agent's two lanes, shared by the code that appends and the control-plane uploader).
+//! agent's two lanes, shared by the code that appends and the control-plane uploader), [`live`]
+//! ([`LiveFlows`]: allow verdicts for the live flow view, in memory, bounded, never spooled).
 pub mod cursor;
+pub mod live;
 pub mod queue;
 pub mod reader;
 pub mod segments;
@@ -26,6 +28,7 @@ pub mod store;
 mod tests;
 
 pub use cursor::Cursor;
+pub use live::LiveFlows;
 pub use queue::{EventQueue, ALERT_SPOOL_DIR, DENIAL_SPOOL_DIR};
 pub use reader::{Batch, QUARANTINE};
 pub use segments::{SpoolError, SpoolLimits};

@@ -20,6 +20,8 @@ pub struct EventQueue {
     pub denials: Arc<Mutex<Spool>>,
     /// Wakes the uploader.
     pub notify: Arc<Notify>,
+    /// Allow verdicts for the live flow view (memory only, best effort).
+    pub live: Arc<super::live::LiveFlows>,
 }
 
 /// The alert lane's directory inside the state directory.
@@ -37,6 +39,7 @@ impl EventQueue {
             spool: Arc::new(Mutex::new(alerts)),
             denials: Arc::new(Mutex::new(denials)),
             notify: Arc::new(Notify::new()),
+            live: Arc::default(),
         })
     }
 }

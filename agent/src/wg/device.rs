@@ -5,7 +5,7 @@ use std::{
     os::unix::net::UnixStream,
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use ipnet::IpNet;
@@ -133,7 +133,7 @@ impl WgDevice {
         let (created, port) = match &self.backend {
             Backend::Userspace(program) => {
                 let created = self.ensure_userspace(program, log_file)?;
-                (created, uapi_get(&self.iface)?.0)
+                (created, uapi_get(&self.iface, false)?.0)
             }
             Backend::Kernel => match Device::get(&self.name, WgBackend::Kernel) {
                 Ok(d) => (false, d.listen_port),
@@ -152,7 +152,7 @@ impl WgDevice {
     /// The peers the device has now.
     pub fn peers(&self) -> std::io::Result<Vec<DevicePeer>> {
         match self.backend {
-            Backend::Userspace(_) => Ok(uapi_get(&self.iface)?.1),
+            Backend::Userspace(_) => Ok(uapi_get(&self.iface, self.boringtun())?.1),
             Backend::Kernel => Ok(Device::get(&self.name, WgBackend::Kernel)?
                 .peers
                 .into_iter()
@@ -166,6 +166,7 @@ impl WgDevice {
                         .filter_map(|a| IpNet::new(a.address, a.cidr).ok())
                         .collect(),
                     persistent_keepalive: p.config.persistent_keepalive_interval.filter(|&k| k > 0),
+                    last_handshake: p.stats.last_handshake_time,
                 })
                 .collect()),
         }
@@ -219,13 +220,27 @@ fn peer_config(p: &Peer) -> PeerConfigBuilder {
     b
 }
 
+/// A peer's last handshake from the UAPI's `last_handshake_time_sec`/`_nsec`: a Unix time, or
+/// (boringtun: `since`) the time since; zero or absent is none.
+fn handshake(sec: Option<u64>, nsec: Option<u32>, since: bool) -> Option<SystemTime> {
+    let d = Duration::new(sec?, nsec.unwrap_or(0).min(999_999_999));
+    if since {
+        SystemTime::now().checked_sub(d)
+    } else {
+        (!d.is_zero()).then(|| UNIX_EPOCH + d)
+    }
+}
+
 /// Reads the listen port and the peers over the UAPI socket (`get=1`). Done here rather than
-/// with `Device::get`, which prints boringtun's extra fields to stdout.
-fn uapi_get(iface: &str) -> std::io::Result<(Option<u16>, Vec<DevicePeer>)> {
+/// with `Device::get`, which prints boringtun's extra fields to stdout. `since`: handshake times
+/// are times since (boringtun), not Unix times.
+fn uapi_get(iface: &str, since: bool) -> std::io::Result<(Option<u16>, Vec<DevicePeer>)> {
     let mut sock = UnixStream::connect(socket_path(iface))?;
     sock.set_read_timeout(Some(Duration::from_secs(5)))?;
     sock.write_all(b"get=1\n\n")?;
     let mut peers: Vec<DevicePeer> = Vec::new();
+    // The handshake fields of the last peer: (sec, nsec).
+    let mut times: Vec<(Option<u64>, Option<u32>)> = Vec::new();
     let mut port = None;
     for line in BufReader::new(sock).lines() {
         let line = line?;
@@ -242,7 +257,19 @@ fn uapi_get(iface: &str) -> std::io::Result<(Option<u16>, Vec<DevicePeer>)> {
                     endpoint: None,
                     allowed_ips: Vec::new(),
                     persistent_keepalive: None,
+                    last_handshake: None,
                 });
+                times.push((None, None));
+            }
+            "last_handshake_time_sec" => {
+                if let Some(t) = times.last_mut() {
+                    t.0 = v.parse().ok();
+                }
+            }
+            "last_handshake_time_nsec" => {
+                if let Some(t) = times.last_mut() {
+                    t.1 = v.parse().ok();
+                }
             }
             "endpoint" => {
                 if let Some(p) = peers.last_mut() {
@@ -263,6 +290,9 @@ fn uapi_get(iface: &str) -> std::io::Result<(Option<u16>, Vec<DevicePeer>)> {
             "errno" => break,
             _ => {}
         }
+    }
+    for (p, (sec, nsec)) in peers.iter_mut().zip(times) {
+        p.last_handshake = handshake(sec, nsec, since);
     }
     Ok((port, peers))
 }
@@ -300,4 +330,22 @@ pub fn stop_userspace(iface: &str) -> Vec<i32> {
     let _ = std::fs::remove_file(socket_path(iface));
     let _ = std::fs::remove_file(Path::new(SOCKET_DIR).join(format!("{iface}.name")));
     pids
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handshake_times_absolute_or_since() {
+        assert_eq!(handshake(None, None, false), None);
+        assert_eq!(handshake(Some(0), Some(0), false), None, "wireguard-go: 0 is never");
+        assert_eq!(
+            handshake(Some(1_780_000_000), Some(5), false),
+            Some(UNIX_EPOCH + Duration::new(1_780_000_000, 5))
+        );
+        let t = handshake(Some(3), None, true).expect("boringtun: seconds since");
+        let ago = SystemTime::now().duration_since(t).unwrap();
+        assert!(ago >= Duration::from_secs(3) && ago < Duration::from_secs(60), "{ago:?}");
+    }
 }

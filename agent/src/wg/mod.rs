@@ -213,6 +213,23 @@ impl Mesh {
         Ok(())
     }
 
+    /// The device's peers with their last handshakes, for the control plane's inventory.
+    pub fn peer_status(&self) -> std::io::Result<Vec<ringfence_proto::api::WireGuardPeerStatus>> {
+        let unix_ms = |t: std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+        };
+        Ok(self
+            .device
+            .peers()?
+            .into_iter()
+            .map(|p| ringfence_proto::api::WireGuardPeerStatus {
+                public_key: p.public_key.to_base64(),
+                endpoint: p.endpoint.map(|e| e.to_string()),
+                last_handshake_ms: p.last_handshake.map(unix_ms),
+            })
+            .collect())
+    }
+
     /// Whether the peers come from a peers file (`--wg-peers`) rather than from the caller.
     pub fn follows_file(&self) -> bool {
         self.cfg.peers_file.is_some()

@@ -14,6 +14,8 @@ pub struct DevicePeer {
     pub endpoint: Option<std::net::SocketAddr>,
     pub allowed_ips: Vec<IpNet>,
     pub persistent_keepalive: Option<u16>,
+    /// The last completed handshake (`None`: none yet); not part of the plan.
+    pub last_handshake: Option<std::time::SystemTime>,
 }
 
 /// Changes that turn the current state into the desired one.
@@ -96,6 +98,7 @@ mod tests {
             endpoint: p.endpoint,
             allowed_ips: p.allowed_ips.clone(),
             persistent_keepalive: p.persistent_keepalive,
+            last_handshake: None,
         }
     }
 

@@ -3,6 +3,13 @@ import { age, time, until, version } from '../lib/format.js';
 import { EventTable } from './EventTable.jsx';
 import { Problem } from './Problem.jsx';
 
+/** The last handshake with `key` as this node's agent reported it: an age, or why there is none. */
+function handshakeText(info, key) {
+  const seen = (info.wireguard_peers || []).find((p) => p.public_key === key);
+  if (!seen) return 'not reported';
+  return seen.last_handshake_ms == null ? 'no handshake yet' : age(seen.last_handshake_ms);
+}
+
 export function Node({ id }) {
   const { data, error } = useApi(`nodes/${encodeURIComponent(id)}`);
   if (error) return <Problem error={error} />;
@@ -50,7 +57,7 @@ export function Node({ id }) {
                 <td class="mono">{peer.public_key}</td>
                 <td>{peer.endpoint || '—'}</td>
                 <td>{peer.allowed_ips.join(', ')}</td>
-                <td class="muted">not reported by agents</td>
+                <td data-testid="handshake">{handshakeText(info, peer.public_key)}</td>
               </tr>
             ))}
           </tbody>

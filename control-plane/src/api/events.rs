@@ -6,7 +6,6 @@ use axum::extract::State;
 use axum::Json;
 use ringfence_proto::api::{AlertList, EventBatch, EventsAccepted, StoredEvent};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::auth::{Admin, JsonBody, Node, QueryArgs};
 use super::error::{ApiError, ApiResult};
@@ -15,7 +14,7 @@ use crate::db;
 use crate::metrics::inc;
 
 /// Most events in one request.
-const MAX_BATCH: usize = 1000;
+pub(super) const MAX_BATCH: usize = 1000;
 /// Longest summary (characters).
 const MAX_SUMMARY: usize = 1024;
 /// Largest `details` (bytes of JSON).
@@ -24,7 +23,7 @@ const MAX_DETAILS: usize = 16 << 10;
 pub const SEVERITIES: &[&str] = &["info", "warning", "critical"];
 
 /// What is wrong with an event, if anything.
-fn event_problem(e: &ringfence_proto::api::Event) -> Option<String> {
+pub(super) fn event_problem(e: &ringfence_proto::api::Event) -> Option<String> {
     let kind_ok = e.kind.len() <= 48
         && e.kind.starts_with(|c: char| c.is_ascii_lowercase())
         && e.kind.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
@@ -75,7 +74,8 @@ fn refused_result(e: ringfence_proto::api::Event, why: String) -> ringfence_prot
 }
 
 /// `POST /v1/events`: rate limited per node (`--event-rate`, `--event-burst`: 429 with
-/// Retry-After, nothing stored); each stored event gets its own audit record.
+/// Retry-After, nothing stored); each stored event gets its own audit record (written by the
+/// group commit of [`crate::ingest`]).
 pub async fn ingest(
     State(state): State<Arc<AppState>>,
     Node(node): Node,
@@ -111,25 +111,25 @@ pub async fn ingest(
         return Err(ApiError::too_many(format!("node {id} is over its event rate limit; retry later"), wait));
     }
     let now = ringfence_proto::now_ms();
+    // Stored together with the requests of other nodes that arrive meanwhile (one transaction).
+    let written = state.ingest.store(id, batch.events, now).await.map_err(|e| {
+        tracing::error!(error = %e, "storage failure");
+        ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!("{e} (the control plane's database is failing; retry later)"),
+        )
+    })?;
     let mut accepted = Vec::new();
     let mut duplicates = Vec::new();
     let mut stored = Vec::new();
-    let mut tx = state.db.begin().await?;
-    let mut new_ids = db::events::insert_many(&mut tx, id, &batch.events, now).await?;
-    let mut summaries = Vec::new();
-    for event in batch.events {
-        // The first occurrence of a new id in the batch is the stored one.
-        if new_ids.remove(&event.id) {
-            summaries.push(json!({"node_id": id, "id": event.id, "kind": event.kind, "severity": event.severity, "summary": event.summary}));
+    for (event, fresh) in written.events.into_iter().zip(written.fresh) {
+        if fresh {
             accepted.push(event.id.clone());
             stored.push(StoredEvent { node_id: id.clone(), event, received_ms: now });
         } else {
             duplicates.push(event.id);
         }
     }
-    // Each summary its own audit record (bounded in size, like the event).
-    db::audit::append_many(&mut tx, &format!("node:{id}"), "alert", summaries).await?;
-    tx.commit().await.map_err(db::DbError::from)?;
     state.flows.publish(&stored, &state.hub.current());
     for event in stored {
         state.metrics.event_stored(&event.event.kind);

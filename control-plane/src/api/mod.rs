@@ -9,6 +9,7 @@ pub mod error;
 mod events;
 mod evidence;
 mod insight;
+mod live_flows;
 mod mesh;
 mod nodes;
 mod observe;

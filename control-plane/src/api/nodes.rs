@@ -89,6 +89,16 @@ pub async fn report(
         db::nodes::set_workloads(&mut tx, &id, workloads, generation).await?;
         tracing::info!(node = id, workloads = workloads.len(), "node workloads changed");
     }
+    if let Some(peers) = &report.wireguard_peers {
+        if peers.len() > ringfence_proto::api::MAX_REPORTED_PEERS {
+            return Err(ApiError::bad_request(format!(
+                "{} WireGuard peers reported: at most {}",
+                peers.len(),
+                ringfence_proto::api::MAX_REPORTED_PEERS
+            )));
+        }
+        db::nodes::set_wireguard_peers(&mut tx, &id, peers).await?;
+    }
     db::history::record_report(&mut tx, &node, &report, ringfence_proto::now_ms()).await?;
     db::nodes::apply_report(&mut tx, &node, &report).await?;
     tx.commit().await.map_err(db::DbError::from)?;

@@ -1,7 +1,8 @@
-//! `GET /v1/observe`: the live flow view. Stored events matching the filters (the newest `last`,
-//! oldest first), then, with `follow=true`, new ones as they are stored, as JSON lines
-//! (`{"flow": {...}}`, `{"lost_events": N}` when the stream fell behind). Filters are applied
-//! here, so a stream carries only what the operator asked for.
+//! `GET /v1/observe`: the live flow view. Stored events and the allow verdicts still in memory
+//! ([`crate::flows::LIVE_RING`]) matching the filters (the newest `last`, oldest first), then,
+//! with `follow=true`, new ones as they are stored or delivered, as JSON lines (`{"flow":
+//! {...}}`, `{"lost_events": N}` when the stream fell behind). Filters are applied here, so a
+//! stream carries only what the operator asked for.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -48,8 +49,13 @@ async fn backlog(state: &AppState, filter: &FlowFilter, last: usize) -> ApiResul
         .filter(|f| filter.matches(f))
         .take(last)
         .collect();
-    // Oldest first, by when they happened on the nodes.
-    out.sort_by(|a, b| (a.time_ms, &a.node_id, &a.event_id).cmp(&(b.time_ms, &b.node_id, &b.event_id)));
+    // Allow verdicts are not stored: the newest still in memory join the backlog.
+    out.extend(state.flows.recent_live(last, |f| filter.matches(f)));
+    // The newest `last` of both, oldest first, by when they happened on the nodes.
+    let key = |f: &Flow| (f.time_ms, f.node_id.clone(), f.event_id.clone());
+    out.sort_by_key(|f| std::cmp::Reverse(key(f)));
+    out.truncate(last);
+    out.reverse();
     Ok(out)
 }
 

@@ -42,6 +42,8 @@ pub struct AppState {
     pub reports: RateLimiter,
     /// Events per node.
     pub events: RateLimiter,
+    /// Live (allow) flows per node.
+    pub live_flows: RateLimiter,
     /// Long-polls per node.
     pub long_polls: LongPolls,
     /// Asks for an audit checkpoint now (policy changes).
@@ -50,6 +52,8 @@ pub struct AppState {
     pub logins: RateLimiter,
     /// The state directory (the console reads the last audit checkpoint from it).
     pub state_dir: std::path::PathBuf,
+    /// Agents' events, stored by group commit.
+    pub ingest: crate::ingest::Ingest,
     /// New flows for `GET /v1/observe`.
     pub flows: crate::flows::FlowBus,
     /// What the evidence pack is signed with and where its checkpoints are.

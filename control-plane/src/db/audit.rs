@@ -4,7 +4,7 @@ use ringfence_proto::AuditRecord;
 use serde_json::Value;
 use sqlx::{AnyPool, Row};
 
-use super::pool::{DbError, Tx};
+use super::pool::{rows_per_statement, DbError, Tx};
 
 /// Appends a record after the newest one, in `tx` (writers are serialized, so the chain cannot
 /// fork).
@@ -20,20 +20,35 @@ pub async fn append_many(
     action: &str,
     details: Vec<Value>,
 ) -> Result<Vec<AuditRecord>, DbError> {
+    let entries = details.into_iter().map(|d| (actor.to_owned(), d)).collect();
+    append_entries(tx, action, entries).await
+}
+
+/// Appends one record per `(actor, details)`, in order, in `tx`: the head is read once and the
+/// records are chained to it and to each other, exactly as one append at a time would.
+pub async fn append_entries(
+    tx: &mut Tx,
+    action: &str,
+    entries: Vec<(String, Value)>,
+) -> Result<Vec<AuditRecord>, DbError> {
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
     let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
         .fetch_optional(&mut **tx)
         .await?;
     let mut last: Option<(u64, String)> =
         last.map(|r| Ok::<_, DbError>((r.try_get::<i64, _>(0)? as u64, r.try_get(1)?))).transpose()?;
-    let mut out = Vec::with_capacity(details.len());
-    for details in details {
+    let mut out = Vec::with_capacity(entries.len());
+    let now = ringfence_proto::now_ms();
+    for (actor, details) in entries {
         let prev = last.as_ref().map(|(seq, hash)| (*seq, hash.as_str()));
-        let record = AuditRecord::next(prev, ringfence_proto::now_ms(), actor, action, details);
+        let record = AuditRecord::next(prev, now, &actor, action, details);
         last = Some((record.seq, record.hash.clone()));
         out.push(record);
     }
-    // One statement per few hundred records (7 parameters each).
-    for chunk in out.chunks(400) {
+    // One statement per many records (7 parameters each).
+    for chunk in out.chunks(rows_per_statement(tx, 7)) {
         let values: Vec<String> = (0..chunk.len())
             .map(|i| {
                 let p: Vec<String> = (1..=7).map(|j| format!("${}", i * 7 + j)).collect();

@@ -3,10 +3,7 @@
 use ringfence_proto::api::{Event, StoredEvent};
 use sqlx::{AnyPool, Row};
 
-use super::pool::{DbError, Tx};
-
-/// Rows per multi-row statement (8 parameters each, well below every backend's limit).
-const ROWS: usize = 400;
+use super::pool::{rows_per_statement, DbError, Tx};
 
 /// Stores the events of `node_id` that are not stored yet, a few statements for the whole
 /// batch; the ids stored now.
@@ -17,7 +14,7 @@ pub async fn insert_many(
     received_ms: i64,
 ) -> Result<std::collections::HashSet<String>, DbError> {
     let mut stored = std::collections::HashSet::new();
-    for chunk in events.chunks(ROWS) {
+    for chunk in events.chunks(rows_per_statement(tx, 8)) {
         let values: Vec<String> = (0..chunk.len())
             .map(|i| {
                 let p: Vec<String> = (1..=8).map(|j| format!("${}", i * 8 + j)).collect();

@@ -129,6 +129,11 @@ CREATE TABLE node_history (
 CREATE INDEX node_history_time ON node_history (time_ms)
 "#,
     ),
+    (
+        7,
+        "WireGuard peers and their last handshakes as nodes report them",
+        "ALTER TABLE nodes ADD COLUMN wireguard_peers TEXT NOT NULL DEFAULT '[]'",
+    ),
 ];
 
 /// Applies the migrations not yet recorded, each in its own transaction (under the writer lock,

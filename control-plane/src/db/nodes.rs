@@ -1,6 +1,8 @@
 //! The node inventory.
 
-use ringfence_proto::api::{Labels, NodeInfo, NodeReport, WireGuardInfo, WorkloadReport};
+use ringfence_proto::api::{
+    Labels, NodeInfo, NodeReport, WireGuardInfo, WireGuardPeerStatus, WorkloadReport,
+};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
@@ -18,7 +20,7 @@ pub struct NodeRow {
 
 const COLUMNS: &str = "id, region, labels, hostname, wireguard, agent_version, applied_policy_version, \
     applied_bundle_version, geo_db_version, last_seen_ms, enrolled_ms, cert_not_after_ms, revoked_ms, generation, \
-    tunnel_addresses, workloads";
+    tunnel_addresses, workloads, wireguard_peers";
 
 fn from_row(row: &AnyRow) -> Result<NodeRow, DbError> {
     let wireguard: Option<String> = row.try_get("wireguard")?;
@@ -43,6 +45,7 @@ fn from_row(row: &AnyRow) -> Result<NodeRow, DbError> {
             revoked_ms: row.try_get("revoked_ms")?,
             tunnel_addresses: json_col(row, "tunnel_addresses")?,
             workloads: json_col(row, "workloads")?,
+            wireguard_peers: json_col(row, "wireguard_peers")?,
         },
         generation: row.try_get("generation")?,
     })
@@ -218,6 +221,21 @@ pub async fn apply_report(tx: &mut Tx, current: &NodeRow, report: &NodeReport) -
     .bind(&info.node_id)
     .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+/// Stores the node's WireGuard peers and their handshakes as reported (telemetry: no new
+/// generation, bundles do not depend on it).
+pub async fn set_wireguard_peers(
+    tx: &mut Tx,
+    id: &str,
+    peers: &[WireGuardPeerStatus],
+) -> Result<(), DbError> {
+    sqlx::query("UPDATE nodes SET wireguard_peers = $1 WHERE id = $2")
+        .bind(serde_json::to_string(peers).expect("peers serialize"))
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 

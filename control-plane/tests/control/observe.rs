@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use ringfence_proto::api::{EventBatch, ObserveLine};
+use ringfence_proto::api::{EventBatch, LiveFlowBatch, ObserveLine};
 
 use crate::common::cli::ringfence_bin;
 use crate::common::{agent_event, Agent, Backend, TestServer};
@@ -143,3 +143,53 @@ async fn observe_filters_on_the_server_and_follows(backend: Backend) {
 }
 
 crate::on_both_backends!(observe_filters_on_the_server_and_follows);
+
+/// Allow verdicts on their own path (`POST /v1/flows`).
+mod live {
+    use super::*;
+
+    /// (audit records, stored events) now.
+    async fn stored_counts(server: &TestServer) -> (usize, usize) {
+        let audit = server.cli(&["audit", "export"]).await.stdout;
+        let alerts = server.cli(&["alerts", "--limit", "1000", "--json"]).await.stdout;
+        let alerts: serde_json::Value = serde_json::from_slice(&alerts).unwrap();
+        (
+            audit.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count(),
+            alerts["alerts"].as_array().unwrap().len(),
+        )
+    }
+
+    /// Allow verdicts (`POST /v1/flows`) reach `observe --verdict allow`, live and from memory, but
+    /// are neither stored nor audited; other kinds are refused there; reported drops are counted.
+    async fn live_allows_are_shown_not_stored(backend: Backend) {
+        let server = TestServer::start(backend).await;
+        let eu = server.agent("eu", &[], "lv-a").await;
+        deliver(&eu, vec![agent_event("d1", "deny", "203.0.113.9", "team=ml")]).await;
+        let before = stored_counts(&server).await;
+        let allow = |id: &str| {
+            let mut e = agent_event(id, "allow", "198.51.100.30", "team=ml");
+            e.severity = "info".into();
+            e
+        };
+        let resp = eu
+            .post("/v1/flows", &LiveFlowBatch { flows: vec![allow("a1"), allow("a2")], dropped: 3 })
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+        assert_eq!(observed(&server, &["--verdict", "allow"]).await, ["a1", "a2"]);
+        assert_eq!(
+            observed(&server, &["--last", "2"]).await,
+            ["a1", "a2"],
+            "the newest flows, stored or not"
+        );
+        let refused =
+            LiveFlowBatch { flows: vec![agent_event("d2", "deny", "203.0.113.9", "team=ml")], dropped: 0 };
+        assert_eq!(eu.post("/v1/flows", &refused).await.unwrap().status(), 400, "only allows travel there");
+        server.wait_for_metric("ringfence_live_flows_dropped_total", 3.0).await;
+        server.wait_for_metric("ringfence_live_flows_total", 2.0).await;
+        assert_eq!(stored_counts(&server).await, before, "allows are neither stored nor audited");
+        server.stop().await;
+    }
+
+    crate::on_both_backends!(live_allows_are_shown_not_stored);
+}

@@ -66,3 +66,26 @@ pub struct AlertList {
     /// Newest first.
     pub alerts: Vec<StoredEvent>,
 }
+
+/// `POST /v1/flows` (client certificate): allow verdicts for the live flow view only. Unlike
+/// [`EventBatch`] they are never stored and never enter the audit chain: the control plane
+/// hands them to the open `GET /v1/observe` streams and keeps the newest few thousand in
+/// memory for streams that start later. Best effort: the agent drops what it cannot send and
+/// says how many in `dropped`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveFlowBatch {
+    /// Up to 1000 allow verdicts, as events (`kind` `allow`, the verdict record as `details`).
+    pub flows: Vec<Event>,
+    /// Allow verdicts the agent dropped since its previous batch (queue full, upload failed).
+    #[serde(default)]
+    pub dropped: u64,
+}
+
+/// The answer to a [`LiveFlowBatch`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveFlowsAccepted {
+    /// Flows handed to the live view.
+    pub published: usize,
+}

@@ -127,6 +127,23 @@ pub struct WorkloadReport {
     pub policy: Option<String>,
 }
 
+/// One WireGuard peer as the node's interface sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireGuardPeerStatus {
+    /// The peer's public key (base64).
+    pub public_key: String,
+    /// Where the interface sends to it now (`host:port`), if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// The last completed handshake (Unix ms); absent: none yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handshake_ms: Option<i64>,
+}
+
+/// The most WireGuard peers a report may list.
+pub const MAX_REPORTED_PEERS: usize = 4096;
+
 /// `POST /v1/report` (client certificate): the node's state, sent at start and on change.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -150,6 +167,10 @@ pub struct NodeReport {
     /// send none, and leave the field out for control planes that predate it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workloads: Option<Vec<WorkloadReport>>,
+    /// The WireGuard interface's peers and their last handshakes (absent: no WireGuard, or
+    /// unchanged; agents send it with every periodic report).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wireguard_peers: Option<Vec<WireGuardPeerStatus>>,
 }
 
 /// One node of the inventory (`GET /v1/nodes`).
@@ -190,6 +211,10 @@ pub struct NodeInfo {
     /// `tunnel_addresses`, as remote workloads; left out when none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub workloads: Vec<WorkloadReport>,
+    /// Its WireGuard peers as its agent last reported them, with their last handshakes (not
+    /// part of bundles; left out when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wireguard_peers: Vec<WireGuardPeerStatus>,
 }
 
 /// `POST /v1/nodes/{id}/addresses` (admin): pin a node's tunnel addresses (replacing any
