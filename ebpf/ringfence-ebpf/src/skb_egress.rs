@@ -90,10 +90,10 @@ fn blank(cgroup_id: u64) -> SkbScratch {
 /// Reads the fixed IP header (and, when it is simple, the ports).
 #[inline(always)]
 fn header(ctx: &SkBuffContext, s: &mut SkbScratch) -> Option<()> {
-    let first: u8 = ctx.load(0).ok()?;
-    match first >> 4 {
+    // One read covers the fixed IPv4 header and tells the version (an IPv6 header is longer).
+    let h: [u8; 20] = ctx.load(0).ok()?;
+    match h[0] >> 4 {
         4 => {
-            let h: [u8; 20] = ctx.load(0).ok()?;
             let ihl = ((h[0] & 0x0f) as usize) * 4;
             s.family = 4;
             s.proto = h[9] as u32;
