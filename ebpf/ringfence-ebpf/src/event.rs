@@ -114,7 +114,7 @@ pub fn remember_owner(dest: &Dest) -> bool {
         // SAFETY: a value pointer from the map.
         let o = unsafe { &mut *o };
         if o.pid == who.pid && o.port == dest.port as u32 {
-            if now.wrapping_sub(o.ts_ns) < ALLOW_EVENT_INTERVAL_NS {
+            if recent(o, now) {
                 return false; // unchanged and reported recently: no write, no event
             }
             o.ts_ns = now;
@@ -124,6 +124,26 @@ pub fn remember_owner(dest: &Dest) -> bool {
     let owner = Owner { pid: who.pid, port: dest.port as u32, comm: who.comm, ts_ns: now };
     let _ = RF_OWNERS.insert(&key, &owner, 0);
     true
+}
+
+/// Whether the owner entry's last allow event is within [`ALLOW_EVENT_INTERVAL_NS`] of `now`.
+#[inline(always)]
+fn recent(o: &Owner, now: u64) -> bool {
+    now.wrapping_sub(o.ts_ns) < ALLOW_EVENT_INTERVAL_NS
+}
+
+/// Whether [`remember_owner`] would return false for `dest` (no event due: the calling process
+/// reached it on the same port recently), without writing anything or reading the task's name.
+#[inline(always)]
+pub fn owner_unchanged(dest: &Dest) -> bool {
+    // SAFETY: helpers without arguments to check.
+    let (cgroup_id, pid) =
+        unsafe { (bpf_get_current_cgroup_id(), (bpf_get_current_pid_tgid() >> 32) as u32) };
+    let Some(o) = RF_OWNERS.get_ptr(&dest_key(cgroup_id, dest.daddr, dest.family)) else { return false };
+    // SAFETY: a value pointer from the map, read once.
+    let o = unsafe { &*o };
+    // SAFETY: a helper without arguments.
+    o.pid == pid && o.port == dest.port as u32 && recent(o, unsafe { bpf_ktime_get_ns() })
 }
 
 /// True at most once per flow per [`DROP_EVENT_INTERVAL_NS`].

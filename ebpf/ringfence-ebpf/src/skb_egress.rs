@@ -23,7 +23,7 @@ use crate::{
     allowed,
     block::blocked,
     iphdr::{is_v6_ext, transport, verdict_port},
-    maps::{bump, SkbScratch, MAX_ROUTE, RF_REPLIES, RF_SKB_SCRATCH, RF_SKB_TAILS, RF_SKCACHE},
+    maps::{bump, SkbScratch, RF_REPLIES, RF_SKB_SCRATCH, RF_SKB_TAILS, RF_SKCACHE},
     verdict::active,
     workload::policy_of_skb,
 };
@@ -66,13 +66,29 @@ fn opened_by_peer(sk: *mut bpf_sock) -> bool {
     !p.is_null() && unsafe { (*p).flags } & SK_PASSIVE != 0
 }
 
+/// The packet as the fast path sees it: the scratch record without its source-route entries,
+/// which only the tail calls use (zeroing all of them on the stack cost the fast path nine
+/// `memset` calls per packet).
+#[derive(Clone, Copy)]
+struct Head {
+    daddr: [u8; 16],
+    saddr: [u8; 16],
+    family: u32,
+    proto: u32,
+    sport: u16,
+    dport: u16,
+    l4_off: u32,
+    next_hdr: u32,
+    cgroup_id: u64,
+    policy: u32,
+    simple: u32,
+}
+
 #[inline(always)]
-fn blank(cgroup_id: u64) -> SkbScratch {
-    SkbScratch {
-        addrs: [[0; 16]; MAX_ROUTE],
+fn blank(cgroup_id: u64) -> Head {
+    Head {
+        daddr: [0; 16],
         saddr: [0; 16],
-        count: 1,
-        next: 0,
         family: 0,
         proto: 0,
         sport: 0,
@@ -82,23 +98,42 @@ fn blank(cgroup_id: u64) -> SkbScratch {
         cgroup_id,
         policy: 0,
         simple: 1,
-        audit: 0,
-        _pad: 0,
     }
+}
+
+/// Hands the packet to the tail calls: this CPU's scratch record, every field they read before
+/// writing (route entries past `count` are written before they are read).
+#[inline(always)]
+fn hand_off(s: &mut SkbScratch, h: &Head) {
+    s.addrs[0] = h.daddr;
+    s.saddr = h.saddr;
+    s.count = 1;
+    s.next = 0;
+    s.family = h.family;
+    s.proto = h.proto;
+    s.sport = h.sport;
+    s.dport = h.dport;
+    s.l4_off = h.l4_off;
+    s.next_hdr = h.next_hdr;
+    s.cgroup_id = h.cgroup_id;
+    s.policy = h.policy;
+    s.simple = h.simple;
+    s.audit = 0;
+    s._pad = 0;
 }
 
 /// Reads the fixed IP header (and, when it is simple, the ports).
 #[inline(always)]
-fn header(ctx: &SkBuffContext, s: &mut SkbScratch) -> Option<()> {
-    let first: u8 = ctx.load(0).ok()?;
-    match first >> 4 {
+fn header(ctx: &SkBuffContext, s: &mut Head) -> Option<()> {
+    // One read covers the fixed IPv4 header and tells the version (an IPv6 header is longer).
+    let h: [u8; 20] = ctx.load(0).ok()?;
+    match h[0] >> 4 {
         4 => {
-            let h: [u8; 20] = ctx.load(0).ok()?;
             let ihl = ((h[0] & 0x0f) as usize) * 4;
             s.family = 4;
             s.proto = h[9] as u32;
             s.saddr[..4].copy_from_slice(&h[12..16]);
-            s.addrs[0][..4].copy_from_slice(&h[16..20]);
+            s.daddr[..4].copy_from_slice(&h[16..20]);
             s.l4_off = ihl as u32;
             s.simple = (ihl == 20) as u32;
             if u16::from_be_bytes([h[6], h[7]]) & 0x1fff == 0 {
@@ -110,7 +145,7 @@ fn header(ctx: &SkBuffContext, s: &mut SkbScratch) -> Option<()> {
             let h: [u8; 40] = ctx.load(0).ok()?;
             s.family = 6;
             s.saddr.copy_from_slice(&h[8..24]);
-            s.addrs[0].copy_from_slice(&h[24..40]);
+            s.daddr.copy_from_slice(&h[24..40]);
             s.next_hdr = h[6] as u32;
             s.l4_off = 40;
             if is_v6_ext(s.next_hdr) {
@@ -128,9 +163,9 @@ fn header(ctx: &SkBuffContext, s: &mut SkbScratch) -> Option<()> {
 
 /// Whether the policy in force allowed this (simple) packet's destination recently.
 #[inline(always)]
-fn cached(s: &SkbScratch) -> bool {
+fn cached(s: &Head) -> bool {
     let a = active(s.policy);
-    allowed::covers(&a, &allowed::key(&a, s.family, s.proto, s.dport, s.addrs[0]))
+    allowed::covers(&a, &allowed::key(&a, s.family, s.proto, s.dport, s.daddr))
 }
 
 #[inline(always)]
@@ -143,7 +178,7 @@ fn try_skb_egress(ctx: &SkBuffContext) -> Option<i32> {
     if s.proto == IPPROTO_UDP {
         remember_udp(&s);
     }
-    if blocked(cgroup_id, s.addrs[0], s.family) {
+    if blocked(cgroup_id, s.daddr, s.family) {
         bump(STAT_EXFIL_BLOCKED);
         return Some(DROP);
     }
@@ -163,7 +198,7 @@ fn try_skb_egress(ctx: &SkBuffContext) -> Option<i32> {
     }
     let slot = RF_SKB_SCRATCH.get_ptr_mut(0)?;
     // SAFETY: this CPU's scratch slot; the tail-called programs run on this CPU right after.
-    unsafe { *slot = s };
+    hand_off(unsafe { &mut *slot }, &s);
     let tail = if s.simple == 1 { verdict_slot(s.family) } else { SKB_TAIL_PARSE };
     // SAFETY: the slot holds one of our cgroup_skb programs.
     let _ = unsafe { RF_SKB_TAILS.tail_call(ctx, tail) };
@@ -173,10 +208,10 @@ fn try_skb_egress(ctx: &SkBuffContext) -> Option<i32> {
 /// Notes a UDP flow the cgroup sends on: its replies pass the receiving workload's ingress
 /// rules (`rf_skb_ingress`).
 #[inline(always)]
-fn remember_udp(s: &SkbScratch) {
+fn remember_udp(s: &Head) {
     let flow = FlowKey {
         local: s.saddr,
-        remote: s.addrs[0],
+        remote: s.daddr,
         local_port: s.sport,
         remote_port: s.dport,
         proto: s.proto,

@@ -102,6 +102,11 @@ fn try_skb_ingress(ctx: &SkBuffContext) -> Option<i32> {
         return Some(PASS);
     }
     let (sport, dport, _, flags, _, l4_len) = transport(ctx, proto, off)?;
+    // Segments of established connections (most packets) pass before anything is looked up.
+    let tcp_known = proto == IPPROTO_TCP && (flags & TCP_SYN == 0 || flags & TCP_ACK != 0);
+    if tcp_known && sport != DNS_PORT {
+        return Some(PASS);
+    }
     // SAFETY: the program's own skb.
     let cgroup_id = unsafe { bpf_skb_cgroup_id(ctx.skb.skb.cast()) };
     let flow = FlowKey { local: dst, remote: src, local_port: dport, remote_port: sport, proto, family };
@@ -113,7 +118,7 @@ fn try_skb_ingress(ctx: &SkBuffContext) -> Option<i32> {
             bump(STAT_DNS_IGNORED);
         }
     }
-    if proto == IPPROTO_TCP && (flags & TCP_SYN == 0 || flags & TCP_ACK != 0) {
+    if tcp_known {
         return Some(PASS);
     }
     let a = active_dir(policy_of_skb(ctx.skb.skb.cast(), cgroup_id), DIR_INGRESS);

@@ -1,12 +1,13 @@
 //! Reading the destination out of a `bpf_sock_addr` context and deciding on it.
 use aya_ebpf::{helpers::bpf_get_current_cgroup_id, programs::SockAddrContext};
-use ringfence_common::VERDICT_ALLOW;
+use ringfence_common::{CONFIG_DNS, STAT_ALLOWED, VERDICT_ALLOW};
 
 use crate::{
     allowed,
     block::{block_verdict, blocked},
     budget::{budgets_configured, spent, Sent},
-    event::{emit, remember_owner, Dest},
+    event::{emit, owner_unchanged, remember_owner, Dest},
+    maps::bump,
     verdict::{active, decide_v4, decide_wire_v6, Active, Verdict},
     workload::{policy_of_current, workload_of_current},
 };
@@ -47,6 +48,25 @@ fn budget_spent(a: &Active, dest: &Dest, cgroup_id: u64) -> bool {
     spent(&sent)
 }
 
+/// The connect-time verdict cache: a destination the active table allowed before (noted in
+/// `RF_ALLOWED` under the table's generation) is allowed again without the trie walks, when
+/// nothing else would differ: the table has no DNS rules (learned addresses expire, and an
+/// expired one must be decided again; resolver pinning) and no allow event is due (an event
+/// carries the deciding rule, which only the full verdict knows). Blocks and spent budgets are
+/// checked before this. Counted as an allow, like the verdict it repeats. Not inlined, like
+/// [`finish`].
+#[inline(never)]
+fn allowed_before(a: &Active, dest: &Dest) -> bool {
+    if a.cfg.flags & CONFIG_DNS != 0
+        || !allowed::covers(a, &allowed::key(a, dest.family, dest.protocol, dest.port, dest.daddr))
+        || !owner_unchanged(dest)
+    {
+        return false;
+    }
+    bump(STAT_ALLOWED);
+    true
+}
+
 /// Reports the verdict; an allowed destination is remembered with its process (attribution)
 /// and in the backstop's verdict cache, so the backstop passes its packets without deciding
 /// again. Not inlined: its frame (event, owner, cache key) is not on the stack while the verdict
@@ -82,6 +102,9 @@ pub fn handle_v4(ctx: &SockAddrContext, hook: u32) -> i32 {
     if let Some(ret) = refuse_blocked(&a, &dest) {
         return ret;
     }
+    if allowed_before(&a, &dest) {
+        return 1;
+    }
     finish(&a, &dest, &decide_v4(&a, ip, port, protocol))
 }
 
@@ -104,6 +127,9 @@ pub fn handle_v6(ctx: &SockAddrContext, hook: u32) -> i32 {
         if let Some(ret) = refuse_blocked(&a, &dest) {
             return ret;
         }
+        if allowed_before(&a, &dest) {
+            return 1;
+        }
         return finish(&a, &dest, &decide_v4(&a, v4, port, protocol));
     }
     // SAFETY: four u32 words are sixteen bytes in memory order.
@@ -111,6 +137,9 @@ pub fn handle_v6(ctx: &SockAddrContext, hook: u32) -> i32 {
     let dest = Dest { daddr, family: 6, port, protocol, hook };
     if let Some(ret) = refuse_blocked(&a, &dest) {
         return ret;
+    }
+    if allowed_before(&a, &dest) {
+        return 1;
     }
     finish(&a, &dest, &decide_wire_v6(&a, daddr, port, protocol))
 }
