@@ -65,7 +65,7 @@ pub const REFUSED_RESULT: &str = "refused-result";
 /// retry is a duplicate; the rest of the batch is stored as usual).
 fn refused_result(e: ringfence_proto::api::Event, why: String) -> ringfence_proto::api::Event {
     ringfence_proto::api::Event {
-        details: json!({"refused_kind": e.kind, "why": why}),
+        details: serde_json::json!({"refused_kind": e.kind, "why": why}),
         kind: REFUSED_RESULT.into(),
         severity: "warning".into(),
         summary: why,
