@@ -61,18 +61,10 @@ impl From<&GeoInfo> for GeoStatus {
     }
 }
 
-/// "YYYY-MM-DD" (UTC) of a Unix time, by the days-to-civil algorithm.
+/// "YYYY-MM-DD" (UTC) of a Unix time (the date part of the wire contract's RFC 3339 form).
 pub fn utc_date(epoch: u64) -> String {
-    let z = (epoch / 86_400) as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
+    let millis = i64::try_from(epoch).unwrap_or(i64::MAX / 1000).saturating_mul(1000);
+    ringfence_proto::api::rfc3339_ms(millis)[..10].to_owned()
 }
 
 #[cfg(test)]

@@ -230,6 +230,20 @@ impl Lab {
         run_probe(self.node_command(&self.probe), args, "node netns/cgroup")
     }
 
+    /// Uploads `bytes` to `addr:port` with `lab-probe stream` (paced at `rate` bytes/s when
+    /// given) and returns its final line. A transfer the kernel stops shows as stalled (nothing
+    /// taken for 1.5 s); one that got out whole ends with all bytes sent.
+    pub fn upload(&self, addr: &str, port: u16, bytes: u64, rate: Option<u64>) -> serde_json::Value {
+        let (port, bytes) = (port.to_string(), bytes.to_string());
+        let mut args =
+            vec!["stream", addr, &port, "--bytes", &bytes, "--stall-ms", "1500", "--timeout-ms", "30000"];
+        let rate = rate.map(|r| r.to_string());
+        if let Some(r) = rate.as_deref() {
+            args.extend(["--rate", r]);
+        }
+        self.probe_json(&args)
+    }
+
     /// Runs `lab-probe args…` in the node netns and the test cgroup; returns its last stdout
     /// line as JSON (for commands that report more than an exchange: `stream`, `tunnel`).
     pub fn probe_json(&self, args: &[&str]) -> serde_json::Value {

@@ -355,20 +355,7 @@ fn an_approved_sink_named_by_domain_is_not_charged_to_the_budget() {
     let Some((_dns, e)) = start("sink_names", "fqdn-sink", &[HUB, BUCKET], &records, &[], &policy) else {
         return;
     };
-    let upload = |addr: &str| {
-        let bytes = (4 * BUDGET).to_string();
-        e.lab.probe_json(&[
-            "stream",
-            addr,
-            "443",
-            "--bytes",
-            &bytes,
-            "--stall-ms",
-            "1500",
-            "--timeout-ms",
-            "30000",
-        ])
-    };
+    let upload = |addr: &str| e.lab.upload(addr, 443, 4 * BUDGET, None);
     for name in ["bucket.s3.example", "hub.example"] {
         let r = resolve(&e.lab, &[RESOLVER, name, "--connect", "443", "--expect-answers"]);
         assert_eq!(n(&r, "ok"), 1, "{name}: {r}");

@@ -54,21 +54,6 @@ fn start_watching(name: &str, budgets: &str, checkpoints: bool) -> (Enforced, Si
     (e, sink)
 }
 
-/// Uploads `bytes` to `addr` (paced at `rate` bytes/s when given); returns the probe's final
-/// line. A transfer the kernel stops shows as stalled (nothing taken for 1.5 s); one that got
-/// out whole to the counting sink ends at `recv` (the sink never replies) with all bytes sent.
-fn upload(e: &Enforced, addr: &str, port: u16, bytes: u64, rate: Option<u64>) -> Value {
-    let port = port.to_string();
-    let bytes = bytes.to_string();
-    let mut args =
-        vec!["stream", addr, &port, "--bytes", &bytes, "--stall-ms", "1500", "--timeout-ms", "30000"];
-    let rate = rate.map(|r| r.to_string());
-    if let Some(r) = rate.as_deref() {
-        args.extend(["--rate", r]);
-    }
-    e.lab.probe_json(&args)
-}
-
 fn stalled(v: &Value) -> bool {
     v["stalled"] == true
 }
@@ -110,7 +95,7 @@ fn a_destination_budget_stops_transfers_at_full_speed_and_at_1_gbit_per_destinat
     let (e, sink) = start("budget-dest", "perDestination: 8MiB/1h, total: 1GiB/1h");
 
     // Full veth speed (unpaced).
-    let r = upload(&e, FIRST, SINK_PORT, 64 << 20, None);
+    let r = e.lab.upload(FIRST, SINK_PORT, 64 << 20, None);
     assert!(stalled(&r), "the kernel stops it: {r}");
     let first = sink.settled(Duration::from_millis(300), WAIT).tcp;
     assert_stopped_at(first, BUDGET, "full speed");
@@ -118,14 +103,14 @@ fn a_destination_budget_stops_transfers_at_full_speed_and_at_1_gbit_per_destinat
     assert!(refused(&e, FIRST), "a new connection to the spent destination is refused");
 
     // Another destination has its own budget: at about 1 Gbit/s it stops the same way.
-    let r = upload(&e, SECOND, SINK_PORT, 64 << 20, Some(125_000_000));
+    let r = e.lab.upload(SECOND, SINK_PORT, 64 << 20, Some(125_000_000));
     assert!(stalled(&r), "{r}");
     let second = sink.settled(Duration::from_millis(300), WAIT).tcp - first;
     assert_stopped_at(second, BUDGET, "1 Gbit/s");
     alert_for(&e, "perDestination", SECOND);
 
     // The approved sink is never counted: four times the budget passes.
-    let r = upload(&e, APPROVED, 443, 4 * BUDGET, None);
+    let r = e.lab.upload(APPROVED, 443, 4 * BUDGET, None);
     assert_eq!(
         (r["ok"].as_bool(), r["reply"].as_str()),
         (Some(true), Some(&*format!("pong {}", 4 * BUDGET))),
@@ -144,9 +129,9 @@ fn a_spent_total_budget_survives_kill_9_restart_and_reload() {
     const TOTAL: u64 = 12 << 20;
     let (mut e, sink) = start("budget-total", "perDestination: 1GiB/1h, total: 12MiB/1h");
 
-    let r = upload(&e, FIRST, SINK_PORT, 8 << 20, None);
+    let r = e.lab.upload(FIRST, SINK_PORT, 8 << 20, None);
     assert!(!stalled(&r) && r["sent"] == 8 << 20, "under the total: {r}");
-    let r = upload(&e, SECOND, SINK_PORT, 64 << 20, None);
+    let r = e.lab.upload(SECOND, SINK_PORT, 64 << 20, None);
     assert!(stalled(&r), "{r}");
     let both = sink.settled(Duration::from_millis(300), WAIT).tcp;
     assert_stopped_at(both, TOTAL, "total over two destinations");
@@ -166,7 +151,7 @@ fn a_spent_total_budget_survives_kill_9_restart_and_reload() {
     ));
     assert!(refused(&e, FIRST), "refused after a reload");
     assert_eq!(sink.received().tcp, both, "nothing more arrived");
-    let r = upload(&e, APPROVED, 443, 16 << 20, None);
+    let r = e.lab.upload(APPROVED, 443, 16 << 20, None);
     assert_eq!(r["ok"], true, "the approved sink still works: {r}");
     assert_eq!(budget_alerts(&e).len(), 0, "the restarted agent raises no second alert");
 }
@@ -177,7 +162,7 @@ fn an_ipv6_destination_budget_stops_the_transfer_and_leaves_other_destinations_a
     let (e, sink) = start("budget-v6", "perDestination: 8MiB/1h, total: 1GiB/1h");
     let (spent, other) = (WORLD_V6[0], WORLD_V6[1]);
 
-    let r = upload(&e, spent, SINK_PORT, 64 << 20, None);
+    let r = e.lab.upload(spent, SINK_PORT, 64 << 20, None);
     assert!(stalled(&r), "the kernel stops it: {r}");
     let got = sink.settled(Duration::from_millis(300), WAIT).tcp;
     assert_stopped_at(got, BUDGET, "IPv6 full speed");
@@ -185,7 +170,7 @@ fn an_ipv6_destination_budget_stops_the_transfer_and_leaves_other_destinations_a
     assert!(refused(&e, spent), "a new connection to the spent IPv6 destination is refused");
 
     // Another IPv6 destination still has its whole budget.
-    let r = upload(&e, other, SINK_PORT, BUDGET / 2, None);
+    let r = e.lab.upload(other, SINK_PORT, BUDGET / 2, None);
     assert!(!stalled(&r) && r["sent"] == BUDGET / 2, "{r}");
     let after = sink.settled(Duration::from_millis(300), WAIT).tcp;
     assert_eq!(after - got, BUDGET / 2, "byte-exact at the receiver");
@@ -208,7 +193,7 @@ fn a_relative_budget_follows_the_largest_checkpoint_seen() {
     let (e, sink) = start_watching("budget-rel", "perDestination: 0.01x checkpoint/24h", true);
 
     checkpoint(&e, "model-00001-of-00001.safetensors", CHECKPOINT);
-    let r = upload(&e, FIRST, SINK_PORT, 64 << 20, None);
+    let r = e.lab.upload(FIRST, SINK_PORT, 64 << 20, None);
     assert!(stalled(&r), "the kernel stops it: {r}");
     let first = sink.settled(Duration::from_millis(300), WAIT).tcp;
     assert_stopped_at(first, CHECKPOINT / 100, "0.01x an 800 MiB checkpoint");
@@ -216,7 +201,7 @@ fn a_relative_budget_follows_the_largest_checkpoint_seen() {
 
     // A larger checkpoint raises the budget derived from it: another destination gets 0.01x that.
     checkpoint(&e, "model-large.safetensors", 2 * CHECKPOINT);
-    let r = upload(&e, SECOND, SINK_PORT, 64 << 20, None);
+    let r = e.lab.upload(SECOND, SINK_PORT, 64 << 20, None);
     assert!(stalled(&r), "{r}");
     let second = sink.settled(Duration::from_millis(300), WAIT).tcp - first;
     assert_stopped_at(second, 2 * CHECKPOINT / 100, "0.01x a 1600 MiB checkpoint");

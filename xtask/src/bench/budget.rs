@@ -114,19 +114,7 @@ fn past_budget(rig: &Rig, policy: &std::path::Path) -> Result<i64> {
     }
     let _agent = rig.agent(policy, &[]);
     let sink = Sink::start(&rig.lab, SINK_PORT, None);
-    let bytes = (4 * BUDGET).to_string();
-    let port = SINK_PORT.to_string();
-    let r = rig.lab.probe_json(&[
-        "stream",
-        ELSEWHERE,
-        &port,
-        "--bytes",
-        &bytes,
-        "--stall-ms",
-        "1500",
-        "--timeout-ms",
-        "30000",
-    ]);
+    let r = rig.lab.upload(ELSEWHERE, SINK_PORT, 4 * BUDGET, None);
     if r["stalled"] != true {
         bail!("the upload was not stopped: {r}");
     }
