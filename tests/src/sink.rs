@@ -69,12 +69,15 @@ impl Sink {
         best
     }
 
-    /// The totals once nothing more has arrived for `quiet` (within `timeout`).
+    /// The totals once nothing more has arrived for `quiet` (within `timeout`), counted from
+    /// the call too: bytes that reached the sink just before it may not be in a report yet (the
+    /// sink reports every 10 ms), and an older report must not pass for the settled total.
     pub fn settled(&self, quiet: Duration, timeout: Duration) -> Received {
-        let deadline = Instant::now() + timeout;
+        let called = Instant::now();
+        let deadline = called + timeout;
         loop {
             let (r, at) = *self.last.lock().expect("sink lock");
-            if at.elapsed() >= quiet {
+            if at.elapsed() >= quiet && called.elapsed() >= quiet {
                 return r;
             }
             assert!(Instant::now() < deadline, "the sink kept receiving for {timeout:?}: {r:?}");
