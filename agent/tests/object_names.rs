@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use aya_obj::{maps::PinningType, Object};
 use ringfence_agent::bpf::EBPF_OBJECT;
 use ringfence_common::{
-    HOOKS, PINNED_MAPS, PROGRAMS, SKB_PARSE, SKB_VERDICT4, SKB_VERDICT6, SKCACHE_MAP, TC_EGRESS, TC_INGRESS,
+    HOOKS, PINNED_MAPS, PROGRAMS, SKB_BUDGET, SKB_PARSE, SKB_VERDICT4, SKB_VERDICT6, SKCACHE_MAP, TC_EGRESS, TC_INGRESS,
     TC_VERDICT4, TC_VERDICT6,
 };
 
@@ -46,6 +46,7 @@ fn every_program_is_named_in_common_and_every_name_is_a_program() {
     let obj = object();
     let in_object: BTreeSet<String> = obj.programs.keys().cloned().collect();
     let named = set(PROGRAMS.into_iter().chain([
+        SKB_BUDGET,
         SKB_VERDICT4,
         SKB_VERDICT6,
         SKB_PARSE,

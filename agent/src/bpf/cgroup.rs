@@ -16,9 +16,9 @@ use aya::{
     Btf, Ebpf,
 };
 use ringfence_common::{
-    CGROUP_MAP, PROGRAMS, SETSOCKOPT, SKB_BUDGET, SKB_EGRESS, SKB_INGRESS, SKB_PARSE, SKB_TAILS_MAP,
-    SKB_TAIL_PARSE, SKB_TAIL_VERDICT4, SKB_TAIL_VERDICT6, SKB_VERDICT4, SKB_VERDICT6, SOCKET_CREATE, SOCKOPS,
-    SOCK_ADDR_PROGRAMS, SOCK_CREATE,
+    CGROUP_MAP, PROGRAMS, SETSOCKOPT, SKB_BUDGET, SKB_EGRESS, SKB_INGRESS, SKB_PARSE,
+    SKB_TAILS_MAP, SKB_TAIL_BUDGET, SKB_TAIL_PARSE, SKB_TAIL_VERDICT4, SKB_TAIL_VERDICT6, SKB_VERDICT4,
+    SKB_VERDICT6, SOCKET_CREATE, SOCKOPS, SOCK_ADDR_PROGRAMS, SOCK_CREATE,
 };
 use tracing::{debug, info, warn};
 
@@ -100,9 +100,13 @@ fn load_all(ebpf: &mut Ebpf) -> Result<Option<String>, AgentError> {
 }
 
 fn fill_tails(ebpf: &mut Ebpf) -> Result<(), AgentError> {
-    let fds =
-        [(SKB_TAIL_VERDICT4, SKB_VERDICT4), (SKB_TAIL_PARSE, SKB_PARSE), (SKB_TAIL_VERDICT6, SKB_VERDICT6)]
-            .map(|(slot, name)| -> Result<_, AgentError> {
+    let fds = [
+        (SKB_TAIL_VERDICT4, SKB_VERDICT4),
+        (SKB_TAIL_PARSE, SKB_PARSE),
+        (SKB_TAIL_VERDICT6, SKB_VERDICT6),
+        (SKB_TAIL_BUDGET, SKB_BUDGET),
+    ]
+    .map(|(slot, name)| -> Result<_, AgentError> {
                 let fd = program::<CgroupSkb>(ebpf, name)?.fd().map_err(bpf_error)?;
                 Ok((slot, fd.try_clone().map_err(|e| AgentError::io("dup", name, e))?))
             });
@@ -129,7 +133,7 @@ fn attach_one(ebpf: &mut Ebpf, name: &str, cg: &File, links: &Path) -> Result<()
             let id = p.attach(cg.as_fd(), mode).map_err(bpf_error)?;
             p.take_link(id).map_err(bpf_error)?.try_into().map_err(bpf_error)?
         }
-        SKB_EGRESS | SKB_BUDGET | SKB_INGRESS => {
+        SKB_EGRESS | SKB_INGRESS => {
             let p = program::<CgroupSkb>(ebpf, name)?;
             let dir =
                 if name == SKB_INGRESS { CgroupSkbAttachType::Ingress } else { CgroupSkbAttachType::Egress };
@@ -222,6 +226,7 @@ pub fn attach_all(ebpf: &mut Ebpf, cgroup: &Path, bpffs: &Path, iso: Isolation) 
             backstop_attached_ns = crate::clock::monotonic_ns();
         }
     }
+
     Ok(Hooks { packet_sockets, backstop_attached_ns })
 }
 

@@ -149,7 +149,8 @@ pub const STAT_COUNT: u32 = 21;
 /// at the call, events with the process), never the first line of defence.
 pub const SOCKOPS: &str = "rf_sockops";
 pub const SKB_EGRESS: &str = "rf_skb_egress";
-/// Exfiltration budgets and the rate cap (`cgroup_skb/egress`, next to the backstop).
+/// Exfiltration budgets and the rate cap (`cgroup_skb/egress`): tail-called by the backstop for
+/// each packet it lets out under a policy with budgets ([`SKB_TAIL_BUDGET`]), not attached.
 pub const SKB_BUDGET: &str = "rf_skb_budget";
 /// Ingress rules (`cgroup_skb/ingress`): inbound connections and datagrams to the workloads.
 pub const SKB_INGRESS: &str = "rf_skb_ingress";
@@ -162,10 +163,9 @@ pub const SETSOCKOPT: &str = "rf_setsockopt";
 pub const SOCKET_CREATE: &str = "rf_socket_create";
 pub const SOCK_ADDR_PROGRAMS: [&str; 4] = ["rf_connect4", "rf_connect6", "rf_sendmsg4", "rf_sendmsg6"];
 /// Every pinned cgroup link, in attach order.
-pub const PROGRAMS: [&str; 11] = [
+pub const PROGRAMS: [&str; 10] = [
     SOCKOPS,
     SKB_EGRESS,
-    SKB_BUDGET,
     SKB_INGRESS,
     SOCK_CREATE,
     SETSOCKOPT,
@@ -176,13 +176,15 @@ pub const PROGRAMS: [&str; 11] = [
     "rf_sendmsg6",
 ];
 /// The backstop's tail-called programs, by slot of [`SKB_TAILS_MAP`]: the verdict per address
-/// family (one family per program halves the verifier's work), the header walk.
+/// family (one family per program halves the verifier's work), the header walk, and the
+/// exfiltration budgets ([`SKB_BUDGET`]) for what it lets out.
 pub const SKB_VERDICT4: &str = "rf_skb_verdict4";
 pub const SKB_VERDICT6: &str = "rf_skb_verdict6";
 pub const SKB_PARSE: &str = "rf_skb_parse";
 pub const SKB_TAIL_VERDICT4: u32 = 0;
 pub const SKB_TAIL_PARSE: u32 = 1;
 pub const SKB_TAIL_VERDICT6: u32 = 2;
+pub const SKB_TAIL_BUDGET: u32 = 3;
 /// Program array of the backstop's tail calls (pinned like [`TAILS_MAP`]). A failed tail call
 /// drops the packet: the backstop fails closed.
 pub const SKB_TAILS_MAP: &str = "RF_SKB_TAILS";

@@ -21,7 +21,12 @@ pub fn active(policy: u32) -> Active {
 /// The active table of `policy` for direction `dir`.
 #[inline(always)]
 pub fn active_dir(policy: u32, dir: u32) -> Active {
-    let slot = RF_SLOTS.get(policy).copied().unwrap_or(0);
-    let table = table_id(policy, slot, dir);
+    let table = active_table(policy, dir);
     Active { table, cfg: RF_TABLECFG.get(table).copied().unwrap_or_default() }
+}
+
+/// The id of `policy`'s active table for direction `dir`, without its settings.
+#[inline(always)]
+pub fn active_table(policy: u32, dir: u32) -> u32 {
+    table_id(policy, RF_SLOTS.get(policy).copied().unwrap_or(0), dir)
 }

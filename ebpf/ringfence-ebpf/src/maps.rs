@@ -122,9 +122,9 @@ pub static RF_TCPSEQ: LruHashMap<FlowKey, TcpSeq> = LruHashMap::pinned(MAX_FLOWS
 pub static RF_REPLIES: LruHashMap<FlowKey, u32> = LruHashMap::pinned(MAX_FLOWS, 0);
 #[map]
 pub static RF_DROPLOG: LruHashMap<FlowKey, u64> = LruHashMap::pinned(MAX_FLOWS, 0);
-/// The backstop's tail calls (verdict, header parse).
+/// The backstop's tail calls (verdict, header parse, budgets).
 #[map]
-pub static RF_SKB_TAILS: ProgramArray = ProgramArray::pinned(3, 0);
+pub static RF_SKB_TAILS: ProgramArray = ProgramArray::pinned(4, 0);
 /// The backstop's verdict cache (see `crate::allowed`).
 #[map]
 pub static RF_ALLOWED: LruHashMap<AllowedKey, AllowedValue> = LruHashMap::pinned(MAX_ALLOWED, 0);

@@ -1,8 +1,9 @@
-//! `cgroup_skb/egress`: exfiltration budgets and the rate cap (`budget`), a program of its own
-//! next to the backstop on the same cgroup (the kernel lets a packet out only when every
-//! attached program passes it). Its own program, not part of the backstop, because the
-//! backstop's frame leaves no room on the 512-byte stack, and a policy without budgets costs
-//! one workload lookup and one array read here.
+//! `cgroup_skb/egress`: exfiltration budgets and the rate cap (`budget`), tail-called by the
+//! backstop for each packet it lets out under a policy with budgets (`skb_egress::let_out`);
+//! its return is the packet's. A program of its own, not part of the backstop, because the
+//! backstop's frame leaves no room on the 512-byte stack; a tail call rather than a second
+//! attached program, because that cost every packet of every policy a program run (about
+//! 0.13 µs) and a policy without budgets now costs one array read in the backstop.
 //!
 //! Counting happens here, per workload, because this is the one hook that sees every packet a
 //! workload's sockets send (TCP before segmentation, UDP, ICMP, raw) and knows whose it is;

@@ -7,8 +7,9 @@
 //! connection marked by `rf_sockops`) or the policy table's verdict cache (`crate::allowed`)
 //! covers the packet's destination. Otherwise
 //! the header walk (`rf_skb_parse`, for options and extension headers) and the verdict
-//! (`rf_skb_verdict`, one address per call) run as tail calls with fresh verifier budgets. A
-//! failed tail call drops the packet: the backstop fails closed.
+//! (`rf_skb_verdict`, one address per call) run as tail calls with fresh verifier budgets. What
+//! passes goes through the exfiltration budgets ([`let_out`]). A failed tail call drops the
+//! packet: the backstop fails closed.
 use aya_ebpf::{
     bindings::bpf_sock,
     helpers::generated::{bpf_sk_fullsock, bpf_sk_storage_get, bpf_skb_cgroup_id},
@@ -16,12 +17,15 @@ use aya_ebpf::{
     programs::SkBuffContext,
 };
 use ringfence_common::{
-    FlowKey, SkVerdict, SKB_TAIL_PARSE, SKB_TAIL_VERDICT4, SKB_TAIL_VERDICT6, SK_PASSIVE, STAT_EXFIL_BLOCKED,
+    FlowKey, SkVerdict, DIR_EGRESS, SKB_TAIL_BUDGET, SKB_TAIL_PARSE, SKB_TAIL_VERDICT4, SKB_TAIL_VERDICT6,
+    SK_PASSIVE, STAT_EXFIL_BLOCKED,
 };
 
 use crate::{
+    active::active_table,
     allowed,
     block::blocked,
+    budget::budgets_configured,
     iphdr::{is_v6_ext, transport, verdict_port},
     maps::{bump, SkbScratch, RF_REPLIES, RF_SKB_SCRATCH, RF_SKB_TAILS, RF_SKCACHE},
     verdict::active,
@@ -184,16 +188,14 @@ fn try_skb_egress(ctx: &SkBuffContext) -> Option<i32> {
     }
     // Most packets go to a destination just allowed: that check first.
     if s.simple == 1 && cached(&s) {
-        return Some(PASS);
+        return Some(let_out(ctx, s.policy));
     }
     if let Some(sk) = full_socket(ctx) {
         // SAFETY: a full socket: these fields are readable.
         let (protocol, state) = unsafe { ((*sk).protocol, (*sk).state) };
-        if protocol == IPPROTO_TCP && state == BPF_TCP_LISTEN {
-            return Some(PASS); // a listener's SYN-ACK or RST: the remote side opened it
-        }
-        if opened_by_peer(sk) {
-            return Some(PASS);
+        // A listener's SYN-ACK or RST, or a connection the remote side opened.
+        if (protocol == IPPROTO_TCP && state == BPF_TCP_LISTEN) || opened_by_peer(sk) {
+            return Some(let_out(ctx, s.policy));
         }
     }
     let slot = RF_SKB_SCRATCH.get_ptr_mut(0)?;
@@ -203,6 +205,20 @@ fn try_skb_egress(ctx: &SkBuffContext) -> Option<i32> {
     // SAFETY: the slot holds one of our cgroup_skb programs.
     let _ = unsafe { RF_SKB_TAILS.tail_call(ctx, tail) };
     Some(DROP)
+}
+
+/// Lets out a packet the backstop passes, through the exfiltration budgets when `policy`'s
+/// table has any: `rf_skb_budget` runs as a tail call and its return is the packet's (a failed
+/// tail call drops: fail closed). A policy without budgets costs one array read here instead
+/// of a second program on every packet.
+#[inline(always)]
+pub fn let_out(ctx: &SkBuffContext, policy: u32) -> i32 {
+    if !budgets_configured(active_table(policy, DIR_EGRESS)) {
+        return PASS;
+    }
+    // SAFETY: the slot holds our cgroup_skb egress budget program.
+    let _ = unsafe { RF_SKB_TAILS.tail_call(ctx, SKB_TAIL_BUDGET) };
+    DROP
 }
 
 /// Notes a UDP flow the cgroup sends on: its replies pass the receiving workload's ingress

@@ -13,7 +13,7 @@ use crate::{
     event::{emit_packet, Dest},
     iphdr::{transport, v4_options, v6_ext, verdict_port, Hops},
     maps::{bump, SkbScratch, MAX_ROUTE, RF_SKB_SCRATCH, RF_SKB_TAILS},
-    skb_egress::{verdict_slot, DROP, PASS},
+    skb_egress::{let_out, verdict_slot, DROP},
     verdict::{active, decide_v4, decide_wire_v6, refusal, Verdict},
 };
 
@@ -45,7 +45,7 @@ pub fn rf_skb_parse(ctx: SkBuffContext) -> i32 {
     let Some(s) = scratch() else { return DROP };
     if walk(&ctx, s).is_none() {
         // Malformed, unknown routing header type or more hops than can be decided.
-        return deny(s, 0, &refusal(&active(s.policy), RULE_SOURCE_ROUTE));
+        return deny(&ctx, s, 0, &refusal(&active(s.policy), RULE_SOURCE_ROUTE));
     }
     // SAFETY: the slot holds the family's verdict program.
     let _ = unsafe { RF_SKB_TAILS.tail_call(&ctx, verdict_slot(s.family)) };
@@ -98,7 +98,7 @@ fn skb_verdict<const V6: bool>(ctx: &SkBuffContext) -> i32 {
         };
         if v.verdict != VERDICT_ALLOW {
             if v.verdict == VERDICT_DENY {
-                return deny(s, i, &v);
+                return deny(ctx, s, i, &v);
             }
             report(s, i, &v);
             s.audit = 1;
@@ -114,7 +114,7 @@ fn skb_verdict<const V6: bool>(ctx: &SkBuffContext) -> i32 {
     if s.simple == 1 && s.audit == 0 {
         remember(s);
     }
-    PASS
+    let_out(ctx, s.policy)
 }
 
 /// Notes the allowed destination in the verdict cache (a socket connected before the agent
@@ -145,10 +145,10 @@ fn report(s: &SkbScratch, i: usize, v: &Verdict) {
 }
 
 #[inline(always)]
-fn deny(s: &SkbScratch, i: usize, v: &Verdict) -> i32 {
+fn deny(ctx: &SkBuffContext, s: &SkbScratch, i: usize, v: &Verdict) -> i32 {
     report(s, i, v);
     if v.verdict != VERDICT_DENY {
-        return PASS; // audit mode
+        return let_out(ctx, s.policy); // audit mode
     }
     bump(STAT_BACKSTOP_DROPPED);
     DROP

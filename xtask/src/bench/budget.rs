@@ -1,15 +1,16 @@
 //! `cargo xtask bench-budget`: what the exfiltration budgets cost and how exactly they stop.
 //! Single-stream TCP (iperf3) to an approved sink over the plain veth and with the agent
 //! enforcing budgets and a rate cap (rounds interleaved: the ratio is measured in one run); the
-//! budget program's cost per packet without budgets ("before": one cached workload lookup and
-//! one array read) and with them ("after": the approved-sink lookup); and the bytes past a
+//! backstop's cost per packet without budgets ("before": one array read decides that the budget
+//! program is not called) and with them ("after": its tail call to the budget program and the
+//! approved-sink lookup there); and the bytes past a
 //! budget at the fastest rate the lab reaches (an unpaced upload to a destination that is not
 //! approved, counted at the receiver).
 use std::{process::Stdio, time::Duration};
 
 use anyhow::{bail, Context, Result};
 use aya::sys::{enable_stats, Stats};
-use ringfence_common::{SKB_BUDGET, SKB_EGRESS, SKB_INGRESS, SOCKOPS};
+use ringfence_common::{SKB_EGRESS, SKB_INGRESS, SOCKOPS};
 use ringfence_tests::Sink;
 
 use super::{
@@ -37,9 +38,10 @@ const BUDGET: u64 = 64 << 20;
 const ELSEWHERE: &str = "203.0.113.5";
 const SINK_PORT: u16 = 9000;
 /// The programs a workload's TCP upload runs through with the agent's cgroup hooks (the
-/// backstop's tail calls count in its run time), and which of them is the budget program.
-const ON_PATH: [&str; 4] = [SKB_EGRESS, SKB_BUDGET, SKB_INGRESS, SOCKOPS];
-const BUDGET_PROGRAM: usize = 1;
+/// backstop's tail calls, the budget program among them, count in its run time), and which of
+/// them is the backstop.
+const ON_PATH: [&str; 3] = [SKB_EGRESS, SKB_INGRESS, SOCKOPS];
+const BACKSTOP: usize = 0;
 
 pub fn bench_budget(args: BudgetBenchArgs) -> Result<()> {
     let rig = Rig::new("benchbudget")?;
@@ -80,8 +82,8 @@ pub fn bench_budget(args: BudgetBenchArgs) -> Result<()> {
             }
         }
     }
-    if before[BUDGET_PROGRAM].1 == 0 || after[BUDGET_PROGRAM].1 == 0 {
-        bail!("the budget program never ran");
+    if before[BACKSTOP].1 == 0 || after[BACKSTOP].1 == 0 {
+        bail!("the backstop never ran");
     }
     let per_packet = |(t, c): (Duration, u64)| t.as_nanos() as f64 / c.max(1) as f64;
     let (p, b) = (median(plain), median(budgets));

@@ -133,6 +133,28 @@ pub struct Conditions<'a> {
     pub ours: &'a TestCgroup,
     pub theirs: &'a TestCgroup,
     pub nft_script: &'a str,
+    pub conntrack: Conntrack,
+}
+
+/// Who pays for connection tracking, which nftables' `ct state` rule needs (Ringfence does not).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Conntrack {
+    /// It runs in every condition (the table stays loaded; only the jump rule toggles), as on a
+    /// node where something else (kube-proxy, Docker, a firewall) already tracks connections:
+    /// the comparison is of the rules alone.
+    Everywhere,
+    /// Only while nftables is measured (its table is loaded for its rounds only): nftables
+    /// brings the connection tracking its rules need.
+    NftOnly,
+}
+
+impl Conntrack {
+    pub fn label(self) -> &'static str {
+        match self {
+            Conntrack::Everywhere => "conntrack on in every condition",
+            Conntrack::NftOnly => "conntrack on for nftables only",
+        }
+    }
 }
 
 /// The lab, the sibling cgroup and the server.
@@ -271,18 +293,28 @@ impl Rig {
     /// rounds (the order rotates so drift in machine load favours none); the agent must already
     /// enforce the equivalent policy on the lab cgroup.
     pub fn compare(&self, job: &NftJob, rounds: usize, connects: usize) -> Result<Comparison> {
-        let set = Conditions { ours: self.lab.cgroup(), theirs: &self.plain, nft_script: &job.script() };
+        let set = Conditions {
+            ours: self.lab.cgroup(),
+            theirs: &self.plain,
+            nft_script: &job.script(),
+            conntrack: Conntrack::Everywhere,
+        };
         self.compare_in(&set, rounds, connects)
     }
 
     /// [`Rig::compare`] with the client's cgroups and the nftables table given: Ringfence is
     /// measured in `ours`, nftables in `theirs`, no program in the plain sibling cgroup. The
     /// script defines table `inet rf_bench` with an empty `out` chain (hook output) and a
-    /// `check` chain that `out` jumps to while nftables is measured.
+    /// `check` chain that `out` jumps to while nftables is measured; with
+    /// [`Conntrack::NftOnly`] the whole table exists only during nftables' rounds.
     pub fn compare_in(&self, c: &Conditions, rounds: usize, connects: usize) -> Result<Comparison> {
         let t = Instant::now();
         self.nft(&["-f", "-"], Some(c.nft_script))?;
         let nft_load = t.elapsed();
+        let per_round = c.conntrack == Conntrack::NftOnly;
+        if per_round {
+            self.nft(&["delete", "table", "inet", "rf_bench"], None)?;
+        }
         let (mut none, mut ours, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
         for round in 0..rounds {
             for k in 0..3 {
@@ -290,14 +322,23 @@ impl Rig {
                     0 => none.push(self.measure(&self.plain, connects)?),
                     1 => ours.push(self.measure(c.ours, connects)?),
                     _ => {
+                        if per_round {
+                            self.nft(&["-f", "-"], Some(c.nft_script))?;
+                        }
                         self.nft(&["add", "rule", "inet", "rf_bench", "out", "jump", "check"], None)?;
                         theirs.push(self.measure(c.theirs, connects)?);
-                        self.nft(&["flush", "chain", "inet", "rf_bench", "out"], None)?;
+                        if per_round {
+                            self.nft(&["delete", "table", "inet", "rf_bench"], None)?;
+                        } else {
+                            self.nft(&["flush", "chain", "inet", "rf_bench", "out"], None)?;
+                        }
                     }
                 }
             }
         }
-        self.nft(&["delete", "table", "inet", "rf_bench"], None)?;
+        if !per_round {
+            self.nft(&["delete", "table", "inet", "rf_bench"], None)?;
+        }
         Ok(Comparison { none: median(none), ringfence: median(ours), nftables: median(theirs), nft_load })
     }
 }

@@ -1,7 +1,9 @@
 //! `cargo xtask bench-workloads`: per-workload policies at node scale. 1,000 workload cgroups
 //! under the agent's `--cgroup-root`, labelled into 64 policies: connect() latency from a workload
 //! against no program and against nftables doing the same per-cgroup job (a `socket cgroupv2`
-//! verdict map jumping to one chain per policy), in interleaved rounds; the time from a cgroup's
+//! verdict map jumping to one chain per policy), in interleaved rounds, twice: with connection
+//! tracking (which nftables' `ct state` rule needs) running in every condition, and brought by
+//! nftables alone ([`Conntrack`]); the time from a cgroup's
 //! mkdir to its own policy in force (p50/p99); the agent's memory.
 use std::{
     ffi::OsString,
@@ -13,7 +15,7 @@ use std::{
 use anyhow::{Context, Result};
 use ringfence_tests::{agent::AgentProc, cgroup::TestCgroup};
 
-use super::rig::{median, Conditions, Rig, DEST};
+use super::rig::{median, Conditions, Conntrack, Rig, DEST};
 use super::{report, Rounds};
 
 #[derive(clap::Args)]
@@ -87,7 +89,7 @@ fn rss_kib(pid: i32) -> Result<u64> {
 pub(super) fn program_costs(rig: &Rig, cg: &TestCgroup, connects: usize) -> Result<String> {
     use aya::sys::{enable_stats, Stats};
     let programs =
-        ["rf_connect4", "rf_skb_egress", "rf_skb_budget", "rf_skb_ingress", "rf_sockops", "rf_sock_create"];
+        ["rf_connect4", "rf_skb_egress", "rf_skb_ingress", "rf_sockops", "rf_sock_create"];
     let _stats = enable_stats(Stats::RunTime).context("BPF_ENABLE_STATS")?;
     let before: Vec<_> = programs.iter().map(|p| super::path::program_stats(&[p])).collect();
     rig.measure(cg, connects)?;
@@ -166,13 +168,16 @@ pub fn bench_workloads(args: WorkloadBenchArgs) -> Result<()> {
     // The measured workload is the last one (the nftables map has no order; the trie no favourite).
     let last = args.workloads - 1;
     let script = nft_script(nft_root.path(), args.workloads, args.policies);
-    let set = Conditions { ours: &jobs[last], theirs: &twins[last], nft_script: &script };
-    let c = rig.compare_in(&set, args.rounds.rounds, args.rounds.connects)?;
-    let mut summary = vec![report(
-        &format!("{} workloads, {} policies", args.workloads, args.policies),
-        &c,
-        &format!("; agent start {:.2} s, RSS {} MiB", start.as_secs_f64(), rss / 1024),
-    )];
+    let mut summary = Vec::new();
+    for conntrack in [Conntrack::Everywhere, Conntrack::NftOnly] {
+        let set = Conditions { ours: &jobs[last], theirs: &twins[last], nft_script: &script, conntrack };
+        let c = rig.compare_in(&set, args.rounds.rounds, args.rounds.connects)?;
+        summary.push(report(
+            &format!("{} workloads, {} policies, {}", args.workloads, args.policies, conntrack.label()),
+            &c,
+            &format!("; agent start {:.2} s, RSS {} MiB", start.as_secs_f64(), rss / 1024),
+        ));
+    }
 
     summary.push(program_costs(&rig, &jobs[last], args.rounds.connects)?);
 
