@@ -17,6 +17,9 @@ pub enum AgentError {
     NotRoot(u32),
     #[error("BPF is unavailable: {0}")]
     BpfUnavailable(String),
+    /// Maps pinned by another Ringfence version whose layout differs from this agent's.
+    #[error("the pinned maps under {dir} were made by another Ringfence version:\n{}\nthis agent cannot reuse them: run `ringfence-agent detach --bpffs <dir>` (enforcement stops until the agent starts again), then start this agent; the old programs stay attached until then", .problems.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
+    PinnedLayout { dir: PathBuf, problems: Vec<String> },
     #[error("{what} {path}: {source}")]
     Io {
         what: &'static str,
@@ -38,7 +41,9 @@ impl AgentError {
         match self {
             AgentError::Config(_) | AgentError::Policy(_) => EXIT_CONFIG,
             AgentError::NotRoot(_) => EXIT_NOPERM,
-            AgentError::BpfUnavailable(_) | AgentError::Unavailable(_) => EXIT_UNAVAILABLE,
+            AgentError::BpfUnavailable(_) | AgentError::Unavailable(_) | AgentError::PinnedLayout { .. } => {
+                EXIT_UNAVAILABLE
+            }
             _ => 1,
         }
     }

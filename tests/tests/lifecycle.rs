@@ -191,6 +191,49 @@ fn detach_removes_enforcement_and_pins() {
     assert!(String::from_utf8_lossy(&status.stdout).contains("not enforcing"), "{status:?}");
 }
 
+/// Maps pinned by another Ringfence version with another layout are not reused: the agent
+/// stops with what differs (exit 69) and the programs in force stay attached; after `detach`
+/// the agent starts.
+#[test]
+fn a_pinned_map_of_another_layout_stops_the_agent_with_what_differs() {
+    let mut e = Enforced::start("layout", &[443], &reload_policy(0));
+    e.agent.as_mut().expect("agent").terminate();
+    // The statistics array as a version with three counters would have pinned it.
+    let pin = e.bpffs().join("maps/RF_STATS");
+    std::fs::remove_file(&pin).expect("unpin RF_STATS");
+    let old = aya::maps::PerCpuArray::<_, u64>::create(3, 0).expect("create a 3-entry per-CPU array");
+    old.pin(&pin).expect("pin it as RF_STATS");
+    let mut run = Command::new(agent_bin())
+        .args(e.run_args())
+        .arg("--allow-weaker-isolation")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the agent");
+    let deadline = std::time::Instant::now() + WAIT;
+    while run.try_wait().expect("wait for the agent").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = run.kill();
+            panic!("the agent started on a map of another layout");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = run.wait_with_output().expect("agent output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(69), "{stderr}");
+    assert!(
+        stderr.contains("another Ringfence version") && stderr.contains("RF_STATS") && stderr.contains("3 entries"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("detach"), "says what to do: {stderr}");
+    e.lab.tcp("203.0.113.5", 443).assert_eperm("the old programs still enforce");
+    let detached = e.agent_cli(&["detach"]);
+    assert!(detached.status.success(), "detach: {}", String::from_utf8_lossy(&detached.stderr));
+    e.start_agent();
+    e.lab.tcp("203.0.113.5", 443).assert_eperm("enforced again by the new agent");
+    e.lab.tcp("198.51.100.10", 443).assert_ok("allowed traffic flows");
+}
+
 #[test]
 fn full_ring_buffer_never_changes_a_verdict() {
     let mut e = Enforced::start("ringfull", &[443], &reload_policy(0));

@@ -6,6 +6,7 @@
 //! first is attached), `packet_path` the uplinks' tcx programs, `selfcheck` proves that the
 //! kernel runs the packet-socket guard (BPF LSM) before the agent relies on it.
 mod cgroup;
+mod layout;
 mod object;
 mod packet_path;
 mod pins;
@@ -26,8 +27,10 @@ pub use selfcheck::{probe_socket, SocketGuard, Throwaway, PROBE_SOCKET_COMMAND};
 
 use crate::{error::AgentError, maps::maps_dir};
 
-/// Loads the object, creating the maps or reusing the ones pinned under `<bpffs>/maps`.
+/// Loads the object, creating the maps or reusing the ones pinned under `<bpffs>/maps` (when
+/// their layout is this agent's, see `layout`).
 pub fn load(bpffs: &Path) -> Result<Ebpf, AgentError> {
+    layout::check_pinned_maps(bpffs)?;
     for dir in [maps_dir(bpffs), links_dir(bpffs)] {
         fs::create_dir_all(&dir).map_err(|e| AgentError::io("create", &dir, e))?;
     }

@@ -148,14 +148,6 @@ pub enum Conntrack {
     NftOnly,
 }
 
-impl Conntrack {
-    pub fn label(self) -> &'static str {
-        match self {
-            Conntrack::Everywhere => "conntrack on in every condition",
-            Conntrack::NftOnly => "conntrack on for nftables only",
-        }
-    }
-}
 
 /// The lab, the sibling cgroup and the server.
 pub struct Rig {

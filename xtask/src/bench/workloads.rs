@@ -1,9 +1,10 @@
 //! `cargo xtask bench-workloads`: per-workload policies at node scale. 1,000 workload cgroups
 //! under the agent's `--cgroup-root`, labelled into 64 policies: connect() latency from a workload
 //! against no program and against nftables doing the same per-cgroup job (a `socket cgroupv2`
-//! verdict map jumping to one chain per policy), in interleaved rounds, twice: with connection
-//! tracking (which nftables' `ct state` rule needs) running in every condition, and brought by
-//! nftables alone ([`Conntrack`]); the time from a cgroup's
+//! verdict map jumping to one chain per policy), in interleaved rounds, three times: stateful
+//! nftables (established connections pass first) with connection tracking running in every
+//! condition, stateful nftables bringing the connection tracking it needs ([`Conntrack`]), and
+//! stateless nftables deciding every packet as the backstop does; the time from a cgroup's
 //! mkdir to its own policy in force (p50/p99); the agent's memory.
 use std::{
     ffi::OsString,
@@ -51,8 +52,10 @@ fn policy_yaml(i: usize) -> String {
 
 /// nftables' equivalent: the client's cgroup (level 2 under the cgroup2 root: the nft root, then
 /// the workload) picks its policy's chain from a verdict map; each chain accepts the policy's
-/// prefixes and drops the rest.
-fn nft_script(root: &Path, workloads: usize, policies: usize) -> String {
+/// prefixes and drops the rest. `stateful`: packets of connections already tracked pass first
+/// (`ct state established,related accept`, which needs connection tracking); otherwise every
+/// packet is decided, as Ringfence's backstop does.
+fn nft_script(root: &Path, workloads: usize, policies: usize, stateful: bool) -> String {
     // nft resolves the path under /sys/fs/cgroup (on a hybrid host the v2 tree is its `unified/`).
     let rel = |p: &Path| p.strip_prefix("/sys/fs/cgroup").unwrap_or(p).display().to_string();
     let mut s = String::from(
@@ -70,7 +73,11 @@ fn nft_script(root: &Path, workloads: usize, policies: usize) -> String {
         .map(|j| format!("\"{}\" : jump p{:02}", rel(&root.join(name(j % policies, j))), j % policies))
         .collect();
     s.push_str(&items.join(", "));
-    s.push_str(" } }\n chain check { oifname \"lo\" accept; ct state established,related accept; socket cgroupv2 level 2 vmap @cg; }\n}\n");
+    s.push_str(" } }\n chain check { oifname \"lo\" accept; ");
+    if stateful {
+        s.push_str("ct state established,related accept; ");
+    }
+    s.push_str("socket cgroupv2 level 2 vmap @cg; }\n}\n");
     s
 }
 
@@ -167,13 +174,18 @@ pub fn bench_workloads(args: WorkloadBenchArgs) -> Result<()> {
 
     // The measured workload is the last one (the nftables map has no order; the trie no favourite).
     let last = args.workloads - 1;
-    let script = nft_script(nft_root.path(), args.workloads, args.policies);
+    let script = |stateful| nft_script(nft_root.path(), args.workloads, args.policies, stateful);
+    let variants = [
+        ("stateful nftables, conntrack on in every condition", script(true), Conntrack::Everywhere),
+        ("stateful nftables bringing its own conntrack", script(true), Conntrack::NftOnly),
+        ("stateless nftables (every packet decided, no conntrack)", script(false), Conntrack::NftOnly),
+    ];
     let mut summary = Vec::new();
-    for conntrack in [Conntrack::Everywhere, Conntrack::NftOnly] {
-        let set = Conditions { ours: &jobs[last], theirs: &twins[last], nft_script: &script, conntrack };
+    for (label, script, conntrack) in &variants {
+        let set = Conditions { ours: &jobs[last], theirs: &twins[last], nft_script: script, conntrack: *conntrack };
         let c = rig.compare_in(&set, args.rounds.rounds, args.rounds.connects)?;
         summary.push(report(
-            &format!("{} workloads, {} policies, {}", args.workloads, args.policies, conntrack.label()),
+            &format!("{} workloads, {} policies, {label}", args.workloads, args.policies),
             &c,
             &format!("; agent start {:.2} s, RSS {} MiB", start.as_secs_f64(), rss / 1024),
         ));
