@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use aya_obj::{maps::PinningType, Object};
 use ringfence_agent::bpf::EBPF_OBJECT;
 use ringfence_common::{
-    HOOKS, PINNED_MAPS, PROGRAMS, SKB_BUDGET, SKB_PARSE, SKB_VERDICT4, SKB_VERDICT6, SKCACHE_MAP, TC_EGRESS, TC_INGRESS,
-    TC_VERDICT4, TC_VERDICT6,
+    HOOKS, PINNED_MAPS, PROGRAMS, SKB_BUDGET, SKB_PARSE, SKB_VERDICT4, SKB_VERDICT6, SKCACHE_MAP, TC_EGRESS,
+    TC_INGRESS, TC_VERDICT4, TC_VERDICT6,
 };
 
 fn object() -> Object {

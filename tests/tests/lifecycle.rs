@@ -222,7 +222,9 @@ fn a_pinned_map_of_another_layout_stops_the_agent_with_what_differs() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(69), "{stderr}");
     assert!(
-        stderr.contains("another Ringfence version") && stderr.contains("RF_STATS") && stderr.contains("3 entries"),
+        stderr.contains("another Ringfence version")
+            && stderr.contains("RF_STATS")
+            && stderr.contains("3 entries"),
         "{stderr}"
     );
     assert!(stderr.contains("detach"), "says what to do: {stderr}");

@@ -16,9 +16,9 @@ use aya::{
     Btf, Ebpf,
 };
 use ringfence_common::{
-    CGROUP_MAP, PROGRAMS, SETSOCKOPT, SKB_BUDGET, SKB_EGRESS, SKB_INGRESS, SKB_PARSE,
-    SKB_TAILS_MAP, SKB_TAIL_BUDGET, SKB_TAIL_PARSE, SKB_TAIL_VERDICT4, SKB_TAIL_VERDICT6, SKB_VERDICT4,
-    SKB_VERDICT6, SOCKET_CREATE, SOCKOPS, SOCK_ADDR_PROGRAMS, SOCK_CREATE,
+    CGROUP_MAP, PROGRAMS, SETSOCKOPT, SKB_BUDGET, SKB_EGRESS, SKB_INGRESS, SKB_PARSE, SKB_TAILS_MAP,
+    SKB_TAIL_BUDGET, SKB_TAIL_PARSE, SKB_TAIL_VERDICT4, SKB_TAIL_VERDICT6, SKB_VERDICT4, SKB_VERDICT6,
+    SOCKET_CREATE, SOCKOPS, SOCK_ADDR_PROGRAMS, SOCK_CREATE,
 };
 use tracing::{debug, info, warn};
 
@@ -107,9 +107,9 @@ fn fill_tails(ebpf: &mut Ebpf) -> Result<(), AgentError> {
         (SKB_TAIL_BUDGET, SKB_BUDGET),
     ]
     .map(|(slot, name)| -> Result<_, AgentError> {
-                let fd = program::<CgroupSkb>(ebpf, name)?.fd().map_err(bpf_error)?;
-                Ok((slot, fd.try_clone().map_err(|e| AgentError::io("dup", name, e))?))
-            });
+        let fd = program::<CgroupSkb>(ebpf, name)?.fd().map_err(bpf_error)?;
+        Ok((slot, fd.try_clone().map_err(|e| AgentError::io("dup", name, e))?))
+    });
     let mut tails: ProgramArray<_> = ebpf
         .map_mut(SKB_TAILS_MAP)
         .ok_or_else(|| AgentError::BpfUnavailable(format!("map {SKB_TAILS_MAP} missing from the object")))?
@@ -226,7 +226,6 @@ pub fn attach_all(ebpf: &mut Ebpf, cgroup: &Path, bpffs: &Path, iso: Isolation) 
             backstop_attached_ns = crate::clock::monotonic_ns();
         }
     }
-
     Ok(Hooks { packet_sockets, backstop_attached_ns })
 }
 

@@ -60,7 +60,8 @@ pub fn check_pinned_maps(bpffs: &Path) -> Result<(), AgentError> {
         // aya sizes a ring buffer to whole pages and gives it no value size when it creates it:
         // its type is what must match.
         if want.map_type == BPF_MAP_TYPE_RINGBUF as u32 && have.map_type == want.map_type {
-            (have.key_size, have.value_size, have.max_entries) = (want.key_size, want.value_size, want.max_entries);
+            (have.key_size, have.value_size, have.max_entries) =
+                (want.key_size, want.value_size, want.max_entries);
         }
         if have != want {
             problems.push(format!("{name} at {}: pinned {have}; this agent needs {want}", pin.display()));

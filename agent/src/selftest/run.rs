@@ -69,7 +69,10 @@ fn observe(o: &Options) -> Result<Observed, String> {
     // The budgets run as the backstop's tail call: its link is theirs.
     let link = links_dir(&o.bpffs).join(SKB_EGRESS);
     if !link.exists() {
-        return Err(format!("the cgroup hooks are detached: no {SKB_EGRESS} link pinned at {}", link.display()));
+        return Err(format!(
+            "the cgroup hooks are detached: no {SKB_EGRESS} link pinned at {}",
+            link.display()
+        ));
     }
     let mut maps = PinnedMaps::open(&o.bpffs).map_err(|e| e.to_string())?;
     let counters: HashMap<MapData, BudgetKey, BudgetCounter> =

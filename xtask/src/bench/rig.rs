@@ -148,7 +148,6 @@ pub enum Conntrack {
     NftOnly,
 }
 
-
 /// The lab, the sibling cgroup and the server.
 pub struct Rig {
     pub lab: Lab,

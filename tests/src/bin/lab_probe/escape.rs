@@ -146,7 +146,7 @@ fn lsrr(via: &[Ipv4Addr]) -> Vec<u8> {
 }
 
 /// A socket option neither socket2 nor nix offers (routing headers, IP options), raw.
-fn setopt(sock: &Socket, level: libc::c_int, name: libc::c_int, val: &[u8]) -> io::Result<()> {
+pub fn setopt(sock: &Socket, level: libc::c_int, name: libc::c_int, val: &[u8]) -> io::Result<()> {
     // SAFETY: the option value is a live byte buffer of the given length, on our descriptor.
     check(unsafe {
         libc::setsockopt(sock.as_raw_fd(), level, name, val.as_ptr().cast(), val.len() as libc::socklen_t)

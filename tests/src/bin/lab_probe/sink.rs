@@ -12,7 +12,10 @@ use std::time::Duration;
 
 use socket2::{Domain, Socket, Type};
 
-use crate::args::{parse_num, usage, Args};
+use crate::{
+    args::{parse_num, usage, Args},
+    escape::setopt,
+};
 
 fn dual_stack(kind: Type, port: u16) -> io::Result<Socket> {
     let s = Socket::new(Domain::IPV6, kind, None)?;
@@ -20,22 +23,6 @@ fn dual_stack(kind: Type, port: u16) -> io::Result<Socket> {
     s.set_reuse_address(true)?;
     s.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)).into())?;
     Ok(s)
-}
-
-/// Sets the socket's receive buffer past `net.core.rmem_max` (the lab runs as root).
-fn force_receive_buffer(s: &Socket, bytes: i32) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: setsockopt on our own socket with a correctly sized int.
-    let rc = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            (&bytes as *const i32).cast(),
-            size_of::<i32>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
 pub fn main(args: &mut Args) {
@@ -71,7 +58,10 @@ pub fn main(args: &mut Args) {
         let s = dual_stack(Type::DGRAM, port).unwrap_or_else(|e| usage(&format!("sink udp {port}: {e}")));
         // A burst of datagrams must not overflow the receive buffer (the default holds about 90
         // of 1000 bytes): what the sender's kernel let out is what is counted here.
-        force_receive_buffer(&s, 16 << 20).unwrap_or_else(|e| usage(&format!("sink udp {port} SO_RCVBUFFORCE: {e}")));
+        // Past `net.core.rmem_max`: the lab runs as root.
+        let bytes: libc::c_int = 16 << 20;
+        setopt(&s, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &bytes.to_ne_bytes())
+            .unwrap_or_else(|e| usage(&format!("sink udp {port} SO_RCVBUFFORCE: {e}")));
         let sock = UdpSocket::from(s);
         let totals = totals.clone();
         thread::spawn(move || {
