@@ -71,6 +71,36 @@ macro_rules! skb_bytes {
 
 skb_bytes!(TcContext, SkBuffContext);
 
+/// `T` at `off` of a cgroup_skb packet (counted from the IP header), read in place when the
+/// packet's linear data holds it, else loaded by `bpf_skb_load_bytes`. The hooks' fast paths
+/// read their fixed headers this way: a helper call per header cost more than the rest of the
+/// check (a locally built TCP/UDP packet always has its headers in the linear data).
+#[inline(always)]
+pub fn peek<T: Copy>(ctx: &SkBuffContext, off: usize) -> Option<T> {
+    // SAFETY: the context's packet bounds (readable by cgroup_skb programs loaded with CAP_BPF).
+    let (data, end) = unsafe { ((*ctx.skb.skb).data as usize, (*ctx.skb.skb).data_end as usize) };
+    if data + off + core::mem::size_of::<T>() <= end {
+        // SAFETY: inside [data, data_end), as checked (and proven to the verifier) above; the
+        // BPF target loads at any alignment.
+        return Some(unsafe { core::ptr::read((data + off) as *const T) });
+    }
+    ctx.load(off).ok()
+}
+
+/// The TCP or UDP header at `off` of a cgroup_skb packet, read with [`peek`]: (sport, dport, TCP
+/// flags, header length). A TCP header must hold its flags, as for [`transport`].
+#[inline(always)]
+pub fn tcp_udp(ctx: &SkBuffContext, proto: u32, off: usize) -> Option<(u16, u16, u32, usize)> {
+    if proto == IPPROTO_TCP {
+        let h: [u16; 7] = peek(ctx, off)?;
+        let [offset, flags] = h[6].to_ne_bytes();
+        Some((u16::from_be(h[0]), u16::from_be(h[1]), flags as u32, ((offset >> 4) as usize) * 4))
+    } else {
+        let h: [u16; 2] = peek(ctx, off)?;
+        Some((u16::from_be(h[0]), u16::from_be(h[1]), 0, 8))
+    }
+}
+
 /// Where source-route addresses go. `push` returns false when there is no room (the caller
 /// then treats the packet as undecidable).
 pub trait Hops {

@@ -26,7 +26,7 @@ use crate::{
     allowed,
     block::blocked,
     budget::budgets_configured,
-    iphdr::{is_v6_ext, transport, verdict_port},
+    iphdr::{is_v6_ext, peek, tcp_udp, transport, verdict_port, IPPROTO_TCP, IPPROTO_UDP},
     maps::{bump, SkbScratch, RF_REPLIES, RF_SKB_SCRATCH, RF_SKB_TAILS, RF_SKCACHE},
     verdict::active,
     workload::policy_of_skb,
@@ -36,8 +36,6 @@ use crate::{
 pub const PASS: i32 = 1;
 pub const DROP: i32 = 0;
 pub const BPF_TCP_LISTEN: u32 = 10;
-const IPPROTO_TCP: u32 = 6;
-const IPPROTO_UDP: u32 = 17;
 
 #[cgroup_skb(egress)]
 pub fn rf_skb_egress(ctx: SkBuffContext) -> i32 {
@@ -74,6 +72,7 @@ fn opened_by_peer(sk: *mut bpf_sock) -> bool {
 /// which only the tail calls use (zeroing all of them on the stack cost the fast path nine
 /// `memset` calls per packet).
 #[derive(Clone, Copy)]
+#[repr(C, align(8))]
 struct Head {
     daddr: [u8; 16],
     saddr: [u8; 16],
@@ -126,42 +125,63 @@ fn hand_off(s: &mut SkbScratch, h: &Head) {
     s._pad = 0;
 }
 
-/// Reads the fixed IP header (and, when it is simple, the ports).
+/// Sixteen address bytes from network-order words (IPv4: the first word only).
+#[inline(always)]
+fn addr(w: [u32; 4]) -> [u8; 16] {
+    // SAFETY: four u32 words are sixteen bytes in memory order.
+    unsafe { core::mem::transmute(w) }
+}
+
+/// Reads the fixed IP header (and, when it is simple, the ports), in place when the linear data
+/// holds it. Word reads: byte-wise copies of the addresses cost the fast path more than its
+/// lookups.
 #[inline(always)]
 fn header(ctx: &SkBuffContext, s: &mut Head) -> Option<()> {
     // One read covers the fixed IPv4 header and tells the version (an IPv6 header is longer).
-    let h: [u8; 20] = ctx.load(0).ok()?;
-    match h[0] >> 4 {
+    let w: [u32; 5] = peek(ctx, 0)?;
+    let (first, frag, proto) = (w[0].to_ne_bytes()[0], w[1].to_ne_bytes(), w[2].to_ne_bytes()[1]);
+    match first >> 4 {
         4 => {
-            let ihl = ((h[0] & 0x0f) as usize) * 4;
+            let ihl = ((first & 0x0f) as usize) * 4;
             s.family = 4;
-            s.proto = h[9] as u32;
-            s.saddr[..4].copy_from_slice(&h[12..16]);
-            s.daddr[..4].copy_from_slice(&h[16..20]);
+            s.proto = proto as u32;
+            s.saddr = addr([w[3], 0, 0, 0]);
+            s.daddr = addr([w[4], 0, 0, 0]);
             s.l4_off = ihl as u32;
             s.simple = (ihl == 20) as u32;
-            if u16::from_be_bytes([h[6], h[7]]) & 0x1fff == 0 {
-                let (sport, dport, ..) = transport(ctx, s.proto, ihl)?;
-                (s.sport, s.dport) = (sport, verdict_port(s.proto, dport));
+            if u16::from_be_bytes([frag[2], frag[3]]) & 0x1fff == 0 {
+                ports(ctx, s, ihl)?;
             }
         }
         6 => {
-            let h: [u8; 40] = ctx.load(0).ok()?;
+            let w: [u32; 10] = peek(ctx, 0)?;
             s.family = 6;
-            s.saddr.copy_from_slice(&h[8..24]);
-            s.daddr.copy_from_slice(&h[24..40]);
-            s.next_hdr = h[6] as u32;
+            s.saddr = addr([w[2], w[3], w[4], w[5]]);
+            s.daddr = addr([w[6], w[7], w[8], w[9]]);
+            s.next_hdr = w[1].to_ne_bytes()[2] as u32;
             s.l4_off = 40;
             if is_v6_ext(s.next_hdr) {
                 s.simple = 0;
             } else {
                 s.proto = s.next_hdr;
-                let (sport, dport, ..) = transport(ctx, s.proto, 40)?;
-                (s.sport, s.dport) = (sport, verdict_port(s.proto, dport));
+                ports(ctx, s, 40)?;
             }
         }
         _ => return None,
     }
+    Some(())
+}
+
+/// The ports of the transport header at `off` (TCP and UDP read in place).
+#[inline(always)]
+fn ports(ctx: &SkBuffContext, s: &mut Head, off: usize) -> Option<()> {
+    (s.sport, s.dport) = if s.proto == IPPROTO_TCP || s.proto == IPPROTO_UDP {
+        let (sport, dport, ..) = tcp_udp(ctx, s.proto, off)?;
+        (sport, dport)
+    } else {
+        let (sport, dport, ..) = transport(ctx, s.proto, off)?;
+        (sport, verdict_port(s.proto, dport))
+    };
     Some(())
 }
 
@@ -193,8 +213,10 @@ fn try_skb_egress(ctx: &SkBuffContext) -> Option<i32> {
     if let Some(sk) = full_socket(ctx) {
         // SAFETY: a full socket: these fields are readable.
         let (protocol, state) = unsafe { ((*sk).protocol, (*sk).state) };
-        // A listener's SYN-ACK or RST, or a connection the remote side opened.
-        if (protocol == IPPROTO_TCP && state == BPF_TCP_LISTEN) || opened_by_peer(sk) {
+        // A listener's SYN-ACK or RST, or a connection the remote side opened (unless the
+        // workload gave it IP options or extension headers, which may route it elsewhere:
+        // those packets meet the full verdict).
+        if (protocol == IPPROTO_TCP && state == BPF_TCP_LISTEN) || (s.simple == 1 && opened_by_peer(sk)) {
             return Some(let_out(ctx, s.policy));
         }
     }
