@@ -71,6 +71,14 @@ macro_rules! skb_bytes {
 
 skb_bytes!(TcContext, SkBuffContext);
 
+/// Sixteen address bytes from four network-order words as read from a header (IPv4: the first
+/// word, the rest 0). No copy byte by byte: the words are the bytes, in memory order.
+#[inline(always)]
+pub fn addr_bytes(w: [u32; 4]) -> [u8; 16] {
+    // SAFETY: four u32 words are sixteen bytes in memory order.
+    unsafe { core::mem::transmute(w) }
+}
+
 /// `T` at `off` of a cgroup_skb packet (counted from the IP header), read in place when the
 /// packet's linear data holds it, else loaded by `bpf_skb_load_bytes`. The hooks' fast paths
 /// read their fixed headers this way: a helper call per header cost more than the rest of the

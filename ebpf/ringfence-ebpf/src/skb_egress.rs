@@ -26,7 +26,7 @@ use crate::{
     allowed,
     block::blocked,
     budget::budgets_configured,
-    iphdr::{is_v6_ext, peek, tcp_udp, transport, verdict_port, IPPROTO_TCP, IPPROTO_UDP},
+    iphdr::{addr_bytes, is_v6_ext, peek, tcp_udp, transport, verdict_port, IPPROTO_TCP, IPPROTO_UDP},
     maps::{bump, SkbScratch, RF_REPLIES, RF_SKB_SCRATCH, RF_SKB_TAILS, RF_SKCACHE},
     verdict::active,
     workload::policy_of_skb,
@@ -125,13 +125,6 @@ fn hand_off(s: &mut SkbScratch, h: &Head) {
     s._pad = 0;
 }
 
-/// Sixteen address bytes from network-order words (IPv4: the first word only).
-#[inline(always)]
-fn addr(w: [u32; 4]) -> [u8; 16] {
-    // SAFETY: four u32 words are sixteen bytes in memory order.
-    unsafe { core::mem::transmute(w) }
-}
-
 /// Reads the fixed IP header (and, when it is simple, the ports), in place when the linear data
 /// holds it. Word reads: byte-wise copies of the addresses cost the fast path more than its
 /// lookups.
@@ -145,8 +138,8 @@ fn header(ctx: &SkBuffContext, s: &mut Head) -> Option<()> {
             let ihl = ((first & 0x0f) as usize) * 4;
             s.family = 4;
             s.proto = proto as u32;
-            s.saddr = addr([w[3], 0, 0, 0]);
-            s.daddr = addr([w[4], 0, 0, 0]);
+            s.saddr = addr_bytes([w[3], 0, 0, 0]);
+            s.daddr = addr_bytes([w[4], 0, 0, 0]);
             s.l4_off = ihl as u32;
             s.simple = (ihl == 20) as u32;
             if u16::from_be_bytes([frag[2], frag[3]]) & 0x1fff == 0 {
@@ -156,8 +149,8 @@ fn header(ctx: &SkBuffContext, s: &mut Head) -> Option<()> {
         6 => {
             let w: [u32; 10] = peek(ctx, 0)?;
             s.family = 6;
-            s.saddr = addr([w[2], w[3], w[4], w[5]]);
-            s.daddr = addr([w[6], w[7], w[8], w[9]]);
+            s.saddr = addr_bytes([w[2], w[3], w[4], w[5]]);
+            s.daddr = addr_bytes([w[6], w[7], w[8], w[9]]);
             s.next_hdr = w[1].to_ne_bytes()[2] as u32;
             s.l4_off = 40;
             if is_v6_ext(s.next_hdr) {

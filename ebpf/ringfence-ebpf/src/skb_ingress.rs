@@ -20,7 +20,7 @@ use ringfence_common::{
 use crate::{
     dns::{learn, AnswerAt},
     event::{emit_packet, Dest},
-    iphdr::{is_v6_ext, peek, tcp_udp, v6_ext, Flag, IPPROTO_TCP, IPPROTO_UDP},
+    iphdr::{addr_bytes, is_v6_ext, peek, tcp_udp, v6_ext, Flag, IPPROTO_TCP, IPPROTO_UDP},
     maps::{bump, RF_REPLIES},
     skb_egress::{full_socket, BPF_TCP_LISTEN, DROP, PASS},
     verdict::{active_dir, decide_v4, decide_wire_v6, Active},
@@ -105,8 +105,7 @@ fn try_skb_ingress(ctx: &SkBuffContext) -> Option<i32> {
     if tcp_known && sport != DNS_PORT {
         return Some(PASS);
     }
-    // SAFETY: four u32 words are sixteen bytes in memory order.
-    let (src, dst): ([u8; 16], [u8; 16]) = unsafe { (core::mem::transmute(src), core::mem::transmute(dst)) };
+    let (src, dst) = (addr_bytes(src), addr_bytes(dst));
     // SAFETY: the program's own skb.
     let cgroup_id = unsafe { bpf_skb_cgroup_id(ctx.skb.skb.cast()) };
     let flow = FlowKey { local: dst, remote: src, local_port: dport, remote_port: sport, proto, family };

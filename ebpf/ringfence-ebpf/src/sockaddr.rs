@@ -7,6 +7,7 @@ use crate::{
     block::{block_verdict, blocked},
     budget::{budgets_configured, spent, Sent},
     event::{emit, owner_unchanged, remember_owner, Dest},
+    iphdr::addr_bytes,
     maps::bump,
     verdict::{active, decide_v4, decide_wire_v6, Active, Verdict},
     workload::{policy_of_current, workload_of_current},
@@ -132,8 +133,7 @@ pub fn handle_v6(ctx: &SockAddrContext, hook: u32) -> i32 {
         }
         return finish(&a, &dest, &decide_v4(&a, v4, port, protocol));
     }
-    // SAFETY: four u32 words are sixteen bytes in memory order.
-    let daddr: [u8; 16] = unsafe { core::mem::transmute(w) };
+    let daddr = addr_bytes(w);
     let dest = Dest { daddr, family: 6, port, protocol, hook };
     if let Some(ret) = refuse_blocked(&a, &dest) {
         return ret;
