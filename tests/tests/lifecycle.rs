@@ -3,7 +3,7 @@
 //! Run as root, serially (`cargo xtask test`).
 use std::{os::unix::process::CommandExt, process::Command, time::Duration};
 
-use ringfence_tests::{agent_bin, policy_head, AgentProc, Enforced, LoopReport};
+use ringfence_tests::{agent_bin, policy_head, AgentProc, Enforced, LoopReport, NODE_V4};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -104,10 +104,29 @@ fn sighup_reloads_and_a_bad_policy_keeps_the_old_one() {
 /// policy generation, so the first packet after the reload gets the full verdict.
 #[test]
 fn a_reload_that_revokes_a_destination_cuts_its_open_connection() {
-    use std::io::{BufRead, BufReader};
-    // Generation 0 allows 198.51.100.20:8080; generation 1 moves that rule to .10.
     let e = Enforced::start("revoke", &[8080], &reload_policy(0));
-    let args = [
+    revoked_upload_stalls(&e, &[]);
+    e.lab.tcp("198.51.100.20", 8080).assert_eperm("new connections are refused as well");
+}
+
+/// A socket that first took a connection in (a listener shut back down to CLOSE, or the
+/// accepted connection disconnected) and then connects out is the workload's own connection,
+/// not a reply: a reload that revokes its destination cuts it like any other. (Where the kernel
+/// refuses connect() on a former listener, as 6.x does, that case ends at the refusal.)
+#[test]
+fn a_socket_that_took_a_connection_in_cannot_pass_its_own_upload_off_as_a_reply() {
+    for (kind, port) in [("listener", "7001"), ("accepted", "7002")] {
+        let e = Enforced::start(&format!("reuse{kind}"), &[8080], &reload_policy(0));
+        revoked_upload_stalls(&e, &["--reuse", kind, port]);
+    }
+}
+
+/// Starts an upload to 198.51.100.20:8080 (allowed by `reload_policy(0)`, with `extra`
+/// arguments for the probe), reloads `reload_policy(1)` (which revokes it) and waits for the
+/// upload to stall.
+fn revoked_upload_stalls(e: &Enforced, extra: &[&str]) {
+    use std::io::{BufRead, BufReader};
+    let mut args = vec![
         "stream",
         "198.51.100.20",
         "8080",
@@ -122,9 +141,27 @@ fn a_reload_that_revokes_a_destination_cuts_its_open_connection() {
         "--timeout-ms",
         "5000",
     ];
+    args.extend_from_slice(extra);
     let mut child = e.lab.spawn_probe(&args);
     let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-    let first = lines.next().expect("a line from the stream").expect("read stream");
+    let mut next = || lines.next().expect("a line from the stream").expect("read stream");
+    if let Some(at) = extra.iter().position(|a| *a == "--reuse") {
+        let port = extra[at + 2];
+        let listening = next();
+        assert!(listening.contains("listening"), "the probe listens first: {listening}");
+        // A connection in from the world: the listener's ingress rules (none: open) let it in.
+        let _ = e.lab.world_probe(&["tcp", NODE_V4, port, "--timeout-ms", "1000"]);
+        let accepted = next();
+        assert!(accepted.contains("accepted"), "the probe took a connection in: {accepted}");
+    }
+    let first = next();
+    if extra.contains(&"listener") && first.contains("\"EINVAL\"") && first.contains("\"connect\"") {
+        // Linux 6.x refuses connect() on a former listener (EINVAL): nothing leaves it at all.
+        eprintln!("this kernel refuses connect() on a former listener: {first}");
+        let status = child.wait().expect("wait for the probe");
+        assert_eq!(status.code(), Some(2), "the refused connect ends the probe: {first}");
+        return;
+    }
     assert!(first.contains("\"mark\""), "the upload is under way before the reload: {first}");
     e.replace_policy(&reload_policy(1));
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -134,15 +171,14 @@ fn a_reload_that_revokes_a_destination_cuts_its_open_connection() {
         }
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
-            panic!("the revoked upload still runs 30 s after the reload");
+            panic!("the revoked upload ({extra:?}) still runs 30 s after the reload");
         }
         std::thread::sleep(Duration::from_millis(50));
     };
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let last = rest.last().cloned().unwrap_or_default();
-    assert_eq!(status.code(), Some(3), "the upload stalls once the reload revokes it: {rest:?}");
+    assert_eq!(status.code(), Some(3), "the upload ({extra:?}) stalls once the reload revokes it: {rest:?}");
     assert!(last.contains("\"stalled\":true"), "{last}");
-    e.lab.tcp("198.51.100.20", 8080).assert_eperm("new connections are refused as well");
 }
 
 #[test]

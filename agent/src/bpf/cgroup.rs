@@ -11,20 +11,20 @@ use aya::{
     maps::{CgroupArray, ProgramArray},
     programs::{
         links::FdLink, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr,
-        CgroupSockopt, LsmCgroup, SockOps,
+        CgroupSockopt, LsmCgroup,
     },
     Btf, Ebpf,
 };
 use ringfence_common::{
-    CGROUP_MAP, PROGRAMS, SETSOCKOPT, SKB_BUDGET, SKB_EGRESS, SKB_INGRESS, SKB_PARSE, SKB_TAILS_MAP,
-    SKB_TAIL_BUDGET, SKB_TAIL_PARSE, SKB_TAIL_VERDICT4, SKB_TAIL_VERDICT6, SKB_VERDICT4, SKB_VERDICT6,
-    SOCKET_CREATE, SOCKOPS, SOCK_ADDR_PROGRAMS, SOCK_CREATE,
+    CGROUP_MAP, PROGRAMS, RETIRED_PROGRAMS, SETSOCKOPT, SKB_BUDGET, SKB_EGRESS, SKB_INGRESS, SKB_PARSE,
+    SKB_TAILS_MAP, SKB_TAIL_BUDGET, SKB_TAIL_PARSE, SKB_TAIL_VERDICT4, SKB_TAIL_VERDICT6, SKB_VERDICT4,
+    SKB_VERDICT6, SOCKET_CREATE, SOCK_ADDR_PROGRAMS, SOCK_CREATE,
 };
 use tracing::{debug, info, warn};
 
 use super::{
     object::{bpf_error, load_error, program},
-    pins::{links_dir, pin_replacing},
+    pins::{links_dir, pin_replacing, unpin},
     selfcheck::{self, SocketGuard},
 };
 use crate::error::AgentError;
@@ -68,9 +68,6 @@ fn load_all(ebpf: &mut Ebpf) -> Result<Option<String>, AgentError> {
     let timed = |name: &str, t: std::time::Instant| {
         debug!(program = name, ms = t.elapsed().as_millis() as u64, "verified")
     };
-    let t = std::time::Instant::now();
-    program::<SockOps>(ebpf, SOCKOPS)?.load().map_err(|e| load_error(SOCKOPS, e))?;
-    timed(SOCKOPS, t);
     for name in [SKB_EGRESS, SKB_BUDGET, SKB_INGRESS, SKB_PARSE, SKB_VERDICT4, SKB_VERDICT6] {
         let t = std::time::Instant::now();
         program::<CgroupSkb>(ebpf, name)?.load().map_err(|e| load_error(name, e))?;
@@ -128,11 +125,6 @@ fn attach_one(ebpf: &mut Ebpf, name: &str, cg: &File, links: &Path) -> Result<()
     // rejects any attach flag, so the mode must be the default (no flags).
     let mode = CgroupAttachMode::Single;
     let link: FdLink = match name {
-        SOCKOPS => {
-            let p = program::<SockOps>(ebpf, name)?;
-            let id = p.attach(cg.as_fd(), mode).map_err(bpf_error)?;
-            p.take_link(id).map_err(bpf_error)?.try_into().map_err(bpf_error)?
-        }
         SKB_EGRESS | SKB_INGRESS => {
             let p = program::<CgroupSkb>(ebpf, name)?;
             let dir =
@@ -224,6 +216,13 @@ pub fn attach_all(ebpf: &mut Ebpf, cgroup: &Path, bpffs: &Path, iso: Isolation) 
         attach_one(ebpf, name, &cg, &links)?;
         if name == SKB_EGRESS {
             backstop_attached_ns = crate::clock::monotonic_ns();
+        }
+    }
+    for name in RETIRED_PROGRAMS {
+        let pin = links.join(name);
+        if pin.exists() {
+            unpin(&pin)?;
+            info!(link = name, "detached a link an earlier version attached");
         }
     }
     Ok(Hooks { packet_sockets, backstop_attached_ns })

@@ -30,12 +30,14 @@ use crate::{error::AgentError, maps::maps_dir};
 /// Loads the object, creating the maps or reusing the ones pinned under `<bpffs>/maps` (when
 /// their layout is this agent's, see `layout`).
 pub fn load(bpffs: &Path) -> Result<Ebpf, AgentError> {
+    layout::replace_unclonable_skcache(bpffs)?;
     layout::check_pinned_maps(bpffs)?;
     for dir in [maps_dir(bpffs), links_dir(bpffs)] {
         fs::create_dir_all(&dir).map_err(|e| AgentError::io("create", &dir, e))?;
     }
     // The socket storage is a BTF map, which has no pinning attribute: pin it by path so a
-    // restarted agent's programs see what the adopted ones stored (passive-open marks).
+    // restarted agent's programs see what the adopted ones stored (passive-open marks). Its
+    // flags come from the object (`BPF_F_CLONE`: accepted sockets inherit a listener's mark).
     let skcache = maps_dir(bpffs).join(SKCACHE_MAP);
     EbpfLoader::new()
         .default_map_pin_directory(maps_dir(bpffs))

@@ -143,11 +143,10 @@ pub const STAT_DNS_NEW: u32 = 20;
 pub const STAT_COUNT: u32 = 21;
 
 /// The cgroup programs, in the order the agent attaches them (every one is loaded and verified
-/// first): the passive-open marker, the packet backstop, the socket-creation guard, then the
+/// first): the packet backstop, the ingress rules, the socket-creation guards, then the
 /// connect/sendmsg hooks. Links are pinned as `<bpffs>/links/<name>`. Once the backstop is
 /// attached every packet of the cgroup is decided, so the hooks after it add precision (EPERM
 /// at the call, events with the process), never the first line of defence.
-pub const SOCKOPS: &str = "rf_sockops";
 pub const SKB_EGRESS: &str = "rf_skb_egress";
 /// Exfiltration budgets and the rate cap (`cgroup_skb/egress`): tail-called by the backstop for
 /// each packet it lets out under a policy with budgets ([`SKB_TAIL_BUDGET`]), not attached.
@@ -163,8 +162,7 @@ pub const SETSOCKOPT: &str = "rf_setsockopt";
 pub const SOCKET_CREATE: &str = "rf_socket_create";
 pub const SOCK_ADDR_PROGRAMS: [&str; 4] = ["rf_connect4", "rf_connect6", "rf_sendmsg4", "rf_sendmsg6"];
 /// Every pinned cgroup link, in attach order.
-pub const PROGRAMS: [&str; 10] = [
-    SOCKOPS,
+pub const PROGRAMS: [&str; 9] = [
     SKB_EGRESS,
     SKB_INGRESS,
     SOCK_CREATE,
@@ -175,6 +173,12 @@ pub const PROGRAMS: [&str; 10] = [
     "rf_sendmsg4",
     "rf_sendmsg6",
 ];
+/// Links earlier versions pinned that this one no longer attaches: an upgraded agent removes
+/// them once its own programs are attached. `rf_sockops` marked accepted connections; the
+/// mark is now set on the listener by `rf_skb_ingress` and inherited by the accepted socket
+/// ([`SKCACHE_FLAGS`]), which spares every TCP socket of the cgroup the kernel's sockops
+/// callbacks.
+pub const RETIRED_PROGRAMS: [&str; 1] = ["rf_sockops"];
 /// The backstop's tail-called programs, by slot of [`SKB_TAILS_MAP`]: the verdict per address
 /// family (one family per program halves the verifier's work), the header walk, and the
 /// exfiltration budgets ([`SKB_BUDGET`]) for what it lets out.
@@ -231,6 +235,10 @@ pub const ALLOW_EVENT_INTERVAL_NS: u64 = 10_000_000_000;
 pub const REPLIES_MAP: &str = "RF_REPLIES";
 /// Socket local storage of [`crate::SkVerdict`] (a BTF map, pinned by the agent by path).
 pub const SKCACHE_MAP: &str = "RF_SKCACHE";
+/// [`SKCACHE_MAP`]'s map flags: `BPF_F_NO_PREALLOC` (required of socket storage) and
+/// `BPF_F_CLONE`, so a socket accepted from a listener inherits the listener's storage (its
+/// passive-open mark). A pinned map without `BPF_F_CLONE` (an earlier version's) is replaced.
+pub const SKCACHE_FLAGS: u32 = 1 | (1 << 9);
 /// LRU hash of [`crate::AllowedKey`] -> [`crate::AllowedValue`] (the policy generation):
 /// destinations a policy table allowed, so the backstop passes their packets without deciding again. A cache: an
 /// evicted or stale entry costs a full verdict, never a wrong one.

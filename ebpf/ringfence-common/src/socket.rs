@@ -30,11 +30,15 @@ pub struct Owner {
 }
 
 /// [`SkVerdict::flags`]: the connection was opened by the remote side (accepted): its packets
-/// are replies and not policed, like connections the connect hooks never see.
+/// are replies and not policed, like connections the connect hooks never see. Set on a
+/// listener when it is sent a connection its ingress rules let in, inherited by the sockets it
+/// accepts, cleared by connect() (a listener shut down to CLOSE, or an accepted socket
+/// disconnected, may connect out: that connection is the workload's own).
 pub const SK_PASSIVE: u32 = 1;
 
-/// Socket local storage ([`crate::SKCACHE_MAP`]), created only for accepted connections (by
-/// `rf_sockops`): a connect() does not pay for an allocation per socket.
+/// Socket local storage ([`crate::SKCACHE_MAP`]), created only for TCP listeners that let a
+/// connection in (by `rf_skb_ingress`) and copied to the sockets they accept
+/// ([`crate::SKCACHE_FLAGS`]): a connect() does not pay for an allocation per socket.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct SkVerdict {

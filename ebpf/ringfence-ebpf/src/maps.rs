@@ -2,7 +2,7 @@
 //! ways); every map is pinned by name so that a
 //! restarted agent (or a new program version) reuses the same maps and enforcement has no gap.
 use aya_ebpf::{
-    btf_maps::SkStorage,
+    bindings::bpf_map_type::BPF_MAP_TYPE_SK_STORAGE,
     macros::{btf_map, map},
     maps::{
         Array, CgroupArray, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, ProgramArray,
@@ -15,7 +15,7 @@ use ringfence_common::{
     NameKey, NameRule, Owner, PolicyConfig, PrefixEntry, ServerKey, SkVerdict, TcpSeq, WorkloadState,
     EVENTS_BYTES, MAX_ALLOWED, MAX_BLOCKS, MAX_BUDGET_DESTS, MAX_BUDGET_WORKLOADS, MAX_CGCACHE,
     MAX_DNS_SERVERS, MAX_ENDPOINTS, MAX_FLOWS, MAX_LEARNED, MAX_LIST_ENTRIES, MAX_NAMES, MAX_OWNERS,
-    MAX_POLICIES, MAX_TABLES, MAX_TRIE_V4, MAX_TRIE_V6, MAX_WORKLOADS, STAT_COUNT,
+    MAX_POLICIES, MAX_TABLES, MAX_TRIE_V4, MAX_TRIE_V6, MAX_WORKLOADS, SKCACHE_FLAGS, STAT_COUNT,
 };
 
 /// Trie keys: table id (big-endian) then the address (see `ringfence_common::tables`).
@@ -128,10 +128,40 @@ pub static RF_SKB_TAILS: ProgramArray = ProgramArray::pinned(4, 0);
 /// The backstop's verdict cache (see `crate::allowed`).
 #[map]
 pub static RF_ALLOWED: LruHashMap<AllowedKey, AllowedValue> = LruHashMap::pinned(MAX_ALLOWED, 0);
-/// Passive-open mark of accepted connections. A BTF map (socket storage needs BTF); the
-/// agent pins it by path so a restarted agent's programs share it with the adopted ones.
+/// Passive-open mark of listeners and the connections they accept (see `crate::passive`). A
+/// BTF map (socket storage needs BTF); the agent pins it by path so a restarted agent's
+/// programs share it with the adopted ones.
 #[btf_map]
-pub static RF_SKCACHE: SkStorage<SkVerdict> = SkStorage::new();
+pub static RF_SKCACHE: ClonedSkStorage<SkVerdict> = ClonedSkStorage::new();
+
+/// A BTF socket-storage map definition whose values are copied to sockets cloned from the
+/// owner (a listener's accepted connections): [`SKCACHE_FLAGS`] holds `BPF_F_CLONE`, which
+/// aya-ebpf's `SkStorage` (flags fixed to `BPF_F_NO_PREALLOC`) cannot express. The fields are
+/// the libbpf BTF map convention: their types carry the definition, their values are unused.
+#[repr(C)]
+pub struct ClonedSkStorage<T> {
+    r#type: *const [i32; BPF_MAP_TYPE_SK_STORAGE as usize],
+    key: *const i32,
+    value: *const T,
+    max_entries: *const [i32; 0],
+    map_flags: *const [i32; SKCACHE_FLAGS as usize],
+}
+
+// SAFETY: placeholder pointers the loader replaces with the map; never dereferenced.
+unsafe impl<T> Sync for ClonedSkStorage<T> {}
+
+impl<T> ClonedSkStorage<T> {
+    pub const fn new() -> Self {
+        use core::ptr::null;
+        Self { r#type: null(), key: null(), value: null(), max_entries: null(), map_flags: null() }
+    }
+
+    /// The map, as the storage helpers take it.
+    #[inline(always)]
+    pub fn as_ptr(&self) -> *mut core::ffi::c_void {
+        (self as *const Self).cast_mut().cast()
+    }
+}
 
 pub use crate::iphdr::MAX_ROUTE;
 

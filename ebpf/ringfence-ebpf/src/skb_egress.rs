@@ -4,7 +4,7 @@
 //!
 //! Fast path (every packet to a destination the policy allowed recently): an exfiltration block
 //! check, then either the remote side opened the connection (a listener's SYN-ACK, an accepted
-//! connection marked by `rf_sockops`) or the policy table's verdict cache (`crate::allowed`)
+//! connection: `crate::passive`) or the policy table's verdict cache (`crate::allowed`)
 //! covers the packet's destination. Otherwise
 //! the header walk (`rf_skb_parse`, for options and extension headers) and the verdict
 //! (`rf_skb_verdict`, one address per call) run as tail calls with fresh verifier budgets. What
@@ -12,13 +12,13 @@
 //! packet: the backstop fails closed.
 use aya_ebpf::{
     bindings::bpf_sock,
-    helpers::generated::{bpf_sk_fullsock, bpf_sk_storage_get, bpf_skb_cgroup_id},
+    helpers::generated::{bpf_sk_fullsock, bpf_skb_cgroup_id},
     macros::cgroup_skb,
     programs::SkBuffContext,
 };
 use ringfence_common::{
-    FlowKey, SkVerdict, DIR_EGRESS, SKB_TAIL_BUDGET, SKB_TAIL_PARSE, SKB_TAIL_VERDICT4, SKB_TAIL_VERDICT6,
-    SK_PASSIVE, STAT_EXFIL_BLOCKED,
+    FlowKey, DIR_EGRESS, SKB_TAIL_BUDGET, SKB_TAIL_PARSE, SKB_TAIL_VERDICT4, SKB_TAIL_VERDICT6,
+    STAT_EXFIL_BLOCKED,
 };
 
 use crate::{
@@ -27,7 +27,8 @@ use crate::{
     block::blocked,
     budget::budgets_configured,
     iphdr::{addr_bytes, is_v6_ext, peek, tcp_udp, transport, verdict_port, IPPROTO_TCP, IPPROTO_UDP},
-    maps::{bump, SkbScratch, RF_REPLIES, RF_SKB_SCRATCH, RF_SKB_TAILS, RF_SKCACHE},
+    maps::{bump, SkbScratch, RF_REPLIES, RF_SKB_SCRATCH, RF_SKB_TAILS},
+    passive::opened_by_peer,
     verdict::active,
     workload::policy_of_skb,
 };
@@ -55,17 +56,6 @@ pub fn full_socket(ctx: &SkBuffContext) -> Option<*mut bpf_sock> {
         let full = bpf_sk_fullsock(sk.cast()) as *mut bpf_sock;
         (!full.is_null()).then_some(full)
     }
-}
-
-/// Whether the remote side opened the socket's connection (marked by `rf_sockops`).
-#[inline(always)]
-fn opened_by_peer(sk: *mut bpf_sock) -> bool {
-    // SAFETY: a full socket from `full_socket` and the storage map; no creation.
-    let p =
-        unsafe { bpf_sk_storage_get(&RF_SKCACHE as *const _ as *mut _, sk.cast(), core::ptr::null_mut(), 0) }
-            as *const SkVerdict;
-    // SAFETY: this socket's storage when non-null.
-    !p.is_null() && unsafe { (*p).flags } & SK_PASSIVE != 0
 }
 
 /// The packet as the fast path sees it: the scratch record without its source-route entries,

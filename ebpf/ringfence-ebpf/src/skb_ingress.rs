@@ -4,7 +4,8 @@
 //!
 //! - TCP: only a SYN without ACK (a new inbound connection) is decided; no TCP connection can
 //!   exist without one, and every other segment belongs to a connection already let in or
-//!   opened by the workload itself.
+//!   opened by the workload itself. A listener that lets one in is marked for the backstop
+//!   (`crate::passive`).
 //! - UDP: every datagram, except replies on a flow the workload sent on (`RF_REPLIES`, filled
 //!   by the backstop).
 //! - Other protocols pass (ICMP errors about the workload's own traffic, echo replies).
@@ -22,6 +23,7 @@ use crate::{
     event::{emit_packet, Dest},
     iphdr::{addr_bytes, is_v6_ext, peek, tcp_udp, v6_ext, Flag, IPPROTO_TCP, IPPROTO_UDP},
     maps::{bump, RF_REPLIES},
+    passive::mark_listener,
     skb_egress::{full_socket, BPF_TCP_LISTEN, DROP, PASS},
     verdict::{active_dir, decide_v4, decide_wire_v6, Active},
     workload::policy_of_skb,
@@ -63,6 +65,22 @@ fn answers_a_query(ctx: &SkBuffContext, flow: &FlowKey) -> bool {
     }
     // SAFETY: a full socket from `full_socket`: its state is readable.
     full_socket(ctx).is_some_and(|sk| unsafe { (*sk).state } != BPF_TCP_LISTEN)
+}
+
+/// Lets a new connection or a datagram in. A TCP listener let a connection in is marked
+/// (`crate::passive`): the socket it accepts inherits the mark, and the backstop passes that
+/// connection's packets as replies.
+#[inline(always)]
+fn let_in(ctx: &SkBuffContext, proto: u32) -> i32 {
+    if proto == IPPROTO_TCP {
+        if let Some(sk) = full_socket(ctx) {
+            // SAFETY: a full socket from `full_socket`: its state is readable.
+            if unsafe { (*sk).state } == BPF_TCP_LISTEN {
+                mark_listener(sk);
+            }
+        }
+    }
+    PASS
 }
 
 #[cgroup_skb(ingress)]
@@ -122,7 +140,7 @@ fn try_skb_ingress(ctx: &SkBuffContext) -> Option<i32> {
     }
     let a = active_dir(policy_of_skb(ctx.skb.skb.cast(), cgroup_id), DIR_INGRESS);
     if a.cfg.flags & CONFIG_OPEN != 0 {
-        return Some(PASS);
+        return Some(let_in(ctx, proto));
     }
     if proto == IPPROTO_UDP && RF_REPLIES.get_ptr(&flow).is_some() {
         return Some(PASS);
@@ -133,12 +151,12 @@ fn try_skb_ingress(ctx: &SkBuffContext) -> Option<i32> {
         decide_wire_v6(&a, src, dport, proto)
     };
     if v.verdict == VERDICT_ALLOW {
-        return Some(PASS);
+        return Some(let_in(ctx, proto));
     }
     let dest = Dest { daddr: src, family, port: dport, protocol: proto, hook: HOOK_SKB_INGRESS };
     emit_packet(&dest, &v, cgroup_id, &flow, false);
     if v.verdict != VERDICT_DENY {
-        return Some(PASS); // audit mode
+        return Some(let_in(ctx, proto)); // audit mode
     }
     bump(STAT_INGRESS_DROPPED);
     Some(DROP)

@@ -4,7 +4,7 @@
 //! lab-probe serve --tcp P1,P2 --udp P1,P2
 //! lab-probe tcp ADDR PORT [--bytes N] [--timeout-ms T] [--bind LOCAL]
 //! lab-probe stream ADDR PORT --bytes N [--rate BYTES_PER_SEC] [--mark BYTES]... [--stall-ms S]
-//!                  [--timeout-ms T]
+//!                  [--timeout-ms T] [--reuse listener|accepted PORT]
 //! lab-probe udp ADDR PORT [--connect] [--timeout-ms T] [--bind LOCAL]
 //! lab-probe raw ADDR PORT [--count N]      (UDP through a raw socket)
 //! lab-probe escape KIND ADDR PORT --marker M [--via HOP]... [--iface IF] [--count N]
@@ -41,6 +41,8 @@ mod looper;
 mod raw;
 #[path = "lab_probe/resolve.rs"]
 mod resolve;
+#[path = "lab_probe/reuse.rs"]
+mod reuse;
 #[path = "lab_probe/serve.rs"]
 mod serve;
 #[path = "lab_probe/sink.rs"]

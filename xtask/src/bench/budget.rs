@@ -10,7 +10,7 @@ use std::{process::Stdio, time::Duration};
 
 use anyhow::{bail, Context, Result};
 use aya::sys::{enable_stats, Stats};
-use ringfence_common::{SKB_EGRESS, SKB_INGRESS, SOCKOPS};
+use ringfence_common::{SKB_EGRESS, SKB_INGRESS};
 use ringfence_tests::Sink;
 
 use super::{
@@ -40,7 +40,7 @@ const SINK_PORT: u16 = 9000;
 /// The programs a workload's TCP upload runs through with the agent's cgroup hooks (the
 /// backstop's tail calls, the budget program among them, count in its run time), and which of
 /// them is the backstop.
-const ON_PATH: [&str; 3] = [SKB_EGRESS, SKB_INGRESS, SOCKOPS];
+const ON_PATH: [&str; 2] = [SKB_EGRESS, SKB_INGRESS];
 const BACKSTOP: usize = 0;
 
 pub fn bench_budget(args: BudgetBenchArgs) -> Result<()> {

@@ -336,8 +336,7 @@ impl Rig {
 
 /// The cgroup programs this round added to the connect hooks (the backstop and its helpers, the
 /// socket guards): detaching them gives the connect-hooks-only ("before") configuration.
-pub const ADDED_HOOKS: [&str; 5] =
-    ["rf_skb_egress", "rf_sockops", "rf_sock_create", "rf_setsockopt", "rf_socket_create"];
+pub const ADDED_HOOKS: [&str; 4] = ["rf_skb_egress", "rf_sock_create", "rf_setsockopt", "rf_socket_create"];
 
 impl Rig {
     /// Detaches pinned cgroup links by name (removing a link's pin detaches its program).

@@ -95,7 +95,7 @@ fn rss_kib(pid: i32) -> Result<u64> {
 /// run-time statistics, on only while this runs).
 pub(super) fn program_costs(rig: &Rig, cg: &TestCgroup, connects: usize) -> Result<String> {
     use aya::sys::{enable_stats, Stats};
-    let programs = ["rf_connect4", "rf_skb_egress", "rf_skb_ingress", "rf_sockops", "rf_sock_create"];
+    let programs = ["rf_connect4", "rf_skb_egress", "rf_skb_ingress", "rf_sock_create"];
     let _stats = enable_stats(Stats::RunTime).context("BPF_ENABLE_STATS")?;
     let before: Vec<_> = programs.iter().map(|p| super::path::program_stats(&[p])).collect();
     rig.measure(cg, connects)?;

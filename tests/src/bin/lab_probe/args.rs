@@ -8,7 +8,7 @@ pub const USAGE: &str = "usage:
   lab-probe tunnel udp|icmp ADDR PORT --bytes N [--size S]
   lab-probe tcp ADDR PORT [--bytes N] [--timeout-ms T] [--bind LOCAL]
   lab-probe stream ADDR PORT --bytes N [--rate BYTES_PER_SEC] [--mark BYTES]... [--stall-ms S]
-                   [--timeout-ms T]
+                   [--timeout-ms T] [--reuse listener|accepted PORT]
   lab-probe udp ADDR PORT [--connect] [--timeout-ms T] [--bind LOCAL]
   lab-probe raw ADDR PORT [--count N]
   lab-probe escape rthdr-udp|rthdr-tfo|srr-opt|srr-cmsg|ping|raw-udp|raw-icmp|raw-hdrincl ADDR PORT

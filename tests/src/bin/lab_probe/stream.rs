@@ -1,5 +1,5 @@
 //! `lab-probe stream ADDR PORT --bytes N [--rate BYTES_PER_SEC] [--mark BYTES]... [--stall-ms S]
-//! [--timeout-ms T]`: a long TCP upload for the exfiltration tests, reporting when it crossed
+//! [--timeout-ms T] [--reuse listener|accepted PORT]`: a long TCP upload for the exfiltration tests, reporting when it crossed
 //! byte marks and whether (and when) the firewall stalled it.
 //!
 //! Writes N × 'x' in chunks of at most 64 KiB (and 100 ms' worth at `--rate`), sleeping so the
@@ -16,7 +16,9 @@
 //!   `{"errno":1,"error":"EPERM","ok":false,"sent":0,"stage":"connect","unix_ms":MS}`, exit 1 on
 //!   EPERM, 2 otherwise (without `--stall-ms`, a write stalled for T ms is `ETIMEDOUT` at `send`).
 //!
-//! `--timeout-ms T` (default 2000) bounds connecting and waiting for the reply.
+//! `--timeout-ms T` (default 2000) bounds connecting and waiting for the reply. `--reuse
+//! listener|accepted PORT` uploads from a socket that first took a connection in
+//! (`lab_probe/reuse.rs`).
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::AsFd;
@@ -28,6 +30,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use serde_json::{json, Value};
 
 use crate::client::{errno_name, Failure};
+use crate::reuse::{self, Reuse};
 use crate::{failure_json, parse_addr, parse_num, usage, Args};
 
 const CHUNK: u64 = 64 << 10;
@@ -69,6 +72,7 @@ struct Options {
     marks: Vec<u64>,
     stall: Option<Duration>,
     timeout: Duration,
+    reuse: Option<Reuse>,
 }
 
 fn positive(what: &str, v: &str) -> u64 {
@@ -83,10 +87,11 @@ fn parse(args: &mut Args) -> Options {
     let addr = parse_addr(&args.next_arg().unwrap_or_else(|| usage("missing ADDR")));
     let port: u16 = parse_num("port", &args.next_arg().unwrap_or_else(|| usage("missing PORT")));
     let (mut bytes, mut rate, mut marks, mut stall) = (None, None, Vec::new(), None);
-    let mut timeout = Duration::from_millis(2000);
+    let (mut timeout, mut reuse) = (Duration::from_millis(2000), None);
     while let Some(flag) = args.next_arg() {
         let v = args.value(&flag);
         match flag.as_str() {
+            "--reuse" => reuse = Some(Reuse::parse(&v, &args.value(&flag))),
             "--bytes" => bytes = Some(parse_num("byte count", &v)),
             "--rate" => rate = Some(positive("rate", &v)),
             "--mark" => marks.push(parse_num("mark", &v)),
@@ -97,7 +102,7 @@ fn parse(args: &mut Args) -> Options {
     }
     marks.sort_unstable();
     let bytes = bytes.unwrap_or_else(|| usage("stream needs --bytes N"));
-    Options { sa: SocketAddr::new(addr, port), bytes, rate, marks, stall, timeout }
+    Options { sa: SocketAddr::new(addr, port), bytes, rate, marks, stall, timeout, reuse }
 }
 
 /// Waits up to `limit`, and at most 10 ms, for `s` to become writable. POLLOUT needs a third of
@@ -114,7 +119,11 @@ fn wait_writable(s: &TcpStream, limit: Duration) -> io::Result<()> {
 /// Runs the upload and returns the exit code.
 pub fn main(args: &mut Args) -> i32 {
     let o = parse(args);
-    let mut s = match TcpStream::connect_timeout(&o.sa, o.timeout) {
+    let connected = match o.reuse {
+        Some(r) => reuse::connect(r, o.sa, o.timeout),
+        None => TcpStream::connect_timeout(&o.sa, o.timeout),
+    };
+    let mut s = match connected {
         Ok(s) => s,
         Err(e) => return fail(failure("connect", e), 0),
     };
