@@ -4,6 +4,7 @@
 //! implicit padding, so the kernel and userspace agree on the layout byte for byte.
 #![no_std]
 
+pub mod backstop;
 pub mod block;
 pub mod budget;
 pub mod dns;
@@ -14,6 +15,7 @@ pub mod rules;
 pub mod socket;
 pub mod tables;
 
+pub use backstop::*;
 pub use block::*;
 pub use budget::*;
 pub use dns::*;

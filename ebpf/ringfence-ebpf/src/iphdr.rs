@@ -9,7 +9,7 @@ use aya_ebpf::{
 };
 
 /// Addresses a backstop packet is decided on: its destination and every hop of a source route.
-pub const MAX_ROUTE: usize = 8;
+pub use ringfence_common::MAX_ROUTE;
 
 pub const IPPROTO_HOPOPTS: u32 = 0;
 pub const IPPROTO_ICMP: u32 = 1;

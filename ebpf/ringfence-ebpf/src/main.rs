@@ -17,6 +17,7 @@ mod connect6;
 mod dns;
 mod event;
 mod flows;
+mod handoff;
 mod iphdr;
 mod maps;
 mod packet;

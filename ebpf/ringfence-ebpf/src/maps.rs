@@ -163,37 +163,7 @@ impl<T> ClonedSkStorage<T> {
     }
 }
 
-pub use crate::iphdr::MAX_ROUTE;
-
-/// What the backstop's entry program hands to its tail calls (per CPU).
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct SkbScratch {
-    pub addrs: [[u8; 16]; MAX_ROUTE],
-    /// The packet's source address (for the per-flow event rate limit).
-    pub saddr: [u8; 16],
-    /// Addresses in `addrs`, and the next one to decide.
-    pub count: u32,
-    pub next: u32,
-    /// 4 or 6.
-    pub family: u32,
-    /// L4 protocol (after IPv6 extension headers) and its ports (0 when it has none).
-    pub proto: u32,
-    pub sport: u16,
-    pub dport: u16,
-    /// Where the IPv6 extension headers or IPv4 options start; the L4 header for simple packets.
-    pub l4_off: u32,
-    /// The first extension header (IPv6) or 0.
-    pub next_hdr: u32,
-    pub cgroup_id: u64,
-    /// The policy governing the sending socket's cgroup.
-    pub policy: u32,
-    /// 1: no options and no extension headers (a verdict may be cached on the socket).
-    pub simple: u32,
-    /// 1: an address was only allowed because the policy is in audit mode (not cached).
-    pub audit: u32,
-    pub _pad: u32,
-}
+pub use ringfence_common::{SkbScratch, MAX_ROUTE};
 
 #[map]
 pub static RF_SKB_SCRATCH: PerCpuArray<SkbScratch> = PerCpuArray::with_max_entries(1, 0);

@@ -26,6 +26,7 @@ use crate::{
     allowed,
     block::blocked,
     budget::budgets_configured,
+    handoff,
     iphdr::{addr_bytes, is_v6_ext, peek, tcp_udp, transport, verdict_port, IPPROTO_TCP, IPPROTO_UDP},
     maps::{bump, SkbScratch, RF_REPLIES, RF_SKB_SCRATCH, RF_SKB_TAILS},
     passive::opened_by_peer,
@@ -94,24 +95,21 @@ fn blank(cgroup_id: u64) -> Head {
     }
 }
 
-/// Hands the packet to the tail calls: this CPU's scratch record, every field they read before
-/// writing (route entries past `count` are written before they are read).
+/// Hands the packet to the tail calls: this CPU's scratch record, claimed for it
+/// (`crate::handoff`), every field they read before writing (route entries past `count` are
+/// written before they are read).
 #[inline(always)]
-fn hand_off(s: &mut SkbScratch, h: &Head) {
+fn hand_off(ctx: &SkBuffContext, s: &mut SkbScratch, h: &Head) {
+    handoff::claim(ctx, s, h.proto, h.sport, h.dport);
     s.addrs[0] = h.daddr;
     s.saddr = h.saddr;
     s.count = 1;
-    s.next = 0;
     s.family = h.family;
-    s.proto = h.proto;
-    s.sport = h.sport;
-    s.dport = h.dport;
     s.l4_off = h.l4_off;
     s.next_hdr = h.next_hdr;
     s.cgroup_id = h.cgroup_id;
     s.policy = h.policy;
     s.simple = h.simple;
-    s.audit = 0;
     s._pad = 0;
 }
 
@@ -205,7 +203,7 @@ fn try_skb_egress(ctx: &SkBuffContext) -> Option<i32> {
     }
     let slot = RF_SKB_SCRATCH.get_ptr_mut(0)?;
     // SAFETY: this CPU's scratch slot; the tail-called programs run on this CPU right after.
-    hand_off(unsafe { &mut *slot }, &s);
+    hand_off(ctx, unsafe { &mut *slot }, &s);
     let tail = if s.simple == 1 { verdict_slot(s.family) } else { SKB_TAIL_PARSE };
     // SAFETY: the slot holds one of our cgroup_skb programs.
     let _ = unsafe { RF_SKB_TAILS.tail_call(ctx, tail) };

@@ -11,6 +11,7 @@ use ringfence_common::{
 use crate::{
     allowed,
     event::{emit_packet, Dest},
+    handoff::{self, Packet},
     iphdr::{transport, v4_options, v6_ext, verdict_port, Hops},
     maps::{bump, SkbScratch, MAX_ROUTE, RF_SKB_SCRATCH, RF_SKB_TAILS},
     skb_egress::{let_out, verdict_slot, DROP},
@@ -34,18 +35,22 @@ impl Hops for Route<'_> {
     }
 }
 
+/// This CPU's scratch record, when it still holds this packet, and the packet's control block
+/// (`crate::handoff`).
 #[inline(always)]
-fn scratch() -> Option<&'static mut SkbScratch> {
+fn scratch(ctx: &SkBuffContext) -> Option<(&'static mut SkbScratch, Packet)> {
     // SAFETY: this CPU's scratch slot, written by rf_skb_egress before the tail call.
-    RF_SKB_SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+    let s = RF_SKB_SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })?;
+    let p = Packet::read(ctx);
+    p.holds(s).then_some((s, p))
 }
 
 #[cgroup_skb(egress)]
 pub fn rf_skb_parse(ctx: SkBuffContext) -> i32 {
-    let Some(s) = scratch() else { return DROP };
+    let Some((s, p)) = scratch(&ctx) else { return DROP };
     if walk(&ctx, s).is_none() {
         // Malformed, unknown routing header type or more hops than can be decided.
-        return deny(&ctx, s, 0, &refusal(&active(s.policy), RULE_SOURCE_ROUTE));
+        return deny(&ctx, s, &p, 0, &refusal(&active(s.policy), RULE_SOURCE_ROUTE));
     }
     // SAFETY: the slot holds the family's verdict program.
     let _ = unsafe { RF_SKB_TAILS.tail_call(&ctx, verdict_slot(s.family)) };
@@ -60,11 +65,13 @@ fn walk(ctx: &SkBuffContext, s: &mut SkbScratch) -> Option<()> {
     } else {
         let (next, off) = (s.next_hdr, s.l4_off as usize);
         let l4 = v6_ext(ctx, next, off, &mut Route(s))?;
-        s.proto = l4.proto;
-        if !l4.fragment {
+        let (sport, dport) = if l4.fragment {
+            (0, 0)
+        } else {
             let (sport, dport, ..) = transport(ctx, l4.proto, l4.off)?;
-            (s.sport, s.dport) = (sport, verdict_port(l4.proto, dport));
-        }
+            (sport, verdict_port(l4.proto, dport))
+        };
+        handoff::set_l4(ctx, l4.proto, sport, dport);
         Some(())
     }
 }
@@ -83,8 +90,8 @@ pub fn rf_skb_verdict6(ctx: SkBuffContext) -> i32 {
 /// verifier's work), then calls itself for the one after.
 #[inline(always)]
 fn skb_verdict<const V6: bool>(ctx: &SkBuffContext) -> i32 {
-    let Some(s) = scratch() else { return DROP };
-    let i = s.next as usize;
+    let Some((s, mut p)) = scratch(ctx) else { return DROP };
+    let i = p.next as usize;
     if i == 0 {
         bump(STAT_BACKSTOP_DECIDED);
     }
@@ -92,27 +99,31 @@ fn skb_verdict<const V6: bool>(ctx: &SkBuffContext) -> i32 {
         let addr = s.addrs[i];
         let a = active(s.policy);
         let v = if !V6 {
-            decide_v4(&a, [addr[0], addr[1], addr[2], addr[3]], s.dport, s.proto)
+            decide_v4(&a, [addr[0], addr[1], addr[2], addr[3]], p.dport, p.proto)
         } else {
-            decide_wire_v6(&a, addr, s.dport, s.proto)
+            decide_wire_v6(&a, addr, p.dport, p.proto)
         };
         if v.verdict != VERDICT_ALLOW {
             if v.verdict == VERDICT_DENY {
-                return deny(ctx, s, i, &v);
+                return deny(ctx, s, &p, i, &v);
             }
-            report(s, i, &v);
-            s.audit = 1;
+            report(s, &p, i, &v);
+            p.audited = true;
         }
-        s.next += 1;
-        if (s.next as usize) < s.count as usize {
+        if ((i + 1) as usize) < s.count as usize {
+            handoff::save_progress(ctx, (i + 1) as u32, p.audited);
             let slot = if V6 { SKB_TAIL_VERDICT6 } else { SKB_TAIL_VERDICT4 };
             // SAFETY: the slot holds this program.
             let _ = unsafe { RF_SKB_TAILS.tail_call(ctx, slot) };
             return DROP;
         }
     }
-    if s.simple == 1 && s.audit == 0 {
-        remember(s);
+    // Decided on this packet's details only if nothing claimed the record meanwhile.
+    if !p.holds(s) {
+        return DROP;
+    }
+    if s.simple == 1 && !p.audited {
+        remember(s, &p);
     }
     let_out(ctx, s.policy)
 }
@@ -120,23 +131,24 @@ fn skb_verdict<const V6: bool>(ctx: &SkBuffContext) -> i32 {
 /// Notes the allowed destination in the verdict cache (a socket connected before the agent
 /// started, or a raw or ping socket, was not noted by the connect hooks).
 #[inline(always)]
-fn remember(s: &SkbScratch) {
+fn remember(s: &SkbScratch, p: &Packet) {
     let a = active(s.policy);
-    allowed::note(&a, &allowed::key(&a, s.family, s.proto, s.dport, s.addrs[0]));
+    allowed::note(&a, &allowed::key(&a, s.family, p.proto, p.dport, s.addrs[0]));
 }
 
 /// Reports a refused (or, in audit mode, would-be refused) address `i` of the packet. Not
 /// inlined: its frame is not on the stack while the verdict runs.
 #[inline(never)]
-fn report(s: &SkbScratch, i: usize, v: &Verdict) {
+fn report(s: &SkbScratch, p: &Packet, i: usize, v: &Verdict) {
     let daddr = if i < MAX_ROUTE { s.addrs[i] } else { s.addrs[0] };
-    let dest = Dest { daddr, family: s.family, port: s.dport, protocol: s.proto, hook: HOOK_SKB_EGRESS };
+    let (proto, sport, dport) = (p.proto, p.sport, p.dport);
+    let dest = Dest { daddr, family: s.family, port: dport, protocol: proto, hook: HOOK_SKB_EGRESS };
     let flow = FlowKey {
         local: s.saddr,
         remote: daddr,
-        local_port: s.sport,
-        remote_port: s.dport,
-        proto: s.proto,
+        local_port: sport,
+        remote_port: dport,
+        proto,
         family: s.family,
     };
     // The sending task's context when it is one of the cgroup's (not a softirq retransmission).
@@ -145,10 +157,11 @@ fn report(s: &SkbScratch, i: usize, v: &Verdict) {
 }
 
 #[inline(always)]
-fn deny(ctx: &SkBuffContext, s: &SkbScratch, i: usize, v: &Verdict) -> i32 {
-    report(s, i, v);
+fn deny(ctx: &SkBuffContext, s: &SkbScratch, p: &Packet, i: usize, v: &Verdict) -> i32 {
+    report(s, p, i, v);
     if v.verdict != VERDICT_DENY {
-        return let_out(ctx, s.policy); // audit mode
+        // Audit mode: let out, if the record still holds this packet.
+        return if p.holds(s) { let_out(ctx, s.policy) } else { DROP };
     }
     bump(STAT_BACKSTOP_DROPPED);
     DROP
