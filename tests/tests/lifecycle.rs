@@ -272,6 +272,27 @@ fn a_pinned_map_of_another_layout_stops_the_agent_with_what_differs() {
     e.lab.tcp("198.51.100.10", 443).assert_ok("allowed traffic flows");
 }
 
+/// An agent upgraded from a version that attached `rf_sockops` removes that version's pinned
+/// link once its own programs are attached. (Stand-in: the sock_create link pinned a second time
+/// under the retired name, so the test needs no program of the old version.)
+#[test]
+fn an_upgrade_removes_the_links_of_retired_programs() {
+    use aya::programs::links::{FdLink, PinnedLink};
+    let mut e = Enforced::start("retired", &[443], &reload_policy(0));
+    e.agent.as_mut().expect("agent").terminate();
+    let links = e.bpffs().join("links");
+    let retired = links.join("rf_sockops");
+    let link: FdLink =
+        PinnedLink::from_pin(links.join("rf_sock_create")).expect("the pinned sock_create link").into();
+    drop(link.pin(&retired).expect("pin it under the retired name"));
+    let started = e.start_agent().wait_for_message("detached a link an earlier version attached", WAIT);
+    assert_eq!(started["link"], "rf_sockops", "{started}");
+    assert!(!retired.exists(), "the retired link is unpinned: {}", retired.display());
+    e.agent().wait_for_message("enforcing", WAIT);
+    e.lab.tcp("203.0.113.5", 443).assert_eperm("enforced by the upgraded agent");
+    e.lab.tcp("198.51.100.10", 443).assert_ok("allowed traffic flows");
+}
+
 #[test]
 fn full_ring_buffer_never_changes_a_verdict() {
     let mut e = Enforced::start("ringfull", &[443], &reload_policy(0));
