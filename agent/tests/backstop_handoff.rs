@@ -5,16 +5,18 @@
 //! middle of a process-context run, another task on a preemptible kernel), the packet is
 //! dropped, never decided on another packet's details.
 //!
+//! The same way: a policy with budgets never lets a packet out past a missing budget program.
+//!
 //! Needs root (BPF and a bpf filesystem), like the privileged tests.
 use aya::{
-    maps::{Array, PerCpuArray, PerCpuValues},
+    maps::{Array, PerCpuArray, PerCpuValues, ProgramArray},
     programs::{CgroupSkb, TestRun, TestRunOptions},
     util::nr_cpus,
     Ebpf,
 };
 use ringfence_common::{
-    table_id, PolicyConfig, SkbScratch, ACTION_ALLOW, CB_TICKET, CONFIG_MAP, DEFAULT_POLICY, DIR_EGRESS,
-    SKB_EGRESS, SKB_VERDICT4,
+    table_id, BudgetConfig, PolicyConfig, SkbScratch, ACTION_ALLOW, BUDGET_CONFIG_MAP, CB_TICKET, CONFIG_MAP,
+    DEFAULT_POLICY, DIR_EGRESS, SKB_EGRESS, SKB_TAILS_MAP, SKB_TAIL_VERDICT4, SKB_VERDICT4,
 };
 use ringfence_tests::Bpffs;
 
@@ -68,23 +70,28 @@ fn run(ebpf: &mut Ebpf, name: &str, packet: &[u8], ctx_in: &[u8; SKB_CTX]) -> (u
     (r.return_value, ctx_out)
 }
 
+/// The embedded object loaded on a private bpf filesystem, its node default policy allowing
+/// everything (so a decided packet passes).
+fn allow_all(bpffs: &Bpffs) -> Ebpf {
+    if !nix::unistd::Uid::effective().is_root() {
+        panic!("needs root (BPF programs and a bpf filesystem): run with `cargo xtask test`");
+    }
+    let mut ebpf = ringfence_agent::bpf::load(bpffs.path()).expect("load the embedded object");
+    let mut cfg: Array<_, PolicyConfig> =
+        ebpf.map_mut(CONFIG_MAP).expect("policy configs").try_into().expect("array");
+    let allow = PolicyConfig { default_action: ACTION_ALLOW, generation: 1, ..Default::default() };
+    cfg.set(table_id(DEFAULT_POLICY, 0, DIR_EGRESS), allow, 0).expect("write the policy config");
+    ebpf
+}
+
 fn records(ebpf: &mut Ebpf) -> PerCpuArray<&mut aya::maps::MapData, SkbScratch> {
     ebpf.map_mut("RF_SKB_SCRATCH").expect("RF_SKB_SCRATCH").try_into().expect("per-CPU array")
 }
 
 #[test]
 fn a_tail_call_decides_only_the_record_its_packet_claimed() {
-    if !nix::unistd::Uid::effective().is_root() {
-        panic!("needs root (BPF programs and a bpf filesystem): run with `cargo xtask test`");
-    }
     let bpffs = Bpffs::new();
-    let mut ebpf = ringfence_agent::bpf::load(bpffs.path()).expect("load the embedded object");
-    // The node default policy allows everything, so a decided packet passes.
-    let table = table_id(DEFAULT_POLICY, 0, DIR_EGRESS);
-    let mut cfg: Array<_, PolicyConfig> =
-        ebpf.map_mut(CONFIG_MAP).expect("policy configs").try_into().expect("array");
-    let allow = PolicyConfig { default_action: ACTION_ALLOW, generation: 1, ..Default::default() };
-    cfg.set(table, allow, 0).expect("write the policy config");
+    let mut ebpf = allow_all(&bpffs);
     let cpus = nr_cpus().expect("CPU count");
     let before = SkbScratch { seq: 41, ..Default::default() };
     records(&mut ebpf).set(0, PerCpuValues::try_from(vec![before; cpus]).expect("values"), 0).expect("set");
@@ -92,7 +99,10 @@ fn a_tail_call_decides_only_the_record_its_packet_claimed() {
     // The entry program misses the verdict cache and hands the packet off: it claims the record
     // of the CPU it ran on (seq 41 -> 42) and puts the ticket in the packet's control block.
     let packet = syn();
-    let (_, after_entry) = run(&mut ebpf, SKB_EGRESS, &packet, &[0; SKB_CTX]);
+    // Its tail-call slots are empty here, so the hand-off fails and the packet is dropped: the
+    // backstop fails closed.
+    let (verdict, after_entry) = run(&mut ebpf, SKB_EGRESS, &packet, &[0; SKB_CTX]);
+    assert_eq!(verdict, 0, "a failed tail call drops the packet");
     let ticket = cb(&after_entry, CB_TICKET);
     assert_eq!(ticket, 42, "the entry took the next ticket");
     let all = records(&mut ebpf).get(&0, 0).expect("read the records");
@@ -113,4 +123,32 @@ fn a_tail_call_decides_only_the_record_its_packet_claimed() {
         .expect("set");
     let (verdict, _) = run(&mut ebpf, SKB_VERDICT4, &packet, &after_entry);
     assert_eq!(verdict, 0, "a tail call must not decide a packet on a record another packet claimed");
+}
+
+/// Under a policy with exfiltration budgets the backstop lets a packet out only through the
+/// budget program (a tail call): with that slot empty the allowed packet is dropped, not let out
+/// uncounted. Without budgets the same packet passes.
+#[test]
+fn a_missing_budget_program_drops_what_the_policy_allows() {
+    let bpffs = Bpffs::new();
+    let mut ebpf = allow_all(&bpffs);
+    let verdict4 = {
+        let prog: &mut CgroupSkb =
+            ebpf.program_mut(SKB_VERDICT4).expect("verdict program").try_into().expect("skb");
+        prog.load().expect("load the verdict program");
+        prog.fd().expect("fd").try_clone().expect("dup")
+    };
+    let mut tails: ProgramArray<_> =
+        ebpf.map_mut(SKB_TAILS_MAP).expect("tail calls").try_into().expect("array");
+    tails.set(SKB_TAIL_VERDICT4, &verdict4, 0).expect("fill the verdict slot only");
+    let packet = syn();
+    let (verdict, _) = run(&mut ebpf, SKB_EGRESS, &packet, &[0; SKB_CTX]);
+    assert_eq!(verdict, 1, "entry -> verdict: the allowed packet is let out");
+
+    let table = table_id(DEFAULT_POLICY, 0, DIR_EGRESS);
+    let mut budgets: Array<_, BudgetConfig> =
+        ebpf.map_mut(BUDGET_CONFIG_MAP).expect("budget configs").try_into().expect("array");
+    budgets.set(table, BudgetConfig { enabled: 1, ..Default::default() }, 0).expect("enable budgets");
+    let (verdict, _) = run(&mut ebpf, SKB_EGRESS, &packet, &[0; SKB_CTX]);
+    assert_eq!(verdict, 0, "with budgets and no budget program the backstop fails closed");
 }
