@@ -163,6 +163,49 @@ fn an_inbound_ping_from_a_denied_host_opens_nothing_but_its_reply() {
     rig.assert_blocked(Some(NOBODY), |m| args_of(&["escape", "ping", DENIED4, "0", "--marker", m]));
 }
 
+impl Rig {
+    /// `escape srr-accepted` in `cgroup` (the enforced one by default) on `port`, with the world
+    /// connecting in until the probe took its connection; returns the probe's JSON line.
+    fn accepted(&self, cgroup: Option<&TestCgroup>, port: u16, marker: &str, via: Option<&str>) -> Value {
+        let cg = cgroup.unwrap_or(self.e.lab.cgroup());
+        let mut args = args_of(&["escape", "srr-accepted", "0.0.0.0", &port.to_string(), "--marker", marker]);
+        if let Some(hop) = via {
+            args.extend(args_of(&["--via", hop]));
+        }
+        let mut child =
+            self.e.lab.node_command_in(cg, probe_bin()).args(&args).stdout(Stdio::piped()).spawn();
+        let child = child.as_mut().expect("spawn lab-probe");
+        let deadline = std::time::Instant::now() + SEEN;
+        while child.try_wait().expect("wait for lab-probe").is_none() {
+            assert!(std::time::Instant::now() < deadline, "lab-probe took no connection on {port}");
+            let _ = self.e.lab.world_probe(&["tcp", NODE_V4, &port.to_string(), "--timeout-ms", "500"]);
+        }
+        let mut text = String::new();
+        std::io::Read::read_to_string(child.stdout.as_mut().expect("stdout"), &mut text).expect("read");
+        serde_json::from_str(text.lines().last().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{e}: {text}"))
+    }
+}
+
+/// A connection the remote side opened is a reply, which the backstop passes, unless the
+/// workload gives it IP options: an accepted socket source-routed (LSRR) through a denied host
+/// meets the full verdict and nothing of it leaves, while the same socket without the option
+/// answers, and the same attempt from an unenforced sibling cgroup crosses the wire.
+#[test]
+fn an_accepted_connection_cannot_source_route_its_replies() {
+    let rig = Rig::start("iso-acc", false, "");
+    let cap = Capture::start(&rig.e.lab, &["rf-acc-plain-", "rf-acc-bad-", "rf-acc-ctl-"]);
+    let plain = rig.accepted(None, 7101, "rf-acc-plain-", None);
+    assert!(plain["sent"].as_u64().unwrap_or(0) > 0, "{plain}");
+    cap.wait_for("rf-acc-plain-", 1, SEEN);
+    let bad = rig.accepted(None, 7102, "rf-acc-bad-", Some(DENIED4));
+    assert_eq!(bad["setup"], "ok", "the option is set (the workload is root): {bad}");
+    let ctl = rig.accepted(Some(&rig.sibling), 7103, "rf-acc-ctl-", Some(DENIED4));
+    assert!(ctl["sent"].as_u64().unwrap_or(0) > 0 && ctl["setup"] == "ok", "{ctl}");
+    cap.wait_for("rf-acc-ctl-", 1, SEEN);
+    assert_eq!(cap.count("rf-acc-bad-"), 0, "a source-routed reply crossed the wire: {bad}");
+}
+
 /// Raw IP sockets are refused by default (`rawSockets: deny`), unprivileged attempts included.
 fn raw_sockets_refused(packet_path: bool) {
     let name = if packet_path { "iso-raw-pp" } else { "iso-raw" };

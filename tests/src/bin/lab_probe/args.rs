@@ -11,7 +11,7 @@ pub const USAGE: &str = "usage:
                    [--timeout-ms T] [--reuse listener|accepted PORT]
   lab-probe udp ADDR PORT [--connect] [--timeout-ms T] [--bind LOCAL]
   lab-probe raw ADDR PORT [--count N]
-  lab-probe escape rthdr-udp|rthdr-tfo|srr-opt|srr-cmsg|ping|raw-udp|raw-icmp|raw-hdrincl ADDR PORT
+  lab-probe escape rthdr-udp|rthdr-tfo|srr-opt|srr-cmsg|srr-accepted|ping|raw-udp|raw-icmp|raw-hdrincl ADDR PORT
                    --marker M [--via HOP]... [--iface IF] [--count N]
   lab-probe frames ip|vlan|nonip IFACE ADDR PORT --marker M [--bypass] [--count N] [--wait-stdin]
   lab-probe capture IFACE --marker M...

@@ -6,6 +6,9 @@
 //!   in the SYN (the node namespace needs `net.ipv4.tcp_fastopen=5`).
 //! * `srr-opt`, `srr-cmsg`: an IPv4 loose source route (LSRR) through the `--via` hops, set with
 //!   `IP_OPTIONS` or per message with an `IP_RETOPTS` control message.
+//! * `srr-accepted`: a TCP connection the remote side opened: listens on ADDR:PORT, accepts one
+//!   connection, gives the accepted socket an LSRR through the `--via` hops (`IP_OPTIONS`; none
+//!   without `--via`) and writes the marker to the peer, as if it were a reply.
 //! * `ping`: an ICMP/ICMPv6 echo request from a ping socket (SOCK_DGRAM).
 //! * `raw-udp`, `raw-icmp`, `raw-hdrincl`: raw IPv4/IPv6 sockets (UDP payload, echo request,
 //!   a whole IPv4 header with IP_HDRINCL); `--iface IF` binds to a device and allows broadcast.
@@ -213,8 +216,45 @@ struct Attempt<'a> {
     count: u32,
 }
 
+/// `srr-accepted`: accepts one connection on `addr:port` (for up to 10 s), source-routes the
+/// accepted socket through the IPv4 `via` hops and writes the marker `count` times.
+fn accepted(a: &Attempt) -> Outcome {
+    let mut out = Outcome { setup: "ok".into(), ..Outcome::default() };
+    let Some(listener) = socket(a.addr, libc::SOCK_STREAM, 0, &mut out) else { return out };
+    let listening = listener
+        .set_reuse_address(true)
+        .and_then(|()| listener.bind(&SocketAddr::new(a.addr, a.port).into()))
+        .and_then(|()| listener.listen(1))
+        .and_then(|()| listener.set_read_timeout(Some(std::time::Duration::from_secs(10))));
+    if listening.is_err() {
+        out.setup = status(listening);
+        return out;
+    }
+    let sock = match listener.accept() {
+        Ok((sock, _)) => sock,
+        Err(e) => {
+            out.setup = format!("accept: {}", errno_name(errno(&e)));
+            return out;
+        }
+    };
+    let hops: Vec<Ipv4Addr> =
+        a.via.iter().filter_map(|h| if let IpAddr::V4(h) = h { Some(*h) } else { None }).collect();
+    if !hops.is_empty() {
+        out.setup = status(setopt(&sock, libc::IPPROTO_IP, IP_OPTIONS, &lsrr(&hops)));
+    }
+    for _ in 0..a.count {
+        out.record(sock.send(a.marker));
+    }
+    // Let the segments leave before the socket closes.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    out
+}
+
 /// Runs one attempt; returns its outcome.
 fn attempt(a: &Attempt) -> Outcome {
+    if a.kind == "srr-accepted" {
+        return accepted(a);
+    }
     let Attempt { kind, addr, port, via, iface, from, marker, count } = *a;
     let mut out = Outcome { setup: "ok".into(), ..Outcome::default() };
     let v6 = addr.is_ipv6();
