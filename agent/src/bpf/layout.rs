@@ -7,7 +7,7 @@
 //! ([`replace_unclonable_skcache`]).
 use std::{fs, path::Path};
 
-use aya::maps::MapInfo;
+use aya::maps::{MapInfo, MapType};
 use aya_obj::{generated::bpf_map_type::BPF_MAP_TYPE_RINGBUF, maps::PinningType, Object};
 use ringfence_common::{SKCACHE_FLAGS, SKCACHE_MAP};
 use tracing::warn;
@@ -95,8 +95,9 @@ pub fn replace_unclonable_skcache(bpffs: &Path) -> Result<(), AgentError> {
     if !pin.exists() {
         return Ok(());
     }
-    let flags = MapInfo::from_pin(&pin).map_err(bpf_error)?.map_flags();
-    if flags != SKCACHE_FLAGS & !CLONE {
+    let info = MapInfo::from_pin(&pin).map_err(bpf_error)?;
+    let flags = info.map_flags();
+    if !matches!(info.map_type(), Ok(MapType::SkStorage)) || flags != SKCACHE_FLAGS & !CLONE {
         // This version's map, or something the layout check reports.
         return Ok(());
     }
