@@ -88,13 +88,18 @@ fn records(ebpf: &mut Ebpf) -> PerCpuArray<&mut aya::maps::MapData, SkbScratch> 
     ebpf.map_mut("RF_SKB_SCRATCH").expect("RF_SKB_SCRATCH").try_into().expect("per-CPU array")
 }
 
+/// Every CPU's record set to `r`.
+fn set_records(ebpf: &mut Ebpf, r: SkbScratch) {
+    let cpus = nr_cpus().expect("CPU count");
+    let values = PerCpuValues::try_from(vec![r; cpus]).expect("values");
+    records(ebpf).set(0, values, 0).expect("set the records");
+}
+
 #[test]
 fn a_tail_call_decides_only_the_record_its_packet_claimed() {
     let bpffs = Bpffs::new();
     let mut ebpf = allow_all(&bpffs);
-    let cpus = nr_cpus().expect("CPU count");
-    let before = SkbScratch { seq: 41, ..Default::default() };
-    records(&mut ebpf).set(0, PerCpuValues::try_from(vec![before; cpus]).expect("values"), 0).expect("set");
+    set_records(&mut ebpf, SkbScratch { seq: 41, ..Default::default() });
 
     // The entry program misses the verdict cache and hands the packet off: it claims the record
     // of the CPU it ran on (seq 41 -> 42) and puts the ticket in the packet's control block.
@@ -112,15 +117,12 @@ fn a_tail_call_decides_only_the_record_its_packet_claimed() {
     assert_eq!((record.count, record.family, &record.addrs[0][..4]), (1, 4, &DEST[..]), "{record:?}");
 
     // The tail call with that ticket decides the packet (allowed: let out).
-    records(&mut ebpf).set(0, PerCpuValues::try_from(vec![record; cpus]).expect("values"), 0).expect("set");
+    set_records(&mut ebpf, record);
     let (verdict, _) = run(&mut ebpf, SKB_VERDICT4, &packet, &after_entry);
     assert_eq!(verdict, 1, "the packet that claimed the record is decided on it and let out");
 
     // Another packet claimed the record since (the ticket moved on): this one is dropped.
-    let reclaimed = SkbScratch { seq: ticket + 1, ..record };
-    records(&mut ebpf)
-        .set(0, PerCpuValues::try_from(vec![reclaimed; cpus]).expect("values"), 0)
-        .expect("set");
+    set_records(&mut ebpf, SkbScratch { seq: ticket + 1, ..record });
     let (verdict, _) = run(&mut ebpf, SKB_VERDICT4, &packet, &after_entry);
     assert_eq!(verdict, 0, "a tail call must not decide a packet on a record another packet claimed");
 }

@@ -9,7 +9,7 @@ use std::{fs, path::Path};
 
 use aya::maps::{MapInfo, MapType};
 use aya_obj::{generated::bpf_map_type::BPF_MAP_TYPE_RINGBUF, maps::PinningType, Object};
-use ringfence_common::{SKCACHE_FLAGS, SKCACHE_MAP};
+use ringfence_common::{BPF_F_CLONE, SKCACHE_FLAGS, SKCACHE_MAP};
 use tracing::warn;
 
 use super::object::{bpf_error, EBPF_OBJECT};
@@ -97,7 +97,7 @@ pub fn replace_unclonable_skcache(bpffs: &Path) -> Result<(), AgentError> {
     }
     let info = MapInfo::from_pin(&pin).map_err(bpf_error)?;
     let flags = info.map_flags();
-    if !matches!(info.map_type(), Ok(MapType::SkStorage)) || flags != SKCACHE_FLAGS & !CLONE {
+    if !matches!(info.map_type(), Ok(MapType::SkStorage)) || flags != SKCACHE_FLAGS & !BPF_F_CLONE {
         // This version's map, or something the layout check reports.
         return Ok(());
     }
@@ -108,6 +108,3 @@ pub fn replace_unclonable_skcache(bpffs: &Path) -> Result<(), AgentError> {
     );
     Ok(())
 }
-
-/// `BPF_F_CLONE`.
-const CLONE: u32 = 1 << 9;

@@ -238,7 +238,10 @@ pub const SKCACHE_MAP: &str = "RF_SKCACHE";
 /// [`SKCACHE_MAP`]'s map flags: `BPF_F_NO_PREALLOC` (required of socket storage) and
 /// `BPF_F_CLONE`, so a socket accepted from a listener inherits the listener's storage (its
 /// passive-open mark). A pinned map without `BPF_F_CLONE` (an earlier version's) is replaced.
-pub const SKCACHE_FLAGS: u32 = 1 | (1 << 9);
+pub const SKCACHE_FLAGS: u32 = BPF_F_NO_PREALLOC | BPF_F_CLONE;
+/// The kernel's map flags (`include/uapi/linux/bpf.h`) that [`SKCACHE_FLAGS`] is made of.
+pub const BPF_F_NO_PREALLOC: u32 = 1;
+pub const BPF_F_CLONE: u32 = 1 << 9;
 /// LRU hash of [`crate::AllowedKey`] -> [`crate::AllowedValue`] (the policy generation):
 /// destinations a policy table allowed, so the backstop passes their packets without deciding again. A cache: an
 /// evicted or stale entry costs a full verdict, never a wrong one.

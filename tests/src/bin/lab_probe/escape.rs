@@ -216,6 +216,11 @@ struct Attempt<'a> {
     count: u32,
 }
 
+/// The IPv4 hops of `via`.
+fn v4_hops(via: &[IpAddr]) -> Vec<Ipv4Addr> {
+    via.iter().filter_map(|h| if let IpAddr::V4(a) = h { Some(*a) } else { None }).collect()
+}
+
 /// `srr-accepted`: accepts one connection on `addr:port` (for up to 10 s), source-routes the
 /// accepted socket through the IPv4 `via` hops and writes the marker `count` times.
 fn accepted(a: &Attempt) -> Outcome {
@@ -237,8 +242,7 @@ fn accepted(a: &Attempt) -> Outcome {
             return out;
         }
     };
-    let hops: Vec<Ipv4Addr> =
-        a.via.iter().filter_map(|h| if let IpAddr::V4(h) = h { Some(*h) } else { None }).collect();
+    let hops = v4_hops(a.via);
     if !hops.is_empty() {
         out.setup = status(setopt(&sock, libc::IPPROTO_IP, IP_OPTIONS, &lsrr(&hops)));
     }
@@ -278,8 +282,7 @@ fn attempt(a: &Attempt) -> Outcome {
     }
     let v6_hops: Vec<Ipv6Addr> =
         via.iter().filter_map(|h| if let IpAddr::V6(a) = h { Some(*a) } else { None }).collect();
-    let v4_hops: Vec<Ipv4Addr> =
-        via.iter().filter_map(|h| if let IpAddr::V4(a) = h { Some(*a) } else { None }).collect();
+    let v4_hops = v4_hops(via);
     let r = match kind {
         "rthdr-udp" | "rthdr-tfo" => setopt(&sock, libc::IPPROTO_IPV6, IPV6_RTHDR, &srh(&v6_hops)),
         "srr-opt" => setopt(&sock, libc::IPPROTO_IP, IP_OPTIONS, &lsrr(&v4_hops)),

@@ -6,14 +6,14 @@
 //!   listener back to CLOSE) and connects that same socket out;
 //! - `accepted`: the accepted socket itself is disconnected (`connect(AF_UNSPEC)`) and
 //!   connected out.
-use std::io::{self, Write};
+use std::io;
 use std::net::{Shutdown, SocketAddr, SocketAddrV4, TcpStream};
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{json, Value};
 use socket2::{Domain, Socket, Type};
 
-use crate::{parse_num, usage};
+use crate::{escape::check, parse_num, usage};
 
 /// Which socket is reused.
 #[derive(Clone, Copy)]
@@ -33,14 +33,14 @@ impl Reuse {
     }
 }
 
-fn say(line: serde_json::Value) {
-    let mut out = io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
-}
-
-/// Takes one connection in as `reuse` says, then connects the chosen socket to `sa`.
-pub fn connect(reuse: Reuse, sa: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+/// Takes one connection in as `reuse` says (reporting each step through `say`), then connects
+/// the chosen socket to `sa`.
+pub fn connect(
+    reuse: Reuse,
+    sa: SocketAddr,
+    timeout: Duration,
+    say: impl Fn(Value),
+) -> io::Result<TcpStream> {
     let (Reuse::Listener(port) | Reuse::Accepted(port)) = reuse;
     let listener = Socket::new(Domain::IPV4, Type::STREAM, None)?;
     listener.set_reuse_address(true)?;
@@ -68,14 +68,10 @@ pub fn connect(reuse: Reuse, sa: SocketAddr, timeout: Duration) -> io::Result<Tc
 fn disconnect(s: &Socket) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     // SAFETY: a zeroed sockaddr with family AF_UNSPEC, its size, and an open socket.
-    let rc = unsafe {
+    check(unsafe {
         let mut sa: libc::sockaddr = std::mem::zeroed();
         sa.sa_family = libc::AF_UNSPEC as libc::sa_family_t;
         libc::connect(s.as_raw_fd(), &sa, std::mem::size_of::<libc::sockaddr>() as libc::socklen_t)
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    })
+    .map(drop)
 }

@@ -120,7 +120,7 @@ fn wait_writable(s: &TcpStream, limit: Duration) -> io::Result<()> {
 pub fn main(args: &mut Args) -> i32 {
     let o = parse(args);
     let connected = match o.reuse {
-        Some(r) => reuse::connect(r, o.sa, o.timeout),
+        Some(r) => reuse::connect(r, o.sa, o.timeout, emit),
         None => TcpStream::connect_timeout(&o.sa, o.timeout),
     };
     let mut s = match connected {
